@@ -1,0 +1,35 @@
+# Quick start: `make demo` runs the system locally, `make test` runs the whole test suite.
+# Both run scripts/bootstrap.sh first, which installs everything needed on a fresh Debian machine.
+
+VENV := .venv/bin
+UV := .tools/uv/bin/uv
+
+.PHONY: setup demo test lint typecheck pytest format lock bench clean
+
+setup:
+	@scripts/bootstrap.sh
+
+demo: setup
+	$(VENV)/python scripts/demo.py
+
+test: setup lint typecheck pytest
+
+lint:
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+
+typecheck:
+	$(VENV)/mypy
+
+pytest:
+	$(VENV)/pytest $(PYTEST_ARGS)
+
+format: setup
+	$(VENV)/ruff check --fix .
+	$(VENV)/ruff format .
+
+lock:
+	UV_PYTHON_DOWNLOADS=never $(UV) lock --python python3.11
+
+clean:
+	rm -rf .venv .tools .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,29 @@
+"""The wire contract shared by the SendPost agent and platform.
+
+Only the standard library is used here: the agent installs this package without any of the
+platform's dependencies.
+"""
+
+from sendpost_wire.events import AGENT_EVENT_TYPES, AgentEventType, EventType
+from sendpost_wire.schema import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_EVENTS,
+    AgentEvent,
+    BatchError,
+    FieldError,
+    parse_batch,
+    validate_event,
+)
+
+__all__ = [
+    "AGENT_EVENT_TYPES",
+    "MAX_BATCH_BYTES",
+    "MAX_BATCH_EVENTS",
+    "AgentEvent",
+    "AgentEventType",
+    "BatchError",
+    "EventType",
+    "FieldError",
+    "parse_batch",
+    "validate_event",
+]

@@ -1,0 +1,206 @@
+"""The agent event schema and the ingestion batch format, with validation.
+
+A batch is ``{"events": [event, ...]}``. Each event needs ``message_id`` (a UUID) and
+``event_type`` (one of :data:`AGENT_EVENT_TYPES`); ``timestamp`` is RFC 3339 when present;
+``smtp_code`` is an integer 200–599; ``smtp_description``, ``recipient``, ``event_id``,
+``enhanced_status``, ``smtp_command`` and ``queue_id`` are optional strings. Unknown fields are
+ignored. Validation never raises on bad input: it returns the list of problems, each naming the
+event index and the field, so that the platform can answer 400 with all of them at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from sendpost_wire.events import AGENT_EVENT_TYPES
+
+MAX_BATCH_EVENTS = 1000
+MAX_BATCH_BYTES = 1024 * 1024
+
+_ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}$")
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+_MAX_TEXT = 10_000
+_OPTIONAL_TEXT = ("event_id", "smtp_command", "queue_id")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AgentEvent:
+    """One validated agent event, normalised (UUID lower-case, timestamp timezone-aware UTC)."""
+
+    message_id: str
+    event_type: str
+    timestamp: dt.datetime | None = None
+    smtp_code: int | None = None
+    smtp_description: str | None = None
+    recipient: str | None = None
+    event_id: str | None = None
+    enhanced_status: str | None = None
+    smtp_command: str | None = None
+    queue_id: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON object for this event, without absent optional fields."""
+        out: dict[str, Any] = {"message_id": self.message_id, "event_type": self.event_type}
+        for field in dataclasses.fields(self)[2:]:
+            value = getattr(self, field.name)
+            if value is None:
+                continue
+            if isinstance(value, dt.datetime):
+                value = format_timestamp(value)
+            out[field.name] = value
+        return out
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FieldError:
+    """One problem with one field of one event (``index`` is None for the batch itself)."""
+
+    index: int | None
+    field: str
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "field": self.field, "message": self.message}
+
+
+class BatchError(ValueError):
+    """A batch that cannot be accepted; ``errors`` names every problem found."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__("; ".join(f"{e.index}.{e.field}: {e.message}" for e in errors))
+        self.errors = errors
+
+
+def format_timestamp(value: dt.datetime) -> str:
+    """RFC 3339 in UTC with a ``Z`` suffix, microseconds only when present."""
+    value = value.astimezone(dt.UTC)
+    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    if value.microsecond:
+        text += f".{value.microsecond:06d}"
+    return text + "Z"
+
+
+def parse_timestamp(text: str) -> dt.datetime | None:
+    """Parse an RFC 3339 timestamp (offset required) to an aware datetime, or None if invalid."""
+    if not _RFC3339.match(text):
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        return None
+    return value.astimezone(dt.UTC)
+
+
+def _text(raw: Mapping[str, Any], name: str, index: int, errors: list[FieldError]) -> str | None:
+    value = raw.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        errors.append(FieldError(index, name, "must be a string"))
+        return None
+    if len(value) > _MAX_TEXT:
+        errors.append(FieldError(index, name, f"longer than {_MAX_TEXT} characters"))
+        return None
+    return value
+
+
+def validate_event(raw: object, index: int) -> AgentEvent | list[FieldError]:
+    """Validate one event object; returns the event, or every problem found in it."""
+    if not isinstance(raw, Mapping):
+        return [FieldError(index, "", "event must be a JSON object")]
+    errors: list[FieldError] = []
+
+    message_id = raw.get("message_id")
+    parsed_id: str | None = None
+    if message_id is None:
+        errors.append(FieldError(index, "message_id", "is required"))
+    elif not isinstance(message_id, str):
+        errors.append(FieldError(index, "message_id", "must be a UUID string"))
+    else:
+        try:
+            parsed_id = str(uuid.UUID(message_id))
+        except ValueError:
+            errors.append(FieldError(index, "message_id", f"not a UUID: {message_id[:80]!r}"))
+
+    event_type = raw.get("event_type")
+    if event_type is None:
+        errors.append(FieldError(index, "event_type", "is required"))
+    elif event_type not in AGENT_EVENT_TYPES:
+        allowed = ", ".join(sorted(AGENT_EVENT_TYPES))
+        errors.append(FieldError(index, "event_type", f"must be one of {allowed}"))
+
+    timestamp: dt.datetime | None = None
+    raw_ts = raw.get("timestamp")
+    if raw_ts is not None:
+        if not isinstance(raw_ts, str):
+            errors.append(FieldError(index, "timestamp", "must be an RFC 3339 string"))
+        else:
+            timestamp = parse_timestamp(raw_ts)
+            if timestamp is None:
+                errors.append(FieldError(index, "timestamp", f"not RFC 3339: {raw_ts[:80]!r}"))
+
+    smtp_code = raw.get("smtp_code")
+    if smtp_code is not None and (
+        isinstance(smtp_code, bool) or not isinstance(smtp_code, int) or not 200 <= smtp_code <= 599
+    ):
+        errors.append(FieldError(index, "smtp_code", "must be an integer from 200 to 599"))
+        smtp_code = None
+
+    description = _text(raw, "smtp_description", index, errors)
+    recipient = _text(raw, "recipient", index, errors)
+    if recipient is not None and "@" not in recipient:
+        errors.append(FieldError(index, "recipient", "must be an email address"))
+    enhanced = _text(raw, "enhanced_status", index, errors)
+    if enhanced is not None and not _ENHANCED.match(enhanced):
+        errors.append(FieldError(index, "enhanced_status", "must look like 5.1.1"))
+    extras = {name: _text(raw, name, index, errors) for name in _OPTIONAL_TEXT}
+
+    if errors or parsed_id is None or not isinstance(event_type, str):
+        return errors
+    return AgentEvent(
+        message_id=parsed_id,
+        event_type=event_type,
+        timestamp=timestamp,
+        smtp_code=smtp_code,
+        smtp_description=description,
+        recipient=recipient,
+        enhanced_status=enhanced,
+        **extras,
+    )
+
+
+def parse_batch(body: bytes) -> list[AgentEvent]:
+    """Decode and validate a whole ingestion body; raises :class:`BatchError` naming each problem.
+
+    The size limits are the caller's to enforce before calling (they map to 413, not 400).
+    """
+    if not body.strip():
+        raise BatchError([FieldError(None, "", "empty body")])
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BatchError([FieldError(None, "", f"malformed JSON: {exc}")]) from None
+    if not isinstance(doc, dict):
+        raise BatchError([FieldError(None, "", "body must be a JSON object")])
+    raw_events = doc.get("events")
+    if not isinstance(raw_events, list):
+        raise BatchError([FieldError(None, "events", "must be a list of events")])
+    if not raw_events:
+        raise BatchError([FieldError(None, "events", "no events")])
+    events: list[AgentEvent] = []
+    errors: list[FieldError] = []
+    for index, raw in enumerate(raw_events):
+        result = validate_event(raw, index)
+        if isinstance(result, list):
+            errors.extend(result)
+        else:
+            events.append(result)
+    if errors:
+        raise BatchError(errors)
+    return events

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Set up everything the project needs on a fresh Debian machine with Python 3.11:
+#   - the Debian packages the demo and the tests use (Postfix, pflogsumm, swaks), via apt-get;
+#   - uv (pinned) in .tools/uv, then .venv from uv.lock with both deployables installed.
+# Safe to run again: each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+UV_VERSION=0.13.9
+APT_PACKAGES=(postfix pflogsumm swaks)
+
+say() { printf '[bootstrap] %s\n' "$*"; }
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+    sudo_cmd=()
+    if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
+    say "installing Debian packages: ${missing[*]}"
+    # "No configuration" keeps the system Postfix stopped; the project runs its own instances.
+    echo "postfix postfix/main_mailer_type select No configuration" | "${sudo_cmd[@]}" debconf-set-selections
+    if [[ ! -d /var/lib/apt/lists/partial ]] || [[ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v -e partial -e lock)" ]]; then
+        "${sudo_cmd[@]}" apt-get update -qq
+    fi
+    if ! DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null; then
+        "${sudo_cmd[@]}" apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+fi
+
+if [[ ! -x .tools/uv/bin/uv ]] || [[ "$(.tools/uv/bin/uv --version | cut -d' ' -f2)" != "$UV_VERSION" ]]; then
+    say "installing uv $UV_VERSION into .tools/uv"
+    rm -rf .tools/uv
+    python3.11 -m venv .tools/uv
+    .tools/uv/bin/pip install -q --disable-pip-version-check "uv==$UV_VERSION"
+fi
+
+export UV_PYTHON_DOWNLOADS=never
+.tools/uv/bin/uv sync --quiet --frozen --all-packages --python python3.11

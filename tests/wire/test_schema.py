@@ -1,0 +1,88 @@
+"""The ingestion batch format: what is accepted, and how each problem is named."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sendpost_wire import AgentEvent, BatchError, EventType, parse_batch, validate_event
+
+UUID = "8f1c2b3a-4d5e-4f60-8a7b-9c0d1e2f3a4b"
+
+
+def test_event_type_ids_are_the_contract() -> None:
+    """IDs 58–68 map to the names in SPEC.md, in order."""
+    expected = [
+        "CSProcessed", "CSSent", "CSDelivered", "CSDeferred", "CSDropped", "CSHardBounced",
+        "CSSoftBounced", "CSOpen", "CSClick", "CSSpamReport", "CSUnsubscribe",
+    ]  # fmt: skip
+    assert expected == [EventType(i).name for i in range(58, 69)]
+
+
+def test_full_event_round_trips() -> None:
+    """Every optional field survives validation and comes back out in to_wire()."""
+    raw = {
+        "message_id": UUID.upper(),
+        "event_type": "bounced",
+        "timestamp": "2026-02-19T13:00:00.5+01:00",
+        "smtp_code": 550,
+        "smtp_description": "5.1.1 user unknown",
+        "recipient": "user@example.com",
+        "event_id": "abc",
+        "enhanced_status": "5.1.1",
+        "smtp_command": "RCPT TO",
+        "queue_id": "4PbCb40W49z3tG3",
+        "unknown_field": "ignored",
+    }
+    event = validate_event(raw, 0)
+    assert isinstance(event, AgentEvent)
+    assert dt.datetime(2026, 2, 19, 12, 0, 0, 500000, tzinfo=dt.UTC) == event.timestamp
+    wire = event.to_wire()
+    assert wire["message_id"] == UUID
+    assert wire["timestamp"] == "2026-02-19T12:00:00.500000Z"
+    assert "unknown_field" not in wire
+
+
+def test_every_bad_field_is_named_with_its_index() -> None:
+    """A batch with several bad events is refused whole, each problem named by index and field."""
+    body = json.dumps(
+        {
+            "events": [
+                {"message_id": UUID, "event_type": "delivered"},
+                {"message_id": "nope", "event_type": "opened"},
+                {"event_type": "delivered", "timestamp": "yesterday", "smtp_code": 99},
+            ]
+        }
+    ).encode()
+    with pytest.raises(BatchError) as info:
+        parse_batch(body)
+    named = {(e.index, e.field) for e in info.value.errors}
+    expected = {(1, "message_id"), (1, "event_type"), (2, "message_id"), (2, "timestamp"),
+                (2, "smtp_code")}  # fmt: skip
+    assert expected == named
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [(b"", ""), (b"{", ""), (b"[]", ""), (b'{"events": []}', "events"), (b'{"x": 1}', "events")],
+)
+def test_malformed_bodies_are_refused(body: bytes, field: str) -> None:
+    """Empty, malformed and event-less bodies each give one batch-level error."""
+    with pytest.raises(BatchError) as info:
+        parse_batch(body)
+    assert [(None, field)] == [(e.index, e.field) for e in info.value.errors]
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(),
+        lambda c: st.lists(c) | st.dictionaries(st.text(), c),
+    )
+)
+def test_validation_never_raises_on_arbitrary_json(value: object) -> None:
+    """Any JSON value as an event gives an event or a list of errors, never an exception."""
+    result = validate_event(value, 3)
+    assert isinstance(result, AgentEvent | list)
