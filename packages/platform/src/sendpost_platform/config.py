@@ -1,0 +1,248 @@
+"""The platform's settings: one typed schema, read from the environment once, at the edge.
+
+Each field of :class:`Settings` declares its environment variable and documentation with
+:func:`setting`; the value is parsed from the field's type (``str``, ``int``, ``float``, ``bool``,
+durations (``unit=DURATION``: seconds written ``90``, ``90s``, ``15m``, ``24h`` or ``7d``;
+``unit=DURATIONS``: a comma-separated list of those), and ``X | None`` for optional values).
+Errors raise :class:`~sendpost_platform.errors.ConfigError` naming the variable and the bad value.
+The reference in ``docs/platform.md`` is generated from this schema by :func:`reference_markdown`.
+
+Adding a setting is one field in the right section below, e.g.::
+
+    relay_retry_schedule: tuple[float, ...] = setting(
+        (3600.0, 7200.0),
+        env="SENDPOST_RELAY_RETRY_SCHEDULE",
+        doc="Delays between relay attempts.",
+        unit=DURATIONS,
+    )
+
+Tests build ``Settings(database_url=..., secret_key="...")`` directly; the CLI calls
+:func:`load_settings`, which also generates the secret key file in embedded (SQLite) mode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import secrets
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sendpost_platform.errors import ConfigError
+
+DURATION = "duration"
+"""``unit=DURATION``: a float of seconds, written ``90``, ``90s``, ``15m``, ``24h`` or ``7d``."""
+DURATIONS = "durations"
+"""``unit=DURATIONS``: a tuple of seconds, written as a comma-separated list (``1h,2h,3h``)."""
+
+SECRET_KEY_FILE = "secret.key"  # noqa: S105 (a file name, not a secret)
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+
+
+def setting(default: Any, *, env: str, doc: str, unit: str | None = None) -> Any:
+    """Declare one setting: its default, environment variable, one-line documentation and, for
+    durations, ``unit=DURATION`` (a float of seconds) or ``unit=DURATIONS`` (a tuple of them)."""
+    return dataclasses.field(default=default, metadata={"env": env, "doc": doc, "unit": unit})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything configurable about the platform (see ``docs/platform.md``)."""
+
+    # --- core: storage, HTTP, secrets ---------------------------------------------------------
+    database_url: str = setting(
+        "sqlite:///./sendpost.db",
+        env="SENDPOST_DATABASE_URL",
+        doc="SQLAlchemy URL: `sqlite:///PATH` (embedded) or `postgresql://user@host/db`.",
+    )
+    secret_key: str = setting(
+        "",
+        env="SENDPOST_SECRET_KEY",
+        doc="Platform secret (encrypts SMTP passwords, signs tokens). Embedded mode generates "
+        "one into the data directory on first run; required with PostgreSQL.",
+    )
+    data_dir: str | None = setting(
+        None,
+        env="SENDPOST_DATA_DIR",
+        doc="Directory for local state (the generated secret key). Default: the SQLite "
+        "database's directory, else the working directory.",
+    )
+    listen: str = setting(
+        "127.0.0.1:8080", env="SENDPOST_LISTEN", doc="HOST:PORT the HTTP API listens on."
+    )
+    # --- event ingestion ------------------------------------------------------------------------
+    ingest_rate_limit: str = setting(
+        "10000/minute",
+        env="SENDPOST_INGEST_RATE_LIMIT",
+        doc="Requests allowed per ingestion key (`limits` notation, e.g. `10000/minute`).",
+    )
+    rate_limit_url: str | None = setting(
+        None,
+        env="SENDPOST_RATE_LIMIT_URL",
+        doc="Shared rate-limit storage, e.g. `redis://127.0.0.1:6379/0`, so several API "
+        "processes share one budget. Default: in-process memory.",
+    )
+    ingest_key_grace: float = setting(
+        86400.0,
+        env="SENDPOST_INGEST_KEY_GRACE",
+        doc="How long a rotated ingestion key keeps working after rotation.",
+        unit=DURATION,
+    )
+    # --- background processing -------------------------------------------------------------------
+    worker_idle_interval: float = setting(
+        0.5,
+        env="SENDPOST_WORKER_IDLE_INTERVAL",
+        doc="How long the worker waits before polling again when it found nothing to do.",
+        unit=DURATION,
+    )
+    worker_claim_batches: int = setting(
+        20,
+        env="SENDPOST_WORKER_CLAIM_BATCHES",
+        doc="Ingested batches one worker claims and processes per transaction.",
+    )
+    # --- sending (relay, DNS, tracking): add fields below ---------------------------------------
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every setting from ``environ`` (default ``os.environ``); no side effects."""
+        env = os.environ if environ is None else environ
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            name = field.metadata["env"]
+            raw = env.get(name)
+            if raw is None:
+                continue
+            kind = field.metadata["unit"] or hints[field.name]
+            values[field.name] = _parse(kind, name, raw)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Cross-field checks; raises :class:`ConfigError`."""
+        url = self.database_url
+        if not url.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")):
+            raise ConfigError(
+                "SENDPOST_DATABASE_URL", url, "must start with sqlite:// or postgresql://"
+            )
+        parse_listen(self.listen, variable="SENDPOST_LISTEN")
+        if not re.match(r"^\d+\s*/\s*\d*\s*(second|minute|hour|day)s?$", self.ingest_rate_limit):
+            raise ConfigError(
+                "SENDPOST_INGEST_RATE_LIMIT", self.ingest_rate_limit, "expected e.g. 10000/minute"
+            )
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def sqlite_path(self) -> Path | None:
+        """The SQLite database file, or None for PostgreSQL / in-memory SQLite."""
+        if not self.is_sqlite:
+            return None
+        path = self.database_url.split("://", 1)[1]
+        path = path[1:] if path.startswith("/") else path
+        return None if path in ("", ":memory:") else Path(path)
+
+    def resolved_data_dir(self) -> Path:
+        if self.data_dir:
+            return Path(self.data_dir)
+        db = self.sqlite_path()
+        return db.parent if db is not None else Path(".")
+
+
+def parse_listen(value: str, *, variable: str = "--listen") -> tuple[str, int]:
+    """``HOST:PORT`` → (host, port); raises :class:`ConfigError`."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(variable, value, "expected HOST:PORT, e.g. 127.0.0.1:8080")
+    return host.strip("[]"), int(port)
+
+
+def parse_duration(text: str, *, variable: str) -> float:
+    match = _DURATION.match(text)
+    if not match:
+        raise ConfigError(variable, text, "expected a duration such as 90, 90s, 15m, 24h or 7d")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _type_name(kind: Any) -> str:
+    text = str(kind) if typing.get_origin(kind) else getattr(kind, "__name__", str(kind))
+    return text.replace("typing.", "").replace(" | None", ", optional")
+
+
+def _parse(kind: Any, variable: str, raw: str) -> Any:
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        if raw.strip() == "":
+            return None
+        return _parse(args[0], variable, raw)
+    if kind == DURATION:
+        return parse_duration(raw, variable=variable)
+    if kind == DURATIONS:
+        parts = [p for p in raw.split(",") if p.strip()]
+        if not parts:
+            raise ConfigError(variable, raw, "expected a comma-separated list of durations")
+        return tuple(parse_duration(p, variable=variable) for p in parts)
+    if kind is bool:
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(variable, raw, "expected true or false")
+    if kind is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(variable, raw, "expected an integer") from None
+    if kind is float:
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(variable, raw, "expected a number") from None
+    return raw
+
+
+def ensure_secret_key(settings: Settings) -> Settings:
+    """Return settings with a secret key: the configured one, or (embedded mode) the one in the
+    data directory, generated there with mode 0600 on first run."""
+    if settings.secret_key:
+        return settings
+    if not settings.is_sqlite:
+        raise ConfigError("SENDPOST_SECRET_KEY", None, "required when the database is PostgreSQL")
+    path = settings.resolved_data_dir() / SECRET_KEY_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+    key = path.read_text().strip()
+    if not key:
+        raise ConfigError("SENDPOST_SECRET_KEY", None, f"{path} is empty")
+    return dataclasses.replace(settings, secret_key=key)
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """The CLI's entry: read the environment, then make sure a secret key exists."""
+    return ensure_secret_key(Settings.from_env(environ))
+
+
+def reference_markdown() -> str:
+    """The configuration reference table, generated from :class:`Settings`."""
+    hints = typing.get_type_hints(Settings)
+    lines = ["| Variable | Type | Default | Meaning |", "|---|---|---|---|"]
+    for field in dataclasses.fields(Settings):
+        name = field.metadata["unit"] or _type_name(hints[field.name])
+        default = "" if field.default in (None, "") else f"`{field.default}`"
+        lines.append(
+            f"| `{field.metadata['env']}` | {name} | {default} | {field.metadata['doc']} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,42 @@
+"""Named counters per provider (0 = no provider): discarded and deferred events, and the like.
+
+Names in use: ``ingest.discarded_out_of_scope`` (event for a message not relayed through the
+key's provider), ``ingest.deferred``, ``ingest.delivered``, ``ingest.bounced``,
+``ingest.duplicates``, ``ingest.batches_failed``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from sendpost_platform.store.dialect import upsert_add
+from sendpost_platform.store.schema import counters
+
+
+def add(conn: Connection, provider_id: int, name: str, amount: int = 1) -> None:
+    if amount:
+        upsert_add(conn, counters, {"provider_id": provider_id, "name": name}, "value", amount)
+
+
+def add_many(conn: Connection, provider_id: int, amounts: Mapping[str, int]) -> None:
+    for name in sorted(amounts):
+        add(conn, provider_id, name, amounts[name])
+
+
+def get(conn: Connection, provider_id: int, name: str) -> int:
+    value = conn.execute(
+        sa.select(counters.c.value).where(
+            counters.c.provider_id == provider_id, counters.c.name == name
+        )
+    ).scalar()
+    return int(value or 0)
+
+
+def for_provider(conn: Connection, provider_id: int) -> dict[str, int]:
+    rows = conn.execute(
+        sa.select(counters.c.name, counters.c.value).where(counters.c.provider_id == provider_id)
+    )
+    return {r.name: int(r.value) for r in rows}

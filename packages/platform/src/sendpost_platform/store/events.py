@@ -1,0 +1,186 @@
+"""Stored events: recording with deduplication, and the filtered, paginated listing.
+
+Everything that stores an event (agent processing, relay, bounce processor, tracking) calls
+:func:`record_event`; dedup rules are in ``domain/dedup.py``, enforced by the unique index.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from sendpost_platform.domain import dedup
+from sendpost_platform.store.dialect import insert_ignore
+from sendpost_platform.store.schema import events
+
+SLOT_CONFLICT = ("message_uuid", "recipient_key", "dedup_slot")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewEvent:
+    message_uuid: str
+    account_id: int
+    event_type: int
+    occurred_at: dt.datetime
+    received_at: dt.datetime
+    source: str
+    """Who reported it: ``agent``, ``dsn``, ``relay``, ``api``, ``tracking``."""
+    subaccount_id: int | None = None
+    provider_id: int | None = None
+    recipient: str | None = None
+    smtp_code: int | None = None
+    enhanced_status: str | None = None
+    smtp_command: str | None = None
+    reason: str | None = None
+    description: str | None = None
+    agent_event_id: str | None = None
+    details: dict[str, Any] | None = None
+
+    def report(self) -> dedup.Report:
+        return dedup.Report(
+            event_type=self.event_type,
+            source=self.source,
+            smtp_code=self.smtp_code,
+            enhanced_status=self.enhanced_status,
+            smtp_command=self.smtp_command,
+            reason=self.reason,
+            description=self.description,
+            occurred_at=self.occurred_at,
+            agent_event_id=self.agent_event_id,
+        )
+
+
+class Outcome(enum.Enum):
+    INSERTED = "inserted"
+    DUPLICATE = "duplicate"
+    MERGED = "merged"
+    UPGRADED = "upgraded"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Recorded:
+    outcome: Outcome
+    event_id: int
+    event_type: int
+    """The type of the event of record after this call (an upgrade changes it)."""
+
+
+_REPORT_COLUMNS = [events.c[name] for name in ("id", "details", *dedup.Report.__slots__)]
+
+
+def record_event(conn: Connection, event: NewEvent) -> Recorded:
+    """Store ``event``, or merge it into the event it duplicates (see ``domain/dedup.py``)."""
+    slot = dedup.dedup_slot(event.event_type)
+    values = dataclasses.asdict(event)
+    values["recipient_key"] = dedup.recipient_key(event.recipient)
+    values["dedup_slot"] = slot
+    if slot is None:
+        new_id = conn.execute(sa.insert(events).values(**values).returning(events.c.id))
+        return Recorded(Outcome.INSERTED, new_id.scalar_one(), event.event_type)
+    inserted = insert_ignore(conn, events, values, conflict=SLOT_CONFLICT)
+    if inserted is not None:
+        return Recorded(Outcome.INSERTED, inserted, event.event_type)
+    row = conn.execute(
+        sa.select(*_REPORT_COLUMNS)
+        .where(
+            events.c.message_uuid == event.message_uuid,
+            events.c.recipient_key == values["recipient_key"],
+            events.c.dedup_slot == slot,
+        )
+        .with_for_update()
+    ).one()
+    existing = dedup.Report(**{name: row._mapping[name] for name in dedup.Report.__slots__})
+    action = dedup.decide(existing, event.report(), row.details)
+    if action is dedup.Action.DROP:
+        return Recorded(Outcome.DUPLICATE, row.id, existing.event_type)
+    if action is dedup.Action.MERGE:
+        details = dedup.merged_details(row.details, event.report())
+        conn.execute(sa.update(events).where(events.c.id == row.id).values(details=details))
+        return Recorded(Outcome.MERGED, row.id, existing.event_type)
+    details = dedup.merged_details({**(row.details or {}), **(event.details or {})}, existing)
+    replace = {
+        k: values[k]
+        for k in (*dedup.Report.__slots__, "recipient", "subaccount_id", "provider_id")
+        if k in values
+    }
+    conn.execute(sa.update(events).where(events.c.id == row.id).values(**replace, details=details))
+    return Recorded(Outcome.UPGRADED, row.id, event.event_type)
+
+
+# --- listing ----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EventFilter:
+    account_id: int
+    provider_id: int | None = None
+    event_types: Sequence[int] = ()
+    subaccount_id: int | None = None
+    message_uuid: str | None = None
+    recipient: str | None = None
+    since: dt.datetime | None = None
+    """Inclusive lower bound on ``occurred_at``."""
+    until: dt.datetime | None = None
+    """Exclusive upper bound on ``occurred_at``."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Position:
+    """A keyset position: listing continues with events strictly older than this one."""
+
+    occurred_at: dt.datetime
+    id: int
+
+
+def list_events(
+    conn: Connection, where: EventFilter, *, limit: int, after: Position | None = None
+) -> tuple[list[dict[str, Any]], Position | None]:
+    """Newest first (``occurred_at``, then ``id``); returns rows and the next page's position.
+
+    Keyset pagination: pages stay stable while new events arrive (they sort before the cursor).
+    """
+    query = sa.select(events).where(events.c.account_id == where.account_id)
+    if where.provider_id is not None:
+        query = query.where(events.c.provider_id == where.provider_id)
+    if where.event_types:
+        query = query.where(events.c.event_type.in_(list(where.event_types)))
+    if where.subaccount_id is not None:
+        query = query.where(events.c.subaccount_id == where.subaccount_id)
+    if where.message_uuid is not None:
+        query = query.where(events.c.message_uuid == where.message_uuid)
+    if where.recipient is not None:
+        query = query.where(events.c.recipient_key == dedup.recipient_key(where.recipient))
+    if where.since is not None:
+        query = query.where(events.c.occurred_at >= where.since)
+    if where.until is not None:
+        query = query.where(events.c.occurred_at < where.until)
+    if after is not None:
+        query = query.where(
+            sa.or_(
+                events.c.occurred_at < after.occurred_at,
+                sa.and_(events.c.occurred_at == after.occurred_at, events.c.id < after.id),
+            )
+        )
+    query = query.order_by(events.c.occurred_at.desc(), events.c.id.desc()).limit(limit + 1)
+    rows = [dict(r._mapping) for r in conn.execute(query)]
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    last = rows[-1]
+    return rows, Position(last["occurred_at"], last["id"])
+
+
+def events_for_message(conn: Connection, message_uuid: str) -> list[dict[str, Any]]:
+    """A message's timeline, oldest first."""
+    rows = conn.execute(
+        sa.select(events)
+        .where(events.c.message_uuid == message_uuid)
+        .order_by(events.c.occurred_at, events.c.id)
+    )
+    return [dict(r._mapping) for r in rows]

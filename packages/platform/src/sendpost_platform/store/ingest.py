@@ -1,0 +1,92 @@
+"""Ingested batches: stored raw on the hot path, claimed and processed by the worker.
+
+Invariants:
+
+- A batch row is inserted and committed (one transaction for a group of requests, see
+  ``api/ingest.py``) before the HTTP 200 is sent: an acknowledged batch survives a crash.
+- A batch is processed inside the transaction that marks it processed: processing either
+  commits its events *and* ``processed_at`` together, or neither. A crash mid-way leaves the
+  batch unprocessed, to be claimed again; the unique dedup index makes any replay harmless.
+- On PostgreSQL, :func:`claim` takes the rows ``FOR UPDATE SKIP LOCKED``, so concurrent workers
+  take disjoint batches and never wait for each other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from sendpost_platform.store.schema import ingest_batches as batches
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class IncomingBatch:
+    provider_id: int
+    body: bytes
+    event_count: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Batch:
+    id: int
+    provider_id: int
+    received_at: dt.datetime
+    body: bytes
+
+
+def insert_batches(
+    conn: Connection, items: Sequence[IncomingBatch], *, now: dt.datetime
+) -> list[int]:
+    """Insert raw batches (one statement); returns their IDs in order."""
+    if not items:
+        return []
+    rows = [
+        {
+            "provider_id": i.provider_id,
+            "received_at": now,
+            "event_count": i.event_count,
+            "body": i.body,
+        }
+        for i in items
+    ]
+    if len(rows) == 1:
+        return [conn.execute(sa.insert(batches).returning(batches.c.id), rows).scalar_one()]
+    result = conn.execute(
+        sa.insert(batches).returning(batches.c.id, sort_by_parameter_order=True), rows
+    )
+    return [int(r[0]) for r in result]
+
+
+def claim(conn: Connection, *, limit: int) -> list[Batch]:
+    """Lock up to ``limit`` unprocessed batches, oldest first, skipping ones others hold."""
+    rows = conn.execute(
+        sa.select(batches.c.id, batches.c.provider_id, batches.c.received_at, batches.c.body)
+        .where(batches.c.processed_at.is_(None))
+        .order_by(batches.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [Batch(r.id, r.provider_id, r.received_at, bytes(r.body)) for r in rows]
+
+
+def mark_processed(
+    conn: Connection, ids: Sequence[int], *, now: dt.datetime, error: str | None = None
+) -> None:
+    if ids:
+        conn.execute(
+            sa.update(batches)
+            .where(batches.c.id.in_(list(ids)))
+            .values(processed_at=now, error=error)
+        )
+
+
+def pending_count(conn: Connection) -> int:
+    return int(
+        conn.execute(
+            sa.select(sa.func.count()).select_from(batches).where(batches.c.processed_at.is_(None))
+        ).scalar_one()
+    )

@@ -1,0 +1,163 @@
+"""The platform's tables (SQLAlchemy Core). Migrations in ``migrations/versions`` create them.
+
+Conventions: integer surrogate keys (``BigId``), message UUIDs as 36-character strings, every
+timestamp a :class:`~sendpost_platform.store.dialect.UTCDateTime`, keys stored only as SHA-256 hex.
+
+Adding tables or columns (e.g. for sending): define them here, in a section of your own at the
+end, against the same ``metadata``, and write a migration whose ``down_revision`` is the current
+head. ``tests/platform/test_store.py`` checks that the migrations produce exactly this schema.
+
+Deduplication is enforced by the database: ``events`` has a unique index on
+``(message_uuid, recipient_key, dedup_slot)``. ``dedup_slot`` is ``"delivered"`` for CSDelivered
+and ``"bounce"`` for CSHardBounced/CSSoftBounced (one terminal bounce per recipient), NULL for
+event kinds that may repeat (NULLs never clash). ``recipient_key`` is the lower-cased recipient
+("" when unknown).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from sendpost_platform.store.dialect import BigId, UTCDateTime
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+subaccounts = sa.Table(
+    "subaccounts",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("account_id", sa.BigInteger, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index(None, "account_id"),
+)
+
+custom_smtp_providers = sa.Table(
+    "custom_smtp_providers",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("account_id", sa.BigInteger, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("port", sa.Integer, nullable=False),
+    sa.Column("security", sa.String(16), nullable=False),
+    sa.Column("username", sa.String(255), nullable=True),
+    sa.Column("password_encrypted", sa.Text, nullable=True),
+    sa.Column("test_from", sa.String(320), nullable=False),
+    sa.Column("test_to", sa.String(320), nullable=False),
+    sa.Column("max_rate_per_hour", sa.Integer, nullable=False, server_default="100"),
+    sa.Column("verify_certificate", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("deleted_at", UTCDateTime, nullable=True),
+    sa.Column("agent_last_seen_at", UTCDateTime, nullable=True),
+    sa.Index(None, "account_id"),
+)
+
+provider_ingest_keys = sa.Table(
+    "provider_ingest_keys",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "provider_id", sa.BigInteger, sa.ForeignKey("custom_smtp_providers.id"), nullable=False
+    ),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    # NULL: the provider's current key. Set on rotation to the end of the grace period.
+    sa.Column("expires_at", UTCDateTime, nullable=True),
+    sa.Index(None, "provider_id"),
+)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("uuid", sa.String(36), primary_key=True),
+    sa.Column("account_id", sa.BigInteger, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("subaccount_id", sa.BigInteger, sa.ForeignKey("subaccounts.id"), nullable=False),
+    # NULL until the message is routed to a provider.
+    sa.Column(
+        "provider_id", sa.BigInteger, sa.ForeignKey("custom_smtp_providers.id"), nullable=True
+    ),
+    sa.Column("recipient", sa.String(320), nullable=False),
+    sa.Column("sender", sa.String(320), nullable=False),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index(None, "account_id", "created_at"),
+)
+
+ingest_batches = sa.Table(
+    "ingest_batches",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("provider_id", sa.BigInteger, nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("event_count", sa.Integer, nullable=False),
+    # The request body exactly as received (validated JSON).
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("processed_at", UTCDateTime, nullable=True),
+    # Set when the batch could not be processed (it is then dead-lettered: processed_at set too).
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Index(
+        "ix_ingest_batches_pending",
+        "id",
+        sqlite_where=sa.text("processed_at IS NULL"),
+        postgresql_where=sa.text("processed_at IS NULL"),
+    ),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("message_uuid", sa.String(36), nullable=False),
+    sa.Column("account_id", sa.BigInteger, nullable=False),
+    sa.Column("subaccount_id", sa.BigInteger, nullable=True),
+    sa.Column("provider_id", sa.BigInteger, nullable=True),
+    sa.Column("event_type", sa.SmallInteger, nullable=False),
+    sa.Column("recipient", sa.String(320), nullable=True),
+    sa.Column("recipient_key", sa.String(320), nullable=False),
+    sa.Column("dedup_slot", sa.String(16), nullable=True),
+    sa.Column("occurred_at", UTCDateTime, nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("smtp_code", sa.Integer, nullable=True),
+    sa.Column("enhanced_status", sa.String(16), nullable=True),
+    sa.Column("smtp_command", sa.String(64), nullable=True),
+    sa.Column("reason", sa.String(64), nullable=True),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("agent_event_id", sa.String(200), nullable=True),
+    sa.Column("details", sa.JSON, nullable=True),
+    sa.UniqueConstraint("message_uuid", "recipient_key", "dedup_slot"),
+    sa.Index(None, "account_id", "occurred_at", "id"),
+    sa.Index(None, "message_uuid"),
+)
+
+counters = sa.Table(
+    "counters",
+    metadata,
+    # 0 for counters that belong to no provider.
+    sa.Column("provider_id", sa.BigInteger, primary_key=True),
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)
+
+# --- sending (issue 5): domains, pools, relay queue, suppressions — add below ------------------
