@@ -1,0 +1,1 @@
+"""Pure domain logic: classification, dedup, routing, suppression, tracking tokens."""

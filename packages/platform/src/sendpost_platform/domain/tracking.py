@@ -1,0 +1,119 @@
+"""Signed tracking tokens and HTML rewriting for opens, clicks and unsubscribes (pure).
+
+A token is ``{payload}.{signature}``: the payload is compact JSON, base64url without padding,
+holding the kind (``open``, ``click``, ``unsubscribe``), the message UUID and, for clicks, the
+original URL; the signature is HMAC-SHA256 over the payload with the platform secret. A click
+endpoint therefore redirects only to a URL the platform itself signed: never an open redirect.
+
+URLs look like ``{public base URL}/track/tpsp/{kind}/{token}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import hashlib
+import hmac
+import html
+import json
+import re
+from dataclasses import dataclass
+
+TRACK_PATH = "/track/tpsp"
+
+
+class TrackKind(enum.StrEnum):
+    open = "open"
+    click = "click"
+    unsubscribe = "unsubscribe"
+
+
+class InvalidTokenError(ValueError):
+    """The token is malformed, forged, or of another kind than the endpoint expects."""
+
+
+@dataclass(frozen=True)
+class TrackingToken:
+    kind: TrackKind
+    message_uuid: str
+    url: str | None = None
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _mac(secret: bytes, payload: str) -> str:
+    return _b64(hmac.new(secret, payload.encode(), hashlib.sha256).digest())
+
+
+def make_token(secret: bytes, token: TrackingToken) -> str:
+    body: dict[str, str] = {"k": token.kind.value, "m": token.message_uuid}
+    if token.url is not None:
+        body["u"] = token.url
+    payload = _b64(json.dumps(body, separators=(",", ":")).encode())
+    return f"{payload}.{_mac(secret, payload)}"
+
+
+def read_token(secret: bytes, text: str, kind: TrackKind) -> TrackingToken:
+    """Check the signature and the kind, and return the token; raises :class:`InvalidTokenError`."""
+    payload, _, signature = text.partition(".")
+    if not payload or not signature:
+        raise InvalidTokenError("malformed token")
+    if not hmac.compare_digest(_mac(secret, payload), signature):
+        raise InvalidTokenError("bad signature")
+    try:
+        body = json.loads(_unb64(payload))
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidTokenError("malformed payload") from exc
+    if not isinstance(body, dict) or body.get("k") != kind.value:
+        raise InvalidTokenError("wrong token kind")
+    uuid = body.get("m")
+    url = body.get("u")
+    if not isinstance(uuid, str) or (url is not None and not isinstance(url, str)):
+        raise InvalidTokenError("malformed payload")
+    if kind is TrackKind.click and url is None:
+        raise InvalidTokenError("click token without a URL")
+    return TrackingToken(kind, uuid, url)
+
+
+def track_url(base_url: str, secret: bytes, token: TrackingToken) -> str:
+    return f"{base_url.rstrip('/')}{TRACK_PATH}/{token.kind.value}/{make_token(secret, token)}"
+
+
+_HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
+_BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
+
+
+def rewrite_links(html_body: str, base_url: str, secret: bytes, message_uuid: str) -> str:
+    """Point every ``http(s)`` link of ``<a href>`` at a signed click URL for this message."""
+
+    def replace(match: re.Match[str]) -> str:
+        original = html.unescape(match.group(3)).strip()
+        if not original.lower().startswith(("http://", "https://")):
+            return match.group(0)
+        if original.startswith(f"{base_url.rstrip('/')}{TRACK_PATH}/"):
+            return match.group(0)
+        url = track_url(base_url, secret, TrackingToken(TrackKind.click, message_uuid, original))
+        return f"{match.group(1)}{match.group(2)}{html.escape(url)}{match.group(2)}"
+
+    return _HREF.sub(replace, html_body)
+
+
+def add_open_pixel(html_body: str, base_url: str, secret: bytes, message_uuid: str) -> str:
+    """Insert a 1×1 image loading the open URL, before ``</body>`` when there is one."""
+    url = track_url(base_url, secret, TrackingToken(TrackKind.open, message_uuid))
+    pixel = (
+        f'<img src="{html.escape(url)}" width="1" height="1" alt="" '
+        'style="display:block;border:0;width:1px;height:1px" />'
+    )
+    matches = list(_BODY_END.finditer(html_body))
+    if not matches:
+        return html_body + pixel
+    at = matches[-1].start()
+    return html_body[:at] + pixel + html_body[at:]

@@ -1,0 +1,1 @@
+"""SMTP edges: connectivity test, relay client, DKIM signing, message preparation."""

@@ -1,0 +1,175 @@
+"""The SMTP relay client: one transaction per prepared message, connections reused per provider.
+
+:class:`RelayClient` keeps, per provider, a few open aiosmtplib connections (security and AUTH as
+the provider is configured: ``none``, ``starttls`` or implicit ``tls``; AUTH PLAIN/LOGIN chosen by
+aiosmtplib from the server's EHLO). :meth:`RelayClient.send` never raises for an SMTP or network
+failure: it returns a :class:`RelayResult` with the stage (``connect``, ``MAIL``, ``RCPT``,
+``DATA``), the server's code and reply, so the worker has one place that maps outcomes to events.
+
+Reuse: after a completed transaction (accepted or refused after MAIL) the connection is reset with
+RSET and returned to the provider's idle list; after a network failure it is closed. A reused
+connection the server has meanwhile closed is detected before MAIL and replaced once, so an idle
+timeout on the far side never costs a retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from dataclasses import dataclass, field
+
+import aiosmtplib
+
+from sendpost_platform.smtp.prepare import PreparedMessage
+
+
+@dataclass(frozen=True)
+class ProviderEndpoint:
+    """How to reach one Custom SMTP provider."""
+
+    provider_id: str
+    host: str
+    port: int
+    security: str = "none"
+    username: str | None = None
+    password: str | None = None
+    verify_certificate: bool = True
+    timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class RelayResult:
+    ok: bool
+    stage: str
+    code: int | None
+    reply: str
+
+    def summary(self) -> str:
+        code = "" if self.code is None else f"{self.code} "
+        return f"{self.stage}: {code}{self.reply}".strip()
+
+
+@dataclass
+class _Idle:
+    connections: list[aiosmtplib.SMTP] = field(default_factory=list)
+    slots: asyncio.Semaphore | None = None
+
+
+class RelayClient:
+    """Relays prepared messages; at most ``max_connections`` open connections per provider."""
+
+    def __init__(self, *, max_connections: int = 4, local_hostname: str | None = None) -> None:
+        self._max_connections = max_connections
+        self._local_hostname = local_hostname
+        self._idle: dict[ProviderEndpoint, _Idle] = {}
+
+    def _pool(self, endpoint: ProviderEndpoint) -> _Idle:
+        pool = self._idle.get(endpoint)
+        if pool is None:
+            pool = _Idle(slots=asyncio.Semaphore(self._max_connections))
+            self._idle[endpoint] = pool
+        return pool
+
+    def _new_connection(self, endpoint: ProviderEndpoint) -> aiosmtplib.SMTP:
+        tls_context = None
+        if endpoint.security in ("tls", "starttls") and not endpoint.verify_certificate:
+            tls_context = ssl.create_default_context()
+            tls_context.check_hostname = False
+            tls_context.verify_mode = ssl.CERT_NONE
+        return aiosmtplib.SMTP(
+            hostname=endpoint.host,
+            port=endpoint.port,
+            username=endpoint.username or None,
+            password=endpoint.password if endpoint.username else None,
+            use_tls=endpoint.security == "tls",
+            start_tls=endpoint.security == "starttls",
+            validate_certs=endpoint.verify_certificate,
+            tls_context=tls_context,
+            timeout=endpoint.timeout_seconds,
+            local_hostname=self._local_hostname,
+        )
+
+    async def send(self, endpoint: ProviderEndpoint, message: PreparedMessage) -> RelayResult:
+        pool = self._pool(endpoint)
+        assert pool.slots is not None
+        async with pool.slots:
+            reused = pool.connections.pop() if pool.connections else None
+            if reused is not None and reused.is_connected:
+                result, keep = await self._transaction(reused, message, reused=True)
+                if result is not None:
+                    self._release(pool, reused, keep)
+                    return result
+            smtp = self._new_connection(endpoint)
+            try:
+                await smtp.connect()
+            except aiosmtplib.SMTPResponseException as exc:
+                await _close(smtp)
+                return RelayResult(False, "connect", exc.code, exc.message)
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                await _close(smtp)
+                return RelayResult(False, "connect", None, _describe(exc))
+            result, keep = await self._transaction(smtp, message, reused=False)
+            assert result is not None
+            self._release(pool, smtp, keep)
+            return result
+
+    async def _transaction(
+        self, smtp: aiosmtplib.SMTP, message: PreparedMessage, *, reused: bool
+    ) -> tuple[RelayResult | None, bool]:
+        """Run MAIL/RCPT/DATA. Returns (None, False) when a reused connection turned out dead
+        before MAIL was accepted, so the caller may retry on a fresh one."""
+        stage = "MAIL"
+        try:
+            await smtp.mail(message.envelope_from)
+            stage = "RCPT"
+            for recipient in message.recipients:
+                await smtp.rcpt(recipient)
+            stage = "DATA"
+            response = await smtp.data(message.data)
+        except aiosmtplib.SMTPResponseException as exc:
+            if exc.code < 0 or isinstance(exc, aiosmtplib.SMTPServerDisconnected):
+                await _close(smtp)
+                if reused and stage == "MAIL":
+                    return None, False
+                return RelayResult(False, stage, None, _describe(exc)), False
+            keep = await _reset(smtp)
+            return RelayResult(False, stage, exc.code, exc.message), keep
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            await _close(smtp)
+            if reused and stage == "MAIL":
+                return None, False
+            return RelayResult(False, stage, None, _describe(exc)), False
+        return RelayResult(True, "DATA", response.code, response.message), True
+
+    def _release(self, pool: _Idle, smtp: aiosmtplib.SMTP, keep: bool) -> None:
+        if keep and smtp.is_connected:
+            pool.connections.append(smtp)
+
+    async def close(self) -> None:
+        """QUIT every idle connection."""
+        pools, self._idle = list(self._idle.values()), {}
+        for pool in pools:
+            for smtp in pool.connections:
+                with contextlib.suppress(Exception):
+                    await smtp.quit()
+                await _close(smtp)
+
+
+async def _reset(smtp: aiosmtplib.SMTP) -> bool:
+    try:
+        await smtp.rset()
+    except (aiosmtplib.SMTPException, OSError, TimeoutError):
+        await _close(smtp)
+        return False
+    return True
+
+
+async def _close(smtp: aiosmtplib.SMTP) -> None:
+    with contextlib.suppress(Exception):
+        smtp.close()
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if type(exc).__name__ not in text else text
