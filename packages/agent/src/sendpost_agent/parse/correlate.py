@@ -1,0 +1,272 @@
+"""The correlator: queue IDs → message UUIDs, and records → wire events.
+
+A pure state machine: records (with their resolved log time in microseconds) go in, events
+come out, and everything it knows is in plain dicts and lists that :meth:`Correlator.state`
+returns as JSON-serialisable data. No clock: time is the log's own, or the ``now`` passed to
+:meth:`Correlator.expire`.
+
+Rules
+-----
+* A queue ID learns its UUID from, best first: the parent of a re-injection hop, the
+  ``X-Sendpost-Message-UUID`` header INFO line, qmgr's ``from=<bounces+UUID+...@sp-bounce...>``,
+  a ``message-id=<UUID@...>``. A better source replaces a worse one.
+* Delivery and expiry lines of a queue ID with no UUID yet are **held** (in order) and replayed
+  the moment the UUID is learnt. At ``removed`` a queue ID without a UUID keeps its held lines
+  for :data:`HOLD_US` more of log time (a re-injection parent may still name it), then they are
+  dropped and counted as ``uncorrelated``. At most :data:`MAX_HELD` lines are held in all; the
+  oldest go first (counted).
+* ``status=sent (... queued as NEWID)`` to an internal relay is a hop: no event, NEWID inherits
+  the UUID. So does the queue ID of an smtpd line with ``orig_queue_id=PARENT``.
+* Deferred recipients are pending; a terminal status (sent, bounced, softbounce) or a hop ends
+  that. qmgr ``status=expired`` gives ``soft_bounced`` for each pending recipient, with the last
+  deferral's reply; with no recipient known, one ``soft_bounced`` without a recipient.
+* ``removed`` forgets the queue ID (short IDs are reused); so does 24 h (:data:`TTL_US`) without
+  a line for it (:meth:`Correlator.expire`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from sendpost_wire import AgentEvent
+
+from sendpost_agent.parse.events import Reply, analyse_reply, event_type_for, make_event
+from sendpost_agent.parse.records import (
+    SOURCE_INHERITED,
+    Delivery,
+    Expired,
+    Record,
+    Reinjected,
+    Removed,
+    UuidSeen,
+)
+
+TTL_US = 24 * 3600 * 1_000_000
+HOLD_US = 300 * 1_000_000
+MAX_HELD = 10_000
+STATE_VERSION = 1
+_NO_SOURCE = 99
+_QUEUED_AS = re.compile(r"queued as ([0-9A-Za-z]{5,})")
+
+Held = list[Any]  # [encoded record, micros]
+
+
+def _encode(rec: Delivery | Expired) -> list[Any]:
+    if isinstance(rec, Delivery):
+        return ["d", rec.queue_id, rec.stamp, rec.line, rec.recipient, rec.relay, rec.status,
+                rec.dsn, rec.text]  # fmt: skip
+    return ["e", rec.queue_id, rec.stamp, rec.line, rec.status]
+
+
+def _decode(data: list[Any]) -> Delivery | Expired:
+    if data[0] == "d":
+        return Delivery(*data[1:])
+    return Expired(*data[1:])
+
+
+def _new_queue() -> dict[str, Any]:
+    # u: uuid, s: source rank, t: last log time (µs), h: held lines, p: pending recipients
+    # (recipient -> [last deferral text, dsn]), c: child queue IDs waiting for our UUID
+    return {"u": None, "s": _NO_SOURCE, "t": None, "h": [], "p": {}, "c": []}
+
+
+class Correlator:
+    """See the module docstring. ``is_internal(relay)`` says whether a ``relay=`` value is a
+    hop to our own content filter or Postfix instance."""
+
+    def __init__(self, is_internal: Callable[[str], bool], state: dict[str, Any] | None = None):
+        self._is_internal = is_internal
+        self.queues: dict[str, dict[str, Any]] = {}
+        self.orphans: dict[str, dict[str, Any]] = {}  # removed, no UUID: {"h": held, "d": deadline}
+        self.held = 0
+        self.last_us: int | None = None
+        self.uncorrelated = 0  # a counter, not state: restarts at zero
+        if state:
+            if state.get("version") != STATE_VERSION:
+                raise ValueError(f"unknown correlator state version {state.get('version')!r}")
+            self.queues = state["queues"]
+            self.orphans = state["orphans"]
+            self.last_us = state["last_us"]
+            self.held = sum(len(q["h"]) for q in self.queues.values()) + sum(
+                len(o["h"]) for o in self.orphans.values()
+            )
+
+    def state(self) -> dict[str, Any]:
+        """Everything the correlator knows, as JSON-serialisable data."""
+        return {
+            "version": STATE_VERSION,
+            "queues": self.queues,
+            "orphans": self.orphans,
+            "last_us": self.last_us,
+        }
+
+    # -- input ------------------------------------------------------------------------------
+
+    def on_record(self, rec: Record, micros: int | None, out: list[AgentEvent]) -> None:
+        if micros is not None:
+            self.last_us = micros
+            if self.orphans:
+                self._drop_orphans(micros)
+        else:
+            micros = self.last_us
+        qid = rec.queue_id
+        if isinstance(rec, Removed):
+            q = self.queues.pop(qid, None)
+            if q is not None and q["h"] and q["u"] is None:
+                deadline = (micros or 0) + HOLD_US
+                self.orphans[qid] = {"h": q["h"], "d": deadline}
+            elif q is not None:
+                self.held -= len(q["h"])
+            return
+        q = self.queues.get(qid)
+        if q is None:
+            q = self.queues[qid] = _new_queue()
+        q["t"] = micros
+        if isinstance(rec, UuidSeen):
+            self._learn(q, rec.uuid, rec.source, out)
+        elif isinstance(rec, Reinjected):
+            parent = self.queues.get(rec.parent)
+            if parent is None:
+                parent = self.queues[rec.parent] = _new_queue()
+                parent["t"] = micros
+            if parent["u"] is not None:
+                self._learn(q, parent["u"], SOURCE_INHERITED, out)
+            elif qid not in parent["c"]:
+                parent["c"].append(qid)
+        elif q["u"] is None:
+            q["h"].append([_encode(rec), micros])
+            self.held += 1
+            if self.held > MAX_HELD:
+                self._drop_oldest_held()
+        else:
+            self._apply(q, rec, micros, out)
+
+    def _learn(self, q: dict[str, Any], uuid: str, source: int, out: list[AgentEvent]) -> None:
+        if source >= q["s"]:
+            return
+        q["u"], q["s"] = uuid, source
+        if q["h"]:
+            held, q["h"] = q["h"], []
+            self.held -= len(held)
+            for data, micros in held:
+                self._apply(q, _decode(data), micros, out)
+        if q["c"]:
+            children, q["c"] = q["c"], []
+            for child in children:
+                self._link_child(child, uuid, out)
+
+    def _link_child(self, child: str, uuid: str, out: list[AgentEvent]) -> None:
+        orphan = self.orphans.pop(child, None)
+        if orphan is not None:
+            self.held -= len(orphan["h"])
+            tmp = _new_queue()
+            tmp["u"], tmp["s"] = uuid, SOURCE_INHERITED
+            for data, micros in orphan["h"]:
+                self._apply(tmp, _decode(data), micros, out)
+            return
+        q = self.queues.get(child)
+        if q is None:
+            q = self.queues[child] = _new_queue()
+            q["t"] = self.last_us
+        self._learn(q, uuid, SOURCE_INHERITED, out)
+
+    def _apply(
+        self, q: dict[str, Any], rec: Delivery | Expired, micros: int | None, out: list[AgentEvent]
+    ) -> None:
+        uuid: str = q["u"]
+        pending: dict[str, list[Any]] = q["p"]
+        if isinstance(rec, Expired):
+            self._expire_message(q, rec, micros, out)
+            return
+        if rec.status == "sent" and self._is_internal(rec.relay):
+            hop = _QUEUED_AS.findall(rec.text)
+            if hop:
+                pending.pop(rec.recipient, None)
+                self._link_child(hop[-1], uuid, out)
+                return
+        event_type = event_type_for(rec.status, rec.dsn)
+        if event_type is None:
+            return
+        if event_type == "deferred":
+            pending[rec.recipient] = [rec.text, rec.dsn]
+        else:
+            pending.pop(rec.recipient, None)
+        out.append(
+            make_event(
+                uuid=uuid,
+                event_type=event_type,
+                micros=micros,
+                reply=analyse_reply(rec.text),
+                recipient=rec.recipient,
+                dsn=rec.dsn,
+                queue_id=rec.queue_id,
+                line=rec.line,
+            )
+        )
+
+    def _expire_message(
+        self, q: dict[str, Any], rec: Expired, micros: int | None, out: list[AgentEvent]
+    ) -> None:
+        pending: dict[str, list[Any]] = q["p"]
+        items: list[tuple[str | None, str, str | None]] = [
+            (rcpt, text, dsn) for rcpt, (text, dsn) in pending.items()
+        ] or [(None, "", None)]
+        pending.clear()
+        for rcpt, text, dsn in items:
+            reply = analyse_reply(text) if text else Reply(None, f"message {rec.status}", None)
+            out.append(
+                make_event(
+                    uuid=q["u"],
+                    event_type="soft_bounced",
+                    micros=micros,
+                    reply=reply,
+                    recipient=rcpt,
+                    dsn=dsn,
+                    queue_id=rec.queue_id,
+                    line=rec.line,
+                )
+            )
+
+    # -- bounds and time --------------------------------------------------------------------
+
+    def _drop_orphans(self, now_us: int) -> None:
+        for qid in list(self.orphans):
+            orphan = self.orphans[qid]
+            if orphan["d"] > now_us:
+                break  # inserted in log order: the rest are younger
+            del self.orphans[qid]
+            self._give_up(len(orphan["h"]))
+
+    def _drop_oldest_held(self) -> None:
+        if self.orphans:
+            qid = next(iter(self.orphans))
+            self._give_up(len(self.orphans.pop(qid)["h"]))
+            return
+        for q in self.queues.values():
+            if q["h"]:
+                self._give_up(len(q["h"]))
+                q["h"] = []
+                return
+
+    def _give_up(self, count: int) -> None:
+        self.held -= count
+        self.uncorrelated += count
+
+    def expire(self, now_us: int) -> None:
+        """Forget queue IDs silent for 24 h and orphaned held lines past their hold time."""
+        limit = now_us - TTL_US
+        for qid in [k for k, q in self.queues.items() if q["t"] is not None and q["t"] < limit]:
+            self._give_up(len(self.queues.pop(qid)["h"]))
+        for qid in [k for k, o in self.orphans.items() if o["d"] < now_us]:
+            self._give_up(len(self.orphans.pop(qid)["h"]))
+
+    def flush(self) -> None:
+        """End of input: every line still held will never be correlated."""
+        for qid in list(self.orphans):
+            self._give_up(len(self.orphans.pop(qid)["h"]))
+        for q in self.queues.values():
+            if q["h"]:
+                self._give_up(len(q["h"]))
+                q["h"] = []

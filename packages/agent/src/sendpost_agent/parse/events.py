@@ -1,0 +1,133 @@
+"""From parsed delivery records to wire events: status mapping and the reply text's anatomy.
+
+Status word → event type:
+
+* ``sent`` → ``delivered`` (unless it is a hop to an internal relay, see correlate);
+* ``bounced`` → ``bounced`` when ``dsn=`` is 5.x.x (or absent), ``soft_bounced`` when 4.x.x;
+* ``softbounce`` (``soft_bounce = yes``) → ``soft_bounced``;
+* ``deferred`` → ``deferred``;
+* qmgr ``expired`` → ``soft_bounced`` for each recipient still pending (built in correlate);
+* anything else → no event (``deliverable``/``undeliverable`` are address-verification probes).
+
+Fields taken from the text in parentheses after the status word:
+
+* ``smtp_code``: the remote server's reply code when it said one — the text starts with the
+  code (``250 2.0.0 Ok: queued as X``) or follows ``host H said:`` / ``host H refused to talk
+  to me:``. Otherwise (DNS failures, connection errors, ``delivered to maildir``) it is absent:
+  we do not invent a server reply; ``enhanced_status`` (from ``dsn=``) still classifies it.
+* ``smtp_description``: the server's reply after its code (multi-line replies as Postfix joined
+  them, without the ``(in reply to ...)`` clause); without a server reply, Postfix's own text.
+* ``smtp_command``: from ``(in reply to X command)``: ``MAIL FROM``, ``RCPT TO``, ``DATA``
+  (``end of DATA`` too, the reply to the message content), ``EHLO``, ``STARTTLS`` ...;
+  ``CONNECT`` for ``refused to talk to me`` (the greeting); absent otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import NamedTuple
+
+from sendpost_wire import AgentEvent
+
+from sendpost_agent.parse.timestamps import from_micros
+
+MAX_TEXT = 10_000  # the wire contract's limit for text fields
+
+_SAID = re.compile(r"host \S+ (?:said|(?P<refused>refused to talk to me)): ", re.S)
+_CODE = re.compile(r"(?P<code>[2-5]\d\d)(?:[ -]+(?P<rest>.*)|$)", re.S)
+_IN_REPLY = re.compile(r"\s*\(in reply to (?P<cmd>.+?) command\)\s*$", re.S)
+_ENHANCED = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
+
+
+class Reply(NamedTuple):
+    code: int | None
+    description: str | None
+    command: str | None
+
+
+def analyse_reply(text: str) -> Reply:
+    """Split a status text into server code, description and SMTP command (module docstring)."""
+    command = None
+    body = text
+    tail = _IN_REPLY.search(text)
+    if tail is not None:
+        body = text[: tail.start()]
+        command = tail.group("cmd").strip().upper()
+        if command == "END OF DATA":
+            command = "DATA"
+    said = _SAID.match(body)
+    if said is not None:
+        if said.group("refused") and command is None:
+            command = "CONNECT"
+        body = body[said.end() :]
+    code = None
+    coded = _CODE.match(body)
+    if coded is not None:
+        code = int(coded.group("code"))
+        body = coded.group("rest") or ""
+    elif said is not None:
+        code = None
+    description = body.strip() or None
+    if description is not None and len(description) > MAX_TEXT:
+        description = description[:MAX_TEXT]
+    return Reply(code, description, command)
+
+
+def event_type_for(status: str, dsn: str | None) -> str | None:
+    """The wire event type for a delivery line's status word (see the module docstring)."""
+    if status == "sent":
+        return "delivered"
+    if status == "deferred":
+        return "deferred"
+    if status == "bounced":
+        return "soft_bounced" if dsn is not None and dsn.startswith("4") else "bounced"
+    if status == "softbounce":
+        return "soft_bounced"
+    return None
+
+
+def event_id(line: str, event_type: str, recipient: str | None) -> str:
+    """Deterministic id: the same log line gives the same id in every run and after restarts."""
+    key = f"{line}\x1f{event_type}\x1f{recipient or ''}".encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(key, digest_size=16).hexdigest()
+
+
+def clean_recipient(address: str | None) -> str | None:
+    """The recipient as the wire accepts it (an address with ``@``), else None."""
+    if not address or "@" not in address or len(address) > MAX_TEXT:
+        return None
+    return address
+
+
+def clean_enhanced(dsn: str | None) -> str | None:
+    if dsn is None or _ENHANCED.fullmatch(dsn) is None:
+        return None
+    return dsn
+
+
+def make_event(
+    *,
+    uuid: str,
+    event_type: str,
+    micros: int | None,
+    reply: Reply,
+    recipient: str | None,
+    dsn: str | None,
+    queue_id: str,
+    line: str,
+) -> AgentEvent:
+    """Build one wire event; every field is made valid for :func:`sendpost_wire.validate_event`."""
+    rcpt = clean_recipient(recipient)
+    return AgentEvent(
+        message_id=uuid,
+        event_type=event_type,
+        timestamp=from_micros(micros) if micros is not None else None,
+        smtp_code=reply.code,
+        smtp_description=reply.description,
+        recipient=rcpt,
+        event_id=event_id(line, event_type, rcpt),
+        enhanced_status=clean_enhanced(dsn),
+        smtp_command=reply.command,
+        queue_id=queue_id[:MAX_TEXT],
+    )
