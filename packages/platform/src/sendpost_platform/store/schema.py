@@ -161,3 +161,121 @@ counters = sa.Table(
 )
 
 # --- sending (issue 5): domains, pools, relay queue, suppressions — add below ------------------
+
+sender_domains = sa.Table(
+    "sender_domains",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("account_id", sa.BigInteger, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("domain", sa.String(253), nullable=False),
+    sa.Column("selector", sa.String(63), nullable=False),
+    sa.Column("dkim_algorithm", sa.String(16), nullable=False),
+    # The private key as dkimpy takes it, encrypted with the platform secret (see api/domains.py).
+    sa.Column("dkim_private_key", sa.Text, nullable=False),
+    sa.Column("dkim_public_key", sa.Text, nullable=False),
+    sa.Column("dkim_verified", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("return_path_verified", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("last_checked_at", UTCDateTime, nullable=True),
+    sa.Column("last_check", sa.JSON, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("account_id", "domain"),
+)
+
+ip_pools = sa.Table(
+    "ip_pools",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("account_id", sa.BigInteger, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("strategy", sa.String(32), nullable=False),
+    # Routing counter: incremented per routed message, drives the deterministic strategies.
+    sa.Column("sequence", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("account_id", "name"),
+)
+
+ip_pool_members = sa.Table(
+    "ip_pool_members",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("pool_id", sa.BigInteger, sa.ForeignKey("ip_pools.id"), nullable=False),
+    sa.Column(
+        "provider_id", sa.BigInteger, sa.ForeignKey("custom_smtp_providers.id"), nullable=False
+    ),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("weight", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("mailbox_providers", sa.JSON, nullable=True),
+    sa.Column("sending_domains", sa.JSON, nullable=True),
+    sa.Index(None, "pool_id"),
+)
+
+suppressions = sa.Table(
+    "suppressions",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("account_id", sa.BigInteger, nullable=False),
+    sa.Column("subaccount_id", sa.BigInteger, nullable=False),
+    sa.Column("recipient_key", sa.String(320), nullable=False),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("message_uuid", sa.String(36), nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("subaccount_id", "recipient_key"),
+)
+
+send_requests = sa.Table(
+    "send_requests",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("account_id", sa.BigInteger, nullable=False),
+    sa.Column("subaccount_id", sa.BigInteger, nullable=False),
+    # The validated request (from, to, cc, subject, bodies, headers, tracking flags), shared by
+    # the messages it produced.
+    sa.Column("content", sa.JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+relay_queue = sa.Table(
+    "relay_queue",
+    metadata,
+    sa.Column("message_uuid", sa.String(36), sa.ForeignKey("messages.uuid"), primary_key=True),
+    sa.Column("request_id", sa.BigInteger, sa.ForeignKey("send_requests.id"), nullable=False),
+    sa.Column(
+        "provider_id", sa.BigInteger, sa.ForeignKey("custom_smtp_providers.id"), nullable=False
+    ),
+    sa.Column("domain_id", sa.BigInteger, sa.ForeignKey("sender_domains.id"), nullable=False),
+    # pending → done (sent or dropped); only pending rows are ever claimed.
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("claimed_by", sa.String(64), nullable=True),
+    sa.Column("claimed_until", UTCDateTime, nullable=True),
+    sa.Column("last_code", sa.Integer, nullable=True),
+    sa.Column("last_reply", sa.Text, nullable=True),
+    sa.Column("submitted_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index(
+        "ix_relay_queue_due",
+        "provider_id",
+        "next_attempt_at",
+        sqlite_where=sa.text("status = 'pending'"),
+        postgresql_where=sa.text("status = 'pending'"),
+    ),
+)
+
+relay_attempts = sa.Table(
+    "relay_attempts",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("provider_id", sa.BigInteger, nullable=False),
+    sa.Column("message_uuid", sa.String(36), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    # A send slot is taken (for maxRatePerHour) when the message is claimed.
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.Column("ok", sa.Boolean, nullable=True),
+    sa.Column("smtp_code", sa.Integer, nullable=True),
+    sa.Column("reply", sa.Text, nullable=True),
+    sa.Index(None, "provider_id", "started_at"),
+    sa.Index(None, "message_uuid"),
+)
