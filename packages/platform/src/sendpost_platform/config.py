@@ -106,6 +106,56 @@ class Settings:
         doc="Ingested batches one worker claims and processes per transaction.",
     )
     # --- sending (relay, DNS, tracking): add fields below ---------------------------------------
+    public_base_url: str = setting(
+        "http://127.0.0.1:8080",
+        env="SENDPOST_PUBLIC_BASE_URL",
+        doc="Public URL of the platform; tracking and unsubscribe links point under it.",
+    )
+    bounce_cname_target: str = setting(
+        "bounce.sendpost.localhost",
+        env="SENDPOST_BOUNCE_CNAME_TARGET",
+        doc="Host the `sp-bounce.{domain}` CNAME of every sender domain must point to.",
+    )
+    dkim_selector: str = setting(
+        "sendpost", env="SENDPOST_DKIM_SELECTOR", doc="Default DKIM selector for new domains."
+    )
+    dns_nameserver: str | None = setting(
+        None,
+        env="SENDPOST_DNS_NAMESERVER",
+        doc="IP address of the nameserver used to verify domains. Default: resolv.conf.",
+    )
+    dns_port: int = setting(53, env="SENDPOST_DNS_PORT", doc="Port of that nameserver.")
+    dns_timeout: float = setting(
+        5.0, env="SENDPOST_DNS_TIMEOUT", doc="Time allowed for one DNS lookup.", unit=DURATION
+    )
+    unsubscribe_mailto: str | None = setting(
+        None,
+        env="SENDPOST_UNSUBSCRIBE_MAILTO",
+        doc="Address added as a `mailto:` to List-Unsubscribe (the URL is always there).",
+    )
+    relay_retry_schedule: tuple[float, ...] = setting(
+        (3600.0, 7200.0, 10800.0, 14400.0, 18000.0),
+        env="SENDPOST_RELAY_RETRY_SCHEDULE",
+        doc="Delays after each failed relay attempt; when exhausted the message is dropped.",
+        unit=DURATIONS,
+    )
+    relay_lease: float = setting(
+        300.0,
+        env="SENDPOST_RELAY_LEASE",
+        doc="How long a worker's claim on a message lasts; a dead worker's claim expires then.",
+        unit=DURATION,
+    )
+    relay_batch_size: int = setting(
+        100, env="SENDPOST_RELAY_BATCH_SIZE", doc="Messages one worker claims per provider at once."
+    )
+    relay_connections_per_provider: int = setting(
+        4,
+        env="SENDPOST_RELAY_CONNECTIONS",
+        doc="Concurrent SMTP connections one worker opens to one provider.",
+    )
+    relay_smtp_timeout: float = setting(
+        60.0, env="SENDPOST_RELAY_SMTP_TIMEOUT", doc="Timeout of each SMTP command.", unit=DURATION
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
