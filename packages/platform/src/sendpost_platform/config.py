@@ -93,6 +93,12 @@ class Settings:
         doc="How long a rotated ingestion key keeps working after rotation.",
         unit=DURATION,
     )
+    smtp_test_timeout: float = setting(
+        15.0,
+        env="SENDPOST_SMTP_TEST_TIMEOUT",
+        doc="Time allowed for each stage of a provider's SMTP connectivity test.",
+        unit=DURATION,
+    )
     # --- background processing -------------------------------------------------------------------
     worker_idle_interval: float = setting(
         0.5,
