@@ -1,18 +1,49 @@
-"""Command line: ``sendpost-platform {serve,migrate,create-account,api,worker}``."""
+"""Command line: ``sendpost-platform {serve,api,worker,migrate,create-account}``.
+
+- ``serve [--listen HOST:PORT]``: API and background worker in one process (embedded mode:
+  migrates a SQLite database automatically).
+- ``api [--listen HOST:PORT] [--workers N]``: the HTTP API only; ``worker``: background jobs
+  only. Run any number of each against one PostgreSQL; they coordinate through the database.
+- ``migrate``: apply the database migrations.
+- ``create-account --name NAME [--json]``: an account with one sub-account; prints IDs and keys.
+
+Settings come from the environment (``docs/platform.md``); a bad one stops the command with one
+line naming the variable.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
 from sendpost_platform import __version__
+from sendpost_platform.config import Settings, load_settings, parse_listen
+from sendpost_platform.errors import PlatformError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sendpost-platform", description=__doc__)
+    parser = argparse.ArgumentParser(prog="sendpost-platform", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"sendpost-platform {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, text in (
+        ("serve", "HTTP API and background processing in one process"),
+        ("api", "the HTTP API only"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--listen", help="HOST:PORT (default: SENDPOST_LISTEN or 127.0.0.1:8080)")
+        if name == "api":
+            p.add_argument("--workers", type=int, default=1, help="HTTP worker processes")
+    sub.add_parser("worker", help="background processing only")
+    sub.add_parser("migrate", help="apply database migrations")
+    p = sub.add_parser("create-account", help="create an account with one sub-account")
+    p.add_argument("--name", required=True)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
 
@@ -22,6 +53,126 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = load_settings()
+        if args.command == "create-account":
+            return _create_account(settings, args.name, as_json=args.json)
+        if args.command == "migrate":
+            return _migrate(settings)
+        if args.command == "worker":
+            return _worker(settings)
+        listen = args.listen or settings.listen
+        host, port = parse_listen(listen)
+        return _serve(settings, host, port, role=args.command, workers=getattr(args, "workers", 1))
+    except PlatformError as exc:
+        print(f"sendpost-platform: {exc}", file=sys.stderr)
+        return 1
+
+
+def _open_store(settings: Settings, *, migrate_sqlite: bool) -> object:
+    from sendpost_platform.store import Store
+
+    store = Store.open(settings.database_url)
+    if migrate_sqlite and store.is_sqlite:
+        store.migrate()
+    store.require_current_schema()
+    return store
+
+
+def _migrate(settings: Settings) -> int:
+    from sendpost_platform.store import Store
+
+    store = Store.open(settings.database_url)
+    try:
+        store.migrate()
+    finally:
+        store.dispose()
+    print("database schema is up to date")
+    return 0
+
+
+def _create_account(settings: Settings, name: str, *, as_json: bool) -> int:
+    from sendpost_platform.clock import SystemClock
+    from sendpost_platform.store import Store, accounts
+
+    store = Store.open(settings.database_url)
+    try:
+        if store.is_sqlite:
+            store.migrate()
+        store.require_current_schema()
+        with store.write() as conn:
+            created = accounts.create_account(conn, name=name, now=SystemClock().now())
+    finally:
+        store.dispose()
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "account_id": created.account_id,
+                    "account_key": created.account_key,
+                    "subaccount_id": created.subaccount_id,
+                    "subaccount_key": created.subaccount_key,
+                }
+            )
+        )
+    else:
+        print(f"account_id:     {created.account_id}")
+        print(f"account_key:    {created.account_key}")
+        print(f"subaccount_id:  {created.subaccount_id}")
+        print(f"subaccount_key: {created.subaccount_key}")
+        print("Keys are shown only now; they are stored hashed.")
+    return 0
+
+
+def _serve(settings: Settings, host: str, port: int, *, role: str, workers: int) -> int:
+    import uvicorn
+
+    from sendpost_platform.app import create_app
+    from sendpost_platform.store import Store
+
+    store = Store.open(settings.database_url)
+    if role == "serve" and store.is_sqlite:
+        store.migrate()
+    store.require_current_schema()
+    store.dispose()
+    if workers > 1:
+        os.environ["SENDPOST_SECRET_KEY"] = settings.secret_key
+        uvicorn.run(
+            "sendpost_platform.app:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+        )
+        return 0
+    app = create_app(settings, run_worker=role == "serve")
+    uvicorn.run(app, host=host, port=port, log_level="info")
+    return 0
+
+
+def _worker(settings: Settings) -> int:
+    from sendpost_platform.clock import SystemClock
+    from sendpost_platform.store import Store
+    from sendpost_platform.worker import Worker, build_jobs
+
+    store = Store.open(settings.database_url)
+    store.require_current_schema()
+    clock = SystemClock()
+    worker = Worker(build_jobs(settings, store, clock), idle_interval=settings.worker_idle_interval)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await worker.run(stop)
+
+    try:
+        asyncio.run(run())
+    finally:
+        store.dispose()
     return 0
 
 

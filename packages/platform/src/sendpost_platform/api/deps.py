@@ -1,0 +1,42 @@
+"""What every route may depend on: the application context (settings, store, clock, ...).
+
+Use in a route::
+
+    from sendpost_platform.api.deps import ContextDep
+
+    @router.get("/api/v1/things")
+    def list_things(ctx: ContextDep, account: AccountDep) -> ...:
+        with ctx.store.read() as conn: ...
+        now = ctx.clock.now()
+
+Sync (``def``) routes run in FastAPI's thread pool, which suits the synchronous store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from sendpost_platform.clock import Clock
+from sendpost_platform.config import Settings
+from sendpost_platform.store import Store
+
+
+@dataclasses.dataclass
+class AppContext:
+    settings: Settings
+    store: Store
+    clock: Clock
+    extras: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Components other modules attach at startup (e.g. ``extras["ingest"]``)."""
+
+
+def get_context(request: Request) -> AppContext:
+    ctx = request.app.state.ctx
+    assert isinstance(ctx, AppContext)
+    return ctx
+
+
+ContextDep = Annotated[AppContext, Depends(get_context)]

@@ -1,0 +1,90 @@
+"""The composition root: builds the FastAPI app from settings (the only place that wires things).
+
+To add an API module, put ``router = APIRouter()`` in it and add its dotted name to
+:data:`ROUTER_MODULES`; if it needs components built once per app, give it a
+``setup(ctx: AppContext) -> None`` that stores them in ``ctx.extras``. Background jobs are listed
+in ``worker.build_jobs``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from sendpost_platform import __version__
+from sendpost_platform.api import errors
+from sendpost_platform.api.deps import AppContext
+from sendpost_platform.clock import Clock, SystemClock
+from sendpost_platform.config import Settings
+from sendpost_platform.store import Store
+from sendpost_platform.worker import Worker, build_jobs
+
+ROUTER_MODULES: tuple[str, ...] = (
+    "sendpost_platform.api.ingest",
+    "sendpost_platform.api.events",
+)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    store: Store | None = None,
+    run_worker: bool = False,
+) -> FastAPI:
+    """The platform's HTTP app. With ``run_worker`` the background worker runs in the app's
+    lifespan (``serve``). A store passed in stays the caller's to dispose of."""
+    clock = clock or SystemClock()
+    owns_store = store is None
+    store = store or Store.open(settings.database_url)
+    ctx = AppContext(settings=settings, store=store, clock=clock)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        task = None
+        if run_worker:
+            worker = Worker(
+                build_jobs(settings, store, clock), idle_interval=settings.worker_idle_interval
+            )
+            task = asyncio.create_task(worker.run(stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            if task is not None:
+                await task
+            if owns_store:
+                store.dispose()
+
+    app = FastAPI(
+        title="SendPost Custom SMTP platform",
+        version=__version__,
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+    )
+    app.state.ctx = ctx
+    errors.install(app)
+    for name in ROUTER_MODULES:
+        module = importlib.import_module(name)
+        setup = getattr(module, "setup", None)
+        if setup is not None:
+            setup(ctx)
+        app.include_router(module.router)
+
+    @app.get("/health", tags=["operations"], summary="Liveness")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` with several worker processes (API role, no worker)."""
+    from sendpost_platform.config import load_settings
+
+    return create_app(load_settings())

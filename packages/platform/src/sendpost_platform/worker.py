@@ -1,0 +1,75 @@
+"""The background worker: runs a list of jobs in a loop, with an injected clock.
+
+A job is anything with a ``name`` and ``async def run_once() -> int`` returning how much work it
+did (0 = nothing to do). :func:`build_jobs` is the one place that lists them; to add a job (e.g.
+the relay), append it there. Tests call ``await worker.run_once()`` (one pass over every job)
+instead of running the loop, so they never sleep.
+
+``serve`` runs the worker inside the API process (lifespan task); ``sendpost-platform worker``
+runs it alone. Several workers against one PostgreSQL share the work: each job claims its rows
+with ``FOR UPDATE SKIP LOCKED``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+from sendpost_platform.clock import Clock
+from sendpost_platform.config import Settings
+from sendpost_platform.processing import IngestProcessor
+from sendpost_platform.store import Store
+
+log = logging.getLogger("sendpost_platform.worker")
+
+
+class Job(Protocol):
+    name: str
+
+    async def run_once(self) -> int: ...
+
+
+def build_jobs(settings: Settings, store: Store, clock: Clock) -> list[Job]:
+    """Every background job of the platform, in the order one pass runs them."""
+    jobs: list[Job] = [
+        IngestProcessor(store, clock, claim_batches=settings.worker_claim_batches),
+    ]
+    return jobs
+
+
+class Worker:
+    def __init__(self, jobs: Sequence[Job], *, idle_interval: float = 0.5) -> None:
+        self.jobs = list(jobs)
+        self.idle_interval = idle_interval
+
+    async def run_once(self) -> int:
+        """One pass: each job once; returns the total work done."""
+        done = 0
+        for job in self.jobs:
+            done += await job.run_once()
+        return done
+
+    async def drain(self, *, max_passes: int = 1000) -> int:
+        """Run passes until a pass finds nothing to do (for tests and shutdown)."""
+        total = 0
+        for _ in range(max_passes):
+            done = await self.run_once()
+            total += done
+            if done == 0:
+                break
+        return total
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Loop until ``stop`` is set; waits ``idle_interval`` only after an idle pass."""
+        while not stop.is_set():
+            try:
+                done = await self.run_once()
+            except Exception:
+                log.exception("worker pass failed; retrying after %ss", self.idle_interval)
+                done = 0
+            if done == 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.idle_interval)
