@@ -5,14 +5,19 @@ lines (``b"\\n"``-terminated) or ``None`` when there is nothing new right now; t
 how long to wait before asking again. Nothing here sleeps or reads a clock.
 
 A file is identified by device, inode and a SHA-256 *fingerprint* of its first bytes (up to
-:data:`FP_LEN`). What happens when the end of the live file is reached:
+:data:`FP_LEN`) *as read by this source*. Rotation handling:
 
-* the path now names another inode (rename rotation: logrotate ``create``, ``postfix logrotate``):
-  the old file, still open, is read to its end, then the new file from its start;
-* the file is shorter than the read position, or its first bytes changed (copytruncate,
-  truncation): a sibling whose fingerprint matches the old content (the copy ``mail.log.1``) is
-  read from the old offset to its end, then the live file from its start;
-* the path is missing: rotated but not recreated yet, keep reading the old file.
+* before every read of the live file: if it is shorter than the read position or its first bytes
+  changed (copytruncate, truncation), a sibling whose fingerprint matches the old content (the
+  copy ``mail.log.1``) is read from the old offset to its end, then the live file from its start;
+* at the end of the live file: if the path now names another inode (rename rotation: logrotate
+  ``create``, ``postfix logrotate``), the old file, still open, is read to its end, then the new
+  file from its start; if the path is missing (renamed, not recreated yet) the old file is kept.
+
+Limits: a file that received lines and was copied-and-truncated before this source read any byte
+of it cannot be told apart from an untouched empty file (its lines are only in the copy); lines
+a writer appends to a renamed file after the new file appeared and the old one was drained are
+not read. Both need two events within one poll interval, which daily rotation does not produce.
 
 On start from a saved :class:`Position`, the file is looked up by fingerprint among the path and
 its rotated siblings (``mail.log.1``, ``mail.log-20250101``, ``mail.log.2.gz`` …); if it is a
@@ -65,20 +70,30 @@ def matches(file_id: FileId, head: bytes) -> bool:
 
 @dataclasses.dataclass
 class _Reader:
-    """One open file read sequentially; ``offset`` counts bytes of complete lines consumed."""
+    """One open file read sequentially; ``offset`` counts bytes of complete lines consumed.
+
+    ``head`` is the start of the file as this reader saw it; while it is shorter than FP_LEN
+    it grows with the bytes read, so the fingerprint always describes content actually read.
+    """
 
     path: Path
     fh: BinaryIO
     file_id: FileId
     offset: int
     live: bool
+    head: bytes
     pending: bytes = b""
 
     def read_lines(self, max_bytes: int) -> bytes:
         while True:
+            start = self.read_to
             data = self.fh.read(max_bytes)
             if not data:
                 return b""
+            if len(self.head) < FP_LEN and start == len(self.head):
+                self.head += data[: FP_LEN - len(self.head)]
+                fid = self.file_id
+                self.file_id = FileId(fid.dev, fid.ino, _digest(self.head), len(self.head))
             buf = self.pending + data if self.pending else data
             cut = buf.rfind(b"\n") + 1
             if cut == 0:
@@ -131,6 +146,8 @@ class FileTail:
                 return None
             cur = self._cur
             assert cur is not None
+            if cur.live and self._truncated(cur):
+                continue
             data = cur.read_lines(self.chunk_bytes)
             if data:
                 return data
@@ -141,7 +158,7 @@ class FileTail:
                 cur.close()
                 self._cur = None
                 continue
-            if not self._check_live(cur):
+            if not self._renamed(cur):
                 return None
         return None
 
@@ -188,7 +205,7 @@ class FileTail:
             return False
         self.error = None
         file_id = FileId(st.st_dev, st.st_ino, _digest(head), len(head))
-        self._cur = _Reader(path, fh, file_id, offset, live)
+        self._cur = _Reader(path, fh, file_id, offset, live, head)
         log.info("reading %s from offset %d", path, offset)
         return True
 
@@ -234,12 +251,13 @@ class FileTail:
             "reading %s from its start",
             start.path,
             start.offset,
+            self.path,
         )
 
     # -- rotation -------------------------------------------------------------------------------
 
-    def _check_live(self, cur: _Reader) -> bool:
-        """At the end of the live file: follow a rotation if one happened; True to read on."""
+    def _renamed(self, cur: _Reader) -> bool:
+        """At the end of the live file: has the path moved on to another file?"""
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
@@ -247,17 +265,18 @@ class FileTail:
         except OSError as exc:
             self.error = f"{self.path}: {exc.strerror}"
             return False
-        if (st.st_dev, st.st_ino) != (cur.file_id.dev, cur.file_id.ino):
-            log.info("%s was rotated (renamed); finishing the old file", self.path)
-            self.on_rotation("rename")
-            cur.live = False
-            return True
-        head = os.pread(cur.fh.fileno(), FP_LEN, 0)
-        size = os.fstat(cur.fh.fileno()).st_size
-        if size >= cur.read_to and matches(cur.file_id, head):
-            if len(head) > cur.file_id.fp_len:
-                fid = cur.file_id
-                cur.file_id = FileId(fid.dev, fid.ino, _digest(head), len(head))
+        if (st.st_dev, st.st_ino) == (cur.file_id.dev, cur.file_id.ino):
+            return False
+        log.info("%s was rotated (renamed); finishing the old file", self.path)
+        self.on_rotation("rename")
+        cur.live = False
+        return True
+
+    def _truncated(self, cur: _Reader) -> bool:
+        """Before reading the live file: was it truncated (or truncated and rewritten)?"""
+        fd = cur.fh.fileno()
+        head = os.pread(fd, cur.file_id.fp_len, 0)
+        if os.fstat(fd).st_size >= cur.read_to and matches(cur.file_id, head):
             return False
         copy = self._find_copy(cur)
         if copy is not None:
@@ -265,7 +284,7 @@ class FileTail:
             self.on_rotation("copytruncate")
             self._queue = [(copy, cur.offset)]
         else:
-            log.warning("%s was truncated at offset %d; reading from its start", self.path, size)
+            log.warning("%s was truncated; reading it from its start", self.path)
             self.on_rotation("truncate")
         cur.close()
         self._cur = None
