@@ -26,6 +26,7 @@ from sendpost_platform.worker import Worker, build_jobs
 ROUTER_MODULES: tuple[str, ...] = (
     "sendpost_platform.api.ingest",
     "sendpost_platform.api.events",
+    "sendpost_platform.api.providers",
 )
 
 
