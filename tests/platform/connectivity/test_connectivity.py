@@ -240,3 +240,12 @@ def test_tls_material_ca_loads_into_a_standard_context(tmp_path: Path) -> None:
     material = TlsMaterial.create(tmp_path)
     context = ssl.create_default_context(cafile=str(material.ca_file))
     assert context.cert_store_stats()["x509_ca"] == 1
+
+
+async def test_address_the_client_cannot_send_fails_at_that_stage() -> None:
+    """A non-ASCII sender to a server without SMTPUTF8 handling fails at mail, never raises."""
+    with TestServer() as server:
+        result = await run_smtp_test(
+            _settings(server.port, test_from="prüfer@sender.example"), timeout=FAST
+        )
+    assert (result.ok, result.stage) == (False, "mail")

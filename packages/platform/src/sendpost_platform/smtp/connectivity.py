@@ -183,6 +183,12 @@ class _Run:
             self.note(reply)
             self._record(name, False, None, reply, started)
             raise _StageFailed(None, reply, stage=stage) from None
+        except (ValueError, UnicodeError) as exc:
+            # Input the SMTP client refuses to send (e.g. a non-ASCII address without SMTPUTF8).
+            reply = self.redact(f"cannot send: {exc}")
+            self.note(reply)
+            self._record(name, False, None, reply, started)
+            raise _StageFailed(None, reply) from None
         if outcome is None:
             self._record(name, True, None, None, started)
         else:
