@@ -38,7 +38,6 @@ from sendpost_agent.parse.records import (
     Delivery,
     Expired,
     Record,
-    Reinjected,
     Removed,
     UuidSeen,
 )
@@ -105,43 +104,77 @@ class Correlator:
     # -- input ------------------------------------------------------------------------------
 
     def on_record(self, rec: Record, micros: int | None, out: list[AgentEvent]) -> None:
+        """Feed one record; ``micros`` is its log time (None: not known, the log clock stays)."""
+        if isinstance(rec, Delivery | Expired):
+            self.outcome(rec, micros, out)
+        elif isinstance(rec, UuidSeen):
+            self.learn(rec.queue_id, rec.uuid, rec.source, out)
+        elif isinstance(rec, Removed):
+            self.removed(rec.queue_id)
+        else:
+            self.reinjected(rec.queue_id, rec.parent, out)
+
+    def learn(self, qid: str, uuid: str, source: int, out: list[AgentEvent]) -> None:
+        """A line revealed the UUID of ``qid``."""
+        q = self.queues.get(qid)
+        if q is None:
+            self.queues[qid] = {
+                "u": uuid,
+                "s": source,
+                "t": self.last_us,
+                "h": [],
+                "p": {},
+                "c": [],
+            }
+            return
+        q["t"] = self.last_us
+        self._learn(q, uuid, source, out)
+
+    def removed(self, qid: str) -> None:
+        """``qid`` is finished; it may be reused by a new message from now on."""
+        q = self.queues.pop(qid, None)
+        if q is not None and q["h"]:
+            self.park(qid, q)
+
+    def park(self, qid: str, q: dict[str, Any]) -> None:
+        """The held lines of a removed queue ID: dropped if it had a UUID, else kept a while."""
+        if q["u"] is None:
+            self.orphans[qid] = {"h": q["h"], "d": (self.last_us or 0) + HOLD_US}
+        else:
+            self.held -= len(q["h"])
+
+    def reinjected(self, qid: str, parent_qid: str, out: list[AgentEvent]) -> None:
+        """smtpd logged ``qid`` with ``orig_queue_id=parent_qid``."""
+        q = self._queue(qid)
+        parent = self._queue(parent_qid)
+        if parent["u"] is not None:
+            self._learn(q, parent["u"], SOURCE_INHERITED, out)
+        elif qid not in parent["c"]:
+            parent["c"].append(qid)
+
+    def outcome(self, rec: Delivery | Expired, micros: int | None, out: list[AgentEvent]) -> None:
+        """A delivery or expiry line: an event now, or held until the UUID is known."""
         if micros is not None:
             self.last_us = micros
             if self.orphans:
                 self._drop_orphans(micros)
         else:
             micros = self.last_us
-        qid = rec.queue_id
-        if isinstance(rec, Removed):
-            q = self.queues.pop(qid, None)
-            if q is not None and q["h"] and q["u"] is None:
-                deadline = (micros or 0) + HOLD_US
-                self.orphans[qid] = {"h": q["h"], "d": deadline}
-            elif q is not None:
-                self.held -= len(q["h"])
-            return
-        q = self.queues.get(qid)
-        if q is None:
-            q = self.queues[qid] = _new_queue()
-        q["t"] = micros
-        if isinstance(rec, UuidSeen):
-            self._learn(q, rec.uuid, rec.source, out)
-        elif isinstance(rec, Reinjected):
-            parent = self.queues.get(rec.parent)
-            if parent is None:
-                parent = self.queues[rec.parent] = _new_queue()
-                parent["t"] = micros
-            if parent["u"] is not None:
-                self._learn(q, parent["u"], SOURCE_INHERITED, out)
-            elif qid not in parent["c"]:
-                parent["c"].append(qid)
-        elif q["u"] is None:
+        q = self._queue(rec.queue_id)
+        if q["u"] is None:
             q["h"].append([_encode(rec), micros])
             self.held += 1
             if self.held > MAX_HELD:
                 self._drop_oldest_held()
         else:
             self._apply(q, rec, micros, out)
+
+    def _queue(self, qid: str) -> dict[str, Any]:
+        q = self.queues.get(qid)
+        if q is None:
+            q = self.queues[qid] = _new_queue()
+        q["t"] = self.last_us
+        return q
 
     def _learn(self, q: dict[str, Any], uuid: str, source: int, out: list[AgentEvent]) -> None:
         if source >= q["s"]:
@@ -166,11 +199,7 @@ class Correlator:
             for data, micros in orphan["h"]:
                 self._apply(tmp, _decode(data), micros, out)
             return
-        q = self.queues.get(child)
-        if q is None:
-            q = self.queues[child] = _new_queue()
-            q["t"] = self.last_us
-        self._learn(q, uuid, SOURCE_INHERITED, out)
+        self._learn(self._queue(child), uuid, SOURCE_INHERITED, out)
 
     def _apply(
         self, q: dict[str, Any], rec: Delivery | Expired, micros: int | None, out: list[AgentEvent]

@@ -20,6 +20,7 @@ Counters (:class:`ParseStats`):
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import ipaddress
 import re
@@ -30,8 +31,28 @@ from typing import Any
 from sendpost_wire import AgentEvent
 
 from sendpost_agent.parse.correlate import Correlator
-from sendpost_agent.parse.postfix import MAX_LINE_BYTES, PREFILTER, parse_text
-from sendpost_agent.parse.records import Unparsed
+from sendpost_agent.parse.postfix import (
+    GROUP_HEADER_UUID,
+    GROUP_MESSAGE_ID_UUID,
+    GROUP_REMOVED,
+    GROUP_SENDER_UUID,
+    GROUP_TRUNCATED,
+    MAX_LINE_BYTES,
+    SCAN,
+    parse_text,
+    queue_id_at,
+    record_from_match,
+    stamp_of,
+)
+from sendpost_agent.parse.records import (
+    SOURCE_HEADER,
+    SOURCE_MESSAGE_ID,
+    SOURCE_SENDER,
+    Delivery,
+    Expired,
+    Reinjected,
+    Unparsed,
+)
 from sendpost_agent.parse.timestamps import YearGuess, to_micros
 
 # Relays that are our own content filter or Postfix instance: loopback addresses, by address
@@ -42,7 +63,13 @@ DEFAULT_INTERNAL_RELAYS: tuple[str, ...] = ("127.0.0.0/8", "::1/128", "localhost
 STATE_VERSION = 1
 _RELAY = re.compile(r"(?P<name>[^\[]*)(?:\[(?P<addr>[^\]]*)\])?(?::\d+)?")
 _SURROGATE = re.compile("[\udc80-\udcff]")
-_LONG_CHARS = MAX_LINE_BYTES // 4  # a line this many characters long may exceed 64 KiB
+_LONG_CHARS = MAX_LINE_BYTES // 4
+_UUID_SOURCES = {
+    GROUP_HEADER_UUID: SOURCE_HEADER,
+    GROUP_SENDER_UUID: SOURCE_SENDER,
+    GROUP_MESSAGE_ID_UUID: SOURCE_MESSAGE_ID,
+}
+_BIG = 1 << 62  # a line this many characters long may exceed 64 KiB
 
 
 @dataclass
@@ -147,47 +174,73 @@ class Pipeline:
         except UnicodeDecodeError:
             text = data.decode("utf-8", "surrogateescape")
             dirty = True
+        long_lines = _long_lines(text) if len(data) > MAX_LINE_BYTES else []
         out: list[AgentEvent] = []
-        seen = 0
-        too_long = self._count_long_lines(text) if len(data) > MAX_LINE_BYTES else 0
-        on_record = self._correlator.on_record
+        corr = self._correlator
+        queues, learn, outcome = corr.queues, corr.learn, corr.outcome
         resolve = self._resolve
-        search = PREFILTER.search
         find, rfind = text.find, text.rfind
-        pos = 0
-        while True:
-            m = search(text, pos)
-            if m is None:
-                break
-            start = rfind("\n", 0, m.start()) + 1
-            end = find("\n", m.end())
-            if end < 0:
-                end = len(text)
-            pos = end + 1
-            if end - start > _LONG_CHARS and _byte_length(text, start, end) > MAX_LINE_BYTES:
-                continue  # counted by _count_long_lines
-            seen += 1
-            if dirty and _SURROGATE.search(text, start, end):
-                clean = text[start:end].encode("utf-8", "surrogateescape")
-                line = clean.decode("utf-8", "replace")
-                rec = parse_text(line, 0, len(line))
-                if not isinstance(rec, Unparsed):
-                    stats.invalid_utf8 += 1
-            else:
-                rec = parse_text(text, start, end)
-            if isinstance(rec, Unparsed):
-                if rec.reason == "irrelevant":
-                    seen -= 1
-                else:
-                    stats.unparsed[rec.reason] = stats.unparsed.get(rec.reason, 0) + 1
+        parsed = truncated = 0
+        line_end = -1
+        for m in SCAN.finditer(text):
+            at = m.start()
+            if at < line_end:
+                continue  # the rest of a line already decided
+            found = queue_id_at(text, at)
+            if found is None:
                 continue
-            stats.parsed += 1
-            on_record(rec, resolve(rec.stamp) if rec.stamp else None, out)
-        if too_long:
-            stats.unparsed["too_long"] = stats.unparsed.get("too_long", 0) + too_long
-        stats.ignored += lines - seen - too_long
+            qid, begin = found
+            line_end = find("\n", at)
+            if line_end < 0:
+                line_end = len(text)
+            if long_lines and _inside(long_lines, at):
+                continue  # counted as too_long
+            kind = m.lastindex
+            if dirty and _SURROGATE.search(text, begin, line_end):
+                parsed += self._feed_repaired(text, at, out)
+                continue
+            if kind == GROUP_REMOVED:
+                q = queues.pop(qid, None)
+                if q is not None and q["h"]:
+                    corr.park(qid, q)
+            elif kind in _UUID_SOURCES:
+                source = _UUID_SOURCES[kind]
+                q = queues.get(qid)
+                if q is None or q["s"] > source:
+                    learn(qid, m[kind].lower(), source, out)
+            elif kind == GROUP_TRUNCATED:
+                truncated += 1
+                continue
+            else:
+                start = rfind("\n", 0, begin) + 1
+                stamp = stamp_of(text, start, begin - 1) if begin > start else None
+                rec = record_from_match(m, qid, stamp, text, start, line_end)
+                if isinstance(rec, Delivery | Expired):
+                    outcome(rec, resolve(stamp) if stamp else None, out)
+                elif isinstance(rec, Reinjected):
+                    corr.reinjected(qid, rec.parent, out)
+            parsed += 1
+        stats.parsed += parsed
+        if truncated:
+            stats.unparsed["truncated"] = stats.unparsed.get("truncated", 0) + truncated
+        if long_lines:
+            stats.unparsed["too_long"] = stats.unparsed.get("too_long", 0) + len(long_lines)
+        stats.ignored += lines - parsed - truncated - len(long_lines)
         self._count(out)
         return out
+
+    def _feed_repaired(self, text: str, at: int, out: list[AgentEvent]) -> int:
+        """A line with invalid UTF-8: decode it again with U+FFFD and parse that."""
+        start = text.rfind("\n", 0, at) + 1
+        end = text.find("\n", at)
+        raw = text[start : end if end >= 0 else len(text)].encode("utf-8", "surrogateescape")
+        rec = parse_text(raw.decode("utf-8", "replace"))
+        if isinstance(rec, Unparsed):
+            self.stats.unparsed[rec.reason] = self.stats.unparsed.get(rec.reason, 0) + 1
+            return 0
+        self.stats.invalid_utf8 += 1
+        self._correlator.on_record(rec, self._resolve(rec.stamp) if rec.stamp else None, out)
+        return 1
 
     def flush(self) -> list[AgentEvent]:
         """End of input (``parse``): lines still waiting for a UUID are counted as uncorrelated."""
@@ -224,28 +277,33 @@ class Pipeline:
             counts[event.event_type] = counts.get(event.event_type, 0) + 1
         self.stats.uncorrelated = self._correlator.uncorrelated
 
-    @staticmethod
-    def _count_long_lines(text: str) -> int:
-        """Lines over 64 KiB, found by jumping from one newline to the last one within reach."""
-        count = 0
-        pos, size = 0, len(text)
-        while pos < size:
-            reach = min(size, pos + _LONG_CHARS + 1)
-            nl = text.rfind("\n", pos, reach)
-            if nl >= 0:
-                pos = nl + 1
-                continue
-            end = text.find("\n", pos)
-            if end < 0:
-                end = size
-            if _byte_length(text, pos, end) > MAX_LINE_BYTES:
-                count += 1
-            pos = end + 1
-        return count
-
 
 def _byte_length(text: str, start: int, end: int) -> int:
     return len(text[start:end].encode("utf-8", "surrogateescape"))
+
+
+def _long_lines(text: str) -> list[tuple[int, int]]:
+    """Spans of the lines over 64 KiB, found by jumping from each newline to the last one
+    within reach: a handful of ``rfind`` calls per megabyte when no line is long."""
+    spans: list[tuple[int, int]] = []
+    pos, size = 0, len(text)
+    while pos < size:
+        nl = text.rfind("\n", pos, min(size, pos + _LONG_CHARS + 1))
+        if nl >= 0:
+            pos = nl + 1
+            continue
+        end = text.find("\n", pos)
+        if end < 0:
+            end = size
+        if _byte_length(text, pos, end) > MAX_LINE_BYTES:
+            spans.append((pos, end))
+        pos = end + 1
+    return spans
+
+
+def _inside(spans: list[tuple[int, int]], at: int) -> bool:
+    i = bisect.bisect_right(spans, (at, _BIG)) - 1
+    return i >= 0 and spans[i][0] <= at <= spans[i][1]
 
 
 def _copy(value: Any) -> Any:

@@ -58,6 +58,7 @@ class YearGuess:
     ) -> None:
         self._reference = reference
         self._tz = tz
+        self._hours: dict[str, int] = {}
         self.year: int | None = None
         self.month: int | None = None
         if state:
@@ -68,7 +69,28 @@ class YearGuess:
         return {"year": self.year, "month": self.month}
 
     def resolve(self, stamp: str) -> int | None:
-        """Microseconds since the epoch for a timestamp text, or None if not understood."""
+        """Microseconds since the epoch for a timestamp text, or None if not understood.
+
+        Classic stamps ``... HH:MM:SS`` are resolved once per hour of the log (cached: the
+        hour's start, then plus minutes and seconds); a DST change falls on an hour boundary.
+        """
+        if len(stamp) >= 14 and stamp[-3] == ":" and stamp[-6] == ":" and stamp[-9] == " ":
+            key = stamp[:-6]
+            base = self._hours.get(key)
+            if base is None:
+                base = self._resolve(key + ":00:00")
+                if base is None:
+                    return None
+                if len(self._hours) >= 1000:
+                    self._hours.clear()
+                self._hours[key] = base
+            try:
+                return base + (int(stamp[-5:-3]) * 60 + int(stamp[-2:])) * 1_000_000
+            except ValueError:
+                return None
+        return self._resolve(stamp)
+
+    def _resolve(self, stamp: str) -> int | None:
         if stamp[:1].isdigit() and len(stamp) >= 19 and stamp[4] == "-":
             return _iso(stamp)
         m = _CLASSIC.fullmatch(stamp)
