@@ -21,6 +21,7 @@ from typing import Protocol
 from sendpost_platform.clock import Clock
 from sendpost_platform.config import Settings
 from sendpost_platform.processing import IngestProcessor
+from sendpost_platform.relay_worker import RelayJob
 from sendpost_platform.store import Store
 
 log = logging.getLogger("sendpost_platform.worker")
@@ -36,6 +37,7 @@ def build_jobs(settings: Settings, store: Store, clock: Clock) -> list[Job]:
     """Every background job of the platform, in the order one pass runs them."""
     jobs: list[Job] = [
         IngestProcessor(store, clock, claim_batches=settings.worker_claim_batches),
+        RelayJob(store, settings, clock),
     ]
     return jobs
 

@@ -40,6 +40,13 @@ class TrackingToken:
     url: str | None = None
 
 
+def tracking_secret(platform_secret: str) -> bytes:
+    """The HMAC key for tracking tokens, derived from the platform secret under its own label."""
+    return hmac.new(
+        platform_secret.encode(), b"sendpost/tracking-token/v1", hashlib.sha256
+    ).digest()
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 

@@ -1,0 +1,203 @@
+"""``POST /api/v1/subaccount/email/``: send one email to one or more recipients.
+
+Body (JSON): ``from`` (``"a@b.c"`` or ``{"email", "name"}``), ``to`` (list of addresses or
+``{"email", "name"}``), optional ``cc``/``bcc`` (same), ``subject``, ``htmlBody`` and/or
+``textBody``, optional ``headers`` (object of strings; platform headers are refused), ``ippool``
+(required: the name of one of the account's IP pools), optional ``trackOpens``/``trackClicks``.
+
+Answers 200 with one entry per recipient: ``{to, messageId, submittedAt, errorCode, message}``
+(``errorCode`` 0: queued; otherwise the message was dropped at once, see ``sending.py``). A
+malformed request is refused whole with 400 and ``errors: [{field, message}]`` naming every bad
+field; 401 without a valid ``X-SubAccount-ApiKey``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body
+
+from sendpost_platform.api.auth import SubAccountDep
+from sendpost_platform.api.deps import ContextDep
+from sendpost_platform.domain.routing import EmptyPoolError
+from sendpost_platform.errors import BadRequest
+from sendpost_platform.sending import SendRequest, is_address, submit
+from sendpost_platform.smtp.prepare import is_reserved_header
+from sendpost_platform.store import pools
+
+PATH = "/api/v1/subaccount/email/"
+MAX_RECIPIENTS = 1000
+
+router = APIRouter(tags=["sending"])
+
+_HEADER_NAME = re.compile(r"^[!-9;-~]+$")
+
+
+class _Errors:
+    def __init__(self) -> None:
+        self.items: list[dict[str, str]] = []
+
+    def add(self, field: str, message: str) -> None:
+        self.items.append({"field": field, "message": message})
+
+
+def _text(body: dict[str, Any], key: str, errors: _Errors, *, required: bool) -> str | None:
+    value = body.get(key)
+    if value is None:
+        if required:
+            errors.add(key, "is required")
+        return None
+    if not isinstance(value, str):
+        errors.add(key, "must be a string")
+        return None
+    return value
+
+
+def _address(value: Any, field: str, errors: _Errors) -> tuple[str, str | None] | None:
+    name = None
+    if isinstance(value, dict):
+        name = value.get("name")
+        if name is not None and (not isinstance(name, str) or "\n" in name or "\r" in name):
+            errors.add(f"{field}.name", "must be a single-line string")
+            return None
+        value = value.get("email")
+        field = f"{field}.email"
+    if not isinstance(value, str) or not value.strip():
+        errors.add(field, "must be an email address")
+        return None
+    return value.strip(), name
+
+
+def _recipients(body: dict[str, Any], key: str, errors: _Errors, *, required: bool) -> list[str]:
+    value = body.get(key)
+    if value is None:
+        if required:
+            errors.add(key, "is required: a non-empty list of recipients")
+        return []
+    if not isinstance(value, list) or (required and not value):
+        errors.add(key, "must be a non-empty list of recipients" if required else "must be a list")
+        return []
+    found = []
+    for i, item in enumerate(value):
+        parsed = _address(item, f"{key}[{i}]", errors)
+        if parsed is not None:
+            found.append(parsed[0])
+    return found
+
+
+def _headers(body: dict[str, Any], errors: _Errors) -> dict[str, str]:
+    value = body.get("headers")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        errors.add("headers", "must be an object of header names to string values")
+        return {}
+    headers = {}
+    for name, text in value.items():
+        field = f"headers.{name}"
+        if not _HEADER_NAME.match(name):
+            errors.add(field, "is not a valid header name")
+        elif is_reserved_header(name):
+            errors.add(field, "is set by the platform and may not be supplied")
+        elif not isinstance(text, str) or "\r" in text or "\n" in text:
+            errors.add(field, "must be a single-line string")
+        else:
+            headers[name] = text
+    return headers
+
+
+def _flag(body: dict[str, Any], key: str, errors: _Errors) -> bool:
+    value = body.get(key, False)
+    if not isinstance(value, bool):
+        errors.add(key, "must be true or false")
+        return False
+    return value
+
+
+def parse_send_request(body: Any) -> SendRequest:
+    """Validate the JSON body; raises :class:`BadRequest` naming every bad field."""
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    errors = _Errors()
+    sender = None
+    if body.get("from") is None:
+        errors.add("from", "is required")
+    else:
+        sender = _address(body["from"], "from", errors)
+        if sender is not None and not is_address(sender[0]):
+            errors.add("from", f"{sender[0]!r} is not a valid email address")
+            sender = None
+    to = _recipients(body, "to", errors, required=True)
+    cc = _recipients(body, "cc", errors, required=False)
+    bcc = _recipients(body, "bcc", errors, required=False)
+    if len(to) + len(cc) + len(bcc) > MAX_RECIPIENTS:
+        errors.add("to", f"at most {MAX_RECIPIENTS} recipients (to, cc and bcc together)")
+    subject = _text(body, "subject", errors, required=True)
+    if subject is not None and ("\r" in subject or "\n" in subject):
+        errors.add("subject", "must be a single line")
+    html = _text(body, "htmlBody", errors, required=False)
+    text = _text(body, "textBody", errors, required=False)
+    if html is None and text is None and "htmlBody" not in body and "textBody" not in body:
+        errors.add("htmlBody", "htmlBody or textBody is required")
+    headers = _headers(body, errors)
+    ippool = _text(body, "ippool", errors, required=True)
+    if ippool is not None and not ippool.strip():
+        errors.add("ippool", "is required")
+    track_opens = _flag(body, "trackOpens", errors)
+    track_clicks = _flag(body, "trackClicks", errors)
+    if errors.items or sender is None or subject is None or ippool is None:
+        raise BadRequest("invalid send request", errors=errors.items)
+    return SendRequest(
+        from_email=sender[0],
+        from_name=sender[1],
+        to=to,
+        cc=cc,
+        bcc=bcc,
+        subject=subject,
+        text_body=text,
+        html_body=html,
+        headers=headers,
+        ippool=ippool.strip(),
+        track_opens=track_opens,
+        track_clicks=track_clicks,
+    )
+
+
+@router.post(PATH)
+def send_email(
+    ctx: ContextDep, sub: SubAccountDep, body: Annotated[Any, Body()]
+) -> list[dict[str, Any]]:
+    send = parse_send_request(body)
+    now = ctx.clock.now()
+    with ctx.store.write() as conn:
+        pool = pools.find_pool(conn, account_id=sub.account_id, name=send.ippool)
+        if pool is None:
+            raise BadRequest(
+                "invalid send request",
+                errors=[{"field": "ippool", "message": f"no IP pool named {send.ippool!r}"}],
+            )
+        try:
+            results = submit(
+                conn,
+                account_id=sub.account_id,
+                subaccount_id=sub.id,
+                request=send,
+                pool=pool,
+                now=now,
+            )
+        except EmptyPoolError:
+            raise BadRequest(
+                "invalid send request",
+                errors=[{"field": "ippool", "message": "the IP pool has no providers"}],
+            ) from None
+    return [
+        {
+            "to": r.to,
+            "messageId": r.message_uuid,
+            "submittedAt": int(r.submitted_at.timestamp()),
+            "errorCode": int(r.error_code),
+            "message": r.message,
+        }
+        for r in results
+    ]

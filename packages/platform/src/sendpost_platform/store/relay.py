@@ -1,0 +1,276 @@
+"""The durable relay queue: send requests, queued messages, claims with leases, attempt log.
+
+Life of a queue row (``relay_queue``, one per message)::
+
+    pending ──claim──▶ pending + claimed_by/claimed_until ──finish──▶ done   (sent or dropped)
+       ▲                                                     │
+       └────────────── retry: next_attempt_at = now + delay ◀┘
+
+- :func:`claim` takes due rows of one provider for one worker until ``claimed_until`` (a lease):
+  ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, and the provider row is locked first so the rate
+  accounting of concurrent workers is serialised. A worker that dies leaves its rows claimed until
+  the lease expires; then any worker claims them again. Nothing is lost.
+- Each claim takes a *send slot*: a ``relay_attempts`` row stamped ``started_at``. The number of
+  slots taken in the last hour is what ``maxRatePerHour`` limits, so workers on several machines
+  share one budget through the database.
+- :func:`finish` applies an outcome only if the row is still claimed by the same worker (a worker
+  whose lease expired cannot overwrite the newer claimant's result).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from sendpost_platform.store.schema import (
+    custom_smtp_providers,
+    messages,
+    relay_attempts,
+    relay_queue,
+    send_requests,
+)
+
+PENDING = "pending"
+DONE = "done"
+RATE_WINDOW = dt.timedelta(hours=1)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClaimedMessage:
+    message_uuid: str
+    attempt: int
+    """1 for the first attempt."""
+    attempt_id: int
+    request_id: int
+    provider_id: int
+    domain_id: int
+    account_id: int
+    subaccount_id: int
+    recipient: str
+    sender: str
+    submitted_at: dt.datetime
+
+
+def insert_send_request(
+    conn: Connection,
+    *,
+    account_id: int,
+    subaccount_id: int,
+    content: dict[str, Any],
+    now: dt.datetime,
+) -> int:
+    return int(
+        conn.execute(
+            sa.insert(send_requests)
+            .values(
+                account_id=account_id, subaccount_id=subaccount_id, content=content, created_at=now
+            )
+            .returning(send_requests.c.id)
+        ).scalar_one()
+    )
+
+
+def enqueue(
+    conn: Connection,
+    *,
+    message_uuid: str,
+    request_id: int,
+    provider_id: int,
+    domain_id: int,
+    now: dt.datetime,
+) -> None:
+    conn.execute(
+        sa.insert(relay_queue).values(
+            message_uuid=message_uuid,
+            request_id=request_id,
+            provider_id=provider_id,
+            domain_id=domain_id,
+            status=PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            submitted_at=now,
+            updated_at=now,
+        )
+    )
+
+
+def _due(now: dt.datetime) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        relay_queue.c.status == PENDING,
+        relay_queue.c.next_attempt_at <= now,
+        sa.or_(relay_queue.c.claimed_until.is_(None), relay_queue.c.claimed_until <= now),
+    )
+
+
+def due_provider_ids(conn: Connection, now: dt.datetime) -> list[int]:
+    rows = conn.execute(sa.select(relay_queue.c.provider_id).where(_due(now)).distinct())
+    return sorted(int(r.provider_id) for r in rows)
+
+
+def slots_used(conn: Connection, provider_id: int, now: dt.datetime) -> int:
+    """Send slots the provider used in the hour before ``now``."""
+    return int(
+        conn.execute(
+            sa.select(sa.func.count()).where(
+                relay_attempts.c.provider_id == provider_id,
+                relay_attempts.c.started_at > now - RATE_WINDOW,
+            )
+        ).scalar_one()
+    )
+
+
+def claim(
+    conn: Connection,
+    *,
+    provider_id: int,
+    worker_id: str,
+    now: dt.datetime,
+    lease: dt.timedelta,
+    limit: int,
+) -> list[ClaimedMessage]:
+    """Claim up to ``limit`` due messages of one provider, within its hourly rate."""
+    rate = conn.execute(
+        sa.select(custom_smtp_providers.c.max_rate_per_hour)
+        .where(custom_smtp_providers.c.id == provider_id)
+        .with_for_update()
+    ).scalar_one_or_none()
+    if rate is None:
+        return []
+    room = min(limit, int(rate) - slots_used(conn, provider_id, now))
+    if room <= 0:
+        return []
+    picked = conn.execute(
+        sa.select(relay_queue.c.message_uuid, relay_queue.c.attempts)
+        .where(relay_queue.c.provider_id == provider_id, _due(now))
+        .order_by(relay_queue.c.next_attempt_at, relay_queue.c.message_uuid)
+        .limit(room)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if not picked:
+        return []
+    uuids = [r.message_uuid for r in picked]
+    conn.execute(
+        sa.update(relay_queue)
+        .where(relay_queue.c.message_uuid.in_(uuids))
+        .values(claimed_by=worker_id, claimed_until=now + lease, updated_at=now)
+    )
+    attempt_ids: dict[str, int] = {}
+    for r in picked:
+        attempt_ids[r.message_uuid] = int(
+            conn.execute(
+                sa.insert(relay_attempts)
+                .values(
+                    provider_id=provider_id,
+                    message_uuid=r.message_uuid,
+                    attempt=r.attempts + 1,
+                    started_at=now,
+                )
+                .returning(relay_attempts.c.id)
+            ).scalar_one()
+        )
+    rows = conn.execute(
+        sa.select(
+            relay_queue.c.message_uuid,
+            relay_queue.c.attempts,
+            relay_queue.c.request_id,
+            relay_queue.c.provider_id,
+            relay_queue.c.domain_id,
+            relay_queue.c.submitted_at,
+            messages.c.account_id,
+            messages.c.subaccount_id,
+            messages.c.recipient,
+            messages.c.sender,
+        )
+        .join(messages, messages.c.uuid == relay_queue.c.message_uuid)
+        .where(relay_queue.c.message_uuid.in_(uuids))
+        .order_by(relay_queue.c.next_attempt_at, relay_queue.c.message_uuid)
+    ).all()
+    return [
+        ClaimedMessage(
+            message_uuid=r.message_uuid,
+            attempt=r.attempts + 1,
+            attempt_id=attempt_ids[r.message_uuid],
+            request_id=r.request_id,
+            provider_id=r.provider_id,
+            domain_id=r.domain_id,
+            account_id=r.account_id,
+            subaccount_id=r.subaccount_id,
+            recipient=r.recipient,
+            sender=r.sender,
+            submitted_at=r.submitted_at,
+        )
+        for r in rows
+    ]
+
+
+def request_contents(conn: Connection, request_ids: set[int]) -> dict[int, dict[str, Any]]:
+    if not request_ids:
+        return {}
+    rows = conn.execute(
+        sa.select(send_requests.c.id, send_requests.c.content).where(
+            send_requests.c.id.in_(sorted(request_ids))
+        )
+    )
+    return {int(r.id): dict(r.content) for r in rows}
+
+
+def finish(
+    conn: Connection,
+    claimed: ClaimedMessage,
+    *,
+    worker_id: str,
+    ok: bool,
+    code: int | None,
+    reply: str,
+    next_attempt_at: dt.datetime | None,
+    now: dt.datetime,
+) -> bool:
+    """Record one attempt's outcome: ``next_attempt_at`` None ends the message (sent or dropped),
+    a time schedules a retry. False (and nothing written) if the claim was lost meanwhile."""
+    values: dict[str, Any] = {
+        "attempts": claimed.attempt,
+        "claimed_by": None,
+        "claimed_until": None,
+        "last_code": code,
+        "last_reply": reply,
+        "updated_at": now,
+    }
+    if next_attempt_at is None:
+        values["status"] = DONE
+    else:
+        values["next_attempt_at"] = next_attempt_at
+    updated = conn.execute(
+        sa.update(relay_queue)
+        .where(
+            relay_queue.c.message_uuid == claimed.message_uuid,
+            relay_queue.c.claimed_by == worker_id,
+            relay_queue.c.status == PENDING,
+        )
+        .values(**values)
+    ).rowcount
+    conn.execute(
+        sa.update(relay_attempts)
+        .where(relay_attempts.c.id == claimed.attempt_id)
+        .values(finished_at=now, ok=ok, smtp_code=code, reply=reply)
+    )
+    return bool(updated)
+
+
+def queue_entry(conn: Connection, message_uuid: str) -> dict[str, Any] | None:
+    row = conn.execute(
+        sa.select(relay_queue).where(relay_queue.c.message_uuid == message_uuid)
+    ).first()
+    return None if row is None else dict(row._mapping)
+
+
+def attempts_of(conn: Connection, message_uuid: str) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        sa.select(relay_attempts)
+        .where(relay_attempts.c.message_uuid == message_uuid)
+        .order_by(relay_attempts.c.id)
+    )
+    return [dict(r._mapping) for r in rows]

@@ -1,0 +1,68 @@
+"""Suppressed recipients per sub-account (the rules: ``domain/suppression.py``).
+
+Writers: the tracking endpoints (unsubscribe), the bounce processor and agent processing (hard
+bounces) call :func:`add_suppression`; the send API checks :func:`suppressed_among`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from sendpost_platform.domain.suppression import normalize_address
+from sendpost_platform.store.dialect import insert_ignore
+from sendpost_platform.store.schema import suppressions
+
+
+def add_suppression(
+    conn: Connection,
+    *,
+    account_id: int,
+    subaccount_id: int,
+    recipient: str,
+    reason: str,
+    now: dt.datetime,
+    message_uuid: str | None = None,
+) -> bool:
+    """Suppress a recipient; False when it already was (the first reason is kept)."""
+    new_id = insert_ignore(
+        conn,
+        suppressions,
+        {
+            "account_id": account_id,
+            "subaccount_id": subaccount_id,
+            "recipient_key": normalize_address(recipient),
+            "reason": reason,
+            "message_uuid": message_uuid,
+            "created_at": now,
+        },
+        conflict=("subaccount_id", "recipient_key"),
+    )
+    return new_id is not None
+
+
+def suppressed_among(conn: Connection, subaccount_id: int, recipients: Iterable[str]) -> set[str]:
+    """The normalised addresses among ``recipients`` that the sub-account has suppressed."""
+    keys = sorted({normalize_address(r) for r in recipients})
+    if not keys:
+        return set()
+    rows = conn.execute(
+        sa.select(suppressions.c.recipient_key).where(
+            suppressions.c.subaccount_id == subaccount_id,
+            suppressions.c.recipient_key.in_(keys),
+        )
+    )
+    return {r.recipient_key for r in rows}
+
+
+def list_suppressions(conn: Connection, *, subaccount_id: int) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        sa.select(suppressions)
+        .where(suppressions.c.subaccount_id == subaccount_id)
+        .order_by(suppressions.c.created_at)
+    )
+    return [dict(r._mapping) for r in rows]

@@ -1,0 +1,209 @@
+"""The relay worker: send API → queue → SMTP, CSSent, retries on a stepped clock, CSDropped,
+rate limiting, connection reuse, expired claims."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+
+import dkim as dkimpy
+import pytest
+from sendpost_platform.smtp import dkim
+from sendpost_platform.store import events, relay
+from sendpost_wire import EventType
+
+from tests.platform.sending.conftest import DOMAIN, SELECTOR, SendingSetup
+from tests.platform.sending.dns_support import txt_lookup
+
+
+def timeline(setup: SendingSetup, uuid: str) -> list[dict[str, object]]:
+    with setup.store.read() as conn:
+        return events.events_for_message(conn, uuid)
+
+
+def types_of(setup: SendingSetup, uuid: str) -> list[int]:
+    return [int(e["event_type"]) for e in timeline(setup, uuid)]  # type: ignore[call-overload]
+
+
+async def test_send_relay_and_dkim_on_received_bytes(sending: SendingSetup) -> None:
+    """Accepted messages reach the server signed; CSProcessed then CSSent with code and reply."""
+    results = await sending.send(to=["accept-1@example.org", "accept-2@example.org"])
+    assert [r["errorCode"] for r in results] == [0, 0]
+    job = sending.relay_job()
+    assert await job.run_once() == 2
+    await job.close()
+    received = sending.sink.received()
+    assert sorted(r.rcpt_tos[0] for r in received) == [
+        "accept-1@example.org",
+        "accept-2@example.org",
+    ]
+    lookup = txt_lookup({f"{SELECTOR}._domainkey.{DOMAIN}": dkim.txt_record(sending.key)})
+    by_rcpt = {r.rcpt_tos[0]: r for r in received}
+    for result in results:
+        got = by_rcpt[result["to"]]
+        uuid = result["messageId"]
+        assert dkimpy.verify(got.data, dnsfunc=lookup) is True
+        assert (
+            got.mail_from
+            == f"bounces+{uuid}+{sending.seed.account.subaccount_id}@sp-bounce.{DOMAIN}"
+        )
+        parsed = email.message_from_bytes(got.data, policy=email.policy.default)
+        assert parsed["Message-ID"] == f"<{uuid}@{DOMAIN}>"
+        sent = timeline(sending, uuid)
+        assert [e["event_type"] for e in sent] == [EventType.CSProcessed, EventType.CSSent]
+        assert sent[1]["smtp_code"] == 250
+        assert str(sent[1]["description"]).startswith("2.0.0 Ok: queued as Q")
+
+
+async def test_retry_schedule_to_dropped_with_stepped_clock(sending: SendingSetup) -> None:
+    """A 4xx is retried 1h, 2h, 3h, 4h, 5h after each attempt, then CSDropped (last reply)."""
+    [result] = await sending.send(to=["defer-1@example.org"])
+    uuid = result["messageId"]
+    start = sending.clock.now()
+    job = sending.relay_job()
+    assert await job.run_once() == 1
+    for delay in (1, 2, 3, 4, 5):
+        sending.clock.advance(hours=delay, seconds=-1)
+        assert await job.run_once() == 0
+        sending.clock.advance(seconds=1)
+        assert await job.run_once() == 1
+    assert await job.run_once() == 0
+    await job.close()
+    with sending.store.read() as conn:
+        attempts = relay.attempts_of(conn, uuid)
+        entry = relay.queue_entry(conn, uuid)
+    offsets = [(a["started_at"] - start) / dt.timedelta(hours=1) for a in attempts]
+    assert offsets == [0, 1, 3, 6, 10, 15]
+    assert entry is not None
+    assert (entry["status"], entry["attempts"], entry["last_code"]) == ("done", 6, 450)
+    dropped = timeline(sending, uuid)[-1]
+    assert dropped["event_type"] == EventType.CSDropped
+    assert dropped["smtp_code"] == 450
+    assert dropped["reason"] == "Relay failed after 6 attempts"
+    assert dropped["description"] == "RCPT: 450 4.2.0 Mailbox temporarily unavailable"
+
+
+@pytest.mark.parametrize(
+    ("recipient", "expected"),
+    [
+        ("reject-1@example.org", (550, "RCPT: 550 5.1.1 User unknown")),
+        ("dataerr-1@example.org", (554, "DATA: 554 5.7.1 Message rejected as spam")),
+    ],
+)
+async def test_5xx_is_retried_then_dropped(
+    sending: SendingSetup, recipient: str, expected: tuple[int, str]
+) -> None:
+    """A 5xx at RCPT or DATA is retried like any failure (short schedule), then dropped."""
+    [result] = await sending.send(to=[recipient])
+    job = sending.relay_job(relay_retry_schedule=(10.0,))
+    assert await job.run_once() == 1
+    sending.clock.advance(seconds=10)
+    assert await job.run_once() == 1
+    await job.close()
+    dropped = timeline(sending, result["messageId"])[-1]
+    assert dropped["event_type"] == EventType.CSDropped
+    assert (dropped["smtp_code"], dropped["description"]) == expected
+
+
+async def test_mail_refused_and_connection_refused_are_retried(sending: SendingSetup) -> None:
+    """A 451 at MAIL and a refused connection each schedule a retry, then the message is sent."""
+    [result] = await sending.send(to=["accept-1@example.org"])
+    uuid = result["messageId"]
+    sending.sink.mail_reply = "451 4.3.0 Try again later"
+    job = sending.relay_job(relay_retry_schedule=(10.0, 10.0))
+    assert await job.run_once() == 1
+    sending.sink.mail_reply = None
+    real_port = sending.sink.port
+    with socket_closed_port() as closed:
+        sending.point_provider(port=closed)
+        sending.clock.advance(seconds=10)
+        assert await job.run_once() == 1
+    sending.point_provider(port=real_port)
+    sending.clock.advance(seconds=10)
+    fresh = sending.relay_job()
+    assert await fresh.run_once() == 1
+    await job.close()
+    await fresh.close()
+    with sending.store.read() as conn:
+        attempts = relay.attempts_of(conn, uuid)
+    assert [(a["ok"], a["smtp_code"]) for a in attempts] == [
+        (False, 451),
+        (False, None),
+        (True, 250),
+    ]
+    assert types_of(sending, uuid) == [EventType.CSProcessed, EventType.CSSent]
+
+
+async def test_rate_limit_waits_instead_of_dropping(sending: SendingSetup) -> None:
+    """With maxRatePerHour 3, five messages go out 3 now and 2 once the hour has passed."""
+    sending.point_provider(max_rate_per_hour=3)
+    results = await sending.send(to=[f"accept-{i}@example.org" for i in range(5)])
+    job = sending.relay_job()
+    assert await job.run_once() == 3
+    sending.clock.advance(minutes=59)
+    assert await job.run_once() == 0
+    sending.clock.advance(minutes=1, seconds=1)
+    assert await job.run_once() == 2
+    await job.close()
+    assert len(sending.sink.received()) == 5
+    assert all(types_of(sending, r["messageId"])[-1] == EventType.CSSent for r in results)
+
+
+async def test_connections_are_reused(sending: SendingSetup) -> None:
+    """Ten messages over one allowed connection use a single SMTP session."""
+    await sending.send(to=[f"accept-{i}@example.org" for i in range(10)])
+    job = sending.relay_job(relay_connections_per_provider=1)
+    assert await job.run_once() == 10
+    await sending.send(to=["accept-again@example.org"])
+    assert await job.run_once() == 1
+    await job.close()
+    assert {r.session for r in sending.sink.received()} == {1}
+
+
+async def test_dead_workers_claim_expires_and_nothing_is_lost(sending: SendingSetup) -> None:
+    """A claim by a worker that died blocks others until its lease ends; then it is relayed, and
+    the dead worker can no longer record an outcome."""
+    [result] = await sending.send(to=["accept-1@example.org"])
+    with sending.store.write() as conn:
+        [dead_claim] = relay.claim(
+            conn,
+            provider_id=sending.provider_id,
+            worker_id="dead",
+            now=sending.clock.now(),
+            lease=dt.timedelta(seconds=60),
+            limit=10,
+        )
+    job = sending.relay_job("alive")
+    assert await job.run_once() == 0
+    sending.clock.advance(seconds=60)
+    assert await job.run_once() == 1
+    await job.close()
+    with sending.store.write() as conn:
+        late = relay.finish(
+            conn,
+            dead_claim,
+            worker_id="dead",
+            ok=False,
+            code=None,
+            reply="late",
+            next_attempt_at=None,
+            now=sending.clock.now(),
+        )
+    assert late is False
+    assert len(sending.sink.received()) == 1
+    assert types_of(sending, result["messageId"]) == [EventType.CSProcessed, EventType.CSSent]
+
+
+class socket_closed_port:
+    """A loopback port with nothing listening (bound, then closed)."""
+
+    def __enter__(self) -> int:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    def __exit__(self, *exc: object) -> None:
+        return None
