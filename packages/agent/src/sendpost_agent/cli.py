@@ -7,20 +7,30 @@ import sys
 from collections.abc import Sequence
 
 from sendpost_agent import __version__
-from sendpost_agent.commands import register as register_daemon_commands
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sendpost-agent", description=__doc__)
     parser.add_argument("--version", action="version", version=f"sendpost-agent {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    register_daemon_commands(subparsers)
+    from sendpost_agent import commands  # the daemon's commands (imports httpx: ~0.5 s)
+    from sendpost_agent.parse import command as parse_command
+
+    parse_command.register(subparsers)
+    commands.register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["parse"]:
+        # Straight to `parse`, without importing the daemon's dependencies: operators and
+        # benchmarks run it on large files, start-up time counts.
+        from sendpost_agent.parse import command as parse_command
+
+        return parse_command.main(args_list[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_list)
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
