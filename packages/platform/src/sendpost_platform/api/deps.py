@@ -10,6 +10,9 @@ Use in a route::
         now = ctx.clock.now()
 
 Sync (``def``) routes run in FastAPI's thread pool, which suits the synchronous store.
+
+Database IDs in paths and queries: use ``IdPath`` / ``IdQuery`` (1 ≤ id ≤ 2**62), so a huge
+number is a 400 naming the parameter rather than a driver overflow.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 
 from sendpost_platform.clock import Clock
 from sendpost_platform.config import Settings
@@ -40,3 +43,8 @@ def get_context(request: Request) -> AppContext:
 
 
 ContextDep = Annotated[AppContext, Depends(get_context)]
+
+
+MAX_ID = 2**62
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+IdQuery = Annotated[int, Query(ge=1, le=MAX_ID)]

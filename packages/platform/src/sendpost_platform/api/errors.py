@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -46,6 +47,14 @@ def install(app: FastAPI) -> None:
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )
+
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(sa.exc.DataError)
+    async def on_out_of_range(_request: Request, exc: Exception) -> JSONResponse:
+        # Defence in depth: a value the database cannot hold (e.g. a 2**63 ID) is the client's
+        # error, not a server fault. Routes should validate first (``deps.IdPath``).
+        log.warning("value out of range reached the database: %s", exc)
+        return error_response(BadRequest("a value is out of range"))
 
     @app.exception_handler(StoreError)
     async def on_store(_request: Request, exc: StoreError) -> JSONResponse:
