@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import socket
 import threading
 import time
 from collections import Counter
@@ -49,7 +50,10 @@ class FakeIngest:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 if owner.down:
-                    self.connection.close()
+                    with owner.lock:
+                        owner.requests.append((time.monotonic(), 0, 0))
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
                     return
                 answer = owner.answer(self.path, self.headers.get("X-SP-Event-ApiKey"), body)
                 self.send_response(answer.status)
@@ -63,7 +67,9 @@ class FakeIngest:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}{PATH}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def answer(self, path: str, key: str | None, body: bytes) -> Answer:
         with self.lock:

@@ -1,0 +1,261 @@
+"""The composition root: the only place that builds concrete parts and wires them together.
+
+One asyncio loop runs three things: the reader (log → parser → WAL → cursor), the shipper
+(WAL → platform, acknowledgements back into the WAL) and the status server. SIGTERM and SIGINT
+stop the reader, give the shipper ``shutdown-timeout`` seconds to deliver what was read, save the
+cursor and the WAL marker, and end with exit status 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import httpx
+from prometheus_client import CollectorRegistry
+
+from sendpost_agent.buffer import Wal
+from sendpost_agent.checkpoint import Cursor, CursorStore, Position
+from sendpost_agent.config import Settings
+from sendpost_agent.errors import ConfigError, StateCorrupt
+from sendpost_agent.http import StatusServer
+from sendpost_agent.parse import DEFAULT_INTERNAL_RELAYS, Pipeline
+from sendpost_agent.ship import Clock, Sender, ShipLoop, SystemClock
+from sendpost_agent.sources.file import FileTail
+from sendpost_agent.telemetry import Metrics, Status, health
+
+log = logging.getLogger("sendpost_agent")
+
+
+def check_log_readable(path: Path) -> None:
+    """Raise :class:`ConfigError` naming ``log-path`` when the log cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise ConfigError("log-path", str(path), "does not exist") from None
+    except OSError as exc:
+        raise ConfigError("log-path", str(path), f"cannot be read: {exc.strerror}") from None
+    os.close(fd)
+
+
+def prepare_state_dir(path: Path) -> int:
+    """Create the state directory and take its lock; returns the lock's file descriptor."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, 0o640)
+    except OSError as exc:
+        raise ConfigError("state-dir", str(path), f"not usable: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ConfigError("state-dir", str(path), "in use by another running agent") from None
+    return fd
+
+
+class Agent:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: CollectorRegistry | None = None,
+        clock: Clock | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        self.clock = clock or SystemClock()
+        self.transport = transport
+        self.metrics = Metrics(self.registry)
+        self.status = Status(log_path=str(settings.log_path), wal_max_bytes=settings.wal_max_bytes)
+        self.stop = asyncio.Event()
+        self.listening: tuple[str, int] | None = None
+        self._space = asyncio.Event()
+        state = settings.state_dir
+        self.cursors = CursorStore(state / "cursor")
+        self.wal = Wal(state / "pending.wal", settings.wal_max_bytes, settings.wal_segment_bytes)
+
+    # -- start-up -------------------------------------------------------------------------------
+
+    def _load_cursor(self) -> Cursor | None:
+        try:
+            return self.cursors.load()
+        except StateCorrupt as exc:
+            log.error(
+                "%s; moved aside to cursor.corrupt, reading the log from its start "
+                "(events already sent are sent again with the same event_id)",
+                exc,
+            )
+            self.metrics.state_resets.labels("cursor").inc()
+            os.replace(self.cursors.path, self.cursors.path.with_name("cursor.corrupt"))
+            return None
+
+    def _pipeline(self, cursor: Cursor | None) -> Pipeline:
+        relays = self.settings.internal_relays or DEFAULT_INTERNAL_RELAYS
+        now = dt.datetime.fromtimestamp(self.clock.wall(), dt.UTC)
+        if cursor is not None and cursor.parser_state is not None:
+            try:
+                return Pipeline(
+                    internal_relays=relays, state=cursor.parser_state, reference_time=now
+                )
+            except Exception as exc:
+                log.error("saved correlation state unusable (%r); starting without it", exc)
+                self.metrics.state_resets.labels("parser").inc()
+        return Pipeline(internal_relays=relays, reference_time=now)
+
+    def refresh(self) -> None:
+        """Copy WAL figures into the status and gauges; wake the reader when space freed."""
+        wal, status = self.wal, self.status
+        status.wal_events, status.wal_bytes = wal.pending_events, wal.pending_bytes
+        self.metrics.wal_events.set(wal.pending_events)
+        self.metrics.wal_bytes.set(wal.pending_bytes)
+        if wal.pending_events == 0:
+            status.waiting_since = None
+        else:
+            since = status.waiting_since or self.clock.wall()
+            status.waiting_since = max(since, status.last_ship or 0.0)
+        if not wal.full:
+            self._space.set()
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        self.refresh()
+        return health(self.status, self.clock.wall(), self.settings.stale_after)
+
+    # -- running --------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        s = self.settings
+        lock = prepare_state_dir(s.state_dir)
+        try:
+            return await self._run()
+        finally:
+            os.close(lock)
+
+    async def _run(self) -> int:
+        s = self.settings
+        recovery = self.wal.open()
+        self.metrics.wal_repairs.inc(recovery.repairs)
+        if recovery.ack_reset:
+            self.metrics.state_resets.labels("wal-ack").inc()
+        self.metrics.wal_capacity.set(s.wal_max_bytes)
+        cursor = self._load_cursor()
+        pipeline = self._pipeline(cursor)
+        rotations = self.metrics.log_rotations
+        source = FileTail(
+            s.log_path,
+            cursor.position if cursor else None,
+            s.read_chunk_bytes,
+            on_rotation=lambda kind: rotations.labels(kind).inc(),
+        )
+        self.refresh()
+        server = StatusServer(*s.listen, self.registry, self.health)
+        self.listening = await server.start()
+        log.info(
+            "sendpost-agent running: log %s, endpoint %s, status on http://%s:%d/health",
+            s.log_path,
+            s.endpoint,
+            *self.listening,
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop.set)
+        client = httpx.AsyncClient(
+            timeout=s.request_timeout,
+            transport=self.transport,
+            limits=httpx.Limits(max_connections=s.max_in_flight),
+        )
+        sender = Sender(
+            client, s.endpoint, s.api_key, self.metrics, self.status, self.clock,
+            s.retry_initial, s.retry_max,
+        )  # fmt: skip
+        shipper = ShipLoop(
+            self.wal, sender, self.metrics, self.status, self.clock,
+            s.state_dir / "dead-letter.jsonl", s.batch_size, s.batch_wait,
+            s.max_in_flight, s.auth_probe_interval, on_change=self.refresh,
+        )  # fmt: skip
+        reading_done = asyncio.Event()
+        ship_task = asyncio.create_task(shipper.run(reading_done, s.shutdown_timeout))
+        try:
+            await self._read(source, pipeline, shipper)
+            reading_done.set()
+            await ship_task
+        finally:
+            reading_done.set()
+            if not ship_task.done():
+                ship_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ship_task
+            source.close()
+            self.wal.persist_ack()
+            self.wal.close()
+            await client.aclose()
+            await server.close()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+        log.info("sendpost-agent stopped; %d events wait in the WAL", self.wal.pending_events)
+        return 0
+
+    async def _read(self, source: FileTail, pipeline: Pipeline, shipper: ShipLoop) -> None:
+        s, wal, metrics = self.settings, self.wal, self.metrics
+        saved: Position | None = source.position
+        last_save = self.clock.monotonic()
+
+        def save() -> None:
+            nonlocal saved, last_save
+            position = source.position
+            if position is not None:
+                self.cursors.save(Cursor(position, pipeline.snapshot()))
+            saved, last_save = position, self.clock.monotonic()
+
+        try:
+            while not self.stop.is_set():
+                if wal.full:
+                    metrics.reading_paused.set(1)
+                    self._space.clear()
+                    self.refresh()
+                    await self._pause(self._space, s.poll_interval)
+                    continue
+                metrics.reading_paused.set(0)
+                data = source.read()
+                self.status.log_error = source.error
+                if data is None:
+                    now = dt.datetime.fromtimestamp(self.clock.wall(), dt.UTC)
+                    pipeline.expire(now)
+                    if source.position != saved:
+                        save()
+                    await self._pause(self.stop, s.poll_interval)
+                    continue
+                self._append(pipeline.feed(data))
+                metrics.observe_parse(pipeline.stats)
+                position = source.position
+                if position is not None:
+                    self.status.log_offset = position.offset
+                    metrics.log_offset.set(position.offset)
+                if self.clock.monotonic() - last_save >= s.checkpoint_interval:
+                    save()
+                shipper.notify()
+                await asyncio.sleep(0)
+        finally:
+            save()
+            self.status.stopping = True
+
+    def _append(self, events: list[Any]) -> None:
+        if not events:
+            return
+        dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+        self.wal.append([dumps(e.to_wire()).encode() for e in events])
+        self.refresh()
+
+    @staticmethod
+    async def _pause(event: asyncio.Event, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), seconds)
