@@ -157,11 +157,12 @@ _KNOWN_PHRASES: tuple[tuple[str, str, re.Pattern[str]], ...] = (
     ("provider:apple-inactive", "user_unknown", _rx(r"inactive email address")),
     # Postfix's own texts (local delivery, virtual tables, DNS).
     (
-        "mta:postfix-user-unknown",
+        "mta:user-unknown",
         "user_unknown",
         _rx(
             r"user unknown in (virtual (alias|mailbox)|(local|relay) recipient) table",
             r"^\s*unknown user: \"",
+            r"\.\.\. user unknown\b",  # Sendmail's "<addr>... User unknown"
         ),
     ),
     (
