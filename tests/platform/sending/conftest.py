@@ -23,9 +23,9 @@ from sendpost_platform.domain.routing import PoolMember
 from sendpost_platform.relay_worker import RelayJob
 from sendpost_platform.smtp import dkim
 from sendpost_platform.smtp.relay import RelayClient
-from sendpost_platform.store import Store, domains, pools, providers
+from sendpost_platform.store import Store, accounts, domains, pools, providers
 
-from tests.platform.conftest import Seed
+from tests.platform.conftest import Seed, add_provider
 from tests.platform.sending.smtp_servers import ScriptedSmtp
 
 DOMAIN = "shop.example"
@@ -104,6 +104,24 @@ class SendingSetup:
 
 @pytest.fixture
 def sending(
+    store: Store, clock: ManualClock, seed: Seed, sink: ScriptedSmtp, domain_key: dkim.DkimKey
+) -> SendingSetup:
+    return build_setup(store, clock, seed, sink, domain_key)
+
+
+@pytest.fixture
+def pg_sending(
+    pg_store: Store, clock: ManualClock, sink: ScriptedSmtp, domain_key: dkim.DkimKey
+) -> SendingSetup:
+    """The same setup on PostgreSQL only."""
+    with pg_store.write() as conn:
+        account = accounts.create_account(conn, name="Acme", now=clock.now())
+        provider, key = add_provider(conn, account.account_id, clock)
+    seed = Seed(pg_store, clock, account, provider, key)
+    return build_setup(pg_store, clock, seed, sink, domain_key)
+
+
+def build_setup(
     store: Store, clock: ManualClock, seed: Seed, sink: ScriptedSmtp, domain_key: dkim.DkimKey
 ) -> SendingSetup:
     settings = Settings(

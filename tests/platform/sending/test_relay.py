@@ -3,6 +3,7 @@ rate limiting, connection reuse, expired claims."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import email
 import email.policy
@@ -207,3 +208,27 @@ class socket_closed_port:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+@pytest.mark.postgres
+async def test_two_workers_on_postgresql_never_send_twice(pg_sending: SendingSetup) -> None:
+    """Two workers polling one PostgreSQL queue concurrently relay each message exactly once."""
+    results = await pg_sending.send(to=[f"accept-{i}@example.org" for i in range(40)])
+    first = pg_sending.relay_job("w1", relay_batch_size=7)
+    second = pg_sending.relay_job("w2", relay_batch_size=7)
+    per_worker = [0, 0]
+    for _ in range(20):
+        a, b = await asyncio.gather(first.run_once(), second.run_once())
+        per_worker = [per_worker[0] + a, per_worker[1] + b]
+        if a + b == 0:
+            break
+    done = sum(per_worker)
+    await first.close()
+    await second.close()
+    assert done == 40
+    received = [r.rcpt_tos[0] for r in pg_sending.sink.received()]
+    assert sorted(received) == sorted(r["to"] for r in results)
+    assert min(per_worker) > 0
+    with pg_sending.store.read() as conn:
+        attempts = [len(relay.attempts_of(conn, r["messageId"])) for r in results]
+    assert attempts == [1] * 40
