@@ -44,7 +44,7 @@ _UUID = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f
 _BODY = (
     r":[ ](?:"
     # 1-7: delivery  to=<rcpt>, [orig_to=<..>, ]relay=R, delay=.., ...[, dsn=D], status=WORD[ (text]
-    r"to=(?:<([^>\n]*)>|([^\s,<>]+)),[ ](?:orig_to=<[^>\n]*>,[ ])?relay=([^,\n]*),[ ]"
+    r"to=(?:<([^>\n]*)>|([^\s,<>]+)),[ ](?:orig_to=(?:<[^>\n]*>|[^\s,<>]*),[ ])?relay=([^,\n]*),[ ]"
     r"(?:(?!dsn=|status=)[a-z_]+=[^,\n]*,[ ])*(?:dsn=([^,\s]*),[ ])?status=([A-Za-z-]+)(?:[ ](\())?"
     # 7: a delivery line cut before its status
     r"|to=()"
@@ -79,7 +79,7 @@ def queue_id_at(text: str, at: int) -> tuple[str, int] | None:
     """The queue ID ending at ``text[at]`` (the ": " a ``SCAN`` match starts with) and where it
     starts, or None when the token there is not a queue ID (5+ ASCII letters and digits)."""
     sp = text.rfind(" ", 0, at)
-    nl = text.find("\n", sp + 1, at) if sp >= 0 else text.rfind("\n", 0, at)
+    nl = text.rfind("\n", sp + 1, at)
     begin = (nl if nl >= 0 else sp) + 1
     qid = text[begin:at]
     if len(qid) < 5 or not qid.isalnum() or not qid.isascii() or qid == "NOQUEUE":
