@@ -9,12 +9,14 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from sendpost_platform.app import create_app
 from sendpost_platform.clock import ManualClock
+from sendpost_platform.config import Settings
 from sendpost_platform.crypto import SecretBox
 from sendpost_platform.store import Store, accounts
 from sendpost_platform.store.schema import custom_smtp_providers, provider_ingest_keys
 
-from devtools.smtp_servers import TestServer, TlsMaterial, refusing_port
+from devtools.smtp_servers import TestServer, TlsMaterial, refusing_port, stalling_port
 
 BASE = "/api/v1/tpsp/custom-smtp"
 INGEST = "/api/v1/tpsp/custom-smtp/events"
@@ -249,3 +251,21 @@ async def test_providers_are_private_to_their_account(
     assert (await client.patch(url, json={"name": "x"}, headers=headers)).status_code == 404
     assert (await client.delete(url, headers=headers)).status_code == 404
     assert (await client.post(f"{url}/rotate-key", headers=headers)).status_code == 404
+
+
+async def test_stalling_server_answers_422_with_stage_timeout(
+    store: Store, clock: ManualClock, account_key: str
+) -> None:
+    """A server that never greets: 422 with stage timeout within the configured limit."""
+    settings = Settings(
+        database_url=store.engine.url.render_as_string(hide_password=False),
+        secret_key="test-secret-key",
+        smtp_test_timeout=0.2,
+    )
+    app = create_app(settings, clock=clock, store=store)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://platform.test") as client:
+        with stalling_port() as port:
+            response = await _create(client, account_key, _body(port, username=None, password=None))
+    assert (response.status_code, response.json()["stage"]) == (422, "timeout")
+    assert [(s["stage"], s["ok"]) for s in response.json()["stages"]] == [("connect", False)]
