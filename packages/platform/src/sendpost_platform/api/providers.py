@@ -53,7 +53,7 @@ AGENT_FRESH = dt.timedelta(minutes=15)
 CONNECTION_FIELDS = frozenset(
     {"host", "port", "security", "username", "password", "verify_certificate"}
 )
-_BOX = "secret_box"
+_BOX = "providers.password_box"
 
 _HOST = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.\-]*[A-Za-z0-9])?|[0-9A-Fa-f:]+)$"
 _ADDRESS = r"^[^@\s<>]+@[^@\s<>]+$"
