@@ -34,14 +34,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 from sendpost_wire.schema import format_timestamp
 from starlette.concurrency import run_in_threadpool
 
 from sendpost_platform.api.auth import AccountDep
-from sendpost_platform.api.deps import AppContext, ContextDep
+from sendpost_platform.api.deps import AppContext, ContextDep, IdPath
 from sendpost_platform.crypto import SecretBox
 from sendpost_platform.errors import BadRequest, NotFound, Unprocessable
 from sendpost_platform.smtp.connectivity import SmtpTestSettings, run_smtp_test
@@ -180,7 +180,7 @@ def _load(ctx: AppContext, account_id: int, provider_id: int) -> provider_store.
     return provider
 
 
-ProviderId = Annotated[int, Path(ge=1, le=2**62)]
+ProviderId = IdPath
 
 
 @router.post("/api/v1/tpsp/test/custom-smtp", summary="Run the SMTP test, create nothing")
