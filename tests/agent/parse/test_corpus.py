@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from sendpost_agent.parse import Delivery, Expired, Pipeline, Unparsed, parse_line
 from sendpost_wire import validate_event
 
