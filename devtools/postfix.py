@@ -1,0 +1,502 @@
+"""A private, throw-away Postfix (Debian's package) on loopback, for tests, benchmarks and the demo.
+
+API (stable, used by other test suites)::
+
+    from devtools.postfix import PostfixInstance, PostfixSettings
+    from devtools.sinks import SmtpSink
+
+    with SmtpSink() as sink, PostfixInstance(PostfixSettings(relay=sink.nexthop)) as mta:
+        mta.smtp_port                       # its smtpd on 127.0.0.1 (submit mail here)
+        mta.log_path                        # Postfix's own maillog_file (postlogd)
+        queue_id = submit(mta.smtp_port, ...)        # devtools.mail.submit
+        mta.wait_until_settled([queue_id], timeout=20)   # delivered/bounced/expired, hops followed
+        mta.flush(); mta.queue_is_empty()
+        mta.wait_for_log(lambda text: "removed" in text, timeout=5)
+
+Each instance runs as root from its own directory (``mkdtemp``, mode 0755 so that the ``postfix``
+user can enter it) holding config_directory ``etc/``, queue_directory ``spool/``, data_directory
+``data/`` and the log ``maillog``. It listens on 127.0.0.1 only, on ports chosen at start-up;
+nothing is shared between instances, so any number may run at once. ``postfix -c DIR`` needs no
+system main.cf when run as root, so no file outside the instance directory is written.
+
+What the generated configuration does (see ``PostfixSettings`` for the knobs):
+
+- no DNS and no local delivery: all mail goes to ``relay`` (a ``[host]:port`` next hop, e.g. a
+  sink), except recipients matching a ``routes`` regexp, which go to that route's next hop or, for
+  ``DISCARD``, to Postfix's discard(8);
+- header_checks ``/^X-Sendpost-Message-UUID:/ INFO`` (the line the agent correlates on);
+- short retry timers (queue_run_delay, minimal/maximal_backoff_time) and configurable
+  ``maximal_queue_lifetime``/``bounce_queue_lifetime`` ("0s" = one attempt, then expire);
+- optionally ``enable_long_queue_ids`` and a ``content_filter`` through ``devtools.content_filter``
+  that re-injects into a second smtpd (syslog name ``postfix/reinject``) with
+  ``receive_override_options=no_header_body_checks``;
+- ``main_cf`` entries are appended last (they win); ``master_cf`` lines are appended to master.cf.
+
+Errors: ``PostfixUnavailable`` (binary missing, not root) and ``PostfixError`` (start-up failed,
+with the log's tail). ``stop()`` always leaves no process behind; the directory is removed unless
+``keep_dir=True``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import grp
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from devtools.content_filter import ReinjectingFilter
+
+POSTFIX = Path("/usr/sbin/postfix")
+POSTQUEUE = Path("/usr/sbin/postqueue")
+POSTFIX_FILES = Path("/etc/postfix/postfix-files")
+DISCARD = "discard"
+HOSTNAME = "mta.sendpost.test"
+UUID_HEADER_CHECK = "/^X-Sendpost-Message-UUID:/ INFO\n"
+
+
+class PostfixError(RuntimeError):
+    """A private Postfix instance could not be started or operated."""
+
+
+class PostfixUnavailable(PostfixError):
+    """Postfix is not installed, or we cannot run it (not root)."""
+
+
+@dataclass(frozen=True)
+class PostfixSettings:
+    relay: str  # default next hop for every recipient, e.g. "[127.0.0.1]:2525"
+    routes: Mapping[str, str] = field(default_factory=dict)  # recipient regexp -> next hop/DISCARD
+    long_queue_ids: bool = False
+    content_filter: bool = False
+    maximal_queue_lifetime: str = "1d"
+    bounce_queue_lifetime: str = "1d"
+    retry_delay: str = "1s"  # queue_run_delay and minimal_backoff_time
+    main_cf: Mapping[str, str] = field(default_factory=dict)
+    master_cf: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class Ports:
+    smtpd: int
+    reinject: int
+    content_filter: int | None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago (Postfix binds its own listeners, so it cannot take 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _transport_target(nexthop: str) -> str:
+    return "discard:" if nexthop == DISCARD else f"smtp:{nexthop}"
+
+
+def render_main_cf(root: Path, settings: PostfixSettings, ports: Ports) -> str:
+    """main.cf for an instance rooted at ``root`` (a pure function of its arguments)."""
+    entries: dict[str, str] = {
+        "compatibility_level": "3.6",
+        "config_directory": str(root / "etc"),
+        "queue_directory": str(root / "spool"),
+        "data_directory": str(root / "data"),
+        "maillog_file": str(root / "maillog"),
+        "maillog_file_prefixes": str(root),
+        "myhostname": HOSTNAME,
+        "mydomain": "sendpost.test",
+        "myorigin": "$myhostname",
+        "mydestination": "",
+        "local_recipient_maps": "",
+        "alias_maps": "",
+        "alias_database": "",
+        "inet_interfaces": "127.0.0.1",
+        "inet_protocols": "ipv4",
+        "mynetworks": "127.0.0.0/8",
+        "smtpd_relay_restrictions": "permit_mynetworks, reject",
+        "relayhost": settings.relay,
+        "transport_maps": f"regexp:{root / 'etc' / 'transport'}",
+        "smtp_dns_support_level": "disabled",
+        "smtp_host_lookup": "native",
+        "header_checks": f"regexp:{root / 'etc' / 'header_checks'}",
+        "enable_long_queue_ids": "yes" if settings.long_queue_ids else "no",
+        "maximal_queue_lifetime": settings.maximal_queue_lifetime,
+        "bounce_queue_lifetime": settings.bounce_queue_lifetime,
+        "queue_run_delay": settings.retry_delay,
+        "minimal_backoff_time": settings.retry_delay,
+        "maximal_backoff_time": settings.retry_delay,
+        "smtpd_error_sleep_time": "0",
+        "in_flow_delay": "0",
+        "biff": "no",
+        "append_dot_mydomain": "no",
+        "smtputf8_enable": "yes",
+    }
+    if ports.content_filter is not None:
+        entries["content_filter"] = f"sendpost-filter:[127.0.0.1]:{ports.content_filter}"
+    entries.update(settings.main_cf)
+    return "".join(f"{key} = {value}\n" for key, value in entries.items())
+
+
+def render_master_cf(settings: PostfixSettings, ports: Ports) -> str:
+    """master.cf: every service unchrooted, postlogd for maillog_file, smtpd on loopback ports."""
+    lines = [
+        f"127.0.0.1:{ports.smtpd} inet n - n - - smtpd",
+        f"127.0.0.1:{ports.reinject} inet n - n - - smtpd"
+        " -o syslog_name=postfix/reinject -o content_filter="
+        " -o receive_override_options=no_unknown_recipient_checks,no_header_body_checks"
+        " -o smtpd_authorized_xforward_hosts=127.0.0.0/8",
+        "pickup unix n - n 60 1 pickup",
+        "cleanup unix n - n - 0 cleanup",
+        "qmgr unix n - n 300 1 qmgr",
+        "rewrite unix - - n - - trivial-rewrite",
+        "bounce unix - - n - 0 bounce",
+        "defer unix - - n - 0 bounce",
+        "trace unix - - n - 0 bounce",
+        "verify unix - - n - 1 verify",
+        "flush unix n - n 1000? 0 flush",
+        "proxymap unix - - n - - proxymap",
+        "smtp unix - - n - - smtp",
+        "relay unix - - n - - smtp",
+        "showq unix n - n - - showq",
+        "error unix - - n - - error",
+        "retry unix - - n - - error",
+        "discard unix - - n - - discard",
+        "anvil unix - - n - 1 anvil",
+        "scache unix - - n - 1 scache",
+        "postlog unix-dgram n - n - 1 postlogd",
+    ]
+    if ports.content_filter is not None:
+        lines.append(
+            "sendpost-filter unix - - n - 4 smtp -o syslog_name=postfix/filter"
+            " -o smtp_send_xforward_command=yes"
+        )
+    lines.extend(settings.master_cf)
+    return "\n".join(lines) + "\n"
+
+
+def render_transport(settings: PostfixSettings) -> str:
+    return "".join(
+        f"/{pattern}/ {_transport_target(nexthop)}\n"
+        for pattern, nexthop in settings.routes.items()
+    )
+
+
+def require_postfix() -> None:
+    """Raise ``PostfixUnavailable`` with one clear line when we cannot run a private Postfix."""
+    if not POSTFIX.exists():
+        raise PostfixUnavailable(
+            f"{POSTFIX} not found: install Debian's postfix package (scripts/bootstrap.sh does)"
+        )
+    if os.geteuid() != 0:
+        raise PostfixUnavailable("a private Postfix instance must be started as root")
+
+
+class PostfixInstance:
+    """One private Postfix; see the module docstring."""
+
+    def __init__(
+        self, settings: PostfixSettings, parent_dir: str | None = None, keep_dir: bool = False
+    ) -> None:
+        self.settings = settings
+        self._parent_dir = parent_dir
+        self._keep_dir = keep_dir
+        self._root: Path | None = None
+        self._ports: Ports | None = None
+        self._filter: ReinjectingFilter | None = None
+        self._running = False
+
+    # -- paths and ports ------------------------------------------------------------------------
+
+    @property
+    def root(self) -> Path:
+        if self._root is None:
+            raise PostfixError("the instance has not been started")
+        return self._root
+
+    @property
+    def config_dir(self) -> Path:
+        return self.root / "etc"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "maillog"
+
+    @property
+    def ports(self) -> Ports:
+        if self._ports is None:
+            raise PostfixError("the instance has not been started")
+        return self._ports
+
+    @property
+    def smtp_port(self) -> int:
+        return self.ports.smtpd
+
+    @property
+    def reinject_port(self) -> int:
+        return self.ports.reinject
+
+    # -- life cycle -----------------------------------------------------------------------------
+
+    def start(self, attempts: int = 3) -> PostfixInstance:
+        require_postfix()
+        self._root = Path(tempfile.mkdtemp(prefix="sendpost-postfix-", dir=self._parent_dir))
+        self._root.chmod(0o755)
+        (self._root / "etc").mkdir()
+        _create_queue_dirs(self._root)
+        atexit.register(self.stop)
+        try:
+            for attempt in range(attempts):
+                if self._try_start() or attempt == attempts - 1:
+                    break
+        except BaseException:
+            self.stop()
+            raise
+        if not self._running:
+            tail = self._log_tail()
+            self.stop()
+            raise PostfixError(f"postfix did not start; log tail:\n{tail}")
+        return self
+
+    def _try_start(self) -> bool:
+        """Write the configuration with fresh ports and start; False when a port was taken."""
+        if self._filter is not None:
+            self._filter.stop()
+            self._filter = None
+        reinject = free_port()
+        if self.settings.content_filter:
+            self._filter = ReinjectingFilter(reinject_port=reinject).start()
+        self._ports = Ports(
+            smtpd=free_port(),
+            reinject=reinject,
+            content_filter=self._filter.port if self._filter else None,
+        )
+        etc = self.config_dir
+        (etc / "main.cf").write_text(render_main_cf(self.root, self.settings, self._ports))
+        (etc / "master.cf").write_text(render_master_cf(self.settings, self._ports))
+        (etc / "transport").write_text(render_transport(self.settings))
+        (etc / "header_checks").write_text(UUID_HEADER_CHECK)
+        # Postfix re-reads a main.cf modified within the last couple of seconds until it is
+        # "stable" (0.3 s naps, about 2 s in all); back-date the files we just wrote.
+        past = time.time() - 10
+        for name in ("main.cf", "master.cf", "transport", "header_checks"):
+            os.utime(etc / name, (past, past))
+        result = self._postfix("start")
+        if result.returncode == 0:
+            self._running = True
+            return True
+        if "Address already in use" in self._log_tail():
+            return False
+        raise PostfixError(
+            f"postfix -c {etc} start failed: {result.stderr.strip()}\n{self._log_tail()}"
+        )
+
+    def stop(self, graceful: bool = False, timeout: float = 10.0) -> None:
+        """Stop Postfix, then the filter; remove the directory. Safe to call more than once.
+
+        By default every process of the instance gets SIGKILL at once (a throw-away queue needs no
+        orderly shut-down, and the master takes about 2 s to exit on SIGTERM). ``graceful=True``
+        sends SIGTERM to the master as ``postfix abort`` does. Either way we return only once no
+        process of the instance's process group is left.
+        """
+        atexit.unregister(self.stop)
+        if self._running:
+            pid = self._master_pid()
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    if graceful:
+                        os.kill(pid, signal.SIGTERM)
+                    else:
+                        os.killpg(pid, signal.SIGKILL)
+                if not _wait_gone(pid, timeout):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(pid, signal.SIGKILL)
+                    _wait_gone(pid, timeout)
+            self._running = False
+        if self._filter is not None:
+            self._filter.stop()
+            self._filter = None
+        if self._root is not None and not self._keep_dir:
+            shutil.rmtree(self._root, ignore_errors=True)
+
+    def __enter__(self) -> PostfixInstance:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- operations -----------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Ask Postfix to retry all deferred mail now (``postqueue -f``)."""
+        self._run([str(POSTQUEUE), "-c", str(self.config_dir), "-f"], check=True)
+
+    def queue_is_empty(self) -> bool:
+        spool = self.root / "spool"
+        for queue in ("maildrop", "incoming", "active", "deferred", "hold"):
+            for _dirpath, _dirs, files in os.walk(spool / queue):
+                if files:
+                    return False
+        return True
+
+    def read_log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_for_log(self, predicate: Callable[[str], bool], timeout: float) -> str:
+        """Poll the log until ``predicate(text)`` holds; return the text, TimeoutError otherwise."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.read_log()
+            if predicate(text):
+                return text
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"postfix log condition not met within {timeout}s; tail:\n{self._log_tail()}"
+                )
+            time.sleep(0.05)
+
+    def wait_until_settled(self, queue_ids: Iterable[str], timeout: float) -> str:
+        """Wait until the given messages and every queue ID they led to have been removed.
+
+        Followed hops: re-injection through the content filter (``queued as NEWID`` in a
+        ``status=sent`` line to the filter) and notifications (``sender non-delivery notification:
+        NEWID``, delivery status notifications). Returns the log text.
+        """
+        pending = set(queue_ids)
+        done: set[str] = set()
+
+        def settled(text: str) -> bool:
+            progressed = True
+            while progressed:
+                progressed = False
+                for qid in list(pending):
+                    if re.search(rf"\b{re.escape(qid)}: removed\b", text) is None:
+                        continue
+                    pending.discard(qid)
+                    done.add(qid)
+                    for child in _children(text, qid, self.ports.content_filter):
+                        if child not in done:
+                            pending.add(child)
+                            progressed = True
+            return not pending
+
+        return self.wait_for_log(settled, timeout)
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _postfix(self, command: str) -> subprocess.CompletedProcess[str]:
+        return self._run([str(POSTFIX), "-c", str(self.config_dir), command], check=False)
+
+    @staticmethod
+    def _run(argv: Sequence[str], check: bool) -> subprocess.CompletedProcess[str]:
+        # Not a pipe for stdout/stderr: the daemons would inherit it and keep it open.
+        with tempfile.TemporaryFile(mode="w+") as errors:
+            result = subprocess.run(
+                argv, stdout=subprocess.DEVNULL, stderr=errors, text=True, timeout=60
+            )
+            errors.seek(0)
+            result.stderr = errors.read()
+        if check and result.returncode != 0:
+            raise PostfixError(f"{' '.join(argv)} failed: {result.stderr.strip()}")
+        return result
+
+    def _master_pid(self) -> int | None:
+        try:
+            return int((self.root / "spool" / "pid" / "master.pid").read_text().split()[0])
+        except (FileNotFoundError, ValueError, IndexError):
+            return None
+
+    def _log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.read_log().splitlines()[-lines:])
+
+
+def _children(text: str, qid: str, filter_port: int | None) -> list[str]:
+    """Queue IDs that ``qid`` led to: filter re-injections and notifications."""
+    found = re.findall(
+        rf"\b{re.escape(qid)}: sender (?:non-delivery|delivery status) notification: (\w+)", text
+    )
+    if filter_port is not None:
+        found += re.findall(
+            rf"\b{re.escape(qid)}: to=<[^>]*>,.* relay=[^ ]*:{filter_port},"
+            r".* status=sent \(.*queued as (\w+)\)",
+            text,
+        )
+    return found
+
+
+def _create_queue_dirs(root: Path) -> None:
+    """Create queue and data directories as post-install would, then skip its slow checks.
+
+    Ownership and modes come from Postfix's own postfix-files list; with them in place the
+    ``quick-start`` marker lets ``postfix start`` skip ``post-install create-missing`` and the
+    integrity checks (about 1.5 s per start). Without the list, Postfix does it all itself.
+    """
+    places = {"$queue_directory": root / "spool", "$data_directory": root / "data"}
+    places["$queue_directory"].mkdir()
+    places["$data_directory"].mkdir()
+    try:
+        listing = POSTFIX_FILES.read_text()
+    except FileNotFoundError:
+        return
+    users = {"$mail_owner": "postfix", "root": "root"}
+    groups = {"$setgid_group": "postdrop", "root": "root"}
+    for line in listing.splitlines():
+        fields = line.split(":")
+        if len(fields) < 5 or fields[1] != "d":
+            continue
+        base, _, sub = fields[0].partition("/")
+        if base not in places:
+            continue
+        path = places[base] / sub if sub else places[base]
+        path.mkdir(exist_ok=True)
+        path.chmod(int(fields[4], 8))
+        os.chown(path, pwd.getpwnam(users[fields[2]]).pw_uid, _gid(groups.get(fields[3])))
+    (places["$queue_directory"] / "quick-start").touch()
+
+
+def _gid(group: str | None) -> int:
+    return -1 if group is None else grp.getgrnam(group).gr_gid
+
+
+def _live_members(pgid: int) -> list[int]:
+    """Processes of group ``pgid`` that are not zombies (PID 1 here may reap them late)."""
+    members = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        state, _ppid, group = stat.rpartition(")")[2].split()[:3]
+        if int(group) == pgid and state != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def _wait_gone(pgid: int, timeout: float) -> bool:
+    """Wait until no live process is left in process group ``pgid``."""
+    deadline = time.monotonic() + timeout
+    while _live_members(pgid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
