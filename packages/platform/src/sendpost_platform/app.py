@@ -27,6 +27,7 @@ ROUTER_MODULES: tuple[str, ...] = (
     "sendpost_platform.api.ingest",
     "sendpost_platform.api.events",
     "sendpost_platform.api.providers",
+    "sendpost_platform.dashboard.routes",
     "sendpost_platform.api.domains",
     "sendpost_platform.api.pools",
     "sendpost_platform.api.send",

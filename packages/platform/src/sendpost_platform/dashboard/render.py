@@ -1,0 +1,87 @@
+"""Rendering dashboard pages: one Jinja2 environment (autoescape on for every template), the
+stylesheet, and the headers every page carries.
+
+Pages are HTML with no script at all; the Content-Security-Policy says so (``default-src
+'none'``), so even a value that escaped escaping could not run. Pages are never cached (they show
+an account's data) and never framed; links leave no referrer (filter URLs name recipients).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from importlib import resources
+from typing import Any
+
+import jinja2
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+
+from sendpost_platform.dashboard import views
+from sendpost_platform.store.accounts import Account
+
+PREFIX = "/dashboard"
+STYLESHEET_PATH = f"{PREFIX}/static/dashboard.css"
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Renderer:
+    env: jinja2.Environment
+    stylesheet: bytes
+    session_secret: bytes | None
+    """None when the platform secret is unset (then nobody can log in with the form)."""
+
+    def page(
+        self,
+        request: Request,
+        template: str,
+        *,
+        account: Account | None,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        **values: Any,
+    ) -> HTMLResponse:
+        html = self.env.get_template(template).render(
+            account=account, path=request.url.path, **values
+        )
+        return HTMLResponse(
+            html, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})}
+        )
+
+    def error(
+        self, request: Request, status: int, title: str, message: str, account: Account | None
+    ) -> HTMLResponse:
+        return self.page(
+            request, "error.html", account=account, status=status, title=title, message=message
+        )
+
+
+def build_renderer(session_secret: bytes | None) -> Renderer:
+    package = resources.files("sendpost_platform.dashboard")
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("sendpost_platform.dashboard", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["when"] = views.when
+    env.filters["type_name"] = views.type_name
+    env.filters["form_time"] = views.form_time
+    env.filters["zip"] = lambda left, right: list(zip(left, right, strict=True))
+    env.globals["stylesheet"] = STYLESHEET_PATH
+    env.globals["prefix"] = PREFIX
+    env.globals["UTC"] = dt.UTC
+    stylesheet = (package / "static" / "dashboard.css").read_bytes()
+    return Renderer(env=env, stylesheet=stylesheet, session_secret=session_secret)

@@ -1,0 +1,219 @@
+"""The dashboard's pages (server-rendered HTML, no script), for one account at a time.
+
+::
+
+    GET  /dashboard/                   overview: providers' agent status, last 24 h, latest events
+    GET  /dashboard/providers          Custom SMTP providers with agent status ✓ / ⚠️
+    GET  /dashboard/events             events, newest first, the events API's filters and cursor
+    GET  /dashboard/messages/{uuid}    one message's timeline, oldest first, codes and raw text
+    GET  /dashboard/stats?range=24h    counts per event type over time (24h | 7d | 30d)
+    GET  /dashboard/login              the sign-in form; POST signs in, POST /logout signs out
+    GET  /dashboard/static/dashboard.css
+
+The events page lists through :func:`sendpost_platform.store.events.list_events`, the same query
+and cursor as ``GET /api/v1/events``. Authentication: ``auth.py``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from sendpost_platform.api.deps import AppContext, ContextDep
+from sendpost_platform.api.events import encode_cursor
+from sendpost_platform.api.providers import agent_status
+from sendpost_platform.dashboard import auth, session, views
+from sendpost_platform.dashboard.auth import authenticate, renderer
+from sendpost_platform.dashboard.render import PREFIX, STYLESHEET_PATH, build_renderer
+from sendpost_platform.store import accounts, dashboard_queries, messages
+from sendpost_platform.store import events as event_store
+from sendpost_platform.store import providers as provider_store
+
+router = APIRouter(include_in_schema=False)
+router.include_router(auth.router)
+
+Viewer = Annotated[accounts.Account | Response, Depends(authenticate)]
+TIMELINE_LIMIT = 1000
+OVERVIEW_EVENTS = 10
+
+
+def setup(ctx: AppContext) -> None:
+    try:
+        secret: bytes | None = session.session_secret(ctx.settings.secret_key)
+    except ValueError:
+        secret = None
+    ctx.extras[auth.EXTRA] = build_renderer(secret)
+
+
+@router.get(STYLESHEET_PATH)
+def stylesheet(ctx: ContextDep) -> Response:
+    return Response(
+        renderer(ctx).stylesheet,
+        media_type="text/css",
+        headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+def _provider_rows(ctx: AppContext, account: accounts.Account) -> list[dict[str, object]]:
+    now = ctx.clock.now()
+    with ctx.store.read() as conn:
+        found = provider_store.list_providers(conn, account_id=account.id)
+    rows = []
+    for p in found:
+        status = agent_status(p.agent_last_seen_at, now)
+        rows.append(
+            {
+                "provider": p,
+                "status": status,
+                "badge": views.agent_badge(status, p.agent_last_seen_at, now),
+            }
+        )
+    return rows
+
+
+@router.get(f"{PREFIX}/")
+def overview(request: Request, ctx: ContextDep, viewer: Viewer) -> Response:
+    if isinstance(viewer, Response):
+        return viewer
+    providers = _provider_rows(ctx, viewer)
+    buckets = views.stats_range("24h", ctx.clock.now())
+    with ctx.store.read() as conn:
+        counts = dashboard_queries.counts_by_bucket(conn, viewer.id, buckets)
+        latest, _ = event_store.list_events(
+            conn, event_store.EventFilter(account_id=viewer.id), limit=OVERVIEW_EVENTS
+        )
+        labels = dashboard_queries.provider_labels(conn, viewer.id)
+    return renderer(ctx).page(
+        request,
+        "overview.html",
+        account=viewer,
+        providers=providers,
+        stats=views.stats_view(buckets, counts),
+        events=latest,
+        labels=labels,
+        subaccounts={},
+    )
+
+
+@router.get(f"{PREFIX}/providers")
+def providers_page(request: Request, ctx: ContextDep, viewer: Viewer) -> Response:
+    if isinstance(viewer, Response):
+        return viewer
+    return renderer(ctx).page(
+        request, "providers.html", account=viewer, providers=_provider_rows(ctx, viewer)
+    )
+
+
+@router.get(f"{PREFIX}/events")
+def events_page(request: Request, ctx: ContextDep, viewer: Viewer) -> Response:
+    if isinstance(viewer, Response):
+        return viewer
+    params = request.query_params
+    query = views.parse_event_filters(viewer.id, params, params.getlist("type"))
+    rows: list[dict[str, object]] = []
+    next_link = None
+    with ctx.store.read() as conn:
+        if query.where is not None:
+            rows, position = event_store.list_events(
+                conn, query.where, limit=query.limit, after=query.after
+            )
+            if position is not None:
+                next_link = query.link(cursor=encode_cursor(position))
+        labels = dashboard_queries.provider_labels(conn, viewer.id)
+        subaccounts = dashboard_queries.subaccount_names(conn, viewer.id)
+    return renderer(ctx).page(
+        request,
+        "events.html",
+        account=viewer,
+        status=400 if query.errors else 200,
+        query=query,
+        events=rows,
+        next_link=next_link,
+        first_link=query.link(cursor=None) if query.after else None,
+        labels=labels,
+        subaccounts=subaccounts,
+        all_types=views.SHOWN_TYPES,
+        page_sizes=views.PAGE_SIZES,
+    )
+
+
+@router.get(f"{PREFIX}/messages/{{message_id}}")
+def message_page(request: Request, ctx: ContextDep, viewer: Viewer, message_id: str) -> Response:
+    if isinstance(viewer, Response):
+        return viewer
+    try:
+        message_uuid = str(uuid.UUID(message_id))
+    except ValueError:
+        return renderer(ctx).error(
+            request, 404, "No such message", "That is not a message UUID.", viewer
+        )
+    where = event_store.EventFilter(account_id=viewer.id, message_uuid=message_uuid)
+    with ctx.store.read() as conn:
+        newest_first, more = event_store.list_events(conn, where, limit=TIMELINE_LIMIT)
+        message = messages.get_message(conn, message_uuid)
+        labels = dashboard_queries.provider_labels(conn, viewer.id)
+        subaccounts = dashboard_queries.subaccount_names(conn, viewer.id)
+    if message is not None and message.account_id != viewer.id:
+        message = None
+    if message is None and not newest_first:
+        return renderer(ctx).error(
+            request, 404, "No such message", "This account has no message with that UUID.", viewer
+        )
+    return renderer(ctx).page(
+        request,
+        "message.html",
+        account=viewer,
+        message_uuid=message_uuid,
+        message=message,
+        events=list(reversed(newest_first)),
+        truncated=more is not None,
+        labels=labels,
+        subaccounts=subaccounts,
+        details_items=views.details_items,
+    )
+
+
+@router.get(f"{PREFIX}/stats")
+def stats_page(
+    request: Request,
+    ctx: ContextDep,
+    viewer: Viewer,
+    period: Annotated[str, Query(alias="range")] = "24h",
+    provider: Annotated[str, Query(alias="providerId")] = "",
+) -> Response:
+    if isinstance(viewer, Response):
+        return viewer
+    problems = []
+    if period not in views.STATS_RANGES:
+        problems.append(f"range: one of {', '.join(views.STATS_RANGES)} ({period!r})")
+        period = "24h"
+    provider_id = None
+    if provider:
+        if provider.isdigit() and int(provider) <= 2**62:
+            provider_id = int(provider)
+        else:
+            problems.append(f"providerId: not an ID ({provider!r})")
+    buckets = views.stats_range(period, ctx.clock.now())
+    with ctx.store.read() as conn:
+        counts = dashboard_queries.counts_by_bucket(
+            conn, viewer.id, buckets, provider_id=provider_id
+        )
+        labels = dashboard_queries.provider_labels(conn, viewer.id)
+    hourly = buckets.step < dt.timedelta(days=1)
+    return renderer(ctx).page(
+        request,
+        "stats.html",
+        account=viewer,
+        status=400 if problems else 200,
+        problems=problems,
+        range=period,
+        ranges=views.STATS_RANGES,
+        provider_id=provider_id,
+        labels=labels,
+        buckets=buckets,
+        stats=views.stats_view(buckets, counts),
+        label_format="%Y-%m-%d %H:00" if hourly else "%Y-%m-%d",
+    )

@@ -1,0 +1,280 @@
+"""What the dashboard pages show, computed from query parameters and rows (pure: no I/O).
+
+- :func:`parse_event_filters` turns the events page's query string (the same parameter names as
+  ``GET /api/v1/events``: ``providerId``, ``type``, ``from``, ``to``, ``subAccountId``,
+  ``messageId``, ``recipient``, ``limit``, ``cursor``) into the store's ``EventFilter``, or into
+  messages naming each bad field. Empty form fields mean "no filter".
+- :func:`stats_range` and :func:`stats_view` make the counts-over-time table and its bar chart.
+- :func:`agent_badge` and :func:`when` format what the templates print.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlencode
+
+from sendpost_wire import EventType
+from sendpost_wire.schema import parse_timestamp
+
+from sendpost_platform.api.events import decode_cursor, parse_types
+from sendpost_platform.errors import BadRequest
+from sendpost_platform.store import events as event_store
+from sendpost_platform.store.dashboard_queries import Buckets
+
+PAGE_SIZES = (25, 50, 100, 200)
+DEFAULT_PAGE_SIZE = 50
+SHOWN_TYPES: tuple[EventType, ...] = tuple(t for t in EventType if t is not EventType.CSDeferred)
+"""Every event type that can be stored (CSDeferred is counted, never stored)."""
+
+FILTER_KEYS = ("providerId", "from", "to", "subAccountId", "messageId", "recipient", "limit")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EventQuery:
+    """The parsed events page request: what to list, and the raw values to echo in the form."""
+
+    where: event_store.EventFilter | None
+    """None when a parameter is invalid (``errors`` says which)."""
+    limit: int
+    after: event_store.Position | None
+    values: dict[str, str]
+    types: list[int]
+    errors: list[str]
+
+    def link(self, **changes: str | None) -> str:
+        """The query string of this filter with ``changes`` applied (None removes a key)."""
+        pairs = [(k, v) for k, v in self.values.items() if v and k not in changes]
+        pairs += [("type", str(t)) for t in self.types]
+        pairs += [(k, v) for k, v in changes.items() if v is not None]
+        return "?" + urlencode(pairs)
+
+
+def _int(value: str, field: str, errors: list[str]) -> int | None:
+    if not value:
+        return None
+    if not value.isdigit() or not 1 <= int(value) <= 2**62:
+        errors.append(f"{field}: not an ID ({value!r})")
+        return None
+    return int(value)
+
+
+def parse_time(value: str) -> dt.datetime | None:
+    """RFC 3339, or a browser's ``datetime-local`` value (``2026-02-19T12:00``) taken as UTC."""
+    parsed = parse_timestamp(value)
+    if parsed is not None:
+        return parsed
+    try:
+        naive = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return naive if naive.tzinfo else naive.replace(tzinfo=dt.UTC)
+
+
+def _time(value: str, field: str, errors: list[str]) -> dt.datetime | None:
+    if not value:
+        return None
+    parsed = parse_time(value)
+    if parsed is None:
+        errors.append(f"{field}: not a date and time ({value!r})")
+    return parsed
+
+
+def parse_event_filters(
+    account_id: int, single: Mapping[str, str], types: Sequence[str]
+) -> EventQuery:
+    """Parse the events page's query (``single``: one value per key; ``types``: every ``type``)."""
+    values = {k: single.get(k, "").strip() for k in FILTER_KEYS}
+    errors: list[str] = []
+    try:
+        type_ids = parse_types([t for t in types if t])
+    except BadRequest as exc:
+        type_ids = []
+        errors += [f"type: {e['message']}" for e in exc.errors]
+    message = values["messageId"]
+    if message:
+        try:
+            message = str(uuid.UUID(message))
+        except ValueError:
+            errors.append(f"messageId: not a message UUID ({message!r})")
+    recipient = values["recipient"]
+    if len(recipient) > 320:
+        errors.append("recipient: longer than 320 characters")
+    limit = DEFAULT_PAGE_SIZE
+    if values["limit"]:
+        if values["limit"].isdigit() and 1 <= int(values["limit"]) <= 500:
+            limit = int(values["limit"])
+        else:
+            errors.append(f"limit: not a page size from 1 to 500 ({values['limit']!r})")
+    where = event_store.EventFilter(
+        account_id=account_id,
+        provider_id=_int(values["providerId"], "providerId", errors),
+        event_types=type_ids,
+        subaccount_id=_int(values["subAccountId"], "subAccountId", errors),
+        message_uuid=message or None,
+        recipient=recipient or None,
+        since=_time(values["from"], "from", errors),
+        until=_time(values["to"], "to", errors),
+    )
+    after = None
+    cursor = single.get("cursor", "")
+    if cursor:
+        try:
+            after = decode_cursor(cursor[:200])
+        except BadRequest:
+            errors.append("cursor: not a cursor from this page (start again from the newest)")
+    return EventQuery(
+        where=None if errors else where,
+        limit=limit,
+        after=after,
+        values=values,
+        types=type_ids,
+        errors=errors,
+    )
+
+
+# --- counts over time ---------------------------------------------------------------------------
+
+STATS_RANGES: dict[str, tuple[str, dt.timedelta, int]] = {
+    "24h": ("last 24 hours, per hour", dt.timedelta(hours=1), 24),
+    "7d": ("last 7 days, per day", dt.timedelta(days=1), 7),
+    "30d": ("last 30 days, per day", dt.timedelta(days=1), 30),
+}
+
+
+def stats_range(name: str, now: dt.datetime) -> Buckets:
+    """Intervals aligned to whole hours or days (UTC), the last one holding ``now``."""
+    _label, step, count = STATS_RANGES[name]
+    now = now.astimezone(dt.UTC)
+    if step >= dt.timedelta(days=1):
+        current = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    else:
+        current = now.replace(minute=0, second=0, microsecond=0)
+    return Buckets(start=current - step * (count - 1), step=step, count=count)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Bar:
+    x: float
+    y: float
+    width: float
+    height: float
+    type_id: int
+    title: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StatsView:
+    rows: list[tuple[dt.datetime, list[int], int]]
+    """Per interval: its start, a count per type of ``types``, and the total."""
+    types: list[EventType]
+    totals: list[int]
+    grand_total: int
+    bars: list[Bar]
+    chart_width: int
+    chart_height: int
+    peak: int
+
+
+CHART_HEIGHT = 160
+SLOT_WIDTH = 24
+
+
+def stats_view(buckets: Buckets, counts: Mapping[tuple[int, int], int]) -> StatsView:
+    """The table (every storable type) and a stacked bar per interval (inline SVG geometry)."""
+    types = list(SHOWN_TYPES)
+    rows = []
+    for i, start in enumerate(buckets.edges()):
+        per_type = [counts.get((i, int(t)), 0) for t in types]
+        rows.append((start, per_type, sum(per_type)))
+    totals = [sum(row[1][j] for row in rows) for j in range(len(types))]
+    peak = max((row[2] for row in rows), default=0)
+    bars: list[Bar] = []
+    for i, (start, per_type, _total) in enumerate(rows):
+        y = float(CHART_HEIGHT)
+        for t, n in zip(types, per_type, strict=True):
+            if n == 0:
+                continue
+            height = CHART_HEIGHT * n / peak
+            y -= height
+            title = f"{start:%Y-%m-%d %H:%M} UTC: {n} {t.name}"
+            bars.append(Bar(i * SLOT_WIDTH + 2, y, SLOT_WIDTH - 4, height, int(t), title))
+    return StatsView(
+        rows=rows,
+        types=types,
+        totals=totals,
+        grand_total=sum(totals),
+        bars=bars,
+        chart_width=SLOT_WIDTH * buckets.count,
+        chart_height=CHART_HEIGHT,
+        peak=peak,
+    )
+
+
+# --- formatting ---------------------------------------------------------------------------------
+
+
+def when(value: dt.datetime | None) -> str:
+    """``2026-02-19 12:05:00 UTC`` (``—`` for None)."""
+    if value is None:
+        return "—"
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def ago(value: dt.datetime | None, now: dt.datetime) -> str:
+    """Roughly how long before ``now``: ``just now``, ``4 min ago``, ``3 h ago``, ``2 days ago``."""
+    if value is None:
+        return "never"
+    seconds = int((now - value).total_seconds())
+    if seconds < 60:
+        return "just now" if seconds >= 0 else "in the future"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 86400:
+        return f"{seconds // 3600} h ago"
+    days = seconds // 86400
+    return f"{days} day{'s' if days != 1 else ''} ago"
+
+
+def form_time(value: str) -> str:
+    """A ``from``/``to`` value as a ``datetime-local`` input shows it (UTC), else as given."""
+    parsed = parse_time(value) if value else None
+    if parsed is None:
+        return value
+    return parsed.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AgentBadge:
+    ok: bool
+    symbol: str
+    text: str
+
+
+def agent_badge(status: str, last_seen: dt.datetime | None, now: dt.datetime) -> AgentBadge:
+    """✓ when the agent was heard from within 15 minutes (``status == "ok"``), else ⚠️."""
+    if status == "ok":
+        return AgentBadge(True, "✓", f"agent seen {ago(last_seen, now)}")
+    if last_seen is None:
+        return AgentBadge(False, "⚠️", "agent never seen")
+    return AgentBadge(False, "⚠️", f"agent stale: last seen {ago(last_seen, now)}")
+
+
+def type_name(value: int) -> str:
+    try:
+        return EventType(value).name
+    except ValueError:
+        return str(value)
+
+
+def details_items(details: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """An event's ``details`` as sorted (key, text) pairs for a definition list."""
+    out = []
+    for key, value in sorted((details or {}).items()):
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        out.append((str(key), text))
+    return out

@@ -1,0 +1,99 @@
+"""Read-only queries the web dashboard needs beyond the API's (``dashboard/``).
+
+The event listing itself is :func:`sendpost_platform.store.events.list_events` (shared with
+``GET /api/v1/events``); this module adds the small lookups around it and the counts over time.
+Every function is scoped to one account.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from sendpost_platform.store.schema import accounts, events, subaccounts
+from sendpost_platform.store.schema import custom_smtp_providers as providers
+
+
+def account_key_hash(conn: Connection, account_id: int) -> tuple[str, str] | None:
+    """The account's name and current key hash (a session is bound to it), or None."""
+    row = conn.execute(
+        sa.select(accounts.c.name, accounts.c.key_hash).where(accounts.c.id == account_id)
+    ).first()
+    return None if row is None else (row.name, row.key_hash)
+
+
+def subaccount_names(conn: Connection, account_id: int) -> dict[int, str]:
+    """The account's sub-accounts, ID → name, in ID order."""
+    rows = conn.execute(
+        sa.select(subaccounts.c.id, subaccounts.c.name)
+        .where(subaccounts.c.account_id == account_id)
+        .order_by(subaccounts.c.id)
+    )
+    return {row.id: row.name for row in rows}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProviderLabel:
+    id: int
+    name: str
+    deleted: bool
+
+
+def provider_labels(conn: Connection, account_id: int) -> dict[int, ProviderLabel]:
+    """Every provider the account ever had (deleted ones too: old events still name them)."""
+    rows = conn.execute(
+        sa.select(providers.c.id, providers.c.name, providers.c.deleted_at)
+        .where(providers.c.account_id == account_id)
+        .order_by(providers.c.id)
+    )
+    return {row.id: ProviderLabel(row.id, row.name, row.deleted_at is not None) for row in rows}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Buckets:
+    """``count`` consecutive intervals of ``step`` starting at ``start`` (UTC)."""
+
+    start: dt.datetime
+    step: dt.timedelta
+    count: int
+
+    @property
+    def end(self) -> dt.datetime:
+        return self.start + self.step * self.count
+
+    def edges(self) -> list[dt.datetime]:
+        """The start of each interval."""
+        return [self.start + self.step * i for i in range(self.count)]
+
+
+def counts_by_bucket(
+    conn: Connection, account_id: int, buckets: Buckets, *, provider_id: int | None = None
+) -> dict[tuple[int, int], int]:
+    """Stored events per (interval index, event type) within ``buckets``; zero counts omitted.
+
+    The interval of each event is computed with a portable ``CASE`` over the interval edges, so
+    the same query runs on SQLite and PostgreSQL and uses the ``(account_id, occurred_at)``
+    index for the range.
+    """
+    if buckets.count < 1:
+        return {}
+    edges = buckets.edges()[1:]
+    index: sa.ColumnElement[int] = sa.case(
+        *((events.c.occurred_at < edge, i) for i, edge in enumerate(edges)),
+        else_=len(edges),
+    )
+    inner = sa.select(index.label("bucket"), events.c.event_type).where(
+        events.c.account_id == account_id,
+        events.c.occurred_at >= buckets.start,
+        events.c.occurred_at < buckets.end,
+    )
+    if provider_id is not None:
+        inner = inner.where(events.c.provider_id == provider_id)
+    sub = inner.subquery()
+    query = sa.select(sub.c.bucket, sub.c.event_type, sa.func.count()).group_by(
+        sub.c.bucket, sub.c.event_type
+    )
+    return {(int(b), int(t)): int(n) for b, t, n in conn.execute(query)}
