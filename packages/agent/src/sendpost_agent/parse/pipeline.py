@@ -197,7 +197,11 @@ class Pipeline:
                 continue  # counted as too_long
             kind = m.lastindex
             if dirty and _SURROGATE.search(text, begin, line_end):
-                parsed += self._feed_repaired(text, at, out)
+                outcome_of_repair = self._feed_repaired(text, at, out)
+                if outcome_of_repair == "parsed":
+                    parsed += 1
+                elif outcome_of_repair == "truncated":
+                    truncated += 1
                 continue
             if kind == GROUP_REMOVED:
                 q = queues.pop(qid, None)
@@ -229,18 +233,18 @@ class Pipeline:
         self._count(out)
         return out
 
-    def _feed_repaired(self, text: str, at: int, out: list[AgentEvent]) -> int:
-        """A line with invalid UTF-8: decode it again with U+FFFD and parse that."""
+    def _feed_repaired(self, text: str, at: int, out: list[AgentEvent]) -> str:
+        """A line with invalid UTF-8: decode it again with U+FFFD and parse that. Returns
+        ``parsed`` or the Unparsed reason."""
         start = text.rfind("\n", 0, at) + 1
         end = text.find("\n", at)
         raw = text[start : end if end >= 0 else len(text)].encode("utf-8", "surrogateescape")
         rec = parse_text(raw.decode("utf-8", "replace"))
         if isinstance(rec, Unparsed):
-            self.stats.unparsed[rec.reason] = self.stats.unparsed.get(rec.reason, 0) + 1
-            return 0
+            return rec.reason
         self.stats.invalid_utf8 += 1
         self._correlator.on_record(rec, self._resolve(rec.stamp) if rec.stamp else None, out)
-        return 1
+        return "parsed"
 
     def flush(self) -> list[AgentEvent]:
         """End of input (``parse``): lines still waiting for a UUID are counted as uncorrelated."""

@@ -1,0 +1,87 @@
+"""``sendpost-agent parse`` run as operators run it: the installed command, in a subprocess."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from sendpost_agent.parse import Pipeline
+from sendpost_agent.parse.command import event_json
+
+ROOT = Path(__file__).resolve().parents[3]
+AGENT = ROOT / ".venv" / "bin" / "sendpost-agent"
+GOLDEN = Path(__file__).parent / "golden"
+MTIME = dt.datetime(2024, 1, 10, tzinfo=dt.UTC).timestamp()
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, TZ="UTC")
+    return subprocess.run(
+        [str(AGENT), "parse", *args], capture_output=True, text=True, timeout=60, env=env
+    )
+
+
+def _split_log(tmp_path: Path) -> tuple[Path, Path, list[dict[str, object]]]:
+    """lifecycle.log cut in two: the older half gzip-compressed (as logrotate leaves it)."""
+    lines = (GOLDEN / "lifecycle.log").read_bytes().splitlines(keepends=True)
+    old, new = tmp_path / "mail.log.1.gz", tmp_path / "mail.log"
+    old.write_bytes(gzip.compress(b"".join(lines[:20])))
+    new.write_bytes(b"".join(lines[20:]).rstrip(b"\n"))  # no final newline
+    for path in (old, new):
+        os.utime(path, (MTIME, MTIME))
+    expected = [json.loads(row) for row in (GOLDEN / "lifecycle.golden.jsonl").read_text().splitlines()]
+    return old, new, expected
+
+
+def test_parse_reads_gzip_and_plain_files_in_order(tmp_path: Path) -> None:
+    """A gzip file then a plain one (told apart by magic bytes, not names) give the same events
+    as the whole log, one JSON object per line with queue_id."""
+    old, new, expected = _split_log(tmp_path)
+    result = _run(str(old), str(new))
+    got = [json.loads(row) for row in result.stdout.splitlines()]
+    assert (result.returncode, result.stderr, got) == (0, "", expected)
+
+
+def test_parse_stats_on_stderr(tmp_path: Path) -> None:
+    """--stats prints the counters on stderr, events stay alone on stdout."""
+    old, new, expected = _split_log(tmp_path)
+    result = _run("--stats", "--mta", "postfix", str(old), str(new))
+    assert (result.returncode, len(result.stdout.splitlines())) == (0, len(expected))
+    assert result.stderr.splitlines() == [
+        "lines 47",
+        "parsed 29",
+        "ignored 18",
+        "invalid_utf8 0",
+        "uncorrelated 2",
+        "events.bounced 2",
+        "events.deferred 3",
+        "events.delivered 3",
+        "events.soft_bounced 3",
+    ]
+
+
+def test_unreadable_file_exits_2_naming_it(tmp_path: Path) -> None:
+    """A missing file: one line on stderr naming it, exit status 2, no events printed."""
+    missing = tmp_path / "nope.log"
+    result = _run(str(GOLDEN / "lifecycle.log"), str(missing))
+    assert (result.returncode, result.stdout, len(result.stderr.splitlines())) == (2, "", 1)
+    assert str(missing) in result.stderr
+
+
+def test_corrupt_gzip_exits_2(tmp_path: Path) -> None:
+    """A file with gzip magic bytes but a broken body is unreadable: exit 2, named."""
+    broken = tmp_path / "broken.gz"
+    broken.write_bytes(b"\x1f\x8b" + b"not really gzip" * 10)
+    result = _run(str(broken))
+    assert (result.returncode, str(broken) in result.stderr) == (2, True)
+
+
+def test_event_json_matches_to_wire() -> None:
+    """The fast JSON writer produces exactly the wire object of each event."""
+    pipeline = Pipeline(reference_time=dt.datetime(2024, 1, 10, tzinfo=dt.UTC), tz=dt.UTC)
+    events = pipeline.feed((GOLDEN / "lifecycle.log").read_bytes())
+    assert [json.loads(event_json(e)) for e in events] == [e.to_wire() for e in events]
