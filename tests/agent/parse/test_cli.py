@@ -33,7 +33,8 @@ def _split_log(tmp_path: Path) -> tuple[Path, Path, list[dict[str, object]]]:
     new.write_bytes(b"".join(lines[20:]).rstrip(b"\n"))  # no final newline
     for path in (old, new):
         os.utime(path, (MTIME, MTIME))
-    expected = [json.loads(row) for row in (GOLDEN / "lifecycle.golden.jsonl").read_text().splitlines()]
+    golden = (GOLDEN / "lifecycle.golden.jsonl").read_text().splitlines()
+    expected = [json.loads(row) for row in golden]
     return old, new, expected
 
 
