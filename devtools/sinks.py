@@ -28,7 +28,8 @@ Pass ``rules=`` to change the table; ``controller_kwargs`` go to aiosmtpd's ``Co
 ``tls_context``, ``require_starttls``, ``authenticator``) so TLS and AUTH can be layered on later.
 Accepted messages get ``250 2.0.0 OK id=SINKnnnnnn accepted for delivery``; never Postfix's
 ``queued as ID``, which the agent reads as a hop to a local content filter when the relay is on
-loopback (as these sinks are). The server runs in aiosmtpd's own thread; every accessor here is safe to call from any thread.
+loopback (as these sinks are). The server runs in aiosmtpd's own thread; every accessor here is
+safe to call from any thread.
 """
 
 from __future__ import annotations
