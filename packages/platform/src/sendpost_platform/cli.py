@@ -1,7 +1,9 @@
-"""Command line: ``sendpost-platform {serve,api,worker,migrate,create-account}``.
+"""Command line: ``sendpost-platform {serve,api,worker,bounce,migrate,create-account}``.
 
-- ``serve [--listen HOST:PORT]``: API and background worker in one process (embedded mode:
-  migrates a SQLite database automatically).
+- ``serve [--listen HOST:PORT]``: API, background worker and bounce processor in one process
+  (embedded mode: migrates a SQLite database automatically; the bounce processor listens on
+  ``SENDPOST_BOUNCE_LISTEN`` unless it is empty, and a port it cannot bind is logged, not fatal).
+- ``bounce [--listen HOST:PORT]``: the bounce processor only (SMTP server for DSNs).
 - ``api [--listen HOST:PORT] [--workers N]``: the HTTP API only; ``worker``: background jobs
   only. Run any number of each against one PostgreSQL; they coordinate through the database.
 - ``migrate``: apply the database migrations.
@@ -40,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "api":
             p.add_argument("--workers", type=int, default=1, help="HTTP worker processes")
     sub.add_parser("worker", help="background processing only")
+    p = sub.add_parser("bounce", help="the bounce processor (SMTP server for DSNs) only")
+    p.add_argument("--listen", help="HOST:PORT (default: SENDPOST_BOUNCE_LISTEN or 127.0.0.1:2525)")
     sub.add_parser("migrate", help="apply database migrations")
     p = sub.add_parser("create-account", help="create an account with one sub-account")
     p.add_argument("--name", required=True)
@@ -62,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _migrate(settings)
         if args.command == "worker":
             return _worker(settings)
+        if args.command == "bounce":
+            return _bounce(settings, args.listen or settings.bounce_listen)
         listen = args.listen or settings.listen
         host, port = parse_listen(listen)
         return _serve(settings, host, port, role=args.command, workers=getattr(args, "workers", 1))
@@ -147,8 +153,75 @@ def _serve(settings: Settings, host: str, port: int, *, role: str, workers: int)
             log_level="warning",
         )
         return 0
+    if role == "serve" and settings.bounce_listen:
+        return _serve_with_bounce(settings, host, port)
     app = create_app(settings, run_worker=role == "serve")
     uvicorn.run(app, host=host, port=port, log_level="info")
+    return 0
+
+
+def _serve_with_bounce(settings: Settings, host: str, port: int) -> int:
+    """``serve``: the HTTP app (with its worker) and the bounce processor on one event loop."""
+    import uvicorn
+
+    from sendpost_platform.app import create_app
+    from sendpost_platform.clock import SystemClock
+    from sendpost_platform.smtp.bounce_server import build_bounce_server
+    from sendpost_platform.store import Store
+
+    bounce_host, bounce_port = parse_listen(
+        settings.bounce_listen, variable="SENDPOST_BOUNCE_LISTEN"
+    )
+    store = Store.open(settings.database_url)
+    clock = SystemClock()
+    app = create_app(settings, clock=clock, store=store, run_worker=True)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
+    bounce = build_bounce_server(settings, store, clock)
+
+    async def run() -> None:
+        try:
+            await bounce.start(bounce_host, bounce_port)
+        except PlatformError as exc:
+            logging.getLogger("sendpost_platform.cli").error(
+                "bounce processor not started: %s", exc
+            )
+        try:
+            await server.serve()
+        finally:
+            await bounce.stop()
+
+    try:
+        asyncio.run(run())
+    finally:
+        store.dispose()
+    return 0
+
+
+def _bounce(settings: Settings, listen: str) -> int:
+    from sendpost_platform.clock import SystemClock
+    from sendpost_platform.smtp.bounce_server import build_bounce_server
+    from sendpost_platform.store import Store
+
+    host, port = parse_listen(listen, variable="SENDPOST_BOUNCE_LISTEN")
+    store = Store.open(settings.database_url)
+    try:
+        store.require_current_schema()
+        bounce = build_bounce_server(settings, store, SystemClock())
+
+        async def run() -> None:
+            await bounce.start(host, port)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            try:
+                await stop.wait()
+            finally:
+                await bounce.stop()
+
+        asyncio.run(run())
+    finally:
+        store.dispose()
     return 0
 
 

@@ -162,6 +162,17 @@ class Settings:
     relay_smtp_timeout: float = setting(
         60.0, env="SENDPOST_RELAY_SMTP_TIMEOUT", doc="Timeout of each SMTP command.", unit=DURATION
     )
+    # --- bounce processor (SMTP server for DSNs to `sp-bounce.{domain}`) -------------------------
+    bounce_listen: str = setting(
+        "127.0.0.1:2525",
+        env="SENDPOST_BOUNCE_LISTEN",
+        doc="HOST:PORT the bounce processor listens on (`bounce` role; `serve` too unless empty).",
+    )
+    bounce_max_bytes: int = setting(
+        10485760,
+        env="SENDPOST_BOUNCE_MAX_BYTES",
+        doc="Largest bounce message accepted; bigger ones are refused with 552.",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

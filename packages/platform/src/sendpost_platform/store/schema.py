@@ -279,3 +279,21 @@ relay_attempts = sa.Table(
     sa.Index(None, "provider_id", "started_at"),
     sa.Index(None, "message_uuid"),
 )
+
+# --- bounce processor: inbound messages that were not parseable bounces ------------------------
+
+unparsed_bounces = sa.Table(
+    "unparsed_bounces",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    # The message the envelope address named (authoritative), and the addresses themselves.
+    sa.Column("message_uuid", sa.String(36), nullable=True),
+    sa.Column("provider_id", sa.BigInteger, nullable=True),
+    sa.Column("envelope_from", sa.String(320), nullable=False),
+    sa.Column("envelope_to", sa.JSON, nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    # The message exactly as received, kept for an operator to read.
+    sa.Column("raw", sa.LargeBinary, nullable=False),
+    sa.Index(None, "received_at"),
+)
