@@ -9,7 +9,8 @@ API (stable, used by other test suites)::
         mta.smtp_port                       # its smtpd on 127.0.0.1 (submit mail here)
         mta.log_path                        # Postfix's own maillog_file (postlogd)
         queue_id = submit(mta.smtp_port, ...)        # devtools.mail.submit
-        mta.wait_until_settled([queue_id], timeout=20)   # delivered/bounced/expired, hops followed
+        trace = mta.wait_until_settled([queue_id], timeout=20)  # all recipients done, hops followed
+        trace.notifications, trace.lines    # bounce notifications it caused, its log lines
         mta.flush(); mta.queue_is_empty()
         mta.wait_for_log(lambda text: "removed" in text, timeout=5)
 
@@ -373,32 +374,20 @@ class PostfixInstance:
                 )
             time.sleep(0.05)
 
-    def wait_until_settled(self, queue_ids: Iterable[str], timeout: float) -> str:
+    def wait_until_settled(self, queue_ids: Iterable[str], timeout: float) -> MessageTrace:
         """Wait until the given messages and every queue ID they led to have been removed.
 
-        Followed hops: re-injection through the content filter (``queued as NEWID`` in a
-        ``status=sent`` line to the filter) and notifications (``sender non-delivery notification:
-        NEWID``, delivery status notifications). Returns the log text.
+        See ``trace_messages`` for the hops followed. Returns the final trace.
         """
-        pending = set(queue_ids)
-        done: set[str] = set()
+        roots = list(queue_ids)
+        traces: list[MessageTrace] = []
 
         def settled(text: str) -> bool:
-            progressed = True
-            while progressed:
-                progressed = False
-                for qid in list(pending):
-                    if re.search(rf"\b{re.escape(qid)}: removed\b", text) is None:
-                        continue
-                    pending.discard(qid)
-                    done.add(qid)
-                    for child in _children(text, qid, self.ports.content_filter):
-                        if child not in done:
-                            pending.add(child)
-                            progressed = True
-            return not pending
+            traces.append(trace_messages(text, roots, self.ports.content_filter))
+            return not traces[-1].unfinished
 
-        return self.wait_for_log(settled, timeout)
+        self.wait_for_log(settled, timeout)
+        return traces[-1]
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -428,18 +417,58 @@ class PostfixInstance:
         return "\n".join(self.read_log().splitlines()[-lines:])
 
 
-def _children(text: str, qid: str, filter_port: int | None) -> list[str]:
-    """Queue IDs that ``qid`` led to: filter re-injections and notifications."""
-    found = re.findall(
-        rf"\b{re.escape(qid)}: sender (?:non-delivery|delivery status) notification: (\w+)", text
+@dataclass(frozen=True)
+class MessageTrace:
+    """What became of some submitted messages, read from the log."""
+
+    queue_ids: frozenset[str]  # the messages and their re-injected copies
+    notifications: frozenset[str]  # bounce/delay/success notifications Postfix generated
+    unfinished: frozenset[str]  # of both, those not yet ``removed``
+    lines: tuple[str, ...]  # every log line of all of these queue IDs
+
+
+def trace_messages(text: str, roots: Iterable[str], filter_port: int | None) -> MessageTrace:
+    """Follow ``roots`` through re-injections and notifications in log ``text``.
+
+    A copy is the NEWID of a ``status=sent (... queued as NEWID)`` line whose relay is the
+    content filter's port; a notification is the NEWID of ``sender non-delivery notification:
+    NEWID`` (or delivery status notification), including notifications about copies.
+    """
+    copies: set[str] = set()
+    notifications: set[str] = set()
+    todo = [(qid, False) for qid in roots]
+    while todo:
+        qid, is_notification = todo.pop()
+        if qid in copies or qid in notifications:
+            continue
+        (notifications if is_notification else copies).add(qid)
+        todo += [(child, True) for child in _notification_ids(text, qid)]
+        if filter_port is not None:
+            todo += [(child, is_notification) for child in _copy_ids(text, qid, filter_port)]
+    every = copies | notifications
+    removed = set(re.findall(r"\b(\w+): removed$", text, re.M))
+    lines = tuple(line for line in text.splitlines() if _line_queue_id(line) in every)
+    return MessageTrace(
+        frozenset(copies), frozenset(notifications), frozenset(every - removed), lines
     )
-    if filter_port is not None:
-        found += re.findall(
-            rf"\b{re.escape(qid)}: to=<[^>]*>,.* relay=[^ ]*:{filter_port},"
-            r".* status=sent \(.*queued as (\w+)\)",
-            text,
-        )
-    return found
+
+
+def _notification_ids(text: str, qid: str) -> list[str]:
+    pattern = rf"\b{re.escape(qid)}: sender (?:non-delivery|delivery status) notification: (\w+)"
+    return re.findall(pattern, text)
+
+
+def _copy_ids(text: str, qid: str, filter_port: int) -> list[str]:
+    pattern = (
+        rf"\b{re.escape(qid)}: to=<[^>]*>,.* relay=[^ ]*:{filter_port},"
+        r".* status=sent \(.*queued as (\w+)\)"
+    )
+    return re.findall(pattern, text)
+
+
+def _line_queue_id(line: str) -> str | None:
+    found = re.search(r"\]: (\w+): ", line)
+    return found.group(1) if found else None
 
 
 def _create_queue_dirs(root: Path) -> None:
