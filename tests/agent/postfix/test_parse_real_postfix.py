@@ -127,7 +127,8 @@ def test_deferral_until_expiry_is_one_soft_bounce(
     trace, events = deliver(rig, uuid, [rcpt])
     assert any("status=expired" in line for line in trace.lines), "\n".join(trace.lines)
     types = [e["event_type"] for e in events if e["message_id"] == uuid]
-    assert ["deferred", "soft_bounced"] == types, report(trace, events, uuid)
+    expected = ["deferred", "soft_bounced"]
+    assert expected == types, report(trace, events, uuid)
     assert {rcpt: codes} == terminal_codes(events, uuid), report(trace, events, uuid)
 
 
@@ -203,7 +204,8 @@ def test_no_event_for_bounce_notifications(rig: LocalMta) -> None:
     notified = [m for m in rig.bounce_sink.messages() if uuid in " ".join(m.rcpt_tos)]
     assert len(trace.notifications) == len(notified)
     about_notifications = [e for e in events if e.get("queue_id") in trace.notifications]
-    assert [] == about_notifications, report(trace, events, uuid)
+    nothing: list[dict[str, Any]] = []
+    assert nothing == about_notifications, report(trace, events, uuid)
     assert {reject, defer} == {e["recipient"] for e in events if e["message_id"] == uuid}
 
 
@@ -218,7 +220,8 @@ def test_no_event_for_mail_without_a_uuid(rig: LocalMta) -> None:
     trace = rig.settle([queue_id])
     events = rig.parse().events
     mine = [e for e in events if e.get("queue_id") in trace.queue_ids | trace.notifications]
-    assert [] == mine, report(trace, events, marker)
+    nothing: list[dict[str, Any]] = []
+    assert nothing == mine, report(trace, events, marker)
 
 
 def test_event_ids_are_unique_across_the_log(rig: LocalMta) -> None:
