@@ -27,6 +27,8 @@ _ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}$")
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 _MAX_TEXT = 10_000
 _OPTIONAL_TEXT = ("event_id", "smtp_command", "queue_id")
+_CANONICAL_UUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+_ALL_TEXT = ("smtp_description", "recipient", "enhanced_status", *_OPTIONAL_TEXT)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -110,8 +112,63 @@ def _text(raw: Mapping[str, Any], name: str, index: int, errors: list[FieldError
     return value
 
 
+def _fast_event(raw: dict[str, Any]) -> AgentEvent | None:
+    """One straight pass for the common, valid event; None sends it to the detailed validator.
+
+    Accepts a subset of what :func:`_checked_event` accepts (canonical UUID spelling only), and
+    builds the same event for it, so the two never disagree on a valid event.
+    """
+    message_id = raw.get("message_id")
+    if type(message_id) is not str or not _CANONICAL_UUID.match(message_id):
+        return None
+    event_type = raw.get("event_type")
+    if event_type not in AGENT_EVENT_TYPES:
+        return None
+    timestamp = None
+    raw_ts = raw.get("timestamp")
+    if raw_ts is not None:
+        if type(raw_ts) is not str:
+            return None
+        timestamp = parse_timestamp(raw_ts)
+        if timestamp is None:
+            return None
+    smtp_code = raw.get("smtp_code")
+    if smtp_code is not None and (type(smtp_code) is not int or not 200 <= smtp_code <= 599):
+        return None
+    texts = [raw.get(name) for name in _ALL_TEXT]
+    for value in texts:
+        if value is not None and (type(value) is not str or len(value) > _MAX_TEXT):
+            return None
+    description, recipient, enhanced, event_id, smtp_command, queue_id = texts
+    if recipient is not None and "@" not in recipient:
+        return None
+    if enhanced is not None and not _ENHANCED.match(enhanced):
+        return None
+    return AgentEvent(
+        message_id.lower(),
+        event_type,
+        timestamp,
+        smtp_code,
+        description,
+        recipient,
+        event_id,
+        enhanced,
+        smtp_command,
+        queue_id,
+    )
+
+
 def validate_event(raw: object, index: int) -> AgentEvent | list[FieldError]:
     """Validate one event object; returns the event, or every problem found in it."""
+    if type(raw) is dict:
+        event = _fast_event(raw)
+        if event is not None:
+            return event
+    return _checked_event(raw, index)
+
+
+def _checked_event(raw: object, index: int) -> AgentEvent | list[FieldError]:
+    """The detailed validator: collects every problem, naming the field."""
     if not isinstance(raw, Mapping):
         return [FieldError(index, "", "event must be a JSON object")]
     errors: list[FieldError] = []
