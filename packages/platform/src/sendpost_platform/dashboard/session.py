@@ -71,6 +71,8 @@ def read_cookie(
     secret: bytes, value: str, *, now: dt.datetime, lifetime: dt.timedelta = LIFETIME
 ) -> Session | None:
     """The session in a cookie value, or None when it is forged, malformed or expired."""
+    if not value.isascii():
+        return None
     payload, sep, signature = value.partition(".")
     if not sep or not hmac.compare_digest(signature, _mac(secret, payload)):
         return None
