@@ -10,7 +10,7 @@ setup:
 	@scripts/bootstrap.sh
 
 demo: setup
-	$(VENV)/python scripts/demo.py
+	cd "$(dir $(abspath $(firstword $(MAKEFILE_LIST))))" && $(VENV)/python -m devtools.demo
 
 test: setup lint typecheck pytest
 

@@ -42,6 +42,7 @@ class LocalMta:
         maximal_queue_lifetime: str = "0s",
         retry_delay: str = "1s",
         main_cf: Mapping[str, str] | None = None,
+        keep_dir: bool = False,
     ) -> None:
         self.sink = SmtpSink()
         self.bounce_sink = SmtpSink()
@@ -52,6 +53,7 @@ class LocalMta:
             "retry_delay": retry_delay,
         }
         self._main_cf = dict(main_cf or {})
+        self._keep_dir = keep_dir
         self._mta: PostfixInstance | None = None
 
     @property
@@ -78,7 +80,7 @@ class LocalMta:
                 retry_delay=str(self._options["retry_delay"]),
                 main_cf=self._main_cf,
             )
-            self._mta = PostfixInstance(settings).start()
+            self._mta = PostfixInstance(settings, keep_dir=self._keep_dir).start()
         except BaseException:
             self.stop()
             raise
