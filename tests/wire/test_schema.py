@@ -86,3 +86,29 @@ def test_validation_never_raises_on_arbitrary_json(value: object) -> None:
     """Any JSON value as an event gives an event or a list of errors, never an exception."""
     result = validate_event(value, 3)
     assert isinstance(result, AgentEvent | list)
+
+
+_events = st.fixed_dictionaries(
+    {
+        "message_id": st.uuids().map(str) | st.uuids().map(lambda u: str(u).upper()),
+        "event_type": st.sampled_from(["delivered", "bounced", "deferred", "soft_bounced"]),
+    },
+    optional={
+        "timestamp": st.datetimes(timezones=st.just(dt.UTC)).map(lambda d: d.isoformat()),
+        "smtp_code": st.integers(150, 650),
+        "smtp_description": st.text(max_size=40),
+        "recipient": st.emails(),
+        "enhanced_status": st.sampled_from(["5.1.1", "4.2.2", "2.0.0", "9.9.9", "5.1"]),
+        "event_id": st.text(max_size=20),
+        "smtp_command": st.sampled_from(["RCPT TO", "DATA", None]),
+        "queue_id": st.text(max_size=16) | st.integers(),
+    },
+)
+
+
+@given(_events)
+def test_fast_path_agrees_with_the_detailed_validator(raw: dict[str, object]) -> None:
+    """The one-pass path for valid events accepts exactly what the detailed validator accepts."""
+    from sendpost_wire.schema import _checked_event
+
+    assert _checked_event(raw, 0) == validate_event(raw, 0)
