@@ -65,7 +65,10 @@ def submit(
     host: str = "127.0.0.1",
 ) -> str:
     """Send one message over SMTP and return the queue ID from the server's final reply."""
-    with smtplib.SMTP(host, port, timeout=30) as client:
+    # Not smtplib's context manager: its QUIT on the way out of an interrupted session raises
+    # a confusing SMTPResponseException in place of the real error (or Ctrl-C).
+    client = smtplib.SMTP(host, port, timeout=30)
+    try:
         client.ehlo("submitter.sendpost.test")
         code, reply = client.mail(envelope_from)
         if code != 250:
@@ -77,6 +80,9 @@ def submit(
         code, reply = client.data(message)
         if code != 250:
             raise SubmitError(f"DATA refused: {code} {reply!r}")
+        client.quit()
+    finally:
+        client.close()
     found = _QUEUED_AS.search(reply.decode(errors="replace"))
     if found is None:
         raise SubmitError(f"no queue ID in the reply {reply!r}")
