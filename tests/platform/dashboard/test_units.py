@@ -67,7 +67,7 @@ def test_empty_form_fields_mean_no_filter() -> None:
         [""],
     )
     assert query.errors == []
-    assert query.where == event_store.EventFilter(account_id=3)
+    assert query.where == event_store.EventFilter(account_id=3, event_types=[])
     assert (query.limit, query.after) == (50, None)
 
 
