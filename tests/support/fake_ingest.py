@@ -29,6 +29,13 @@ class Answer:
     body: bytes = b'{"error":"scripted"}'
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients killed mid-request (the SIGKILL tests) are expected; stay quiet."""
+
+
 class FakeIngest:
     def __init__(self, keys: set[str] | None = None, max_events: int = 1000) -> None:
         self.keys = set(keys or {"test-key"})
@@ -37,7 +44,7 @@ class FakeIngest:
         self.down = False
         self.events: list[dict[str, Any]] = []
         self.requests: list[tuple[float, int, int]] = []  # (monotonic time, status, n events)
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         owner = self
 
@@ -64,8 +71,7 @@ class FakeIngest:
                 self.end_headers()
                 self.wfile.write(answer.body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}{PATH}"
         self.thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

@@ -58,6 +58,7 @@ def run_command(args: argparse.Namespace) -> int:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
             stream=sys.stderr,
         )
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         return asyncio.run(Agent(settings).run())
     except ConfigError as exc:
         print(f"sendpost-agent: {exc}", file=sys.stderr)
