@@ -312,7 +312,7 @@ class PostfixInstance:
         """
         atexit.unregister(self.stop)
         if self._running:
-            pid = self._master_pid()
+            pid = self.master_pid()
             if pid is not None:
                 with contextlib.suppress(ProcessLookupError):
                     if graceful:
@@ -407,7 +407,7 @@ class PostfixInstance:
             raise PostfixError(f"{' '.join(argv)} failed: {result.stderr.strip()}")
         return result
 
-    def _master_pid(self) -> int | None:
+    def master_pid(self) -> int | None:
         try:
             return int((self.root / "spool" / "pid" / "master.pid").read_text().split()[0])
         except (FileNotFoundError, ValueError, IndexError):
@@ -505,7 +505,7 @@ def _gid(group: str | None) -> int:
     return -1 if group is None else grp.getgrnam(group).gr_gid
 
 
-def _live_members(pgid: int) -> list[int]:
+def live_members(pgid: int) -> list[int]:
     """Processes of group ``pgid`` that are not zombies (PID 1 here may reap them late)."""
     members = []
     for entry in os.scandir("/proc"):
@@ -524,7 +524,7 @@ def _live_members(pgid: int) -> list[int]:
 def _wait_gone(pgid: int, timeout: float) -> bool:
     """Wait until no live process is left in process group ``pgid``."""
     deadline = time.monotonic() + timeout
-    while _live_members(pgid):
+    while live_members(pgid):
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.02)

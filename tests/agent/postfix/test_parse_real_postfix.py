@@ -13,7 +13,7 @@ with a content filter that re-injects into a second smtpd (no header_checks ther
 from __future__ import annotations
 
 import uuid as uuidlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
@@ -233,3 +233,21 @@ def test_event_ids_are_unique_across_the_log(rig: LocalMta) -> None:
     ids = [e["event_id"] for e in events]
     assert len(ids) == len(set(ids))
     assert len(events) >= 3
+
+
+def test_retried_deferrals_then_expiry(local_mta: Callable[..., LocalMta]) -> None:
+    """A recipient deferred on several attempts (1 s backoff) until maximal_queue_lifetime (2 s)
+    ends gets one `deferred` event per attempt and exactly one final `soft_bounced`; the
+    accepted recipient of the same message is delivered once, on the first attempt."""
+    rig = local_mta(maximal_queue_lifetime="2s", retry_delay="1s")
+    uuid = new_uuid()
+    accept, defer = addresses(uuid, "accept", "defer")
+    trace, events = deliver(rig, uuid, [accept, defer])
+    attempts = sum(f"to=<{defer}>" in line and "status=deferred" in line for line in trace.lines)
+    assert attempts >= 2, "\n".join(trace.lines)
+    types = [e["event_type"] for e in events if e["message_id"] == uuid and e["recipient"] == defer]
+    expected = ["deferred"] * attempts + ["soft_bounced"]
+    assert expected == types, report(trace, events, uuid)
+    assert {accept: ["delivered"], defer: ["soft_bounced"]} == terminal_types(events, uuid), report(
+        trace, events, uuid
+    )

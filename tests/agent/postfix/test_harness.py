@@ -1,0 +1,111 @@
+"""The real-Postfix harness itself (devtools.postfix, devtools.sinks): what other tests rely on."""
+
+from __future__ import annotations
+
+import smtplib
+import uuid as uuidlib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from devtools.mail import platform_message, submit
+from devtools.postfix import (
+    DISCARD,
+    Ports,
+    PostfixInstance,
+    PostfixSettings,
+    live_members,
+    render_main_cf,
+    render_master_cf,
+)
+from devtools.rig import LocalMta
+from devtools.sinks import DEFAULT_RULES, SmtpSink, rule_for
+
+
+def test_sink_rule_is_chosen_by_the_longest_matching_prefix() -> None:
+    """Rules match the start of the local part, case-insensitively; no match means accept."""
+    rules = {"defer": DEFAULT_RULES["defer"], "deferlong": DEFAULT_RULES["reject"]}
+    assert DEFAULT_RULES["defer"] == rule_for(rules, "Defer-1@sink.test")
+    assert DEFAULT_RULES["reject"] == rule_for(rules, "deferlong-1@sink.test")
+    assert None is rule_for(rules, "accept-1@sink.test")
+
+
+def test_sink_answers_like_a_receiving_mta(smtp_sink: SmtpSink) -> None:
+    """RCPT replies follow the prefix table; accepted recipients' messages are recorded once."""
+    with smtplib.SMTP(smtp_sink.host, smtp_sink.port, timeout=10) as client:
+        client.ehlo("test")
+        client.mail("sender@example.com")
+        replies = {
+            rcpt: client.rcpt(rcpt)[0]
+            for rcpt in ("accept@x.test", "reject@x.test", "defer@x.test", "full@x.test")
+        }
+        code, _ = client.data(b"Subject: hi\r\n\r\nbody\r\n")
+    assert (replies) == {
+        "accept@x.test": 250,
+        "reject@x.test": 550,
+        "defer@x.test": 450,
+        "full@x.test": 552,
+    }
+    assert code == 250
+    [message] = smtp_sink.messages()
+    assert message.rcpt_tos == ("accept@x.test",)
+    assert [int(r.reply[:3]) for r in smtp_sink.rejections()] == [550, 450, 552]
+
+
+def test_configuration_routes_and_listeners() -> None:
+    """main.cf relays everything to the sink, logs the UUID header with INFO, and master.cf
+    listens on the chosen loopback ports only; DISCARD routes use discard(8)."""
+    settings = PostfixSettings(relay="[127.0.0.1]:2525", routes={r"@drop\.": DISCARD})
+    ports = Ports(smtpd=10025, reinject=10026, content_filter=None)
+    main_cf = render_main_cf(Path("/x"), settings, ports)
+    master_cf = render_master_cf(settings, ports)
+    assert "relayhost = [127.0.0.1]:2525\n" in main_cf
+    assert "inet_interfaces = 127.0.0.1\n" in main_cf
+    assert "content_filter" not in main_cf
+    inet = [line.split()[0] for line in master_cf.splitlines() if " inet " in line]
+    assert inet == ["127.0.0.1:10025", "127.0.0.1:10026"]
+
+
+@pytest.mark.postfix
+def test_instances_run_side_by_side_and_stop_without_leftovers(
+    postfix_instance: Callable[[PostfixSettings], PostfixInstance],
+) -> None:
+    """Two instances get their own ports and directories; stop() leaves no live process and no
+    directory behind, and is safe to call twice."""
+    with SmtpSink() as sink:
+        first = postfix_instance(PostfixSettings(relay=sink.nexthop))
+        second = postfix_instance(PostfixSettings(relay=sink.nexthop))
+        assert first.smtp_port != second.smtp_port
+        assert first.root != second.root
+        uuid = str(uuidlib.uuid4())
+        for mta in (first, second):
+            rcpts = [f"accept-{mta.smtp_port}@sink.test"]
+            qid = submit(
+                mta.smtp_port, "a@example.com", rcpts, platform_message(uuid, "a@x.t", rcpts)
+            )
+            mta.wait_until_settled([qid], timeout=20)
+            assert mta.queue_is_empty()
+        assert len(sink.messages()) == 2
+        pid = first.master_pid()
+        assert pid is not None
+        first.stop()
+        first.stop()
+        assert live_members(pid) == []
+        assert not first.root.exists()
+
+
+@pytest.mark.postfix
+def test_flush_retries_deferred_mail(local_mta: Callable[..., LocalMta]) -> None:
+    """With a long queue lifetime a deferred message waits in the queue; once the receiving
+    server accepts, flush() delivers it."""
+    rig = local_mta(maximal_queue_lifetime="1h", retry_delay="1h")
+    uuid = str(uuidlib.uuid4())
+    rcpt = f"defer-{uuid[:8]}@sink.test"
+    qid = rig.send(uuid, [rcpt])
+    rig.mta.wait_for_log(lambda text: f"{qid}: to=<{rcpt}>" in text, timeout=20)
+    assert not rig.mta.queue_is_empty()
+    rig.sink.rules.pop("defer")
+    rig.mta.flush()
+    rig.settle([qid], timeout=20)
+    assert [(rcpt,)] == [m.rcpt_tos for m in rig.sink.messages()]
