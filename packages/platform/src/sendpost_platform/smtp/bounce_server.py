@@ -293,7 +293,7 @@ class _Handler:
         try:
             result = await asyncio.to_thread(
                 self.processor.process,
-                envelope_from=envelope.mail_from or "",
+                envelope_from=(envelope.mail_from or "").strip("<>"),
                 envelope_to=list(envelope.rcpt_tos),
                 raw=raw,
             )

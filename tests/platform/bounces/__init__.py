@@ -1,0 +1,1 @@
+"""Bounce processor tests."""
