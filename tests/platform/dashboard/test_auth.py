@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from sendpost_platform.app import create_app
 from sendpost_platform.clock import ManualClock
+from sendpost_platform.config import Settings
 from sendpost_platform.dashboard import session
 from sendpost_platform.store import Store, accounts
 
@@ -173,3 +176,28 @@ async def test_pages_carry_security_headers(client: httpx.AsyncClient, seed: See
         response.headers["x-frame-options"],
         response.headers["cache-control"],
     ) == ("DENY", "no-store")
+
+
+async def test_secure_cookie_over_https(app: FastAPI, seed: Seed) -> None:
+    """Signed in over HTTPS, the session cookie is also marked Secure."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://platform.test") as https:
+        response = await sign_in(https, seed.account.account_key)
+    assert response.status_code == 303
+    assert "secure" in response.headers["set-cookie"].lower().split("; ")
+
+
+async def test_without_platform_secret_sign_in_is_refused_but_header_works(
+    store: Store, clock: ManualClock, seed: Seed
+) -> None:
+    """No platform secret: the form says sign-in is unavailable (503); the header still works."""
+    settings = Settings(database_url=str(store.engine.url), secret_key="")
+    app = create_app(settings, clock=clock, store=store)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://platform.test") as c:
+        response = await sign_in(c, seed.account.account_key)
+        assert response.status_code == 503
+        assert "SENDPOST_SECRET_KEY" in response.text
+        assert session.COOKIE_NAME not in response.headers.get("set-cookie", "")
+        header = {"X-Account-ApiKey": seed.account.account_key}
+        assert (await c.get("/dashboard/providers", headers=header)).status_code == 200
