@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
+import devtools.postfix
 from devtools.mail import platform_message, submit
 from devtools.postfix import (
     DISCARD,
     Ports,
     PostfixInstance,
     PostfixSettings,
+    PostfixUnavailable,
     live_members,
     render_main_cf,
     render_master_cf,
@@ -109,3 +111,16 @@ def test_flush_retries_deferred_mail(local_mta: Callable[..., LocalMta]) -> None
     rig.mta.flush()
     rig.settle([qid], timeout=20)
     assert [(rcpt,)] == [m.rcpt_tos for m in rig.sink.messages()]
+
+
+def test_missing_postfix_fails_with_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the postfix binary, starting an instance raises PostfixUnavailable whose one-line
+    message names the binary and how to install it."""
+    monkeypatch.setattr(devtools.postfix, "POSTFIX", Path("/nonexistent/sbin/postfix"))
+    instance = PostfixInstance(PostfixSettings(relay="[127.0.0.1]:9"))
+    with pytest.raises(PostfixUnavailable) as raised:
+        instance.start()
+    message = str(raised.value)
+    assert len(message.splitlines()) == 1
+    assert "/nonexistent/sbin/postfix not found" in message
+    assert "scripts/bootstrap.sh" in message
