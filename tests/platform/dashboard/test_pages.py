@@ -13,6 +13,7 @@ from sendpost_platform.store import accounts, providers
 from sendpost_wire import EventType
 
 from tests.platform.conftest import Seed, add_provider
+from tests.platform.core.helpers import agent_event, post_events
 from tests.platform.dashboard.helpers import T0, add_event, event_ids, next_link, row_of, sign_in
 
 E = EventType
@@ -339,3 +340,27 @@ async def test_stylesheet_is_served(client: httpx.AsyncClient, seed: Seed) -> No
         response.headers["content-type"],
     ) == (200, "text/css; charset=utf-8")
     assert ".agent.ok" in response.text
+
+
+async def test_agent_status_follows_real_ingestion(client: httpx.AsyncClient, seed: Seed) -> None:
+    """A batch accepted by the ingestion API turns the provider ✓; 16 minutes of silence on the
+    platform's clock turn it ⚠️ again."""
+
+    async def provider_row() -> str:
+        page = (await client.get("/dashboard/providers")).text
+        return row_of(page, "data-provider-id", seed.provider.id)
+
+    await sign_in(client, seed.account.account_key)
+    assert "⚠️" in await provider_row()
+    message = seed.message()
+    accepted = await post_events(client, seed.ingest_key, [agent_event(message.uuid)])
+    assert accepted.status_code == 200
+    row = row_of(
+        (await client.get("/dashboard/providers")).text, "data-provider-id", seed.provider.id
+    )
+    assert ("✓" in row, "agent seen just now" in row) == (True, True)
+    seed.clock.advance(minutes=16)
+    row = row_of(
+        (await client.get("/dashboard/providers")).text, "data-provider-id", seed.provider.id
+    )
+    assert "agent stale: last seen 16 min ago" in row
