@@ -42,57 +42,47 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import grp
 import os
-import pwd
-import re
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 
 from devtools.content_filter import ReinjectingFilter
+from devtools.postfix_config import (
+    DISCARD,
+    UUID_HEADER_CHECK,
+    Ports,
+    PostfixSettings,
+    render_main_cf,
+    render_master_cf,
+    render_transport,
+)
+from devtools.postfix_log import MessageTrace, trace_messages
+from devtools.postfix_procs import create_queue_dirs, live_members, wait_gone
+
+__all__ = [
+    "DISCARD",
+    "MessageTrace",
+    "Ports",
+    "PostfixError",
+    "PostfixInstance",
+    "PostfixSettings",
+    "PostfixUnavailable",
+    "free_port",
+    "live_members",
+    "render_main_cf",
+    "render_master_cf",
+    "trace_messages",
+]
 
 POSTFIX = Path("/usr/sbin/postfix")
 POSTQUEUE = Path("/usr/sbin/postqueue")
-POSTFIX_FILES = Path("/etc/postfix/postfix-files")
-DISCARD = "discard"
-HOSTNAME = "mta.sendpost.test"
-UUID_HEADER_CHECK = "/^X-Sendpost-Message-UUID:/ INFO\n"
-
-
-class PostfixError(RuntimeError):
-    """A private Postfix instance could not be started or operated."""
-
-
-class PostfixUnavailable(PostfixError):
-    """Postfix is not installed, or we cannot run it (not root)."""
-
-
-@dataclass(frozen=True)
-class PostfixSettings:
-    relay: str  # default next hop for every recipient, e.g. "[127.0.0.1]:2525"
-    routes: Mapping[str, str] = field(default_factory=dict)  # recipient regexp -> next hop/DISCARD
-    long_queue_ids: bool = False
-    content_filter: bool = False
-    maximal_queue_lifetime: str = "1d"
-    bounce_queue_lifetime: str = "1d"
-    retry_delay: str = "1s"  # queue_run_delay and minimal_backoff_time
-    main_cf: Mapping[str, str] = field(default_factory=dict)
-    master_cf: Sequence[str] = ()
-
-
-@dataclass(frozen=True)
-class Ports:
-    smtpd: int
-    reinject: int
-    content_filter: int | None
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -102,95 +92,12 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _transport_target(nexthop: str) -> str:
-    return "discard:" if nexthop == DISCARD else f"smtp:{nexthop}"
+class PostfixError(RuntimeError):
+    """A private Postfix instance could not be started or operated."""
 
 
-def render_main_cf(root: Path, settings: PostfixSettings, ports: Ports) -> str:
-    """main.cf for an instance rooted at ``root`` (a pure function of its arguments)."""
-    entries: dict[str, str] = {
-        "compatibility_level": "3.6",
-        "config_directory": str(root / "etc"),
-        "queue_directory": str(root / "spool"),
-        "data_directory": str(root / "data"),
-        "maillog_file": str(root / "maillog"),
-        "maillog_file_prefixes": str(root),
-        "myhostname": HOSTNAME,
-        "mydomain": "sendpost.test",
-        "myorigin": "$myhostname",
-        "mydestination": "",
-        "local_recipient_maps": "",
-        "alias_maps": "",
-        "alias_database": "",
-        "inet_interfaces": "127.0.0.1",
-        "inet_protocols": "ipv4",
-        "mynetworks": "127.0.0.0/8",
-        "smtpd_relay_restrictions": "permit_mynetworks, reject",
-        "relayhost": settings.relay,
-        "transport_maps": f"regexp:{root / 'etc' / 'transport'}",
-        "smtp_dns_support_level": "disabled",
-        "smtp_host_lookup": "native",
-        "header_checks": f"regexp:{root / 'etc' / 'header_checks'}",
-        "enable_long_queue_ids": "yes" if settings.long_queue_ids else "no",
-        "maximal_queue_lifetime": settings.maximal_queue_lifetime,
-        "bounce_queue_lifetime": settings.bounce_queue_lifetime,
-        "queue_run_delay": settings.retry_delay,
-        "minimal_backoff_time": settings.retry_delay,
-        "maximal_backoff_time": settings.retry_delay,
-        "smtpd_error_sleep_time": "0",
-        "in_flow_delay": "0",
-        "biff": "no",
-        "append_dot_mydomain": "no",
-        "smtputf8_enable": "yes",
-    }
-    if ports.content_filter is not None:
-        entries["content_filter"] = f"sendpost-filter:[127.0.0.1]:{ports.content_filter}"
-    entries.update(settings.main_cf)
-    return "".join(f"{key} = {value}\n" for key, value in entries.items())
-
-
-def render_master_cf(settings: PostfixSettings, ports: Ports) -> str:
-    """master.cf: every service unchrooted, postlogd for maillog_file, smtpd on loopback ports."""
-    lines = [
-        f"127.0.0.1:{ports.smtpd} inet n - n - - smtpd",
-        f"127.0.0.1:{ports.reinject} inet n - n - - smtpd"
-        " -o syslog_name=postfix/reinject -o content_filter="
-        " -o receive_override_options=no_unknown_recipient_checks,no_header_body_checks"
-        " -o smtpd_authorized_xforward_hosts=127.0.0.0/8",
-        "pickup unix n - n 60 1 pickup",
-        "cleanup unix n - n - 0 cleanup",
-        "qmgr unix n - n 300 1 qmgr",
-        "rewrite unix - - n - - trivial-rewrite",
-        "bounce unix - - n - 0 bounce",
-        "defer unix - - n - 0 bounce",
-        "trace unix - - n - 0 bounce",
-        "verify unix - - n - 1 verify",
-        "flush unix n - n 1000? 0 flush",
-        "proxymap unix - - n - - proxymap",
-        "smtp unix - - n - - smtp",
-        "relay unix - - n - - smtp",
-        "showq unix n - n - - showq",
-        "error unix - - n - - error",
-        "retry unix - - n - - error",
-        "discard unix - - n - - discard",
-        "anvil unix - - n - 1 anvil",
-        "scache unix - - n - 1 scache",
-        "postlog unix-dgram n - n - 1 postlogd",
-    ]
-    if ports.content_filter is not None:
-        lines.append(
-            "sendpost-filter unix - - n - 4 smtp -o syslog_name=postfix/filter"
-            " -o smtp_send_xforward_command=yes"
-        )
-    lines.extend(settings.master_cf)
-    return "\n".join(lines) + "\n"
-
-
-def render_transport(settings: PostfixSettings) -> str:
-    return "".join(
-        f"/{pattern}/ {_transport_target(nexthop)}\n"
-        for pattern, nexthop in settings.routes.items()
-    )
+class PostfixUnavailable(PostfixError):
+    """Postfix is not installed, or we cannot run it (not root)."""
 
 
 def require_postfix() -> None:
@@ -254,7 +161,7 @@ class PostfixInstance:
         self._root = Path(tempfile.mkdtemp(prefix="sendpost-postfix-", dir=self._parent_dir))
         self._root.chmod(0o755)
         (self._root / "etc").mkdir()
-        _create_queue_dirs(self._root)
+        create_queue_dirs(self._root)
         atexit.register(self.stop)
         try:
             for attempt in range(attempts):
@@ -319,10 +226,10 @@ class PostfixInstance:
                         os.kill(pid, signal.SIGTERM)
                     else:
                         os.killpg(pid, signal.SIGKILL)
-                if not _wait_gone(pid, timeout):
+                if not wait_gone(pid, timeout):
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(pid, signal.SIGKILL)
-                    _wait_gone(pid, timeout)
+                    wait_gone(pid, timeout)
             self._running = False
         if self._filter is not None:
             self._filter.stop()
@@ -415,117 +322,3 @@ class PostfixInstance:
 
     def _log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.read_log().splitlines()[-lines:])
-
-
-@dataclass(frozen=True)
-class MessageTrace:
-    """What became of some submitted messages, read from the log."""
-
-    queue_ids: frozenset[str]  # the messages and their re-injected copies
-    notifications: frozenset[str]  # bounce/delay/success notifications Postfix generated
-    unfinished: frozenset[str]  # of both, those not yet ``removed``
-    lines: tuple[str, ...]  # every log line of all of these queue IDs
-
-
-def trace_messages(text: str, roots: Iterable[str], filter_port: int | None) -> MessageTrace:
-    """Follow ``roots`` through re-injections and notifications in log ``text``.
-
-    A copy is the NEWID of a ``status=sent (... queued as NEWID)`` line whose relay is the
-    content filter's port; a notification is the NEWID of ``sender non-delivery notification:
-    NEWID`` (or delivery status notification), including notifications about copies.
-    """
-    copies: set[str] = set()
-    notifications: set[str] = set()
-    todo = [(qid, False) for qid in roots]
-    while todo:
-        qid, is_notification = todo.pop()
-        if qid in copies or qid in notifications:
-            continue
-        (notifications if is_notification else copies).add(qid)
-        todo += [(child, True) for child in _notification_ids(text, qid)]
-        if filter_port is not None:
-            todo += [(child, is_notification) for child in _copy_ids(text, qid, filter_port)]
-    every = copies | notifications
-    removed = set(re.findall(r"\b(\w+): removed$", text, re.M))
-    lines = tuple(line for line in text.splitlines() if _line_queue_id(line) in every)
-    return MessageTrace(
-        frozenset(copies), frozenset(notifications), frozenset(every - removed), lines
-    )
-
-
-def _notification_ids(text: str, qid: str) -> list[str]:
-    pattern = rf"\b{re.escape(qid)}: sender (?:non-delivery|delivery status) notification: (\w+)"
-    return re.findall(pattern, text)
-
-
-def _copy_ids(text: str, qid: str, filter_port: int) -> list[str]:
-    pattern = (
-        rf"\b{re.escape(qid)}: to=<[^>]*>,.* relay=[^ ]*:{filter_port},"
-        r".* status=sent \(.*queued as (\w+)\)"
-    )
-    return re.findall(pattern, text)
-
-
-def _line_queue_id(line: str) -> str | None:
-    found = re.search(r"\]: (\w+): ", line)
-    return found.group(1) if found else None
-
-
-def _create_queue_dirs(root: Path) -> None:
-    """Create queue and data directories as post-install would, then skip its slow checks.
-
-    Ownership and modes come from Postfix's own postfix-files list; with them in place the
-    ``quick-start`` marker lets ``postfix start`` skip ``post-install create-missing`` and the
-    integrity checks (about 1.5 s per start). Without the list, Postfix does it all itself.
-    """
-    places = {"$queue_directory": root / "spool", "$data_directory": root / "data"}
-    places["$queue_directory"].mkdir()
-    places["$data_directory"].mkdir()
-    try:
-        listing = POSTFIX_FILES.read_text()
-    except FileNotFoundError:
-        return
-    users = {"$mail_owner": "postfix", "root": "root"}
-    groups = {"$setgid_group": "postdrop", "root": "root"}
-    for line in listing.splitlines():
-        fields = line.split(":")
-        if len(fields) < 5 or fields[1] != "d":
-            continue
-        base, _, sub = fields[0].partition("/")
-        if base not in places:
-            continue
-        path = places[base] / sub if sub else places[base]
-        path.mkdir(exist_ok=True)
-        path.chmod(int(fields[4], 8))
-        os.chown(path, pwd.getpwnam(users[fields[2]]).pw_uid, _gid(groups.get(fields[3])))
-    (places["$queue_directory"] / "quick-start").touch()
-
-
-def _gid(group: str | None) -> int:
-    return -1 if group is None else grp.getgrnam(group).gr_gid
-
-
-def live_members(pgid: int) -> list[int]:
-    """Processes of group ``pgid`` that are not zombies (PID 1 here may reap them late)."""
-    members = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        state, _ppid, group = stat.rpartition(")")[2].split()[:3]
-        if int(group) == pgid and state != "Z":
-            members.append(int(entry.name))
-    return members
-
-
-def _wait_gone(pgid: int, timeout: float) -> bool:
-    """Wait until no live process is left in process group ``pgid``."""
-    deadline = time.monotonic() + timeout
-    while live_members(pgid):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.02)
-    return True
