@@ -71,7 +71,7 @@ def test_headers_and_envelope(signer: DomainSigner) -> None:
     assert msg["X-Sendpost-TPSP-Type"] == "custom-smtp"
     assert msg["X-Campaign"] == "spring"
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    unsubscribe = msg["List-Unsubscribe"].strip("<>")
+    unsubscribe = msg["List-Unsubscribe"].strip().strip("<>")
     assert unsubscribe.startswith("https://sp.example.net/track/tpsp/unsubscribe/")
     token = read_token(SECRET, unsubscribe.rsplit("/", 1)[1], TrackKind.unsubscribe)
     assert uuid == token.message_uuid

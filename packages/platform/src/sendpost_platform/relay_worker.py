@@ -34,7 +34,6 @@ from sendpost_platform.clock import Clock
 from sendpost_platform.config import Settings
 from sendpost_platform.crypto import CryptoError, SecretBox
 from sendpost_platform.domain.tracking import tracking_secret
-from sendpost_platform.sending import record_message_event
 from sendpost_platform.smtp import dkim
 from sendpost_platform.smtp.prepare import (
     DomainSigner,
@@ -44,7 +43,7 @@ from sendpost_platform.smtp.prepare import (
     prepare,
 )
 from sendpost_platform.smtp.relay import ProviderEndpoint, RelayClient, RelayResult
-from sendpost_platform.store import Store, domains, messages, providers, relay
+from sendpost_platform.store import Store, domains, events, providers, relay
 
 log = logging.getLogger("sendpost_platform.relay")
 
@@ -217,65 +216,56 @@ class RelayJob:
         schedule = self.settings.relay_retry_schedule
         with self.store.write() as conn:
             now = self.clock.now()
+            planned: dict[str, tuple[_Outcome, relay.Outcome]] = {}
             for outcome in outcomes:
                 claimed, result = outcome.claimed, outcome.result
                 final = result.ok or not outcome.retryable or claimed.attempt > len(schedule)
                 retry_at = (
                     None if final else now + dt.timedelta(seconds=schedule[claimed.attempt - 1])
                 )
-                kept = relay.finish(
-                    conn,
-                    claimed,
-                    worker_id=self.worker_id,
-                    ok=result.ok,
-                    code=result.code,
-                    reply=result.reply,
-                    next_attempt_at=retry_at,
-                    now=now,
+                planned[claimed.message_uuid] = (
+                    outcome,
+                    relay.Outcome(claimed, result.ok, result.code, result.reply, retry_at),
                 )
-                if not kept:
-                    log.warning(
-                        "claim on %s expired before its outcome was recorded", claimed.message_uuid
-                    )
-                    continue
-                if not final:
-                    continue
-                state = "sent" if result.ok else "dropped"
-                messages.set_message_provider(
-                    conn,
-                    claimed.message_uuid,
-                    provider_id=claimed.provider_id,
-                    state=state,
-                    now=now,
-                )
-                message = messages.get_message(conn, claimed.message_uuid)
-                assert message is not None
-                details = {"attempts": claimed.attempt, "stage": result.stage}
-                if result.ok:
-                    record_message_event(
-                        conn,
-                        message,
-                        EventType.CSSent,
-                        now,
-                        smtp_code=result.code,
-                        description=result.reply,
-                        source="relay",
-                        details=details,
-                    )
-                else:
-                    reason = (
-                        f"Relay failed after {claimed.attempt} attempts"
-                        if outcome.retryable
-                        else "Invalid message: cannot be prepared for relay"
-                    )
-                    record_message_event(
-                        conn,
-                        message,
-                        EventType.CSDropped,
-                        now,
-                        reason=reason,
-                        smtp_code=result.code,
-                        description=result.summary(),
-                        source="relay",
-                        details=details,
-                    )
+            kept = relay.finish_many(
+                conn, [p[1] for p in planned.values()], worker_id=self.worker_id, now=now
+            )
+            lost = len(planned) - len(kept)
+            if lost:
+                log.warning("%d claim(s) expired before their outcome was recorded", lost)
+            relay.insert_events(
+                conn,
+                [
+                    self._event(planned[k.claimed.message_uuid][0], now)
+                    for k in kept
+                    if k.next_attempt_at is None
+                ],
+            )
+
+    def _event(self, outcome: _Outcome, now: dt.datetime) -> events.NewEvent:
+        claimed, result = outcome.claimed, outcome.result
+        if result.ok:
+            event_type, reason, description = EventType.CSSent, None, result.reply
+        else:
+            event_type, description = EventType.CSDropped, result.summary()
+            reason = (
+                f"Relay failed after {claimed.attempt} attempts"
+                if outcome.retryable
+                else "Invalid message: cannot be prepared for relay"
+            )
+        return events.NewEvent(
+            message_uuid=claimed.message_uuid,
+            account_id=claimed.account_id,
+            subaccount_id=claimed.subaccount_id,
+            provider_id=claimed.provider_id,
+            recipient=claimed.recipient,
+            event_type=int(event_type),
+            occurred_at=now,
+            received_at=now,
+            source="relay",
+            smtp_code=result.code,
+            smtp_command=result.stage if result.stage in ("MAIL", "RCPT", "DATA") else None,
+            reason=reason,
+            description=description,
+            details={"attempts": claimed.attempt, "stage": result.stage},
+        )

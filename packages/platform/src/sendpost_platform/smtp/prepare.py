@@ -18,16 +18,26 @@ network: the submission time is part of the stored message.
 
 from __future__ import annotations
 
+import email.charset
 import email.policy
 import email.utils
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.message import EmailMessage
+from email.header import Header
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
+from email.mime.text import MIMEText
 from urllib.parse import quote
 
 from sendpost_platform.domain import tracking
 from sendpost_platform.smtp import dkim
+
+_WIRE = email.policy.compat32.clone(linesep="\r\n")
+_UTF8_QP = email.charset.Charset("utf-8")
+_UTF8_QP.body_encoding = email.charset.QP
+_UTF8_QP.header_encoding = email.charset.QP
 
 TPSP_TYPE_CUSTOM_SMTP = "custom-smtp"
 BOUNCE_SUBDOMAIN = "sp-bounce"
@@ -140,42 +150,85 @@ def _list_unsubscribe(message: StoredMessage, options: PrepareOptions) -> str:
     return ", ".join(parts)
 
 
-def build_mime(message: StoredMessage, options: PrepareOptions) -> EmailMessage:
-    """The unsigned MIME message (exposed for tests and previews)."""
-    mime = EmailMessage(policy=email.policy.SMTP)
-    mime["From"] = email.utils.formataddr((message.from_name or "", message.from_email))
-    mime["To"] = ", ".join(message.to or [message.recipient])
-    if message.cc:
-        mime["Cc"] = ", ".join(message.cc)
-    mime["Subject"] = message.subject
-    mime["Date"] = email.utils.format_datetime(message.submitted_at)
-    mime["Message-ID"] = f"<{message.uuid}@{message.sender_domain}>"
-    for name, value in message.headers.items():
-        mime[name] = value
-    mime["List-Unsubscribe"] = _list_unsubscribe(message, options)
-    mime["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    mime["X-Sendpost-Message-UUID"] = message.uuid
-    mime["X-Sendpost-Account-ID"] = message.account_id
-    mime["X-Sendpost-SubAccount-ID"] = message.subaccount_id
-    mime["X-Sendpost-TPSP-ID"] = message.provider_id
-    mime["X-Sendpost-TPSP-Type"] = message.tpsp_type
+def visible_to(message: StoredMessage) -> list[str]:
+    """Each ``to`` recipient gets an individual message addressed to itself alone; a ``cc`` or
+    ``bcc`` recipient's copy shows the ``to`` list, as a carbon copy would."""
+    key = message.recipient.strip().lower()
+    if not message.to or any(a.strip().lower() == key for a in message.to):
+        return [message.recipient]
+    return list(message.to)
+
+
+def _header(name: str, value: str) -> str:
+    """One header line (CRLF-terminated): ASCII values as they are, anything else (or a line too
+    long for SMTP) RFC 2047-encoded and folded by :class:`email.header.Header`."""
+    if value.isascii() and len(name) + len(value) < 900:
+        return f"{name}: {value}\r\n"
+    folded = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+    return f"{name}: {folded}\r\n"
+
+
+def _text_part(body: str, subtype: str) -> MIMENonMultipart:
+    if body.isascii() and all(len(line) < 990 for line in body.splitlines()):
+        return MIMEText(body, subtype, "us-ascii")
+    part = MIMENonMultipart("text", subtype)
+    part.set_payload(body, _UTF8_QP)
+    return part
+
+
+def _body(message: StoredMessage, options: PrepareOptions) -> Message:
     html_body = _html(message, options)
-    if message.text_body is not None:
-        mime.set_content(message.text_body)
-        if html_body is not None:
-            mime.add_alternative(html_body, subtype="html")
-    elif html_body is not None:
-        mime.set_content(html_body, subtype="html")
-    else:
-        mime.set_content("")
-    return mime
+    if message.text_body is not None and html_body is not None:
+        mime = MIMEMultipart("alternative")
+        mime.attach(_text_part(message.text_body, "plain"))
+        mime.attach(_text_part(html_body, "html"))
+        return mime
+    if html_body is not None:
+        return _text_part(html_body, "html")
+    return _text_part(message.text_body or "", "plain")
+
+
+def headers_of(message: StoredMessage, options: PrepareOptions) -> list[tuple[str, str]]:
+    """The message's own headers, in order (the MIME headers come with the body)."""
+    name = message.from_name or ""
+    headers = [
+        ("From", email.utils.formataddr((name, message.from_email), charset="utf-8")),
+        ("To", ", ".join(visible_to(message))),
+    ]
+    if message.cc:
+        headers.append(("Cc", ", ".join(message.cc)))
+    headers += [
+        ("Subject", message.subject),
+        ("Date", email.utils.format_datetime(message.submitted_at)),
+        ("Message-ID", f"<{message.uuid}@{message.sender_domain}>"),
+        *message.headers.items(),
+        ("List-Unsubscribe", _list_unsubscribe(message, options)),
+        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        ("X-Sendpost-Message-UUID", message.uuid),
+        ("X-Sendpost-Account-ID", message.account_id),
+        ("X-Sendpost-SubAccount-ID", message.subaccount_id),
+        ("X-Sendpost-TPSP-ID", message.provider_id),
+        ("X-Sendpost-TPSP-Type", message.tpsp_type),
+    ]
+    return headers
+
+
+def render(message: StoredMessage, options: PrepareOptions) -> bytes:
+    """The unsigned message bytes (CRLF line endings).
+
+    The body (parts, boundaries, transfer encodings) is rendered by the ``email`` package's
+    ``compat32`` generator; the message's own headers are written directly, because they are
+    plain ASCII here and running each through the generic folding code costs more than all the
+    rest of preparation. Non-ASCII values are still RFC 2047-encoded (:func:`_header`)."""
+    head = "".join(_header(name, value) for name, value in headers_of(message, options))
+    return head.encode("ascii") + _body(message, options).as_bytes(policy=_WIRE)
 
 
 def prepare(
     message: StoredMessage, signer: DomainSigner, options: PrepareOptions
 ) -> PreparedMessage:
     """Build the signed bytes and the envelope for one stored message."""
-    unsigned = build_mime(message, options).as_bytes()
+    unsigned = render(message, options)
     signed = dkim.sign(unsigned, domain=signer.domain, selector=signer.selector, key=signer.key)
     return PreparedMessage(
         envelope_from=envelope_sender(message.uuid, message.subaccount_id, message.sender_domain),

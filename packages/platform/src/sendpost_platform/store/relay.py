@@ -21,13 +21,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from sendpost_platform.domain import dedup
+from sendpost_platform.store.events import NewEvent
 from sendpost_platform.store.schema import (
     custom_smtp_providers,
+    events,
     messages,
     relay_attempts,
     relay_queue,
@@ -258,6 +262,110 @@ def finish(
         .values(finished_at=now, ok=ok, smtp_code=code, reply=reply)
     )
     return bool(updated)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outcome:
+    """One attempt's result: ``next_attempt_at`` None ends the message, a time retries it."""
+
+    claimed: ClaimedMessage
+    ok: bool
+    code: int | None
+    reply: str
+    next_attempt_at: dt.datetime | None
+
+
+def finish_many(
+    conn: Connection, outcomes: Sequence[Outcome], *, worker_id: str, now: dt.datetime
+) -> list[Outcome]:
+    """:func:`finish` for a batch, in a few statements; returns the outcomes applied (those
+    whose claim this worker still held)."""
+    if not outcomes:
+        return []
+    uuids = [o.claimed.message_uuid for o in outcomes]
+    held = {
+        r.message_uuid
+        for r in conn.execute(
+            sa.select(relay_queue.c.message_uuid)
+            .where(
+                relay_queue.c.message_uuid.in_(uuids),
+                relay_queue.c.claimed_by == worker_id,
+                relay_queue.c.status == PENDING,
+            )
+            .with_for_update()
+        )
+    }
+    kept = [o for o in outcomes if o.claimed.message_uuid in held]
+    conn.execute(
+        sa.update(relay_attempts)
+        .where(relay_attempts.c.id == sa.bindparam("b_id"))
+        .values(
+            finished_at=now,
+            ok=sa.bindparam("b_ok"),
+            smtp_code=sa.bindparam("b_code"),
+            reply=sa.bindparam("b_reply"),
+        ),
+        [
+            {"b_id": o.claimed.attempt_id, "b_ok": o.ok, "b_code": o.code, "b_reply": o.reply}
+            for o in outcomes
+        ],
+    )
+    if not kept:
+        return []
+    conn.execute(
+        sa.update(relay_queue)
+        .where(relay_queue.c.message_uuid == sa.bindparam("b_uuid"))
+        .values(
+            status=sa.bindparam("b_status"),
+            next_attempt_at=sa.bindparam("b_next"),
+            attempts=sa.bindparam("b_attempts"),
+            claimed_by=None,
+            claimed_until=None,
+            last_code=sa.bindparam("b_code"),
+            last_reply=sa.bindparam("b_reply"),
+            updated_at=now,
+        ),
+        [
+            {
+                "b_uuid": o.claimed.message_uuid,
+                "b_status": DONE if o.next_attempt_at is None else PENDING,
+                "b_next": o.next_attempt_at or now,
+                "b_attempts": o.claimed.attempt,
+                "b_code": o.code,
+                "b_reply": o.reply,
+            }
+            for o in kept
+        ],
+    )
+    for state in ("sent", "dropped"):
+        ended = [
+            o.claimed.message_uuid
+            for o in kept
+            if o.next_attempt_at is None and o.ok == (state == "sent")
+        ]
+        if ended:
+            conn.execute(
+                sa.update(messages)
+                .where(messages.c.uuid.in_(ended))
+                .values(state=state, updated_at=now)
+            )
+    return kept
+
+
+def insert_events(conn: Connection, new_events: Sequence[NewEvent]) -> None:
+    """Store the relay's events (CSSent, CSDropped) in one statement. These types have no dedup
+    slot (see ``domain/dedup.py``), so this is exactly what ``events.record_event`` does for
+    each of them, without a round trip per event."""
+    rows = []
+    for event in new_events:
+        if dedup.dedup_slot(event.event_type) is not None:
+            raise ValueError(f"event type {event.event_type} needs record_event (dedup)")
+        values = dataclasses.asdict(event)
+        values["recipient_key"] = dedup.recipient_key(event.recipient)
+        values["dedup_slot"] = None
+        rows.append(values)
+    if rows:
+        conn.execute(sa.insert(events), rows)
 
 
 def queue_entry(conn: Connection, message_uuid: str) -> dict[str, Any] | None:
