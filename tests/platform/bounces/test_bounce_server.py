@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import socket
 import uuid
 
 import httpx
+import pytest
 import sqlalchemy as sa
+from sendpost_platform.clock import ManualClock
 from sendpost_platform.config import Settings
-from sendpost_platform.smtp.bounce_server import BounceServer
+from sendpost_platform.errors import ConfigError
+from sendpost_platform.smtp.bounce_server import BounceProcessor, BounceServer
 from sendpost_platform.store import Store, suppressions
 from sendpost_platform.store import bounces as bounce_store
 from sendpost_platform.store.schema import events
@@ -341,3 +345,19 @@ async def send_bounce_expecting_error(
         except aiosmtplib.SMTPDataError as exc:
             return exc.code, exc.message
     return reply.code, reply.message
+
+
+async def test_a_busy_port_is_reported_naming_the_setting(store: Store, clock: ManualClock) -> None:
+    """Starting on a port already taken raises ConfigError naming SENDPOST_BOUNCE_LISTEN (the
+    `bounce` role prints it as its one error line)."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        server = BounceServer(BounceProcessor(store, clock), hostname="bounce.test")
+        with pytest.raises(ConfigError) as caught:
+            await server.start("127.0.0.1", port)
+    assert (caught.value.variable, caught.value.value) == (
+        "SENDPOST_BOUNCE_LISTEN",
+        f"127.0.0.1:{port}",
+    )

@@ -380,7 +380,11 @@ class BounceServer:
 
 
 def build_bounce_server(settings: Settings, store: Store, clock: Clock) -> BounceServer:
-    """The bounce server as configured (the CLI's ``bounce`` and ``serve`` use this)."""
+    """The bounce server as configured (the CLI's ``bounce`` and ``serve`` use this).
+
+    aiosmtpd logs every SMTP command at INFO on ``mail.log``; the processor's own log lines
+    (``sendpost_platform.bounces``) say what matters, so that logger is kept to warnings."""
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     return BounceServer(
         BounceProcessor(store, clock),
         hostname=settings.bounce_cname_target,
