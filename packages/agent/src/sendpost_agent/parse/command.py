@@ -137,29 +137,38 @@ def _write(out: BinaryIO, events: list[AgentEvent]) -> None:
         out.write("".join([event_json(event) for event in events]).encode())
 
 
-_last_stamp: list[object] = [None, ""]
+_stamps: dict[dt.datetime, str] = {}
+
+
+def _stamp(value: dt.datetime) -> str:
+    text = _stamps.get(value)
+    if text is None:
+        if len(_stamps) > 4096:
+            _stamps.clear()
+        text = _stamps[value] = format_timestamp(value)
+    return text
 
 
 def event_json(e: AgentEvent) -> str:
     """The event as one JSON line: the same object as ``json.dumps(e.to_wire())``, built
     directly (this is the hot path of ``parse``)."""
-    parts = ['{"message_id":', _json_str(e.message_id), ',"event_type":', _json_str(e.event_type)]
+    parts = ['{"message_id":"', e.message_id, '","event_type":"', e.event_type, '"']
     if e.timestamp is not None:
-        if _last_stamp[0] != e.timestamp:
-            _last_stamp[0], _last_stamp[1] = e.timestamp, format_timestamp(e.timestamp)
-        parts += [',"timestamp":"', str(_last_stamp[1]), '"']
+        parts += [',"timestamp":"', _stamp(e.timestamp), '"']
     if e.smtp_code is not None:
         parts += [',"smtp_code":', str(int(e.smtp_code))]
-    for name, value in (
-        ("smtp_description", e.smtp_description),
-        ("recipient", e.recipient),
-        ("event_id", e.event_id),
-        ("enhanced_status", e.enhanced_status),
-        ("smtp_command", e.smtp_command),
-        ("queue_id", e.queue_id),
-    ):
-        if value is not None:
-            parts += [',"', name, '":', _json_str(value)]
+    if e.smtp_description is not None:
+        parts += [',"smtp_description":', _json_str(e.smtp_description)]
+    if e.recipient is not None:
+        parts += [',"recipient":', _json_str(e.recipient)]
+    if e.event_id is not None:
+        parts += [',"event_id":', _json_str(e.event_id)]
+    if e.enhanced_status is not None:
+        parts += [',"enhanced_status":', _json_str(e.enhanced_status)]
+    if e.smtp_command is not None:
+        parts += [',"smtp_command":', _json_str(e.smtp_command)]
+    if e.queue_id is not None:
+        parts += [',"queue_id":', _json_str(e.queue_id)]
     parts.append("}\n")
     return "".join(parts)
 

@@ -204,35 +204,57 @@ class Correlator:
     def _apply(
         self, q: dict[str, Any], rec: Delivery | Expired, micros: int | None, out: list[AgentEvent]
     ) -> None:
-        uuid: str = q["u"]
-        pending: dict[str, list[Any]] = q["p"]
         if isinstance(rec, Expired):
             self._expire_message(q, rec, micros, out)
+        else:
+            self._deliver(q, rec.queue_id, rec.line, rec.recipient, rec.relay, rec.status,
+                          rec.dsn, rec.text, micros, out)  # fmt: skip
+
+    def delivery(
+        self, qid: str, stamp: str | None, line: str, recipient: str, relay: str, status: str,
+        dsn: str | None, text: str, micros: int | None, out: list[AgentEvent],
+    ) -> None:  # fmt: skip
+        """A delivery line, as fields (the pipeline's hot path: no record object unless held)."""
+        if micros is not None:
+            self.last_us = micros
+            if self.orphans:
+                self._drop_orphans(micros)
+        else:
+            micros = self.last_us
+        q = self.queues.get(qid)
+        if q is None:
+            q = self.queues[qid] = _new_queue()
+        q["t"] = self.last_us
+        if q["u"] is not None:
+            self._deliver(q, qid, line, recipient, relay, status, dsn, text, micros, out)
             return
-        if rec.status == "sent" and self._is_internal(rec.relay):
-            hop = _QUEUED_AS.findall(rec.text)
+        rec = Delivery(qid, stamp, line, recipient, relay, status, dsn, text)
+        q["h"].append([_encode(rec), micros])
+        self.held += 1
+        if self.held > MAX_HELD:
+            self._drop_oldest_held()
+
+    def _deliver(
+        self, q: dict[str, Any], qid: str, line: str, recipient: str, relay: str, status: str,
+        dsn: str | None, text: str, micros: int | None, out: list[AgentEvent],
+    ) -> None:  # fmt: skip
+        uuid: str = q["u"]
+        pending: dict[str, list[Any]] = q["p"]
+        if status == "sent" and "queued as" in text and self._is_internal(relay):
+            hop = _QUEUED_AS.findall(text)
             if hop:
-                pending.pop(rec.recipient, None)
+                pending.pop(recipient, None)
                 self._link_child(hop[-1], uuid, out)
                 return
-        event_type = event_type_for(rec.status, rec.dsn)
+        event_type = event_type_for(status, dsn)
         if event_type is None:
             return
         if event_type == "deferred":
-            pending[rec.recipient] = [rec.text, rec.dsn]
-        else:
-            pending.pop(rec.recipient, None)
+            pending[recipient] = [text, dsn]
+        elif pending:
+            pending.pop(recipient, None)
         out.append(
-            make_event(
-                uuid=uuid,
-                event_type=event_type,
-                micros=micros,
-                reply=analyse_reply(rec.text),
-                recipient=rec.recipient,
-                dsn=rec.dsn,
-                queue_id=rec.queue_id,
-                line=rec.line,
-            )
+            make_event(uuid, event_type, micros, analyse_reply(text), recipient, dsn, qid, line)
         )
 
     def _expire_message(
@@ -246,27 +268,18 @@ class Correlator:
         for rcpt, text, dsn in items:
             reply = analyse_reply(text) if text else Reply(None, f"message {rec.status}", None)
             out.append(
-                make_event(
-                    uuid=q["u"],
-                    event_type="soft_bounced",
-                    micros=micros,
-                    reply=reply,
-                    recipient=rcpt,
-                    dsn=dsn,
-                    queue_id=rec.queue_id,
-                    line=rec.line,
-                )
+                make_event(q["u"], "soft_bounced", micros, reply, rcpt, dsn, rec.queue_id, rec.line)
             )
 
     # -- bounds and time --------------------------------------------------------------------
 
     def _drop_orphans(self, now_us: int) -> None:
-        for qid in list(self.orphans):
-            orphan = self.orphans[qid]
-            if orphan["d"] > now_us:
-                break  # inserted in log order: the rest are younger
-            del self.orphans[qid]
-            self._give_up(len(orphan["h"]))
+        orphans = self.orphans
+        while orphans:
+            qid = next(iter(orphans))  # inserted in log order: the first is the oldest
+            if orphans[qid]["d"] > now_us:
+                break
+            self._give_up(len(orphans.pop(qid)["h"]))
 
     def _drop_oldest_held(self) -> None:
         if self.orphans:

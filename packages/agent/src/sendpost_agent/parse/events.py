@@ -24,9 +24,10 @@ Fields taken from the text in parentheses after the status word:
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sendpost_wire import AgentEvent
 
@@ -35,7 +36,6 @@ from sendpost_agent.parse.timestamps import from_micros
 MAX_TEXT = 10_000  # the wire contract's limit for text fields
 
 _SAID = re.compile(r"host \S+ (?:said|(?P<refused>refused to talk to me)): ", re.S)
-_CODE = re.compile(r"(?P<code>[2-5]\d\d)(?:[ -]+(?P<rest>.*)|$)", re.S)
 _IN_REPLY = re.compile(r"\s*\(in reply to (?P<cmd>.+?) command\)\s*$", re.S)
 _ENHANCED = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
 
@@ -47,27 +47,34 @@ class Reply(NamedTuple):
 
 
 def analyse_reply(text: str) -> Reply:
-    """Split a status text into server code, description and SMTP command (module docstring)."""
+    """Split a status text into server code, description and SMTP command (module docstring).
+
+    Plain string tests guard the regexes: this runs once per event."""
     command = None
     body = text
-    tail = _IN_REPLY.search(text)
-    if tail is not None:
-        body = text[: tail.start()]
-        command = tail.group("cmd").strip().upper()
-        if command == "END OF DATA":
-            command = "DATA"
-    said = _SAID.match(body)
-    if said is not None:
-        if said.group("refused") and command is None:
-            command = "CONNECT"
-        body = body[said.end() :]
+    if text.rstrip().endswith(" command)"):
+        tail = _IN_REPLY.search(text)
+        if tail is not None:
+            body = text[: tail.start()]
+            command = tail.group("cmd").strip().upper()
+            if command == "END OF DATA":
+                command = "DATA"
+    if body.startswith("host "):
+        said = _SAID.match(body)
+        if said is not None:
+            if said.group("refused") and command is None:
+                command = "CONNECT"
+            body = body[said.end() :]
     code = None
-    coded = _CODE.match(body)
-    if coded is not None:
-        code = int(coded.group("code"))
-        body = coded.group("rest") or ""
-    elif said is not None:
-        code = None
+    if (
+        len(body) >= 3
+        and "2" <= body[0] <= "5"
+        and "0" <= body[1] <= "9"
+        and "0" <= body[2] <= "9"
+        and (len(body) == 3 or body[3] in " -")
+    ):
+        code = int(body[:3])
+        body = body[3:].lstrip(" -")
     description = body.strip() or None
     if description is not None and len(description) > MAX_TEXT:
         description = description[:MAX_TEXT]
@@ -93,21 +100,27 @@ def event_id(line: str, event_type: str, recipient: str | None) -> str:
     return hashlib.blake2b(key, digest_size=16).hexdigest()
 
 
-def clean_recipient(address: str | None) -> str | None:
-    """The recipient as the wire accepts it (an address with ``@``), else None."""
-    if not address or "@" not in address or len(address) > MAX_TEXT:
-        return None
-    return address
-
-
 def clean_enhanced(dsn: str | None) -> str | None:
     if dsn is None or _ENHANCED.fullmatch(dsn) is None:
         return None
     return dsn
 
 
+_last_time: list[Any] = [None, None]
+
+
+def _time(micros: int) -> dt.datetime:
+    """``from_micros`` with a one-entry cache: consecutive events often share their second."""
+    if _last_time[0] != micros:
+        _last_time[0], _last_time[1] = micros, from_micros(micros)
+    value: dt.datetime = _last_time[1]
+    return value
+
+
+_ENHANCED_SEEN: dict[str | None, str | None] = {None: None}
+
+
 def make_event(
-    *,
     uuid: str,
     event_type: str,
     micros: int | None,
@@ -117,17 +130,24 @@ def make_event(
     queue_id: str,
     line: str,
 ) -> AgentEvent:
-    """Build one wire event; every field is made valid for :func:`sendpost_wire.validate_event`."""
-    rcpt = clean_recipient(recipient)
+    """Build one wire event; every field is made valid for :func:`sendpost_wire.validate_event`.
+    (Positional and lean: it runs once per event.)"""
+    if recipient is not None and ("@" not in recipient or len(recipient) > MAX_TEXT):
+        recipient = None
+    enhanced = _ENHANCED_SEEN.get(dsn, "")
+    if enhanced == "":
+        enhanced = clean_enhanced(dsn)
+        if len(_ENHANCED_SEEN) < 1000:
+            _ENHANCED_SEEN[dsn] = enhanced
     return AgentEvent(
-        message_id=uuid,
-        event_type=event_type,
-        timestamp=from_micros(micros) if micros is not None else None,
-        smtp_code=reply.code,
-        smtp_description=reply.description,
-        recipient=rcpt,
-        event_id=event_id(line, event_type, rcpt),
-        enhanced_status=clean_enhanced(dsn),
-        smtp_command=reply.command,
-        queue_id=queue_id[:MAX_TEXT],
+        uuid,
+        event_type,
+        _time(micros) if micros is not None else None,
+        reply.code,
+        reply.description,
+        recipient or None,
+        event_id(line, event_type, recipient),
+        enhanced,
+        reply.command,
+        queue_id if len(queue_id) <= MAX_TEXT else queue_id[:MAX_TEXT],
     )

@@ -24,7 +24,7 @@ import bisect
 import datetime as dt
 import ipaddress
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,23 +32,31 @@ from sendpost_wire import AgentEvent
 
 from sendpost_agent.parse.correlate import Correlator
 from sendpost_agent.parse.postfix import (
+    BARE_HINT,
+    BARE_SCAN,
+    GROUP_DSN,
     GROUP_HEADER_UUID,
     GROUP_MESSAGE_ID_UUID,
+    GROUP_QID,
+    GROUP_RELAY,
     GROUP_REMOVED,
     GROUP_SENDER_UUID,
+    GROUP_STATUS,
+    GROUP_TEXT,
+    GROUP_TO,
+    GROUP_TO_BARE,
     GROUP_TRUNCATED,
     MAX_LINE_BYTES,
-    SCAN,
+    SYSLOG_SCAN,
     parse_text,
-    queue_id_at,
     record_from_match,
     stamp_of,
+    status_text,
 )
 from sendpost_agent.parse.records import (
     SOURCE_HEADER,
     SOURCE_MESSAGE_ID,
     SOURCE_SENDER,
-    Delivery,
     Expired,
     Reinjected,
     Unparsed,
@@ -177,26 +185,23 @@ class Pipeline:
         long_lines = _long_lines(text) if len(data) > MAX_LINE_BYTES else []
         out: list[AgentEvent] = []
         corr = self._correlator
-        queues, learn, outcome = corr.queues, corr.learn, corr.outcome
+        queues, learn, outcome, delivery = corr.queues, corr.learn, corr.outcome, corr.delivery
         resolve = self._resolve
         find, rfind = text.find, text.rfind
         parsed = truncated = 0
         line_end = -1
-        for m in SCAN.finditer(text):
+        for m in self._matches(text):
             at = m.start()
             if at < line_end:
                 continue  # the rest of a line already decided
-            found = queue_id_at(text, at)
-            if found is None:
-                continue
-            qid, begin = found
-            line_end = find("\n", at)
+            qid = m[GROUP_QID]
+            line_end = find("\n", m.end())
             if line_end < 0:
                 line_end = len(text)
             if long_lines and _inside(long_lines, at):
                 continue  # counted as too_long
             kind = m.lastindex
-            if dirty and _SURROGATE.search(text, begin, line_end):
+            if dirty and _SURROGATE.search(text, rfind("\n", 0, at) + 1, line_end):
                 outcome_of_repair = self._feed_repaired(text, at, out)
                 if outcome_of_repair == "parsed":
                     parsed += 1
@@ -216,13 +221,28 @@ class Pipeline:
                 truncated += 1
                 continue
             else:
-                start = rfind("\n", 0, begin) + 1
-                stamp = stamp_of(text, start, begin - 1) if begin > start else None
-                rec = record_from_match(m, qid, stamp, text, start, line_end)
-                if isinstance(rec, Delivery | Expired):
-                    outcome(rec, resolve(stamp) if stamp else None, out)
-                elif isinstance(rec, Reinjected):
-                    corr.reinjected(qid, rec.parent, out)
+                start = rfind("\n", 0, at) + 1
+                stamp = stamp_of(text, start, at) if at > start else None
+                if kind in (GROUP_STATUS, GROUP_TEXT):
+                    to = m[GROUP_TO]
+                    delivery(
+                        qid,
+                        stamp,
+                        text[start:line_end],
+                        to if to is not None else m[GROUP_TO_BARE],
+                        m[GROUP_RELAY],
+                        m[GROUP_STATUS].lower(),
+                        m[GROUP_DSN],
+                        status_text(text, m.end(), line_end) if kind == GROUP_TEXT else "",
+                        resolve(stamp) if stamp else None,
+                        out,
+                    )
+                else:
+                    rec = record_from_match(m, stamp, text, start, line_end)
+                    if isinstance(rec, Expired):
+                        outcome(rec, resolve(stamp) if stamp else None, out)
+                    elif isinstance(rec, Reinjected):
+                        corr.reinjected(qid, rec.parent, out)
             parsed += 1
         stats.parsed += parsed
         if truncated:
@@ -232,6 +252,23 @@ class Pipeline:
         stats.ignored += lines - parsed - truncated - len(long_lines)
         self._count(out)
         return out
+
+    @staticmethod
+    def _matches(text: str) -> Iterable[re.Match[str]]:
+        """Matches of both line shapes in log order (lines without an envelope are rare)."""
+        bare_starts = [hint.end() for hint in BARE_HINT.finditer(text)]
+        if BARE_SCAN.match(text, 0):
+            bare_starts.insert(0, 0)
+        if not bare_starts:
+            return SYSLOG_SCAN.finditer(text)
+        found: dict[int, re.Match[str]] = {}
+        for start in bare_starts:
+            m = BARE_SCAN.match(text, start)
+            if m is not None:
+                found[start] = m
+        for m in SYSLOG_SCAN.finditer(text):
+            found.setdefault(text.rfind("\n", 0, m.start()) + 1, m)
+        return [found[start] for start in sorted(found)]
 
     def _feed_repaired(self, text: str, at: int, out: list[AgentEvent]) -> str:
         """A line with invalid UTF-8: decode it again with U+FFFD and parse that. Returns

@@ -9,12 +9,13 @@ any syslog name (``postfix/smtp``, ``postfix/submission/smtpd``, ``postfix-1.2.3
 ``postfix/amavis/smtp``), the queue ID is short (hex) or long (base 52), and ``PAYLOAD`` is one
 of the alternatives of ``_BODY``. Everything else is ``Unparsed("irrelevant")``.
 
-One compiled pattern, :data:`SCAN`, serves both :func:`parse_line` (one line) and the
-pipeline's scan of large buffers: it starts with the literal ``": "`` so the regex engine skips
-through the buffer at memory speed and only tries the alternatives where a payload could start;
-the queue ID is the token before (:func:`queue_id_at`). The first match with a valid queue ID
-decides the line. A match becomes a record in :func:`record_from_match`, or, in the pipeline's
-hot loop, is read group by group (``GROUP_*``) — the tests check that both give the same events.
+The same compiled patterns serve :func:`parse_line` (one line) and the pipeline's scan of large
+buffers: :data:`SYSLOG_SCAN` starts with the literal ``"]: "`` (the end of ``PROGRAM[PID]: ``),
+so the regex engine skims a whole buffer at memory speed and tries the payload alternatives
+only once per line; :data:`BARE_SCAN` handles lines without an envelope, where the cheap
+:data:`BARE_HINT` finds any. A match becomes a record in :func:`record_from_match`, or, in the
+pipeline's hot loop, is read group by group (``GROUP_*``) — the tests check that both give the
+same events.
 """
 
 from __future__ import annotations
@@ -39,52 +40,46 @@ MAX_LINE_BYTES = 64 * 1024
 _UUID = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
 
 # Each alternative ends as early as it can (the hot loop finds the end of the line itself only
-# when it needs the text); ``lastindex`` of a match tells which alternative matched. The match
-# starts at the ": " after the queue ID; the queue ID is the token before it (:func:`queue_id_at`).
+# when it needs the text); ``lastindex`` of a match tells which alternative matched.
 _BODY = (
-    r":[ ](?:"
-    # 1-7: delivery  to=<rcpt>, [orig_to=<..>, ]relay=R, delay=.., ...[, dsn=D], status=WORD[ (text]
+    r"(?!NOQUEUE:)([0-9A-Za-z]{5,}):[ ](?:"
+    # 2-7: delivery  to=<rcpt>, [orig_to=<..>, ]relay=R, delay=.., ...[, dsn=D], status=WORD[ (text]
     r"to=(?:<([^>\n]*)>|([^\s,<>]+)),[ ](?:orig_to=(?:<[^>\n]*>|[^\s,<>]*),[ ])?relay=([^,\n]*),[ ]"
     r"(?:(?!dsn=|status=)[a-z_]+=[^,\n]*,[ ])*(?:dsn=([^,\s]*),[ ])?status=([A-Za-z-]+)(?:[ ](\())?"
-    # 7: a delivery line cut before its status
+    # 8: a delivery line cut before its status
     r"|to=()"
-    # 8: header_checks INFO line with the UUID header
+    # 9: header_checks INFO line with the UUID header
     r"|info:[ ]header[ ][Xx]-[Ss]endpost-[Mm]essage-[Uu][Uu][Ii][Dd]:[ \t]*<?(" + _UUID + r")"
-    # 9: qmgr from=<bounces+UUID+...@sp-bounce...>, size=   10: qmgr status=expired
+    # 10: qmgr from=<bounces+UUID+...@sp-bounce...>, size=   11: qmgr status=expired
     r"|from=<(?:[Bb][Oo][Uu][Nn][Cc][Ee][Ss]\+(" + _UUID + r")\+[^>@\n]*@"
     r"[Ss][Pp]-[Bb][Oo][Uu][Nn][Cc][Ee]\.[^>\n]*>,[ ]size="
     r"|[^>\n]*>,[ ]status=((?:force-)?expired))"
-    # 11: cleanup message-id=<UUID@domain>
+    # 12: cleanup message-id=<UUID@domain>
     r"|message-id=[ \t]*<?(" + _UUID + r")@"
-    # 12: qmgr removed
+    # 13: qmgr removed
     r"|(removed)[ \t]*$"
-    # 13: smtpd client=..., orig_queue_id=PARENT
+    # 14: smtpd client=..., orig_queue_id=PARENT
     r"|client=[^\n]*?,[ ]orig_queue_id=([0-9A-Za-z]{5,})"
     r")"
 )  # fmt: skip
 
-GROUP_TO, GROUP_TO_BARE, GROUP_RELAY, GROUP_DSN, GROUP_STATUS, GROUP_TEXT = 1, 2, 3, 4, 5, 6
-GROUP_TRUNCATED = 7
-GROUP_HEADER_UUID = 8
-GROUP_SENDER_UUID = 9
-GROUP_EXPIRED = 10
-GROUP_MESSAGE_ID_UUID = 11
-GROUP_REMOVED = 12
-GROUP_PARENT = 13
+GROUP_QID = 1
+GROUP_TO, GROUP_TO_BARE, GROUP_RELAY, GROUP_DSN, GROUP_STATUS, GROUP_TEXT = 2, 3, 4, 5, 6, 7
+GROUP_TRUNCATED = 8
+GROUP_HEADER_UUID = 9
+GROUP_SENDER_UUID = 10
+GROUP_EXPIRED = 11
+GROUP_MESSAGE_ID_UUID = 12
+GROUP_REMOVED = 13
+GROUP_PARENT = 14
 
-SCAN = re.compile(_BODY, re.MULTILINE)
-
-
-def queue_id_at(text: str, at: int) -> tuple[str, int] | None:
-    """The queue ID ending at ``text[at]`` (the ": " a ``SCAN`` match starts with) and where it
-    starts, or None when the token there is not a queue ID (5+ ASCII letters and digits)."""
-    sp = text.rfind(" ", 0, at)
-    nl = text.rfind("\n", sp + 1, at)
-    begin = (nl if nl >= 0 else sp) + 1
-    qid = text[begin:at]
-    if len(qid) < 5 or not qid.isalnum() or not qid.isascii() or qid == "NOQUEUE":
-        return None
-    return qid, begin
+# "]: " ends "PROGRAM[PID]: ": a literal, so the engine skims the buffer at memory speed.
+SYSLOG_SCAN = re.compile(r"\]:[ ]" + _BODY, re.MULTILINE)
+# Lines without an envelope (the message part only), tried where BARE_HINT points.
+BARE_SCAN = re.compile(r"^" + _BODY, re.MULTILINE)
+BARE_HINT = re.compile(
+    r"\n(?=[0-9A-Za-z]{5,}:[ ](?:to=|info:[ ]|from=<|message-id=|removed|client=))"
+)
 
 
 def parse_line(line: bytes) -> Record | Unparsed:
@@ -104,25 +99,22 @@ def parse_line(line: bytes) -> Record | Unparsed:
 
 def parse_text(text: str) -> Record | Unparsed:
     """Parse one decoded line without its newline."""
-    pos = 0
-    while True:
-        m = SCAN.search(text, pos)
-        if m is None:
-            return Unparsed("irrelevant")
-        found = queue_id_at(text, m.start())
-        if found is not None:
-            qid, begin = found
-            stamp = stamp_of(text, 0, begin - 1) if begin else None
-            return record_from_match(m, qid, stamp, text, 0, len(text))
-        pos = m.end()
+    m = BARE_SCAN.match(text)
+    if m is not None:
+        return record_from_match(m, None, text, 0, len(text))
+    m = SYSLOG_SCAN.search(text)
+    if m is None:
+        return Unparsed("irrelevant")
+    return record_from_match(m, stamp_of(text, 0, m.start()), text, 0, len(text))
 
 
 def record_from_match(
-    m: re.Match[str], qid: str, stamp: str | None, text: str, start: int, end: int
+    m: re.Match[str], stamp: str | None, text: str, start: int, end: int
 ) -> Record | Unparsed:
-    """The record for a ``SCAN`` match on the line ``text[start:end]``."""
+    """The record for a ``SYSLOG_SCAN``/``BARE_SCAN`` match on the line ``text[start:end]``."""
     line = text[start:end]
     kind = m.lastindex
+    qid = m.group(GROUP_QID)
     if kind in (GROUP_STATUS, GROUP_TEXT):
         to = m.group(GROUP_TO)
         return Delivery(
@@ -160,8 +152,8 @@ def status_text(text: str, start: int, end: int | None = None) -> str:
 
 
 def stamp_of(text: str, start: int, end: int) -> str | None:
-    """The timestamp in ``TIMESTAMP HOST PROGRAM[PID]:`` = ``text[start:end]``: all but the
-    last two space-separated tokens (None for a line with no envelope)."""
+    """The timestamp in ``TIMESTAMP HOST PROGRAM[PID`` = ``text[start:end]``: all but the
+    last two space-separated tokens."""
     parts = text[start:end].rsplit(" ", 2)
     if len(parts) < 3:
         return None
