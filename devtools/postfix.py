@@ -64,7 +64,14 @@ from devtools.postfix_config import (
     render_transport,
 )
 from devtools.postfix_log import MessageTrace, trace_messages
-from devtools.postfix_procs import create_queue_dirs, live_members, wait_gone
+from devtools.postfix_procs import (
+    claim,
+    create_queue_dirs,
+    live_members,
+    reap_abandoned,
+    release,
+    wait_gone,
+)
 
 __all__ = [
     "DISCARD",
@@ -83,6 +90,7 @@ __all__ = [
 
 POSTFIX = Path("/usr/sbin/postfix")
 POSTQUEUE = Path("/usr/sbin/postqueue")
+DIR_PREFIX = "sendpost-postfix-"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -158,8 +166,11 @@ class PostfixInstance:
 
     def start(self, attempts: int = 3) -> PostfixInstance:
         require_postfix()
-        self._root = Path(tempfile.mkdtemp(prefix="sendpost-postfix-", dir=self._parent_dir))
+        parent = Path(self._parent_dir or tempfile.gettempdir())
+        reap_abandoned(parent, DIR_PREFIX)
+        self._root = Path(tempfile.mkdtemp(prefix=DIR_PREFIX, dir=parent))
         self._root.chmod(0o755)
+        claim(self._root)
         (self._root / "etc").mkdir()
         create_queue_dirs(self._root)
         atexit.register(self.stop)
@@ -234,8 +245,11 @@ class PostfixInstance:
         if self._filter is not None:
             self._filter.stop()
             self._filter = None
-        if self._root is not None and not self._keep_dir:
-            shutil.rmtree(self._root, ignore_errors=True)
+        if self._root is not None:
+            if self._keep_dir:
+                release(self._root)
+            else:
+                shutil.rmtree(self._root, ignore_errors=True)
 
     def __enter__(self) -> PostfixInstance:
         return self.start()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import os
 import pwd
+import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -69,3 +72,59 @@ def wait_gone(pgid: int, timeout: float) -> bool:
             return False
         time.sleep(0.02)
     return True
+
+
+# -- instances abandoned by a process that died without stop() (SIGKILL, os._exit) ------------
+
+OWNER_FILE = "owner"
+
+
+def _start_time(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (tells a live owner from a reused PID)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()[19]
+
+
+def claim(root: Path) -> None:
+    """Mark ``root`` as belonging to this process while the instance runs."""
+    (root / OWNER_FILE).write_text(f"{os.getpid()} {_start_time(os.getpid())}\n")
+
+
+def release(root: Path) -> None:
+    """Drop the mark (a directory kept on purpose is then never reaped)."""
+    (root / OWNER_FILE).unlink(missing_ok=True)
+
+
+def _abandoned(root: Path) -> bool:
+    try:
+        pid, started = (root / OWNER_FILE).read_text().split()
+    except (OSError, ValueError):
+        return False  # no mark: being created, or kept on purpose
+    return _start_time(int(pid)) != started
+
+
+def reap_abandoned(parent: Path, prefix: str) -> list[Path]:
+    """Kill the Postfix of every ``prefix*`` directory whose owner died, and remove the directory.
+
+    A master is killed only if it still runs from that directory's queue (its working directory),
+    so a reused PID is never hit. Returns the directories removed.
+    """
+    reaped = []
+    for root in parent.glob(f"{prefix}*"):
+        if not _abandoned(root):
+            continue
+        try:
+            master = int((root / "spool" / "pid" / "master.pid").read_text().split()[0])
+            runs_here = Path(os.readlink(f"/proc/{master}/cwd")) == root / "spool"
+        except (OSError, ValueError, IndexError):
+            runs_here = False
+        if runs_here:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(master, signal.SIGKILL)
+            wait_gone(master, 10)
+        shutil.rmtree(root, ignore_errors=True)
+        reaped.append(root)
+    return reaped

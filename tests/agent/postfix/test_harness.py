@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 import smtplib
+import subprocess
+import sys
+import tempfile
 import uuid as uuidlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +16,7 @@ import pytest
 import devtools.postfix
 from devtools.mail import platform_message, submit
 from devtools.postfix import (
+    DIR_PREFIX,
     DISCARD,
     Ports,
     PostfixInstance,
@@ -21,6 +26,7 @@ from devtools.postfix import (
     render_main_cf,
     render_master_cf,
 )
+from devtools.postfix_procs import reap_abandoned
 from devtools.rig import LocalMta
 from devtools.sinks import DEFAULT_RULES, SmtpSink, rule_for
 
@@ -124,3 +130,60 @@ def test_missing_postfix_fails_with_one_clear_line(monkeypatch: pytest.MonkeyPat
     assert len(message.splitlines()) == 1
     assert "/nonexistent/sbin/postfix not found" in message
     assert "scripts/bootstrap.sh" in message
+
+
+REPO_ROOT = Path(devtools.postfix.__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def instances_dir() -> Iterator[Path]:
+    """A parent directory for instances that the postfix user can traverse (tmp_path cannot)."""
+    parent = Path(tempfile.mkdtemp(prefix="sendpost-reap-test-"))
+    parent.chmod(0o755)
+    yield parent
+    reap_abandoned(parent, DIR_PREFIX)  # the abandoned instance, should the test have failed
+    shutil.rmtree(parent, ignore_errors=True)
+
+
+ABANDON = """
+import os
+from devtools.postfix import PostfixInstance, PostfixSettings
+mta = PostfixInstance(PostfixSettings(relay="[127.0.0.1]:9"), parent_dir={parent!r}).start()
+print(mta.root, mta.master_pid(), flush=True)
+os._exit(0)  # no stop(), no atexit: the instance is left running
+"""
+
+
+@pytest.mark.postfix
+def test_instance_abandoned_by_a_dead_process_is_reaped(
+    instances_dir: Path, postfix_instance: Callable[[PostfixSettings], PostfixInstance]
+) -> None:
+    """An instance whose owning process died without stop() is killed and removed by the next
+    start in the same parent directory; live instances and kept directories are left alone."""
+    parent = instances_dir
+    code = ABANDON.format(parent=str(parent))
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=REPO_ROOT,
+    )
+    root, master = done.stdout.split()
+    assert Path(root).is_dir()
+    assert live_members(int(master))
+    kept = parent / "sendpost-postfix-kept"
+    kept.mkdir()
+    with SmtpSink() as sink:
+        live = PostfixInstance(PostfixSettings(relay=sink.nexthop), parent_dir=str(parent)).start()
+        try:
+            postfix_instance(PostfixSettings(relay=sink.nexthop))  # elsewhere: reaps nothing here
+            newer = PostfixInstance(PostfixSettings(relay=sink.nexthop), parent_dir=str(parent))
+            newer.start().stop()
+            assert [] == live_members(int(master))
+            assert not Path(root).exists()
+            assert live.root.is_dir()
+            assert kept.is_dir()
+        finally:
+            live.stop()
