@@ -1,13 +1,16 @@
 """Benchmark: DKIM-signed messages relayed per second to a local SMTP sink.
 
-    .venv/bin/python bench/relay.py [--messages 3000] [--database-url URL] [--connections 4]
+    .venv/bin/python bench/relay.py [--messages 3000] [--workers 1] [--connections 8]
+                                    [--dkim rsa|ed25519] [--database-url URL]
 
 Setup (not timed): a fresh database (SQLite in a temp dir by default), an account with a
-verified sender domain (RSA-2048 DKIM key), a round-robin pool of one provider pointing at an
-aiosmtpd sink running in a separate process, and ``--messages`` messages accepted through the
-send path (``sending.submit``). Timed: the relay worker (``RelayJob.run_once`` passes) claiming,
-preparing (MIME, tracking links, DKIM signature), relaying over reused SMTP connections and
-recording CSSent for every message, until the queue is empty. The sink counts what it received.
+verified sender domain (RSA-2048 DKIM key by default), a round-robin pool of one provider
+pointing at an aiosmtpd sink in a separate process, and ``--messages`` messages accepted through
+the send path (``sending.submit``), with open and click tracking on.
+
+Timed: ``--workers`` relay worker processes (``RelayJob.run_once`` passes) claiming, preparing
+(MIME, tracking links, DKIM signature), relaying over reused SMTP connections and recording CSSent
+for every message, until the queue is empty. The sink counts what it received.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ def _sink(ready: Any, stop: Any, count: Any) -> None:
         count.value = len(server.messages)
 
 
-def _setup(url: str, port: int, messages: int, html: str) -> Any:
+def _setup(url: str, port: int, messages: int, html: str, algorithm: str = "rsa") -> Any:
     from sendpost_platform.clock import SystemClock
     from sendpost_platform.config import Settings
     from sendpost_platform.crypto import SecretBox
@@ -49,7 +52,7 @@ def _setup(url: str, port: int, messages: int, html: str) -> Any:
     store = Store.open(url)
     store.migrate()
     clock = SystemClock()
-    key = dkim.generate_key()
+    key = dkim.generate_key(dkim.DkimAlgorithm(algorithm))
     box = SecretBox(settings.secret_key, purpose=domains.KEY_PURPOSE)
     now = clock.now()
     with store.write() as conn:
@@ -71,7 +74,7 @@ def _setup(url: str, port: int, messages: int, html: str) -> Any:
             account_id=account.account_id,
             domain="bench.example",
             selector="s1",
-            algorithm="rsa",
+            algorithm=algorithm,
             private_key=box.seal(key.private_key.decode()),
             public_key=key.public_key,
             now=now,
@@ -114,23 +117,32 @@ def _setup(url: str, port: int, messages: int, html: str) -> Any:
     return settings, store, clock
 
 
-async def _relay(settings: Any, store: Any, clock: Any, expected: int) -> tuple[int, float]:
+async def _relay(settings: Any, store: Any, clock: Any, worker_id: str) -> tuple[int, float]:
+    """Run relay passes until one finds nothing due; returns (messages, CPU seconds)."""
     from sendpost_platform.relay_worker import RelayJob
 
-    job = RelayJob(store, settings, clock)
+    job = RelayJob(store, settings, clock, worker_id=worker_id)
     done = 0
     cpu = time.process_time()
-    started = time.perf_counter()
-    while done < expected:
+    while True:
         did = await job.run_once()
         if did == 0:
             break
         done += did
-    elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu
     await job.close()
-    print(f"worker CPU per message: {cpu / max(done, 1) * 1000:.2f} ms")
-    return done, elapsed
+    return done, cpu
+
+
+def _worker(settings: Any, number: int, go: Any, results: Any) -> None:
+    from sendpost_platform.clock import SystemClock
+    from sendpost_platform.store import Store
+
+    store = Store.open(settings.database_url)
+    go.wait()
+    done, cpu = asyncio.run(_relay(settings, store, SystemClock(), f"bench-{number}"))
+    store.dispose()
+    results.put((done, cpu))
 
 
 def main() -> int:
@@ -139,6 +151,8 @@ def main() -> int:
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--batch", type=int, default=200, help="relay_batch_size")
     parser.add_argument("--connections", type=int, default=4, help="connections per provider")
+    parser.add_argument("--workers", type=int, default=1, help="relay worker processes")
+    parser.add_argument("--dkim", choices=["rsa", "ed25519"], default="rsa", help="key type")
     args = parser.parse_args()
 
     ctx = multiprocessing.get_context("spawn")
@@ -156,20 +170,37 @@ def main() -> int:
     )
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite:///{tmp}/bench.db"
-        settings, store, clock = _setup(url, port, args.messages, html)
+        settings, store, _clock = _setup(url, port, args.messages, html, args.dkim)
         settings = dataclasses.replace(
             settings,
             relay_batch_size=args.batch,
             relay_connections_per_provider=args.connections,
         )
-        done, elapsed = asyncio.run(_relay(settings, store, clock, args.messages))
         store.dispose()
+        go, results = ctx.Event(), ctx.Queue()
+        workers = [
+            ctx.Process(target=_worker, args=(settings, n, go, results))
+            for n in range(args.workers)
+        ]
+        for worker in workers:
+            worker.start()
+        time.sleep(2.0)  # let the worker processes import and connect: not part of the timing
+        started = time.perf_counter()
+        go.set()
+        outcomes = [results.get(timeout=3600) for _ in workers]
+        elapsed = time.perf_counter() - started
+        for worker in workers:
+            worker.join(timeout=30)
+    done = sum(d for d, _ in outcomes)
+    cpu_ms = sum(c for _, c in outcomes) / max(done, 1) * 1000
     stop.set()
     sink.join(timeout=10)
     db = "sqlite" if url.startswith("sqlite") else "postgresql"
     print(
-        f"relayed {done} DKIM-signed messages in {elapsed:.2f}s: {done / elapsed:.0f} msg/s "
-        f"(database {db}, batch {args.batch}, {args.connections} connections; "
+        f"relayed {done} DKIM-signed ({args.dkim}) messages in {elapsed:.2f}s: "
+        f"{done / elapsed:.0f} msg/s "
+        f"(database {db}, {args.workers} worker process(es), batch {args.batch}, "
+        f"{args.connections} connections each, worker CPU {cpu_ms:.2f} ms/message; "
         f"sink received {count.value})"
     )
     return 0 if done == args.messages == count.value else 1

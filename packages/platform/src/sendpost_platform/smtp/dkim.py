@@ -7,9 +7,9 @@ Signing goes through dkimpy (canonicalisation, header selection, the ``DKIM-Sign
 Speed: dkimpy computes RSA signatures with Python integers (about 8 ms for a 2048-bit key), which
 caps one core near 120 signatures per second. RSASSA-PKCS1-v1_5 is deterministic, so the same
 signature can be computed by OpenSSL through ``cryptography`` in a fraction of the time; this
-module installs that drop-in for dkimpy's single RSA signing primitive (and only that one: hashing,
-canonicalisation, header building and verification stay dkimpy's). The equivalence is pinned down by
-a test comparing both outputs byte for byte.
+module installs that drop-in for dkimpy's single RSA signing primitive (hashing, canonicalisation,
+header building and verification stay dkimpy's), and memoises dkimpy's pure-Python PEM parsing per
+key. The equivalence is pinned down by a test comparing both outputs byte for byte.
 """
 
 from __future__ import annotations
@@ -145,4 +145,19 @@ def python_rsa_sign(hash_obj: Any, private_key: dict[str, int]) -> bytes:
     return _PYTHON_RSA_SIGN(hash_obj, private_key)
 
 
+_PYTHON_PARSE_PEM: Callable[[bytes], dict[str, int]] = dkim.parse_pem_private_key
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_pem(data: bytes) -> dict[str, int]:
+    return _PYTHON_PARSE_PEM(data)
+
+
+def _cached_parse_pem(data: bytes) -> dict[str, int]:
+    """dkimpy's PEM parser (pure-Python ASN.1), memoised per key: a sender domain's key is parsed
+    once instead of once per message. A copy is returned so no caller can alter the cache."""
+    return dict(_parsed_pem(bytes(data)))
+
+
 dkim.RSASSA_PKCS1_v1_5_sign = _openssl_rsa_sign
+dkim.parse_pem_private_key = _cached_parse_pem
