@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -227,9 +228,11 @@ async def test_agent_bounce_then_dsn_is_one_bounce_with_the_dsn_merged(
     seed: Seed,
     store: Store,
 ) -> None:
-    """Agent reports the hard bounce first; the DSN for the same recipient is merged into it."""
+    """Agent reports the hard bounce first (the recipient is suppressed then); the DSN for the
+    same recipient is merged into it."""
     message = seed.message()
     await agent_reports(client, settings, seed, agent_event(message.uuid, "bounced", **AGENT_HARD))
+    assert suppressed(store, seed) == [(message.recipient, "hard_bounce")]
     raw = corpus_dsn("sisimai-lhost-sendmail-01.eml", recipient=message.recipient)
     code, text = await send_bounce(bounce_server, [return_path(message)], raw)
     assert (code, text) == (250, "2.0.0 Ok: 1 recorded, 0 ignored")
@@ -361,3 +364,20 @@ async def test_a_busy_port_is_reported_naming_the_setting(store: Store, clock: M
         "SENDPOST_BOUNCE_LISTEN",
         f"127.0.0.1:{port}",
     )
+
+
+async def test_a_database_failure_answers_451_so_the_sender_retries(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    """When the store cannot answer (here: no schema), RCPT gets 451 4.3.0, never a 5xx that
+    would make the reporting MTA discard the bounce."""
+    broken = Store.open(f"sqlite:///{tmp_path / 'empty.db'}", pool_size=1)
+    server = BounceServer(BounceProcessor(broken, clock), hostname="bounce.test")
+    await server.start("127.0.0.1", 0)
+    try:
+        address = f"bounces+{uuid.uuid4()}+1@sp-bounce.sender.example"
+        code, text = await rcpt_reply(server, address)
+    finally:
+        await server.stop()
+        broken.dispose()
+    assert (code, text) == (451, "4.3.0 Temporary storage failure, please try again later")

@@ -23,6 +23,7 @@ from sendpost_platform.config import Settings
 from sendpost_platform.processing import IngestProcessor
 from sendpost_platform.relay_worker import RelayJob
 from sendpost_platform.store import Store
+from sendpost_platform.store import bounces as bounce_store
 
 log = logging.getLogger("sendpost_platform.worker")
 
@@ -36,7 +37,12 @@ class Job(Protocol):
 def build_jobs(settings: Settings, store: Store, clock: Clock) -> list[Job]:
     """Every background job of the platform, in the order one pass runs them."""
     jobs: list[Job] = [
-        IngestProcessor(store, clock, claim_batches=settings.worker_claim_batches),
+        IngestProcessor(
+            store,
+            clock,
+            claim_batches=settings.worker_claim_batches,
+            on_hard_bounce=bounce_store.suppress_hard_bounce,
+        ),
         RelayJob(store, settings, clock),
     ]
     return jobs
