@@ -11,7 +11,8 @@
    Postfix (not root, not installed) the template is a built-in lifecycle assembled from corpus
    lines instead, and the output says so.
 2. Replicate (not timed): the template is repeated with fresh queue IDs and UUIDs (each copy is
-   a new set of messages) until the log has at least ``--lines`` lines.
+   a new set of messages, its timestamps shifted to follow the previous copy) until the log has
+   at least ``--lines`` lines.
 3. Timed, each ``--repeat`` times on the same file (best and median wall time): the real
    ``.venv/bin/sendpost-agent parse LOG`` with stdout to /dev/null, ``grep -c status= LOG`` and
    ``pflogsumm LOG``. Prints lines/s for each and the ratios.
@@ -20,6 +21,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import random
 import re
 import shutil
@@ -112,8 +114,12 @@ def capture(messages: int) -> tuple[str, str]:
     return text, f"real Postfix 3.7 maillog_file, {messages} messages"
 
 
-def make_template(log: str) -> tuple[str, list[str], list[str]]:
-    """The log with every queue ID and UUID replaced by a numbered placeholder."""
+_STAMP = re.compile(r"^([A-Z][a-z]{2}) ([ \d]\d) (\d\d):(\d\d):(\d\d) ", re.MULTILINE)
+_MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+
+def make_template(log: str) -> tuple[str, list[str], list[str], list[dt.datetime]]:
+    """The log with every queue ID, UUID and timestamp replaced by a numbered placeholder."""
     qids = sorted(set(re.findall(r"\]: ([0-9A-Za-z]{6,}): ", log)), key=len, reverse=True)
     uuids = sorted(set(re.findall(UUID_RE, log)))
     escaped = log.replace("{", "{{").replace("}", "}}")
@@ -122,32 +128,60 @@ def make_template(log: str) -> tuple[str, list[str], list[str]]:
     index.update({value: f"q{i}" for i, value in enumerate(qids)})
     pattern = re.compile("|".join(alternatives))
     template = pattern.sub(lambda m: "{" + index[m.group(0)] + "}", escaped)
-    return template, qids, uuids
+    stamps: dict[str, int] = {}
+    times: list[dt.datetime] = []
+
+    def stamp(m: re.Match[str]) -> str:
+        if m.group(0) not in stamps:
+            stamps[m.group(0)] = len(times)
+            month, day, h, mi, sec = m.groups()
+            times.append(
+                dt.datetime(2026, _MONTHS.index(month) + 1, int(day), int(h), int(mi), int(sec))
+            )
+        return "{t" + str(stamps[m.group(0)]) + "} "
+
+    template = _STAMP.sub(stamp, template)
+    return template, qids, uuids, times
+
+
+def _classic(value: dt.datetime) -> str:
+    return f"{_MONTHS[value.month - 1]} {value.day:2d} {value:%H:%M:%S}"
 
 
 def replicate(log: str, min_lines: int, path: Path) -> int:
-    template, qids, uuids = make_template(log)
+    """Copies of the template, each a later stretch of time with new queue IDs and UUIDs."""
+    template, qids, uuids, times = make_template(log)
     per_copy = template.count("\n")
     copies = -(-min_lines // per_copy)
+    span = (max(times) - min(times)) + dt.timedelta(seconds=1) if times else dt.timedelta(0)
     rng = random.Random(11)
     serial = 0
     with path.open("w", encoding="utf-8") as out:
-        for _ in range(copies):
+        for copy in range(copies):
             values: dict[str, str] = {}
             for i, qid in enumerate(qids):
                 serial += 1
                 values[f"q{i}"] = f"{serial:0{max(len(qid), 10)}X}"
             for i in range(len(uuids)):
                 values[f"u{i}"] = str(uuidlib.UUID(int=rng.getrandbits(128), version=4))
+            for i, value in enumerate(times):
+                values[f"t{i}"] = _classic(value + copy * span)
             out.write(template.format_map(values))
     return copies * per_copy
 
 
-def timed(argv: list[str], repeat: int) -> list[float]:
+def timed(argv: list[str], repeat: int, to_devnull: bool) -> list[float]:
+    """Wall times of ``repeat`` runs. GNU grep notices a /dev/null stdout and stops at the first
+    match, so grep writes into a pipe instead."""
     runs = []
     for _ in range(repeat):
         start = time.perf_counter()
-        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        subprocess.run(
+            argv,
+            stdout=subprocess.DEVNULL if to_devnull else subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            check=True,
+        )
         runs.append(time.perf_counter() - start)
     return runs
 
@@ -176,7 +210,7 @@ def main() -> int:
         }
         best: dict[str, float] = {}
         for name, argv in tools.items():
-            runs = timed(argv, args.repeat)
+            runs = timed(argv, args.repeat, to_devnull=not name.startswith("grep"))
             best[name] = min(runs)
             print(
                 f"{name:22} best {min(runs):7.3f} s  median {statistics.median(runs):7.3f} s"

@@ -81,6 +81,7 @@ class Correlator:
         self.orphans: dict[str, dict[str, Any]] = {}  # removed, no UUID: {"h": held, "d": deadline}
         self.held = 0
         self.last_us: int | None = None
+        self.orphans_due: int | None = None  # the first orphan's deadline (None: none known)
         self.uncorrelated = 0  # a counter, not state: restarts at zero
         if state:
             if state.get("version") != STATE_VERSION:
@@ -88,6 +89,7 @@ class Correlator:
             self.queues = state["queues"]
             self.orphans = state["orphans"]
             self.last_us = state["last_us"]
+            self.orphans_due = min((o["d"] for o in self.orphans.values()), default=None)
             self.held = sum(len(q["h"]) for q in self.queues.values()) + sum(
                 len(o["h"]) for o in self.orphans.values()
             )
@@ -139,7 +141,10 @@ class Correlator:
     def park(self, qid: str, q: dict[str, Any]) -> None:
         """The held lines of a removed queue ID: dropped if it had a UUID, else kept a while."""
         if q["u"] is None:
-            self.orphans[qid] = {"h": q["h"], "d": (self.last_us or 0) + HOLD_US}
+            deadline = (self.last_us or 0) + HOLD_US
+            self.orphans[qid] = {"h": q["h"], "d": deadline}
+            if self.orphans_due is None:
+                self.orphans_due = deadline
         else:
             self.held -= len(q["h"])
 
@@ -156,7 +161,7 @@ class Correlator:
         """A delivery or expiry line: an event now, or held until the UUID is known."""
         if micros is not None:
             self.last_us = micros
-            if self.orphans:
+            if self.orphans_due is not None and micros >= self.orphans_due:
                 self._drop_orphans(micros)
         else:
             micros = self.last_us
@@ -217,7 +222,7 @@ class Correlator:
         """A delivery line, as fields (the pipeline's hot path: no record object unless held)."""
         if micros is not None:
             self.last_us = micros
-            if self.orphans:
+            if self.orphans_due is not None and micros >= self.orphans_due:
                 self._drop_orphans(micros)
         else:
             micros = self.last_us
@@ -275,9 +280,11 @@ class Correlator:
 
     def _drop_orphans(self, now_us: int) -> None:
         orphans = self.orphans
+        self.orphans_due = None
         while orphans:
             qid = next(iter(orphans))  # inserted in log order: the first is the oldest
             if orphans[qid]["d"] > now_us:
+                self.orphans_due = orphans[qid]["d"]
                 break
             self._give_up(len(orphans.pop(qid)["h"]))
 
