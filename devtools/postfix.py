@@ -35,7 +35,12 @@ What the generated configuration does (see ``PostfixSettings`` for the knobs):
 
 Errors: ``PostfixUnavailable`` (binary missing, not root) and ``PostfixError`` (start-up failed,
 with the log's tail). ``stop()`` always leaves no process behind; the directory is removed unless
-``keep_dir=True``.
+``keep_dir=True``. An instance whose owner died without ``stop()`` (SIGKILL, ``os._exit``) is
+killed and removed by the next ``start()`` in the same parent directory.
+
+Layout: the configuration text is ``devtools.postfix_config`` (pure), reading the log for what
+became of a message is ``devtools.postfix_log`` (pure), queue directories and process groups are
+``devtools.postfix_procs``; this module runs the instance and re-exports the public names.
 """
 
 from __future__ import annotations
