@@ -31,6 +31,7 @@ ROUTER_MODULES: tuple[str, ...] = (
     "sendpost_platform.api.domains",
     "sendpost_platform.api.pools",
     "sendpost_platform.api.send",
+    "sendpost_platform.api.tracking",
 )
 
 

@@ -1,0 +1,123 @@
+"""Tracking endpoints under ``/track/tpsp/``: opens, clicks and unsubscribes (no API key; the
+signed token is the credential, see ``domain/tracking.py``).
+
+- ``GET open/{token}``: a 1×1 transparent GIF, and CSOpen for the message (every load is recorded;
+  the image is served even for a bad token, so a mail client never shows a broken image).
+- ``GET click/{token}``: 302 to the URL inside the signed token, and CSClick. A token that does
+  not verify is answered 404: the endpoint never redirects anywhere the platform did not sign.
+- ``GET unsubscribe/{token}``: a page with a confirmation button (link scanners that prefetch
+  URLs must not unsubscribe anyone); ``POST unsubscribe/{token}`` (the button, or a mail client's
+  RFC 8058 one-click ``List-Unsubscribe=One-Click``): the recipient is suppressed for the
+  sub-account and CSUnsubscribe recorded (once).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+
+from fastapi import APIRouter, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from sendpost_wire import EventType
+
+from sendpost_platform.api.deps import AppContext, ContextDep
+from sendpost_platform.domain.suppression import SuppressionReason
+from sendpost_platform.domain.tracking import (
+    TRACK_PATH,
+    InvalidTokenError,
+    TrackingToken,
+    TrackKind,
+    read_token,
+    tracking_secret,
+)
+from sendpost_platform.errors import NotFound
+from sendpost_platform.sending import record_message_event
+from sendpost_platform.store import messages, suppressions
+
+router = APIRouter(tags=["tracking"], include_in_schema=True)
+
+PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+_NO_STORE = {"Cache-Control": "no-store, max-age=0"}
+
+
+def _token(ctx: AppContext, text: str, kind: TrackKind) -> TrackingToken:
+    try:
+        return read_token(tracking_secret(ctx.settings.secret_key), text, kind)
+    except InvalidTokenError:
+        raise NotFound("unknown or invalid tracking link") from None
+
+
+def _record(
+    ctx: AppContext, token: TrackingToken, event_type: EventType, *, url: str | None = None
+) -> messages.Message | None:
+    now = ctx.clock.now()
+    with ctx.store.write() as conn:
+        message = messages.get_message(conn, token.message_uuid)
+        if message is None:
+            return None
+        if event_type is EventType.CSUnsubscribe:
+            added = suppressions.add_suppression(
+                conn,
+                account_id=message.account_id,
+                subaccount_id=message.subaccount_id,
+                recipient=message.recipient,
+                reason=SuppressionReason.unsubscribe.value,
+                now=now,
+                message_uuid=message.uuid,
+            )
+            if not added:
+                return message
+        record_message_event(
+            conn,
+            message,
+            event_type,
+            now,
+            source="tracking",
+            details={"url": url} if url else None,
+        )
+    return message
+
+
+@router.get(TRACK_PATH + "/open/{token}")
+def track_open(ctx: ContextDep, token: str) -> Response:
+    try:
+        parsed = read_token(tracking_secret(ctx.settings.secret_key), token, TrackKind.open)
+    except InvalidTokenError:
+        parsed = None
+    if parsed is not None:
+        _record(ctx, parsed, EventType.CSOpen)
+    return Response(PIXEL, media_type="image/gif", headers=_NO_STORE)
+
+
+@router.get(TRACK_PATH + "/click/{token}")
+def track_click(ctx: ContextDep, token: str) -> Response:
+    parsed = _token(ctx, token, TrackKind.click)
+    assert parsed.url is not None
+    _record(ctx, parsed, EventType.CSClick, url=parsed.url)
+    return RedirectResponse(parsed.url, status_code=302, headers=_NO_STORE)
+
+
+_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head>
+<body style="font-family:sans-serif;max-width:32em;margin:3em auto"><h1>{title}</h1>{body}</body>
+</html>"""
+
+
+@router.get(TRACK_PATH + "/unsubscribe/{token}")
+def unsubscribe_page(ctx: ContextDep, token: str) -> HTMLResponse:
+    _token(ctx, token, TrackKind.unsubscribe)
+    form = (
+        f'<form method="post" action="{html.escape(token)}">'
+        '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
+        "<p>Stop receiving these emails?</p><button type=submit>Unsubscribe</button></form>"
+    )
+    return HTMLResponse(_PAGE.format(title="Unsubscribe", body=form), headers=_NO_STORE)
+
+
+@router.post(TRACK_PATH + "/unsubscribe/{token}")
+def unsubscribe(ctx: ContextDep, token: str) -> HTMLResponse:
+    parsed = _token(ctx, token, TrackKind.unsubscribe)
+    message = _record(ctx, parsed, EventType.CSUnsubscribe)
+    if message is None:
+        raise NotFound("unknown or invalid tracking link")
+    body = "<p>You will not receive these emails any more.</p>"
+    return HTMLResponse(_PAGE.format(title="Unsubscribed", body=body), headers=_NO_STORE)
