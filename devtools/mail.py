@@ -63,8 +63,12 @@ def submit(
     recipients: Sequence[str],
     message: bytes,
     host: str = "127.0.0.1",
+    rcpt_options: Sequence[str] = (),
 ) -> str:
-    """Send one message over SMTP and return the queue ID from the server's final reply."""
+    """Send one message over SMTP and return the queue ID from the server's final reply.
+
+    ``rcpt_options`` go on every RCPT TO (e.g. ``["NOTIFY=SUCCESS,FAILURE"]`` for a DSN request).
+    """
     # Not smtplib's context manager: its QUIT on the way out of an interrupted session raises
     # a confusing SMTPResponseException in place of the real error (or Ctrl-C).
     client = smtplib.SMTP(host, port, timeout=30)
@@ -74,7 +78,7 @@ def submit(
         if code != 250:
             raise SubmitError(f"MAIL FROM refused: {code} {reply!r}")
         for rcpt in recipients:
-            code, reply = client.rcpt(rcpt)
+            code, reply = client.rcpt(rcpt, options=list(rcpt_options))
             if code not in (250, 251):
                 raise SubmitError(f"RCPT TO:<{rcpt}> refused: {code} {reply!r}")
         code, reply = client.data(message)

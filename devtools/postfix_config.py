@@ -17,7 +17,8 @@ UUID_HEADER_CHECK = "/^X-Sendpost-Message-UUID:/ INFO\n"
 @dataclass(frozen=True)
 class PostfixSettings:
     relay: str  # default next hop for every recipient, e.g. "[127.0.0.1]:2525"
-    routes: Mapping[str, str] = field(default_factory=dict)  # recipient regexp -> next hop/DISCARD
+    # recipient regexp -> "[host]:port", DISCARD or "transport:nexthop" (e.g. "error:5.1.2 ...")
+    routes: Mapping[str, str] = field(default_factory=dict)
     long_queue_ids: bool = False
     content_filter: bool = False
     maximal_queue_lifetime: str = "1d"
@@ -35,7 +36,11 @@ class Ports:
 
 
 def _transport_target(nexthop: str) -> str:
-    return "discard:" if nexthop == DISCARD else f"smtp:{nexthop}"
+    """``[host]:port`` → smtp to it; ``DISCARD`` → discard(8); else a full ``transport:nexthop``
+    (e.g. ``error:5.1.2 no such domain`` for error(8))."""
+    if nexthop == DISCARD:
+        return "discard:"
+    return f"smtp:{nexthop}" if nexthop.startswith("[") else nexthop
 
 
 def render_main_cf(root: Path, settings: PostfixSettings, ports: Ports) -> str:

@@ -22,7 +22,7 @@ def trace_messages(text: str, roots: Iterable[str], filter_port: int | None) -> 
 
     A copy is the NEWID of a ``status=sent (... queued as NEWID)`` line whose relay is the
     content filter's port; a notification is the NEWID of ``sender non-delivery notification:
-    NEWID`` (or delivery status notification), including notifications about copies.
+    NEWID`` (or delivery status / delay notification), including notifications about copies.
     """
     copies: set[str] = set()
     notifications: set[str] = set()
@@ -44,7 +44,9 @@ def trace_messages(text: str, roots: Iterable[str], filter_port: int | None) -> 
 
 
 def _notification_ids(text: str, qid: str) -> list[str]:
-    pattern = rf"\b{re.escape(qid)}: sender (?:non-delivery|delivery status) notification: (\w+)"
+    pattern = (
+        rf"\b{re.escape(qid)}: sender (?:non-delivery|delivery status|delay) notification: (\w+)"
+    )
     return re.findall(pattern, text)
 
 

@@ -42,6 +42,7 @@ class LocalMta:
         maximal_queue_lifetime: str = "0s",
         retry_delay: str = "1s",
         main_cf: Mapping[str, str] | None = None,
+        routes: Mapping[str, str] | None = None,
         keep_dir: bool = False,
     ) -> None:
         self.sink = SmtpSink()
@@ -54,6 +55,7 @@ class LocalMta:
         }
         self._main_cf = dict(main_cf or {})
         self._keep_dir = keep_dir
+        self._routes = dict(routes or {})
         self._mta: PostfixInstance | None = None
 
     @property
@@ -72,7 +74,7 @@ class LocalMta:
             self.bounce_sink.start()
             settings = PostfixSettings(
                 relay=self.sink.nexthop,
-                routes={BOUNCE_ROUTE: self.bounce_sink.nexthop},
+                routes={BOUNCE_ROUTE: self.bounce_sink.nexthop, **self._routes},
                 long_queue_ids=bool(self._options["long_queue_ids"]),
                 content_filter=bool(self._options["content_filter"]),
                 maximal_queue_lifetime=str(self._options["maximal_queue_lifetime"]),
@@ -112,6 +114,7 @@ class LocalMta:
         uuid_message_id: bool = True,
         platform_sender: bool = True,
         sender: str = f"news@{SENDER_DOMAIN}",
+        rcpt_options: Sequence[str] = (),
     ) -> str:
         """Submit one message as the platform would prepare it; returns Postfix's queue ID.
 
@@ -128,7 +131,9 @@ class LocalMta:
             uuid_header=uuid_header,
             uuid_message_id=uuid_message_id,
         )
-        return submit(self.mta.smtp_port, envelope_from, recipients, message)
+        return submit(
+            self.mta.smtp_port, envelope_from, recipients, message, rcpt_options=rcpt_options
+        )
 
     def settle(self, queue_ids: Iterable[str], timeout: float = 30) -> MessageTrace:
         """Wait until these messages, their re-injected copies and notifications are done."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -17,10 +18,15 @@ CONFIGURATIONS = {
 
 @pytest.fixture(scope="module", params=sorted(CONFIGURATIONS))
 def rig(request: pytest.FixtureRequest) -> Iterator[LocalMta]:
-    """A private Postfix relaying to sinks; defer… recipients expire after the first attempt.
+    """A private Postfix relaying to sinks; defer… recipients expire after the first attempt;
+    recipients at ``down.test`` go to a loopback port that refuses connections.
 
     Shared by the tests of a module (each test uses fresh UUIDs and recipients), once with short
     queue IDs and direct delivery, once with long queue IDs and a content-filter hop.
     """
-    with LocalMta(maximal_queue_lifetime="0s", **CONFIGURATIONS[request.param]) as started:
-        yield started
+    with socket.socket() as refusing:  # bound, never listening: "Connection refused"
+        refusing.bind(("127.0.0.1", 0))
+        down = {r"@down\.test$": f"[127.0.0.1]:{refusing.getsockname()[1]}"}
+        options = CONFIGURATIONS[request.param]
+        with LocalMta(maximal_queue_lifetime="0s", routes=down, **options) as started:
+            yield started

@@ -132,6 +132,32 @@ def test_deferral_until_expiry_is_one_soft_bounce(
     assert {rcpt: codes} == terminal_codes(events, uuid), report(trace, events, uuid)
 
 
+def test_unreachable_server_soft_bounces_without_an_smtp_code(rig: LocalMta) -> None:
+    """When the receiving server cannot be reached (connection refused: relay=none, dsn=4.4.1)
+    until expiry, the recipient gets one `soft_bounced` with the DSN code and no SMTP code."""
+    uuid = new_uuid()
+    rcpt = f"user-{uuid[:8]}@down.test"
+    trace, events = deliver(rig, uuid, [rcpt])
+    assert {rcpt: ["soft_bounced"]} == terminal_types(events, uuid), report(trace, events, uuid)
+    assert {rcpt: (None, "4.4.1", None)} == terminal_codes(events, uuid), report(
+        trace, events, uuid
+    )
+
+
+def test_data_rejection_bounces_every_recipient_of_the_transaction(rig: LocalMta) -> None:
+    """SMTP has one reply to DATA for all recipients: a 554 after DATA bounces each recipient of
+    the transaction, each with its own event and the same codes."""
+    uuid = new_uuid()
+    dataerr, accept = addresses(uuid, "dataerr", "accept")
+    trace, events = deliver(rig, uuid, [dataerr, accept])
+    expected = {dataerr: ["bounced"], accept: ["bounced"]}
+    assert expected == terminal_types(events, uuid), report(trace, events, uuid)
+    codes = (554, "5.7.1", "DATA")
+    assert {dataerr: codes, accept: codes} == terminal_codes(events, uuid), report(
+        trace, events, uuid
+    )
+
+
 def test_mixed_recipients_each_get_their_own_outcome(rig: LocalMta) -> None:
     """One message to five recipients with five different answers: one terminal event each, of
     the right type, and none for anybody else."""
@@ -207,6 +233,21 @@ def test_no_event_for_bounce_notifications(rig: LocalMta) -> None:
     nothing: list[dict[str, Any]] = []
     assert nothing == about_notifications, report(trace, events, uuid)
     assert {reject, defer} == {e["recipient"] for e in events if e["message_id"] == uuid}
+
+
+def test_no_event_for_success_notifications(rig: LocalMta) -> None:
+    """A DSN request (RCPT ... NOTIFY=SUCCESS) makes Postfix send a delivery status notification
+    to the return path; the recipient is reported delivered once and the notification not at all."""
+    uuid = new_uuid()
+    [accept] = addresses(uuid, "accept")
+    queue_id = rig.send(uuid, [accept], rcpt_options=["NOTIFY=SUCCESS,FAILURE"])
+    trace = rig.settle([queue_id])
+    events = rig.parse().events
+    assert trace.notifications, "no success notification:\n" + "\n".join(trace.lines)
+    assert {accept: ["delivered"]} == terminal_types(events, uuid), report(trace, events, uuid)
+    about_notifications = [e for e in events if e.get("queue_id") in trace.notifications]
+    nothing: list[dict[str, Any]] = []
+    assert nothing == about_notifications, report(trace, events, uuid)
 
 
 def test_no_event_for_mail_without_a_uuid(rig: LocalMta) -> None:
