@@ -13,6 +13,8 @@ Used by the real-Postfix tests and the demo::
 ``devtools.sinks``); ``rig.bounce_sink`` receives what Postfix sends to ``sp-bounce.*`` addresses
 (the platform's return path: non-delivery notifications). ``defer…`` recipients expire after the
 first attempt by default (``maximal_queue_lifetime=0s``) so every recipient ends quickly.
+``routes={regexp: next hop}`` sends matching recipients elsewhere (e.g. a refusing port);
+``send(..., rcpt_options=["NOTIFY=SUCCESS"])`` requests DSNs.
 """
 
 from __future__ import annotations
