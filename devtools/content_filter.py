@@ -74,7 +74,10 @@ class _ForwardingHandler:
                     attrs = " ".join(f"{k}={v}" for k, v in xforward.items())
                     await client.execute_command(b"XFORWARD " + attrs.encode())
                 _, reply = await client.sendmail(
-                    envelope.mail_from or "", envelope.rcpt_tos, envelope.original_content or b""
+                    envelope.mail_from or "",
+                    envelope.rcpt_tos,
+                    envelope.original_content or b"",
+                    mail_options=["SMTPUTF8"] if envelope.smtp_utf8 else [],
                 )
         except aiosmtplib.SMTPException as error:
             return f"451 4.3.0 re-injection into [{host}]:{port} failed: {error}"
@@ -95,7 +98,9 @@ class ReinjectingFilter:
         self.host = host
         self._lock = threading.Lock()
         self._forwarded = 0
-        self._controller = _FilterController(_ForwardingHandler(self), hostname=host, port=0)
+        self._controller = _FilterController(
+            _ForwardingHandler(self), hostname=host, port=0, enable_SMTPUTF8=True
+        )
         self._running = False
 
     @property

@@ -68,13 +68,18 @@ def submit(
     """Send one message over SMTP and return the queue ID from the server's final reply.
 
     ``rcpt_options`` go on every RCPT TO (e.g. ``["NOTIFY=SUCCESS,FAILURE"]`` for a DSN request).
+    Non-ASCII addresses are sent with SMTPUTF8.
     """
     # Not smtplib's context manager: its QUIT on the way out of an interrupted session raises
     # a confusing SMTPResponseException in place of the real error (or Ctrl-C).
     client = smtplib.SMTP(host, port, timeout=30)
     try:
         client.ehlo("submitter.sendpost.test")
-        code, reply = client.mail(envelope_from)
+        mail_options = []
+        if not all(address.isascii() for address in (envelope_from, *recipients)):
+            client.command_encoding = "utf-8"
+            mail_options.append("SMTPUTF8")
+        code, reply = client.mail(envelope_from, options=mail_options)
         if code != 250:
             raise SubmitError(f"MAIL FROM refused: {code} {reply!r}")
         for rcpt in recipients:

@@ -162,6 +162,7 @@ class SmtpSink:
         self._lock = threading.Condition()
         self._messages: list[ReceivedMessage] = []
         self._rejections: list[Rejection] = []
+        controller_kwargs.setdefault("enable_SMTPUTF8", True)
         self._controller = _AnyPortController(
             _Handler(self), hostname=host, port=port, **controller_kwargs
         )

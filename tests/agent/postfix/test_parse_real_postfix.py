@@ -184,6 +184,25 @@ def test_mixed_recipients_each_get_their_own_outcome(rig: LocalMta) -> None:
     assert expected_codes == terminal_codes(events, uuid), report(trace, events, uuid)
 
 
+def test_many_recipients_over_several_transactions(rig: LocalMta) -> None:
+    """90 recipients (more than Postfix's 50 per delivery, so several SMTP transactions) with
+    three outcomes: exactly one terminal event each, none missing, none doubled."""
+    uuid = new_uuid()
+    outcome = {"accept": "delivered", "reject": "bounced", "defer": "soft_bounced"}
+    recipients = [f"{prefix}-{n}-{uuid[:8]}@sink.test" for n in range(30) for prefix in outcome]
+    trace, events = deliver(rig, uuid, recipients)
+    expected = {rcpt: [outcome[rcpt.split("-")[0]]] for rcpt in recipients}
+    assert expected == terminal_types(events, uuid), report(trace, events, uuid)
+
+
+def test_internationalised_recipient(rig: LocalMta) -> None:
+    """A non-ASCII (SMTPUTF8) recipient is reported with its address as Postfix logged it."""
+    uuid = new_uuid()
+    rcpt = f"accept-jürgen-{uuid[:8]}@sink.test"
+    trace, events = deliver(rig, uuid, [rcpt])
+    assert {rcpt: ["delivered"]} == terminal_types(events, uuid), report(trace, events, uuid)
+
+
 @pytest.mark.parametrize(
     "how",
     [
