@@ -282,10 +282,12 @@ class PostfixInstance:
         return True
 
     def read_log(self) -> str:
+        """The log's complete lines (a line being written is left for the next read)."""
         try:
-            return self.log_path.read_text(errors="replace")
+            text = self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
+        return text[: text.rfind("\n") + 1]
 
     def wait_for_log(self, predicate: Callable[[str], bool], timeout: float) -> str:
         """Poll the log until ``predicate(text)`` holds; return the text, TimeoutError otherwise."""
