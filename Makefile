@@ -4,7 +4,7 @@
 VENV := .venv/bin
 UV := .tools/uv/bin/uv
 
-.PHONY: setup demo test lint typecheck pytest format lock bench clean
+.PHONY: setup demo test lint typecheck pytest format lock bench clean packages
 
 setup:
 	@scripts/bootstrap.sh
@@ -33,3 +33,10 @@ lock:
 
 clean:
 	rm -rf .venv .tools .mypy_cache .ruff_cache .pytest_cache
+
+# The agent's distribution in dist/: the single executable, the .deb and (with rpmbuild) the .rpm.
+packages: setup
+	packaging/build-binary.sh dist build/agent-binary
+	packaging/build-deb.sh dist/sendpost-agent dist
+	packaging/build-rpm.sh dist/sendpost-agent dist
+	cp packaging/install.sh dist/install.sh
