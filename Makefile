@@ -34,7 +34,7 @@ lock:
 clean:
 	rm -rf .venv .tools .mypy_cache .ruff_cache .pytest_cache
 
-# The agent's distribution in dist/: the single executable, the .deb and (with rpmbuild) the .rpm.
+# The agent's distribution in dist/: the single executable, the .deb, the .rpm, install.sh.
 packages: setup
 	packaging/build-binary.sh dist build/agent-binary
 	packaging/build-deb.sh dist/sendpost-agent dist

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Set up everything the project needs on a fresh Debian machine with Python 3.11:
-#   - the Debian packages the demo and the tests use (Postfix, pflogsumm, swaks), via apt-get;
+#   - the Debian packages the demo and the tests use (Postfix, pflogsumm, swaks, rpm), via apt-get;
 #   - uv (pinned) in .tools/uv, then .venv from uv.lock with both deployables installed.
 # Safe to run again: each step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 UV_VERSION=0.13.9
-APT_PACKAGES=(postfix pflogsumm swaks)
+APT_PACKAGES=(postfix pflogsumm swaks rpm)
 
 say() { printf '[bootstrap] %s\n' "$*"; }
 
