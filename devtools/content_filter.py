@@ -12,12 +12,20 @@ does) so the re-injection smtpd logs ``orig_queue_id=PARENT`` for the child.
     with ReinjectingFilter(reinject_port=10025) as flt:   # binds 127.0.0.1 on a free port
         flt.port, flt.forwarded_count()
 
-``PostfixInstance(content_filter=True)`` starts and stops one of these itself.
+``before_reply(child_queue_id)``, when given, runs (in a worker thread) before the filter answers
+Postfix: ``PostfixInstance`` uses it for ``content_filter_late_reply`` to hold the answer until
+the child has been delivered and removed, so the parent's ``status=sent (... queued as CHILD)``
+line comes after every line of the child, the worst order a log reader must handle.
+
+``PostfixInstance(PostfixSettings(content_filter=True))`` starts and stops one of these itself.
 """
 
 from __future__ import annotations
 
+import asyncio
+import re
 import threading
+from collections.abc import Callable
 from types import TracebackType
 
 import aiosmtplib
@@ -25,6 +33,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
 from devtools.sinks import _AnyPortController
 
+_QUEUED_AS = re.compile(r"queued as (\w+)")
 _XFORWARD_ATTRS = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE")
 
 
@@ -82,6 +91,9 @@ class _ForwardingHandler:
         except aiosmtplib.SMTPException as error:
             return f"451 4.3.0 re-injection into [{host}]:{port} failed: {error}"
         self._owner._count()
+        child = _QUEUED_AS.search(reply)
+        if self._owner.before_reply is not None and child is not None:
+            await asyncio.to_thread(self._owner.before_reply, child.group(1))
         return f"250 2.0.0 from MTA(smtp:[{host}]:{port}): 250 {reply}"
 
 
@@ -93,9 +105,15 @@ class _FilterController(_AnyPortController):
 class ReinjectingFilter:
     """The loopback content filter; see the module docstring."""
 
-    def __init__(self, reinject_port: int, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        reinject_port: int,
+        host: str = "127.0.0.1",
+        before_reply: Callable[[str], None] | None = None,
+    ) -> None:
         self.reinject_port = reinject_port
         self.host = host
+        self.before_reply = before_reply
         self._lock = threading.Lock()
         self._forwarded = 0
         self._controller = _FilterController(

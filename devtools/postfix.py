@@ -30,7 +30,8 @@ What the generated configuration does (see ``PostfixSettings`` for the knobs):
   ``maximal_queue_lifetime``/``bounce_queue_lifetime`` ("0s" = one attempt, then expire);
 - optionally ``enable_long_queue_ids`` and a ``content_filter`` through ``devtools.content_filter``
   that re-injects into a second smtpd (syslog name ``postfix/reinject``) with
-  ``receive_override_options=no_header_body_checks``;
+  ``receive_override_options=no_header_body_checks``; with ``content_filter_late_reply`` the
+  filter answers only after the re-injected copy is done, so the parent's hop line comes last;
 - ``main_cf`` entries are appended last (they win); ``master_cf`` lines are appended to master.cf.
 
 Errors: ``PostfixUnavailable`` (binary missing, not root) and ``PostfixError`` (start-up failed,
@@ -48,6 +49,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -199,7 +201,8 @@ class PostfixInstance:
             self._filter = None
         reinject = free_port()
         if self.settings.content_filter:
-            self._filter = ReinjectingFilter(reinject_port=reinject).start()
+            hold = self._wait_for_removal if self.settings.content_filter_late_reply else None
+            self._filter = ReinjectingFilter(reinject_port=reinject, before_reply=hold).start()
         self._ports = Ports(
             smtpd=free_port(),
             reinject=reinject,
@@ -316,6 +319,11 @@ class PostfixInstance:
 
         self.wait_for_log(settled, timeout)
         return traces[-1]
+
+    def _wait_for_removal(self, queue_id: str) -> None:
+        pattern = re.compile(rf"\b{re.escape(queue_id)}: removed$", re.M)
+        with contextlib.suppress(TimeoutError):
+            self.wait_for_log(lambda text: pattern.search(text) is not None, timeout=30)
 
     # -- helpers --------------------------------------------------------------------------------
 

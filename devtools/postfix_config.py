@@ -21,6 +21,11 @@ class PostfixSettings:
     routes: Mapping[str, str] = field(default_factory=dict)
     long_queue_ids: bool = False
     content_filter: bool = False
+    # the filter answers Postfix only once the re-injected copy is delivered and removed
+    content_filter_late_reply: bool = False
+    # Postfix tells the filter the parent queue ID (XFORWARD), which it passes on: the child's
+    # smtpd line then shows orig_queue_id=PARENT
+    content_filter_xforward: bool = True
     maximal_queue_lifetime: str = "1d"
     bounce_queue_lifetime: str = "1d"
     retry_delay: str = "1s"  # queue_run_delay and minimal_backoff_time
@@ -117,7 +122,7 @@ def render_master_cf(settings: PostfixSettings, ports: Ports) -> str:
     if ports.content_filter is not None:
         lines.append(
             "sendpost-filter unix - - n - 4 smtp -o syslog_name=postfix/filter"
-            " -o smtp_send_xforward_command=yes"
+            f" -o smtp_send_xforward_command={'yes' if settings.content_filter_xforward else 'no'}"
         )
     lines.extend(settings.master_cf)
     return "\n".join(lines) + "\n"

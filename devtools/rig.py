@@ -41,6 +41,8 @@ class LocalMta:
         *,
         long_queue_ids: bool = False,
         content_filter: bool = False,
+        content_filter_late_reply: bool = False,
+        content_filter_xforward: bool = True,
         maximal_queue_lifetime: str = "0s",
         retry_delay: str = "1s",
         main_cf: Mapping[str, str] | None = None,
@@ -52,6 +54,8 @@ class LocalMta:
         self._options = {
             "long_queue_ids": long_queue_ids,
             "content_filter": content_filter,
+            "content_filter_late_reply": content_filter_late_reply,
+            "content_filter_xforward": content_filter_xforward,
             "maximal_queue_lifetime": maximal_queue_lifetime,
             "retry_delay": retry_delay,
         }
@@ -79,6 +83,8 @@ class LocalMta:
                 routes={BOUNCE_ROUTE: self.bounce_sink.nexthop, **self._routes},
                 long_queue_ids=bool(self._options["long_queue_ids"]),
                 content_filter=bool(self._options["content_filter"]),
+                content_filter_late_reply=bool(self._options["content_filter_late_reply"]),
+                content_filter_xforward=bool(self._options["content_filter_xforward"]),
                 maximal_queue_lifetime=str(self._options["maximal_queue_lifetime"]),
                 bounce_queue_lifetime=str(self._options["maximal_queue_lifetime"]),
                 retry_delay=str(self._options["retry_delay"]),

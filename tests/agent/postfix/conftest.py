@@ -13,6 +13,12 @@ from tests.support.postfix import local_mta, postfix_instance, smtp_sink  # noqa
 CONFIGURATIONS = {
     "short-ids": {"long_queue_ids": False, "content_filter": False},
     "long-ids+content-filter": {"long_queue_ids": True, "content_filter": True},
+    "short-ids+late-filter-reply": {
+        "long_queue_ids": False,
+        "content_filter": True,
+        "content_filter_late_reply": True,
+        "content_filter_xforward": False,
+    },
 }
 
 
@@ -22,7 +28,10 @@ def rig(request: pytest.FixtureRequest) -> Iterator[LocalMta]:
     recipients at ``down.test`` go to a loopback port that refuses connections.
 
     Shared by the tests of a module (each test uses fresh UUIDs and recipients), once with short
-    queue IDs and direct delivery, once with long queue IDs and a content-filter hop.
+    queue IDs and direct delivery, once with long queue IDs and a content-filter hop, and once
+    with a filter that answers Postfix only after the re-injected copy is delivered and removed,
+    without XFORWARD (no orig_queue_id=): every line of the child precedes the parent's
+    `queued as CHILD` line, the only link between the two.
     """
     with socket.socket() as refusing:  # bound, never listening: "Connection refused"
         refusing.bind(("127.0.0.1", 0))
