@@ -24,6 +24,13 @@ def trace_messages(text: str, roots: Iterable[str], filter_port: int | None) -> 
     content filter's port; a notification is the NEWID of ``sender non-delivery notification:
     NEWID`` (or delivery status / delay notification), including notifications about copies.
     """
+    links: dict[str, list[tuple[str, bool]]] = {}  # queue ID -> [(new queue ID, is notification)]
+    for parent, child in _NOTIFICATION.findall(text):
+        links.setdefault(parent, []).append((child, True))
+    if filter_port is not None:
+        for parent, port, child in _HOP.findall(text):
+            if int(port) == filter_port:
+                links.setdefault(parent, []).append((child, False))
     copies: set[str] = set()
     notifications: set[str] = set()
     todo = [(qid, False) for qid in roots]
@@ -32,32 +39,23 @@ def trace_messages(text: str, roots: Iterable[str], filter_port: int | None) -> 
         if qid in copies or qid in notifications:
             continue
         (notifications if is_notification else copies).add(qid)
-        todo += [(child, True) for child in _notification_ids(text, qid)]
-        if filter_port is not None:
-            todo += [(child, is_notification) for child in _copy_ids(text, qid, filter_port)]
+        todo += [(child, is_notification or notice) for child, notice in links.get(qid, [])]
     every = copies | notifications
-    removed = set(re.findall(r"\b(\w+): removed$", text, re.M))
+    removed = set(_REMOVED.findall(text))
     lines = tuple(line for line in text.splitlines() if _line_queue_id(line) in every)
     return MessageTrace(
         frozenset(copies), frozenset(notifications), frozenset(every - removed), lines
     )
 
 
-def _notification_ids(text: str, qid: str) -> list[str]:
-    pattern = (
-        rf"\b{re.escape(qid)}: sender (?:non-delivery|delivery status|delay) notification: (\w+)"
-    )
-    return re.findall(pattern, text)
-
-
-def _copy_ids(text: str, qid: str, filter_port: int) -> list[str]:
-    pattern = (
-        rf"\b{re.escape(qid)}: to=<[^>]*>,.* relay=[^ ]*:{filter_port},"
-        r".* status=sent \(.*queued as (\w+)\)"
-    )
-    return re.findall(pattern, text)
+_NOTIFICATION = re.compile(
+    r"\b(\w+): sender (?:non-delivery|delivery status|delay) notification: (\w+)"
+)
+_HOP = re.compile(r"\b(\w+): to=<[^>]*>,.* relay=[^ ]*:(\d+),.* status=sent \(.*queued as (\w+)\)")
+_REMOVED = re.compile(r"\b(\w+): removed$", re.M)
+_QUEUE_ID = re.compile(r"\]: (\w+): ")
 
 
 def _line_queue_id(line: str) -> str | None:
-    found = re.search(r"\]: (\w+): ", line)
+    found = _QUEUE_ID.search(line)
     return found.group(1) if found else None
