@@ -25,6 +25,7 @@ from devtools.postfix import (
     live_members,
     render_main_cf,
     render_master_cf,
+    trace_messages,
 )
 from devtools.postfix_procs import reap_abandoned
 from devtools.rig import LocalMta
@@ -187,3 +188,20 @@ def test_instance_abandoned_by_a_dead_process_is_reaped(
             assert kept.is_dir()
         finally:
             live.stop()
+
+
+# Lines of a real run (content filter on port 41719), trimmed to what the trace looks at.
+TRACE_LOG = (Path(__file__).parent / "data" / "trace.log").read_text()
+
+
+def test_trace_follows_filter_copies_and_notifications() -> None:
+    """The trace links a message to its re-injected copy (a `queued as` reply from the filter's
+    port, not from any other relay) and to the notification about the copy, and lists what has
+    not been removed yet."""
+    trace = trace_messages(TRACE_LOG, ["4jXFbw5W9CzJ9Ps"], filter_port=41719)
+    assert frozenset({"4jXFbw5W9CzJ9Ps", "4jXFbw5kztzJ9Px"}) == trace.queue_ids
+    assert frozenset({"4jXFbw62MPzJ9Q6"}) == trace.notifications
+    assert frozenset({"4jXFbw62MPzJ9Q6"}) == trace.unfinished
+    assert 9 == len(trace.lines)
+    without_filter = trace_messages(TRACE_LOG, ["4jXFbw5W9CzJ9Ps"], filter_port=None)
+    assert frozenset({"4jXFbw5W9CzJ9Ps"}) == without_filter.queue_ids
