@@ -1,14 +1,21 @@
-"""Interim demo (`make demo`): a real Postfix, a few messages, and what `sendpost-agent parse` makes
-of its log.
+"""``make demo``: the whole Custom SMTP loop on this machine, then the events it produced.
 
-Starts a private Postfix (Debian's package) relaying to a local receiving server that accepts some
-recipients, rejects some permanently and defers others, sends a handful of messages prepared as
-the platform prepares them, waits until Postfix has finished with each, runs the real
-``sendpost-agent parse`` on Postfix's log and prints the events as a table. Everything runs on
-loopback and is removed on exit, Ctrl-C included (``--keep`` leaves the Postfix directory).
+Starts the platform (embedded SQLite), an account, a sender domain verified through a local DNS
+server, a private Postfix registered as the account's Custom SMTP provider (the live SMTP test runs
+against it), an IP pool and ``sendpost-agent run`` on Postfix's log (see ``devtools.stack``). Then
+it sends a batch through the send API to a local receiving server that accepts some recipients,
+rejects some permanently and defers others (the deferred ones expire in Postfix's queue after one
+attempt: soft bounces), waits for every message's final event and prints:
 
-Run: ``make demo`` or ``.venv/bin/python -m devtools.demo [--content-filter] [--keep]``.
-The full demo (platform + agent) will replace this; the pieces it uses live in ``devtools.rig``.
+- the events by type, read back from ``GET /api/v1/events``;
+- each recipient: what the receiving server answered, the final event and who reported it;
+- the URLs to look at (dashboard, events API, the agent's health and metrics).
+
+Then it keeps everything running until Ctrl-C (``--once``: exit after printing; the exit status
+is 1 when a final event does not match what the receiving server did). Everything is stopped and
+removed on the way out.
+
+Run: ``make demo`` or ``.venv/bin/python -m devtools.demo [--once] [--keep]``.
 """
 
 from __future__ import annotations
@@ -16,90 +23,144 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import uuid as uuidlib
+import time
 from collections import Counter
 from collections.abc import Sequence
 from types import FrameType
-from typing import Any
 
 from devtools.postfix import PostfixError
-from devtools.rig import LocalMta
+from devtools.stack import Outcome, Sent, Stack, StackError
 
-# (what the receiving server does, recipients' local-part prefixes)
-MESSAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("accepted", ("accept",)),
-    ("accepted", ("accept",)),
-    ("rejected at RCPT: unknown user", ("reject",)),
-    ("rejected at RCPT: mailbox full", ("full",)),
-    ("rejected after DATA: content", ("dataerr",)),
-    ("deferred at RCPT until the queue lifetime ends", ("defer",)),
-    ("three recipients, three outcomes", ("accept", "reject", "greylist")),
+# local-part prefix -> (how many, the final event the receiving server's answer must lead to)
+PLAN: tuple[tuple[str, int, str], ...] = (
+    ("accept", 5, "CSDelivered"),  # 250
+    ("reject", 2, "CSHardBounced"),  # 550 5.1.1 user unknown at RCPT
+    ("full", 1, "CSSoftBounced"),  # 552 5.2.2 mailbox full at RCPT
+    ("dataerr", 1, "CSSoftBounced"),  # 554 5.7.1 content rejected after DATA
+    ("defer", 2, "CSSoftBounced"),  # 450 4.2.0 at RCPT until the queue lifetime ends
+    ("greylist", 1, "CSSoftBounced"),  # 451 4.7.1 at RCPT until the queue lifetime ends
 )
-COLUMNS = ("message", "recipient", "event", "code", "status", "command", "queue_id")
+TYPE_ORDER = ("CSProcessed", "CSSent", "CSDelivered", "CSHardBounced", "CSSoftBounced", "CSDropped")
+WAIT_SECONDS = 60
+
+
+def recipients() -> list[str]:
+    return [f"{prefix}-{n}@sink.test" for prefix, count, _ in PLAN for n in range(1, count + 1)]
+
+
+def expected_final(recipient: str) -> str:
+    local = recipient.split("@", 1)[0]
+    return next(final for prefix, _, final in PLAN if local.startswith(f"{prefix}-"))
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=False)]
+    lines = [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in (header, *rows)
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join("  " + line for line in lines)
+
+
+def reported_by(event: dict[str, object]) -> str:
+    details = event.get("details")
+    merged = details.get("merged", []) if isinstance(details, dict) else []
+    sources = [str(event.get("source"))] + [str(m.get("source")) for m in merged]
+    return " + ".join(dict.fromkeys(sources))
+
+
+def report(stack: Stack, sent: Sequence[Sent], outcome: Outcome, deferred: float) -> list[str]:
+    """The printed tables; returns the recipients whose final event is not the expected one."""
+    counts = Counter(str(e["typeName"]) for e in outcome.events)
+    rows = [[name, str(counts.get(name, 0))] for name in TYPE_ORDER if counts.get(name)]
+    rows.append(["CSDeferred", f"{deferred:.0f}  (reported by the agent; counted, never stored)"])
+    print("\nEvents by type (GET /api/v1/events):\n")
+    print(format_table(("event", "count"), rows))
+    wrong = []
+    lines = []
+    for item in sent:
+        final = outcome.final.get(item.recipient, "(none)")
+        expected = expected_final(item.recipient)
+        ok = final == expected
+        if not ok:
+            wrong.append(item.recipient)
+        event = outcome.final_event.get(item.recipient, {})
+        lines.append(
+            [
+                item.recipient,
+                stack.receiving_server_said(item.recipient).replace(f"<{item.recipient}>: ", "")[
+                    :58
+                ],
+                final,
+                str(event.get("reason") or ""),
+                reported_by(event) if event else "",
+                "ok" if ok else f"expected {expected}",
+            ]
+        )
+    print("\nEach recipient's final state:\n")
+    header = ("recipient", "receiving server said", "final event", "reason", "reported by", "check")
+    print(format_table(header, lines))
+    return wrong
+
+
+def print_urls(stack: Stack) -> None:
+    key = stack.account["account_key"]
+    base = stack.base_url
+    print(f"""
+Look around:
+  dashboard        {base}/dashboard/login   (sign in with the account key below)
+  account key      {key}
+  events API       curl -s -H 'X-Account-ApiKey: {key}' '{base}/api/v1/events?limit=20'
+  one type         curl -s -H 'X-Account-ApiKey: {key}' '{base}/api/v1/events?type=CSSoftBounced'
+  agent            http://127.0.0.1:{stack.agent_port}/health  http://127.0.0.1:{stack.agent_port}/metrics
+  Postfix log      {stack.postfix.log_path}
+  logs             {stack.workdir}/platform.log  {stack.workdir}/agent.log""")
 
 
 def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def format_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
-    lines = [
-        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True))
-        for row in (header, *rows)
-    ]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(line.rstrip() for line in lines)
+def run(once: bool, keep: bool) -> int:
+    started = time.monotonic()
 
+    def say(line: str) -> None:
+        print(f"[{time.monotonic() - started:5.1f}s] {line}", flush=True)
 
-def event_row(event: dict[str, Any]) -> list[str]:
-    return [
-        str(event.get("message_id", ""))[:8],
-        str(event.get("recipient", "")),
-        str(event.get("event_type", "")),
-        str(event.get("smtp_code") or ""),
-        str(event.get("enhanced_status") or ""),
-        str(event.get("smtp_command") or ""),
-        str(event.get("queue_id") or ""),
-    ]
-
-
-def run(content_filter: bool, keep: bool) -> int:
-    with LocalMta(
-        content_filter=content_filter, long_queue_ids=content_filter, keep_dir=keep
-    ) as rig:
-        print(f"Postfix {rig.mta.root} listening on 127.0.0.1:{rig.mta.smtp_port}")
-        print(f"receiving server on {rig.sink.nexthop}, bounce server on {rig.bounce_sink.nexthop}")
-        queue_ids = []
-        for number, (what, prefixes) in enumerate(MESSAGES, start=1):
-            uuid = str(uuidlib.uuid4())
-            recipients = [f"{prefix}-{number}@sink.test" for prefix in prefixes]
-            queue_ids.append(rig.send(uuid, recipients))
-            print(f"sent {uuid[:8]} to {', '.join(recipients)}: {what}")
-        print("waiting for Postfix to finish with every message ...")
-        trace = rig.settle(queue_ids, timeout=60)
-        result = rig.parse(stats=True)
-        print(f"\n$ sendpost-agent parse --stats {rig.log_path}\n")
-        print(format_table([event_row(e) for e in result.events], COLUMNS))
-        counts = Counter(str(e.get("event_type")) for e in result.events)
-        print("\nevents by type: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
-        print(f"notifications Postfix sent to the return path: {len(trace.notifications)}")
-        print("parse --stats:\n  " + "\n  ".join(result.stderr.strip().splitlines()))
-        return result.returncode
+    say("starting the platform, DNS, Postfix, the receiving server and the agent ...")
+    with Stack(say=say, keep=keep) as stack:
+        batch = recipients()
+        sent = stack.send(batch)
+        say(f"sent {len(sent)} messages with one POST /api/v1/subaccount/email/ "
+            f"({', '.join(f'{c} {p}-*' for p, c, _ in PLAN)}@sink.test)")  # fmt: skip
+        say(f"waiting (at most {WAIT_SECONDS}s) for every message's final event ...")
+        outcome = stack.wait_for_outcomes(sent, timeout=WAIT_SECONDS)
+        deferred = stack.agent_metric("events_total", 'type="deferred"')
+        say("every message has its final event")
+        wrong = report(stack, sent, outcome, deferred)
+        print_urls(stack)
+        if wrong:
+            print(f"\nMISMATCH for {', '.join(wrong)}", file=sys.stderr)
+        if once:
+            return 1 if wrong else 0
+        print("\nEverything keeps running; press Ctrl-C to stop and clean up.", flush=True)
+        while True:
+            signal.pause()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.demo", description=__doc__)
-    parser.add_argument("--content-filter", action="store_true", help="add a re-injection hop")
-    parser.add_argument("--keep", action="store_true", help="keep the Postfix directory")
+    parser.add_argument("--once", "--exit", action="store_true", help="exit after printing")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
-        return run(args.content_filter, args.keep)
+        return run(args.once, args.keep)
     except KeyboardInterrupt:
-        print("\ninterrupted: Postfix and the SMTP servers are stopped", file=sys.stderr)
-        return 130
-    except (PostfixError, TimeoutError) as error:
+        print("\nstopped: the platform, agent, Postfix, DNS and receiving server are gone")
+        return 0
+    except (StackError, PostfixError) as error:
         print(f"demo failed: {error}", file=sys.stderr)
         return 1
 

@@ -1,0 +1,455 @@
+"""The whole system on one machine: platform, DNS, a customer's Postfix, its agent and the internet.
+
+Shared by the demo (``devtools/demo.py``) and the end-to-end tests (``tests/e2e/``)::
+
+    from devtools.stack import Stack
+
+    with Stack(say=print) as stack:            # everything below is started and configured
+        sent = stack.send(["accept-1@sink.test", "reject-1@sink.test"])
+        outcome = stack.wait_for_outcomes(sent, timeout=60)
+        outcome.final["reject-1@sink.test"]    # "CSHardBounced"
+        stack.kill_agent(); stack.start_agent()  # SIGKILL and restart on the same state dir
+
+What ``start()`` does, in order, each step through the real interfaces:
+
+1. an ``SmtpSink`` (the recipients' mail servers: answers by local-part prefix, see
+   ``devtools.sinks``) and a ``DnsServer`` (authoritative for the sender domain) on loopback;
+2. ``sendpost-platform serve`` as a subprocess on an embedded SQLite database in the work
+   directory, its HTTP API and bounce processor on free loopback ports, the resolver pointed at
+   the DNS server, short worker and relay-retry timers;
+3. ``sendpost-platform create-account --json``;
+4. ``POST /api/v1/domains``, then the DNS records it lists (DKIM TXT, ``sp-bounce`` CNAME) are
+   published in the DNS server and ``POST /api/v1/domains/{id}/verify`` must say verified;
+5. a private Postfix (``devtools.postfix``) relaying to the sink, with Postfix's non-delivery
+   notifications to ``sp-bounce.*`` routed to the platform's bounce processor (or discarded with
+   ``notifications_to_platform=False``, so that every bounce comes from the agent), and one-attempt
+   queue lifetimes so that deferred recipients expire (``status=expired`` → soft bounce) within a
+   second or two;
+6. ``POST /api/v1/tpsp/custom-smtp`` pointing at that Postfix (the live SMTP test runs against
+   it) → the provider and its ingestion key; ``POST /api/v1/ippools`` with that provider;
+7. ``sendpost-agent run`` as a subprocess on Postfix's log with the ingestion key.
+
+``stop()`` (also on ``with`` exit and at interpreter exit) stops the agent, the platform,
+Postfix, the DNS server and the sink, and removes the work directory unless ``keep=True``.
+Process output goes to ``platform.log`` and ``agent.log`` in the work directory.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from devtools.dns import DnsServer
+from devtools.postfix import DISCARD, PostfixInstance, PostfixSettings, free_port
+from devtools.sinks import SmtpSink
+
+SENDER_DOMAIN = "demo-shop.example"
+SENDER = f"news@{SENDER_DOMAIN}"
+POOL = "demo-pool"
+TERMINAL = ("CSDelivered", "CSHardBounced", "CSSoftBounced", "CSDropped")
+INGEST_PATH = "/api/v1/tpsp/custom-smtp/events"
+
+
+class StackError(RuntimeError):
+    """A part of the stack did not start or did not behave; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Sent:
+    recipient: str
+    message_id: str
+
+
+@dataclass
+class Outcome:
+    """The platform's events for a batch: every event, and each recipient's final event type."""
+
+    events: list[dict[str, Any]]
+    final: dict[str, str] = field(default_factory=dict)
+    final_event: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pending: list[str] = field(default_factory=list)
+
+
+def _executable(name: str) -> str:
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        raise StackError(f"{name} is not installed: run `make setup`")
+    return found
+
+
+def _clean_env(extra: Mapping[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENDPOST_")}
+    env.update(extra)
+    return env
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no output)"
+
+
+def _deadline_loop(what: str, timeout: float, interval: float = 0.1) -> Iterable[None]:
+    """Yield until the caller breaks out; StackError once ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        yield None
+        if time.monotonic() >= deadline:
+            raise StackError(f"{what}: not done within {timeout:.0f}s")
+        time.sleep(interval)
+
+
+class Stack:
+    """Everything the demo and the end-to-end tests run; see the module docstring."""
+
+    def __init__(
+        self,
+        say: Callable[[str], None] = lambda _line: None,
+        workdir: Path | None = None,
+        keep: bool = False,
+        agent_batch_wait: float = 0.2,
+        notifications_to_platform: bool = True,
+    ) -> None:
+        self.say = say
+        self._own_dir = workdir is None
+        self.workdir = (
+            Path(tempfile.mkdtemp(prefix="sendpost-stack-")) if workdir is None else workdir
+        )
+        self.keep = keep
+        self.agent_batch_wait = agent_batch_wait
+        self.notifications_to_platform = notifications_to_platform
+        self.sink = SmtpSink()
+        self.dns = DnsServer()
+        self.mta: PostfixInstance | None = None
+        self.platform: subprocess.Popen[bytes] | None = None
+        self.agent: subprocess.Popen[bytes] | None = None
+        self.base_url = ""
+        self.bounce_port = 0
+        self.agent_port = 0
+        self.account: dict[str, Any] = {}
+        self.domain: dict[str, Any] = {}
+        self.provider: dict[str, Any] = {}
+        self.ingest_key = ""
+        self._http: httpx.Client | None = None
+
+    # -- life cycle -----------------------------------------------------------------------------
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> Stack:
+        atexit.register(self.stop)
+        try:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            self.sink.start()
+            self.dns.start()
+            self.say(f"receiving mail server (sink) on {self.sink.host}:{self.sink.port}")
+            self.say(f"authoritative DNS for {SENDER_DOMAIN} on 127.0.0.1:{self.dns.port}")
+            self._start_platform()
+            self._create_account()
+            self._create_domain()
+            self._start_postfix()
+            self._create_provider()
+            self._create_pool()
+            self.start_agent()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop every process and server, remove the work directory. Safe to call twice."""
+        atexit.unregister(self.stop)
+        for proc in (self.agent, self.platform):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        self.agent = self.platform = None
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+        if self.mta is not None:
+            self.mta.stop()
+            self.mta = None
+        self.dns.stop()
+        self.sink.stop()
+        if self._own_dir and not self.keep:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # -- the platform ---------------------------------------------------------------------------
+
+    def platform_env(self) -> dict[str, str]:
+        return _clean_env(
+            {
+                "SENDPOST_DATABASE_URL": f"sqlite:///{self.workdir / 'sendpost.db'}",
+                "SENDPOST_PUBLIC_BASE_URL": self.base_url,
+                "SENDPOST_BOUNCE_LISTEN": f"127.0.0.1:{self.bounce_port}",
+                "SENDPOST_DNS_NAMESERVER": "127.0.0.1",
+                "SENDPOST_DNS_PORT": str(self.dns.port),
+                "SENDPOST_DNS_TIMEOUT": "3",
+                "SENDPOST_WORKER_IDLE_INTERVAL": "0.1",
+                "SENDPOST_RELAY_RETRY_SCHEDULE": "2s,4s,8s",
+                "SENDPOST_RELAY_SMTP_TIMEOUT": "20",
+            }
+        )
+
+    def _start_platform(self, attempts: int = 3) -> None:
+        for attempt in range(attempts):
+            port, self.bounce_port = free_port(), free_port()
+            self.base_url = f"http://127.0.0.1:{port}"
+            with open(self.workdir / "platform.log", "ab") as out:
+                self.platform = subprocess.Popen(
+                    [_executable("sendpost-platform"), "serve", "--listen", f"127.0.0.1:{port}"],
+                    cwd=self.workdir,
+                    env=self.platform_env(),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            if self._wait_for_platform():
+                self._http = httpx.Client(base_url=self.base_url, timeout=30)
+                self.say(f"platform (sendpost-platform serve, SQLite) on {self.base_url}")
+                return
+            if attempt == attempts - 1:
+                raise StackError(
+                    "sendpost-platform serve did not start; its output:\n"
+                    + _tail(self.workdir / "platform.log")
+                )
+
+    def _wait_for_platform(self, timeout: float = 30) -> bool:
+        assert self.platform is not None
+        for _ in _deadline_loop("the platform's /health", timeout):
+            if self.platform.poll() is not None:
+                return False
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.base_url}/health", timeout=2).status_code == 200:
+                    return True
+        return False  # pragma: no cover - the loop raises
+
+    @property
+    def http(self) -> httpx.Client:
+        if self._http is None:
+            raise StackError("the platform is not running")
+        return self._http
+
+    def api(self, method: str, path: str, expect: int, **kwargs: Any) -> Any:
+        """One call to the platform's API with the account key; StackError on another status."""
+        headers = kwargs.pop("headers", {"X-Account-ApiKey": self.account["account_key"]})
+        response = self.http.request(method, path, headers=headers, **kwargs)
+        if response.status_code != expect:
+            raise StackError(f"{method} {path} answered {response.status_code}: {response.text}")
+        return response.json() if response.content else None
+
+    def _create_account(self) -> None:
+        done = subprocess.run(
+            [_executable("sendpost-platform"), "create-account", "--name", "Demo", "--json"],
+            cwd=self.workdir,
+            env=self.platform_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise StackError(f"create-account failed: {done.stderr.strip()}")
+        self.account = json.loads(done.stdout.strip().splitlines()[-1])
+        self.say(f"account {self.account['account_id']} with sub-account "
+                 f"{self.account['subaccount_id']} (sendpost-platform create-account)")  # fmt: skip
+
+    def _create_domain(self) -> None:
+        created = self.api("POST", "/api/v1/domains", 201, json={"name": SENDER_DOMAIN})
+        for record in created["dnsRecords"]:
+            self.dns.add(record["name"], record["type"], record["value"])
+            self.say(f"  published {record['type']} {record['name']}")
+        self.domain = self.api("POST", f"/api/v1/domains/{created['id']}/verify", 200)
+        if not self.domain["verified"]:
+            raise StackError(f"domain verification failed: {json.dumps(self.domain)}")
+        self.say(f"sender domain {SENDER_DOMAIN}: DKIM and return path verified through DNS")
+
+    # -- the customer's MTA and its agent -------------------------------------------------------
+
+    def _start_postfix(self) -> None:
+        bounce_hop = (
+            f"[127.0.0.1]:{self.bounce_port}" if self.notifications_to_platform else DISCARD
+        )
+        settings = PostfixSettings(
+            relay=self.sink.nexthop,
+            routes={r"@sp-bounce\.": bounce_hop},
+            maximal_queue_lifetime="0s",
+            bounce_queue_lifetime="0s",
+            retry_delay="1s",
+        )
+        self.mta = PostfixInstance(settings).start()
+        self.say(f"customer's Postfix on 127.0.0.1:{self.mta.smtp_port}, log {self.mta.log_path}")
+
+    @property
+    def postfix(self) -> PostfixInstance:
+        if self.mta is None:
+            raise StackError("Postfix is not running")
+        return self.mta
+
+    def _create_provider(self) -> None:
+        body = {
+            "name": "Local Postfix",
+            "host": "127.0.0.1",
+            "port": self.postfix.smtp_port,
+            "security": "none",
+            "testFrom": f"connectivity-test@{SENDER_DOMAIN}",
+            "testTo": "accept-connectivity-test@sink.test",
+            "maxRatePerHour": 100000,
+        }
+        created = self.api("POST", "/api/v1/tpsp/custom-smtp", 201, json=body)
+        self.ingest_key = created["eventIngestionApiKey"]
+        self.provider = created
+        self.say(f"Custom SMTP provider {created['id']} created: live SMTP test against Postfix "
+                 "passed (connect, EHLO, MAIL, RCPT, DATA, QUIT)")  # fmt: skip
+
+    def _create_pool(self) -> None:
+        body = {"name": POOL, "strategy": "round_robin", "providers": [{"id": self.provider["id"]}]}
+        self.api("POST", "/api/v1/ippools", 201, json=body)
+        self.say(f"IP pool {POOL!r} routes to provider {self.provider['id']}")
+
+    @property
+    def state_dir(self) -> Path:
+        return self.workdir / "agent-state"
+
+    def start_agent(self) -> None:
+        """``sendpost-agent run`` on Postfix's log (same state dir on every start)."""
+        if self.agent is not None and self.agent.poll() is None:
+            raise StackError("the agent is already running")
+        config = self.workdir / "agent.yaml"
+        config.write_text(f"api-key: {self.ingest_key}\n")
+        self.agent_port = free_port()
+        argv = [
+            _executable("sendpost-agent"), "run", "--config", str(config),
+            "--endpoint", f"{self.base_url}{INGEST_PATH}",
+            "--log-path", str(self.postfix.log_path), "--state-dir", str(self.state_dir),
+            "--listen", f"127.0.0.1:{self.agent_port}",
+            "--batch-wait", str(self.agent_batch_wait), "--poll-interval", "0.1",
+            "--retry-initial", "0.2", "--retry-max", "2", "--checkpoint-interval", "0.2",
+        ]  # fmt: skip
+        with open(self.workdir / "agent.log", "ab") as out:
+            self.agent = subprocess.Popen(
+                argv, env=_clean_env({}), stdout=out, stderr=subprocess.STDOUT
+            )
+        for _ in _deadline_loop("the agent's /health", 20):
+            if self.agent.poll() is not None:
+                raise StackError("sendpost-agent run exited:\n" + _tail(self.workdir / "agent.log"))
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.get(f"http://127.0.0.1:{self.agent_port}/health", timeout=2)
+                break
+        self.say(f"agent (sendpost-agent run) tailing {self.postfix.log_path}, "
+                 f"health on 127.0.0.1:{self.agent_port}")  # fmt: skip
+
+    def kill_agent(self) -> None:
+        """SIGKILL the agent (no chance to save anything) and reap it."""
+        if self.agent is not None:
+            self.agent.send_signal(signal.SIGKILL)
+            self.agent.wait(timeout=10)
+            self.agent = None
+
+    def agent_metric(self, name: str, labels: str = "") -> float:
+        """One value from the agent's /metrics (0 when absent)."""
+        text = httpx.get(f"http://127.0.0.1:{self.agent_port}/metrics", timeout=5).text
+        wanted = f"sendpost_agent_{name}{{{labels}}}" if labels else f"sendpost_agent_{name}"
+        for line in text.splitlines():
+            key, _, value = line.rpartition(" ")
+            if key == wanted:
+                return float(value)
+        return 0.0
+
+    # -- sending and reading events -------------------------------------------------------------
+
+    def send(self, recipients: Iterable[str], subject: str = "Hello from the demo") -> list[Sent]:
+        """One send API request; every recipient becomes its own message (its own UUID)."""
+        body = {
+            "from": {"email": SENDER, "name": "Demo Shop"},
+            "to": list(recipients),
+            "subject": subject,
+            "textBody": "Hello! This message went through the whole SendPost Custom SMTP loop.",
+            "ippool": POOL,
+        }
+        headers = {"X-SubAccount-ApiKey": self.account["subaccount_key"]}
+        answer = self.api("POST", "/api/v1/subaccount/email/", 200, json=body, headers=headers)
+        refused = [r for r in answer if r["errorCode"] != 0]
+        if refused:
+            raise StackError(f"the send API dropped messages: {refused}")
+        return [Sent(r["to"], r["messageId"]) for r in answer]
+
+    def receiving_server_said(self, recipient: str) -> str:
+        """What the sink answered for this recipient: ``250 …``, or its last rejection."""
+        for rejection in reversed(self.sink.rejections()):
+            if recipient in rejection.recipients:
+                return f"{rejection.stage}: {rejection.reply}"
+        if any(recipient in m.rcpt_tos for m in self.sink.messages()):
+            return "DATA: 250 accepted"
+        return "(nothing yet)"
+
+    def events(self, **params: Any) -> list[dict[str, Any]]:
+        """Every event of the account from ``GET /api/v1/events`` (all pages), newest first."""
+        found: list[dict[str, Any]] = []
+        query: dict[str, Any] = {"limit": 500, **params}
+        while True:
+            page = self.api("GET", "/api/v1/events", 200, params=query)
+            found.extend(page["data"])
+            if not page["nextCursor"]:
+                return found
+            query["cursor"] = page["nextCursor"]
+
+    def outcome(self, sent: Iterable[Sent]) -> Outcome:
+        mine = {s.message_id: s.recipient for s in sent}
+        events = [e for e in self.events() if e["messageId"] in mine]
+        result = Outcome(events=events)
+        for event in reversed(events):  # oldest first: the last terminal event wins
+            if event["typeName"] in TERMINAL:
+                result.final[mine[event["messageId"]]] = event["typeName"]
+                result.final_event[mine[event["messageId"]]] = event
+        result.pending = [r for r in mine.values() if r not in result.final]
+        return result
+
+    def wait_for_outcomes(self, sent: list[Sent], timeout: float = 60) -> Outcome:
+        """Poll the events API until every message has a final event (or StackError)."""
+        for _ in _deadline_loop("waiting for every message's final event", timeout, 0.25):
+            result = self.outcome(sent)
+            if not result.pending:
+                return result
+            self._check_alive()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _check_alive(self) -> None:
+        for name, proc, log in (
+            ("sendpost-platform serve", self.platform, "platform.log"),
+            ("sendpost-agent run", self.agent, "agent.log"),
+        ):
+            if proc is not None and proc.poll() is not None:
+                raise StackError(f"{name} exited:\n{_tail(self.workdir / log)}")
