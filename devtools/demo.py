@@ -44,8 +44,11 @@ TYPE_ORDER = ("CSProcessed", "CSSent", "CSDelivered", "CSHardBounced", "CSSoftBo
 WAIT_SECONDS = 60
 
 
-def recipients() -> list[str]:
-    return [f"{prefix}-{n}@sink.test" for prefix, count, _ in PLAN for n in range(1, count + 1)]
+def recipients(tag: str = "") -> list[str]:
+    """The demo's batch: ``{prefix}-{n}{tag}@sink.test`` for every line of ``PLAN``."""
+    return [
+        f"{prefix}-{n}{tag}@sink.test" for prefix, count, _ in PLAN for n in range(1, count + 1)
+    ]
 
 
 def expected_final(recipient: str) -> str:

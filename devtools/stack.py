@@ -42,6 +42,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -108,7 +109,7 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "(no output)"
 
 
-def _deadline_loop(what: str, timeout: float, interval: float = 0.1) -> Iterable[None]:
+def deadline_loop(what: str, timeout: float, interval: float = 0.1) -> Iterable[None]:
     """Yield until the caller breaks out; StackError once ``timeout`` seconds have passed."""
     deadline = time.monotonic() + timeout
     while True:
@@ -248,7 +249,7 @@ class Stack:
 
     def _wait_for_platform(self, timeout: float = 30) -> bool:
         assert self.platform is not None
-        for _ in _deadline_loop("the platform's /health", timeout):
+        for _ in deadline_loop("the platform's /health", timeout):
             if self.platform.poll() is not None:
                 return False
             with contextlib.suppress(httpx.HTTPError):
@@ -362,7 +363,7 @@ class Stack:
             self.agent = subprocess.Popen(
                 argv, env=_clean_env({}), stdout=out, stderr=subprocess.STDOUT
             )
-        for _ in _deadline_loop("the agent's /health", 20):
+        for _ in deadline_loop("the agent's /health", 20):
             if self.agent.poll() is not None:
                 raise StackError("sendpost-agent run exited:\n" + _tail(self.workdir / "agent.log"))
             with contextlib.suppress(httpx.HTTPError):
@@ -387,6 +388,14 @@ class Stack:
             if key == wanted:
                 return float(value)
         return 0.0
+
+    def platform_counter(self, name: str) -> int:
+        """A processing counter (e.g. ``ingest.deferred``) summed over providers, read from the
+        platform's SQLite database (read-only)."""
+        uri = f"file:{self.workdir / 'sendpost.db'}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=10)) as db:
+            row = db.execute("SELECT SUM(value) FROM counters WHERE name = ?", (name,)).fetchone()
+        return int(row[0] or 0)
 
     # -- sending and reading events -------------------------------------------------------------
 
@@ -439,7 +448,7 @@ class Stack:
 
     def wait_for_outcomes(self, sent: list[Sent], timeout: float = 60) -> Outcome:
         """Poll the events API until every message has a final event (or StackError)."""
-        for _ in _deadline_loop("waiting for every message's final event", timeout, 0.25):
+        for _ in deadline_loop("waiting for every message's final event", timeout, 0.25):
             result = self.outcome(sent)
             if not result.pending:
                 return result
