@@ -161,12 +161,21 @@ install_package() {
     local kind=$1 file=$2
     if [[ -n $root ]]; then
         say "unpacking $file into $root"
+        # Like the package manager with a changed conffile: an existing config stays as it is.
+        local conf="$root/etc/sendpost-agent/config.yaml" kept=""
+        if [[ -f $conf ]] && ((!dry_run)); then
+            kept=$(mktemp "$root/.sendpost-agent-config.XXXXXX")
+            cp -p "$conf" "$kept"
+        fi
         if [[ $kind == deb ]]; then
             run dpkg-deb -x "$file" "$root"
         elif ((dry_run)); then
             say "would run: rpm2cpio $file | cpio -idm (in $root)"
         else
-            (rpm2cpio "$file" | (cd "$root" && cpio -idm --quiet)) || fail "could not unpack $file"
+            (rpm2cpio "$file" | (cd "$root" && cpio -idmu --quiet)) || fail "could not unpack $file"
+        fi
+        if [[ -n $kept ]]; then
+            mv -f "$kept" "$conf"
         fi
         return
     fi
