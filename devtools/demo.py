@@ -158,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    # Ctrl-C even when started with SIGINT ignored (e.g. in the background by a script).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return run(args.once, args.keep)
     except KeyboardInterrupt:
