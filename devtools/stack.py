@@ -247,7 +247,7 @@ class Stack:
                     + _tail(self.workdir / "platform.log")
                 )
 
-    def _wait_for_platform(self, timeout: float = 30) -> bool:
+    def _wait_for_platform(self, timeout: float = 45) -> bool:
         assert self.platform is not None
         for _ in deadline_loop("the platform's /health", timeout):
             if self.platform.poll() is not None:

@@ -44,8 +44,8 @@ def _sources(event: dict[str, object]) -> set[str]:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     """The demo's batch through the whole stack, Postfix's notifications going to the platform's
-    bounce processor; waits until every message has its final event and until the agent's
-    reports of every bounce and deferral have been processed too."""
+    bounce processor; waits until every message has its final event and until both reports of
+    every bounce (the agent's and the DSN's) and the agent's deferrals have been processed."""
     with Stack(workdir=tmp_path_factory.mktemp("stack")) as stack:
         sent = stack.send(demo.recipients())
         stack.wait_for_outcomes(sent, timeout=60)
@@ -54,7 +54,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             outcome = stack.outcome(sent)
             bounces = [e for e in outcome.final_event.values() if e["typeName"] != "CSDelivered"]
             if stack.platform_counter("ingest.deferred") >= deferring and all(
-                "agent" in _sources(e) for e in bounces
+                {"agent", "dsn"} <= _sources(e) for e in bounces
             ):
                 break
         yield Run(stack, sent, outcome)
