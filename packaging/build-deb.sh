@@ -38,5 +38,5 @@ done
 
 deb="$out/sendpost-agent_${version}_${arch}.deb"
 # --root-owner-group: every file root:root in the archive, whoever builds it.
-dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" >/dev/null
+dpkg-deb --root-owner-group -Zgzip --build "$root" "$deb" >/dev/null
 echo "$deb"
