@@ -27,6 +27,7 @@ Rules
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -82,6 +83,10 @@ class Correlator:
         self.held = 0
         self.last_us: int | None = None
         self.orphans_due: int | None = None  # the first orphan's deadline (None: none known)
+        # Oldest first; entries may be stale (skipped): deques, as dicts slow down when used as
+        # queues. Queue IDs that held lines, and (deadline, queue ID) of orphans.
+        self.holding: deque[str] = deque()
+        self.orphan_order: deque[tuple[int, str]] = deque()
         self.uncorrelated = 0  # a counter, not state: restarts at zero
         if state:
             if state.get("version") != STATE_VERSION:
@@ -90,6 +95,8 @@ class Correlator:
             self.orphans = state["orphans"]
             self.last_us = state["last_us"]
             self.orphans_due = min((o["d"] for o in self.orphans.values()), default=None)
+            self.holding = deque(qid for qid, q in self.queues.items() if q["h"])
+            self.orphan_order = deque(sorted((o["d"], qid) for qid, o in self.orphans.items()))
             self.held = sum(len(q["h"]) for q in self.queues.values()) + sum(
                 len(o["h"]) for o in self.orphans.values()
             )
@@ -142,7 +149,11 @@ class Correlator:
         """The held lines of a removed queue ID: dropped if it had a UUID, else kept a while."""
         if q["u"] is None:
             deadline = (self.last_us or 0) + HOLD_US
+            earlier = self.orphans.pop(qid, None)  # the same short ID, removed twice
+            if earlier is not None:
+                self._give_up(len(earlier["h"]))
             self.orphans[qid] = {"h": q["h"], "d": deadline}
+            self.orphan_order.append((deadline, qid))
             if self.orphans_due is None:
                 self.orphans_due = deadline
         else:
@@ -167,6 +178,8 @@ class Correlator:
             micros = self.last_us
         q = self._queue(rec.queue_id)
         if q["u"] is None:
+            if not q["h"]:
+                self.holding.append(rec.queue_id)
             q["h"].append([_encode(rec), micros])
             self.held += 1
             if self.held > MAX_HELD:
@@ -234,6 +247,8 @@ class Correlator:
             self._deliver(q, qid, line, recipient, relay, status, dsn, text, micros, out)
             return
         rec = Delivery(qid, stamp, line, recipient, relay, status, dsn, text)
+        if not q["h"]:
+            self.holding.append(qid)
         q["h"].append([_encode(rec), micros])
         self.held += 1
         if self.held > MAX_HELD:
@@ -278,23 +293,36 @@ class Correlator:
 
     # -- bounds and time --------------------------------------------------------------------
 
+    def _oldest_orphan(self) -> str | None:
+        """The queue ID of the orphan with the earliest deadline (skipping stale entries)."""
+        order, orphans = self.orphan_order, self.orphans
+        while order:
+            deadline, qid = order[0]
+            orphan = orphans.get(qid)
+            if orphan is not None and orphan["d"] == deadline:
+                return qid
+            order.popleft()
+        return None
+
     def _drop_orphans(self, now_us: int) -> None:
-        orphans = self.orphans
         self.orphans_due = None
-        while orphans:
-            qid = next(iter(orphans))  # inserted in log order: the first is the oldest
-            if orphans[qid]["d"] > now_us:
-                self.orphans_due = orphans[qid]["d"]
+        while (qid := self._oldest_orphan()) is not None:
+            deadline = self.orphans[qid]["d"]
+            if deadline > now_us:
+                self.orphans_due = deadline
                 break
-            self._give_up(len(orphans.pop(qid)["h"]))
+            self.orphan_order.popleft()
+            self._give_up(len(self.orphans.pop(qid)["h"]))
 
     def _drop_oldest_held(self) -> None:
-        if self.orphans:
-            qid = next(iter(self.orphans))
+        qid = self._oldest_orphan()
+        if qid is not None:
+            self.orphan_order.popleft()
             self._give_up(len(self.orphans.pop(qid)["h"]))
             return
-        for q in self.queues.values():
-            if q["h"]:
+        while self.holding:
+            q = self.queues.get(self.holding.popleft())
+            if q is not None and q["h"] and q["u"] is None:
                 self._give_up(len(q["h"]))
                 q["h"] = []
                 return
