@@ -125,13 +125,13 @@ def test_deferrals_are_counted_and_never_stored(run: Run) -> None:
 
 def test_sigkilled_agent_restarts_and_loses_nothing(tmp_path: Path) -> None:
     """With Postfix's notifications discarded (the agent is the only source of deliveries and
-    bounces): SIGKILL the agent as the first outcomes arrive, send a second batch while it is
-    dead, restart it, SIGKILL it again during its catch-up, restart: every recipient of both
-    batches ends in the right state, each exactly once."""
+    bounces): SIGKILL the agent while Postfix delivers the first batch, send a second batch
+    while it is dead, restart it, SIGKILL it again once its catch-up has shipped something,
+    restart: every recipient of both batches ends in the right state, each exactly once."""
     with Stack(workdir=tmp_path, notifications_to_platform=False) as stack:
         first = stack.send(demo.recipients(".b1"))
-        for _ in deadline_loop("the first outcome", 60, 0.05):
-            if stack.outcome(first).final:
+        for _ in deadline_loop("the first relayed message", 60, 0.05):
+            if stack.events(type="CSSent"):  # Postfix is delivering batch 1 right now
                 break
         stack.kill_agent()
         second = stack.send(demo.recipients(".b2"))
@@ -140,10 +140,13 @@ def test_sigkilled_agent_restarts_and_loses_nothing(tmp_path: Path) -> None:
             relayed = {e["messageId"] for e in sent_events}
             if all(s.message_id in relayed for s in second) and stack.postfix.queue_is_empty():
                 break
+        everything = first + second
         stack.start_agent()
+        for _ in deadline_loop("the catch-up's first outcome", 60, 0.05):
+            if stack.outcome(everything).final:
+                break
         stack.kill_agent()
         stack.start_agent()
-        everything = first + second
         outcome = stack.wait_for_outcomes(everything, timeout=60)
         expected = {s.recipient: demo.expected_final(s.recipient) for s in everything}
         assert expected == outcome.final
