@@ -1,10 +1,10 @@
 """The pipeline: bytes of the log in, wire events out, with counters and resumable state.
 
 :meth:`Pipeline.feed` takes whole lines in large buffers. It does not split them: it decodes the
-buffer once, lets one compiled regex (:data:`~sendpost_agent.parse.postfix.PREFILTER`) jump to
-the few lines that can matter, parses only those with the same code as
-:func:`~sendpost_agent.parse.postfix.parse_line`, and counts the rest with ``bytes.count``. This is
-what makes ``sendpost-agent parse`` several times faster than pflogsumm (docs/benchmarks.md).
+buffer once, lets one compiled regex (:data:`~sendpost_agent.parse.postfix.SYSLOG_SCAN`, anchored
+on the literal ``"]: "``) jump to the lines that can matter, reads only those, with the same
+patterns and record builder as :func:`~sendpost_agent.parse.postfix.parse_line`, and counts the
+rest with ``bytes.count``. Figures in docs/benchmarks.md.
 
 Counters (:class:`ParseStats`):
 
