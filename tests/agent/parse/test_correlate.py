@@ -312,3 +312,13 @@ def test_held_lines_are_bounded() -> None:
     pipeline = Pipeline(reference_time=REF, tz=dt.UTC)
     pipeline.feed(b"".join(to(f"F{i:09d}") for i in range(MAX_HELD + 25)))
     assert pipeline.stats.uncorrelated == 25
+
+
+def test_reused_queue_id_removed_twice_without_uuid_counts_both() -> None:
+    """A short queue ID used twice by foreign mail within the hold time: both messages' lines
+    are counted as uncorrelated, none is silently lost."""
+    events, pipeline = run(
+        to("F0F0F0F0F0") + removed("F0F0F0F0F0"),
+        to("F0F0F0F0F0", at="12:00:03") + removed("F0F0F0F0F0", at="12:00:04"),
+    )
+    assert (events, pipeline.stats.uncorrelated) == ([], 2)
