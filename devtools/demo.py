@@ -29,7 +29,8 @@ from collections.abc import Sequence
 from types import FrameType
 
 from devtools.postfix import PostfixError
-from devtools.stack import Outcome, Sent, Stack, StackError
+from devtools.processes import StackError
+from devtools.stack import Outcome, Sent, Stack
 
 # local-part prefix -> (how many, the final event the receiving server's answer must lead to)
 PLAN: tuple[tuple[str, int, str], ...] = (
@@ -116,7 +117,7 @@ Look around:
   account key      {key}
   events API       curl -s -H 'X-Account-ApiKey: {key}' '{base}/api/v1/events?limit=20'
   one type         curl -s -H 'X-Account-ApiKey: {key}' '{base}/api/v1/events?type=CSSoftBounced'
-  agent            http://127.0.0.1:{stack.agent_port}/health  http://127.0.0.1:{stack.agent_port}/metrics
+  agent            http://127.0.0.1:{stack.agent.port}/health  http://127.0.0.1:{stack.agent.port}/metrics
   Postfix log      {stack.postfix.log_path}
   logs             {stack.workdir}/platform.log  {stack.workdir}/agent.log""")
 
@@ -139,7 +140,7 @@ def run(once: bool, keep: bool) -> int:
             f"({', '.join(f'{c} {p}-*' for p, c, _ in PLAN)}@sink.test)")  # fmt: skip
         say(f"waiting (at most {WAIT_SECONDS}s) for every message's final event ...")
         outcome = stack.wait_for_outcomes(sent, timeout=WAIT_SECONDS)
-        deferred = stack.agent_metric("events_total", 'type="deferred"')
+        deferred = stack.agent.metric("events_total", 'type="deferred"')
         say("every message has its final event")
         wrong = report(stack, sent, outcome, deferred)
         print_urls(stack)

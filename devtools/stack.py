@@ -8,7 +8,7 @@ Shared by the demo (``devtools/demo.py``) and the end-to-end tests (``tests/e2e/
         sent = stack.send(["accept-1@sink.test", "reject-1@sink.test"])
         outcome = stack.wait_for_outcomes(sent, timeout=60)
         outcome.final["reject-1@sink.test"]    # "CSHardBounced"
-        stack.kill_agent(); stack.start_agent()  # SIGKILL and restart on the same state dir
+        stack.agent.kill(); stack.agent.start()  # SIGKILL, restart on the same state dir
 
 What ``start()`` does, in order, each step through the real interfaces:
 
@@ -31,7 +31,8 @@ What ``start()`` does, in order, each step through the real interfaces:
 
 ``stop()`` (also on ``with`` exit and at interpreter exit) stops the agent, the platform,
 Postfix, the DNS server and the sink, and removes the work directory unless ``keep=True``.
-Process output goes to ``platform.log`` and ``agent.log`` in the work directory.
+Process output goes to ``platform.log`` and ``agent.log`` in the work directory; running the
+executables (and the agent's restarts) is ``devtools.processes``.
 """
 
 from __future__ import annotations
@@ -39,15 +40,11 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
-import os
 import shutil
-import signal
 import sqlite3
 import subprocess
-import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -57,6 +54,15 @@ import httpx
 
 from devtools.dns import DnsServer
 from devtools.postfix import DISCARD, PostfixInstance, PostfixSettings, free_port
+from devtools.processes import (
+    AgentProcess,
+    StackError,
+    clean_env,
+    deadline_loop,
+    executable,
+    tail,
+    terminate,
+)
 from devtools.sinks import SmtpSink
 
 SENDER_DOMAIN = "demo-shop.example"
@@ -64,10 +70,6 @@ SENDER = f"news@{SENDER_DOMAIN}"
 POOL = "demo-pool"
 TERMINAL = ("CSDelivered", "CSHardBounced", "CSSoftBounced", "CSDropped")
 INGEST_PATH = "/api/v1/tpsp/custom-smtp/events"
-
-
-class StackError(RuntimeError):
-    """A part of the stack did not start or did not behave; the message says which and why."""
 
 
 @dataclass(frozen=True)
@@ -84,39 +86,6 @@ class Outcome:
     final: dict[str, str] = field(default_factory=dict)
     final_event: dict[str, dict[str, Any]] = field(default_factory=dict)
     pending: list[str] = field(default_factory=list)
-
-
-def _executable(name: str) -> str:
-    beside = Path(sys.executable).parent / name
-    if beside.exists():
-        return str(beside)
-    found = shutil.which(name)
-    if found is None:
-        raise StackError(f"{name} is not installed: run `make setup`")
-    return found
-
-
-def _clean_env(extra: Mapping[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SENDPOST_")}
-    env.update(extra)
-    return env
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no output)"
-
-
-def deadline_loop(what: str, timeout: float, interval: float = 0.1) -> Iterable[None]:
-    """Yield until the caller breaks out; StackError once ``timeout`` seconds have passed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        yield None
-        if time.monotonic() >= deadline:
-            raise StackError(f"{what}: not done within {timeout:.0f}s")
-        time.sleep(interval)
 
 
 class Stack:
@@ -142,10 +111,9 @@ class Stack:
         self.dns = DnsServer()
         self.mta: PostfixInstance | None = None
         self.platform: subprocess.Popen[bytes] | None = None
-        self.agent: subprocess.Popen[bytes] | None = None
+        self._agent: AgentProcess | None = None
         self.base_url = ""
         self.bounce_port = 0
-        self.agent_port = 0
         self.account: dict[str, Any] = {}
         self.domain: dict[str, Any] = {}
         self.provider: dict[str, Any] = {}
@@ -179,7 +147,7 @@ class Stack:
             self._start_postfix()
             self._create_provider()
             self._create_pool()
-            self.start_agent()
+            self._start_agent()
         except BaseException:
             self.stop()
             raise
@@ -188,15 +156,10 @@ class Stack:
     def stop(self) -> None:
         """Stop every process and server, remove the work directory. Safe to call twice."""
         atexit.unregister(self.stop)
-        for proc in (self.agent, self.platform):
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-        self.agent = self.platform = None
+        if self._agent is not None:
+            self._agent.stop()
+        terminate(self.platform)
+        self.platform = None
         if self._http is not None:
             self._http.close()
             self._http = None
@@ -211,7 +174,7 @@ class Stack:
     # -- the platform ---------------------------------------------------------------------------
 
     def platform_env(self) -> dict[str, str]:
-        return _clean_env(
+        return clean_env(
             {
                 "SENDPOST_DATABASE_URL": f"sqlite:///{self.workdir / 'sendpost.db'}",
                 "SENDPOST_PUBLIC_BASE_URL": self.base_url,
@@ -231,7 +194,7 @@ class Stack:
             self.base_url = f"http://127.0.0.1:{port}"
             with open(self.workdir / "platform.log", "ab") as out:
                 self.platform = subprocess.Popen(
-                    [_executable("sendpost-platform"), "serve", "--listen", f"127.0.0.1:{port}"],
+                    [executable("sendpost-platform"), "serve", "--listen", f"127.0.0.1:{port}"],
                     cwd=self.workdir,
                     env=self.platform_env(),
                     stdout=out,
@@ -244,7 +207,7 @@ class Stack:
             if attempt == attempts - 1:
                 raise StackError(
                     "sendpost-platform serve did not start; its output:\n"
-                    + _tail(self.workdir / "platform.log")
+                    + tail(self.workdir / "platform.log")
                 )
 
     def _wait_for_platform(self, timeout: float = 45) -> bool:
@@ -273,7 +236,7 @@ class Stack:
 
     def _create_account(self) -> None:
         done = subprocess.run(
-            [_executable("sendpost-platform"), "create-account", "--name", "Demo", "--json"],
+            [executable("sendpost-platform"), "create-account", "--name", "Demo", "--json"],
             cwd=self.workdir,
             env=self.platform_env(),
             capture_output=True,
@@ -341,53 +304,23 @@ class Stack:
         self.say(f"IP pool {POOL!r} routes to provider {self.provider['id']}")
 
     @property
-    def state_dir(self) -> Path:
-        return self.workdir / "agent-state"
+    def agent(self) -> AgentProcess:
+        """``sendpost-agent run``: ``start()``, ``kill()`` (SIGKILL), ``metric()``, ``port``."""
+        if self._agent is None:
+            raise StackError("the agent has not been set up")
+        return self._agent
 
-    def start_agent(self) -> None:
-        """``sendpost-agent run`` on Postfix's log (same state dir on every start)."""
-        if self.agent is not None and self.agent.poll() is None:
-            raise StackError("the agent is already running")
-        config = self.workdir / "agent.yaml"
-        config.write_text(f"api-key: {self.ingest_key}\n")
-        self.agent_port = free_port()
-        argv = [
-            _executable("sendpost-agent"), "run", "--config", str(config),
-            "--endpoint", f"{self.base_url}{INGEST_PATH}",
-            "--log-path", str(self.postfix.log_path), "--state-dir", str(self.state_dir),
-            "--listen", f"127.0.0.1:{self.agent_port}",
-            "--batch-wait", str(self.agent_batch_wait), "--poll-interval", "0.1",
-            "--retry-initial", "0.2", "--retry-max", "2", "--checkpoint-interval", "0.2",
-        ]  # fmt: skip
-        with open(self.workdir / "agent.log", "ab") as out:
-            self.agent = subprocess.Popen(
-                argv, env=_clean_env({}), stdout=out, stderr=subprocess.STDOUT
-            )
-        for _ in deadline_loop("the agent's /health", 20):
-            if self.agent.poll() is not None:
-                raise StackError("sendpost-agent run exited:\n" + _tail(self.workdir / "agent.log"))
-            with contextlib.suppress(httpx.HTTPError):
-                httpx.get(f"http://127.0.0.1:{self.agent_port}/health", timeout=2)
-                break
+    def _start_agent(self) -> None:
+        self._agent = AgentProcess(
+            self.workdir,
+            log_path=self.postfix.log_path,
+            endpoint=f"{self.base_url}{INGEST_PATH}",
+            api_key=self.ingest_key,
+            batch_wait=self.agent_batch_wait,
+        )
+        self.agent.start()
         self.say(f"agent (sendpost-agent run) tailing {self.postfix.log_path}, "
-                 f"health on 127.0.0.1:{self.agent_port}")  # fmt: skip
-
-    def kill_agent(self) -> None:
-        """SIGKILL the agent (no chance to save anything) and reap it."""
-        if self.agent is not None:
-            self.agent.send_signal(signal.SIGKILL)
-            self.agent.wait(timeout=10)
-            self.agent = None
-
-    def agent_metric(self, name: str, labels: str = "") -> float:
-        """One value from the agent's /metrics (0 when absent)."""
-        text = httpx.get(f"http://127.0.0.1:{self.agent_port}/metrics", timeout=5).text
-        wanted = f"sendpost_agent_{name}{{{labels}}}" if labels else f"sendpost_agent_{name}"
-        for line in text.splitlines():
-            key, _, value = line.rpartition(" ")
-            if key == wanted:
-                return float(value)
-        return 0.0
+                 f"health on 127.0.0.1:{self.agent.port}")  # fmt: skip
 
     def platform_counter(self, name: str) -> int:
         """A processing counter (e.g. ``ingest.deferred``) summed over providers, read from the
@@ -456,9 +389,8 @@ class Stack:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _check_alive(self) -> None:
-        for name, proc, log in (
-            ("sendpost-platform serve", self.platform, "platform.log"),
-            ("sendpost-agent run", self.agent, "agent.log"),
-        ):
-            if proc is not None and proc.poll() is not None:
-                raise StackError(f"{name} exited:\n{_tail(self.workdir / log)}")
+        if self.platform is not None and self.platform.poll() is not None:
+            log = tail(self.workdir / "platform.log")
+            raise StackError(f"sendpost-platform serve exited:\n{log}")
+        if self._agent is not None:
+            self._agent.check_alive()

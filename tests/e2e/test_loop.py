@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from devtools import demo
-from devtools.stack import TERMINAL, Outcome, Sent, Stack, deadline_loop
+from devtools.processes import deadline_loop
+from devtools.stack import TERMINAL, Outcome, Sent, Stack
 
 pytestmark = pytest.mark.postfix
 
@@ -116,7 +117,7 @@ def test_bounces_reported_twice_are_stored_once_with_both_reports(run: Run) -> N
 def test_deferrals_are_counted_and_never_stored(run: Run) -> None:
     """The agent reported a deferral for each deferred recipient; the platform counted them and
     stored none: the events API has no CSDeferred, by name or by ID."""
-    assert run.stack.agent_metric("events_total", 'type="deferred"') >= len(_deferring(run.sent))
+    assert run.stack.agent.metric("events_total", 'type="deferred"') >= len(_deferring(run.sent))
     assert run.stack.platform_counter("ingest.deferred") >= len(_deferring(run.sent))
     assert [] == run.stack.events(type="CSDeferred")
     assert [] == run.stack.events(type="61")
@@ -133,7 +134,7 @@ def test_sigkilled_agent_restarts_and_loses_nothing(tmp_path: Path) -> None:
         for _ in deadline_loop("the first relayed message", 60, 0.05):
             if stack.events(type="CSSent"):  # Postfix is delivering batch 1 right now
                 break
-        stack.kill_agent()
+        stack.agent.kill()
         second = stack.send(demo.recipients(".b2"))
         for _ in deadline_loop("batch 2 relayed and Postfix idle", 60, 0.2):
             sent_events = stack.events(type="CSSent")
@@ -141,12 +142,12 @@ def test_sigkilled_agent_restarts_and_loses_nothing(tmp_path: Path) -> None:
             if all(s.message_id in relayed for s in second) and stack.postfix.queue_is_empty():
                 break
         everything = first + second
-        stack.start_agent()
+        stack.agent.start()
         for _ in deadline_loop("the catch-up's first outcome", 60, 0.05):
             if stack.outcome(everything).final:
                 break
-        stack.kill_agent()
-        stack.start_agent()
+        stack.agent.kill()
+        stack.agent.start()
         outcome = stack.wait_for_outcomes(everything, timeout=60)
         expected = {s.recipient: demo.expected_final(s.recipient) for s in everything}
         assert expected == outcome.final
