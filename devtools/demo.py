@@ -11,9 +11,10 @@ attempt: soft bounces), waits for every message's final event and prints:
 - each recipient: what the receiving server answered, the final event and who reported it;
 - the URLs to look at (dashboard, events API, the agent's health and metrics).
 
-Then it keeps everything running until Ctrl-C (``--once``: exit after printing; the exit status
-is 1 when a final event does not match what the receiving server did). Everything is stopped and
-removed on the way out.
+Then it keeps everything running until Ctrl-C (``--once``, or no terminal on stdin as in CI:
+exit after printing, with status 1 when a final event does not match what the receiving server
+did; ``--stay`` keeps running without a terminal). Everything is stopped and removed on the way
+out.
 
 Run: ``make demo`` or ``.venv/bin/python -m devtools.demo [--once] [--keep]``.
 """
@@ -156,13 +157,18 @@ def run(once: bool, keep: bool) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.demo", description=__doc__)
     parser.add_argument("--once", "--exit", action="store_true", help="exit after printing")
+    parser.add_argument(
+        "--stay", action="store_true", help="keep running until Ctrl-C even without a terminal"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)
+    # Without a terminal nobody can press Ctrl-C (CI, scripts): print, then exit.
+    once = args.once or not (args.stay or sys.stdin.isatty())
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     # Ctrl-C even when started with SIGINT ignored (e.g. in the background by a script).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        return run(args.once, args.keep)
+        return run(once, args.keep)
     except KeyboardInterrupt:
         print("\nstopped: the platform, agent, Postfix, DNS and receiving server are gone")
         return 0
