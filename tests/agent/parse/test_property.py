@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sendpost_agent.parse import Pipeline, Unparsed, parse_line
+from sendpost_agent.parse.events import Reply, analyse_reply
 from sendpost_wire import validate_event
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -93,3 +95,61 @@ def test_how_the_input_is_cut_does_not_matter(lines: list[bytes], cut: int) -> N
     whole = one.feed(data) + one.flush()
     parts = two.feed(data[:split]) + two.feed(data[split:]) + two.flush()
     assert whole == parts
+
+
+_SAID = re.compile(r"host \S+ (?:said|(?P<refused>refused to talk to me)): ", re.S)
+_CODE = re.compile(r"(?P<code>[2-5][0-9][0-9])(?:[ -]+(?P<rest>.*)|$)", re.S)
+_IN_REPLY = re.compile(r"\s*\(in reply to (?P<cmd>.+?) command\)\s*$", re.S)
+
+
+def reference_reply(text: str) -> Reply:
+    """The documented reply anatomy, written with regexes (the shipped code avoids them)."""
+    command = None
+    body = text
+    tail = _IN_REPLY.search(text)
+    if tail is not None:
+        body = text[: tail.start()]
+        command = tail.group("cmd").strip().upper() or None
+        if command == "END OF DATA":
+            command = "DATA"
+    said = _SAID.match(body)
+    if said is not None:
+        if said.group("refused") and command is None:
+            command = "CONNECT"
+        body = body[said.end() :]
+    code = None
+    coded = _CODE.match(body)
+    if coded is not None:
+        code = int(coded.group("code"))
+        body = coded.group("rest") or ""
+    return Reply(code, body.strip() or None, command)
+
+
+REPLY_PARTS = [
+    "host mx.example.org[192.0.2.1] said: ",
+    "host mx refused to talk to me: ",
+    "host  said: ",
+    "host a\tb said: ",
+    "250",
+    "550-5.1.1 ",
+    "451 4.7.1 ",
+    " (in reply to RCPT TO command)",
+    " (in reply to end of DATA command)",
+    "(in reply to  command)",
+    "(in reply to ",
+    " command)",
+    "  ",
+    "\n",
+    "said: ",
+    "(",
+    ")",
+    "Ok: queued as ABC",
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(REPLY_PARTS), st.text(max_size=8)), max_size=8))
+def test_reply_anatomy_matches_the_regex_reference(parts: list[str]) -> None:
+    """analyse_reply (string methods) agrees with the regex formulation of the same rules."""
+    text = "".join(parts)
+    assert analyse_reply(text) == reference_reply(text)
