@@ -228,13 +228,13 @@ class PostfixInstance:
             f"postfix -c {etc} start failed: {result.stderr.strip()}\n{self._log_tail()}"
         )
 
-    def stop(self, graceful: bool = False, timeout: float = 10.0) -> None:
+    def stop(self, graceful: bool = True, timeout: float = 10.0) -> None:
         """Stop Postfix, then the filter; remove the directory. Safe to call more than once.
 
-        By default every process of the instance gets SIGKILL at once (a throw-away queue needs no
-        orderly shut-down, and the master takes about 2 s to exit on SIGTERM). ``graceful=True``
-        sends SIGTERM to the master as ``postfix abort`` does. Either way we return only once no
-        process of the instance's process group is left.
+        SIGTERM to the master, as ``postfix abort`` does (the master passes it on to its process
+        group), then SIGKILL for whatever is still alive after ``timeout``; ``graceful=False``
+        sends SIGKILL to the whole group at once. Either way we return only once no live process
+        of the group is left, waiting on /proc rather than postfix-script's one-second naps.
         """
         atexit.unregister(self.stop)
         if self._running:
