@@ -11,7 +11,7 @@ API (stable, used by other test suites)::
         queue_id = submit(mta.smtp_port, ...)        # devtools.mail.submit
         trace = mta.wait_until_settled([queue_id], timeout=20)  # all recipients done, hops followed
         trace.notifications, trace.lines    # bounce notifications it caused, its log lines
-        mta.flush(); mta.queue_is_empty()
+        mta.flush(); mta.queue_is_empty(); mta.force_expire(queue_id)
         mta.wait_for_log(lambda text: "removed" in text, timeout=5)
 
 Each instance runs as root from its own directory (``mkdtemp``, mode 0755 so that the ``postfix``
@@ -97,6 +97,7 @@ __all__ = [
 
 POSTFIX = Path("/usr/sbin/postfix")
 POSTQUEUE = Path("/usr/sbin/postqueue")
+POSTSUPER = Path("/usr/sbin/postsuper")
 DIR_PREFIX = "sendpost-postfix-"
 
 
@@ -275,6 +276,12 @@ class PostfixInstance:
     def flush(self) -> None:
         """Ask Postfix to retry all deferred mail now (``postqueue -f``)."""
         self._run([str(POSTQUEUE), "-c", str(self.config_dir), "-f"], check=True)
+
+    def force_expire(self, queue_id: str) -> None:
+        """Expire a queued message now (``postsuper -e``, then a flush): Postfix returns it to the
+        sender with ``status=force-expired``."""
+        self._run([str(POSTSUPER), "-c", str(self.config_dir), "-e", queue_id], check=True)
+        self.flush()
 
     def queue_is_empty(self) -> bool:
         spool = self.root / "spool"

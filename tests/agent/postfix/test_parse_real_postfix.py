@@ -313,3 +313,19 @@ def test_retried_deferrals_then_expiry(local_mta: Callable[..., LocalMta]) -> No
     assert {accept: ["delivered"], defer: ["soft_bounced"]} == terminal_types(events, uuid), report(
         trace, events, uuid
     )
+
+
+def test_forced_expiry_is_one_soft_bounce(local_mta: Callable[..., LocalMta]) -> None:
+    """`postsuper -e` on a deferred message (qmgr: `status=force-expired`) gives its still-pending
+    recipient one `soft_bounced`; the recipient delivered earlier keeps its single `delivered`."""
+    rig = local_mta(maximal_queue_lifetime="1h", retry_delay="1h")
+    uuid = new_uuid()
+    defer, accept = addresses(uuid, "defer", "accept")
+    queue_id = rig.send(uuid, [defer, accept])
+    rig.mta.wait_for_log(lambda text: f"{queue_id}: to=<{defer}>" in text, timeout=20)
+    rig.mta.force_expire(queue_id)
+    trace = rig.settle([queue_id])
+    events = rig.parse().events
+    assert any("status=force-expired" in line for line in trace.lines), "\n".join(trace.lines)
+    expected = {defer: ["soft_bounced"], accept: ["delivered"]}
+    assert expected == terminal_types(events, uuid), report(trace, events, uuid)
