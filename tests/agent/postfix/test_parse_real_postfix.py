@@ -203,6 +203,18 @@ def test_internationalised_recipient(rig: LocalMta) -> None:
     assert {rcpt: ["delivered"]} == terminal_types(events, uuid), report(trace, events, uuid)
 
 
+def test_quoted_and_mixed_case_recipients(rig: LocalMta) -> None:
+    """Recipients are reported exactly as Postfix logs them: quoted local parts holding spaces,
+    commas and parentheses, and mixed case."""
+    uuid = new_uuid()
+    tag = uuid[:8]
+    quoted_ok, quoted_bad = f'"accept {tag}"@sink.test', f'"reject ({tag}), y"@sink.test'
+    mixed = f"Accept.{tag}@Sink.TEST"
+    trace, events = deliver(rig, uuid, [quoted_ok, quoted_bad, mixed])
+    expected = {quoted_ok: ["delivered"], quoted_bad: ["bounced"], mixed: ["delivered"]}
+    assert expected == terminal_types(events, uuid), report(trace, events, uuid)
+
+
 @pytest.mark.parametrize(
     "how",
     [
