@@ -11,12 +11,13 @@ import pytest
 from sendpost_agent import __version__
 
 from tests.agent.packaging.conftest import ROOT
+from tests.support.corpus import POSTFIX_LOGS
 
 pytestmark = pytest.mark.slow
 
 VENV_AGENT = ROOT / ".venv" / "bin" / "sendpost-agent"
 GOLDEN_LOG = ROOT / "tests" / "agent" / "parse" / "golden" / "lifecycle.log"
-CORPUS_LOG = ROOT.parent / "shared" / "corpus" / "postfix-logs" / "youyo-postfix-log-parser.log"
+CORPUS_LOG = POSTFIX_LOGS / "youyo-postfix-log-parser.log"
 # What a bare Linux host has without any Python: the C library family and zlib.
 HOST_LIBS = ("libm.so.6", "librt.so.1", "libutil.so.1", "libresolv.so.2", "libnss_files.so.2")
 

@@ -1,4 +1,4 @@
-"""The parser against the shared corpus of real Postfix lines (../shared/corpus/postfix-logs)."""
+"""The parser against the shared corpus of real Postfix lines (tests/corpus/postfix-logs)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import pytest
 from sendpost_agent.parse import Delivery, Expired, Pipeline, Unparsed, parse_line
 from sendpost_wire import validate_event
 
-CORPUS = Path(__file__).resolve().parents[4] / "shared" / "corpus" / "postfix-logs"
+from tests.support.corpus import POSTFIX_LOGS
+
+CORPUS = POSTFIX_LOGS
 LOG_FILES = sorted(CORPUS.glob("*.log")) + sorted(CORPUS.glob("lightmeterio-ControlCenter/*.log"))
 EXPECTED_FILES = sorted(CORPUS.glob("*.expected.jsonl"))
 DELIVERY_STATUSES = {"sent", "bounced", "deferred", "softbounce", "deliverable", "undeliverable"}

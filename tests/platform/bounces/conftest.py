@@ -2,7 +2,7 @@
 
 - ``bounce_server``: a started :class:`BounceServer` on ``127.0.0.1:0`` over the test's store
   (SQLite and PostgreSQL via the shared ``store`` fixture) and ManualClock; stopped at the end.
-- :func:`corpus_dsn`: a real bounce from ``/work/shared/corpus/bounces/dsn`` with its failed
+- :func:`corpus_dsn`: a real bounce from ``tests/corpus/bounces/dsn`` with its failed
   recipient's address rewritten to the test message's recipient.
 - :func:`return_path`: the envelope sender the platform gave a message (where its DSN goes).
 """
@@ -23,7 +23,9 @@ from sendpost_platform.store import Store, counters
 from sendpost_platform.store import events as event_store
 from sendpost_platform.store.messages import Message
 
-CORPUS = Path("/work/shared/corpus/bounces/dsn")
+from tests.support.corpus import BOUNCES
+
+CORPUS = BOUNCES / "dsn"
 MAX_BYTES = 64 * 1024
 
 

@@ -1,4 +1,4 @@
-"""Agreement of the classifier with the labelled bounce corpus (../shared/corpus/bounces).
+"""Agreement of the classifier with the labelled bounce corpus (tests/corpus/bounces).
 
 The corpus labels come from Sisimai's own test expectations. We aim for the SPEC's rule (only
 recipient address/domain problems are hard, a 4xx is never hard), which disagrees with Sisimai on a
@@ -10,13 +10,14 @@ docs/classification.md. The set is exact: a newly broken line fails, and so does
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sendpost_platform.domain.classify import HARD_REASONS, classify
 
-CORPUS = Path(__file__).resolve().parents[4] / "shared" / "corpus" / "bounces" / "responses.jsonl"
+from tests.support.corpus import BOUNCES
+
+CORPUS = BOUNCES / "responses.jsonl"
 
 # Line index (0-based) → why we accept classifying it differently from the corpus label.
 ACCEPTED_MISSES: dict[int, str] = {
@@ -39,8 +40,6 @@ HARD_REASON_MAP = {
 
 
 def _rows() -> list[dict[str, Any]]:
-    if not CORPUS.exists():
-        pytest.skip(f"bounce corpus not found at {CORPUS}")
     return [json.loads(line) for line in CORPUS.read_text().splitlines() if line.strip()]
 
 

@@ -1,4 +1,4 @@
-"""The DSN parser on the bounce corpus (../shared/corpus/bounces/dsn, MANIFEST.jsonl)."""
+"""The DSN parser on the bounce corpus (tests/corpus/bounces/dsn, MANIFEST.jsonl)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 from sendpost_platform.domain.classify import classify
 from sendpost_platform.smtp.dsn import parse_dsn, parse_report
 
-CORPUS = Path(__file__).resolve().parents[4] / "shared" / "corpus" / "bounces"
+from tests.support.corpus import BOUNCES
+
+CORPUS = BOUNCES
 
 # (file, address) → why our hard/soft verdict differs from the manifest's label.
 ACCEPTED_CLASS_MISSES = {
@@ -23,8 +25,6 @@ ACCEPTED_CLASS_MISSES = {
 
 def _manifest() -> list[dict[str, Any]]:
     path = CORPUS / "dsn" / "MANIFEST.jsonl"
-    if not path.exists():
-        pytest.skip(f"DSN corpus not found at {path}")
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
