@@ -29,14 +29,43 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def _sink(ready: Any, stop: Any, count: Any) -> None:
-    from devtools.smtp_servers import TestServer
+def _sink(kind: str, ready: Any, stop: Any, count: Any, sample: Any) -> None:
+    if kind == "aiosmtpd":
+        from devtools.smtp_servers import TestServer
 
-    with TestServer() as server:
-        ready.put(server.port)
-        while not stop.wait(0.2):
+        with TestServer() as server:
+            ready.put(server.port)
+            while not stop.wait(0.2):
+                count.value = len(server.messages)
             count.value = len(server.messages)
-        count.value = len(server.messages)
+            sample.put(("", [], server.messages[0]) if server.messages else None)
+        return
+    asyncio.run(_lean_sink(ready, stop, count, sample))
+
+
+async def _lean_sink(ready: Any, stop: Any, count: Any, sample: Any) -> None:
+    from bench.relay_sink import SinkStats, start_sink
+
+    stats = SinkStats()
+    server = await start_sink(stats)
+    ready.put(server.sockets[0].getsockname()[1])
+    while not stop.is_set():
+        count.value = stats.messages
+        await asyncio.sleep(0.1)
+    count.value = stats.messages
+    sample.put(stats.first)
+    server.close()
+
+
+def _check_signature(sample: Any, public_key: str) -> bool:
+    """Verify the DKIM signature of the first message the sink received."""
+    import dkim
+
+    if sample is None:
+        return False
+    record = f"v=DKIM1; k={public_key[0]}; p={public_key[1]}".encode()
+    message = sample[2] if isinstance(sample[2], bytes) else sample[2].encode()
+    return bool(dkim.verify(message, dnsfunc=lambda name, timeout=5: record))
 
 
 def _setup(url: str, port: int, messages: int, html: str, algorithm: str = "rsa") -> Any:
@@ -114,7 +143,7 @@ def _setup(url: str, port: int, messages: int, html: str, algorithm: str = "rsa"
                 pool=pool,
                 now=clock.now(),
             )
-    return settings, store, clock
+    return settings, store, clock, (algorithm, key.public_key)
 
 
 async def _relay(settings: Any, store: Any, clock: Any, worker_id: str) -> tuple[int, float]:
@@ -153,11 +182,17 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=4, help="connections per provider")
     parser.add_argument("--workers", type=int, default=1, help="relay worker processes")
     parser.add_argument("--dkim", choices=["rsa", "ed25519"], default="rsa", help="key type")
+    parser.add_argument(
+        "--sink",
+        choices=["lean", "aiosmtpd"],
+        default="lean",
+        help="SMTP sink (bench/relay_sink.py or devtools)",
+    )
     args = parser.parse_args()
 
     ctx = multiprocessing.get_context("spawn")
-    ready, stop, count = ctx.Queue(), ctx.Event(), ctx.Value("i", 0)
-    sink = ctx.Process(target=_sink, args=(ready, stop, count), daemon=True)
+    ready, stop, count, sample = ctx.Queue(), ctx.Event(), ctx.Value("i", 0), ctx.Queue()
+    sink = ctx.Process(target=_sink, args=(args.sink, ready, stop, count, sample), daemon=True)
     sink.start()
     port = ready.get(timeout=30)
     html = (
@@ -170,7 +205,7 @@ def main() -> int:
     )
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite:///{tmp}/bench.db"
-        settings, store, _clock = _setup(url, port, args.messages, html, args.dkim)
+        settings, store, _clock, public_key = _setup(url, port, args.messages, html, args.dkim)
         settings = dataclasses.replace(
             settings,
             relay_batch_size=args.batch,
@@ -194,6 +229,7 @@ def main() -> int:
     done = sum(d for d, _ in outcomes)
     cpu_ms = sum(c for _, c in outcomes) / max(done, 1) * 1000
     stop.set()
+    signed = _check_signature(sample.get(timeout=30), public_key)
     sink.join(timeout=10)
     db = "sqlite" if url.startswith("sqlite") else "postgresql"
     print(
@@ -201,9 +237,10 @@ def main() -> int:
         f"{done / elapsed:.0f} msg/s "
         f"(database {db}, {args.workers} worker process(es), batch {args.batch}, "
         f"{args.connections} connections each, worker CPU {cpu_ms:.2f} ms/message; "
-        f"sink received {count.value})"
+        f"{args.sink} sink received {count.value}, DKIM of the first "
+        f"{'verifies' if signed else 'DOES NOT VERIFY'})"
     )
-    return 0 if done == args.messages == count.value else 1
+    return 0 if done == args.messages == count.value and signed else 1
 
 
 if __name__ == "__main__":
