@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sendpost_wire import AgentEvent, BatchError, EventType, parse_batch, validate_event
+from sendpost_wire import (
+    AgentEvent,
+    BatchError,
+    EventType,
+    check_batch,
+    parse_batch,
+    validate_event,
+)
 
 UUID = "8f1c2b3a-4d5e-4f60-8a7b-9c0d1e2f3a4b"
 
@@ -74,6 +82,7 @@ def test_malformed_bodies_are_refused(body: bytes, field: str) -> None:
     with pytest.raises(BatchError) as info:
         parse_batch(body)
     assert [(None, field)] == [(e.index, e.field) for e in info.value.errors]
+    assert _verdict(parse_batch, body) == _verdict(check_batch, body)
 
 
 @given(
@@ -112,3 +121,37 @@ def test_fast_path_agrees_with_the_detailed_validator(raw: dict[str, object]) ->
     from sendpost_wire.schema import _checked_event
 
     assert _checked_event(raw, 0) == validate_event(raw, 0)
+
+
+def _verdict(function: Any, body: bytes) -> object:
+    try:
+        result = function(body)
+    except BatchError as exc:
+        return [e.to_json() for e in exc.errors]
+    return len(result) if isinstance(result, list) else result
+
+
+@given(st.lists(_events, min_size=1, max_size=5))
+def test_check_batch_agrees_with_parse_batch(raws: list[dict[str, object]]) -> None:
+    """check_batch (no events built) gives parse_batch's count, or exactly its errors."""
+    body = json.dumps({"events": raws}).encode()
+    assert _verdict(parse_batch, body) == _verdict(check_batch, body)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"event_type": ["delivered"]},
+        {"event_type": {"a": 1}},
+        {"timestamp": "0001-01-01T00:00:00+01:00"},
+        {"timestamp": "9999-12-31T23:59:59-01:00"},
+        {"timestamp": "2026-13-01T00:00:00Z"},
+        {"smtp_code": True},
+        {"message_id": "{3b241101-e2bb-4255-8caf-4136c566a962}"},
+    ],
+)
+def test_unusual_values_are_judged_alike_and_never_raise(extra: dict[str, object]) -> None:
+    """Unhashable types, out-of-range years and odd UUID spellings: both paths agree, no crash."""
+    raw = {"message_id": "3b241101-e2bb-4255-8caf-4136c566a962", "event_type": "delivered"}
+    body = json.dumps({"events": [{**raw, **extra}]}).encode()
+    assert _verdict(parse_batch, body) == _verdict(check_batch, body)

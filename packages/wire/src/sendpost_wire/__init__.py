@@ -11,6 +11,7 @@ from sendpost_wire.schema import (
     AgentEvent,
     BatchError,
     FieldError,
+    check_batch,
     parse_batch,
     validate_event,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "BatchError",
     "EventType",
     "FieldError",
+    "check_batch",
     "parse_batch",
     "validate_event",
 ]
