@@ -26,11 +26,11 @@ import asyncio
 import re
 import threading
 from collections.abc import Callable
-from types import TracebackType
 
 import aiosmtplib
 from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
+from devtools.service import Service
 from devtools.sinks import _AnyPortController
 
 _QUEUED_AS = re.compile(r"queued as (\w+)")
@@ -102,7 +102,7 @@ class _FilterController(_AnyPortController):
         return _XforwardSMTP(self.handler, **self.SMTP_kwargs)
 
 
-class ReinjectingFilter:
+class ReinjectingFilter(Service):
     """The loopback content filter; see the module docstring."""
 
     def __init__(
@@ -142,14 +142,3 @@ class ReinjectingFilter:
         if self._running:
             self._controller.stop()
             self._running = False
-
-    def __enter__(self) -> ReinjectingFilter:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -21,7 +21,6 @@ import socket
 import socketserver
 import struct
 import threading
-from types import TracebackType
 
 import dns.flags
 import dns.message
@@ -30,6 +29,8 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
+
+from devtools.service import Service
 
 _TXT_CHUNK = 255
 
@@ -137,7 +138,7 @@ class _Tcp(socketserver.ThreadingTCPServer):
     zone: DnsZone
 
 
-class DnsServer:
+class DnsServer(Service):
     """Serve a :class:`DnsZone` on ``host`` at one dynamically chosen port, UDP and TCP."""
 
     def __init__(self, zone: DnsZone | None = None, host: str = "127.0.0.1") -> None:
@@ -185,14 +186,3 @@ class DnsServer:
             thread.join(timeout=5)
         self._servers.clear()
         self._threads.clear()
-
-    def __enter__(self) -> DnsServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

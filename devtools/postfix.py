@@ -58,7 +58,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from types import TracebackType
 
 from devtools.content_filter import ReinjectingFilter
 from devtools.postfix_config import (
@@ -79,6 +78,7 @@ from devtools.postfix_procs import (
     release,
     wait_gone,
 )
+from devtools.service import Service
 
 __all__ = [
     "DISCARD",
@@ -126,7 +126,7 @@ def require_postfix() -> None:
         raise PostfixUnavailable("a private Postfix instance must be started as root")
 
 
-class PostfixInstance:
+class PostfixInstance(Service):
     """One private Postfix; see the module docstring."""
 
     def __init__(
@@ -259,17 +259,6 @@ class PostfixInstance:
                 release(self._root)
             else:
                 shutil.rmtree(self._root, ignore_errors=True)
-
-    def __enter__(self) -> PostfixInstance:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- operations -----------------------------------------------------------------------------
 

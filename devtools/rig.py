@@ -21,11 +21,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 
 from devtools.agent_cli import ParseResult, run_parse
 from devtools.mail import bounce_address, platform_message, submit
 from devtools.postfix import MessageTrace, PostfixInstance, PostfixSettings
+from devtools.service import Service
 from devtools.sinks import SmtpSink
 
 SENDER_DOMAIN = "example.com"
@@ -33,7 +33,7 @@ SUB_ACCOUNT_ID = 7
 BOUNCE_ROUTE = r"@sp-bounce\."
 
 
-class LocalMta:
+class LocalMta(Service):
     """A started ``PostfixInstance`` with a recipient sink and a bounce sink."""
 
     def __init__(
@@ -101,17 +101,6 @@ class LocalMta:
             self._mta.stop()
         self.bounce_sink.stop()
         self.sink.stop()
-
-    def __enter__(self) -> LocalMta:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def send(
         self,

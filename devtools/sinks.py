@@ -38,11 +38,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from devtools.service import Service
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,7 @@ class _AnyPortController(Controller):
         super()._trigger_server()  # type: ignore[no-untyped-call]
 
 
-class SmtpSink:
+class SmtpSink(Service):
     """An SMTP server on loopback that records what it receives and rejects by recipient prefix."""
 
     def __init__(
@@ -188,17 +189,6 @@ class SmtpSink:
         if self._running:
             self._controller.stop()
             self._running = False
-
-    def __enter__(self) -> SmtpSink:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _record_message(self, message: ReceivedMessage) -> int:
         with self._lock:

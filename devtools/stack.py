@@ -47,7 +47,6 @@ import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -63,6 +62,7 @@ from devtools.processes import (
     tail,
     terminate,
 )
+from devtools.service import Service
 from devtools.sinks import SmtpSink
 
 SENDER_DOMAIN = "demo-shop.example"
@@ -88,7 +88,7 @@ class Outcome:
     pending: list[str] = field(default_factory=list)
 
 
-class Stack:
+class Stack(Service):
     """Everything the demo and the end-to-end tests run; see the module docstring."""
 
     def __init__(
@@ -121,17 +121,6 @@ class Stack:
         self._http: httpx.Client | None = None
 
     # -- life cycle -----------------------------------------------------------------------------
-
-    def __enter__(self) -> Stack:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> Stack:
         atexit.register(self.stop)
