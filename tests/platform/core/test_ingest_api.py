@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 import sqlalchemy as sa
+from fastapi import FastAPI
+from sendpost_platform.api.auth import INGEST_KEY_CACHE_SECONDS, ingest_key_cache
 from sendpost_platform.app import create_app
 from sendpost_platform.clock import ManualClock
 from sendpost_platform.config import Settings
@@ -220,3 +222,20 @@ async def test_rate_limit_answers_429_with_retry_after(
     assert refused.status_code == 429
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
     assert other.status_code == 200
+
+
+async def test_key_lookups_are_cached_and_a_revocation_elsewhere_applies_within_the_bound(
+    app: FastAPI, client: httpx.AsyncClient, seed: Seed, store: Store, clock: ManualClock
+) -> None:
+    """Repeated requests with one key cost one database look-up; a deletion made by another
+    process (straight in the store) is honoured once INGEST_KEY_CACHE_SECONDS have passed."""
+    cache = ingest_key_cache(app.state.ctx)
+    events = [agent_event(str(uuid.uuid4()))]
+    statuses = [(await post_events(client, seed.ingest_key, events)).status_code for _ in range(3)]
+    with store.write() as conn:
+        providers.delete_provider(
+            conn, account_id=seed.account.account_id, provider_id=seed.provider.id, now=clock.now()
+        )
+    clock.advance(seconds=INGEST_KEY_CACHE_SECONDS)
+    after = (await post_events(client, seed.ingest_key, events)).status_code
+    assert ([200, 200, 200], 401, 2) == (statuses, after, cache.lookups)

@@ -2,7 +2,8 @@
 
 The hot path does only what the answer depends on: authenticate the key, count the request
 against the key's rate limit, read the body without ever holding more than 1 MiB, validate it
-with :func:`sendpost_wire.parse_batch`, and store the raw body durably (group commit, see
+with :func:`sendpost_wire.check_batch` (the verdict of ``parse_batch`` without building
+events), and store the raw body durably (group commit, see
 ``groupcommit.py``). Events are interpreted later by the worker (``processing.py``).
 
 Answers: 200 ``{"accepted": n, "batchId": id}``; 400 ``{"error", "code", "errors": [{"index",
@@ -22,11 +23,11 @@ from sendpost_wire import (
     MAX_BATCH_BYTES,
     MAX_BATCH_EVENTS,
     BatchError,
-    parse_batch,
+    check_batch,
 )
 
-from sendpost_platform.api.auth import IngestKeyDep
-from sendpost_platform.api.deps import AppContext, ContextDep
+from sendpost_platform.api.auth import IngestKeyHeader, ingest_key_cache, require_ingest_key
+from sendpost_platform.api.deps import AppContext
 from sendpost_platform.api.groupcommit import GroupCommitter
 from sendpost_platform.api.ratelimit import RateLimiter
 from sendpost_platform.errors import BadRequest, PayloadTooLarge, RateLimited
@@ -72,6 +73,7 @@ def setup(ctx: AppContext) -> None:
     ctx.extras["ingest.limiter"] = RateLimiter(
         ctx.settings.ingest_rate_limit, ctx.settings.rate_limit_url, namespace="ingest"
     )
+    ingest_key_cache(ctx)
 
 
 async def read_bounded(request: Request, limit: int) -> bytes:
@@ -116,23 +118,25 @@ def _too_large(count: int) -> PayloadTooLarge:
         429: {"description": "Over the per-key rate limit; see Retry-After"},
     },
 )
-async def ingest_events(request: Request, ctx: ContextDep, key: IngestKeyDep) -> JSONResponse:
+async def ingest_events(request: Request, api_key: IngestKeyHeader) -> JSONResponse:
+    ctx: AppContext = request.app.state.ctx
+    key = await require_ingest_key(ctx, api_key)
     limiter: RateLimiter = ctx.extras["ingest.limiter"]
     retry_after = await limiter.hit(key.key_hash)
     if retry_after is not None:
         raise RateLimited("too many requests for this key", retry_after=retry_after)
     body = await read_bounded(request, MAX_BATCH_BYTES)
     try:
-        events = parse_batch(body)
+        count = check_batch(body)
     except BatchError as exc:
-        count = _too_many_events(body)
-        if count is not None:
-            raise _too_large(count) from None
+        too_many = _too_many_events(body)
+        if too_many is not None:
+            raise _too_large(too_many) from None
         raise BadRequest(
             "invalid event batch; nothing was accepted", errors=[e.to_json() for e in exc.errors]
         ) from None
-    if len(events) > MAX_BATCH_EVENTS:
-        raise _too_large(len(events))
+    if count > MAX_BATCH_EVENTS:
+        raise _too_large(count)
     committer: GroupCommitter = ctx.extras["ingest.committer"]
-    batch_id = await committer.submit(IncomingBatch(key.provider_id, body, len(events)))
-    return JSONResponse({"accepted": len(events), "batchId": batch_id})
+    batch_id = await committer.submit(IncomingBatch(key.provider_id, body, count))
+    return JSONResponse({"accepted": count, "batchId": batch_id})

@@ -40,7 +40,7 @@ from pydantic.alias_generators import to_camel
 from sendpost_wire.schema import format_timestamp
 from starlette.concurrency import run_in_threadpool
 
-from sendpost_platform.api.auth import AccountDep
+from sendpost_platform.api.auth import AccountDep, ingest_key_cache
 from sendpost_platform.api.deps import AppContext, ContextDep, IdPath
 from sendpost_platform.crypto import SecretBox
 from sendpost_platform.errors import BadRequest, NotFound, Unprocessable
@@ -312,6 +312,7 @@ def delete_provider(provider_id: ProviderId, account: AccountDep, ctx: ContextDe
         deleted = provider_store.delete_provider(
             conn, account_id=account.id, provider_id=provider_id, now=ctx.clock.now()
         )
+    ingest_key_cache(ctx).invalidate()
     if not deleted:
         raise NotFound(f"no Custom SMTP provider {provider_id}")
     return Response(status_code=204)
@@ -328,6 +329,7 @@ def rotate_key(provider_id: ProviderId, account: AccountDep, ctx: ContextDep) ->
         if provider is None:
             raise NotFound(f"no Custom SMTP provider {provider_id}")
         key = provider_store.rotate_ingest_key(conn, provider_id=provider_id, now=now, grace=grace)
+    ingest_key_cache(ctx).invalidate()
     return {
         "id": provider_id,
         "eventIngestionApiKey": key,

@@ -20,7 +20,9 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from sendpost_platform.store.schema import custom_smtp_providers as providers
 from sendpost_platform.store.schema import ingest_batches as batches
+from sendpost_platform.store.schema import provider_ingest_keys as ingest_keys
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -36,6 +38,25 @@ class Batch:
     provider_id: int
     received_at: dt.datetime
     body: bytes
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class KeyGrant:
+    """What an ingestion key hash grants: its provider, and when the key stops working (None:
+    the provider's current key)."""
+
+    provider_id: int
+    expires_at: dt.datetime | None
+
+
+def key_grant(conn: Connection, key_hash: str) -> KeyGrant | None:
+    """The grant of an ingestion key of a provider that is not deleted (expiry not checked)."""
+    row = conn.execute(
+        sa.select(ingest_keys.c.provider_id, ingest_keys.c.expires_at)
+        .join(providers, providers.c.id == ingest_keys.c.provider_id)
+        .where(ingest_keys.c.key_hash == key_hash, providers.c.deleted_at.is_(None))
+    ).first()
+    return None if row is None else KeyGrant(int(row.provider_id), row.expires_at)
 
 
 def insert_batches(
