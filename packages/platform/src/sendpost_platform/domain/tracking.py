@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import functools
 import hashlib
 import hmac
 import html
@@ -56,7 +57,7 @@ def _unb64(text: str) -> bytes:
 
 
 def _mac(secret: bytes, payload: str) -> str:
-    return _b64(hmac.new(secret, payload.encode(), hashlib.sha256).digest())
+    return _b64(hmac.digest(secret, payload.encode(), "sha256"))
 
 
 def make_token(secret: bytes, token: TrackingToken) -> str:
@@ -97,19 +98,36 @@ _HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE 
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 
 
-def rewrite_links(html_body: str, base_url: str, secret: bytes, message_uuid: str) -> str:
-    """Point every ``http(s)`` link of ``<a href>`` at a signed click URL for this message."""
-
-    def replace(match: re.Match[str]) -> str:
+@functools.lru_cache(maxsize=64)
+def _link_plan(html_body: str, tracked_prefix: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``html_body`` cut around the ``href`` values to rewrite: ``texts`` has one more element
+    than ``urls`` and the body is ``texts[0] + href[0] + texts[1] + ...``. Computed once per
+    distinct body (a send request's recipients share theirs)."""
+    texts: list[str] = []
+    urls: list[str] = []
+    position = 0
+    for match in _HREF.finditer(html_body):
         original = html.unescape(match.group(3)).strip()
         if not original.lower().startswith(("http://", "https://")):
-            return match.group(0)
-        if original.startswith(f"{base_url.rstrip('/')}{TRACK_PATH}/"):
-            return match.group(0)
-        url = track_url(base_url, secret, TrackingToken(TrackKind.click, message_uuid, original))
-        return f"{match.group(1)}{match.group(2)}{html.escape(url)}{match.group(2)}"
+            continue
+        if original.startswith(tracked_prefix):
+            continue
+        texts.append(html_body[position : match.start(3)])
+        urls.append(original)
+        position = match.end(3)
+    texts.append(html_body[position:])
+    return tuple(texts), tuple(urls)
 
-    return _HREF.sub(replace, html_body)
+
+def rewrite_links(html_body: str, base_url: str, secret: bytes, message_uuid: str) -> str:
+    """Point every ``http(s)`` link of ``<a href>`` at a signed click URL for this message."""
+    texts, urls = _link_plan(html_body, f"{base_url.rstrip('/')}{TRACK_PATH}/")
+    out = [texts[0]]
+    for original, text in zip(urls, texts[1:], strict=True):
+        token = TrackingToken(TrackKind.click, message_uuid, original)
+        out.append(html.escape(track_url(base_url, secret, token)))
+        out.append(text)
+    return "".join(out)
 
 
 def add_open_pixel(html_body: str, base_url: str, secret: bytes, message_uuid: str) -> str:
