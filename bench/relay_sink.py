@@ -19,7 +19,7 @@ that what arrived carries a valid DKIM signature.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 MAX_LINE = 4096
 SIZE_LIMIT = 52_428_800
@@ -28,9 +28,9 @@ SIZE_LIMIT = 52_428_800
 @dataclass
 class SinkStats:
     messages: int = 0
-    bytes: int = 0
+    octets: int = 0
     first: tuple[str, list[str], bytes] | None = None
-    connections: int = field(default=0)
+    connections: int = 0
 
 
 def unstuff(data: bytes) -> bytes:
@@ -99,7 +99,7 @@ class SinkProtocol(asyncio.Protocol):
         self.in_data = False
         message = unstuff(body)
         self.stats.messages += 1
-        self.stats.bytes += len(message)
+        self.stats.octets += len(message)
         if self.stats.first is None:
             self.stats.first = (self.sender or "", list(self.recipients), message)
         self.sender, self.recipients = None, []
