@@ -239,3 +239,23 @@ async def test_key_lookups_are_cached_and_a_revocation_elsewhere_applies_within_
     clock.advance(seconds=INGEST_KEY_CACHE_SECONDS)
     after = (await post_events(client, seed.ingest_key, events)).status_code
     assert ([200, 200, 200], 401, 2) == (statuses, after, cache.lookups)
+
+
+async def test_agent_last_seen_moves_at_one_second_resolution(
+    client: httpx.AsyncClient, seed: Seed, store: Store, clock: ManualClock
+) -> None:
+    """Batches within a second of the last recorded sighting leave agent_last_seen_at alone;
+    one a second later moves it."""
+    events = [agent_event(str(uuid.uuid4()))]
+
+    async def seen_after_post(advance: float) -> dt.datetime | None:
+        clock.advance(advance)
+        assert (await post_events(client, seed.ingest_key, events)).status_code == 200
+        with store.read() as conn:
+            provider = providers.get_provider_by_id(conn, seed.provider.id)
+        assert provider is not None
+        return provider.agent_last_seen_at
+
+    first = clock.now()
+    seen = [await seen_after_post(0), await seen_after_post(0.5), await seen_after_post(0.5)]
+    assert [first, first, first + dt.timedelta(seconds=1)] == seen

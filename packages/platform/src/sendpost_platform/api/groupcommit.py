@@ -2,12 +2,16 @@
 
 Each request calls :meth:`GroupCommitter.submit` and waits. If no flush is running, the caller
 starts one (a task, so a cancelled request cannot strand the others): it takes everything
-queued, writes it in one transaction in a worker thread (INSERT of the raw bodies, provider
+queued, writes it in one transaction in a worker thread (one INSERT of the raw bodies, provider
 ``agent_last_seen_at``, COMMIT), resolves every waiter, and repeats while requests queued up
-meanwhile. A request is answered only after the
-transaction holding its batch committed (SQLite: WAL fsynced, ``synchronous=FULL``;
-PostgreSQL: ``synchronous_commit``), so a 200 always means "durably stored". If the commit fails,
-every request of the group gets the error (answered 503; the agent retries).
+meanwhile. ``agent_last_seen_at`` has a resolution of one second: a provider this object set it
+for less than a second ago (by the app's clock, in a committed transaction) is not touched
+again, which is what the UPDATE's own condition would decide, minus the statement.
+
+A request is answered only after the transaction holding its batch committed (SQLite: WAL
+fsynced, ``synchronous=FULL``; PostgreSQL: ``synchronous_commit``), so a 200 always means
+"durably stored". If the commit fails, every request of the group gets the error (answered
+503; the agent retries).
 
 No long-lived background task is involved: the flush task ends when the queue is empty, so the
 object works under any event loop (tests create many).
@@ -16,11 +20,13 @@ object works under any event loop (tests create many).
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
 from sendpost_platform.clock import Clock
 from sendpost_platform.store import Store
 from sendpost_platform.store import ingest as ingest_store
 from sendpost_platform.store import providers as provider_store
+from sendpost_platform.store.providers import AGENT_SEEN_RESOLUTION
 
 MAX_GROUP = 256
 
@@ -32,6 +38,8 @@ class GroupCommitter:
         self._queue: list[tuple[ingest_store.IncomingBatch, asyncio.Future[int]]] = []
         self._flushing = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._seen_at: dict[int, dt.datetime] = {}
+        """provider ID → when this object last committed its ``agent_last_seen_at``."""
         self.groups = 0
         """Transactions committed (for tests and the benchmark)."""
 
@@ -74,8 +82,14 @@ class GroupCommitter:
 
     def _write(self, items: list[ingest_store.IncomingBatch]) -> list[int]:
         now = self.clock.now()
+        stale = now - AGENT_SEEN_RESOLUTION
+        touch = sorted(
+            {i.provider_id for i in items if self._seen_at.get(i.provider_id, stale) <= stale}
+        )
         with self.store.write() as conn:
             ids = ingest_store.insert_batches(conn, items, now=now)
-            for provider_id in sorted({i.provider_id for i in items}):
+            for provider_id in touch:
                 provider_store.touch_agent_seen(conn, provider_id, now)
+        for provider_id in touch:
+            self._seen_at[provider_id] = now
         return ids
