@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import fcntl
-import json
 import logging
 import os
 import signal
@@ -234,7 +233,7 @@ class Agent:
                         save()
                     await self._pause(self.stop, s.poll_interval)
                     continue
-                self._append(pipeline.feed(data))
+                self._append(pipeline.feed_json(data))
                 metrics.observe_parse(pipeline.stats)
                 position = source.position
                 if position is not None:
@@ -248,11 +247,11 @@ class Agent:
             save()
             self.status.stopping = True
 
-    def _append(self, events: list[Any]) -> None:
+    def _append(self, events: list[str]) -> None:
+        """Events as compact ASCII JSON (their wire form) into the WAL."""
         if not events:
             return
-        dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-        self.wal.append([dumps(e.to_wire()).encode() for e in events])
+        self.wal.append([e.encode() for e in events])
         self.refresh()
 
     @staticmethod

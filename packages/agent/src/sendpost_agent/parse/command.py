@@ -71,8 +71,8 @@ def run(args: argparse.Namespace) -> int:
         for name, handle in zip(names, handles, strict=True):
             with handle:
                 for chunk in _ChunkReader(name, handle):
-                    _write(out, pipeline.feed(chunk))
-        _write(out, pipeline.flush())
+                    _write(out, pipeline.feed_json(chunk))
+        pipeline.flush()
         out.flush()
     except _Unreadable as exc:
         print(exc, file=sys.stderr)
@@ -132,9 +132,10 @@ class _ChunkReader:
         raise StopIteration
 
 
-def _write(out: BinaryIO, events: list[AgentEvent]) -> None:
+def _write(out: BinaryIO, events: list[str]) -> None:
     if events:
-        out.write("".join([event_json(event) for event in events]).encode())
+        events.append("")
+        out.write("\n".join(events).encode())
 
 
 _stamps: dict[dt.datetime, str] = {}

@@ -31,9 +31,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from sendpost_wire import AgentEvent
-
-from sendpost_agent.parse.events import Reply, analyse_reply, event_type_for, make_event
+from sendpost_agent.parse.events import Reply, analyse_reply, event_type_for
 from sendpost_agent.parse.records import (
     SOURCE_INHERITED,
     Delivery,
@@ -42,6 +40,7 @@ from sendpost_agent.parse.records import (
     Removed,
     UuidSeen,
 )
+from sendpost_agent.parse.scan import Prepared, prepare
 
 TTL_US = 24 * 3600 * 1_000_000
 HOLD_US = 300 * 1_000_000
@@ -51,6 +50,8 @@ _NO_SOURCE = 99
 _QUEUED_AS = re.compile(r"queued as ([0-9A-Za-z]{5,})")
 
 Held = list[Any]  # [encoded record, micros]
+Out = list[tuple[str, int | None, Prepared]]
+"""Events as they leave the correlator: (UUID, log time in µs or None, line-local fields)."""
 
 
 def _encode(rec: Delivery | Expired) -> list[Any]:
@@ -112,7 +113,7 @@ class Correlator:
 
     # -- input ------------------------------------------------------------------------------
 
-    def on_record(self, rec: Record, micros: int | None, out: list[AgentEvent]) -> None:
+    def on_record(self, rec: Record, micros: int | None, out: Out) -> None:
         """Feed one record; ``micros`` is its log time (None: not known, the log clock stays)."""
         if isinstance(rec, Delivery | Expired):
             self.outcome(rec, micros, out)
@@ -123,7 +124,7 @@ class Correlator:
         else:
             self.reinjected(rec.queue_id, rec.parent, out)
 
-    def learn(self, qid: str, uuid: str, source: int, out: list[AgentEvent]) -> None:
+    def learn(self, qid: str, uuid: str, source: int, out: Out) -> None:
         """A line revealed the UUID of ``qid``."""
         q = self.queues.get(qid)
         if q is None:
@@ -159,7 +160,7 @@ class Correlator:
         else:
             self.held -= len(q["h"])
 
-    def reinjected(self, qid: str, parent_qid: str, out: list[AgentEvent]) -> None:
+    def reinjected(self, qid: str, parent_qid: str, out: Out) -> None:
         """smtpd logged ``qid`` with ``orig_queue_id=parent_qid``."""
         q = self._queue(qid)
         parent = self._queue(parent_qid)
@@ -168,7 +169,7 @@ class Correlator:
         elif qid not in parent["c"]:
             parent["c"].append(qid)
 
-    def outcome(self, rec: Delivery | Expired, micros: int | None, out: list[AgentEvent]) -> None:
+    def outcome(self, rec: Delivery | Expired, micros: int | None, out: Out) -> None:
         """A delivery or expiry line: an event now, or held until the UUID is known."""
         if micros is not None:
             self.last_us = micros
@@ -194,7 +195,7 @@ class Correlator:
         q["t"] = self.last_us
         return q
 
-    def _learn(self, q: dict[str, Any], uuid: str, source: int, out: list[AgentEvent]) -> None:
+    def _learn(self, q: dict[str, Any], uuid: str, source: int, out: Out) -> None:
         if source >= q["s"]:
             return
         q["u"], q["s"] = uuid, source
@@ -208,7 +209,7 @@ class Correlator:
             for child in children:
                 self._link_child(child, uuid, out)
 
-    def _link_child(self, child: str, uuid: str, out: list[AgentEvent]) -> None:
+    def _link_child(self, child: str, uuid: str, out: Out) -> None:
         orphan = self.orphans.pop(child, None)
         if orphan is not None:
             self.held -= len(orphan["h"])
@@ -220,7 +221,7 @@ class Correlator:
         self._learn(self._queue(child), uuid, SOURCE_INHERITED, out)
 
     def _apply(
-        self, q: dict[str, Any], rec: Delivery | Expired, micros: int | None, out: list[AgentEvent]
+        self, q: dict[str, Any], rec: Delivery | Expired, micros: int | None, out: Out
     ) -> None:
         if isinstance(rec, Expired):
             self._expire_message(q, rec, micros, out)
@@ -230,9 +231,10 @@ class Correlator:
 
     def delivery(
         self, qid: str, stamp: str | None, line: str, recipient: str, relay: str, status: str,
-        dsn: str | None, text: str, micros: int | None, out: list[AgentEvent],
+        dsn: str | None, text: str, micros: int | None, out: Out, prepared: Prepared | None = None,
     ) -> None:  # fmt: skip
-        """A delivery line, as fields (the pipeline's hot path: no record object unless held)."""
+        """A delivery line, as fields (the pipeline's hot path: no record object unless held).
+        ``prepared``: the event's line-local part when the caller already has it."""
         if micros is not None:
             self.last_us = micros
             if self.orphans_due is not None and micros >= self.orphans_due:
@@ -244,7 +246,7 @@ class Correlator:
             q = self.queues[qid] = _new_queue()
         q["t"] = self.last_us
         if q["u"] is not None:
-            self._deliver(q, qid, line, recipient, relay, status, dsn, text, micros, out)
+            self._deliver(q, qid, line, recipient, relay, status, dsn, text, micros, out, prepared)
             return
         rec = Delivery(qid, stamp, line, recipient, relay, status, dsn, text)
         if not q["h"]:
@@ -256,7 +258,8 @@ class Correlator:
 
     def _deliver(
         self, q: dict[str, Any], qid: str, line: str, recipient: str, relay: str, status: str,
-        dsn: str | None, text: str, micros: int | None, out: list[AgentEvent],
+        dsn: str | None, text: str, micros: int | None, out: Out,
+        prepared: Prepared | None = None,
     ) -> None:  # fmt: skip
         uuid: str = q["u"]
         pending: dict[str, list[Any]] = q["p"]
@@ -266,19 +269,19 @@ class Correlator:
                 pending.pop(recipient, None)
                 self._link_child(hop[-1], uuid, out)
                 return
-        event_type = event_type_for(status, dsn)
-        if event_type is None:
-            return
-        if event_type == "deferred":
+        if prepared is None:
+            event_type = event_type_for(status, dsn)
+            if event_type is None:
+                return
+            prepared = prepare(event_type, analyse_reply(text), recipient, dsn, qid, line)
+        if prepared.event_type == "deferred":
             pending[recipient] = [text, dsn]
         elif pending:
             pending.pop(recipient, None)
-        out.append(
-            make_event(uuid, event_type, micros, analyse_reply(text), recipient, dsn, qid, line)
-        )
+        out.append((uuid, micros, prepared))
 
     def _expire_message(
-        self, q: dict[str, Any], rec: Expired, micros: int | None, out: list[AgentEvent]
+        self, q: dict[str, Any], rec: Expired, micros: int | None, out: Out
     ) -> None:
         pending: dict[str, list[Any]] = q["p"]
         items: list[tuple[str | None, str, str | None]] = [
@@ -287,9 +290,8 @@ class Correlator:
         pending.clear()
         for rcpt, text, dsn in items:
             reply = analyse_reply(text) if text else Reply(None, f"message {rec.status}", None)
-            out.append(
-                make_event(q["u"], "soft_bounced", micros, reply, rcpt, dsn, rec.queue_id, rec.line)
-            )
+            prepared = prepare("soft_bounced", reply, rcpt, dsn, rec.queue_id, rec.line)
+            out.append((q["u"], micros, prepared))
 
     # -- bounds and time --------------------------------------------------------------------
 

@@ -24,14 +24,9 @@ Fields taken from the text in parentheses after the status word:
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import re
-from typing import Any, NamedTuple
-
-from sendpost_wire import AgentEvent
-
-from sendpost_agent.parse.timestamps import from_micros
+from typing import NamedTuple
 
 MAX_TEXT = 10_000  # the wire contract's limit for text fields
 
@@ -109,50 +104,3 @@ def clean_enhanced(dsn: str | None) -> str | None:
     if dsn is None or _ENHANCED.fullmatch(dsn) is None:
         return None
     return dsn
-
-
-_last_time: list[Any] = [None, None]
-
-
-def _time(micros: int) -> dt.datetime:
-    """``from_micros`` with a one-entry cache: consecutive events often share their second."""
-    if _last_time[0] != micros:
-        _last_time[0], _last_time[1] = micros, from_micros(micros)
-    value: dt.datetime = _last_time[1]
-    return value
-
-
-_ENHANCED_SEEN: dict[str | None, str | None] = {None: None}
-
-
-def make_event(
-    uuid: str,
-    event_type: str,
-    micros: int | None,
-    reply: Reply,
-    recipient: str | None,
-    dsn: str | None,
-    queue_id: str,
-    line: str,
-) -> AgentEvent:
-    """Build one wire event; every field is made valid for :func:`sendpost_wire.validate_event`.
-    (Positional and lean: it runs once per event.)"""
-    if recipient is not None and ("@" not in recipient or len(recipient) > MAX_TEXT):
-        recipient = None
-    enhanced = _ENHANCED_SEEN.get(dsn, "")
-    if enhanced == "":
-        enhanced = clean_enhanced(dsn)
-        if len(_ENHANCED_SEEN) < 1000:
-            _ENHANCED_SEEN[dsn] = enhanced
-    return AgentEvent(
-        uuid,
-        event_type,
-        _time(micros) if micros is not None else None,
-        reply.code,
-        reply.description,
-        recipient or None,
-        event_id(line, event_type, recipient),
-        enhanced,
-        reply.command,
-        queue_id if len(queue_id) <= MAX_TEXT else queue_id[:MAX_TEXT],
-    )

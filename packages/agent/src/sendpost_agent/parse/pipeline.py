@@ -20,48 +20,28 @@ Counters (:class:`ParseStats`):
 
 from __future__ import annotations
 
-import bisect
 import datetime as dt
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sendpost_wire import AgentEvent
+from sendpost_wire.schema import format_timestamp
 
-from sendpost_agent.parse.correlate import Correlator
-from sendpost_agent.parse.postfix import (
-    BARE_HINT,
-    BARE_SCAN,
-    GROUP_DSN,
-    GROUP_HEADER_UUID,
-    GROUP_MESSAGE_ID_UUID,
-    GROUP_QID,
-    GROUP_RELAY,
-    GROUP_REMOVED,
-    GROUP_SENDER_UUID,
-    GROUP_STATUS,
-    GROUP_TEXT,
-    GROUP_TO,
-    GROUP_TO_BARE,
-    GROUP_TRUNCATED,
-    MAX_LINE_BYTES,
-    SYSLOG_SCAN,
-    parse_text,
-    record_from_match,
-    stamp_of,
-    status_text,
+from sendpost_agent.parse.correlate import Correlator, Out
+from sendpost_agent.parse.scan import (
+    OP_DELIVERY,
+    OP_EXPIRED,
+    OP_REINJECTED,
+    OP_REMOVED,
+    OP_UUID,
+    Prepared,
+    Scanned,
+    scan,
 )
-from sendpost_agent.parse.records import (
-    SOURCE_HEADER,
-    SOURCE_MESSAGE_ID,
-    SOURCE_SENDER,
-    Expired,
-    Reinjected,
-    Unparsed,
-)
-from sendpost_agent.parse.timestamps import YearGuess, to_micros
+from sendpost_agent.parse.timestamps import YearGuess, from_micros, to_micros
 
 # Relays that are our own content filter or Postfix instance: loopback addresses, by address
 # (``127.0.0.1[127.0.0.1]:10024``) or by name. Unix-socket relays (``[private/dovecot-lmtp]``)
@@ -70,14 +50,6 @@ DEFAULT_INTERNAL_RELAYS: tuple[str, ...] = ("127.0.0.0/8", "::1/128", "localhost
 
 STATE_VERSION = 1
 _RELAY = re.compile(r"(?P<name>[^\[]*)(?:\[(?P<addr>[^\]]*)\])?(?::\d+)?")
-_SURROGATE = re.compile("[\udc80-\udcff]")
-_LONG_CHARS = MAX_LINE_BYTES // 4
-_UUID_SOURCES = {
-    GROUP_HEADER_UUID: SOURCE_HEADER,
-    GROUP_SENDER_UUID: SOURCE_SENDER,
-    GROUP_MESSAGE_ID_UUID: SOURCE_MESSAGE_ID,
-}
-_BIG = 1 << 62  # a line this many characters long may exceed 64 KiB
 
 
 @dataclass
@@ -166,122 +138,78 @@ class Pipeline:
         )
         self._last_stamp: str | None = None
         self._last_micros: int | None = None
+        self._stamps: dict[int | None, str] = {}
 
     def feed(self, data: bytes) -> list[AgentEvent]:
         """Process zero or more complete lines; returns their events in log order."""
-        if not data:
-            return []
+        return [_event(*item) for item in self.apply(scan(data))] if data else []
+
+    def feed_json(self, data: bytes) -> list[str]:
+        """:meth:`feed`, each event as its compact JSON object (ASCII, the same object as
+        ``json.dumps(event.to_wire())``), without building the event objects."""
+        return self.render(self.apply(scan(data))) if data else []
+
+    def apply(self, scanned: Scanned) -> Out:
+        """The order-dependent half of :meth:`feed`: year inference and correlation of the
+        operations :func:`~sendpost_agent.parse.scan.scan` found (in worker processes, for
+        ``parse``). Returns (UUID, time, line-local fields) per event; see :meth:`render`."""
         stats = self.stats
-        lines = data.count(b"\n")
-        if data[-1:] != b"\n":
-            lines += 1
-        stats.lines += lines
-        try:
-            text = data.decode("utf-8")
-            dirty = False
-        except UnicodeDecodeError:
-            text = data.decode("utf-8", "surrogateescape")
-            dirty = True
-        long_lines = _long_lines(text) if len(data) > MAX_LINE_BYTES else []
-        out: list[AgentEvent] = []
+        stats.lines += scanned.lines
+        out: Out = []
         corr = self._correlator
-        queues, learn, outcome, delivery = corr.queues, corr.learn, corr.outcome, corr.delivery
+        queues, learn, delivery = corr.queues, corr.learn, corr.delivery
         resolve = self._resolve
-        find, rfind = text.find, text.rfind
-        parsed = truncated = 0
-        line_end = -1
-        for m in self._matches(text):
-            at = m.start()
-            if at < line_end:
-                continue  # the rest of a line already decided
-            qid = m[GROUP_QID]
-            line_end = find("\n", m.end())
-            if line_end < 0:
-                line_end = len(text)
-            if long_lines and _inside(long_lines, at):
-                continue  # counted as too_long
-            kind = m.lastindex
-            if dirty and _SURROGATE.search(text, rfind("\n", 0, at) + 1, line_end):
-                outcome_of_repair = self._feed_repaired(text, at, out)
-                if outcome_of_repair == "parsed":
-                    parsed += 1
-                elif outcome_of_repair == "truncated":
-                    truncated += 1
-                continue
-            if kind == GROUP_REMOVED:
-                q = queues.pop(qid, None)
+        for op in scanned.ops:
+            kind = op[0]
+            if kind == OP_DELIVERY:
+                _, qid, stamp, line, recipient, relay, status, dsn, text, prepared = op
+                micros = resolve(stamp) if stamp else None
+                delivery(qid, stamp, line, recipient, relay, status, dsn, text, micros, out,
+                         prepared)  # fmt: skip
+            elif kind == OP_UUID:
+                q = queues.get(op[1])
+                if q is None or q["s"] > op[3]:
+                    learn(op[1], op[2], op[3], out)
+            elif kind == OP_REMOVED:
+                q = queues.pop(op[1], None)
                 if q is not None and q["h"]:
-                    corr.park(qid, q)
-            elif kind in _UUID_SOURCES:
-                source = _UUID_SOURCES[kind]
-                q = queues.get(qid)
-                if q is None or q["s"] > source:
-                    learn(qid, m[kind].lower(), source, out)
-            elif kind == GROUP_TRUNCATED:
-                truncated += 1
-                continue
+                    corr.park(op[1], q)
+            elif kind == OP_EXPIRED:
+                rec = op[1]
+                corr.outcome(rec, resolve(rec.stamp) if rec.stamp else None, out)
+            elif kind == OP_REINJECTED:
+                corr.reinjected(op[1].queue_id, op[1].parent, out)
             else:
-                start = rfind("\n", 0, at) + 1
-                stamp = stamp_of(text, start, at) if at > start else None
-                if kind in (GROUP_STATUS, GROUP_TEXT):
-                    to = m[GROUP_TO]
-                    delivery(
-                        qid,
-                        stamp,
-                        text[start:line_end],
-                        to if to is not None else m[GROUP_TO_BARE],
-                        m[GROUP_RELAY],
-                        m[GROUP_STATUS].lower(),
-                        m[GROUP_DSN],
-                        status_text(text, m.end(), line_end) if kind == GROUP_TEXT else "",
-                        resolve(stamp) if stamp else None,
-                        out,
-                    )
-                else:
-                    rec = record_from_match(m, stamp, text, start, line_end)
-                    if isinstance(rec, Expired):
-                        outcome(rec, resolve(stamp) if stamp else None, out)
-                    elif isinstance(rec, Reinjected):
-                        corr.reinjected(qid, rec.parent, out)
-            parsed += 1
-        stats.parsed += parsed
-        if truncated:
-            stats.unparsed["truncated"] = stats.unparsed.get("truncated", 0) + truncated
-        if long_lines:
-            stats.unparsed["too_long"] = stats.unparsed.get("too_long", 0) + len(long_lines)
-        stats.ignored += lines - parsed - truncated - len(long_lines)
-        self._count(out)
+                rec = op[1]
+                corr.on_record(rec, resolve(rec.stamp) if rec.stamp else None, out)
+        stats.parsed += scanned.parsed
+        stats.invalid_utf8 += scanned.invalid_utf8
+        unparsed = stats.unparsed
+        if scanned.truncated:
+            unparsed["truncated"] = unparsed.get("truncated", 0) + scanned.truncated
+        if scanned.too_long:
+            unparsed["too_long"] = unparsed.get("too_long", 0) + scanned.too_long
+        stats.ignored += scanned.lines - scanned.parsed - scanned.truncated - scanned.too_long
+        counts = stats.events
+        for item in out:
+            name = item[2].event_type
+            counts[name] = counts.get(name, 0) + 1
+        stats.uncorrelated = corr.uncorrelated
         return out
 
-    @staticmethod
-    def _matches(text: str) -> Iterable[re.Match[str]]:
-        """Matches of both line shapes in log order (lines without an envelope are rare)."""
-        bare_starts = [hint.end() for hint in BARE_HINT.finditer(text)]
-        if BARE_SCAN.match(text, 0):
-            bare_starts.insert(0, 0)
-        if not bare_starts:
-            return SYSLOG_SCAN.finditer(text)
-        found: dict[int, re.Match[str]] = {}
-        for start in bare_starts:
-            m = BARE_SCAN.match(text, start)
-            if m is not None:
-                found[start] = m
-        for m in SYSLOG_SCAN.finditer(text):
-            found.setdefault(text.rfind("\n", 0, m.start()) + 1, m)
-        return [found[start] for start in sorted(found)]
-
-    def _feed_repaired(self, text: str, at: int, out: list[AgentEvent]) -> str:
-        """A line with invalid UTF-8: decode it again with U+FFFD and parse that. Returns
-        ``parsed`` or the Unparsed reason."""
-        start = text.rfind("\n", 0, at) + 1
-        end = text.find("\n", at)
-        raw = text[start : end if end >= 0 else len(text)].encode("utf-8", "surrogateescape")
-        rec = parse_text(raw.decode("utf-8", "replace"))
-        if isinstance(rec, Unparsed):
-            return rec.reason
-        self.stats.invalid_utf8 += 1
-        self._correlator.on_record(rec, self._resolve(rec.stamp) if rec.stamp else None, out)
-        return "parsed"
+    def render(self, events: Out) -> list[str]:
+        """Events from :meth:`apply` as compact JSON objects (see :meth:`feed_json`)."""
+        stamps = self._stamps
+        rendered = []
+        for uuid, micros, p in events:
+            stamp = stamps.get(micros)
+            if stamp is None:
+                stamp = _stamp_json(micros)
+                if len(stamps) >= 4096:
+                    stamps.clear()
+                stamps[micros] = stamp
+            rendered.append(f'{{"message_id":"{uuid}{p.head}{stamp}{p.tail}')
+        return rendered
 
     def flush(self) -> list[AgentEvent]:
         """End of input (``parse``): lines still waiting for a UUID are counted as uncorrelated."""
@@ -312,39 +240,30 @@ class Pipeline:
         self._last_stamp, self._last_micros = stamp, micros
         return micros
 
-    def _count(self, events: list[AgentEvent]) -> None:
-        counts = self.stats.events
-        for event in events:
-            counts[event.event_type] = counts.get(event.event_type, 0) + 1
-        self.stats.uncorrelated = self._correlator.uncorrelated
+
+def _event(uuid: str, micros: int | None, p: Prepared) -> AgentEvent:
+    return AgentEvent(
+        uuid, p.event_type, _time(micros) if micros is not None else None, p.code, p.description,
+        p.recipient, p.event_id, p.enhanced, p.command, p.queue_id,
+    )  # fmt: skip
 
 
-def _byte_length(text: str, start: int, end: int) -> int:
-    return len(text[start:end].encode("utf-8", "surrogateescape"))
+_last_time: list[Any] = [None, None]
 
 
-def _long_lines(text: str) -> list[tuple[int, int]]:
-    """Spans of the lines over 64 KiB, found by jumping from each newline to the last one
-    within reach: a handful of ``rfind`` calls per megabyte when no line is long."""
-    spans: list[tuple[int, int]] = []
-    pos, size = 0, len(text)
-    while pos < size:
-        nl = text.rfind("\n", pos, min(size, pos + _LONG_CHARS + 1))
-        if nl >= 0:
-            pos = nl + 1
-            continue
-        end = text.find("\n", pos)
-        if end < 0:
-            end = size
-        if _byte_length(text, pos, end) > MAX_LINE_BYTES:
-            spans.append((pos, end))
-        pos = end + 1
-    return spans
+def _time(micros: int) -> dt.datetime:
+    """``from_micros`` with a one-entry cache: consecutive events often share their second."""
+    if _last_time[0] != micros:
+        _last_time[0], _last_time[1] = micros, from_micros(micros)
+    value: dt.datetime = _last_time[1]
+    return value
 
 
-def _inside(spans: list[tuple[int, int]], at: int) -> bool:
-    i = bisect.bisect_right(spans, (at, _BIG)) - 1
-    return i >= 0 and spans[i][0] <= at <= spans[i][1]
+def _stamp_json(micros: int | None) -> str:
+    """The ``"timestamp"`` member (with the quote that closes the event type before it)."""
+    if micros is None:
+        return ""
+    return f',"timestamp":"{format_timestamp(from_micros(micros))}"'
 
 
 def _copy(value: Any) -> Any:

@@ -1,0 +1,280 @@
+"""The line-local half of the pipeline: a buffer of whole lines in, a list of operations out.
+
+:func:`scan` does everything that depends on one line alone: decoding, the regex scan of the
+buffer, the timestamp text, the delivery fields and, for a delivery whose status gives an event,
+the event's line-local fields already rendered as JSON (:func:`prepare`). What depends on the
+order of the log — the year of classic timestamps, the queue ID → UUID state — is left to
+:meth:`~sendpost_agent.parse.pipeline.Pipeline.apply`, which replays the operations in order.
+
+Pure, and its result is plain picklable data, so ``sendpost-agent parse`` runs it in worker
+processes over consecutive chunks of a file while the main process applies the results in
+order; the daemon runs both halves in one process (:meth:`Pipeline.feed`). Either way the same
+two functions run, so the events are the same.
+
+Operations (tuples, first item the kind):
+
+* ``(OP_REMOVED, qid)``;
+* ``(OP_UUID, qid, uuid, source)`` — a UUID line (one already implied by an earlier line of
+  the same buffer, same queue ID, no ``removed`` between, and a source as good or better, is
+  left out: applying it would change nothing);
+* ``(OP_DELIVERY, qid, stamp, line, recipient, relay, status, dsn, text, prepared)``;
+* ``(OP_EXPIRED, record)`` and ``(OP_REINJECTED, record)``;
+* ``(OP_RECORD, record)`` — a line with invalid UTF-8, decoded again with U+FFFD, taken the
+  slow way (:meth:`Correlator.on_record`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Iterable
+from json.encoder import encode_basestring_ascii as _json_str
+from typing import Any, NamedTuple
+
+from sendpost_agent.parse.events import MAX_TEXT, Reply, analyse_reply, clean_enhanced, event_id
+from sendpost_agent.parse.events import event_type_for as _event_type_for
+from sendpost_agent.parse.postfix import (
+    BARE_HINT,
+    BARE_SCAN,
+    GROUP_DSN,
+    GROUP_HEADER_UUID,
+    GROUP_MESSAGE_ID_UUID,
+    GROUP_QID,
+    GROUP_RELAY,
+    GROUP_REMOVED,
+    GROUP_SENDER_UUID,
+    GROUP_STATUS,
+    GROUP_TEXT,
+    GROUP_TO,
+    GROUP_TO_BARE,
+    GROUP_TRUNCATED,
+    MAX_LINE_BYTES,
+    SYSLOG_SCAN,
+    parse_text,
+    record_from_match,
+    stamp_of,
+    status_text,
+)
+from sendpost_agent.parse.records import (
+    SOURCE_HEADER,
+    SOURCE_MESSAGE_ID,
+    SOURCE_SENDER,
+    Expired,
+    Reinjected,
+    Removed,
+    Unparsed,
+)
+
+OP_REMOVED, OP_UUID, OP_DELIVERY, OP_EXPIRED, OP_REINJECTED, OP_RECORD = range(6)
+
+_SURROGATE = re.compile("[\udc80-\udcff]")
+_LONG_CHARS = MAX_LINE_BYTES // 4
+_UUID_SOURCES = {
+    GROUP_HEADER_UUID: SOURCE_HEADER,
+    GROUP_SENDER_UUID: SOURCE_SENDER,
+    GROUP_MESSAGE_ID_UUID: SOURCE_MESSAGE_ID,
+}
+_BIG = 1 << 62  # a line this many characters long may exceed 64 KiB
+
+
+class Prepared(NamedTuple):
+    """An event's fields that do not depend on the UUID or the resolved time, and the same
+    rendered as the middle (``head``: after the message ID, before the timestamp) and the end
+    (``tail``: after the timestamp) of its compact JSON object."""
+
+    event_type: str
+    code: int | None
+    description: str | None
+    recipient: str | None
+    event_id: str
+    enhanced: str | None
+    command: str | None
+    queue_id: str
+    head: str
+    tail: str
+
+
+_ENHANCED_SEEN: dict[str | None, str | None] = {None: None}
+_TYPES = ("delivered", "bounced", "soft_bounced", "deferred")
+_HEADS = {name: f'","event_type":"{name}"' for name in _TYPES}
+
+
+def prepare(
+    event_type: str, reply: Reply, recipient: str | None, dsn: str | None, queue_id: str, line: str
+) -> Prepared:
+    """The line-local part of one event; every field made valid for the wire contract."""
+    if recipient is not None and ("@" not in recipient or len(recipient) > MAX_TEXT):
+        recipient = None
+    recipient = recipient or None
+    enhanced = _ENHANCED_SEEN.get(dsn, "")
+    if enhanced == "":
+        enhanced = clean_enhanced(dsn)
+        if len(_ENHANCED_SEEN) < 1000:
+            _ENHANCED_SEEN[dsn] = enhanced
+    eid = event_id(line, event_type, recipient)
+    if len(queue_id) > MAX_TEXT:
+        queue_id = queue_id[:MAX_TEXT]
+    code, description, command = reply
+    parts = []
+    if code is not None:
+        parts += [',"smtp_code":', str(code)]
+    if description is not None:
+        parts += [',"smtp_description":', _json_str(description)]
+    if recipient is not None:
+        parts += [',"recipient":', _json_str(recipient)]
+    parts += [',"event_id":"', eid, '"']
+    if enhanced is not None:
+        parts += [',"enhanced_status":"', enhanced, '"']
+    if command is not None:
+        parts += [',"smtp_command":', _json_str(command)]
+    parts += [',"queue_id":', _json_str(queue_id), "}"]
+    head = _HEADS.get(event_type) or f'","event_type":{_json_str(event_type)[1:]}'
+    return Prepared(
+        event_type, code, description, recipient, eid, enhanced, command, queue_id, head,
+        "".join(parts),
+    )  # fmt: skip
+
+
+class Scanned(NamedTuple):
+    """The result of :func:`scan` (counters as in :class:`ParseStats`)."""
+
+    ops: list[tuple[Any, ...]]
+    lines: int
+    parsed: int
+    truncated: int
+    too_long: int
+    invalid_utf8: int
+
+
+def scan(data: bytes) -> Scanned:
+    """The operations of a buffer of whole lines (see the module docstring)."""
+    lines = data.count(b"\n")
+    if data[-1:] != b"\n" and data:
+        lines += 1
+    try:
+        text = data.decode("utf-8")
+        dirty = False
+    except UnicodeDecodeError:
+        text = data.decode("utf-8", "surrogateescape")
+        dirty = True
+    long_lines = _long_lines(text) if len(data) > MAX_LINE_BYTES else []
+    ops: list[tuple[Any, ...]] = []
+    append = ops.append
+    best: dict[str, int] = {}  # queue ID -> best UUID source emitted in this buffer
+    event_type_for = _event_type_for
+    find, rfind = text.find, text.rfind
+    parsed = truncated = invalid = 0
+    line_end = -1
+    for m in _matches(text):
+        at = m.start()
+        if at < line_end:
+            continue  # the rest of a line already decided
+        line_end = find("\n", m.end())
+        if line_end < 0:
+            line_end = len(text)
+        if long_lines and _inside(long_lines, at):
+            continue  # counted as too_long
+        if dirty and _SURROGATE.search(text, rfind("\n", 0, at) + 1, line_end):
+            rec = _repaired(text, at)
+            if isinstance(rec, Unparsed):
+                if rec.reason == "truncated":
+                    truncated += 1
+                continue
+            invalid += 1
+            parsed += 1
+            if isinstance(rec, Removed):
+                best.pop(rec.queue_id, None)
+            append((OP_RECORD, rec))
+            continue
+        kind = m.lastindex
+        qid = m[GROUP_QID]
+        if kind == GROUP_REMOVED:
+            best.pop(qid, None)
+            append((OP_REMOVED, qid))
+        elif kind in _UUID_SOURCES:
+            source = _UUID_SOURCES[kind]
+            if best.get(qid, 99) > source:
+                best[qid] = source
+                append((OP_UUID, qid, m[kind].lower(), source))
+        elif kind == GROUP_TRUNCATED:
+            truncated += 1
+            continue
+        else:
+            start = rfind("\n", 0, at) + 1
+            stamp = stamp_of(text, start, at) if at > start else None
+            if kind in (GROUP_STATUS, GROUP_TEXT):
+                to = m[GROUP_TO]
+                recipient = to if to is not None else m[GROUP_TO_BARE]
+                status = m[GROUP_STATUS].lower()
+                dsn = m[GROUP_DSN]
+                body = status_text(text, m.end(), line_end) if kind == GROUP_TEXT else ""
+                line = text[start:line_end]
+                event_type = event_type_for(status, dsn)
+                prepared = (
+                    None
+                    if event_type is None
+                    else prepare(event_type, analyse_reply(body), recipient, dsn, qid, line)
+                )
+                append((OP_DELIVERY, qid, stamp, line, recipient, m[GROUP_RELAY], status, dsn,
+                        body, prepared))  # fmt: skip
+            else:
+                rec = record_from_match(m, stamp, text, start, line_end)
+                if isinstance(rec, Expired):
+                    append((OP_EXPIRED, rec))
+                elif isinstance(rec, Reinjected):
+                    append((OP_REINJECTED, rec))
+        parsed += 1
+    return Scanned(ops, lines, parsed, truncated, len(long_lines), invalid)
+
+
+def _matches(text: str) -> Iterable[re.Match[str]]:
+    """Matches of both line shapes in log order (lines without an envelope are rare)."""
+    bare_starts = [hint.end() for hint in BARE_HINT.finditer(text)]
+    if BARE_SCAN.match(text, 0):
+        bare_starts.insert(0, 0)
+    if not bare_starts:
+        return SYSLOG_SCAN.finditer(text)
+    found: dict[int, re.Match[str]] = {}
+    for start in bare_starts:
+        m = BARE_SCAN.match(text, start)
+        if m is not None:
+            found[start] = m
+    for m in SYSLOG_SCAN.finditer(text):
+        found.setdefault(text.rfind("\n", 0, m.start()) + 1, m)
+    return [found[start] for start in sorted(found)]
+
+
+def _repaired(text: str, at: int) -> Any:
+    """A line with invalid UTF-8, decoded again with U+FFFD and parsed: a record or Unparsed."""
+    start = text.rfind("\n", 0, at) + 1
+    end = text.find("\n", at)
+    raw = text[start : end if end >= 0 else len(text)].encode("utf-8", "surrogateescape")
+    return parse_text(raw.decode("utf-8", "replace"))
+
+
+def _byte_length(text: str, start: int, end: int) -> int:
+    return len(text[start:end].encode("utf-8", "surrogateescape"))
+
+
+def _long_lines(text: str) -> list[tuple[int, int]]:
+    """Spans of the lines over 64 KiB, found by jumping from each newline to the last one
+    within reach: a handful of ``rfind`` calls per megabyte when no line is long."""
+    spans: list[tuple[int, int]] = []
+    pos, size = 0, len(text)
+    while pos < size:
+        nl = text.rfind("\n", pos, min(size, pos + _LONG_CHARS + 1))
+        if nl >= 0:
+            pos = nl + 1
+            continue
+        end = text.find("\n", pos)
+        if end < 0:
+            end = size
+        if _byte_length(text, pos, end) > MAX_LINE_BYTES:
+            spans.append((pos, end))
+        pos = end + 1
+    return spans
+
+
+def _inside(spans: list[tuple[int, int]], at: int) -> bool:
+    i = bisect.bisect_right(spans, (at, _BIG)) - 1
+    return i >= 0 and spans[i][0] <= at <= spans[i][1]
