@@ -108,7 +108,15 @@ class RelayJob:
         if not claimed:
             return 0
         endpoint, contents = context
-        outcomes = await asyncio.gather(*(self._send(m, endpoint, contents) for m in claimed))
+        # As many messages in flight as there are connections: each is prepared just before
+        # its turn, so preparing one overlaps with the provider's replies for the others.
+        in_flight = asyncio.Semaphore(self.settings.relay_connections_per_provider)
+
+        async def send(message: relay.ClaimedMessage) -> _Outcome:
+            async with in_flight:
+                return await self._send(message, endpoint, contents)
+
+        outcomes = await asyncio.gather(*(send(m) for m in claimed))
         await asyncio.to_thread(self._record, outcomes)
         return len(claimed)
 
