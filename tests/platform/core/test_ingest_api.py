@@ -15,10 +15,10 @@ from sendpost_platform.api.auth import INGEST_KEY_CACHE_SECONDS, ingest_key_cach
 from sendpost_platform.app import create_app
 from sendpost_platform.clock import ManualClock
 from sendpost_platform.config import Settings
-from sendpost_platform.store import Store, providers
+from sendpost_platform.store import Store, accounts, providers
 from sendpost_platform.store.schema import ingest_batches
 
-from tests.platform.conftest import Seed
+from tests.platform.conftest import Seed, add_provider
 from tests.platform.core.helpers import INGEST_PATH, agent_event, post_events
 
 
@@ -259,3 +259,24 @@ async def test_agent_last_seen_moves_at_one_second_resolution(
     first = clock.now()
     seen = [await seen_after_post(0), await seen_after_post(0.5), await seen_after_post(0.5)]
     assert [first, first, first + dt.timedelta(seconds=1)] == seen
+
+
+@pytest.mark.postgres
+async def test_postgres_stores_bodies_lz4_compressed_and_reads_them_back_exactly(
+    pg_store: Store,
+) -> None:
+    """On PostgreSQL (built with LZ4, as Debian's is) a stored body is LZ4-compressed and
+    reads back byte for byte."""
+    with pg_store.write() as conn:
+        account = accounts.create_account(conn, name="pg", now=dt.datetime.now(dt.UTC))
+        _provider, key = add_provider(conn, account.account_id, ManualClock())
+    events = [agent_event(str(uuid.uuid4()), smtp_description="x" * 5000) for _ in range(3)]
+    raw = json.dumps({"events": events}).encode()
+    app = create_app(Settings(database_url="postgresql://unused", secret_key="k"), store=pg_store)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        response = await c.post(INGEST_PATH, headers={"X-SP-Event-ApiKey": key}, content=raw)
+    with pg_store.read() as conn:
+        stored = conn.execute(
+            sa.select(ingest_batches.c.body, sa.func.pg_column_compression(ingest_batches.c.body))
+        ).one()
+    assert (200, raw, "lz4") == (response.status_code, bytes(stored[0]), stored[1])

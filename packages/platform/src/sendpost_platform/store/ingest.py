@@ -59,12 +59,34 @@ def key_grant(conn: Connection, key_hash: str) -> KeyGrant | None:
     return None if row is None else KeyGrant(int(row.provider_id), row.expires_at)
 
 
+def _use_lz4(conn: Connection) -> None:
+    """On PostgreSQL, compress this transaction's new bodies with LZ4 rather than the default
+    pglz when the server has it: several times cheaper for the database on the hot path, and
+    transparent to readers. Asked once per database connection (``conn.info`` persists)."""
+    if conn.dialect.name != "postgresql":
+        return
+    available = conn.info.get(_LZ4)
+    if available is None:
+        available = conn.info[_LZ4] = bool(
+            conn.exec_driver_sql(
+                "SELECT 'lz4' = ANY(enumvals) FROM pg_settings"
+                " WHERE name = 'default_toast_compression'"
+            ).scalar()
+        )
+    if available:
+        conn.exec_driver_sql("SET LOCAL default_toast_compression = 'lz4'")
+
+
+_LZ4 = "sendpost.lz4"
+
+
 def insert_batches(
     conn: Connection, items: Sequence[IncomingBatch], *, now: dt.datetime
 ) -> list[int]:
     """Insert raw batches (one statement); returns their IDs in order."""
     if not items:
         return []
+    _use_lz4(conn)
     rows = [
         {
             "provider_id": i.provider_id,
