@@ -162,20 +162,21 @@ def claim(
         .where(relay_queue.c.message_uuid.in_(uuids))
         .values(claimed_by=worker_id, claimed_until=now + lease, updated_at=now)
     )
-    attempt_ids: dict[str, int] = {}
-    for r in picked:
-        attempt_ids[r.message_uuid] = int(
-            conn.execute(
-                sa.insert(relay_attempts)
-                .values(
-                    provider_id=provider_id,
-                    message_uuid=r.message_uuid,
-                    attempt=r.attempts + 1,
-                    started_at=now,
-                )
-                .returning(relay_attempts.c.id)
-            ).scalar_one()
-        )
+    inserted = conn.execute(
+        sa.insert(relay_attempts).returning(
+            relay_attempts.c.id, relay_attempts.c.message_uuid, sort_by_parameter_order=True
+        ),
+        [
+            {
+                "provider_id": provider_id,
+                "message_uuid": r.message_uuid,
+                "attempt": r.attempts + 1,
+                "started_at": now,
+            }
+            for r in picked
+        ],
+    )
+    attempt_ids = {r.message_uuid: int(r.id) for r in inserted}
     rows = conn.execute(
         sa.select(
             relay_queue.c.message_uuid,
