@@ -155,3 +155,15 @@ def test_unusual_values_are_judged_alike_and_never_raise(extra: dict[str, object
     raw = {"message_id": "3b241101-e2bb-4255-8caf-4136c566a962", "event_type": "delivered"}
     body = json.dumps({"events": [{**raw, **extra}]}).encode()
     assert _verdict(parse_batch, body) == _verdict(check_batch, body)
+
+
+@given(
+    st.lists(_events, min_size=2, max_size=4),
+    st.sampled_from(["2026-02-19T12:00:00Z", "2026-13-01T00:00:00Z", "0001-01-01T00:00:00+01:00"]),
+)
+def test_check_batch_agrees_when_events_share_a_timestamp(
+    raws: list[dict[str, object]], stamp: str
+) -> None:
+    """A timestamp repeated across a batch (remembered once found valid) gets the same verdict."""
+    body = json.dumps({"events": [{**raw, "timestamp": stamp} for raw in raws]}).encode()
+    assert _verdict(parse_batch, body) == _verdict(check_batch, body)
