@@ -250,7 +250,7 @@ def run_backend(name: str, url: str, workers: int, seconds: float, clients: int)
     finally:
         server.terminate()
         server.wait(timeout=30)
-    result = {
+    result: dict[str, Any] = {
         "backend": name,
         "load_average_1m_before": load_before,
         "server_processes": workers,
