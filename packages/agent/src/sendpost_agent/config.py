@@ -176,7 +176,7 @@ class Settings:
         0.25, _positive_float, "Seconds between checks of the log when it has no new lines."
     )
     read_chunk_bytes: int = _setting(
-        256 * 1024, _size, "Most bytes read from the log at once.", "256KB"
+        1024 * 1024, _size, "Most bytes read from the log at once.", "1MB"
     )
     checkpoint_interval: float = _setting(
         1.0, _positive_float, "Most seconds between cursor saves while lines are read."

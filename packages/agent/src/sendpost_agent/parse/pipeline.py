@@ -259,11 +259,30 @@ def _time(micros: int) -> dt.datetime:
     return value
 
 
+_DAY_US = 86_400_000_000
+_days: dict[int, str] = {}
+
+
 def _stamp_json(micros: int | None) -> str:
-    """The ``"timestamp"`` member (with the quote that closes the event type before it)."""
+    """The ``"timestamp"`` member (with the quote that closes the event type before it):
+    ``format_timestamp`` of the time, with the date part computed once per day."""
     if micros is None:
         return ""
-    return f',"timestamp":"{format_timestamp(from_micros(micros))}"'
+    day, rest = divmod(micros, _DAY_US)
+    date = _days.get(day)
+    if date is None:
+        date = format_timestamp(from_micros(day * _DAY_US))
+        if len(date) != 20:  # not YYYY-MM-DDT00:00:00Z: leave odd years to the library
+            return f',"timestamp":"{format_timestamp(from_micros(micros))}"'
+        if len(_days) >= 1000:
+            _days.clear()
+        _days[day] = date = date[:11]
+    seconds, fraction = divmod(rest, 1_000_000)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    if fraction:
+        return f',"timestamp":"{date}{hours:02d}:{minutes:02d}:{seconds:02d}.{fraction:06d}Z"'
+    return f',"timestamp":"{date}{hours:02d}:{minutes:02d}:{seconds:02d}Z"'
 
 
 def _copy(value: Any) -> Any:

@@ -94,6 +94,7 @@ class Prepared(NamedTuple):
     tail: str
 
 
+_new_prepared = tuple.__new__  # what Prepared(...) calls, without the keyword handling
 _ENHANCED_SEEN: dict[str | None, str | None] = {None: None}
 _TYPES = ("delivered", "bounced", "soft_bounced", "deferred")
 _HEADS = {name: f'","event_type":"{name}"' for name in _TYPES}
@@ -129,10 +130,10 @@ def prepare(
         parts += [',"smtp_command":', _json_str(command)]
     parts += [',"queue_id":', _json_str(queue_id), "}"]
     head = _HEADS.get(event_type) or f'","event_type":{_json_str(event_type)[1:]}'
-    return Prepared(
+    return _new_prepared(Prepared, (
         event_type, code, description, recipient, eid, enhanced, command, queue_id, head,
         "".join(parts),
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 class Scanned(NamedTuple):
