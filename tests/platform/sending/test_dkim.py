@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import dkim as dkimpy
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sendpost_platform.smtp import dkim
 
 from tests.platform.sending.dns_support import txt_lookup
@@ -54,15 +54,61 @@ def test_rsa_key_is_2048_bits_by_default(rsa_key: dkim.DkimKey) -> None:
     assert dkim.txt_record(rsa_key) == f"v=DKIM1; k=rsa; p={rsa_key.public_key}"
 
 
-def test_openssl_primitive_equals_dkimpy_python_primitive(rsa_key: dkim.DkimKey) -> None:
-    """The OpenSSL RSA primitive installed for dkimpy yields byte-identical signatures."""
-    from dkim.crypto import parse_pem_private_key
+_WHITESPACE = st.sampled_from([" ", "\t", "  ", " \t ", ""])
+_LINE = st.builds(
+    lambda words, gap, tail: gap.join(words) + tail,
+    st.lists(st.text("abc.=-", min_size=1, max_size=6), max_size=4),
+    _WHITESPACE,
+    _WHITESPACE,
+)
+_BODY = st.builds(
+    lambda lines, blank, end: "\r\n".join(lines) + "\r\n" * blank + end,
+    st.lists(_LINE, max_size=6),
+    st.integers(0, 3),
+    st.sampled_from(["", "\r\n"]),
+)
 
-    parsed = parse_pem_private_key(rsa_key.private_key)
-    for text in (b"one", b"two", b"three"):
-        digest = dkimpy.HashThrough(hashlib.sha256(text))
-        again = dkimpy.HashThrough(hashlib.sha256(text))
-        assert dkim.python_rsa_sign(digest, parsed) == dkimpy.RSASSA_PKCS1_v1_5_sign(again, parsed)
+
+@settings(max_examples=60, deadline=None)
+@given(body=_BODY, subject=_LINE, gap=_WHITESPACE)
+def test_signatures_verify_whatever_the_whitespace(
+    rsa_key: dkim.DkimKey, body: str, subject: str, gap: str
+) -> None:
+    """Our relaxed/relaxed canonicalisation agrees with dkimpy's: any spacing of header values
+    (folded lines included) and bodies (trailing spaces, blank lines, no final CRLF) signs to a
+    signature dkimpy verifies, and to the body hash dkimpy computes."""
+    message = (
+        f"From:{gap}Alice <alice@example.com>{gap}\r\n"
+        f"Subject: {subject}\r\n\t{gap}continued{gap}\r\n"
+        f"To: bob@example.org\r\n\r\n{body}"
+    ).encode()
+    ours = dkim.sign(message, domain="example.com", selector="s1", key=rsa_key)
+    lookup = txt_lookup({"s1._domainkey.example.com": dkim.txt_record(rsa_key)})
+    assert dkimpy.verify(ours, dnsfunc=lookup) is True
+    theirs = dkimpy.sign(
+        message,
+        b"s1",
+        b"example.com",
+        rsa_key.private_key,
+        canonicalize=(b"relaxed", b"relaxed"),
+        include_headers=[b"from", b"to", b"subject"],
+    )
+    assert _tag(theirs, "bh") == _tag(ours, "bh")
+
+
+def _tag(signed: bytes, name: str) -> str:
+    header = signed.split(b"\r\n\r\n", 1)[0].decode()
+    value = header.split(f" {name}=", 1)[1].split(";", 1)[0]
+    return "".join(value.split())
+
+
+def test_signature_is_deterministic_and_takes_its_timestamp(rsa_key: dkim.DkimKey) -> None:
+    """No clock inside: the same message and timestamp give the same bytes, and t= is the
+    timestamp given (RSASSA-PKCS1-v1_5 is deterministic)."""
+    first = dkim.sign(MESSAGE, domain="example.com", selector="s1", key=rsa_key, timestamp=1)
+    again = dkim.sign(MESSAGE, domain="example.com", selector="s1", key=rsa_key, timestamp=1)
+    assert first == again
+    assert "1" == _tag(first, "t")
 
 
 def test_only_present_headers_are_signed(rsa_key: dkim.DkimKey) -> None:

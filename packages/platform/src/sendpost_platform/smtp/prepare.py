@@ -206,8 +206,14 @@ def _body(message: StoredMessage, options: PrepareOptions) -> str:
             f"--{boundary}\r\n" + delimiter.join(parts) + f"\r\n--{boundary}--\r\n"
         )
     if html_body is not None:
-        return "MIME-Version: 1.0\r\n" + _text_part(html_body, "html")
-    return "MIME-Version: 1.0\r\n" + _text_part(message.text_body or "", "plain")
+        return "MIME-Version: 1.0\r\n" + _ending(_text_part(html_body, "html"))
+    return "MIME-Version: 1.0\r\n" + _ending(_text_part(message.text_body or "", "plain"))
+
+
+def _ending(entity: str) -> str:
+    """The message ends with CRLF: SMTP adds one anyway, and DKIM verifiers disagree on how
+    to canonicalise a last line without it."""
+    return entity if entity.endswith("\r\n") else entity + "\r\n"
 
 
 def headers_of(message: StoredMessage, options: PrepareOptions) -> list[tuple[str, str]]:
@@ -252,7 +258,13 @@ def prepare(
 ) -> PreparedMessage:
     """Build the signed bytes and the envelope for one stored message."""
     unsigned = render(message, options)
-    signed = dkim.sign(unsigned, domain=signer.domain, selector=signer.selector, key=signer.key)
+    signed = dkim.sign(
+        unsigned,
+        domain=signer.domain,
+        selector=signer.selector,
+        key=signer.key,
+        timestamp=int(message.submitted_at.timestamp()),
+    )
     return PreparedMessage(
         envelope_from=envelope_sender(message.uuid, message.subaccount_id, message.sender_domain),
         recipients=(message.recipient,),
