@@ -7,14 +7,16 @@ One pass (:meth:`RelayJob.run_once`), per provider with due messages:
 2. prepare each (``smtp/prepare.py``: MIME, tracking, DKIM) and relay it through the shared
    :class:`~sendpost_platform.smtp.relay.RelayClient` (connections reused), concurrently, each
    send bounded by half the lease so a live worker always reports before its claim expires;
-3. record every outcome in one transaction: 2xx → ``CSSent`` with code and reply; a failure →
+3. record the outcomes, RECORD_EVERY at a time as they come in, each group in one
+   transaction: 2xx → ``CSSent`` with code and reply; a failure →
    retry ``relay_retry_schedule[n-1]`` after attempt *n*, and once the schedule is exhausted
    ``CSDropped`` with the last code and reply. A message that cannot be prepared (its domain or
    provider is gone, its key cannot be opened) is dropped at once.
 
 Delivery is at-least-once: a worker that dies after the provider accepted DATA but before step 3
 committed leaves the claim to expire, and the message is relayed again after ``relay_lease``.
-That window (one SMTP reply plus one commit) is the only way a message can be sent twice.
+That window (at most RECORD_EVERY further replies plus one commit) is the only way a message can
+be sent twice.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ from sendpost_platform.smtp.relay import ProviderEndpoint, RelayClient, RelayRes
 from sendpost_platform.store import Store, domains, events, providers, relay
 
 log = logging.getLogger("sendpost_platform.relay")
+
+RECORD_EVERY = 50
+"""Outcomes committed together while a claimed batch is still being relayed."""
 
 
 def default_worker_id() -> str:
@@ -112,12 +117,21 @@ class RelayJob:
         # its turn, so preparing one overlaps with the provider's replies for the others.
         in_flight = asyncio.Semaphore(self.settings.relay_connections_per_provider)
 
-        async def send(message: relay.ClaimedMessage) -> _Outcome:
-            async with in_flight:
-                return await self._send(message, endpoint, contents)
+        # Outcomes are committed every RECORD_EVERY messages while the rest are still being
+        # relayed, which keeps the at-least-once window (accepted but not yet recorded) short.
+        unrecorded: list[_Outcome] = []
 
-        outcomes = await asyncio.gather(*(send(m) for m in claimed))
-        await asyncio.to_thread(self._record, outcomes)
+        async def send(message: relay.ClaimedMessage) -> None:
+            async with in_flight:
+                unrecorded.append(await self._send(message, endpoint, contents))
+            if len(unrecorded) >= RECORD_EVERY:
+                ready = unrecorded[:]
+                unrecorded.clear()
+                await asyncio.to_thread(self._record, ready)
+
+        await asyncio.gather(*(send(m) for m in claimed))
+        if unrecorded:
+            await asyncio.to_thread(self._record, unrecorded)
         return len(claimed)
 
     def _claim(
