@@ -53,7 +53,6 @@ from sendpost_agent.parse.postfix import (
     parse_text,
     record_from_match,
     stamp_of,
-    status_text,
 )
 from sendpost_agent.parse.records import (
     SOURCE_HEADER,
@@ -162,6 +161,7 @@ def scan(data: bytes) -> Scanned:
     ops: list[tuple[Any, ...]] = []
     append = ops.append
     best: dict[str, int] = {}  # queue ID -> best UUID source emitted in this buffer
+    uuid_sources = _UUID_SOURCES
     event_type_for = _event_type_for
     find, rfind = text.find, text.rfind
     parsed = truncated = invalid = 0
@@ -187,28 +187,33 @@ def scan(data: bytes) -> Scanned:
                 best.pop(rec.queue_id, None)
             append((OP_RECORD, rec))
             continue
-        kind = m.lastindex
+        kind: int = m.lastindex or 0
         qid = m[GROUP_QID]
-        if kind == GROUP_REMOVED:
-            best.pop(qid, None)
-            append((OP_REMOVED, qid))
-        elif kind in _UUID_SOURCES:
-            source = _UUID_SOURCES[kind]
+        source = uuid_sources.get(kind)
+        if source is not None:
             if best.get(qid, 99) > source:
                 best[qid] = source
                 append((OP_UUID, qid, m[kind].lower(), source))
+        elif kind == GROUP_REMOVED:
+            best.pop(qid, None)
+            append((OP_REMOVED, qid))
         elif kind == GROUP_TRUNCATED:
             truncated += 1
             continue
         else:
             start = rfind("\n", 0, at) + 1
             stamp = stamp_of(text, start, at) if at > start else None
-            if kind in (GROUP_STATUS, GROUP_TEXT):
-                to = m[GROUP_TO]
-                recipient = to if to is not None else m[GROUP_TO_BARE]
-                status = m[GROUP_STATUS].lower()
-                dsn = m[GROUP_DSN]
-                body = status_text(text, m.end(), line_end) if kind == GROUP_TEXT else ""
+            if kind in (GROUP_TEXT, GROUP_STATUS):
+                to, bare, relay, dsn, status = m.group(
+                    GROUP_TO, GROUP_TO_BARE, GROUP_RELAY, GROUP_DSN, GROUP_STATUS
+                )
+                recipient = to if to is not None else bare
+                status = status.lower()
+                if kind == GROUP_TEXT:
+                    close = rfind(")", m.end(), line_end)
+                    body = text[m.end() : close if close >= 0 else line_end]
+                else:
+                    body = ""
                 line = text[start:line_end]
                 event_type = event_type_for(status, dsn)
                 prepared = (
@@ -216,8 +221,8 @@ def scan(data: bytes) -> Scanned:
                     if event_type is None
                     else prepare(event_type, analyse_reply(body), recipient, dsn, qid, line)
                 )
-                append((OP_DELIVERY, qid, stamp, line, recipient, m[GROUP_RELAY], status, dsn,
-                        body, prepared))  # fmt: skip
+                append((OP_DELIVERY, qid, stamp, line, recipient, relay, status, dsn, body,
+                        prepared))  # fmt: skip
             else:
                 rec = record_from_match(m, stamp, text, start, line_end)
                 if isinstance(rec, Expired):
