@@ -4,12 +4,15 @@ rate limiting, connection reuse, expired claims."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import email
 import email.policy
+from typing import Any
 
 import dkim as dkimpy
 import pytest
+from sendpost_platform.relay_worker import RelayJob
 from sendpost_platform.smtp import dkim
 from sendpost_platform.store import events, relay
 from sendpost_wire import EventType
@@ -232,3 +235,22 @@ async def test_two_workers_on_postgresql_never_send_twice(pg_sending: SendingSet
     with pg_sending.store.read() as conn:
         attempts = [len(relay.attempts_of(conn, r["messageId"])) for r in results]
     assert attempts == [1] * 40
+
+
+async def test_outcomes_are_committed_in_groups_while_relaying(sending: SendingSetup) -> None:
+    """Outcomes are committed ``record_every`` at a time as messages go out, not once per
+    claimed batch: that group is the at-least-once window."""
+    groups: list[int] = []
+
+    class Observed(RelayJob):
+        def _record(self, outcomes: list[Any]) -> None:
+            groups.append(len(outcomes))
+            super()._record(outcomes)
+
+    results = await sending.send(to=[f"accept-{i}@example.org" for i in range(5)])
+    settings = dataclasses.replace(sending.settings, relay_connections_per_provider=1)
+    job = Observed(sending.store, settings, sending.clock, worker_id="w1", record_every=2)
+    assert 5 == await job.run_once()
+    await job.close()
+    assert [2, 2, 1] == groups
+    assert all(types_of(sending, r["messageId"])[-1] == EventType.CSSent for r in results)

@@ -79,11 +79,13 @@ class RelayJob:
         *,
         client: RelayClient | None = None,
         worker_id: str | None = None,
+        record_every: int = RECORD_EVERY,
     ) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
         self.worker_id = worker_id or default_worker_id()
+        self.record_every = record_every
         self.client = client or RelayClient(max_connections=settings.relay_connections_per_provider)
         self._passwords = SecretBox(settings.secret_key)
         self._keys = SecretBox(settings.secret_key, purpose=domains.KEY_PURPOSE)
@@ -117,14 +119,14 @@ class RelayJob:
         # its turn, so preparing one overlaps with the provider's replies for the others.
         in_flight = asyncio.Semaphore(self.settings.relay_connections_per_provider)
 
-        # Outcomes are committed every RECORD_EVERY messages while the rest are still being
+        # Outcomes are committed every `record_every` messages while the rest are still being
         # relayed, which keeps the at-least-once window (accepted but not yet recorded) short.
         unrecorded: list[_Outcome] = []
 
         async def send(message: relay.ClaimedMessage) -> None:
             async with in_flight:
                 unrecorded.append(await self._send(message, endpoint, contents))
-            if len(unrecorded) >= RECORD_EVERY:
+            if len(unrecorded) >= self.record_every:
                 ready = unrecorded[:]
                 unrecorded.clear()
                 await asyncio.to_thread(self._record, ready)
