@@ -115,23 +115,15 @@ def prepare(
     if len(queue_id) > MAX_TEXT:
         queue_id = queue_id[:MAX_TEXT]
     code, description, command = reply
-    parts = []
-    if code is not None:
-        parts += [',"smtp_code":', str(code)]
-    if description is not None:
-        parts += [',"smtp_description":', _json_str(description)]
-    if recipient is not None:
-        parts += [',"recipient":', _json_str(recipient)]
-    parts += [',"event_id":"', eid, '"']
-    if enhanced is not None:
-        parts += [',"enhanced_status":"', enhanced, '"']
-    if command is not None:
-        parts += [',"smtp_command":', _json_str(command)]
-    parts += [',"queue_id":', _json_str(queue_id), "}"]
+    c = "" if code is None else f',"smtp_code":{code}'
+    d = "" if description is None else ',"smtp_description":' + _json_str(description)
+    r = "" if recipient is None else ',"recipient":' + _json_str(recipient)
+    e = "" if enhanced is None else f',"enhanced_status":"{enhanced}"'
+    m = "" if command is None else ',"smtp_command":' + _json_str(command)
+    tail = f'{c}{d}{r},"event_id":"{eid}"{e}{m},"queue_id":{_json_str(queue_id)}}}'
     head = _HEADS.get(event_type) or f'","event_type":{_json_str(event_type)[1:]}'
     return _new_prepared(Prepared, (
-        event_type, code, description, recipient, eid, enhanced, command, queue_id, head,
-        "".join(parts),
+        event_type, code, description, recipient, eid, enhanced, command, queue_id, head, tail,
     ))  # fmt: skip
 
 
