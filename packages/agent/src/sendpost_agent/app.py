@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 from prometheus_client import CollectorRegistry
 
-from sendpost_agent.buffer import Wal
+from sendpost_agent.buffer import Wal, WalPos
 from sendpost_agent.checkpoint import Cursor, CursorStore, Position
 from sendpost_agent.config import Settings
 from sendpost_agent.errors import ConfigError, StateCorrupt
@@ -233,7 +233,9 @@ class Agent:
                         save()
                     await self._pause(self.stop, s.poll_interval)
                     continue
-                self._append(pipeline.feed_json(data))
+                end = self._append(pipeline.feed_json(data))
+                if end is not None:
+                    shipper.appended(end)
                 metrics.observe_parse(pipeline.stats)
                 position = source.position
                 if position is not None:
@@ -247,12 +249,13 @@ class Agent:
             save()
             self.status.stopping = True
 
-    def _append(self, events: list[str]) -> None:
-        """Events as compact ASCII JSON (their wire form) into the WAL."""
+    def _append(self, events: list[str]) -> WalPos | None:
+        """Events as compact ASCII JSON (their wire form) into the WAL; the end of the last."""
         if not events:
-            return
-        self.wal.append([e.encode() for e in events])
+            return None
+        end = self.wal.append([e.encode() for e in events])
         self.refresh()
+        return end
 
     @staticmethod
     async def _pause(event: asyncio.Event, seconds: float) -> None:

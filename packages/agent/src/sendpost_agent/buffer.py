@@ -207,10 +207,11 @@ class Wal:
 
     # -- writing --------------------------------------------------------------------------------
 
-    def append(self, payloads: Sequence[bytes]) -> None:
-        """Append records and fsync them; they are durable when this returns."""
+    def append(self, payloads: Sequence[bytes]) -> WalPos | None:
+        """Append records and fsync them; they are durable when this returns. Returns the end
+        of the last record appended (None when there was none)."""
         if not payloads:
-            return
+            return None
         blob = b"".join(frame(p) for p in payloads)
         last = max(self._sizes)
         view = memoryview(blob)
@@ -219,8 +220,10 @@ class Wal:
         os.fdatasync(self._wfd)
         self._sizes[last] += len(blob)
         self._events += len(payloads)
+        end = WalPos(last, self._sizes[last])
         if self._sizes[last] >= self.segment_bytes:
             self._new_segment(last + 1)
+        return end
 
     # -- reading and acknowledging --------------------------------------------------------------
 

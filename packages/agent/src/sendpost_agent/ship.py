@@ -8,6 +8,7 @@ one function; the error tree is in :mod:`sendpost_agent.errors`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import email.utils
 import json
@@ -21,7 +22,7 @@ from typing import Protocol
 import httpx
 import stamina
 
-from sendpost_agent.buffer import Record, Wal
+from sendpost_agent.buffer import Record, Wal, WalPos
 from sendpost_agent.errors import (
     BatchRejected,
     BatchTooLarge,
@@ -197,9 +198,25 @@ class ShipLoop:
         self._inflight: dict[asyncio.Task[bool], Batch] = {}
         self._probe_at: float | None = None
         self._last_persist = 0.0
+        # (end of an append, when it happened), oldest first: a partial batch waits batch_wait
+        # from when its first event entered the WAL, not from when this loop got to it.
+        self._appends: collections.deque[tuple[WalPos, float]] = collections.deque()
 
     def notify(self) -> None:
         self._wake.set()
+
+    def appended(self, end: WalPos) -> None:
+        """Records up to ``end`` were appended to the WAL just now."""
+        if len(self._appends) < 10_000:  # beyond: later records count from when they are read
+            self._appends.append((end, self.clock.monotonic()))
+
+    def _appended_at(self, end: WalPos) -> float:
+        """When the record ending at ``end`` was appended (now, if that is not known: it was
+        written before this start)."""
+        marks = self._appends
+        while marks and marks[0][0] < end:
+            marks.popleft()
+        return marks[0][1] if marks else self.clock.monotonic()
 
     @property
     def idle(self) -> bool:
@@ -212,7 +229,7 @@ class ShipLoop:
             had = bool(self._staged)
             self._staged += self.wal.read(self.batch_size - len(self._staged))
             if self._staged and not had:
-                self._staged_since = self.clock.monotonic()
+                self._staged_since = self._appended_at(self._staged[0].end)
         if not self._staged:
             return None
         waited = self.clock.monotonic() - self._staged_since
