@@ -140,7 +140,9 @@ def claim(
     rate = conn.execute(
         sa.select(custom_smtp_providers.c.max_rate_per_hour)
         .where(custom_smtp_providers.c.id == provider_id)
-        .with_for_update()
+        # FOR NO KEY UPDATE on PostgreSQL: claims still queue behind each other, but rows
+        # referencing the provider (attempts, events) can be written meanwhile.
+        .with_for_update(key_share=True)
     ).scalar_one_or_none()
     if rate is None:
         return []
