@@ -86,3 +86,13 @@ def test_event_json_matches_to_wire() -> None:
     pipeline = Pipeline(reference_time=dt.datetime(2024, 1, 10, tzinfo=dt.UTC), tz=dt.UTC)
     events = pipeline.feed((GOLDEN / "lifecycle.log").read_bytes())
     assert [json.loads(event_json(e)) for e in events] == [e.to_wire() for e in events]
+
+
+def test_feed_json_is_the_events_json_text() -> None:
+    """Pipeline.feed_json (what parse prints and the WAL stores) gives, byte for byte, the
+    JSON text of the events Pipeline.feed gives for the same lines."""
+    data = (GOLDEN / "lifecycle.log").read_bytes() + (GOLDEN / "lines.log").read_bytes()
+    reference = dt.datetime(2024, 1, 10, tzinfo=dt.UTC)
+    events = Pipeline(reference_time=reference, tz=dt.UTC).feed(data)
+    rendered = Pipeline(reference_time=reference, tz=dt.UTC).feed_json(data)
+    assert [event_json(e).rstrip("\n") for e in events] == rendered

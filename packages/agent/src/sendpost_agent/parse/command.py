@@ -151,8 +151,8 @@ def _stamp(value: dt.datetime) -> str:
 
 
 def event_json(e: AgentEvent) -> str:
-    """The event as one JSON line: the same object as ``json.dumps(e.to_wire())``, built
-    directly (this is the hot path of ``parse``)."""
+    """An event as one JSON line: the same object as ``json.dumps(e.to_wire())``, and the same
+    text as :meth:`Pipeline.feed_json` gives for it (``parse`` prints the latter)."""
     parts = ['{"message_id":"', e.message_id, '","event_type":"', e.event_type, '"']
     if e.timestamp is not None:
         parts += [',"timestamp":"', _stamp(e.timestamp), '"']
