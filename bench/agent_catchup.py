@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -141,6 +142,7 @@ def main() -> int:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)
     print(
         f"catch-up: {args.lines} lines ({size / 1e6:.0f} MB), {server.events} events in "
         f"{server.requests} requests acknowledged in {elapsed:.1f} s "

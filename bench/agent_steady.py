@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -72,6 +73,7 @@ def main() -> int:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)
     share = (cpu1 - cpu0) / (t1 - t0) * 100
     print(
         f"steady: {written} lines in {t1 - t0:.0f} s ({written / (t1 - t0):.0f} lines/s), "
