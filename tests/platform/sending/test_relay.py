@@ -14,6 +14,8 @@ import dkim as dkimpy
 import pytest
 from sendpost_platform.relay_worker import RelayJob
 from sendpost_platform.smtp import dkim
+from sendpost_platform.smtp.prepare import PreparedMessage
+from sendpost_platform.smtp.relay import ProviderEndpoint, RelayClient, RelayResult
 from sendpost_platform.store import events, relay
 from sendpost_wire import EventType
 
@@ -254,3 +256,41 @@ async def test_outcomes_are_committed_in_groups_while_relaying(sending: SendingS
     await job.close()
     assert [2, 2, 1] == groups
     assert all(types_of(sending, r["messageId"])[-1] == EventType.CSSent for r in results)
+
+
+async def test_slow_live_worker_never_sends_past_its_lease(sending: SendingSetup) -> None:
+    """A worker whose provider is slow (each message takes 29 s of a 60 s lease) stops starting
+    sends once too little of its lease is left, and hands the rest back: another worker that
+    claims after the lease would have expired sends nothing twice, and every message goes out
+    exactly once."""
+    recipients = [f"accept-{i}@example.org" for i in range(3)]
+    await sending.send(to=recipients)
+    other = sending.relay_job("w2")
+    other_sent: list[int] = []
+    lease_ends = sending.clock.now() + dt.timedelta(seconds=sending.settings.relay_lease)
+
+    class SlowProvider(RelayClient):
+        async def send(self, endpoint: ProviderEndpoint, message: PreparedMessage) -> RelayResult:
+            result = await super().send(endpoint, message)
+            sending.clock.advance(seconds=29)
+            if sending.clock.now() > lease_ends:
+                # Another worker polls while this one is still busy with its claim.
+                other_sent.append(await other.run_once())
+            return result
+
+    settings = dataclasses.replace(sending.settings, relay_connections_per_provider=1)
+    slow = RelayJob(
+        sending.store,
+        settings,
+        sending.clock,
+        client=SlowProvider(max_connections=1),
+        worker_id="w1",
+    )
+    first = await slow.run_once()
+    sending.clock.advance(seconds=1)
+    rest = await other.run_once()
+    await slow.close()
+    await other.close()
+    received = sorted(r.rcpt_tos[0] for r in sending.sink.received())
+    assert sorted(recipients) == received
+    assert (3, []) == (first + rest, other_sent)

@@ -6,7 +6,9 @@ One pass (:meth:`RelayJob.run_once`), per provider with due messages:
    ``relay_lease``; see ``store/relay.py``);
 2. prepare each (``smtp/prepare.py``: MIME, tracking, DKIM) and relay it through the shared
    :class:`~sendpost_platform.smtp.relay.RelayClient` (connections reused), concurrently, each
-   send bounded by half the lease so a live worker always reports before its claim expires;
+   send bounded by half the lease and started only in the lease's first quarter (messages still
+   waiting for a connection then are released unsent), so a live worker, however slow its
+   provider, always reports before its claim expires;
 3. record the outcomes, RECORD_EVERY at a time as they come in, each group in one
    transaction: 2xx → ``CSSent`` with code and reply; a failure →
    retry ``relay_retry_schedule[n-1]`` after attempt *n*, and once the schedule is exhausted
@@ -111,6 +113,10 @@ class RelayJob:
             return relay.due_provider_ids(conn, self.clock.now())
 
     async def _relay_provider(self, provider_id: int) -> int:
+        # A send may start only in the first quarter of the lease and lasts at most half of it,
+        # so every outcome is recorded while this worker still holds the claim, however slow the
+        # provider: messages still waiting for a connection then are handed back unsent.
+        start_by = self.clock.now() + dt.timedelta(seconds=self.settings.relay_lease / 4)
         claimed, context = await asyncio.to_thread(self._claim, provider_id)
         if not claimed:
             return 0
@@ -122,9 +128,13 @@ class RelayJob:
         # Outcomes are committed every `record_every` messages while the rest are still being
         # relayed, which keeps the at-least-once window (accepted but not yet recorded) short.
         unrecorded: list[_Outcome] = []
+        unsent: list[relay.ClaimedMessage] = []
 
         async def send(message: relay.ClaimedMessage) -> None:
             async with in_flight:
+                if self.clock.now() >= start_by:
+                    unsent.append(message)
+                    return
                 unrecorded.append(await self._send(message, endpoint, contents))
             if len(unrecorded) >= self.record_every:
                 ready = unrecorded[:]
@@ -134,7 +144,13 @@ class RelayJob:
         await asyncio.gather(*(send(m) for m in claimed))
         if unrecorded:
             await asyncio.to_thread(self._record, unrecorded)
-        return len(claimed)
+        if unsent:
+            await asyncio.to_thread(self._release, unsent)
+        return len(claimed) - len(unsent)
+
+    def _release(self, unsent: list[relay.ClaimedMessage]) -> None:
+        with self.store.write() as conn:
+            relay.release(conn, unsent, worker_id=self.worker_id)
 
     def _claim(
         self, provider_id: int

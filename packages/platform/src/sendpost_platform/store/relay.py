@@ -267,6 +267,25 @@ def finish(
     return bool(updated)
 
 
+def release(conn: Connection, unsent: Sequence[ClaimedMessage], *, worker_id: str) -> None:
+    """Hand back claimed messages this worker did not try to send: they are due again at once,
+    and their send slots are returned to the provider's hourly budget."""
+    if not unsent:
+        return
+    conn.execute(
+        sa.update(relay_queue)
+        .where(
+            relay_queue.c.message_uuid.in_([m.message_uuid for m in unsent]),
+            relay_queue.c.claimed_by == worker_id,
+            relay_queue.c.status == PENDING,
+        )
+        .values(claimed_by=None, claimed_until=None)
+    )
+    conn.execute(
+        sa.delete(relay_attempts).where(relay_attempts.c.id.in_([m.attempt_id for m in unsent]))
+    )
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Outcome:
     """One attempt's result: ``next_attempt_at`` None ends the message, a time retries it."""
