@@ -207,6 +207,9 @@ class Agent:
         s, wal, metrics = self.settings, self.wal, self.metrics
         saved: Position | None = source.position
         last_save = self.clock.monotonic()
+        # False while a chunk's lines are consumed but their events not yet in the WAL: if that
+        # fails (disk full, parser error), the cursor must not be saved past those lines.
+        consistent = True
 
         def save() -> None:
             nonlocal saved, last_save
@@ -233,7 +236,9 @@ class Agent:
                         save()
                     await self._pause(self.stop, s.poll_interval)
                     continue
+                consistent = False
                 end = self._append(pipeline.feed_json(data))
+                consistent = True
                 if end is not None:
                     shipper.appended(end)
                 metrics.observe_parse(pipeline.stats)
@@ -246,7 +251,8 @@ class Agent:
                 shipper.notify()
                 await asyncio.sleep(0)
         finally:
-            save()
+            if consistent:
+                save()
             self.status.stopping = True
 
     def _append(self, events: list[str]) -> WalPos | None:
