@@ -358,7 +358,9 @@ class ShipLoop:
         lines = [prefix + r.payload + b"}\n" for r in records]
         fd = os.open(self.dead_letter, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         try:
-            os.write(fd, b"".join(lines))
+            view = memoryview(b"".join(lines))
+            while view:  # a short write (disk full) must raise, not release the events
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
