@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sendpost_platform.domain.tracking import (
     InvalidTokenError,
     TrackingToken,
@@ -39,6 +41,23 @@ def test_forged_or_foreign_tokens_are_refused() -> None:
             read_token(SECRET, bad, TrackKind.click)
     with pytest.raises(InvalidTokenError):
         read_token(SECRET, good, TrackKind.open)
+
+
+@given(st.text())
+def test_any_text_as_a_token_is_refused_not_an_error(text: str) -> None:
+    """Arbitrary text (non-ASCII included, as a URL path may carry) is refused, never a crash."""
+    good = make_token(SECRET, TrackingToken(TrackKind.open, "u", None))
+    if text == good:
+        return
+    with pytest.raises(InvalidTokenError):
+        read_token(SECRET, text, TrackKind.open)
+
+
+def test_non_ascii_signature_is_refused() -> None:
+    """A signature with non-ASCII characters is refused (found by schemathesis as a 500)."""
+    good = make_token(SECRET, TrackingToken(TrackKind.open, "u", None))
+    with pytest.raises(InvalidTokenError):
+        read_token(SECRET, good.partition(".")[0] + ".é", TrackKind.open)
 
 
 def test_rewrite_links_signs_every_http_link_only() -> None:

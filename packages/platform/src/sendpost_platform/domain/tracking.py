@@ -71,7 +71,7 @@ def make_token(secret: bytes, token: TrackingToken) -> str:
 def read_token(secret: bytes, text: str, kind: TrackKind) -> TrackingToken:
     """Check the signature and the kind, and return the token; raises :class:`InvalidTokenError`."""
     payload, _, signature = text.partition(".")
-    if not payload or not signature:
+    if not payload or not signature or not text.isascii():
         raise InvalidTokenError("malformed token")
     if not hmac.compare_digest(_mac(secret, payload), signature):
         raise InvalidTokenError("bad signature")
