@@ -12,7 +12,9 @@ from fastapi import FastAPI
 from sendpost_platform.app import create_app
 from sendpost_platform.clock import ManualClock
 from sendpost_platform.config import Settings
-from sendpost_platform.store import Store, accounts, messages, providers
+from sendpost_platform.store import Store, accounts, messages
+
+from tests.platform.conftest import add_provider
 
 # Operations that open outbound SMTP connections to the host in the request are left out: fuzzing
 # them would dial random hosts. Their own tests drive them against local SMTP servers.
@@ -24,17 +26,7 @@ def fuzz_env(sqlite_store: Store) -> tuple[FastAPI, dict[str, str]]:
     clock = ManualClock()
     with sqlite_store.write() as conn:
         created = accounts.create_account(conn, name="Fuzz", now=clock.now())
-        provider, key = providers.create_provider(
-            conn,
-            account_id=created.account_id,
-            name="mta",
-            host="127.0.0.1",
-            port=25,
-            security="none",
-            test_from="a@example.com",
-            test_to="b@example.com",
-            now=clock.now(),
-        )
+        provider, key = add_provider(conn, created.account_id, clock)
         messages.insert_message(
             conn,
             account_id=created.account_id,

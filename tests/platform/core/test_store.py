@@ -18,7 +18,7 @@ from sendpost_platform.store import Store, accounts, counters, ingest, messages,
 from sendpost_platform.store.schema import accounts as accounts_table
 from sendpost_platform.store.schema import events, metadata, subaccounts
 
-from tests.platform.conftest import Seed
+from tests.platform.conftest import Seed, add_provider
 from tests.platform.core.helpers import agent_event
 
 
@@ -111,17 +111,7 @@ def test_two_workers_on_postgres_never_store_an_event_twice(
     clock = ManualClock()
     with pg_store.write() as conn:
         account = accounts.create_account(conn, name="Acme", now=clock.now())
-        provider, _key = providers.create_provider(
-            conn,
-            account_id=account.account_id,
-            name="mta",
-            host="h",
-            port=25,
-            security="none",
-            test_from="a@example.com",
-            test_to="b@example.com",
-            now=clock.now(),
-        )
+        provider, _key = add_provider(conn, account.account_id, clock)
     message_ids = []
     with pg_store.write() as conn:
         for n in range(40):
