@@ -30,8 +30,7 @@ from collections.abc import Callable
 import aiosmtplib
 from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
-from devtools.service import Service
-from devtools.sinks import _AnyPortController
+from devtools.sinks import ControllerService, _AnyPortController
 
 _QUEUED_AS = re.compile(r"queued as (\w+)")
 _XFORWARD_ATTRS = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE")
@@ -102,7 +101,7 @@ class _FilterController(_AnyPortController):
         return _XforwardSMTP(self.handler, **self.SMTP_kwargs)
 
 
-class ReinjectingFilter(Service):
+class ReinjectingFilter(ControllerService):
     """The loopback content filter; see the module docstring."""
 
     def __init__(
@@ -132,13 +131,3 @@ class ReinjectingFilter(Service):
     def forwarded_count(self) -> int:
         with self._lock:
             return self._forwarded
-
-    def start(self) -> ReinjectingFilter:
-        self._controller.start()
-        self._running = True
-        return self
-
-    def stop(self) -> None:
-        if self._running:
-            self._controller.stop()
-            self._running = False

@@ -38,7 +38,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -148,7 +148,24 @@ class _AnyPortController(Controller):
         super()._trigger_server()  # type: ignore[no-untyped-call]
 
 
-class SmtpSink(Service):
+class ControllerService(Service):
+    """A Service around one aiosmtpd controller (set ``_controller`` in ``__init__``)."""
+
+    _controller: Controller
+    _running = False
+
+    def start(self) -> Self:
+        self._controller.start()
+        self._running = True
+        return self
+
+    def stop(self) -> None:
+        if self._running:
+            self._controller.stop()
+            self._running = False
+
+
+class SmtpSink(ControllerService):
     """An SMTP server on loopback that records what it receives and rejects by recipient prefix."""
 
     def __init__(
@@ -179,16 +196,6 @@ class SmtpSink(Service):
     def nexthop(self) -> str:
         """The Postfix next-hop form of this sink's address, without MX lookup."""
         return f"[{self.host}]:{self.port}"
-
-    def start(self) -> SmtpSink:
-        self._controller.start()
-        self._running = True
-        return self
-
-    def stop(self) -> None:
-        if self._running:
-            self._controller.stop()
-            self._running = False
 
     def _record_message(self, message: ReceivedMessage) -> int:
         with self._lock:
