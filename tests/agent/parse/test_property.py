@@ -98,7 +98,7 @@ def test_how_the_input_is_cut_does_not_matter(lines: list[bytes], cut: int) -> N
 
 
 _SAID = re.compile(r"host \S+ (?:said|(?P<refused>refused to talk to me)): ", re.S)
-_CODE = re.compile(r"(?P<code>[2-5][0-9][0-9])(?:[ -]+(?P<rest>.*)|$)", re.S)
+_CODE = re.compile(r"(?P<code>[2-5][0-9][0-9])(?:[ -]+(?P<rest>.*)|\Z)", re.S)
 _IN_REPLY = re.compile(r"\s*\(in reply to (?P<cmd>.+?) command\)\s*$", re.S)
 
 

@@ -13,7 +13,13 @@ over 64 KiB, a line that looks like a message part without its syslog envelope. 
 checks ASCII with ``bytes.isascii`` before calling.
 """
 
-from libc.string cimport memchr, memcmp
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.unicode cimport PyUnicode_DecodeASCII
+from libc.stdlib cimport free, realloc
+from libc.string cimport memchr, memcmp, memcpy, memset, strlen
+
+cdef extern from "Python.h":
+    const char* PyUnicode_AsUTF8AndSize(object, Py_ssize_t*) except NULL
 
 from hashlib import blake2b
 from json.encoder import encode_basestring_ascii as _json_str
@@ -505,3 +511,444 @@ def scan(bytes data):
         parsed += 1
         ls = le + 1
     return ops, lines, parsed, truncated
+
+
+# -- the fused path: scan, correlate and render in one pass ----------------------------------
+#
+# Pipeline.feed_json's common case. A delivery line of a queue ID whose UUID is known, that is
+# not a hop, becomes its JSON text straight from the buffer: no op tuple, no record, no
+# Prepared. Everything else — UUID, removed, expiry and re-injection lines, lines of queue IDs
+# still waiting for their UUID, hops — is handed to the Correlator's own methods, in log order,
+# with the same arguments Pipeline.apply gives them; their events are rendered by
+# Pipeline.render. Stamps are resolved on the same lines as in apply (deliveries and expiries),
+# so the year inference sees the same sequence.
+
+cdef enum:
+    E_NONE = 0
+    E_DELIVERED = 1
+    E_DEFERRED = 2
+    E_BOUNCED = 3
+    E_SOFT = 4
+
+cdef const char** _TYPE_NAMES = [NULL, b"delivered", b"deferred", b"bounced", b"soft_bounced"]
+
+
+cdef struct Buf:
+    char* data
+    Py_ssize_t len
+    Py_ssize_t cap
+
+
+cdef int _grow(Buf* o, Py_ssize_t need) except -1:
+    cdef Py_ssize_t cap = o.cap if o.cap else 4096
+    cdef char* d
+    if o.len + need <= o.cap:
+        return 0
+    while cap < o.len + need:
+        cap *= 2
+    d = <char*>realloc(o.data, cap)
+    if d == NULL:
+        raise MemoryError()
+    o.data = d
+    o.cap = cap
+    return 0
+
+
+cdef inline int _put(Buf* o, const char* s, Py_ssize_t n) except -1:
+    if o.len + n > o.cap:
+        _grow(o, n)
+    memcpy(o.data + o.len, s, n)
+    o.len += n
+    return 0
+
+
+cdef inline int _putz(Buf* o, const char* s) except -1:
+    return _put(o, s, strlen(s))
+
+
+cdef inline int _put_str(Buf* o, str s) except -1:
+    cdef Py_ssize_t n
+    cdef const char* p = PyUnicode_AsUTF8AndSize(s, &n)
+    return _put(o, p, n)
+
+
+cdef const char* _HEX = b"0123456789abcdef"
+
+
+cdef int _put_json(Buf* o, const unsigned char* b, Py_ssize_t s, Py_ssize_t e,
+                   bint upper) except -1:
+    """``json.encoder.encode_basestring_ascii`` of ASCII ``b[s:e]`` (quotes included);
+    ``upper``: of its ``.upper()``."""
+    cdef Py_ssize_t i
+    cdef unsigned char c
+    cdef char* w
+    _grow(o, 2 + 6 * (e - s))
+    w = o.data + o.len
+    w[0] = 34
+    w += 1
+    for i in range(s, e):
+        c = b[i]
+        if 32 <= c <= 126 and c != 34 and c != 92:
+            if upper and 97 <= c <= 122:
+                c -= 32
+            w[0] = c
+            w += 1
+        elif c == 34 or c == 92:
+            w[0] = 92
+            w[1] = c
+            w += 2
+        elif c == 10:
+            w[0] = 92; w[1] = 110; w += 2
+        elif c == 13:
+            w[0] = 92; w[1] = 114; w += 2
+        elif c == 9:
+            w[0] = 92; w[1] = 116; w += 2
+        elif c == 8:
+            w[0] = 92; w[1] = 98; w += 2
+        elif c == 12:
+            w[0] = 92; w[1] = 102; w += 2
+        else:
+            w[0] = 92; w[1] = 117; w[2] = 48; w[3] = 48
+            w[4] = _HEX[c >> 4]; w[5] = _HEX[c & 15]
+            w += 6
+    w[0] = 34
+    w += 1
+    o.len = w - o.data
+    return 0
+
+
+cdef struct Reply:
+    int code                   # -1: none
+    Py_ssize_t ds, de          # description (ds < 0: none)
+    Py_ssize_t cs, ce          # command (cs: -1 none, -2 CONNECT, -3 DATA)
+
+
+cdef void _analyse(const unsigned char* b, Py_ssize_t ts, Py_ssize_t te, Reply* r) noexcept nogil:
+    """``events.analyse_reply`` on ASCII ``b[ts:te]``, as spans."""
+    cdef Py_ssize_t stripped = te, cut, cs, ce, bs = ts, be = te, space, i
+    cdef bint ok
+    r.code = -1
+    r.cs = -1
+    r.ce = -1
+    while stripped > ts and _space(b[stripped - 1]):
+        stripped -= 1
+    if stripped - ts >= 9 and memcmp(b + stripped - 9, b" command)", 9) == 0:
+        cut = -1
+        i = ts
+        while i + 13 <= te:
+            if b[i] == 40 and memcmp(b + i, b"(in reply to ", 13) == 0:
+                cut = i
+                break
+            i += 1
+        if cut >= 0 and cut + 13 < stripped - 9:
+            cs = cut + 13
+            ce = stripped - 9
+            while cs < ce and _space(b[cs]):
+                cs += 1
+            while ce > cs and _space(b[ce - 1]):
+                ce -= 1
+            if ce > cs:
+                r.cs, r.ce = cs, ce
+                if ce - cs == 11 and _ci(b, cs, ce, b"end of data", -11):
+                    r.cs = -3
+            be = cut
+            while be > bs and _space(b[be - 1]):
+                be -= 1
+    if be - bs >= 5 and memcmp(b + bs, b"host ", 5) == 0:
+        space = -1
+        i = bs + 5
+        while i < be:
+            if b[i] == 32:
+                space = i
+                break
+            i += 1
+        if space > bs + 5:
+            ok = True
+            for i in range(bs + 5, space):
+                if _space(b[i]):
+                    ok = False
+                    break
+            if ok:
+                if be - (space + 1) >= 6 and memcmp(b + space + 1, b"said: ", 6) == 0:
+                    bs = space + 7
+                elif be - (space + 1) >= 23 and memcmp(b + space + 1, b"refused to talk to me: ", 23) == 0:
+                    bs = space + 24
+                    if r.cs == -1:
+                        r.cs = -2
+    if (be - bs >= 3 and 50 <= b[bs] <= 53 and 48 <= b[bs + 1] <= 57 and 48 <= b[bs + 2] <= 57
+            and (be - bs == 3 or b[bs + 3] == 32 or b[bs + 3] == 45)):
+        r.code = (b[bs] - 48) * 100 + (b[bs + 1] - 48) * 10 + (b[bs + 2] - 48)
+        bs += 3
+        while bs < be and (b[bs] == 32 or b[bs] == 45):
+            bs += 1
+    while bs < be and _space(b[bs]):
+        bs += 1
+    while be > bs and _space(b[be - 1]):
+        be -= 1
+    if be > bs:
+        r.ds = bs
+        r.de = be if be - bs <= MAX_TEXT else bs + MAX_TEXT
+    else:
+        r.ds = -1
+        r.de = -1
+
+
+cdef bint _enhanced(const unsigned char* b, Py_ssize_t s, Py_ssize_t e) noexcept nogil:
+    """``events.clean_enhanced`` keeps the dsn: ``[245]\\.\\d{1,3}\\.\\d{1,3}``."""
+    cdef Py_ssize_t p = s + 2, q
+    if e - s < 5 or not (50 <= b[s] <= 53 and b[s] != 51) or b[s + 1] != 46:
+        return False
+    q = p
+    while q < e and 48 <= b[q] <= 57:
+        q += 1
+    if q == p or q - p > 3 or q >= e or b[q] != 46:
+        return False
+    p = q + 1
+    q = p
+    while q < e and 48 <= b[q] <= 57:
+        q += 1
+    return q == e and 1 <= q - p <= 3
+
+
+cdef bint _acceptable(const unsigned char* b, Py_ssize_t n) noexcept nogil:
+    """No line the fused path declines (see ``scan``): checked before any state changes."""
+    cdef Py_ssize_t ls = 0, le
+    while ls < n:
+        le = _find(b, ls, n, 10)
+        if le < 0:
+            le = n
+        if le - ls > MAX_LINE or _bare_hint(b, ls, le):
+            return False
+        ls = le + 1
+    return True
+
+
+cdef inline bint _has(const unsigned char* b, Py_ssize_t s, Py_ssize_t e,
+                      const char* lit, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i = s
+    while i + n <= e:
+        if memcmp(b + i, lit, n) == 0:
+            return True
+        i += 1
+    return False
+
+
+def feed_json(bytes data, object corr, object resolve, object render, object stamp_json):
+    """Pipeline.feed_json's work for one ASCII buffer: ``(events, lines, parsed, truncated,
+    counts)`` with ``events`` the JSON texts in log order and ``counts`` events by type, or
+    None when declined (nothing changed)."""
+    cdef const unsigned char* b = data
+    cdef Py_ssize_t n = len(data), ls = 0, le, at, p, close, ts, te, rs, re_
+    cdef Py_ssize_t lines = 0, parsed = 0, truncated = 0, key_len, tlen
+    cdef int kind, source
+    cdef Hit h
+    cdef Reply r
+    cdef Buf o
+    cdef bint text_kind, keep_rcpt
+    cdef const char* tname
+    cdef list events = []
+    cdef list out = []
+    cdef dict best = {}
+    cdef dict queues = corr.queues
+    cdef dict q, pending
+    cdef str qid, status, line, body
+    cdef object stamp, recipient, relay, dsn, micros, uuid, last_stamp = None
+    cdef object last_micros = None, json_micros = 0, json_stamp = None, orphans_due
+    cdef bytes key, stamp_bytes
+    cdef char* k
+    cdef char digits[3]
+    cdef Py_ssize_t counted[5]
+    cdef int etype
+    cdef dict counts = {}
+    if not _acceptable(b, n):
+        return None
+    memset(counted, 0, sizeof(counted))
+    o.data = NULL
+    o.len = o.cap = 0
+    try:
+        while ls < n:
+            le = _find(b, ls, n, 10)
+            if le < 0:
+                le = n
+            lines += 1
+            kind = K_NONE
+            p = ls
+            while True:
+                at = _find(b, p, le, 93)  # ]
+                if at < 0:
+                    break
+                if at + 2 < le and b[at + 1] == 58 and b[at + 2] == 32:
+                    kind = _body(b, at + 3, le, &h)
+                    if kind != K_NONE:
+                        break
+                p = at + 1
+            if kind == K_NONE:
+                ls = le + 1
+                continue
+            if kind == K_TRUNCATED:
+                truncated += 1
+                ls = le + 1
+                continue
+            parsed += 1
+            qid = _text(b, h.qs, h.qe)
+            if kind == K_HEADER or kind == K_SENDER or kind == K_MESSAGE_ID:
+                source = 1 if kind == K_HEADER else (2 if kind == K_SENDER else 3)
+                if best.get(qid, 99) > source:
+                    best[qid] = source
+                    q = queues.get(qid)
+                    if q is None:  # Correlator.learn, inlined for its common cases
+                        queues[qid] = {"u": _text(b, h.gs, h.ge).lower(), "s": source,
+                                       "t": corr.last_us, "h": [], "p": {}, "c": []}
+                    elif q["s"] > source:
+                        q["t"] = corr.last_us
+                        if q["h"] or q["c"]:
+                            corr._learn(q, _text(b, h.gs, h.ge).lower(), source, out)
+                        else:
+                            q["u"] = _text(b, h.gs, h.ge).lower()
+                            q["s"] = source
+            elif kind == K_REMOVED:
+                best.pop(qid, None)
+                q = queues.pop(qid, None)
+                if q is not None and q["h"]:
+                    corr.park(qid, q)
+            elif kind == K_PARENT:
+                corr.reinjected(qid, _text(b, h.gs, h.ge), out)
+            else:
+                # the stamp, resolved as apply does (the same text twice in a row: cached)
+                if at > ls:
+                    stamp = _stamp(b, ls, at)
+                    if stamp is None:
+                        micros = None
+                    elif stamp == last_stamp:
+                        micros = last_micros
+                    else:
+                        micros = resolve(stamp)
+                        last_stamp, last_micros = stamp, micros
+                else:
+                    stamp = micros = None
+                if kind == K_EXPIRED:
+                    corr.outcome(Expired(qid, stamp, _text(b, ls, le), _text(b, h.gs, h.ge)),
+                                 micros, out)
+                else:
+                    text_kind = kind == K_TEXT
+                    ts = h.end
+                    te = ts
+                    if text_kind:
+                        close = le - 1
+                        while close >= h.end and b[close] != 41:  # )
+                            close -= 1
+                        te = close if close >= h.end else le
+                    if h.bs < 0:
+                        rs, re_ = h.gs, h.ge
+                    else:
+                        rs, re_ = h.bs, h.be
+                    # events.event_type_for
+                    etype = E_NONE
+                    tlen = h.se - h.ss
+                    if tlen == 4 and _ci(b, h.ss, h.se, b"sent", -4):
+                        etype = E_DELIVERED
+                    elif tlen == 8 and _ci(b, h.ss, h.se, b"deferred", -8):
+                        etype = E_DEFERRED
+                    elif tlen == 7 and _ci(b, h.ss, h.se, b"bounced", -7):
+                        etype = E_SOFT if h.ds >= 0 and h.de > h.ds and b[h.ds] == 52 else E_BOUNCED
+                    elif tlen == 10 and _ci(b, h.ss, h.se, b"softbounce", -10):
+                        etype = E_SOFT
+                    tname = _TYPE_NAMES[etype]
+                    q = queues.get(qid)
+                    if (q is None or q["u"] is None or etype == E_NONE
+                            or (etype == E_DELIVERED and _has(b, ts, te, b"queued as", 9))):
+                        # held, no event, or a possible hop: the correlator's own path
+                        recipient = _text(b, rs, re_)
+                        relay = _text(b, h.rs, h.re)
+                        status = _text(b, h.ss, h.se).lower()
+                        dsn = None if h.ds < 0 else _text(b, h.ds, h.de)
+                        corr.delivery(qid, stamp, _text(b, ls, le), recipient, relay, status, dsn,
+                                      _text(b, ts, te), micros, out, None)
+                    else:
+                        # Correlator.delivery + _deliver + prepare + render, for this case
+                        if micros is not None:
+                            corr.last_us = micros
+                            orphans_due = corr.orphans_due
+                            if orphans_due is not None and micros >= orphans_due:
+                                corr._drop_orphans(micros)
+                        else:
+                            micros = corr.last_us
+                        q["t"] = corr.last_us
+                        uuid = q["u"]
+                        pending = q["p"]
+                        keep_rcpt = re_ > rs and _find(b, rs, re_, 64) >= 0 and re_ - rs <= MAX_TEXT
+                        if etype == E_DEFERRED:
+                            pending[_text(b, rs, re_)] = [
+                                _text(b, ts, te), None if h.ds < 0 else _text(b, h.ds, h.de)
+                            ]
+                        elif pending:
+                            pending.pop(_text(b, rs, re_), None)
+                        _analyse(b, ts, te, &r)
+                        # event_id: blake2b of line \x1f type \x1f recipient (as prepare)
+                        key_len = (le - ls) + 2 + <Py_ssize_t>strlen(tname) + (re_ - rs if keep_rcpt else 0)
+                        key = PyBytes_FromStringAndSize(NULL, key_len)
+                        k = PyBytes_AS_STRING(key)
+                        memcpy(k, b + ls, le - ls)
+                        k += le - ls
+                        k[0] = 31
+                        k += 1
+                        memcpy(k, tname, strlen(tname))
+                        k += strlen(tname)
+                        k[0] = 31
+                        k += 1
+                        if keep_rcpt:
+                            memcpy(k, b + rs, re_ - rs)
+                        if micros != json_micros or json_stamp is None:
+                            json_micros, json_stamp = micros, stamp_json(micros)
+                        o.len = 0
+                        _putz(&o, b'{"message_id":"')
+                        _put_str(&o, uuid)
+                        _putz(&o, b'","event_type":"')
+                        _putz(&o, tname)
+                        _putz(&o, b'"')
+                        _put_str(&o, json_stamp)
+                        if r.code >= 0:
+                            _putz(&o, b',"smtp_code":')
+                            digits[0] = 48 + r.code // 100
+                            digits[1] = 48 + r.code // 10 % 10
+                            digits[2] = 48 + r.code % 10
+                            _put(&o, digits, 3)
+                        if r.ds >= 0:
+                            _putz(&o, b',"smtp_description":')
+                            _put_json(&o, b, r.ds, r.de, False)
+                        if keep_rcpt:
+                            _putz(&o, b',"recipient":')
+                            _put_json(&o, b, rs, re_, False)
+                        _putz(&o, b',"event_id":"')
+                        _put_str(&o, blake2b(key, digest_size=16).hexdigest())
+                        _putz(&o, b'"')
+                        if h.ds >= 0 and _enhanced(b, h.ds, h.de):
+                            _putz(&o, b',"enhanced_status":"')
+                            _put(&o, <const char*>b + h.ds, h.de - h.ds)
+                            _putz(&o, b'"')
+                        if r.cs == -2:
+                            _putz(&o, b',"smtp_command":"CONNECT"')
+                        elif r.cs == -3:
+                            _putz(&o, b',"smtp_command":"DATA"')
+                        elif r.cs >= 0:
+                            _putz(&o, b',"smtp_command":')
+                            _put_json(&o, b, r.cs, r.ce, True)
+                        _putz(&o, b',"queue_id":')
+                        _put_json(&o, b, h.qs, h.qs + (h.qe - h.qs if h.qe - h.qs <= MAX_TEXT else MAX_TEXT), False)
+                        _putz(&o, b'}')
+                        events.append(PyUnicode_DecodeASCII(o.data, o.len, NULL))
+                        counted[etype] += 1
+            if out:
+                for item in out:
+                    name = item[2].event_type
+                    counts[name] = counts.get(name, 0) + 1
+                events.extend(render(out))
+                out.clear()
+            ls = le + 1
+    finally:
+        free(o.data)
+    for etype in range(1, 5):
+        if counted[etype]:
+            name = _TYPE_NAMES[etype].decode("ascii")
+            counts[name] = counts.get(name, 0) + counted[etype]
+    return events, lines, parsed, truncated, counts

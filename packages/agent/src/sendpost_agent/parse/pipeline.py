@@ -32,6 +32,7 @@ from sendpost_wire.schema import format_timestamp
 
 from sendpost_agent.parse.correlate import Correlator, Out
 from sendpost_agent.parse.scan import (
+    NATIVE,
     OP_DELIVERY,
     OP_EXPIRED,
     OP_REINJECTED,
@@ -40,6 +41,7 @@ from sendpost_agent.parse.scan import (
     Prepared,
     Scanned,
     scan,
+    scan_python,
 )
 from sendpost_agent.parse.timestamps import YearGuess, from_micros, to_micros
 
@@ -146,15 +148,30 @@ class Pipeline:
 
     def feed_json(self, data: bytes) -> list[str]:
         """:meth:`feed`, each event as its compact JSON object (ASCII, the same object as
-        ``json.dumps(event.to_wire())``), without building the event objects."""
-        return self.render(self.apply(scan(data))) if data else []
+        ``json.dumps(event.to_wire())``), without building the event objects.
+
+        With the compiled scanner, an ASCII buffer takes its fused path (``_fastscan.feed_json``:
+        scan, correlation and rendering in one pass, the correlator's own methods for all but
+        the plain delivery of a known message); otherwise ``render(apply(scan(data)))``."""
+        if not data:
+            return []
+        if NATIVE is not None and data.isascii():
+            done = NATIVE.feed_json(data, self._correlator, self._resolve, self.render, _stamp_json)
+            if done is not None:
+                rendered, lines, parsed, truncated, counts = done
+                self._count(lines, parsed, truncated, 0, 0)
+                events = self.stats.events
+                for name, count in counts.items():
+                    events[name] = events.get(name, 0) + count
+                return rendered  # type: ignore[no-any-return]
+            return self.render(self.apply(scan_python(data)))
+        return self.render(self.apply(scan(data)))
 
     def apply(self, scanned: Scanned) -> Out:
         """The order-dependent half of :meth:`feed`: year inference and correlation of the
         operations :func:`~sendpost_agent.parse.scan.scan` found (in worker processes, for
         ``parse``). Returns (UUID, time, line-local fields) per event; see :meth:`render`."""
         stats = self.stats
-        stats.lines += scanned.lines
         out: Out = []
         corr = self._correlator
         queues, learn, delivery = corr.queues, corr.learn, corr.delivery
@@ -182,20 +199,28 @@ class Pipeline:
             else:
                 rec = op[1]
                 corr.on_record(rec, resolve(rec.stamp) if rec.stamp else None, out)
-        stats.parsed += scanned.parsed
-        stats.invalid_utf8 += scanned.invalid_utf8
-        unparsed = stats.unparsed
-        if scanned.truncated:
-            unparsed["truncated"] = unparsed.get("truncated", 0) + scanned.truncated
-        if scanned.too_long:
-            unparsed["too_long"] = unparsed.get("too_long", 0) + scanned.too_long
-        stats.ignored += scanned.lines - scanned.parsed - scanned.truncated - scanned.too_long
+        self._count(
+            scanned.lines, scanned.parsed, scanned.truncated, scanned.too_long,
+            scanned.invalid_utf8,
+        )  # fmt: skip
         counts = stats.events
         for item in out:
             name = item[2].event_type
             counts[name] = counts.get(name, 0) + 1
-        stats.uncorrelated = corr.uncorrelated
         return out
+
+    def _count(self, lines: int, parsed: int, truncated: int, too_long: int, invalid: int) -> None:
+        stats = self.stats
+        stats.lines += lines
+        stats.parsed += parsed
+        stats.invalid_utf8 += invalid
+        unparsed = stats.unparsed
+        if truncated:
+            unparsed["truncated"] = unparsed.get("truncated", 0) + truncated
+        if too_long:
+            unparsed["too_long"] = unparsed.get("too_long", 0) + too_long
+        stats.ignored += lines - parsed - truncated - too_long
+        stats.uncorrelated = self._correlator.uncorrelated
 
     def render(self, events: Out) -> list[str]:
         """Events from :meth:`apply` as compact JSON objects (see :meth:`feed_json`)."""
