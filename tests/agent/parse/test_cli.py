@@ -9,7 +9,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from sendpost_agent.parse import Pipeline
+import pytest
+from sendpost_agent.parse import Pipeline, command
 from sendpost_agent.parse.command import event_json
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -96,3 +97,26 @@ def test_feed_json_is_the_events_json_text() -> None:
     events = Pipeline(reference_time=reference, tz=dt.UTC).feed(data)
     rendered = Pipeline(reference_time=reference, tz=dt.UTC).feed_json(data)
     assert [event_json(e).rstrip("\n") for e in events] == rendered
+
+
+def test_chunk_reader_with_a_small_buffer_gives_the_whole_file_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """parse reads through one reused buffer: with a buffer smaller than most lines (so it
+    grows, and lines straddle reads) plain and gzip files give exactly the events of feeding
+    the whole file at once."""
+    data = (GOLDEN / "lifecycle.log").read_bytes() + (GOLDEN / "lines.log").read_bytes()
+    plain, packed = tmp_path / "mail.log", tmp_path / "mail.log.gz"
+    plain.write_bytes(data.rstrip(b"\n"))
+    packed.write_bytes(gzip.compress(data))
+    reference = dt.datetime(2024, 1, 10, tzinfo=dt.UTC)
+    expected = Pipeline(reference_time=reference, tz=dt.UTC).feed_jsonl(data)
+    assert expected.count(b"\n") > 10
+    monkeypatch.setattr(command, "CHUNK", 48)
+    for path in (plain, packed):
+        pipeline = Pipeline(reference_time=reference, tz=dt.UTC)
+        with path.open("rb") as handle:
+            got = b"".join(
+                pipeline.feed_jsonl(chunk) for chunk in command._ChunkReader("x", handle)
+            )
+        assert expected == got

@@ -15,6 +15,7 @@ checks ASCII with ``bytes.isascii`` before calling.
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.unicode cimport PyUnicode_DecodeASCII
+from libc.stdint cimport uint64_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memchr, memcmp, memcpy, memset, strlen
 
@@ -711,8 +712,19 @@ cdef bint _enhanced(const unsigned char* b, Py_ssize_t s, Py_ssize_t e) noexcept
 
 
 cdef bint _acceptable(const unsigned char* b, Py_ssize_t n) noexcept nogil:
-    """No line the fused path declines (see ``scan``): checked before any state changes."""
-    cdef Py_ssize_t ls = 0, le
+    """ASCII, and no line the fused path declines (see ``scan``): checked before any state
+    changes."""
+    cdef Py_ssize_t ls = 0, le, i = 0
+    cdef uint64_t word
+    while i + 8 <= n:
+        memcpy(&word, b + i, 8)
+        if word & 0x8080808080808080ULL:
+            return False
+        i += 8
+    while i < n:
+        if b[i] & 0x80:
+            return False
+        i += 1
     while ls < n:
         le = _find(b, ls, n, 10)
         if le < 0:
@@ -733,12 +745,15 @@ cdef inline bint _has(const unsigned char* b, Py_ssize_t s, Py_ssize_t e,
     return False
 
 
-def feed_json(bytes data, object corr, object resolve, object render, object stamp_json):
-    """Pipeline.feed_json's work for one ASCII buffer: ``(events, lines, parsed, truncated,
-    counts)`` with ``events`` the JSON texts in log order and ``counts`` events by type, or
-    None when declined (nothing changed)."""
-    cdef const unsigned char* b = data
-    cdef Py_ssize_t n = len(data), ls = 0, le, at, p, close, ts, te, rs, re_
+def feed_json(data, object corr, object resolve, object render, object stamp_json,
+              bint joined=False):
+    """Pipeline.feed_json's work for one buffer of whole lines (bytes, bytearray, memoryview):
+    ``(events, lines, parsed, truncated, counts)`` with ``events`` the JSON texts in log order
+    (``joined``: one bytes object, each text followed by a newline) and ``counts`` events by
+    type; None when declined (nothing changed)."""
+    cdef const unsigned char[::1] view = data
+    cdef Py_ssize_t n = view.shape[0], ls = 0, le, at, p, close, ts, te, rs, re_
+    cdef const unsigned char* b = &view[0] if n else <const unsigned char*>b""
     cdef Py_ssize_t lines = 0, parsed = 0, truncated = 0, key_len, tlen
     cdef int kind, source
     cdef Hit h
@@ -760,6 +775,7 @@ def feed_json(bytes data, object corr, object resolve, object render, object sta
     cdef Py_ssize_t counted[5]
     cdef int etype
     cdef dict counts = {}
+    cdef bytes blob = b""
     if not _acceptable(b, n):
         return None
     memset(counted, 0, sizeof(counted))
@@ -900,7 +916,8 @@ def feed_json(bytes data, object corr, object resolve, object render, object sta
                             memcpy(k, b + rs, re_ - rs)
                         if micros != json_micros or json_stamp is None:
                             json_micros, json_stamp = micros, stamp_json(micros)
-                        o.len = 0
+                        if not joined:
+                            o.len = 0
                         _putz(&o, b'{"message_id":"')
                         _put_str(&o, uuid)
                         _putz(&o, b'","event_type":"')
@@ -935,20 +952,30 @@ def feed_json(bytes data, object corr, object resolve, object render, object sta
                             _put_json(&o, b, r.cs, r.ce, True)
                         _putz(&o, b',"queue_id":')
                         _put_json(&o, b, h.qs, h.qs + (h.qe - h.qs if h.qe - h.qs <= MAX_TEXT else MAX_TEXT), False)
-                        _putz(&o, b'}')
-                        events.append(PyUnicode_DecodeASCII(o.data, o.len, NULL))
+                        if joined:
+                            _putz(&o, b'}\n')
+                        else:
+                            _putz(&o, b'}')
+                            events.append(PyUnicode_DecodeASCII(o.data, o.len, NULL))
                         counted[etype] += 1
             if out:
                 for item in out:
                     name = item[2].event_type
                     counts[name] = counts.get(name, 0) + 1
-                events.extend(render(out))
+                if joined:
+                    for text in render(out):
+                        _put_str(&o, text)
+                        _putz(&o, b"\n")
+                else:
+                    events.extend(render(out))
                 out.clear()
             ls = le + 1
+        if joined:
+            blob = PyBytes_FromStringAndSize(o.data, o.len)
     finally:
         free(o.data)
     for etype in range(1, 5):
         if counted[etype]:
             name = _TYPE_NAMES[etype].decode("ascii")
             counts[name] = counts.get(name, 0) + counted[etype]
-    return events, lines, parsed, truncated, counts
+    return (blob if joined else events), lines, parsed, truncated, counts

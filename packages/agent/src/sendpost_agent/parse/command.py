@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gzip
+import io
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from json.encoder import encode_basestring_ascii as _json_str
 from typing import BinaryIO
 
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         for name, handle in zip(names, handles, strict=True):
             with handle:
                 for chunk in _ChunkReader(name, handle):
-                    _write(out, pipeline.feed_json(chunk))
+                    _write(out, pipeline.feed_jsonl(chunk))
         pipeline.flush()
         out.flush()
     except _Unreadable as exc:
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open(name: str) -> BinaryIO:
+def _open(name: str) -> io.BufferedReader:
     try:
         return open(name, "rb")
     except OSError as exc:
@@ -93,49 +94,54 @@ def _open(name: str) -> BinaryIO:
 
 
 class _ChunkReader:
-    """Whole lines in large chunks; a last line without a newline gets one."""
+    """Whole lines in large chunks; a last line without a newline gets one.
 
-    def __init__(self, name: str, raw: BinaryIO) -> None:
+    Each chunk is a view of one reused buffer (no fresh memory per chunk, no copies): it is
+    valid until the next one is asked for. A line longer than the buffer gets a bigger one."""
+
+    def __init__(self, name: str, raw: io.BufferedReader) -> None:
         self.name = name
         self.raw = raw
 
-    def __iter__(self) -> _ChunkReader:
+    def __iter__(self) -> Iterator[memoryview]:
         try:
             magic = self.raw.read(2)
             self.raw.seek(0)
         except OSError as exc:
             raise _Unreadable(self.name, exc.strerror or str(exc)) from None
-        self.stream: BinaryIO | gzip.GzipFile = (
+        stream: io.BufferedIOBase = (
             gzip.GzipFile(fileobj=self.raw) if magic == _GZIP_MAGIC else self.raw
         )
-        self.carry = b""
-        self.done = False
-        return self
-
-    def __next__(self) -> bytes:
-        while not self.done:
+        buf = bytearray(CHUNK)
+        kept = 0  # bytes of an unfinished line at the start of buf
+        while True:
+            if kept == len(buf):  # one line fills the buffer: a bigger one, the line copied
+                bigger = bytearray(2 * len(buf))
+                bigger[:kept] = buf
+                buf = bigger
             try:
-                block = self.stream.read(CHUNK)
+                with memoryview(buf) as free:
+                    got = stream.readinto(free[kept:])
             except (OSError, EOFError) as exc:
                 raise _Unreadable(self.name, str(exc) or type(exc).__name__) from None
-            if not block:
-                self.done = True
-                if self.carry:
-                    last, self.carry = self.carry + b"\n", b""
-                    return last
-                break
-            data = self.carry + block
-            cut = data.rfind(b"\n") + 1
-            self.carry = data[cut:]
+            if not got:
+                if kept:
+                    yield memoryview(bytes(buf[:kept]) + b"\n")
+                return
+            end = kept + got
+            cut = buf.rfind(b"\n", kept, end) + 1
             if cut:
-                return data[:cut]
-        raise StopIteration
+                with memoryview(buf) as whole:
+                    yield whole[:cut]
+                buf[: end - cut] = buf[cut:end]
+                kept = end - cut
+            else:
+                kept = end
 
 
-def _write(out: BinaryIO, events: list[str]) -> None:
+def _write(out: BinaryIO, events: bytes) -> None:
     if events:
-        events.append("")
-        out.write("\n".join(events).encode())
+        out.write(events)
 
 
 _stamps: dict[dt.datetime, str] = {}

@@ -150,22 +150,43 @@ class Pipeline:
         """:meth:`feed`, each event as its compact JSON object (ASCII, the same object as
         ``json.dumps(event.to_wire())``), without building the event objects.
 
-        With the compiled scanner, an ASCII buffer takes its fused path (``_fastscan.feed_json``:
+        With the compiled scanner an ASCII buffer takes its fused path (``_fastscan.feed_json``:
         scan, correlation and rendering in one pass, the correlator's own methods for all but
         the plain delivery of a known message); otherwise ``render(apply(scan(data)))``."""
         if not data:
             return []
-        if NATIVE is not None and data.isascii():
-            done = NATIVE.feed_json(data, self._correlator, self._resolve, self.render, _stamp_json)
-            if done is not None:
-                rendered, lines, parsed, truncated, counts = done
-                self._count(lines, parsed, truncated, 0, 0)
-                events = self.stats.events
-                for name, count in counts.items():
-                    events[name] = events.get(name, 0) + count
-                return rendered  # type: ignore[no-any-return]
-            return self.render(self.apply(scan_python(data)))
-        return self.render(self.apply(scan(data)))
+        done = self._fused(data, joined=False)
+        if done is not None:
+            return done  # type: ignore[no-any-return]
+        return self.render(self.apply(scan_python(data) if NATIVE is not None else scan(data)))
+
+    def feed_jsonl(self, data: bytes | bytearray | memoryview) -> bytes:
+        """:meth:`feed_json` as JSON lines (each event followed by a newline) in one bytes
+        object; ``data`` may be any buffer (``parse`` passes views of one reused buffer)."""
+        if not data:
+            return b""
+        done = self._fused(data, joined=True)
+        if done is not None:
+            return done  # type: ignore[no-any-return]
+        raw = bytes(data)
+        rendered = self.render(self.apply(scan_python(raw) if NATIVE is not None else scan(raw)))
+        return "".join(text + "\n" for text in rendered).encode()
+
+    def _fused(self, data: bytes | bytearray | memoryview, *, joined: bool) -> Any:
+        """The compiled fused path's events, or None (not built, or declined)."""
+        if NATIVE is None:
+            return None
+        done = NATIVE.feed_json(
+            data, self._correlator, self._resolve, self.render, _stamp_json, joined
+        )
+        if done is None:
+            return None
+        events, lines, parsed, truncated, counts = done
+        self._count(lines, parsed, truncated, 0, 0)
+        totals = self.stats.events
+        for name, count in counts.items():
+            totals[name] = totals.get(name, 0) + count
+        return events
 
     def apply(self, scanned: Scanned) -> Out:
         """The order-dependent half of :meth:`feed`: year inference and correlation of the
