@@ -19,8 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sendpost_agent.parse import Pipeline
 from sendpost_agent.parse import scan as scan_module
-from sendpost_agent.parse.scan import scan, scan_python
+from sendpost_agent.parse.events import analyse_reply
+from sendpost_agent.parse.scan import prepare, scan, scan_python
 
+from tests.agent.parse.test_property import REPLY_PARTS
 from tests.support.corpus import CORPUS
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -249,3 +251,37 @@ def test_fused_path_on_generated_lines(feeds: list[bytes]) -> None:
     """Generated and spliced lines (holds, hops, expiries, re-injections, short-ID reuse), in
     several feeds: the fused path and the Python path agree on events, stats and state."""
     _same_after(feeds)
+
+
+reply_texts = st.lists(
+    st.one_of(st.sampled_from(REPLY_PARTS), st.text(max_size=8)), max_size=8
+).map("".join)
+
+
+@native
+@settings(max_examples=500, deadline=None)
+@given(reply_texts)
+def test_compiled_analyse_reply_is_the_python_one(text: str) -> None:
+    """The compiled twin of events.analyse_reply (used by the correlator when built) gives the
+    same code, description and command for any text, ASCII or not."""
+    assert tuple(analyse_reply(text)) == scan_module.NATIVE.analyse_reply(text)
+
+
+@native
+@settings(max_examples=500, deadline=None)
+@given(
+    st.sampled_from(["delivered", "bounced", "soft_bounced", "deferred", 'odd"type']),
+    reply_texts,
+    st.one_of(st.none(), st.sampled_from(["", "a@b.c", "nobody", "é@x"]), st.text(max_size=12)),
+    st.one_of(st.none(), st.sampled_from(["5.1.1", "4.7.1", "2.0.0", "9.9.9", "5.1"])),
+    st.text(min_size=1, max_size=20),
+    st.text(max_size=80),
+)
+def test_compiled_prepare_is_the_python_one(
+    event_type: str, text: str, recipient: str | None, dsn: str | None, qid: str, line: str
+) -> None:
+    """The compiled twin of scan.prepare renders the same fields and JSON parts."""
+    reply = analyse_reply(text)
+    assert prepare(event_type, reply, recipient, dsn, qid, line) == scan_module.NATIVE.prepare(
+        event_type, reply, recipient, dsn, qid, line
+    )

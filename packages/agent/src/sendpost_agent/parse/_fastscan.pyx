@@ -336,6 +336,16 @@ cdef bint _bare_hint(const unsigned char* b, Py_ssize_t p, Py_ssize_t end) noexc
 
 # -- the line-local event fields: events.analyse_reply and scan.prepare, compiled -----------
 
+def analyse_reply(str text):
+    """``events.analyse_reply``, compiled (a plain tuple)."""
+    return _analyse_reply(text)
+
+
+def prepare(str event_type, object reply, object recipient, object dsn, str queue_id, str line):
+    """``scan.prepare``, compiled."""
+    return _prepare(event_type, tuple(reply), recipient, dsn, queue_id, line)
+
+
 cdef tuple _analyse_reply(str text):
     cdef object command = None
     cdef str body = text
@@ -776,6 +786,8 @@ def feed_json(data, object corr, object resolve, object render, object stamp_jso
     cdef int etype
     cdef dict counts = {}
     cdef bytes blob = b""
+    cdef list held
+    cdef object max_held = corr.max_held
     if not _acceptable(b, n):
         return None
     memset(counted, 0, sizeof(counted))
@@ -871,9 +883,31 @@ def feed_json(data, object corr, object resolve, object render, object stamp_jso
                         etype = E_SOFT
                     tname = _TYPE_NAMES[etype]
                     q = queues.get(qid)
-                    if (q is None or q["u"] is None or etype == E_NONE
-                            or (etype == E_DELIVERED and _has(b, ts, te, b"queued as", 9))):
-                        # held, no event, or a possible hop: the correlator's own path
+                    if q is None or q["u"] is None:
+                        # Correlator.delivery for a queue ID without its UUID yet: held
+                        if micros is not None:
+                            corr.last_us = micros
+                            orphans_due = corr.orphans_due
+                            if orphans_due is not None and micros >= orphans_due:
+                                corr._drop_orphans(micros)
+                        else:
+                            micros = corr.last_us
+                        if q is None:
+                            q = {"u": None, "s": 99, "t": None, "h": [], "p": {}, "c": []}
+                            queues[qid] = q
+                        q["t"] = corr.last_us
+                        held = q["h"]
+                        if not held:
+                            corr.holding.append(qid)
+                        held.append([["d", qid, stamp, _text(b, ls, le), _text(b, rs, re_),
+                                      _text(b, h.rs, h.re), _text(b, h.ss, h.se).lower(),
+                                      None if h.ds < 0 else _text(b, h.ds, h.de),
+                                      _text(b, ts, te)], micros])
+                        corr.held += 1
+                        if corr.held > max_held:
+                            corr._drop_oldest_held()
+                    elif etype == E_NONE or (etype == E_DELIVERED and _has(b, ts, te, b"queued as", 9)):
+                        # no event, or a possible hop: the correlator's own path
                         recipient = _text(b, rs, re_)
                         relay = _text(b, h.rs, h.re)
                         status = _text(b, h.ss, h.se).lower()

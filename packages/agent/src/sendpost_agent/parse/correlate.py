@@ -40,7 +40,7 @@ from sendpost_agent.parse.records import (
     Removed,
     UuidSeen,
 )
-from sendpost_agent.parse.scan import Prepared, prepare
+from sendpost_agent.parse.scan import NATIVE, Prepared, prepare
 
 TTL_US = 24 * 3600 * 1_000_000
 HOLD_US = 300 * 1_000_000
@@ -48,6 +48,10 @@ MAX_HELD = 10_000
 STATE_VERSION = 1
 _NO_SOURCE = 99
 _QUEUED_AS = re.compile(r"queued as ([0-9A-Za-z]{5,})")
+
+# The line-local event fields: the compiled twins when built (the same code; tested equal).
+_prepare = NATIVE.prepare if NATIVE is not None else prepare
+_analyse_reply = NATIVE.analyse_reply if NATIVE is not None else analyse_reply
 
 Held = list[Any]  # [encoded record, micros]
 Out = list[tuple[str, int | None, Prepared]]
@@ -76,6 +80,8 @@ def _new_queue() -> dict[str, Any]:
 class Correlator:
     """See the module docstring. ``is_internal(relay)`` says whether a ``relay=`` value is a
     hop to our own content filter or Postfix instance."""
+
+    max_held = MAX_HELD
 
     def __init__(self, is_internal: Callable[[str], bool], state: dict[str, Any] | None = None):
         self._is_internal = is_internal
@@ -273,7 +279,7 @@ class Correlator:
             event_type = event_type_for(status, dsn)
             if event_type is None:
                 return
-            prepared = prepare(event_type, analyse_reply(text), recipient, dsn, qid, line)
+            prepared = _prepare(event_type, _analyse_reply(text), recipient, dsn, qid, line)
         if prepared.event_type == "deferred":
             pending[recipient] = [text, dsn]
         elif pending:
@@ -289,8 +295,8 @@ class Correlator:
         ] or [(None, "", None)]
         pending.clear()
         for rcpt, text, dsn in items:
-            reply = analyse_reply(text) if text else Reply(None, f"message {rec.status}", None)
-            prepared = prepare("soft_bounced", reply, rcpt, dsn, rec.queue_id, rec.line)
+            reply = _analyse_reply(text) if text else Reply(None, f"message {rec.status}", None)
+            prepared = _prepare("soft_bounced", reply, rcpt, dsn, rec.queue_id, rec.line)
             out.append((q["u"], micros, prepared))
 
     # -- bounds and time --------------------------------------------------------------------
