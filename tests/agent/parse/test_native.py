@@ -8,10 +8,12 @@ Python one runs, so the pipeline's output is the same either way.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import itertools
 import os
 import random
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -198,6 +200,14 @@ def _pure_json(pipeline: Pipeline, data: bytes) -> list[str]:
     return pipeline.render(pipeline.apply(scan_python(data))) if data else []
 
 
+@pytest.fixture
+def small_pieces() -> Iterator[Callable[[int], None]]:
+    """Lets a test cut buffers into pieces of a few bytes, so that many go through the helper
+    thread of the fused path; the default size is restored afterwards."""
+    yield scan_module.NATIVE.set_piece_size
+    scan_module.NATIVE.set_piece_size(1 << 20)
+
+
 def _same_after(feeds: list[bytes]) -> None:
     fused, pure = _pair()
     for data in feeds:
@@ -210,13 +220,23 @@ def _same_after(feeds: list[bytes]) -> None:
 
 @native
 @pytest.mark.parametrize("path", LOGS, ids=lambda p: p.name)
-def test_fused_path_gives_the_same_events_stats_and_state(path: Path) -> None:
-    """Pipeline.feed_json's fused path (scan + correlate + render in C) gives, for every corpus
-    and golden log, the same JSON texts, counters and saved state as render(apply(scan))."""
+@pytest.mark.parametrize("piece", [1 << 20, 300, 1])
+def test_fused_path_gives_the_same_events_stats_and_state(
+    path: Path, piece: int, small_pieces: Callable[[int], None]
+) -> None:
+    """Pipeline.feed_json's fused path (scan + correlate + render in C, in pieces of one line
+    up to 1 MiB, stage 1 of each piece but the first on a helper thread) gives, for every
+    corpus and golden log, the same JSON texts, counters and saved state as
+    render(apply(scan))."""
+    small_pieces(piece)
     data = path.read_bytes()
     if not data.endswith(b"\n"):
         data += b"\n"
     _same_after([data])
+    fused, _ = _pair()
+    assert fused.feed_jsonl(data) == b"".join(
+        text.encode() + b"\n" for text in _pair()[1].feed_json(data)
+    )
 
 
 @native
@@ -246,11 +266,16 @@ def _nth_line(data: bytes, n: int) -> int:
 
 @native
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(buffers, min_size=1, max_size=4))
-def test_fused_path_on_generated_lines(feeds: list[bytes]) -> None:
+@given(st.lists(buffers, min_size=1, max_size=4), st.integers(1, 400))
+def test_fused_path_on_generated_lines(feeds: list[bytes], piece: int) -> None:
     """Generated and spliced lines (holds, hops, expiries, re-injections, short-ID reuse), in
-    several feeds: the fused path and the Python path agree on events, stats and state."""
-    _same_after(feeds)
+    several feeds and pieces of any size: the fused path and the Python path agree on events,
+    stats and state."""
+    scan_module.NATIVE.set_piece_size(piece)
+    try:
+        _same_after(feeds)
+    finally:
+        scan_module.NATIVE.set_piece_size(1 << 20)
 
 
 reply_texts = st.lists(
@@ -285,3 +310,12 @@ def test_compiled_prepare_is_the_python_one(
     assert prepare(event_type, reply, recipient, dsn, qid, line) == scan_module.NATIVE.prepare(
         event_type, reply, recipient, dsn, qid, line
     )
+
+
+@native
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=700))
+def test_compiled_blake2b_is_hashlibs(data: bytes) -> None:
+    """The event id's BLAKE2b (RFC 7693, written for the GIL-free stage) is hashlib's."""
+    expected = hashlib.blake2b(data, digest_size=16).hexdigest()
+    assert expected == scan_module.NATIVE.blake2b_128_hex(data)

@@ -23,6 +23,7 @@ cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object, Py_ssize_t*) except NULL
 
 from hashlib import blake2b
+from threading import Thread as _Thread
 from json.encoder import encode_basestring_ascii as _json_str
 
 from sendpost_agent.parse.events import clean_enhanced
@@ -548,52 +549,57 @@ cdef struct Buf:
     char* data
     Py_ssize_t len
     Py_ssize_t cap
+    bint failed                # an allocation failed: later puts do nothing
 
 
-cdef int _grow(Buf* o, Py_ssize_t need) except -1:
+cdef bint _grow(Buf* o, Py_ssize_t need) noexcept nogil:
     cdef Py_ssize_t cap = o.cap if o.cap else 4096
     cdef char* d
+    if o.failed:
+        return False
     if o.len + need <= o.cap:
-        return 0
+        return True
     while cap < o.len + need:
         cap *= 2
     d = <char*>realloc(o.data, cap)
     if d == NULL:
-        raise MemoryError()
+        o.failed = True
+        return False
     o.data = d
     o.cap = cap
-    return 0
+    return True
 
 
-cdef inline int _put(Buf* o, const char* s, Py_ssize_t n) except -1:
-    if o.len + n > o.cap:
-        _grow(o, n)
+cdef inline void _put(Buf* o, const char* s, Py_ssize_t n) noexcept nogil:
+    if o.len + n > o.cap and not _grow(o, n):
+        return
     memcpy(o.data + o.len, s, n)
     o.len += n
-    return 0
 
 
-cdef inline int _putz(Buf* o, const char* s) except -1:
-    return _put(o, s, strlen(s))
+cdef inline void _putz(Buf* o, const char* s) noexcept nogil:
+    _put(o, s, strlen(s))
 
 
 cdef inline int _put_str(Buf* o, str s) except -1:
     cdef Py_ssize_t n
     cdef const char* p = PyUnicode_AsUTF8AndSize(s, &n)
-    return _put(o, p, n)
+    _put(o, p, n)
+    return 0
 
 
 cdef const char* _HEX = b"0123456789abcdef"
 
 
-cdef int _put_json(Buf* o, const unsigned char* b, Py_ssize_t s, Py_ssize_t e,
-                   bint upper) except -1:
+cdef void _put_json(Buf* o, const unsigned char* b, Py_ssize_t s, Py_ssize_t e,
+                    bint upper) noexcept nogil:
     """``json.encoder.encode_basestring_ascii`` of ASCII ``b[s:e]`` (quotes included);
     ``upper``: of its ``.upper()``."""
     cdef Py_ssize_t i
     cdef unsigned char c
     cdef char* w
-    _grow(o, 2 + 6 * (e - s))
+    if not _grow(o, 2 + 6 * (e - s)):
+        return
     w = o.data + o.len
     w[0] = 34
     w += 1
@@ -625,7 +631,129 @@ cdef int _put_json(Buf* o, const unsigned char* b, Py_ssize_t s, Py_ssize_t e,
     w[0] = 34
     w += 1
     o.len = w - o.data
-    return 0
+
+
+# -- BLAKE2b (RFC 7693), for the event id without the GIL -------------------------------------
+
+cdef uint64_t _B2_IV[8]
+_B2_IV[:] = [
+    0x6A09E667F3BCC908, 0xBB67AE8584CAA73B, 0x3C6EF372FE94F82B, 0xA54FF53A5F1D36F1,
+    0x510E527FADE682D1, 0x9B05688C2B3E6C1F, 0x1F83D9ABFB41BD6B, 0x5BE0CD19137E2179,
+]
+cdef unsigned char _B2_SIGMA[160]
+_B2_SIGMA[:] = [
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+    14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3,
+    11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4,
+    7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8,
+    9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13,
+    2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9,
+    12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11,
+    13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10,
+    6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5,
+    10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0,
+]
+
+
+cdef struct B2:
+    uint64_t h[8]
+    uint64_t t                 # bytes compressed so far (inputs stay far below 2**64)
+    unsigned char buf[128]
+    Py_ssize_t c               # bytes waiting in buf
+
+
+cdef inline uint64_t _rotr(uint64_t x, int n) noexcept nogil:
+    return (x >> n) | (x << (64 - n))
+
+
+cdef inline void _g(uint64_t* v, int a, int b, int c, int d, uint64_t x, uint64_t y) noexcept nogil:
+    v[a] = v[a] + v[b] + x
+    v[d] = _rotr(v[d] ^ v[a], 32)
+    v[c] = v[c] + v[d]
+    v[b] = _rotr(v[b] ^ v[c], 24)
+    v[a] = v[a] + v[b] + y
+    v[d] = _rotr(v[d] ^ v[a], 16)
+    v[c] = v[c] + v[d]
+    v[b] = _rotr(v[b] ^ v[c], 63)
+
+
+cdef void _b2_compress(B2* st, bint last) noexcept nogil:
+    cdef uint64_t v[16]
+    cdef uint64_t m[16]
+    cdef int i, j, r
+    cdef const unsigned char* sg
+    for i in range(16):
+        m[i] = 0
+        for j in range(8):  # little-endian words, whatever the host
+            m[i] |= (<uint64_t>st.buf[8 * i + j]) << (8 * j)
+    for i in range(8):
+        v[i] = st.h[i]
+        v[i + 8] = _B2_IV[i]
+    v[12] ^= st.t
+    if last:
+        v[14] = ~v[14]
+    for r in range(12):
+        sg = &_B2_SIGMA[(r % 10) * 16]
+        _g(v, 0, 4, 8, 12, m[sg[0]], m[sg[1]])
+        _g(v, 1, 5, 9, 13, m[sg[2]], m[sg[3]])
+        _g(v, 2, 6, 10, 14, m[sg[4]], m[sg[5]])
+        _g(v, 3, 7, 11, 15, m[sg[6]], m[sg[7]])
+        _g(v, 0, 5, 10, 15, m[sg[8]], m[sg[9]])
+        _g(v, 1, 6, 11, 12, m[sg[10]], m[sg[11]])
+        _g(v, 2, 7, 8, 13, m[sg[12]], m[sg[13]])
+        _g(v, 3, 4, 9, 14, m[sg[14]], m[sg[15]])
+    for i in range(8):
+        st.h[i] ^= v[i] ^ v[i + 8]
+
+
+cdef inline void _b2_init(B2* st) noexcept nogil:
+    """Unkeyed, 16-byte digest (``hashlib.blake2b(digest_size=16)``)."""
+    cdef int i
+    for i in range(8):
+        st.h[i] = _B2_IV[i]
+    st.h[0] ^= 0x01010000 ^ 16
+    st.t = 0
+    st.c = 0
+
+
+cdef void _b2_update(B2* st, const unsigned char* data, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t k
+    while n > 0:
+        if st.c == 128:  # a full block is compressed only once more input follows
+            st.t += 128
+            _b2_compress(st, False)
+            st.c = 0
+        k = 128 - st.c
+        if k > n:
+            k = n
+        memcpy(st.buf + st.c, data, k)
+        st.c += k
+        data += k
+        n -= k
+
+
+cdef void _b2_hex(B2* st, char* out) noexcept nogil:
+    """Finish and write the 32 hex digits of the digest to ``out``."""
+    cdef int i
+    cdef unsigned char byte
+    st.t += st.c
+    memset(st.buf + st.c, 0, 128 - st.c)
+    _b2_compress(st, True)
+    for i in range(16):
+        byte = (st.h[i >> 3] >> (8 * (i & 7))) & 0xFF
+        out[2 * i] = _HEX[byte >> 4]
+        out[2 * i + 1] = _HEX[byte & 15]
+
+
+def blake2b_128_hex(const unsigned char[::1] data):
+    """``hashlib.blake2b(data, digest_size=16).hexdigest()``, by the code above (for tests)."""
+    cdef B2 st
+    cdef char out[32]
+    _b2_init(&st)
+    if data.shape[0]:
+        _b2_update(&st, &data[0], data.shape[0])
+    _b2_hex(&st, out)
+    return out[:32].decode("ascii")
 
 
 cdef struct Reply:
@@ -755,6 +883,215 @@ cdef inline bint _has(const unsigned char* b, Py_ssize_t s, Py_ssize_t e,
     return False
 
 
+# Stage 1 (no GIL, on a helper thread for all but the first piece of a buffer) finds the
+# lines that matter and renders the line-local end ("tail") of each event's JSON; stage 2 (the
+# caller's thread) correlates, in log order, and writes the events. A buffer is cut into pieces
+# of whole lines so that stage 1 of piece k+1 runs while stage 2 handles piece k.
+
+cdef struct Rec:
+    int kind
+    int etype                  # E_* for deliveries
+    bint hop                   # a delivered line whose text says "queued as": maybe a hop
+    Py_ssize_t ls, le, at      # the line, and the "]" of its "]: "
+    Py_ssize_t qs, qe          # queue ID
+    Py_ssize_t gs, ge          # UUID, expired status or parent queue ID
+    Py_ssize_t cs, ce          # recipient (either form)
+    Py_ssize_t rs, re          # relay
+    Py_ssize_t ds, de          # dsn (ds < 0: absent)
+    Py_ssize_t ss, se          # status word
+    Py_ssize_t ts, te          # status text
+    Py_ssize_t st_s, st_e      # timestamp (st_s < 0: none)
+    Py_ssize_t tail, tail_len  # the event's rendered end in Job.tails (tail_len 0: none)
+
+
+cdef struct Job:
+    const unsigned char* b
+    Py_ssize_t s, e            # the piece: whole lines
+    Rec* recs
+    Py_ssize_t n, cap
+    Py_ssize_t lines, truncated
+    Buf tails
+    bint failed
+
+
+cdef bint _stamp_span(const unsigned char* b, Py_ssize_t start, Py_ssize_t end,
+                      Py_ssize_t* s, Py_ssize_t* e) noexcept nogil:
+    """``_stamp`` as a span; False for no timestamp."""
+    cdef Py_ssize_t last = end - 1, second
+    while last >= start and b[last] != 32:
+        last -= 1
+    if last < start:
+        return False
+    second = last - 1
+    while second >= start and b[second] != 32:
+        second -= 1
+    if second < start:
+        return False
+    while second > start and _space(b[second - 1]):
+        second -= 1
+    if second == start:
+        return False
+    s[0] = start
+    e[0] = second
+    return True
+
+
+cdef void _tail(Job* j, Rec* r) noexcept nogil:
+    """The event's JSON after its timestamp (``scan.prepare``'s ``tail``)."""
+    cdef const unsigned char* b = j.b
+    cdef Reply rep
+    cdef B2 st
+    cdef char eid[32]
+    cdef char digits[3]
+    cdef const char* tname = _TYPE_NAMES[r.etype]
+    cdef bint keep_rcpt = (r.ce > r.cs and _find(b, r.cs, r.ce, 64) >= 0
+                           and r.ce - r.cs <= MAX_TEXT)
+    cdef Buf* o = &j.tails
+    _analyse(b, r.ts, r.te, &rep)
+    _b2_init(&st)
+    _b2_update(&st, b + r.ls, r.le - r.ls)
+    _b2_update(&st, <const unsigned char*>b"\x1f", 1)
+    _b2_update(&st, <const unsigned char*>tname, strlen(tname))
+    _b2_update(&st, <const unsigned char*>b"\x1f", 1)
+    if keep_rcpt:
+        _b2_update(&st, b + r.cs, r.ce - r.cs)
+    _b2_hex(&st, eid)
+    r.tail = o.len
+    if rep.code >= 0:
+        _putz(o, b',"smtp_code":')
+        digits[0] = 48 + rep.code // 100
+        digits[1] = 48 + rep.code // 10 % 10
+        digits[2] = 48 + rep.code % 10
+        _put(o, digits, 3)
+    if rep.ds >= 0:
+        _putz(o, b',"smtp_description":')
+        _put_json(o, b, rep.ds, rep.de, False)
+    if keep_rcpt:
+        _putz(o, b',"recipient":')
+        _put_json(o, b, r.cs, r.ce, False)
+    _putz(o, b',"event_id":"')
+    _put(o, eid, 32)
+    _putz(o, b'"')
+    if r.ds >= 0 and _enhanced(b, r.ds, r.de):
+        _putz(o, b',"enhanced_status":"')
+        _put(o, <const char*>b + r.ds, r.de - r.ds)
+        _putz(o, b'"')
+    if rep.cs == -2:
+        _putz(o, b',"smtp_command":"CONNECT"')
+    elif rep.cs == -3:
+        _putz(o, b',"smtp_command":"DATA"')
+    elif rep.cs >= 0:
+        _putz(o, b',"smtp_command":')
+        _put_json(o, b, rep.cs, rep.ce, True)
+    _putz(o, b',"queue_id":')
+    _put_json(o, b, r.qs, r.qs + (r.qe - r.qs if r.qe - r.qs <= MAX_TEXT else MAX_TEXT), False)
+    _putz(o, b'}')
+    r.tail_len = o.len - r.tail
+
+
+cdef void _stage1(Job* j) noexcept nogil:
+    """Every relevant line of the piece as a Rec (see ``scan`` for the matching rules)."""
+    cdef const unsigned char* b = j.b
+    cdef Py_ssize_t ls = j.s, le, at, p, close, tlen
+    cdef int kind
+    cdef Hit h
+    cdef Rec* r
+    cdef Rec* grown
+    j.n = 0
+    j.lines = 0
+    j.truncated = 0
+    j.tails.len = 0
+    j.failed = False
+    while ls < j.e:
+        le = _find(b, ls, j.e, 10)
+        if le < 0:
+            le = j.e
+        j.lines += 1
+        kind = K_NONE
+        p = ls
+        while True:
+            at = _find(b, p, le, 93)  # ]
+            if at < 0:
+                break
+            if at + 2 < le and b[at + 1] == 58 and b[at + 2] == 32:
+                kind = _body(b, at + 3, le, &h)
+                if kind != K_NONE:
+                    break
+            p = at + 1
+        if kind == K_NONE:
+            ls = le + 1
+            continue
+        if kind == K_TRUNCATED:
+            j.truncated += 1
+            ls = le + 1
+            continue
+        if j.n == j.cap:
+            grown = <Rec*>realloc(j.recs, (j.cap * 2 + 256) * sizeof(Rec))
+            if grown == NULL:
+                j.failed = True
+                return
+            j.recs = grown
+            j.cap = j.cap * 2 + 256
+        r = &j.recs[j.n]
+        j.n += 1
+        r.kind = kind
+        r.ls, r.le, r.at = ls, le, at
+        r.qs, r.qe, r.gs, r.ge = h.qs, h.qe, h.gs, h.ge
+        r.tail_len = 0
+        r.etype = E_NONE
+        r.hop = False
+        if kind == K_EXPIRED or kind == K_STATUS or kind == K_TEXT:
+            if not (at > ls and _stamp_span(b, ls, at, &r.st_s, &r.st_e)):
+                r.st_s = r.st_e = -1
+        if kind == K_STATUS or kind == K_TEXT:
+            r.ts = r.te = h.end
+            if kind == K_TEXT:
+                close = le - 1
+                while close >= h.end and b[close] != 41:  # )
+                    close -= 1
+                r.te = close if close >= h.end else le
+            if h.bs < 0:
+                r.cs, r.ce = h.gs, h.ge
+            else:
+                r.cs, r.ce = h.bs, h.be
+            r.rs, r.re = h.rs, h.re
+            r.ds, r.de = h.ds, h.de
+            r.ss, r.se = h.ss, h.se
+            tlen = h.se - h.ss  # events.event_type_for
+            if tlen == 4 and _ci(b, h.ss, h.se, b"sent", -4):
+                r.etype = E_DELIVERED
+                r.hop = _has(b, r.ts, r.te, b"queued as", 9)
+            elif tlen == 8 and _ci(b, h.ss, h.se, b"deferred", -8):
+                r.etype = E_DEFERRED
+            elif tlen == 7 and _ci(b, h.ss, h.se, b"bounced", -7):
+                r.etype = E_SOFT if h.ds >= 0 and h.de > h.ds and b[h.ds] == 52 else E_BOUNCED
+            elif tlen == 10 and _ci(b, h.ss, h.se, b"softbounce", -10):
+                r.etype = E_SOFT
+            if r.etype != E_NONE and not r.hop:
+                _tail(j, r)
+        ls = le + 1
+    if j.tails.failed:
+        j.failed = True
+
+
+cdef class _Stage1Thread:
+    """Runs stage 1 of one Job without the GIL (the target of a helper thread)."""
+    cdef Job* job
+
+    def run(self):
+        with nogil:
+            _stage1(self.job)
+
+
+cdef Py_ssize_t _piece = 1 << 20
+
+
+def set_piece_size(Py_ssize_t size):
+    """Bytes per piece (tests make it small to run many pieces through the helper thread)."""
+    global _piece
+    _piece = max(size, 1)
+
+
 def feed_json(data, object corr, object resolve, object render, object stamp_json,
               bint joined=False):
     """Pipeline.feed_json's work for one buffer of whole lines (bytes, bytearray, memoryview):
@@ -762,77 +1099,130 @@ def feed_json(data, object corr, object resolve, object render, object stamp_jso
     (``joined``: one bytes object, each text followed by a newline) and ``counts`` events by
     type; None when declined (nothing changed)."""
     cdef const unsigned char[::1] view = data
-    cdef Py_ssize_t n = view.shape[0], ls = 0, le, at, p, close, ts, te, rs, re_
+    cdef Py_ssize_t n = view.shape[0], start, cut, k
     cdef const unsigned char* b = &view[0] if n else <const unsigned char*>b""
-    cdef Py_ssize_t lines = 0, parsed = 0, truncated = 0, key_len, tlen
-    cdef int kind, source
-    cdef Hit h
-    cdef Reply r
-    cdef Buf o
-    cdef bint text_kind, keep_rcpt
-    cdef const char* tname
-    cdef list events = []
-    cdef list out = []
-    cdef dict best = {}
-    cdef dict queues = corr.queues
-    cdef dict q, pending
-    cdef str qid, status, line, body
-    cdef object stamp, recipient, relay, dsn, micros, uuid, last_stamp = None
-    cdef object last_micros = None, json_micros = 0, json_stamp = None, orphans_due
-    cdef bytes key, stamp_bytes
-    cdef char* k
-    cdef char digits[3]
-    cdef Py_ssize_t counted[5]
-    cdef int etype
-    cdef dict counts = {}
-    cdef bytes blob = b""
-    cdef list held
-    cdef object max_held = corr.max_held
+    cdef Job jobs[2]
+    cdef _Stage1Thread runner
+    cdef object thread = None
+    cdef list pieces = []
+    cdef _State state
     if not _acceptable(b, n):
         return None
-    memset(counted, 0, sizeof(counted))
-    o.data = NULL
-    o.len = o.cap = 0
+    start = 0
+    while start < n:
+        cut = start + _piece
+        if cut >= n:
+            cut = n
+        else:
+            cut = _find(b, cut - 1, n, 10)
+            cut = n if cut < 0 else cut + 1
+        pieces.append((start, cut))
+        start = cut
+    memset(jobs, 0, sizeof(jobs))
+    state = _State(corr, resolve, render, stamp_json, joined)
     try:
-        while ls < n:
-            le = _find(b, ls, n, 10)
-            if le < 0:
-                le = n
-            lines += 1
-            kind = K_NONE
-            p = ls
-            while True:
-                at = _find(b, p, le, 93)  # ]
-                if at < 0:
-                    break
-                if at + 2 < le and b[at + 1] == 58 and b[at + 2] == 32:
-                    kind = _body(b, at + 3, le, &h)
-                    if kind != K_NONE:
-                        break
-                p = at + 1
-            if kind == K_NONE:
-                ls = le + 1
-                continue
-            if kind == K_TRUNCATED:
-                truncated += 1
-                ls = le + 1
-                continue
-            parsed += 1
-            qid = _text(b, h.qs, h.qe)
+        for k in range(len(pieces)):
+            if k == 0:
+                jobs[0].b = b
+                jobs[0].s, jobs[0].e = pieces[0]
+                with nogil:
+                    _stage1(&jobs[0])
+            if thread is not None:
+                thread.join()
+                thread = None
+            if k + 1 < len(pieces):
+                jobs[(k + 1) % 2].b = b
+                jobs[(k + 1) % 2].s, jobs[(k + 1) % 2].e = pieces[k + 1]
+                runner = _Stage1Thread()
+                runner.job = &jobs[(k + 1) % 2]
+                thread = _Thread(target=runner.run, daemon=True)
+                thread.start()
+            if jobs[k % 2].failed:
+                raise MemoryError()
+            state.stage2(b, &jobs[k % 2])
+        return state.result()
+    finally:
+        if thread is not None:
+            thread.join()
+        for k in range(2):
+            free(jobs[k].recs)
+            free(jobs[k].tails.data)
+        state.close()
+
+
+cdef class _State:
+    """Stage 2: the correlation, in log order, over the Recs of successive pieces."""
+    cdef object corr, resolve, render, stamp_json
+    cdef bint joined
+    cdef Buf o
+    cdef list events, out
+    cdef dict best, queues, counts
+    cdef object max_held, last_stamp, last_micros, json_micros, json_stamp
+    cdef Py_ssize_t lines, parsed, truncated, last_s, last_e
+    cdef Py_ssize_t counted[5]
+
+    def __cinit__(self, corr, resolve, render, stamp_json, bint joined):
+        self.corr, self.resolve, self.render = corr, resolve, render
+        self.stamp_json, self.joined = stamp_json, joined
+        memset(&self.o, 0, sizeof(Buf))
+        self.events, self.out, self.best, self.counts = [], [], {}, {}
+        self.queues = corr.queues
+        self.max_held = corr.max_held
+        self.last_stamp = self.last_micros = self.json_stamp = None
+        self.json_micros = 0
+        self.lines = self.parsed = self.truncated = 0
+        self.last_s = self.last_e = -1
+        memset(self.counted, 0, sizeof(self.counted))
+
+    cdef close(self):
+        free(self.o.data)
+        self.o.data = NULL
+
+    cdef result(self):
+        cdef int etype
+        for etype in range(1, 5):
+            if self.counted[etype]:
+                name = _TYPE_NAMES[etype].decode("ascii")
+                self.counts[name] = self.counts.get(name, 0) + self.counted[etype]
+        events = self.events
+        if self.joined:
+            events = PyBytes_FromStringAndSize(self.o.data, self.o.len) if self.o.len else b""
+        return events, self.lines, self.parsed, self.truncated, self.counts
+
+    cdef stage2(self, const unsigned char* b, Job* j):
+        cdef Py_ssize_t i
+        cdef Rec* r
+        cdef int kind, source
+        cdef dict q, pending
+        cdef list held
+        cdef str qid, text
+        cdef object stamp, micros, uuid, orphans_due
+        cdef object corr = self.corr
+        cdef dict queues = self.queues
+        cdef dict best = self.best
+        cdef list out = self.out
+        cdef Buf* o = &self.o
+        self.lines += j.lines
+        self.truncated += j.truncated
+        self.parsed += j.n
+        for i in range(j.n):
+            r = &j.recs[i]
+            kind = r.kind
+            qid = _text(b, r.qs, r.qe)
             if kind == K_HEADER or kind == K_SENDER or kind == K_MESSAGE_ID:
                 source = 1 if kind == K_HEADER else (2 if kind == K_SENDER else 3)
                 if best.get(qid, 99) > source:
                     best[qid] = source
                     q = queues.get(qid)
                     if q is None:  # Correlator.learn, inlined for its common cases
-                        queues[qid] = {"u": _text(b, h.gs, h.ge).lower(), "s": source,
+                        queues[qid] = {"u": _text(b, r.gs, r.ge).lower(), "s": source,
                                        "t": corr.last_us, "h": [], "p": {}, "c": []}
                     elif q["s"] > source:
                         q["t"] = corr.last_us
                         if q["h"] or q["c"]:
-                            corr._learn(q, _text(b, h.gs, h.ge).lower(), source, out)
+                            corr._learn(q, _text(b, r.gs, r.ge).lower(), source, out)
                         else:
-                            q["u"] = _text(b, h.gs, h.ge).lower()
+                            q["u"] = _text(b, r.gs, r.ge).lower()
                             q["s"] = source
             elif kind == K_REMOVED:
                 best.pop(qid, None)
@@ -840,48 +1230,26 @@ def feed_json(data, object corr, object resolve, object render, object stamp_jso
                 if q is not None and q["h"]:
                     corr.park(qid, q)
             elif kind == K_PARENT:
-                corr.reinjected(qid, _text(b, h.gs, h.ge), out)
+                corr.reinjected(qid, _text(b, r.gs, r.ge), out)
             else:
-                # the stamp, resolved as apply does (the same text twice in a row: cached)
-                if at > ls:
-                    stamp = _stamp(b, ls, at)
-                    if stamp is None:
-                        micros = None
-                    elif stamp == last_stamp:
-                        micros = last_micros
-                    else:
-                        micros = resolve(stamp)
-                        last_stamp, last_micros = stamp, micros
-                else:
+                # the stamp, resolved as apply does (the same text as the last one: cached)
+                if r.st_s < 0:
                     stamp = micros = None
+                elif (self.last_s >= 0 and r.st_e - r.st_s == self.last_e - self.last_s
+                        and memcmp(b + r.st_s, b + self.last_s, r.st_e - r.st_s) == 0):
+                    stamp, micros = self.last_stamp, self.last_micros
+                else:
+                    stamp = _text(b, r.st_s, r.st_e)
+                    if stamp == self.last_stamp:
+                        micros = self.last_micros
+                    else:
+                        micros = self.resolve(stamp)
+                        self.last_stamp, self.last_micros = stamp, micros
+                    self.last_s, self.last_e = r.st_s, r.st_e
                 if kind == K_EXPIRED:
-                    corr.outcome(Expired(qid, stamp, _text(b, ls, le), _text(b, h.gs, h.ge)),
+                    corr.outcome(Expired(qid, stamp, _text(b, r.ls, r.le), _text(b, r.gs, r.ge)),
                                  micros, out)
                 else:
-                    text_kind = kind == K_TEXT
-                    ts = h.end
-                    te = ts
-                    if text_kind:
-                        close = le - 1
-                        while close >= h.end and b[close] != 41:  # )
-                            close -= 1
-                        te = close if close >= h.end else le
-                    if h.bs < 0:
-                        rs, re_ = h.gs, h.ge
-                    else:
-                        rs, re_ = h.bs, h.be
-                    # events.event_type_for
-                    etype = E_NONE
-                    tlen = h.se - h.ss
-                    if tlen == 4 and _ci(b, h.ss, h.se, b"sent", -4):
-                        etype = E_DELIVERED
-                    elif tlen == 8 and _ci(b, h.ss, h.se, b"deferred", -8):
-                        etype = E_DEFERRED
-                    elif tlen == 7 and _ci(b, h.ss, h.se, b"bounced", -7):
-                        etype = E_SOFT if h.ds >= 0 and h.de > h.ds and b[h.ds] == 52 else E_BOUNCED
-                    elif tlen == 10 and _ci(b, h.ss, h.se, b"softbounce", -10):
-                        etype = E_SOFT
-                    tname = _TYPE_NAMES[etype]
                     q = queues.get(qid)
                     if q is None or q["u"] is None:
                         # Correlator.delivery for a queue ID without its UUID yet: held
@@ -899,21 +1267,19 @@ def feed_json(data, object corr, object resolve, object render, object stamp_jso
                         held = q["h"]
                         if not held:
                             corr.holding.append(qid)
-                        held.append([["d", qid, stamp, _text(b, ls, le), _text(b, rs, re_),
-                                      _text(b, h.rs, h.re), _text(b, h.ss, h.se).lower(),
-                                      None if h.ds < 0 else _text(b, h.ds, h.de),
-                                      _text(b, ts, te)], micros])
+                        held.append([["d", qid, stamp, _text(b, r.ls, r.le), _text(b, r.cs, r.ce),
+                                      _text(b, r.rs, r.re), _text(b, r.ss, r.se).lower(),
+                                      None if r.ds < 0 else _text(b, r.ds, r.de),
+                                      _text(b, r.ts, r.te)], micros])
                         corr.held += 1
-                        if corr.held > max_held:
+                        if corr.held > self.max_held:
                             corr._drop_oldest_held()
-                    elif etype == E_NONE or (etype == E_DELIVERED and _has(b, ts, te, b"queued as", 9)):
+                    elif r.etype == E_NONE or r.hop:
                         # no event, or a possible hop: the correlator's own path
-                        recipient = _text(b, rs, re_)
-                        relay = _text(b, h.rs, h.re)
-                        status = _text(b, h.ss, h.se).lower()
-                        dsn = None if h.ds < 0 else _text(b, h.ds, h.de)
-                        corr.delivery(qid, stamp, _text(b, ls, le), recipient, relay, status, dsn,
-                                      _text(b, ts, te), micros, out, None)
+                        corr.delivery(qid, stamp, _text(b, r.ls, r.le), _text(b, r.cs, r.ce),
+                                      _text(b, r.rs, r.re), _text(b, r.ss, r.se).lower(),
+                                      None if r.ds < 0 else _text(b, r.ds, r.de),
+                                      _text(b, r.ts, r.te), micros, out, None)
                     else:
                         # Correlator.delivery + _deliver + prepare + render, for this case
                         if micros is not None:
@@ -926,90 +1292,38 @@ def feed_json(data, object corr, object resolve, object render, object stamp_jso
                         q["t"] = corr.last_us
                         uuid = q["u"]
                         pending = q["p"]
-                        keep_rcpt = re_ > rs and _find(b, rs, re_, 64) >= 0 and re_ - rs <= MAX_TEXT
-                        if etype == E_DEFERRED:
-                            pending[_text(b, rs, re_)] = [
-                                _text(b, ts, te), None if h.ds < 0 else _text(b, h.ds, h.de)
+                        if r.etype == E_DEFERRED:
+                            pending[_text(b, r.cs, r.ce)] = [
+                                _text(b, r.ts, r.te), None if r.ds < 0 else _text(b, r.ds, r.de)
                             ]
                         elif pending:
-                            pending.pop(_text(b, rs, re_), None)
-                        _analyse(b, ts, te, &r)
-                        # event_id: blake2b of line \x1f type \x1f recipient (as prepare)
-                        key_len = (le - ls) + 2 + <Py_ssize_t>strlen(tname) + (re_ - rs if keep_rcpt else 0)
-                        key = PyBytes_FromStringAndSize(NULL, key_len)
-                        k = PyBytes_AS_STRING(key)
-                        memcpy(k, b + ls, le - ls)
-                        k += le - ls
-                        k[0] = 31
-                        k += 1
-                        memcpy(k, tname, strlen(tname))
-                        k += strlen(tname)
-                        k[0] = 31
-                        k += 1
-                        if keep_rcpt:
-                            memcpy(k, b + rs, re_ - rs)
-                        if micros != json_micros or json_stamp is None:
-                            json_micros, json_stamp = micros, stamp_json(micros)
-                        if not joined:
+                            pending.pop(_text(b, r.cs, r.ce), None)
+                        if micros != self.json_micros or self.json_stamp is None:
+                            self.json_micros, self.json_stamp = micros, self.stamp_json(micros)
+                        if not self.joined:
                             o.len = 0
-                        _putz(&o, b'{"message_id":"')
-                        _put_str(&o, uuid)
-                        _putz(&o, b'","event_type":"')
-                        _putz(&o, tname)
-                        _putz(&o, b'"')
-                        _put_str(&o, json_stamp)
-                        if r.code >= 0:
-                            _putz(&o, b',"smtp_code":')
-                            digits[0] = 48 + r.code // 100
-                            digits[1] = 48 + r.code // 10 % 10
-                            digits[2] = 48 + r.code % 10
-                            _put(&o, digits, 3)
-                        if r.ds >= 0:
-                            _putz(&o, b',"smtp_description":')
-                            _put_json(&o, b, r.ds, r.de, False)
-                        if keep_rcpt:
-                            _putz(&o, b',"recipient":')
-                            _put_json(&o, b, rs, re_, False)
-                        _putz(&o, b',"event_id":"')
-                        _put_str(&o, blake2b(key, digest_size=16).hexdigest())
-                        _putz(&o, b'"')
-                        if h.ds >= 0 and _enhanced(b, h.ds, h.de):
-                            _putz(&o, b',"enhanced_status":"')
-                            _put(&o, <const char*>b + h.ds, h.de - h.ds)
-                            _putz(&o, b'"')
-                        if r.cs == -2:
-                            _putz(&o, b',"smtp_command":"CONNECT"')
-                        elif r.cs == -3:
-                            _putz(&o, b',"smtp_command":"DATA"')
-                        elif r.cs >= 0:
-                            _putz(&o, b',"smtp_command":')
-                            _put_json(&o, b, r.cs, r.ce, True)
-                        _putz(&o, b',"queue_id":')
-                        _put_json(&o, b, h.qs, h.qs + (h.qe - h.qs if h.qe - h.qs <= MAX_TEXT else MAX_TEXT), False)
-                        if joined:
-                            _putz(&o, b'}\n')
-                        else:
-                            _putz(&o, b'}')
-                            events.append(PyUnicode_DecodeASCII(o.data, o.len, NULL))
-                        counted[etype] += 1
+                        _putz(o, b'{"message_id":"')
+                        _put_str(o, uuid)
+                        _putz(o, b'","event_type":"')
+                        _putz(o, _TYPE_NAMES[r.etype])
+                        _putz(o, b'"')
+                        _put_str(o, self.json_stamp)
+                        _put(o, j.tails.data + r.tail, r.tail_len)
+                        if self.joined:
+                            _putz(o, b"\n")
+                        elif not o.failed:
+                            self.events.append(PyUnicode_DecodeASCII(o.data, o.len, NULL))
+                        self.counted[r.etype] += 1
             if out:
                 for item in out:
                     name = item[2].event_type
-                    counts[name] = counts.get(name, 0) + 1
-                if joined:
-                    for text in render(out):
-                        _put_str(&o, text)
-                        _putz(&o, b"\n")
+                    self.counts[name] = self.counts.get(name, 0) + 1
+                if self.joined:
+                    for text in self.render(out):
+                        _put_str(o, text)
+                        _putz(o, b"\n")
                 else:
-                    events.extend(render(out))
+                    self.events.extend(self.render(out))
                 out.clear()
-            ls = le + 1
-        if joined:
-            blob = PyBytes_FromStringAndSize(o.data, o.len)
-    finally:
-        free(o.data)
-    for etype in range(1, 5):
-        if counted[etype]:
-            name = _TYPE_NAMES[etype].decode("ascii")
-            counts[name] = counts.get(name, 0) + counted[etype]
-    return (blob if joined else events), lines, parsed, truncated, counts
+        if o.failed:
+            raise MemoryError()
