@@ -1110,7 +1110,8 @@ def feed_json(data, object corr, object resolve, object render, object stamp_jso
         return None
     start = 0
     while start < n:
-        cut = start + _piece
+        # the first piece is small: its stage 1 runs on this thread, before any overlap
+        cut = start + (_piece if start else min(_piece, 1 << 16))
         if cut >= n:
             cut = n
         else:
