@@ -22,7 +22,7 @@ from libc.string cimport memchr, memcmp, memcpy, memset, strlen
 cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object, Py_ssize_t*) except NULL
 
-from hashlib import blake2b
+from _blake2 import blake2b
 from threading import Thread as _Thread
 from json.encoder import encode_basestring_ascii as _json_str
 
@@ -62,7 +62,7 @@ cdef object _prepared_cls = None
 cdef dict _heads = {}
 cdef dict _enhanced_seen = {None: None}
 cdef extern from *:
-    const char* SENDPOST_SOURCE_DIGEST  # a macro set by setup.py: this file's sha256
+    const char* SENDPOST_SOURCE_DIGEST  # a macro set by setup.py: this file's CRC-32, in hex
 
 SOURCE_DIGEST = SENDPOST_SOURCE_DIGEST.decode("ascii")
 

@@ -18,12 +18,12 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from json.encoder import encode_basestring_ascii as _json_str
-from typing import BinaryIO
-
-from sendpost_wire import AgentEvent
-from sendpost_wire.schema import format_timestamp
+from typing import TYPE_CHECKING, BinaryIO
 
 from sendpost_agent.parse.pipeline import ParseStats, Pipeline
+
+if TYPE_CHECKING:
+    from sendpost_wire import AgentEvent
 
 CHUNK = 8 * 1024 * 1024
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -152,6 +152,8 @@ def _stamp(value: dt.datetime) -> str:
     if text is None:
         if len(_stamps) > 4096:
             _stamps.clear()
+        from sendpost_wire.schema import format_timestamp
+
         text = _stamps[value] = format_timestamp(value)
     return text
 

@@ -24,8 +24,8 @@ Fields taken from the text in parentheses after the status word:
 
 from __future__ import annotations
 
-import hashlib
 import re
+from _blake2 import blake2b  # hashlib's, without loading OpenSSL at start-up
 from typing import NamedTuple
 
 MAX_TEXT = 10_000  # the wire contract's limit for text fields
@@ -97,7 +97,7 @@ def event_type_for(status: str, dsn: str | None) -> str | None:
 def event_id(line: str, event_type: str, recipient: str | None) -> str:
     """Deterministic id: the same log line gives the same id in every run and after restarts."""
     key = f"{line}\x1f{event_type}\x1f{recipient or ''}".encode("utf-8", "surrogatepass")
-    return hashlib.blake2b(key, digest_size=16).hexdigest()
+    return blake2b(key, digest_size=16).hexdigest()
 
 
 def clean_enhanced(dsn: str | None) -> str | None:

@@ -25,10 +25,7 @@ import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-from sendpost_wire import AgentEvent
-from sendpost_wire.schema import format_timestamp
+from typing import TYPE_CHECKING, Any
 
 from sendpost_agent.parse.correlate import Correlator, Out
 from sendpost_agent.parse.scan import (
@@ -44,6 +41,9 @@ from sendpost_agent.parse.scan import (
     scan_python,
 )
 from sendpost_agent.parse.timestamps import YearGuess, from_micros, to_micros
+
+if TYPE_CHECKING:  # imported when used: `parse` starts without the wire schema
+    from sendpost_wire import AgentEvent
 
 # Relays that are our own content filter or Postfix instance: loopback addresses, by address
 # (``127.0.0.1[127.0.0.1]:10024``) or by name. Unix-socket relays (``[private/dovecot-lmtp]``)
@@ -288,6 +288,8 @@ class Pipeline:
 
 
 def _event(uuid: str, micros: int | None, p: Prepared) -> AgentEvent:
+    from sendpost_wire import AgentEvent
+
     return AgentEvent(
         uuid, p.event_type, _time(micros) if micros is not None else None, p.code, p.description,
         p.recipient, p.event_id, p.enhanced, p.command, p.queue_id,
@@ -317,12 +319,14 @@ def _stamp_json(micros: int | None) -> str:
     day, rest = divmod(micros, _DAY_US)
     date = _days.get(day)
     if date is None:
-        date = format_timestamp(from_micros(day * _DAY_US))
-        if len(date) != 20:  # not YYYY-MM-DDT00:00:00Z: leave odd years to the library
+        midnight = from_micros(day * _DAY_US)  # UTC, as wire's format_timestamp writes it
+        if not 1000 <= midnight.year <= 9999:  # odd years: leave them to the library
+            from sendpost_wire.schema import format_timestamp
+
             return f',"timestamp":"{format_timestamp(from_micros(micros))}"'
         if len(_days) >= 1000:
             _days.clear()
-        _days[day] = date = date[:11]
+        _days[day] = date = midnight.strftime("%Y-%m-%dT")
     seconds, fraction = divmod(rest, 1_000_000)
     hours, seconds = divmod(seconds, 3600)
     minutes, seconds = divmod(seconds, 60)

@@ -26,13 +26,12 @@ Operations (tuples, first item the kind):
 from __future__ import annotations
 
 import bisect
-import hashlib
 import os
 import re
 import warnings
+import zlib
 from collections.abc import Iterable
 from json.encoder import encode_basestring_ascii as _json_str
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from sendpost_agent.parse.events import MAX_TEXT, Reply, analyse_reply, clean_enhanced, event_id
@@ -304,9 +303,8 @@ def _load_native() -> Any:
         from sendpost_agent.parse import _fastscan  # type: ignore[attr-defined]
     except ImportError:
         return None
-    source = Path(__file__).with_name("_fastscan.pyx")
-    built_from = _fastscan.SOURCE_DIGEST
-    if source.exists() and hashlib.sha256(source.read_bytes()).hexdigest() != built_from:
+    source = os.path.join(os.path.dirname(__file__), "_fastscan.pyx")
+    if os.path.exists(source) and _checksum(source) != _fastscan.SOURCE_DIGEST:
         warnings.warn(
             f"{source} changed since it was compiled; using the pure-Python scanner until "
             "`make setup` rebuilds it",
@@ -316,6 +314,12 @@ def _load_native() -> Any:
         return None
     _fastscan.bind(Prepared, _HEADS)
     return _fastscan
+
+
+def _checksum(path: str) -> str:
+    """What setup.py records of the source it compiles: its CRC-32, in hex (a change check)."""
+    with open(path, "rb") as handle:
+        return f"{zlib.crc32(handle.read()):08x}"
 
 
 NATIVE: Any = _load_native()
