@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from sendpost_agent.parse import Pipeline, command
+from sendpost_agent.parse import Pipeline, command, scan
 from sendpost_agent.parse.command import event_json
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -63,6 +63,7 @@ def test_parse_stats_on_stderr(tmp_path: Path) -> None:
         "events.deferred 3",
         "events.delivered 3",
         "events.soft_bounced 3",
+        f"scanner {'compiled' if scan.NATIVE is not None else 'python'}",
     ]
 
 

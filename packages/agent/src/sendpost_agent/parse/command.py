@@ -3,7 +3,8 @@
 Reads whole log files (plain or gzip, told apart by their magic bytes) in the order given,
 through one :class:`~sendpost_agent.parse.Pipeline` (no saved state, no network), and prints
 one JSON event per line on stdout: the wire fields plus ``queue_id``. ``--stats`` prints the
-counters on stderr. A file that cannot be read: one line naming it on stderr, exit status 2.
+counters on stderr, and which scanner ran (``scanner compiled`` or ``scanner python``). A file
+that cannot be read: one line naming it on stderr, exit status 2.
 
 Kept free of the daemon's imports (httpx & co.): benchmarks time this command from start-up.
 """
@@ -21,6 +22,7 @@ from json.encoder import encode_basestring_ascii as _json_str
 from typing import TYPE_CHECKING, BinaryIO
 
 from sendpost_agent.parse.pipeline import ParseStats, Pipeline
+from sendpost_agent.parse.scan import NATIVE
 
 if TYPE_CHECKING:
     from sendpost_wire import AgentEvent
@@ -83,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.stats:
         print(format_stats(pipeline.stats), file=sys.stderr)
+        print(f"scanner {'compiled' if NATIVE is not None else 'python'}", file=sys.stderr)
     return 0
 
 
