@@ -655,6 +655,17 @@ _B2_SIGMA[:] = [
 ]
 
 
+cdef extern from *:
+    """
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    #define SENDPOST_LITTLE_ENDIAN 1
+    #else
+    #define SENDPOST_LITTLE_ENDIAN 0
+    #endif
+    """
+    const int SENDPOST_LITTLE_ENDIAN
+
+
 cdef struct B2:
     uint64_t h[8]
     uint64_t t                 # bytes compressed so far (inputs stay far below 2**64)
@@ -682,10 +693,13 @@ cdef void _b2_compress(B2* st, bint last) noexcept nogil:
     cdef uint64_t m[16]
     cdef int i, j, r
     cdef const unsigned char* sg
-    for i in range(16):
-        m[i] = 0
-        for j in range(8):  # little-endian words, whatever the host
-            m[i] |= (<uint64_t>st.buf[8 * i + j]) << (8 * j)
+    if SENDPOST_LITTLE_ENDIAN:
+        memcpy(m, st.buf, 128)
+    else:
+        for i in range(16):  # little-endian words
+            m[i] = 0
+            for j in range(8):
+                m[i] |= (<uint64_t>st.buf[8 * i + j]) << (8 * j)
     for i in range(8):
         v[i] = st.h[i]
         v[i + 8] = _B2_IV[i]
