@@ -414,115 +414,9 @@ cdef object _prepare(str event_type, tuple reply, object recipient, object dsn, 
     ))
 
 
-cdef inline object _event_type(str status, object dsn):
-    if status == "sent":
-        return "delivered"
-    if status == "deferred":
-        return "deferred"
-    if status == "bounced":
-        return "soft_bounced" if dsn is not None and (<str>dsn).startswith("4") else "bounced"
-    if status == "softbounce":
-        return "soft_bounced"
-    return None
-
-
 cdef inline str _text(const unsigned char* b, Py_ssize_t s, Py_ssize_t e):
     return b[s:e].decode("ascii")
 
-
-cdef object _stamp(const unsigned char* b, Py_ssize_t start, Py_ssize_t end):
-    """``postfix.stamp_of``: all but the last two space-separated tokens of ``b[start:end]``."""
-    cdef Py_ssize_t last = end - 1, second
-    while last >= start and b[last] != 32:
-        last -= 1
-    if last < start:
-        return None
-    second = last - 1
-    while second >= start and b[second] != 32:
-        second -= 1
-    if second < start:
-        return None
-    while second > start and _space(b[second - 1]):
-        second -= 1
-    if second == start:
-        return None
-    return _text(b, start, second)
-
-
-def scan(bytes data):
-    """``scan.scan(data)`` as ``(ops, lines, parsed, truncated)``, or None when declined."""
-    cdef const unsigned char* b = data
-    cdef Py_ssize_t n = len(data), ls = 0, le, at, p, close
-    cdef Py_ssize_t lines = 0, parsed = 0, truncated = 0
-    cdef int kind, source
-    cdef Hit h
-    cdef list ops = []
-    cdef dict best = {}
-    cdef str qid, status, line, body
-    cdef object stamp, recipient, relay, dsn, event_type, prepared
-    while ls < n:
-        le = _find(b, ls, n, 10)
-        if le < 0:
-            le = n
-        lines += 1
-        if le - ls > MAX_LINE or _bare_hint(b, ls, le):
-            return None
-        kind = K_NONE
-        p = ls
-        while True:
-            at = _find(b, p, le, 93)  # ]
-            if at < 0:
-                break
-            if at + 2 < le and b[at + 1] == 58 and b[at + 2] == 32:
-                kind = _body(b, at + 3, le, &h)
-                if kind != K_NONE:
-                    break
-            p = at + 1
-        if kind == K_NONE:
-            ls = le + 1
-            continue
-        qid = _text(b, h.qs, h.qe)
-        if kind == K_HEADER or kind == K_SENDER or kind == K_MESSAGE_ID:
-            source = 1 if kind == K_HEADER else (2 if kind == K_SENDER else 3)
-            if best.get(qid, 99) > source:
-                best[qid] = source
-                ops.append((OP_UUID, qid, _text(b, h.gs, h.ge).lower(), source))
-        elif kind == K_REMOVED:
-            best.pop(qid, None)
-            ops.append((OP_REMOVED, qid))
-        elif kind == K_TRUNCATED:
-            truncated += 1
-            ls = le + 1
-            continue
-        else:
-            stamp = _stamp(b, ls, at) if at > ls else None
-            line = _text(b, ls, le)
-            if kind == K_STATUS or kind == K_TEXT:
-                recipient = _text(b, h.gs, h.ge) if h.bs < 0 else _text(b, h.bs, h.be)
-                relay = _text(b, h.rs, h.re)
-                status = _text(b, h.ss, h.se).lower()
-                dsn = None if h.ds < 0 else _text(b, h.ds, h.de)
-                if kind == K_TEXT:
-                    close = le - 1
-                    while close >= h.end and b[close] != 41:  # )
-                        close -= 1
-                    body = _text(b, h.end, close if close >= h.end else le)
-                else:
-                    body = ""
-                event_type = _event_type(status, dsn)
-                prepared = (
-                    None if event_type is None
-                    else _prepare(event_type, _analyse_reply(body), recipient, dsn, qid, line)
-                )
-                ops.append((OP_DELIVERY, qid, stamp, line, recipient, relay, status, dsn, body,
-                            prepared))
-            elif kind == K_EXPIRED:
-                ops.append((OP_EXPIRED, Expired(qid, stamp, line, _text(b, h.gs, h.ge))))
-            else:
-                ops.append((OP_REINJECTED, Reinjected(qid, stamp, line, _text(b, h.gs, h.ge))))
-        parsed += 1
-        ls = le + 1
-    return ops, lines, parsed, truncated
 
 
 # -- the fused path: scan, correlate and render in one pass ----------------------------------
@@ -543,6 +437,7 @@ cdef enum:
     E_SOFT = 4
 
 cdef const char** _TYPE_NAMES = [NULL, b"delivered", b"deferred", b"bounced", b"soft_bounced"]
+cdef tuple _TYPE_STR = (None, "delivered", "deferred", "bounced", "soft_bounced")
 
 
 cdef struct Buf:
@@ -925,6 +820,7 @@ cdef struct Job:
     Py_ssize_t n, cap
     Py_ssize_t lines, truncated
     Buf tails
+    bint want_tails            # render each event's JSON tail (the fused path) or not (scan)
     bint failed
 
 
@@ -1054,7 +950,7 @@ cdef void _stage1(Job* j) noexcept nogil:
         r.tail_len = 0
         r.etype = E_NONE
         r.hop = False
-        if kind == K_EXPIRED or kind == K_STATUS or kind == K_TEXT:
+        if kind == K_EXPIRED or kind == K_STATUS or kind == K_TEXT or kind == K_PARENT:
             if not (at > ls and _stamp_span(b, ls, at, &r.st_s, &r.st_e)):
                 r.st_s = r.st_e = -1
         if kind == K_STATUS or kind == K_TEXT:
@@ -1081,7 +977,7 @@ cdef void _stage1(Job* j) noexcept nogil:
                 r.etype = E_SOFT if h.ds >= 0 and h.de > h.ds and b[h.ds] == 52 else E_BOUNCED
             elif tlen == 10 and _ci(b, h.ss, h.se, b"softbounce", -10):
                 r.etype = E_SOFT
-            if r.etype != E_NONE and not r.hop:
+            if r.etype != E_NONE and not r.hop and j.want_tails:
                 _tail(j, r)
         ls = le + 1
     if j.tails.failed:
@@ -1134,6 +1030,7 @@ def feed_json(data, object corr, object resolve, object render, object stamp_jso
         pieces.append((start, cut))
         start = cut
     memset(jobs, 0, sizeof(jobs))
+    jobs[0].want_tails = jobs[1].want_tails = True
     state = _State(corr, resolve, render, stamp_json, joined)
     try:
         for k in range(len(pieces)):
@@ -1342,3 +1239,62 @@ cdef class _State:
                 out.clear()
         if o.failed:
             raise MemoryError()
+
+
+def scan(data):
+    """``scan.scan(data)`` as ``(ops, lines, parsed, truncated)``, or None when declined (the
+    caller checks ASCII first): stage 1 finds the lines, the ops are built from its records."""
+    cdef const unsigned char[::1] view = data
+    cdef Py_ssize_t n = view.shape[0], i
+    cdef const unsigned char* b = &view[0] if n else <const unsigned char*>b""
+    cdef Job job
+    cdef Rec* r
+    cdef int kind, source
+    cdef list ops = []
+    cdef dict best = {}
+    cdef str qid, line, body
+    cdef object stamp, recipient, dsn, event_type
+    if not _acceptable(b, n):
+        return None
+    memset(&job, 0, sizeof(Job))
+    job.b = b
+    job.e = n
+    try:
+        with nogil:
+            _stage1(&job)
+        if job.failed:
+            raise MemoryError()
+        for i in range(job.n):
+            r = &job.recs[i]
+            kind = r.kind
+            qid = _text(b, r.qs, r.qe)
+            if kind == K_HEADER or kind == K_SENDER or kind == K_MESSAGE_ID:
+                source = 1 if kind == K_HEADER else (2 if kind == K_SENDER else 3)
+                if best.get(qid, 99) > source:
+                    best[qid] = source
+                    ops.append((OP_UUID, qid, _text(b, r.gs, r.ge).lower(), source))
+            elif kind == K_REMOVED:
+                best.pop(qid, None)
+                ops.append((OP_REMOVED, qid))
+            else:
+                stamp = None if r.st_s < 0 else _text(b, r.st_s, r.st_e)
+                line = _text(b, r.ls, r.le)
+                if kind == K_EXPIRED:
+                    ops.append((OP_EXPIRED, Expired(qid, stamp, line, _text(b, r.gs, r.ge))))
+                elif kind == K_PARENT:
+                    ops.append((OP_REINJECTED, Reinjected(qid, stamp, line, _text(b, r.gs, r.ge))))
+                else:
+                    recipient = _text(b, r.cs, r.ce)
+                    dsn = None if r.ds < 0 else _text(b, r.ds, r.de)
+                    body = _text(b, r.ts, r.te)
+                    event_type = _TYPE_STR[r.etype]
+                    ops.append((
+                        OP_DELIVERY, qid, stamp, line, recipient, _text(b, r.rs, r.re),
+                        _text(b, r.ss, r.se).lower(), dsn, body,
+                        None if event_type is None
+                        else _prepare(event_type, _analyse_reply(body), recipient, dsn, qid, line),
+                    ))
+        return ops, job.lines, job.n, job.truncated
+    finally:
+        free(job.recs)
+        free(job.tails.data)
