@@ -9,11 +9,10 @@ fields (``analyse_reply``, ``prepare``) are the same code, compiled.
 
 It declines (returns None, and the pure-Python scan takes the buffer) whatever is rare and
 fiddly: a byte outside ASCII (invalid UTF-8 and Unicode whitespace classes live there), a line
-over 64 KiB, a line that looks like a message part without its syslog envelope. The caller
-checks ASCII with ``bytes.isascii`` before calling.
+over 64 KiB, a line that looks like a message part without its syslog envelope.
 """
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.unicode cimport PyUnicode_DecodeASCII
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport free, realloc
@@ -1242,8 +1241,8 @@ cdef class _State:
 
 
 def scan(data):
-    """``scan.scan(data)`` as ``(ops, lines, parsed, truncated)``, or None when declined (the
-    caller checks ASCII first): stage 1 finds the lines, the ops are built from its records."""
+    """``scan.scan(data)`` as ``(ops, lines, parsed, truncated)``, or None when declined: stage 1
+    finds the lines, the ops are built from its records."""
     cdef const unsigned char[::1] view = data
     cdef Py_ssize_t n = view.shape[0], i
     cdef const unsigned char* b = &view[0] if n else <const unsigned char*>b""

@@ -144,7 +144,7 @@ class Scanned(NamedTuple):
 def scan(data: bytes) -> Scanned:
     """The operations of a buffer of whole lines (see the module docstring): by the compiled
     scanner when it is built and takes the buffer, else by :func:`scan_python`."""
-    if NATIVE is not None and data.isascii():
+    if NATIVE is not None:
         found = NATIVE.scan(data)
         if found is not None:
             ops, lines, parsed, truncated = found
