@@ -158,7 +158,7 @@ class Pipeline:
         done = self._fused(data, joined=False)
         if done is not None:
             return done  # type: ignore[no-any-return]
-        return self.render(self.apply(scan_python(data) if NATIVE is not None else scan(data)))
+        return self._unfused(data)
 
     def feed_jsonl(self, data: bytes | bytearray | memoryview) -> bytes:
         """:meth:`feed_json` as JSON lines (each event followed by a newline) in one bytes
@@ -168,9 +168,7 @@ class Pipeline:
         done = self._fused(data, joined=True)
         if done is not None:
             return done  # type: ignore[no-any-return]
-        raw = bytes(data)
-        rendered = self.render(self.apply(scan_python(raw) if NATIVE is not None else scan(raw)))
-        return "".join(text + "\n" for text in rendered).encode()
+        return "".join(text + "\n" for text in self._unfused(bytes(data))).encode()
 
     def _fused(self, data: bytes | bytearray | memoryview, *, joined: bool) -> Any:
         """The compiled fused path's events, or None (not built, or declined)."""
@@ -188,10 +186,15 @@ class Pipeline:
             totals[name] = totals.get(name, 0) + count
         return events
 
+    def _unfused(self, data: bytes) -> list[str]:
+        """``render(apply(scan(data)))``; when the compiled scanner is built it has already
+        declined this buffer, so the Python scan is called directly."""
+        return self.render(self.apply(scan_python(data) if NATIVE is not None else scan(data)))
+
     def apply(self, scanned: Scanned) -> Out:
         """The order-dependent half of :meth:`feed`: year inference and correlation of the
-        operations :func:`~sendpost_agent.parse.scan.scan` found (in worker processes, for
-        ``parse``). Returns (UUID, time, line-local fields) per event; see :meth:`render`."""
+        operations :func:`~sendpost_agent.parse.scan.scan` found. Returns (UUID, time,
+        line-local fields) per event; see :meth:`render`."""
         stats = self.stats
         out: Out = []
         corr = self._correlator
