@@ -150,6 +150,56 @@ async def test_sign_out_clears_the_cookie(client: httpx.AsyncClient, seed: Seed)
     assert (await client.get("/dashboard/")).status_code == 303
 
 
+async def test_a_copied_cookie_dies_with_sign_out(client: httpx.AsyncClient, seed: Seed) -> None:
+    """Sign-out ends the session in the store: the same cookie value, replayed afterwards (a
+    copy taken before sign-out), redirects to the form; a new sign-in works again."""
+    await sign_in(client, seed.account.account_key)
+    copied = client.cookies.get(session.COOKIE_NAME)
+    assert copied is not None
+    assert (await client.post("/dashboard/logout")).status_code == 303
+    client.cookies.set(session.COOKIE_NAME, copied, path="/dashboard")
+    replay = await client.get("/dashboard/")
+    assert replay.status_code == 303
+    assert replay.headers["location"].startswith("/dashboard/login")
+    client.cookies.clear()
+    await sign_in(client, seed.account.account_key)
+    assert (await client.get("/dashboard/")).status_code == 200
+
+
+async def test_cross_site_sign_out_is_refused(client: httpx.AsyncClient, seed: Seed) -> None:
+    """A sign-out posted from another site (logout CSRF) is refused and the session lives on."""
+    await sign_in(client, seed.account.account_key)
+    refused = await client.post("/dashboard/logout", headers={"Sec-Fetch-Site": "cross-site"})
+    assert refused.status_code == 403
+    assert (await client.get("/dashboard/")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("headers", "allowed"),
+    [
+        ({"Sec-Fetch-Site": "same-origin", "Origin": "http://platform.test"}, True),
+        ({"Sec-Fetch-Site": "same-origin", "Origin": "null"}, True),
+        ({"Sec-Fetch-Site": "none"}, True),
+        ({"Sec-Fetch-Site": "same-site", "Origin": "http://shop.platform.test"}, False),
+        ({"Sec-Fetch-Site": "cross-site", "Origin": "http://platform.test"}, False),
+        ({"Origin": "http://platform.test"}, True),
+        ({"Origin": "http://PLATFORM.test"}, True),
+        ({"Origin": "https://evil.example"}, False),
+        ({"Origin": "null"}, False),
+        ({}, True),
+    ],
+)
+async def test_same_origin_check_follows_what_browsers_send(
+    client: httpx.AsyncClient, seed: Seed, headers: dict[str, str], allowed: bool
+) -> None:
+    """Sec-Fetch-Site decides when present (a browser behind a no-referrer page sends
+    ``Origin: null`` with ``same-origin``); otherwise Origin against Host; null is never ours."""
+    response = await client.post(
+        "/dashboard/login", data={"key": seed.account.account_key}, headers=headers
+    )
+    assert response.status_code == (303 if allowed else 403)
+
+
 async def test_cross_site_login_post_is_refused(client: httpx.AsyncClient, seed: Seed) -> None:
     """A sign-in form posted from another origin (login CSRF) is refused with 403."""
     response = await client.post(

@@ -4,7 +4,9 @@
   page.
 - Otherwise the session cookie set by ``POST /dashboard/login`` (see ``session.py``): signed with
   a key derived from the platform secret, ``HttpOnly``, ``SameSite=Lax``, ``Path=/dashboard``,
-  ``Secure`` over HTTPS. A session whose account key has changed since login is over.
+  ``Secure`` over HTTPS. A session whose account key has changed since login, or that was signed
+  out (``POST /dashboard/logout`` records its ID in the store), is over.
+- Login and logout posts from another site are refused (:func:`cross_site`).
 - Neither: a redirect (303) to the login form, which then returns to the page asked for.
 
 The key typed into the form is never written back into any page, cookie or log.
@@ -25,7 +27,7 @@ from sendpost_platform.api.deps import AppContext, ContextDep
 from sendpost_platform.dashboard import session
 from sendpost_platform.dashboard.render import PREFIX, SECURITY_HEADERS, Renderer
 from sendpost_platform.store import accounts
-from sendpost_platform.store.dashboard_queries import account_key_hash
+from sendpost_platform.store.dashboard_queries import account_key_hash, end_session, session_ended
 
 router = APIRouter(include_in_schema=False)
 
@@ -56,6 +58,8 @@ def _from_cookie(ctx: AppContext, value: str) -> accounts.Account | None:
         return None
     with ctx.store.read() as conn:
         row = account_key_hash(conn, found.account_id)
+        if row is not None and session_ended(conn, found.session_id):
+            row = None
     if row is None:
         return None
     name, key_hash = row
@@ -109,11 +113,24 @@ def login_form(request: Request, ctx: ContextDep, next: str = "", expired: str =
     return _login_page(request, ctx, status=200, problem=problem, next_path=_safe_next(next))
 
 
-def _cross_site(request: Request) -> bool:
+def cross_site(request: Request) -> bool:
+    """Whether a form post comes from another site (login and logout refuse it).
+
+    Browsers say where a request comes from in ``Sec-Fetch-Site`` (every current engine sends
+    it; only ``same-origin`` and ``none``, a user's own action, are this site's). Older ones
+    send ``Origin``, compared with the ``Host`` the request was sent to; ``Origin: null`` (an
+    opaque origin: a sandboxed frame, a ``data:`` page) is never this site. A client that sends
+    neither (curl, a script) is not a browser a forged page could drive, so it passes.
+    """
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site.lower() not in ("same-origin", "none")
     origin = request.headers.get("origin")
-    if not origin or origin == "null":
-        return origin == "null"
-    return urlsplit(origin).netloc != request.headers.get("host", "")
+    if origin is None:
+        return False
+    if origin == "null":
+        return True
+    return urlsplit(origin).netloc.lower() != request.headers.get("host", "").lower()
 
 
 @router.post(LOGIN_PATH)
@@ -128,7 +145,7 @@ def login(
     if secret is None:
         problem = "Sign-in is unavailable: the platform secret (SENDPOST_SECRET_KEY) is not set."
         return _login_page(request, ctx, status=503, problem=problem, next_path=next_path)
-    if _cross_site(request):
+    if cross_site(request):
         problem = "Sign-in refused: the form was posted from another site."
         return _login_page(request, ctx, status=403, problem=problem, next_path=next_path)
     key = key.strip()
@@ -159,7 +176,19 @@ def login(
 
 
 @router.post(f"{PREFIX}/logout")
-def logout() -> Response:
+def logout(request: Request, ctx: ContextDep) -> Response:
+    """End the session for good (a copy of the cookie stops working too) and forget the cookie.
+    A sign-out posted from another site is refused like a sign-in."""
+    if cross_site(request):
+        return renderer(ctx).error(
+            request, 403, "Sign-out refused", "The form was posted from another site.", None
+        )
+    secret = renderer(ctx).session_secret
+    cookie = request.cookies.get(session.COOKIE_NAME)
+    found = session.read_cookie(secret, cookie, now=ctx.clock.now()) if secret and cookie else None
+    if found is not None:
+        with ctx.store.write() as conn:
+            end_session(conn, found.session_id, found.expires_at, ctx.clock.now())
     response = RedirectResponse(LOGIN_PATH, status_code=303, headers=SECURITY_HEADERS)
     response.delete_cookie(session.COOKIE_NAME, path=PREFIX, httponly=True, samesite="lax")
     return response

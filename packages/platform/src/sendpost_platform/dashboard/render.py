@@ -3,7 +3,10 @@ stylesheet, and the headers every page carries.
 
 Pages are HTML with no script at all; the Content-Security-Policy says so (``default-src
 'none'``), so even a value that escaped escaping could not run. Pages are never cached (they show
-an account's data) and never framed; links leave no referrer (filter URLs name recipients).
+an account's data) and never framed. Links to other sites leave no referrer (filter URLs name
+recipients): ``Referrer-Policy: same-origin``, which also lets browsers send the page's real
+``Origin`` on its own form posts (``no-referrer`` makes them send ``Origin: null``, which the
+same-origin check in ``auth.py`` cannot tell from a cross-site post).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from sendpost_platform.store.accounts import Account
 
 PREFIX = "/dashboard"
 STYLESHEET_PATH = f"{PREFIX}/static/dashboard.css"
+ICON_PATH = f"{PREFIX}/static/icon.svg"
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -30,7 +34,7 @@ SECURITY_HEADERS = {
     ),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 
@@ -39,6 +43,7 @@ SECURITY_HEADERS = {
 class Renderer:
     env: jinja2.Environment
     stylesheet: bytes
+    icon: bytes
     session_secret: bytes | None
     """None when the platform secret is unset (then nobody can log in with the form)."""
 
@@ -81,7 +86,9 @@ def build_renderer(session_secret: bytes | None) -> Renderer:
     env.filters["form_time"] = views.form_time
     env.filters["zip"] = lambda left, right: list(zip(left, right, strict=True))
     env.globals["stylesheet"] = STYLESHEET_PATH
+    env.globals["icon"] = ICON_PATH
     env.globals["prefix"] = PREFIX
     env.globals["UTC"] = dt.UTC
     stylesheet = (package / "static" / "dashboard.css").read_bytes()
-    return Renderer(env=env, stylesheet=stylesheet, session_secret=session_secret)
+    icon = (package / "static" / "icon.svg").read_bytes()
+    return Renderer(env=env, stylesheet=stylesheet, icon=icon, session_secret=session_secret)

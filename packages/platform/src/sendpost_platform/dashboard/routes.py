@@ -8,7 +8,7 @@
     GET  /dashboard/messages/{uuid}    one message's timeline, oldest first, codes and raw text
     GET  /dashboard/stats?range=24h    counts per event type over time (24h | 7d | 30d)
     GET  /dashboard/login              the sign-in form; POST signs in, POST /logout signs out
-    GET  /dashboard/static/dashboard.css
+    GET  /dashboard/static/dashboard.css, /dashboard/static/icon.svg
 
 The events page lists through :func:`sendpost_platform.store.events.list_events`, the same query
 and cursor as ``GET /api/v1/events``. Authentication: ``auth.py``.
@@ -27,7 +27,7 @@ from sendpost_platform.api.events import encode_cursor
 from sendpost_platform.api.providers import agent_status
 from sendpost_platform.dashboard import auth, session, views
 from sendpost_platform.dashboard.auth import authenticate, renderer
-from sendpost_platform.dashboard.render import PREFIX, STYLESHEET_PATH, build_renderer
+from sendpost_platform.dashboard.render import ICON_PATH, PREFIX, STYLESHEET_PATH, build_renderer
 from sendpost_platform.store import accounts, dashboard_queries, messages
 from sendpost_platform.store import events as event_store
 from sendpost_platform.store import providers as provider_store
@@ -54,6 +54,15 @@ def stylesheet(ctx: ContextDep) -> Response:
         renderer(ctx).stylesheet,
         media_type="text/css",
         headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@router.get(ICON_PATH)
+def icon(ctx: ContextDep) -> Response:
+    return Response(
+        renderer(ctx).icon,
+        media_type="image/svg+xml",
+        headers={"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"},
     )
 
 

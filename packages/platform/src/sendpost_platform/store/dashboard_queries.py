@@ -2,7 +2,7 @@
 
 The event listing itself is :func:`sendpost_platform.store.events.list_events` (shared with
 ``GET /api/v1/events``); this module adds the small lookups around it and the counts over time.
-Every function is scoped to one account.
+Every function is scoped to one account, except the sign-out records (by random session ID).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import datetime as dt
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sendpost_platform.store.schema import accounts, events, subaccounts
+from sendpost_platform.store.schema import accounts, dashboard_signouts, events, subaccounts
 from sendpost_platform.store.schema import custom_smtp_providers as providers
 
 
@@ -23,6 +23,32 @@ def account_key_hash(conn: Connection, account_id: int) -> tuple[str, str] | Non
         sa.select(accounts.c.name, accounts.c.key_hash).where(accounts.c.id == account_id)
     ).first()
     return None if row is None else (row.name, row.key_hash)
+
+
+def end_session(
+    conn: Connection, session_id: str, expires_at: dt.datetime, now: dt.datetime
+) -> None:
+    """Record a signed-out session (idempotent) and forget those past their expiry."""
+    conn.execute(sa.delete(dashboard_signouts).where(dashboard_signouts.c.expires_at < now))
+    exists = conn.execute(
+        sa.select(dashboard_signouts.c.session_id).where(
+            dashboard_signouts.c.session_id == session_id
+        )
+    ).first()
+    if exists is None:
+        conn.execute(
+            sa.insert(dashboard_signouts).values(session_id=session_id, expires_at=expires_at)
+        )
+
+
+def session_ended(conn: Connection, session_id: str) -> bool:
+    """Whether this session was signed out."""
+    row = conn.execute(
+        sa.select(dashboard_signouts.c.session_id).where(
+            dashboard_signouts.c.session_id == session_id
+        )
+    ).first()
+    return row is not None
 
 
 def subaccount_names(conn: Connection, account_id: int) -> dict[int, str]:

@@ -297,3 +297,14 @@ unparsed_bounces = sa.Table(
     sa.Column("raw", sa.LargeBinary, nullable=False),
     sa.Index(None, "received_at"),
 )
+
+
+# --- dashboard sessions ended by sign-out (kept until they would have expired anyway) -----------
+
+dashboard_signouts = sa.Table(
+    "dashboard_signouts",
+    metadata,
+    sa.Column("session_id", sa.String(64), primary_key=True),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Index(None, "expires_at"),
+)

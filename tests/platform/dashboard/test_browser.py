@@ -1,0 +1,279 @@
+"""The dashboard in a real browser: Debian's Chromium driven by Playwright, against the platform
+served over loopback HTTP by uvicorn (the same app ``sendpost-platform serve`` runs).
+
+HTTP clients never reproduce what browsers add on their own (``Origin``, ``Sec-Fetch-Site``, the
+referrer policy's effect on both, cookies' ``SameSite``); these tests exist because sign-in once
+passed every HTTP-client test and failed in every browser. Each test fails on a console error or
+an uncaught page error, and screenshots of each page at desktop and phone width land in
+``SENDPOST_SCREENSHOTS`` (default: the test's temporary directory).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import shutil
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from sendpost_platform.app import create_app
+from sendpost_platform.clock import ManualClock
+from sendpost_platform.config import Settings
+from sendpost_platform.store import Store, accounts
+from sendpost_wire import EventType
+
+from tests.platform.conftest import Seed, add_provider
+from tests.platform.dashboard.helpers import add_event
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = "/usr/bin/chromium"
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 360, "height": 740}
+
+pytestmark = pytest.mark.skipif(
+    shutil.which(CHROMIUM) is None, reason=f"{CHROMIUM} is missing (make setup installs it)"
+)
+
+
+class LivePlatform:
+    """The platform's app served by uvicorn on a loopback port, in a thread of this process."""
+
+    def __init__(self, settings: Settings, seed: Seed) -> None:
+        self.seed = seed
+        app = create_app(settings, clock=seed.clock, store=seed.store)
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self.base = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self._server = uvicorn.Server(
+            uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
+        )
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
+        )
+
+    def __enter__(self) -> LivePlatform:
+        self._thread.start()
+        for _ in range(500):
+            if self._server.started:
+                return self
+            self._thread.join(0.01)
+        raise RuntimeError("uvicorn did not start within 5 s")
+
+    def __exit__(self, *_: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
+        self._sock.close()
+
+
+@pytest.fixture
+def live(sqlite_store: Store, seed_sqlite: Seed) -> Iterator[LivePlatform]:
+    settings = Settings(
+        database_url=sqlite_store.engine.url.render_as_string(hide_password=False),
+        secret_key="test-secret-key",
+    )
+    with LivePlatform(settings, seed_sqlite) as platform:
+        yield platform
+
+
+@pytest.fixture
+def seed_sqlite(sqlite_store: Store, clock: ManualClock) -> Seed:
+    with sqlite_store.write() as conn:
+        account = accounts.create_account(conn, name="Acme", now=clock.now())
+        provider, key = add_provider(conn, account.account_id, clock)
+    return Seed(sqlite_store, clock, account, provider, key)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with playwright_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def screenshots(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("SENDPOST_SCREENSHOTS", tmp_path / "screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+class Tab:
+    """A page of a fresh browser context that records console and page errors."""
+
+    def __init__(self, browser: object, viewport: dict[str, int]) -> None:
+        self.context = browser.new_context(viewport=viewport)  # type: ignore[attr-defined]
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.page.on(
+            "console",
+            lambda msg: self.errors.append(f"console: {msg.text}") if msg.type == "error" else None,
+        )
+        self.page.on("pageerror", lambda exc: self.errors.append(f"page error: {exc}"))
+
+    def close(self) -> None:
+        self.context.close()
+
+    def overflow(self) -> int:
+        """How many CSS pixels the page is wider than the viewport (0: it fits)."""
+        width = self.page.evaluate(
+            "() => Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)"
+            " - window.innerWidth"
+        )
+        return int(width)
+
+    def sign_in(self, base: str, key: str) -> None:
+        self.page.goto(f"{base}/dashboard/")
+        assert self.page.url.startswith(f"{base}/dashboard/login")
+        self.page.fill("#key", key)
+        self.page.click("button[type=submit]")
+
+
+@pytest.fixture
+def tab(browser: object) -> Iterator[Tab]:
+    opened = Tab(browser, DESKTOP)
+    yield opened
+    opened.close()
+    assert opened.errors == []
+
+
+def _store_some_events(seed: Seed) -> str:
+    message = seed.message(recipient="ada@example.com")
+    now = seed.clock.now()
+    for offset, kind in enumerate((EventType.CSProcessed, EventType.CSSent)):
+        add_event(
+            seed,
+            message.uuid,
+            kind,
+            now - dt.timedelta(minutes=10 - offset),
+            recipient="ada@example.com",
+        )
+    add_event(
+        seed,
+        message.uuid,
+        EventType.CSDelivered,
+        now - dt.timedelta(minutes=5),
+        recipient="ada@example.com",
+        smtp_code=250,
+        enhanced_status="2.0.0",
+        description="250 2.0.0 Ok: queued as 4F9D21C0A3",
+    )
+    return message.uuid
+
+
+def test_sign_in_with_the_form_reaches_the_overview(tab: Tab, live: LivePlatform) -> None:
+    """The form posted by Chromium itself (Origin and Sec-Fetch-Site as the browser sets them)
+    signs in and lands on the page asked for; the account's name is in the header."""
+    tab.page.goto(f"{live.base}/dashboard/events")
+    assert tab.page.url.startswith(f"{live.base}/dashboard/login?next=%2Fdashboard%2Fevents")
+    tab.page.fill("#key", live.seed.account.account_key)
+    tab.page.click("button[type=submit]")
+    assert tab.page.url == f"{live.base}/dashboard/events"
+    assert "Acme" in tab.page.inner_text("header")
+    assert tab.page.locator("[role=alert]").count() == 0
+
+
+def test_wrong_key_is_told_and_right_key_then_works(tab: Tab, live: LivePlatform) -> None:
+    """A wrong key shows why on the form (status 401), the key is not echoed back; the right one
+    typed next signs in."""
+    tab.page.goto(f"{live.base}/dashboard/login")
+    tab.page.fill("#key", "sp_acct_wrong")
+    with tab.page.expect_response(re.compile(r"/dashboard/login$")) as answer:
+        tab.page.click("button[type=submit]")
+    assert answer.value.status == 401
+    assert "Unknown account API key" in tab.page.inner_text("[role=alert]")
+    assert "sp_acct_wrong" not in tab.page.content()
+    # The console reports the 401 document load; that is the expected answer, not a page error.
+    tab.errors[:] = [e for e in tab.errors if "401" not in e]
+    tab.page.fill("#key", live.seed.account.account_key)
+    tab.page.click("button[type=submit]")
+    assert tab.page.url == f"{live.base}/dashboard/"
+
+
+def test_every_page_renders_without_errors_at_desktop_and_phone_width(
+    browser: object, live: LivePlatform, screenshots: Path
+) -> None:
+    """Overview, providers, events (with a filter), a message's timeline and counts load in
+    Chromium at 1280 and 360 px wide with no console error and no horizontal overflow; a
+    screenshot of each is saved."""
+    message_uuid = _store_some_events(live.seed)
+    pages = {
+        "overview": "/dashboard/",
+        "providers": "/dashboard/providers",
+        "events": "/dashboard/events",
+        "events-filtered": "/dashboard/events?recipient=ada%40example.com",
+        "message": f"/dashboard/messages/{message_uuid}",
+        "stats": "/dashboard/stats?range=24h",
+        "login": "/dashboard/login",
+    }
+    for width_name, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+        tab = Tab(browser, viewport)
+        try:
+            tab.sign_in(live.base, live.seed.account.account_key)
+            for name, path in pages.items():
+                response = tab.page.goto(f"{live.base}{path}")
+                assert response is not None
+                assert response.status == 200, (name, response.status)
+                tab.page.screenshot(path=screenshots / f"{name}-{width_name}.png", full_page=True)
+                assert tab.overflow() <= 0, f"{name} overflows {width_name} width"
+            assert tab.errors == []
+        finally:
+            tab.close()
+
+
+def test_sign_out_ends_the_session(tab: Tab, live: LivePlatform) -> None:
+    """Sign out returns to the form; the dashboard then asks to sign in again."""
+    tab.sign_in(live.base, live.seed.account.account_key)
+    assert tab.page.url == f"{live.base}/dashboard/"
+    tab.page.click("text=Sign out")
+    assert tab.page.url == f"{live.base}/dashboard/login"
+    tab.page.goto(f"{live.base}/dashboard/providers")
+    assert tab.page.url.startswith(f"{live.base}/dashboard/login")
+
+
+def test_expired_session_asks_to_sign_in_again(tab: Tab, live: LivePlatform) -> None:
+    """After the session's lifetime the next page is the form, saying the session has ended,
+    and signing in there returns to the page asked for."""
+    tab.sign_in(live.base, live.seed.account.account_key)
+    live.seed.clock.advance(hours=13)
+    tab.page.goto(f"{live.base}/dashboard/stats")
+    assert tab.page.url.startswith(f"{live.base}/dashboard/login")
+    assert "session has ended" in tab.page.inner_text("[role=alert]")
+    tab.page.fill("#key", live.seed.account.account_key)
+    tab.page.click("button[type=submit]")
+    assert tab.page.url == f"{live.base}/dashboard/stats"
+
+
+def test_a_form_on_another_site_cannot_sign_in(tab: Tab, live: LivePlatform) -> None:
+    """A page served from another origin that posts a valid key to the login form is refused
+    (403) and sets no session cookie: login CSRF stays closed with the browser-compatible check."""
+    other = "http://attacker.test/"
+    form = (
+        f'<form method="post" action="{live.base}/dashboard/login">'
+        f'<input name="key" value="{live.seed.account.account_key}">'
+        '<button type="submit">go</button></form>'
+    )
+    tab.page.route(other, lambda route: route.fulfill(content_type="text/html", body=form))
+    tab.page.goto(other)
+    with tab.page.expect_response(re.compile(r"/dashboard/login$")) as answer:
+        tab.page.click("button[type=submit]")
+    assert answer.value.status == 403
+    assert "another site" in tab.page.inner_text("[role=alert]")
+    assert tab.context.cookies(live.base) == []
+    tab.errors[:] = [e for e in tab.errors if "403" not in e]
+
+
+def test_an_unknown_message_is_a_404_page(tab: Tab, live: LivePlatform) -> None:
+    """A message page for an unknown UUID answers 404 inside the dashboard's layout."""
+    tab.sign_in(live.base, live.seed.account.account_key)
+    response = tab.page.goto(f"{live.base}/dashboard/messages/{uuid.uuid4()}")
+    assert response is not None
+    assert response.status == 404
+    tab.errors[:] = [e for e in tab.errors if "404" not in e]
