@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import socket
 import uuid
 from collections.abc import AsyncIterator
 
@@ -222,6 +223,33 @@ async def test_rate_limit_answers_429_with_retry_after(
     assert refused.status_code == 429
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
     assert other.status_code == 200
+
+
+async def test_rate_limit_storage_down_falls_back_to_memory(
+    seed: Seed,
+    store: Store,
+    clock: ManualClock,
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Redis unreachable (a closed loopback port): ingestion still answers 200 and the limit is
+    still applied, counted in the process's memory; the log says so once, not per request."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    limited = Settings(
+        database_url=settings.database_url,
+        secret_key="k",
+        ingest_rate_limit="3/minute",
+        rate_limit_url=f"redis://127.0.0.1:{closed_port}/0",
+    )
+    app = create_app(limited, clock=clock, store=store)
+    events = [agent_event(str(uuid.uuid4()))]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        statuses = [(await post_events(c, seed.ingest_key, events)).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    warnings = [r for r in caplog.records if "rate-limit storage" in r.getMessage()]
+    assert len(warnings) == 1
 
 
 async def test_key_lookups_are_cached_and_a_revocation_elsewhere_applies_within_the_bound(
