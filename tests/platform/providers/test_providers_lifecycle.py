@@ -220,3 +220,24 @@ async def test_rotation_keeps_the_old_key_for_the_grace_period(
     assert await _ingest(client, old) == 200
     clock.advance(1)
     assert (await _ingest(client, old), await _ingest(client, new)) == (401, 200)
+
+
+async def test_rotation_after_a_leak_ends_the_old_keys_now(
+    client: httpx.AsyncClient, headers: dict[str, str], server: TestServer
+) -> None:
+    """previousKeyGraceSeconds 0 ends the replaced key at once; a second rotation ends a key
+    still in its grace from the first; a grace over the setting is a 400 naming the field."""
+    created = await _created(client, headers, server.port)
+    url = f"{BASE}/{created['id']}/rotate-key"
+    first = created["eventIngestionApiKey"]
+    second = (await client.post(url, headers=headers)).json()["eventIngestionApiKey"]
+    assert await _ingest(client, first) == 200
+    third = (await client.post(url, headers=headers)).json()["eventIngestionApiKey"]
+    assert [401, 200, 200] == [await _ingest(client, k) for k in (first, second, third)]
+    answer = await client.post(url, headers=headers, json={"previousKeyGraceSeconds": 0})
+    fourth = answer.json()["eventIngestionApiKey"]
+    assert [401, 401, 200] == [await _ingest(client, k) for k in (second, third, fourth)]
+    too_long = await client.post(url, headers=headers, json={"previousKeyGraceSeconds": 10**9})
+    assert too_long.status_code == 400
+    assert "previousKeyGraceSeconds" in too_long.json()["errors"][0]["field"]
+    assert await _ingest(client, fourth) == 200

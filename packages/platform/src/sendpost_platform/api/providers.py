@@ -26,7 +26,9 @@ within the last 15 minutes, ``stale`` when longer ago, ``never`` before its firs
 An update that changes a connection setting (host, port, security, username, password,
 verifyCertificate) runs the SMTP test again with the resulting settings and changes nothing when
 it fails (422). ``password`` omitted keeps the stored one; ``username: null`` removes both.
-The rotated-out ingestion key keeps working for ``SENDPOST_INGEST_KEY_GRACE``.
+The rotated-out ingestion key keeps working for ``SENDPOST_INGEST_KEY_GRACE`` (or the shorter
+``previousKeyGraceSeconds`` of the request, 0 after a leak); keys rotated out by an earlier
+rotation stop at once.
 """
 
 from __future__ import annotations
@@ -318,12 +320,33 @@ def delete_provider(provider_id: ProviderId, account: AccountDep, ctx: ContextDe
     return Response(status_code=204)
 
 
+class RotateRequest(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    previous_key_grace_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        description="How long the replaced key keeps working (0: stops now, after a leak). "
+        "Default and maximum: SENDPOST_INGEST_KEY_GRACE.",
+    )
+
+
 @router.post(
     "/api/v1/tpsp/custom-smtp/{provider_id}/rotate-key", summary="Rotate the ingestion key"
 )
-def rotate_key(provider_id: ProviderId, account: AccountDep, ctx: ContextDep) -> dict[str, Any]:
+def rotate_key(
+    provider_id: ProviderId,
+    account: AccountDep,
+    ctx: ContextDep,
+    body: RotateRequest | None = None,
+) -> dict[str, Any]:
     now = ctx.clock.now()
-    grace = dt.timedelta(seconds=ctx.settings.ingest_key_grace)
+    longest = ctx.settings.ingest_key_grace
+    asked = body.previous_key_grace_seconds if body is not None else None
+    if asked is not None and asked > longest:
+        raise _field_error(
+            "previousKeyGraceSeconds", f"at most {int(longest)} (SENDPOST_INGEST_KEY_GRACE)"
+        )
+    grace = dt.timedelta(seconds=longest if asked is None else asked)
     with ctx.store.write() as conn:
         provider = provider_store.get_provider(conn, account_id=account.id, provider_id=provider_id)
         if provider is None:

@@ -195,15 +195,18 @@ def delete_provider(
 def rotate_ingest_key(
     conn: Connection, *, provider_id: int, now: dt.datetime, grace: dt.timedelta
 ) -> str:
-    """A new current key; keys still valid keep working until ``now + grace``. Returns the key."""
+    """A new current key. The key it replaces keeps working until ``now + grace`` (so the
+    agent can be given the new one); keys rotated out earlier stop at once: rotating again
+    is what an operator does after a leak, and must not leave the leaked key alive.
+    Returns the new key."""
     conn.execute(
         sa.update(ingest_keys)
-        .where(ingest_keys.c.provider_id == provider_id, ingest_keys.c.expires_at.is_(None))
-        .values(expires_at=now + grace)
+        .where(ingest_keys.c.provider_id == provider_id, ingest_keys.c.expires_at > now)
+        .values(expires_at=now)
     )
     conn.execute(
         sa.update(ingest_keys)
-        .where(ingest_keys.c.provider_id == provider_id, ingest_keys.c.expires_at > now + grace)
+        .where(ingest_keys.c.provider_id == provider_id, ingest_keys.c.expires_at.is_(None))
         .values(expires_at=now + grace)
     )
     return _add_key(conn, provider_id, now)
