@@ -87,6 +87,12 @@ class Settings:
         doc="Shared rate-limit storage, e.g. `redis://127.0.0.1:6379/0`, so several API "
         "processes share one budget. Default: in-process memory.",
     )
+    auth_failure_limit: str = setting(
+        "30/minute",
+        env="SENDPOST_AUTH_FAILURE_LIMIT",
+        doc="Failed API-key checks allowed per client address (`limits` notation); over it, "
+        "that address gets 429 before any key is looked up.",
+    )
     ingest_key_grace: float = setting(
         86400.0,
         env="SENDPOST_INGEST_KEY_GRACE",
@@ -199,10 +205,12 @@ class Settings:
                 "SENDPOST_DATABASE_URL", url, "must start with sqlite:// or postgresql://"
             )
         parse_listen(self.listen, variable="SENDPOST_LISTEN")
-        if not re.match(r"^\d+\s*/\s*\d*\s*(second|minute|hour|day)s?$", self.ingest_rate_limit):
-            raise ConfigError(
-                "SENDPOST_INGEST_RATE_LIMIT", self.ingest_rate_limit, "expected e.g. 10000/minute"
-            )
+        for variable, value in (
+            ("SENDPOST_INGEST_RATE_LIMIT", self.ingest_rate_limit),
+            ("SENDPOST_AUTH_FAILURE_LIMIT", self.auth_failure_limit),
+        ):
+            if not re.match(r"^\d+\s*/\s*\d*\s*(second|minute|hour|day)s?$", value):
+                raise ConfigError(variable, value, "expected e.g. 10000/minute")
 
     @property
     def is_sqlite(self) -> bool:

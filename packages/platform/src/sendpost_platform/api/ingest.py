@@ -120,7 +120,7 @@ def _too_large(count: int) -> PayloadTooLarge:
 )
 async def ingest_events(request: Request, api_key: IngestKeyHeader) -> JSONResponse:
     ctx: AppContext = request.app.state.ctx
-    key = await require_ingest_key(ctx, api_key)
+    key = await require_ingest_key(ctx, api_key, request)
     limiter: RateLimiter = ctx.extras["ingest.limiter"]
     retry_after = await limiter.hit(key.key_hash)
     if retry_after is not None:
