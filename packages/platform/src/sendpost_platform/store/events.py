@@ -176,6 +176,27 @@ def list_events(
     return rows, Position(last["occurred_at"], last["id"])
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class TrackingSeen:
+    total: int
+    """Stored events of the kind for the message, counted up to the limit asked."""
+    recent: list[dict[str, Any] | None]
+    """The details of those that occurred since the time asked."""
+
+
+def tracking_seen(
+    conn: Connection, message_uuid: str, event_type: int, *, since: dt.datetime, limit: int
+) -> TrackingSeen:
+    """How many opens (or clicks) a message has stored, and the recent ones' details."""
+    rows = conn.execute(
+        sa.select(events.c.occurred_at, events.c.details)
+        .where(events.c.message_uuid == message_uuid, events.c.event_type == event_type)
+        .order_by(events.c.id.desc())
+        .limit(limit)
+    ).all()
+    return TrackingSeen(len(rows), [r.details for r in rows if r.occurred_at >= since])
+
+
 def events_for_message(conn: Connection, message_uuid: str) -> list[dict[str, Any]]:
     """A message's timeline, oldest first."""
     rows = conn.execute(
