@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from sendpost_platform import __version__
-from sendpost_platform.api import errors
+from sendpost_platform.api import errors, openapi
 from sendpost_platform.api.deps import AppContext
 from sendpost_platform.clock import Clock, SystemClock
 from sendpost_platform.config import Settings
@@ -81,6 +81,8 @@ def create_app(
         if setup is not None:
             setup(ctx)
         app.include_router(module.router)
+
+    openapi.install(app)
 
     @app.get("/health", tags=["operations"], summary="Liveness")
     def health() -> dict[str, str]:
