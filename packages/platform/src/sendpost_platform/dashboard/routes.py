@@ -163,25 +163,29 @@ def message_page(request: Request, ctx: ContextDep, viewer: Viewer, message_id: 
     with ctx.store.read() as conn:
         newest_first, more = event_store.list_events(conn, where, limit=TIMELINE_LIMIT)
         message = messages.get_message(conn, message_uuid)
+        if message is not None and message.account_id != viewer.id:
+            message = None
+        facts = dashboard_queries.message_facts(conn, message_uuid) if message else None
         labels = dashboard_queries.provider_labels(conn, viewer.id)
         subaccounts = dashboard_queries.subaccount_names(conn, viewer.id)
-    if message is not None and message.account_id != viewer.id:
-        message = None
     if message is None and not newest_first:
         return renderer(ctx).error(
             request, 404, "No such message", "This account has no message with that UUID.", viewer
         )
+    ordered = views.timeline(newest_first)
     return renderer(ctx).page(
         request,
         "message.html",
         account=viewer,
         message_uuid=message_uuid,
         message=message,
-        events=list(reversed(newest_first)),
+        facts=facts,
+        outcome=views.outcome(message.state if message else None, ordered),
+        events=ordered,
         truncated=more is not None,
         labels=labels,
         subaccounts=subaccounts,
-        details_items=views.details_items,
+        details_fields=views.details_fields,
     )
 
 

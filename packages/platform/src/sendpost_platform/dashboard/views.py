@@ -6,6 +6,8 @@
   messages naming each bad field. Empty form fields mean "no filter".
 - :func:`stats_range` and :func:`stats_view` make the counts-over-time table and its bar chart.
 - :func:`agent_badge` and :func:`when` format what the templates print.
+- :func:`timeline`, :func:`outcome` and :func:`details_fields` make a message's page: events in
+  lifecycle order, the result in one line, and stored details as fields (nested ones too).
 """
 
 from __future__ import annotations
@@ -271,10 +273,114 @@ def type_name(value: int) -> str:
         return str(value)
 
 
-def details_items(details: Mapping[str, Any] | None) -> list[tuple[str, str]]:
-    """An event's ``details`` as sorted (key, text) pairs for a definition list."""
-    out = []
+@dataclasses.dataclass(frozen=True, slots=True)
+class Field:
+    """One shown field: a text, or nested groups of fields (a merged report is one group)."""
+
+    name: str
+    text: str | None = None
+    groups: tuple[tuple[Field, ...], ...] = ()
+
+
+_FIELD_DEPTH = 3
+
+
+def details_fields(details: Mapping[str, Any] | None, depth: int = 0) -> list[Field]:
+    """An event's ``details`` as fields, sorted by name: objects and lists of objects (the
+    reports merged into this event) become nested groups of fields, up to a few levels; other
+    values are text."""
+    fields = []
     for key, value in sorted((details or {}).items()):
-        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-        out.append((str(key), text))
-    return out
+        name = str(key)
+        if depth < _FIELD_DEPTH and isinstance(value, Mapping):
+            fields.append(Field(name, groups=(tuple(details_fields(value, depth + 1)),)))
+        elif (
+            depth < _FIELD_DEPTH
+            and isinstance(value, list)
+            and value
+            and all(isinstance(v, Mapping) for v in value)
+        ):
+            groups = tuple(tuple(details_fields(v, depth + 1)) for v in value)
+            fields.append(Field(name, groups=groups))
+        elif isinstance(value, str):
+            fields.append(Field(name, text=value))
+        elif isinstance(value, int) and value in _TYPE_VALUES and name.lower().endswith("type"):
+            fields.append(Field(name, text=f"{EventType(value).name} ({value})"))
+        else:
+            fields.append(Field(name, text=json.dumps(value, sort_keys=True)))
+    return fields
+
+
+_TYPE_VALUES = frozenset(int(t) for t in EventType)
+
+LIFECYCLE: dict[int, int] = {
+    EventType.CSProcessed: 0,
+    EventType.CSSent: 1,
+    EventType.CSDeferred: 2,
+    EventType.CSDelivered: 3,
+    EventType.CSSoftBounced: 3,
+    EventType.CSHardBounced: 3,
+    EventType.CSDropped: 3,
+    EventType.CSOpen: 4,
+    EventType.CSClick: 5,
+    EventType.CSSpamReport: 6,
+    EventType.CSUnsubscribe: 7,
+}
+"""Where each type comes in a message's life; breaks ties between times in the same second."""
+
+
+def timeline(events: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """A message's events oldest first. Times within the same second count as a tie, broken by
+    lifecycle: the agent reads Postfix times in whole seconds, so a delivery logged at
+    12:00:00 must still come after the platform's CSSent at 12:00:00.4."""
+
+    def key(event: Mapping[str, Any]) -> tuple[dt.datetime, int, dt.datetime, int]:
+        at: dt.datetime = event["occurred_at"]
+        stage = LIFECYCLE.get(int(event["event_type"]), 9)
+        return (at.replace(microsecond=0), stage, at, int(event["id"]))
+
+    return sorted(events, key=key)
+
+
+TERMINAL: dict[int, tuple[str, str]] = {
+    EventType.CSDelivered: ("delivered", "Delivered"),
+    EventType.CSHardBounced: ("bounced", "Hard bounce"),
+    EventType.CSSoftBounced: ("bounced", "Soft bounce"),
+    EventType.CSDropped: ("dropped", "Dropped"),
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outcome:
+    state: str
+    """``delivered``, ``bounced``, ``dropped``, or the message's own state while in flight."""
+    label: str
+    at: dt.datetime | None = None
+    code: str = ""
+    reply: str = ""
+    reason: str = ""
+
+
+def outcome(message_state: str | None, ordered: Sequence[Mapping[str, Any]]) -> Outcome:
+    """The message's result in one line: its last terminal event (a hard bounce after a soft
+    one wins, as in the timeline), else where it stands (queued, sent, …)."""
+    last = None
+    for event in ordered:
+        if int(event["event_type"]) in TERMINAL:
+            last = event
+    if last is None:
+        state = message_state or "unknown"
+        labels = {"queued": "Queued for relay", "sent": "Sent; waiting for the outcome"}
+        return Outcome(state, labels.get(state, state.capitalize()))
+    state, label = TERMINAL[int(last["event_type"])]
+    code = " ".join(
+        str(part) for part in (last.get("smtp_code"), last.get("enhanced_status")) if part
+    )
+    return Outcome(
+        state,
+        label,
+        at=last["occurred_at"],
+        code=code,
+        reply=last.get("description") or "",
+        reason=last.get("reason") or "",
+    )
