@@ -270,10 +270,21 @@ def test_a_form_on_another_site_cannot_sign_in(tab: Tab, live: LivePlatform) -> 
     tab.errors[:] = [e for e in tab.errors if "403" not in e]
 
 
-def test_an_unknown_message_is_a_404_page(tab: Tab, live: LivePlatform) -> None:
-    """A message page for an unknown UUID answers 404 inside the dashboard's layout."""
+def test_unknown_addresses_are_404_pages_and_root_leads_to_the_dashboard(
+    tab: Tab, live: LivePlatform
+) -> None:
+    """An unknown message UUID and an unknown dashboard path answer 404 as HTML pages in the
+    dashboard's layout (never raw JSON); the platform's root address leads to the overview."""
     tab.sign_in(live.base, live.seed.account.account_key)
-    response = tab.page.goto(f"{live.base}/dashboard/messages/{uuid.uuid4()}")
-    assert response is not None
-    assert response.status == 404
+    for path in (f"/dashboard/messages/{uuid.uuid4()}", "/dashboard/no-such-page"):
+        response = tab.page.goto(f"{live.base}{path}")
+        assert response is not None
+        assert (response.status, response.headers["content-type"].split(";")[0]) == (
+            404,
+            "text/html",
+        )
+        assert "Acme" in tab.page.inner_text("header")
+    assert "Page not found" in tab.page.inner_text("h1")
     tab.errors[:] = [e for e in tab.errors if "404" not in e]
+    tab.page.goto(f"{live.base}/")
+    assert tab.page.url == f"{live.base}/dashboard/"

@@ -9,6 +9,7 @@
     GET  /dashboard/stats?range=24h    counts per event type over time (24h | 7d | 30d)
     GET  /dashboard/login              the sign-in form; POST signs in, POST /logout signs out
     GET  /dashboard/static/dashboard.css, /dashboard/static/icon.svg
+    GET  /                             303 to /dashboard/; any other /dashboard/… is a 404 page
 
 The events page lists through :func:`sendpost_platform.store.events.list_events`, the same query
 and cursor as ``GET /api/v1/events``. Authentication: ``auth.py``.
@@ -21,6 +22,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import RedirectResponse
 
 from sendpost_platform.api.deps import AppContext, ContextDep
 from sendpost_platform.api.events import encode_cursor
@@ -229,4 +231,25 @@ def stats_page(
         buckets=buckets,
         stats=views.stats_view(buckets, counts),
         label_format="%Y-%m-%d %H:00" if hourly else "%Y-%m-%d",
+    )
+
+
+@router.get("/", include_in_schema=False)
+def root() -> Response:
+    """The platform's address itself leads to the dashboard."""
+    return RedirectResponse(f"{PREFIX}/", status_code=303)
+
+
+@router.get(f"{PREFIX}/{{rest:path}}")
+def not_found(request: Request, ctx: ContextDep, viewer: Viewer, rest: str) -> Response:
+    """Any other dashboard address: a 404 page in the dashboard's layout, not JSON. Declared
+    last, so every real page matches first."""
+    account = None if isinstance(viewer, Response) else viewer
+    return renderer(ctx).error(
+        request,
+        404,
+        "Page not found",
+        "The dashboard has no page at this address. Use the menu above, or start from the "
+        "overview.",
+        account,
     )
