@@ -42,7 +42,7 @@ def renderer(ctx: AppContext) -> Renderer:
     return found
 
 
-def _safe_next(value: str) -> str:
+def safe_next(value: str) -> str:
     """Only a dashboard path on this host (never an open redirect)."""
     parts = urlsplit(value)
     if parts.scheme or parts.netloc or not value.startswith(f"{PREFIX}/") or "\\" in value:
@@ -127,7 +127,7 @@ def login_form(request: Request, ctx: ContextDep, next: str = "", expired: str =
     problem = "Your session has ended; sign in again." if expired else None
     if renderer(ctx).session_secret is None:
         problem = "Sign-in is unavailable: the platform secret (SENDPOST_SECRET_KEY) is not set."
-    return _login_page(request, ctx, status=200, problem=problem, next_path=_safe_next(next))
+    return _login_page(request, ctx, status=200, problem=problem, next_path=safe_next(next))
 
 
 def cross_site(request: Request) -> bool:
@@ -157,7 +157,7 @@ def login(
     key: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "",
 ) -> Response:
-    next_path = _safe_next(next[:2000])
+    next_path = safe_next(next[:2000])
     secret = renderer(ctx).session_secret
     if secret is None:
         problem = "Sign-in is unavailable: the platform secret (SENDPOST_SECRET_KEY) is not set."

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 import uuid
+import zoneinfo
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode
@@ -33,7 +35,35 @@ DEFAULT_PAGE_SIZE = 50
 SHOWN_TYPES: tuple[EventType, ...] = tuple(t for t in EventType if t is not EventType.CSDeferred)
 """Every event type that can be stored (CSDeferred is counted, never stored)."""
 
-FILTER_KEYS = ("providerId", "from", "to", "subAccountId", "messageId", "recipient", "limit")
+FILTER_KEYS = (
+    "providerId",
+    "from",
+    "to",
+    "subAccountId",
+    "messageId",
+    "recipient",
+    "sender",
+    "subject",
+    "limit",
+)
+TZ_COOKIE = "sp_tz"
+
+
+def zone(name: str | None) -> dt.tzinfo:
+    """The IANA time zone called ``name``, or UTC when it is empty or unknown."""
+    if not name or name == "UTC" or len(name) > 64 or name not in _zone_names():
+        return dt.UTC
+    return zoneinfo.ZoneInfo(name)
+
+
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def zone_choices() -> list[str]:
+    """Every time zone a viewer may pick, UTC first."""
+    return ["UTC", *sorted(n for n in _zone_names() if n != "UTC" and "/" in n)]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -44,6 +74,7 @@ class EventQuery:
     """None when a parameter is invalid (``errors`` says which)."""
     limit: int
     after: event_store.Position | None
+    before: event_store.Position | None
     values: dict[str, str]
     types: list[int]
     errors: list[str]
@@ -65,8 +96,9 @@ def _int(value: str, field: str, errors: list[str]) -> int | None:
     return int(value)
 
 
-def parse_time(value: str) -> dt.datetime | None:
-    """RFC 3339, or a browser's ``datetime-local`` value (``2026-02-19T12:00``) taken as UTC."""
+def parse_time(value: str, tz: dt.tzinfo = dt.UTC) -> dt.datetime | None:
+    """RFC 3339, or a browser's ``datetime-local`` value (``2026-02-19T12:00``) taken in the
+    viewer's time zone ``tz``."""
     parsed = parse_timestamp(value)
     if parsed is not None:
         return parsed
@@ -74,22 +106,27 @@ def parse_time(value: str) -> dt.datetime | None:
         naive = dt.datetime.fromisoformat(value)
     except ValueError:
         return None
-    return naive if naive.tzinfo else naive.replace(tzinfo=dt.UTC)
+    return naive if naive.tzinfo else naive.replace(tzinfo=tz).astimezone(dt.UTC)
 
 
-def _time(value: str, field: str, errors: list[str]) -> dt.datetime | None:
+def _time(value: str, field: str, errors: list[str], tz: dt.tzinfo) -> dt.datetime | None:
     if not value:
         return None
-    parsed = parse_time(value)
+    parsed = parse_time(value, tz)
     if parsed is None:
         errors.append(f"{field}: not a date and time ({value!r})")
     return parsed
 
 
 def parse_event_filters(
-    account_id: int, single: Mapping[str, str], types: Sequence[str]
+    account_id: int, single: Mapping[str, str], types: Sequence[str], tz: dt.tzinfo = dt.UTC
 ) -> EventQuery:
-    """Parse the events page's query (``single``: one value per key; ``types``: every ``type``)."""
+    """Parse the events page's query (``single``: one value per key; ``types``: every ``type``).
+
+    ``recipient``, ``sender`` and ``subject`` match any part, ignoring case (the events API's
+    ``recipient`` is exact; the dashboard is for people looking). ``from`` and ``to`` without an
+    offset are in the viewer's time zone ``tz``. ``cursor`` continues towards older events,
+    ``before`` back towards newer ones."""
     values = {k: single.get(k, "").strip() for k in FILTER_KEYS}
     errors: list[str] = []
     try:
@@ -103,9 +140,9 @@ def parse_event_filters(
             message = str(uuid.UUID(message))
         except ValueError:
             errors.append(f"messageId: not a message UUID ({message!r})")
-    recipient = values["recipient"]
-    if len(recipient) > 320:
-        errors.append("recipient: longer than 320 characters")
+    for key in ("recipient", "sender", "subject"):
+        if len(values[key]) > 320:
+            errors.append(f"{key}: longer than 320 characters")
     limit = DEFAULT_PAGE_SIZE
     if values["limit"]:
         if values["limit"].isdigit() and 1 <= int(values["limit"]) <= 500:
@@ -118,21 +155,33 @@ def parse_event_filters(
         event_types=type_ids,
         subaccount_id=_int(values["subAccountId"], "subAccountId", errors),
         message_uuid=message or None,
-        recipient=recipient or None,
-        since=_time(values["from"], "from", errors),
-        until=_time(values["to"], "to", errors),
+        recipient_contains=values["recipient"] or None,
+        sender_contains=values["sender"] or None,
+        subject_contains=values["subject"] or None,
+        since=_time(values["from"], "from", errors, tz),
+        until=_time(values["to"], "to", errors, tz),
     )
-    after = None
-    cursor = single.get("cursor", "")
-    if cursor:
+    if where.since and where.until and where.since >= where.until:
+        errors.append("from: must be earlier than to (nothing can match)")
+    after = before = None
+    for key in ("cursor", "before"):
+        text = single.get(key, "")
+        if not text:
+            continue
         try:
-            after = decode_cursor(cursor[:200])
+            position = decode_cursor(text[:200])
         except BadRequest:
-            errors.append("cursor: not a cursor from this page (start again from the newest)")
+            errors.append(f"{key}: not a cursor from this page (start again from the newest)")
+            continue
+        if key == "cursor":
+            after = position
+        else:
+            before = position
     return EventQuery(
         where=None if errors else where,
         limit=limit,
         after=after,
+        before=None if after else before,
         values=values,
         types=type_ids,
         errors=errors,
@@ -220,11 +269,14 @@ def stats_view(buckets: Buckets, counts: Mapping[tuple[int, int], int]) -> Stats
 # --- formatting ---------------------------------------------------------------------------------
 
 
-def when(value: dt.datetime | None) -> str:
-    """``2026-02-19 12:05:00 UTC`` (``—`` for None)."""
+def when(value: dt.datetime | None, tz: dt.tzinfo = dt.UTC) -> str:
+    """``2026-02-19 12:05:00 UTC``, or in the viewer's zone ``2026-02-19 13:05:00 CET``
+    (``—`` for None)."""
     if value is None:
         return "—"
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if tz is dt.UTC:
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def ago(value: dt.datetime | None, now: dt.datetime) -> str:
@@ -242,12 +294,13 @@ def ago(value: dt.datetime | None, now: dt.datetime) -> str:
     return f"{days} day{'s' if days != 1 else ''} ago"
 
 
-def form_time(value: str) -> str:
-    """A ``from``/``to`` value as a ``datetime-local`` input shows it (UTC), else as given."""
-    parsed = parse_time(value) if value else None
+def form_time(value: str, tz: dt.tzinfo = dt.UTC) -> str:
+    """A ``from``/``to`` value as a ``datetime-local`` input shows it (in ``tz``), else as
+    given."""
+    parsed = parse_time(value, tz) if value else None
     if parsed is None:
         return value
-    return parsed.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return parsed.astimezone(tz).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
