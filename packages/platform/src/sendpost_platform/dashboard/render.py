@@ -21,7 +21,7 @@ import jinja2
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
-from sendpost_platform.dashboard import views
+from sendpost_platform.dashboard import charts, views
 from sendpost_platform.store.accounts import Account
 
 PREFIX = "/dashboard"
@@ -100,6 +100,7 @@ def build_renderer(session_secret: bytes | None) -> Renderer:
     env.filters["zip"] = lambda left, right: list(zip(left, right, strict=True))
     env.globals["stylesheet"] = STYLESHEET_PATH
     env.globals["icon"] = ICON_PATH
+    env.globals["legend"] = [(t, charts.LABELS[t]) for t in charts.OUTCOMES]
     env.globals["prefix"] = PREFIX
     env.globals["UTC"] = dt.UTC
     stylesheet = (package / "static" / "dashboard.css").read_bytes()

@@ -35,7 +35,7 @@ from sendpost_wire.schema import format_timestamp
 from sendpost_platform.api.deps import AppContext, ContextDep
 from sendpost_platform.api.events import encode_cursor
 from sendpost_platform.api.providers import agent_status
-from sendpost_platform.dashboard import auth, session, views
+from sendpost_platform.dashboard import auth, charts, session, views
 from sendpost_platform.dashboard.auth import authenticate, renderer
 from sendpost_platform.dashboard.render import (
     ICON_PATH,
@@ -111,15 +111,16 @@ def overview(request: Request, ctx: ContextDep, viewer: Viewer) -> Response:
             conn, event_store.EventFilter(account_id=viewer.id), limit=OVERVIEW_EVENTS
         )
         labels = dashboard_queries.provider_labels(conn, viewer.id)
+        subaccounts = dashboard_queries.subaccount_names(conn, viewer.id)
     return renderer(ctx).page(
         request,
         "overview.html",
         account=viewer,
         providers=providers,
-        stats=views.stats_view(buckets, counts),
+        stats=views.stats_view(buckets, counts, "%H:00"),
         events=latest,
         labels=labels,
-        subaccounts={},
+        subaccounts=subaccounts,
     )
 
 
@@ -343,8 +344,17 @@ def stats_page(
         counts = dashboard_queries.counts_by_bucket(
             conn, viewer.id, buckets, provider_id=provider_id
         )
+        per_provider = dashboard_queries.counts_by_provider(
+            conn, viewer.id, buckets.start, buckets.end
+        )
         labels = dashboard_queries.provider_labels(conn, viewer.id)
     hourly = buckets.step < dt.timedelta(days=1)
+    label_format = "%Y-%m-%d %H:00" if hourly else "%Y-%m-%d"
+    provider_rates = [
+        (pid, charts.rates(per_type))
+        for pid, per_type in sorted(per_provider.items(), key=lambda kv: (kv[0] is None, kv[0]))
+        if provider_id is None or pid == provider_id
+    ]
     return renderer(ctx).page(
         request,
         "stats.html",
@@ -356,8 +366,9 @@ def stats_page(
         provider_id=provider_id,
         labels=labels,
         buckets=buckets,
-        stats=views.stats_view(buckets, counts),
-        label_format="%Y-%m-%d %H:00" if hourly else "%Y-%m-%d",
+        stats=views.stats_view(buckets, counts, "%H:00" if hourly else "%m-%d"),
+        provider_rates=provider_rates,
+        label_format=label_format,
     )
 
 

@@ -26,6 +26,7 @@ from sendpost_wire import EventType
 from sendpost_wire.schema import parse_timestamp
 
 from sendpost_platform.api.events import decode_cursor, parse_types
+from sendpost_platform.dashboard import charts
 from sendpost_platform.errors import BadRequest
 from sendpost_platform.store import events as event_store
 from sendpost_platform.store.dashboard_queries import Buckets
@@ -209,61 +210,47 @@ def stats_range(name: str, now: dt.datetime) -> Buckets:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Bar:
-    x: float
-    y: float
-    width: float
-    height: float
-    type_id: int
-    title: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
 class StatsView:
     rows: list[tuple[dt.datetime, list[int], int]]
     """Per interval: its start, a count per type of ``types``, and the total."""
     types: list[EventType]
     totals: list[int]
     grand_total: int
-    bars: list[Bar]
-    chart_width: int
-    chart_height: int
-    peak: int
+    wide: charts.Chart
+    narrow: charts.Chart
+    rates: charts.Rates
 
 
-CHART_HEIGHT = 160
-SLOT_WIDTH = 24
-
-
-def stats_view(buckets: Buckets, counts: Mapping[tuple[int, int], int]) -> StatsView:
-    """The table (every storable type) and a stacked bar per interval (inline SVG geometry)."""
+def stats_view(
+    buckets: Buckets, counts: Mapping[tuple[int, int], int], label_format: str = "%H:00"
+) -> StatsView:
+    """The table (every storable type), the outcome chart at two widths, and the rates."""
     types = list(SHOWN_TYPES)
     rows = []
     for i, start in enumerate(buckets.edges()):
         per_type = [counts.get((i, int(t)), 0) for t in types]
         rows.append((start, per_type, sum(per_type)))
     totals = [sum(row[1][j] for row in rows) for j in range(len(types))]
-    peak = max((row[2] for row in rows), default=0)
-    bars: list[Bar] = []
-    for i, (start, per_type, _total) in enumerate(rows):
-        y = float(CHART_HEIGHT)
-        for t, n in zip(types, per_type, strict=True):
-            if n == 0:
-                continue
-            height = CHART_HEIGHT * n / peak
-            y -= height
-            title = f"{start:%Y-%m-%d %H:%M} UTC: {n} {t.name}"
-            bars.append(Bar(i * SLOT_WIDTH + 2, y, SLOT_WIDTH - 4, height, int(t), title))
+    starts = buckets.edges()
+
+    def chart(width: int) -> charts.Chart:
+        return charts.outcome_chart(
+            starts, buckets.step, counts, width=width, label_format=label_format
+        )
+
     return StatsView(
         rows=rows,
         types=types,
         totals=totals,
         grand_total=sum(totals),
-        bars=bars,
-        chart_width=SLOT_WIDTH * buckets.count,
-        chart_height=CHART_HEIGHT,
-        peak=peak,
+        wide=chart(CHART_WIDE),
+        narrow=chart(CHART_NARROW),
+        rates=charts.rates({int(t): n for t, n in zip(types, totals, strict=True)}),
     )
+
+
+CHART_WIDE = 1100
+CHART_NARROW = 340
 
 
 # --- formatting ---------------------------------------------------------------------------------

@@ -181,3 +181,22 @@ def counts_by_bucket(
         sub.c.bucket, sub.c.event_type
     )
     return {(int(b), int(t)): int(n) for b, t, n in conn.execute(query)}
+
+
+def counts_by_provider(
+    conn: Connection, account_id: int, since: dt.datetime, until: dt.datetime
+) -> dict[int | None, dict[int, int]]:
+    """Stored events per provider (None: events of no provider) and type in ``[since, until)``."""
+    query = (
+        sa.select(events.c.provider_id, events.c.event_type, sa.func.count())
+        .where(
+            events.c.account_id == account_id,
+            events.c.occurred_at >= since,
+            events.c.occurred_at < until,
+        )
+        .group_by(events.c.provider_id, events.c.event_type)
+    )
+    out: dict[int | None, dict[int, int]] = {}
+    for provider_id, event_type, n in conn.execute(query):
+        out.setdefault(provider_id, {})[int(event_type)] = int(n)
+    return out
