@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
 from sendpost_platform.dashboard import charts, session, views
+from sendpost_platform.domain import agent_health
 from sendpost_platform.store import Store
 from sendpost_platform.store import events as event_store
 from sendpost_platform.store.dashboard_queries import Buckets
@@ -145,17 +146,47 @@ def test_nice_ceiling_and_rates() -> None:
     assert "<0.1%" == charts.Rate(1, 5000).text
 
 
-def test_agent_badges() -> None:
-    """✓ with how long ago for a fresh agent; ⚠️ saying "never" or "stale" otherwise."""
+def test_agent_health_names_what_is_wrong() -> None:
+    """✓ only for an agent heard from recently that says it is healthy; otherwise the status
+    and a line naming the problem: never seen, silent (5 min with heartbeats, 15 without),
+    unhealthy with its reasons, or an old key presented after the last good contact."""
     now = T0
-    fresh = views.agent_badge("ok", now - dt.timedelta(minutes=4), now)
-    stale = views.agent_badge("stale", now - dt.timedelta(hours=3), now)
-    never = views.agent_badge("never", None, now)
-    assert [(b.symbol, b.text) for b in (fresh, stale, never)] == [
-        ("✓", "agent seen 4 min ago"),
-        ("⚠️", "agent stale: last seen 3 h ago"),
-        ("⚠️", "agent never seen"),
-    ]
+    minutes = dt.timedelta(minutes=1)
+    healthy = {"healthy": True, "problems": []}
+    sick = {"healthy": False, "problems": ["log unreadable: /var/log/mail.log: Permission denied"]}
+
+    def check(**kw: object) -> tuple[str, str]:
+        values: dict[str, object] = {
+            "last_seen": None,
+            "report": None,
+            "report_at": None,
+            "key_rejected_at": None,
+        }
+        values.update(kw)
+        found = agent_health.assess(now=now, **values)  # type: ignore[arg-type]
+        return found.status, found.summary
+
+    assert ("never", "agent never seen") == check()
+    assert ("ok", "agent seen 4 min ago") == check(last_seen=now - 4 * minutes)
+    assert ("ok", "agent seen 4 min ago") == check(
+        last_seen=now - 4 * minutes, report=healthy, report_at=now - 4 * minutes
+    )
+    assert ("stale", "agent silent: last seen 6 min ago") == check(
+        last_seen=now - 6 * minutes, report=healthy, report_at=now - 6 * minutes
+    )
+    assert "ok" == check(last_seen=now - 14 * minutes)[0]
+    assert ("stale", "agent silent: last seen 3 h ago") == check(last_seen=now - 180 * minutes)
+    status, summary = check(last_seen=now - minutes, report=sick, report_at=now - minutes)
+    assert ("unhealthy", True) == (status, "Permission denied" in summary)
+    status, summary = check(last_seen=now - 10 * minutes, key_rejected_at=now - minutes)
+    assert ("key_rejected", True) == (status, "current ingestion key" in summary)
+    assert "ok" == check(last_seen=now - minutes, key_rejected_at=now - 2 * minutes)[0]
+    badge = views.agent_badge(
+        agent_health.assess(
+            now=now, last_seen=None, report=None, report_at=None, key_rejected_at=None
+        )
+    )
+    assert ("⚠️", False) == (badge.symbol, badge.ok)
 
 
 @pytest.fixture

@@ -83,6 +83,9 @@ async def test_create_runs_the_test_and_returns_the_key_once(
         "verifyCertificate": True,
         "agentLastSeenAt": None,
         "agentStatus": "never",
+        "agentSummary": "agent never seen",
+        "agentReportAt": None,
+        "agent": None,
     }.items() <= created.items()
     assert "password" not in created
     assert created["eventIngestionApiKey"].startswith("spe_")

@@ -25,6 +25,7 @@ from sendpost_platform.worker import Worker, build_jobs
 
 ROUTER_MODULES: tuple[str, ...] = (
     "sendpost_platform.api.ingest",
+    "sendpost_platform.api.heartbeat",
     "sendpost_platform.api.events",
     "sendpost_platform.api.providers",
     "sendpost_platform.dashboard.routes",

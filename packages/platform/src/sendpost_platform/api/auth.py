@@ -32,6 +32,7 @@ from sendpost_platform.clock import Clock
 from sendpost_platform.errors import Unauthorized
 from sendpost_platform.store import Store, accounts
 from sendpost_platform.store import ingest as ingest_store
+from sendpost_platform.store import providers as provider_store
 
 ACCOUNT_HEADER = "X-Account-ApiKey"
 SUBACCOUNT_HEADER = "X-SubAccount-ApiKey"
@@ -153,8 +154,15 @@ async def require_ingest_key(ctx: AppContext, key: str | None, request: Request)
     principal = await ingest_key_cache(ctx).principal(key)
     if principal is None:
         throttle.failed(ctx, request)
+        await asyncio.to_thread(_note_rejected_key, ctx, keys.hash_key(key))
         raise Unauthorized(f"invalid, expired or revoked {INGEST_HEADER}")
     return principal
+
+
+def _note_rejected_key(ctx: AppContext, key_hash: str) -> None:
+    """A key that once worked tells whose agent is using an old key (the dashboard says so)."""
+    with ctx.store.write() as conn:
+        provider_store.record_key_rejected(conn, key_hash, ctx.clock.now())
 
 
 IngestKeyHeader = Annotated[str | None, Security(_ingest_key)]

@@ -20,8 +20,10 @@ Request fields: ``name``, ``host``, ``port``, ``security`` (``none`` | ``starttl
 ``maxRatePerHour`` (default 100), ``verifyCertificate`` (default true). Unknown fields and bad
 values answer 400 with ``errors: [{field, message}]``, one per bad field. A provider in an answer
 never carries the password: ``hasPassword`` says whether one is stored (encrypted with the
-platform secret, ``crypto.SecretBox``). ``agentStatus`` is ``ok`` when the agent was heard from
-within the last 15 minutes, ``stale`` when longer ago, ``never`` before its first batch.
+platform secret, ``crypto.SecretBox``). ``agentStatus`` is ``ok``, ``never``, ``stale``,
+``unhealthy`` or ``key_rejected`` (``domain/agent_health.py``), ``agentSummary`` says it in one
+line, and ``agent`` holds the agent's last heartbeat (version, source, lag, WAL depth, last
+error) with ``agentReportAt``.
 
 An update that changes a connection setting (host, port, security, username, password,
 verifyCertificate) runs the SMTP test again with the resulting settings and changes nothing when
@@ -45,13 +47,13 @@ from starlette.concurrency import run_in_threadpool
 from sendpost_platform.api.auth import AccountDep, ingest_key_cache
 from sendpost_platform.api.deps import AppContext, ContextDep, IdPath
 from sendpost_platform.crypto import SecretBox
+from sendpost_platform.domain import agent_health as agent_health_rules
 from sendpost_platform.errors import BadRequest, NotFound, Unprocessable
 from sendpost_platform.smtp.connectivity import SmtpTestSettings, run_smtp_test
 from sendpost_platform.store import providers as provider_store
 
 router = APIRouter(tags=["custom-smtp"])
 
-AGENT_FRESH = dt.timedelta(minutes=15)
 CONNECTION_FIELDS = frozenset(
     {"host", "port", "security", "username", "password", "verify_certificate"}
 )
@@ -120,13 +122,20 @@ def _stamp(value: dt.datetime | None) -> str | None:
     return None if value is None else format_timestamp(value)
 
 
-def agent_status(last_seen: dt.datetime | None, now: dt.datetime) -> str:
-    if last_seen is None:
-        return "never"
-    return "ok" if now - last_seen <= AGENT_FRESH else "stale"
+def agent_health(
+    provider: provider_store.Provider, now: dt.datetime
+) -> agent_health_rules.AgentHealth:
+    return agent_health_rules.assess(
+        last_seen=provider.agent_last_seen_at,
+        report=provider.agent_report,
+        report_at=provider.agent_report_at,
+        key_rejected_at=provider.agent_key_rejected_at,
+        now=now,
+    )
 
 
 def provider_json(provider: provider_store.Provider, now: dt.datetime) -> dict[str, Any]:
+    health = agent_health(provider, now)
     return {
         "id": provider.id,
         "name": provider.name,
@@ -142,7 +151,10 @@ def provider_json(provider: provider_store.Provider, now: dt.datetime) -> dict[s
         "createdAt": _stamp(provider.created_at),
         "updatedAt": _stamp(provider.updated_at),
         "agentLastSeenAt": _stamp(provider.agent_last_seen_at),
-        "agentStatus": agent_status(provider.agent_last_seen_at, now),
+        "agentStatus": health.status,
+        "agentSummary": health.summary,
+        "agentReportAt": _stamp(provider.agent_report_at),
+        "agent": provider.agent_report,
     }
 
 

@@ -34,7 +34,7 @@ from sendpost_wire.schema import format_timestamp
 
 from sendpost_platform.api.deps import AppContext, ContextDep
 from sendpost_platform.api.events import encode_cursor
-from sendpost_platform.api.providers import agent_status
+from sendpost_platform.api.providers import agent_health
 from sendpost_platform.dashboard import auth, charts, session, views
 from sendpost_platform.dashboard.auth import authenticate, renderer
 from sendpost_platform.dashboard.render import (
@@ -88,14 +88,8 @@ def _provider_rows(ctx: AppContext, account: accounts.Account) -> list[dict[str,
         found = provider_store.list_providers(conn, account_id=account.id)
     rows = []
     for p in found:
-        status = agent_status(p.agent_last_seen_at, now)
-        rows.append(
-            {
-                "provider": p,
-                "status": status,
-                "badge": views.agent_badge(status, p.agent_last_seen_at, now),
-            }
-        )
+        health = agent_health(p, now)
+        rows.append({"provider": p, "status": health.status, "badge": views.agent_badge(health)})
     return rows
 
 

@@ -27,6 +27,7 @@ from sendpost_wire.schema import parse_timestamp
 
 from sendpost_platform.api.events import decode_cursor, parse_types
 from sendpost_platform.dashboard import charts
+from sendpost_platform.domain.agent_health import AgentHealth
 from sendpost_platform.errors import BadRequest
 from sendpost_platform.store import events as event_store
 from sendpost_platform.store.dashboard_queries import Buckets
@@ -266,21 +267,6 @@ def when(value: dt.datetime | None, tz: dt.tzinfo = dt.UTC) -> str:
     return value.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
-def ago(value: dt.datetime | None, now: dt.datetime) -> str:
-    """Roughly how long before ``now``: ``just now``, ``4 min ago``, ``3 h ago``, ``2 days ago``."""
-    if value is None:
-        return "never"
-    seconds = int((now - value).total_seconds())
-    if seconds < 60:
-        return "just now" if seconds >= 0 else "in the future"
-    if seconds < 3600:
-        return f"{seconds // 60} min ago"
-    if seconds < 86400:
-        return f"{seconds // 3600} h ago"
-    days = seconds // 86400
-    return f"{days} day{'s' if days != 1 else ''} ago"
-
-
 def form_time(value: str, tz: dt.tzinfo = dt.UTC) -> str:
     """A ``from``/``to`` value as a ``datetime-local`` input shows it (in ``tz``), else as
     given."""
@@ -297,13 +283,9 @@ class AgentBadge:
     text: str
 
 
-def agent_badge(status: str, last_seen: dt.datetime | None, now: dt.datetime) -> AgentBadge:
-    """✓ when the agent was heard from within 15 minutes (``status == "ok"``), else ⚠️."""
-    if status == "ok":
-        return AgentBadge(True, "✓", f"agent seen {ago(last_seen, now)}")
-    if last_seen is None:
-        return AgentBadge(False, "⚠️", "agent never seen")
-    return AgentBadge(False, "⚠️", f"agent stale: last seen {ago(last_seen, now)}")
+def agent_badge(health: AgentHealth) -> AgentBadge:
+    """✓ when the agent is alive and well, else ⚠️ with what is wrong."""
+    return AgentBadge(health.ok, "✓" if health.ok else "⚠️", health.summary)
 
 
 def type_name(value: int) -> str:

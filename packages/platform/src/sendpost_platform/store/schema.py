@@ -69,6 +69,11 @@ custom_smtp_providers = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("deleted_at", UTCDateTime, nullable=True),
     sa.Column("agent_last_seen_at", UTCDateTime, nullable=True),
+    # The agent's last heartbeat (sendpost_wire.heartbeat, as sent) and when it came; when a
+    # key of this provider that no longer works was last presented.
+    sa.Column("agent_report", sa.JSON, nullable=True),
+    sa.Column("agent_report_at", UTCDateTime, nullable=True),
+    sa.Column("agent_key_rejected_at", UTCDateTime, nullable=True),
     sa.Index(None, "account_id"),
 )
 
