@@ -23,6 +23,7 @@ Tests build ``Settings(database_url=..., secret_key="...")`` directly; the CLI c
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import secrets
@@ -32,6 +33,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from sendpost_platform import egress
 from sendpost_platform.errors import ConfigError
 
 DURATION = "duration"
@@ -162,6 +164,13 @@ class Settings:
     relay_smtp_timeout: float = setting(
         60.0, env="SENDPOST_RELAY_SMTP_TIMEOUT", doc="Timeout of each SMTP command.", unit=DURATION
     )
+    # --- outbound connections (egress.py) ---------------------------------------------------------
+    allow_private_networks: bool = setting(
+        False,
+        env="SENDPOST_ALLOW_PRIVATE_NETWORKS",
+        doc="Development only: let the SMTP test, the relay and `SENDPOST_DNS_NAMESERVER` reach "
+        "loopback, private, link-local, CGNAT, multicast, reserved and metadata addresses.",
+    )
     # --- bounce processor (SMTP server for DSNs to `sp-bounce.{domain}`) -------------------------
     bounce_listen: str = setting(
         "127.0.0.1:2525",
@@ -203,6 +212,8 @@ class Settings:
             raise ConfigError(
                 "SENDPOST_INGEST_RATE_LIMIT", self.ingest_rate_limit, "expected e.g. 10000/minute"
             )
+        if self.dns_nameserver is not None:
+            _check_nameserver(self.dns_nameserver, allow_private=self.allow_private_networks)
 
     @property
     def is_sqlite(self) -> bool:
@@ -221,6 +232,23 @@ class Settings:
             return Path(self.data_dir)
         db = self.sqlite_path()
         return db.parent if db is not None else Path(".")
+
+
+def _check_nameserver(value: str, *, allow_private: bool) -> None:
+    """The nameserver is an outbound connection too: an IP address, refused in the classes
+    ``egress.classify`` refuses unless private networks are allowed."""
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        raise ConfigError("SENDPOST_DNS_NAMESERVER", value, "expected an IP address") from None
+    kind = egress.classify(address)
+    if kind is not None and not allow_private:
+        raise ConfigError(
+            "SENDPOST_DNS_NAMESERVER",
+            value,
+            f"{address} is {kind.description}; set {egress.ALLOW_SETTING}=true to allow it "
+            "(development only)",
+        )
 
 
 def parse_listen(value: str, *, variable: str = "--listen") -> tuple[str, int]:
