@@ -183,6 +183,7 @@ class TestServer:
         self.reject = dict(reject or {})
         self.users = dict(users or {})
         self.messages: list[bytes] = []
+        self.credentials: list[tuple[str, str]] = []  # every AUTH attempt: (login, password)
         self.lock = threading.Lock()
         kwargs: dict[str, Any] = {}
         if starttls is not None:
@@ -202,6 +203,8 @@ class TestServer:
     ) -> AuthResult:
         if isinstance(data, LoginPassword):
             login, password = data.login.decode(), data.password.decode()
+            with self.lock:
+                self.credentials.append((login, password))
             if self.users.get(login) == password:
                 return AuthResult(success=True)
         return AuthResult(success=False, handled=False)

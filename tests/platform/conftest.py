@@ -122,9 +122,12 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def settings(store: Store) -> Settings:
+    """Settings for these tests; the SMTP servers they talk to are on loopback, so the
+    development switch ``allow_private_networks`` is on (the egress tests turn it off)."""
     return Settings(
         database_url=store.engine.url.render_as_string(hide_password=False),
         secret_key="test-secret-key",
+        allow_private_networks=True,
     )
 
 

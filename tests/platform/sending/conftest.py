@@ -20,6 +20,7 @@ from sendpost_platform.clock import ManualClock
 from sendpost_platform.config import Settings
 from sendpost_platform.crypto import SecretBox
 from sendpost_platform.domain.routing import PoolMember
+from sendpost_platform.egress import EgressPolicy
 from sendpost_platform.relay_worker import RelayJob
 from sendpost_platform.smtp import dkim
 from sendpost_platform.smtp.relay import RelayClient
@@ -60,7 +61,10 @@ class SendingSetup:
 
     def relay_job(self, worker_id: str = "w1", **overrides: Any) -> RelayJob:
         settings = dataclasses.replace(self.settings, **overrides)
-        client = RelayClient(max_connections=settings.relay_connections_per_provider)
+        client = RelayClient(
+            max_connections=settings.relay_connections_per_provider,
+            egress=EgressPolicy.from_settings(settings),
+        )
         return RelayJob(self.store, settings, self.clock, client=client, worker_id=worker_id)
 
     def point_provider(self, **changes: Any) -> None:
@@ -129,6 +133,7 @@ def build_setup(
         secret_key="test-secret-key",
         public_base_url="https://sp.example.net",
         relay_lease=60.0,
+        allow_private_networks=True,  # the sinks listen on loopback
     )
     box = SecretBox(settings.secret_key, purpose=domains.KEY_PURPOSE)
     with store.write() as conn:

@@ -100,12 +100,11 @@ class RelayClient:
         try:
             await smtp.connect()
         except aiosmtplib.SMTPResponseException as exc:
+            # The socket belongs to the client's transport now: closing the client closes it.
             await _close(smtp)
-            sock.close()
             return RelayResult(False, "connect", exc.code, exc.message)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             await _close(smtp)
-            sock.close()
             return RelayResult(False, "connect", None, _describe(exc))
         return smtp
 
