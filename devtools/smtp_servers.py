@@ -166,7 +166,8 @@ class _AnyPortController(Controller):
 
 
 class TestServer:
-    """An aiosmtpd server on 127.0.0.1 with optional STARTTLS, implicit TLS, AUTH and rejections."""
+    """An aiosmtpd server on 127.0.0.1 (or another loopback ``host``, at ``port``; 0 picks one)
+    with optional STARTTLS, implicit TLS, AUTH and rejections."""
 
     __test__ = False  # not a pytest test class
 
@@ -178,8 +179,10 @@ class TestServer:
         users: Mapping[str, str] | None = None,
         auth_mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN"),
         reject: Mapping[str, str] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
-        self.host = "127.0.0.1"
+        self.host = host
         self.reject = dict(reject or {})
         self.users = dict(users or {})
         self.messages: list[bytes] = []
@@ -196,7 +199,9 @@ class TestServer:
             kwargs["auth_exclude_mechanism"] = [
                 m for m in ("PLAIN", "LOGIN") if m not in auth_mechanisms
             ]
-        self._controller = _AnyPortController(_Handler(self), hostname=self.host, port=0, **kwargs)
+        self._controller = _AnyPortController(
+            _Handler(self), hostname=self.host, port=port, **kwargs
+        )
 
     def _authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any

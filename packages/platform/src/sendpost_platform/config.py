@@ -130,7 +130,8 @@ class Settings:
     dns_nameserver: str | None = setting(
         None,
         env="SENDPOST_DNS_NAMESERVER",
-        doc="IP address of the nameserver used to verify domains. Default: resolv.conf.",
+        doc="IP address of the nameserver that verifies domains and resolves providers' hosts "
+        "(a private one needs `SENDPOST_ALLOW_PRIVATE_NETWORKS`). Default: the system resolver.",
     )
     dns_port: int = setting(53, env="SENDPOST_DNS_PORT", doc="Port of that nameserver.")
     dns_timeout: float = setting(
