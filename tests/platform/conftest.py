@@ -7,6 +7,8 @@
   (``sp_test_<pid>_<random>``), migrates it once, truncates the tables before each test and
   drops the schema at the end, so concurrent sessions never clash.
 - SQLite: migrated once per session into a template file, copied for each test.
+- ``settings``: with ``allow_private_networks`` on (the development switch of ``egress.py``),
+  since the SMTP servers these tests talk to listen on loopback; egress tests turn it off.
 - ``clock`` (a ManualClock), ``seed`` (an account, a provider with its ingestion key, and a
   ``message()`` factory), ``app`` / ``client`` (the ASGI app over ``httpx.ASGITransport``).
 """

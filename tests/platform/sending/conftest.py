@@ -3,7 +3,8 @@
 Builds on the platform fixtures (``store``, ``clock``, ``seed``): ``sending`` gives a
 :class:`SendingSetup` whose provider points at a running ``ScriptedSmtp`` server, with
 a verified sender domain ``shop.example`` (DKIM key sealed like the API does) and a round-robin
-pool ``main``. ``relay_job()`` builds relay jobs with the test clock and a short lease.
+pool ``main``. ``relay_job()`` builds relay jobs with the test clock and a short lease. The
+settings turn on ``allow_private_networks``: the sinks listen on loopback.
 """
 
 from __future__ import annotations
