@@ -86,7 +86,11 @@ def _setup(url: str, port: int, messages: int, html: str, algorithm: str = "rsa"
     from sendpost_platform.smtp import dkim
     from sendpost_platform.store import Store, accounts, domains, pools, providers
 
-    settings = Settings(database_url=url, secret_key=secrets.token_urlsafe(32))
+    settings = Settings(
+        database_url=url,
+        secret_key=secrets.token_urlsafe(32),
+        allow_private_networks=True,  # the sink listens on loopback
+    )
     store = Store.open(url)
     store.migrate()
     clock = SystemClock()

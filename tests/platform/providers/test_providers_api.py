@@ -264,6 +264,7 @@ async def test_stalling_server_answers_422_with_stage_timeout(
         database_url=store.engine.url.render_as_string(hide_password=False),
         secret_key="test-secret-key",
         smtp_test_timeout=0.2,
+        allow_private_networks=True,
     )
     app = create_app(settings, clock=clock, store=store)
     transport = httpx.ASGITransport(app=app)

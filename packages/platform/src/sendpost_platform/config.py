@@ -23,6 +23,7 @@ Tests build ``Settings(database_url=..., secret_key="...")`` directly; the CLI c
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import secrets
@@ -32,6 +33,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from sendpost_platform import egress
 from sendpost_platform.errors import ConfigError
 
 DURATION = "duration"
@@ -134,7 +136,8 @@ class Settings:
     dns_nameserver: str | None = setting(
         None,
         env="SENDPOST_DNS_NAMESERVER",
-        doc="IP address of the nameserver used to verify domains. Default: resolv.conf.",
+        doc="IP address of the nameserver that verifies domains and resolves providers' hosts "
+        "(a private one needs `SENDPOST_ALLOW_PRIVATE_NETWORKS`). Default: the system resolver.",
     )
     dns_port: int = setting(53, env="SENDPOST_DNS_PORT", doc="Port of that nameserver.")
     dns_timeout: float = setting(
@@ -167,6 +170,13 @@ class Settings:
     )
     relay_smtp_timeout: float = setting(
         60.0, env="SENDPOST_RELAY_SMTP_TIMEOUT", doc="Timeout of each SMTP command.", unit=DURATION
+    )
+    # --- outbound connections (egress.py) ---------------------------------------------------------
+    allow_private_networks: bool = setting(
+        False,
+        env="SENDPOST_ALLOW_PRIVATE_NETWORKS",
+        doc="Development only: let the SMTP test, the relay and `SENDPOST_DNS_NAMESERVER` reach "
+        "loopback, private, link-local, CGNAT, multicast, reserved and metadata addresses.",
     )
     # --- bounce processor (SMTP server for DSNs to `sp-bounce.{domain}`) -------------------------
     bounce_listen: str = setting(
@@ -211,6 +221,8 @@ class Settings:
         ):
             if not re.match(r"^\d+\s*/\s*\d*\s*(second|minute|hour|day)s?$", value):
                 raise ConfigError(variable, value, "expected e.g. 10000/minute")
+        if self.dns_nameserver is not None:
+            _check_nameserver(self.dns_nameserver, allow_private=self.allow_private_networks)
 
     @property
     def is_sqlite(self) -> bool:
@@ -229,6 +241,23 @@ class Settings:
             return Path(self.data_dir)
         db = self.sqlite_path()
         return db.parent if db is not None else Path(".")
+
+
+def _check_nameserver(value: str, *, allow_private: bool) -> None:
+    """The nameserver is an outbound connection too: an IP address, refused in the classes
+    ``egress.classify`` refuses unless private networks are allowed."""
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        raise ConfigError("SENDPOST_DNS_NAMESERVER", value, "expected an IP address") from None
+    kind = egress.classify(address)
+    if kind is not None and not allow_private:
+        raise ConfigError(
+            "SENDPOST_DNS_NAMESERVER",
+            value,
+            f"{address} is {kind.description}; set {egress.ALLOW_SETTING}=true to allow it "
+            "(development only)",
+        )
 
 
 def parse_listen(value: str, *, variable: str = "--listen") -> tuple[str, int]:

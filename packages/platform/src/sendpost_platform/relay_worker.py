@@ -38,6 +38,7 @@ from sendpost_platform.clock import Clock
 from sendpost_platform.config import Settings
 from sendpost_platform.crypto import CryptoError, SecretBox
 from sendpost_platform.domain.tracking import tracking_secret
+from sendpost_platform.egress import EgressPolicy
 from sendpost_platform.smtp import dkim
 from sendpost_platform.smtp.prepare import (
     DomainSigner,
@@ -88,7 +89,10 @@ class RelayJob:
         self.clock = clock
         self.worker_id = worker_id or default_worker_id()
         self.record_every = record_every
-        self.client = client or RelayClient(max_connections=settings.relay_connections_per_provider)
+        self.client = client or RelayClient(
+            max_connections=settings.relay_connections_per_provider,
+            egress=EgressPolicy.from_settings(settings),
+        )
         self._passwords = SecretBox(settings.secret_key)
         self._keys = SecretBox(settings.secret_key, purpose=domains.KEY_PURPOSE)
         self._options = PrepareOptions(

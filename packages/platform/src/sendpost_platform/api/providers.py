@@ -27,7 +27,15 @@ error) with ``agentReportAt``.
 
 An update that changes a connection setting (host, port, security, username, password,
 verifyCertificate) runs the SMTP test again with the resulting settings and changes nothing when
-it fails (422). ``password`` omitted keeps the stored one; ``username: null`` removes both.
+it fails (422). ``password`` omitted keeps the stored one, except when host, port, security or
+username changes while AUTH stays on: then ``password`` is required again (422 naming
+``body.password``), so the stored password is never sent to a server it was not given for;
+``username: null`` removes both.
+
+Outbound connections go through ``egress.EgressPolicy``: a host that is, or resolves to, a
+loopback, private, link-local, CGNAT, multicast, reserved or metadata address is refused before
+any connection with 422 ``{"error", "errors": [{"field": "body.host", ...}], "host", "address",
+"addressClass"}`` (create, test and update alike), unless ``SENDPOST_ALLOW_PRIVATE_NETWORKS``.
 The rotated-out ingestion key keeps working for ``SENDPOST_INGEST_KEY_GRACE`` (or the shorter
 ``previousKeyGraceSeconds`` of the request, 0 after a leak); keys rotated out by an earlier
 rotation stop at once.
@@ -48,8 +56,9 @@ from sendpost_platform.api.auth import AccountDep, ingest_key_cache
 from sendpost_platform.api.deps import AppContext, ContextDep, IdPath
 from sendpost_platform.crypto import SecretBox
 from sendpost_platform.domain import agent_health as agent_health_rules
+from sendpost_platform.egress import EgressPolicy, EgressRefused
 from sendpost_platform.errors import BadRequest, NotFound, Unprocessable
-from sendpost_platform.smtp.connectivity import SmtpTestSettings, run_smtp_test
+from sendpost_platform.smtp.connectivity import SmtpTestResult, SmtpTestSettings, run_smtp_test
 from sendpost_platform.store import providers as provider_store
 
 router = APIRouter(tags=["custom-smtp"])
@@ -57,6 +66,8 @@ router = APIRouter(tags=["custom-smtp"])
 CONNECTION_FIELDS = frozenset(
     {"host", "port", "security", "username", "password", "verify_certificate"}
 )
+DESTINATION_FIELDS = ("host", "port", "security", "username")
+"""Changing any of these needs the password again: the stored one never follows them."""
 _BOX = "providers.password_box"
 
 _HOST = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.\-]*[A-Za-z0-9])?|[0-9A-Fa-f:]+)$"
@@ -171,8 +182,24 @@ def _test_settings(values: dict[str, Any]) -> SmtpTestSettings:
     )
 
 
+async def _smtp_test(ctx: AppContext, values: dict[str, Any]) -> SmtpTestResult:
+    """Run the SMTP test under the platform's egress policy; a refused host answers 422."""
+    try:
+        return await run_smtp_test(
+            _test_settings(values),
+            timeout=ctx.settings.smtp_test_timeout,
+            egress=EgressPolicy.from_settings(ctx.settings),
+        )
+    except EgressRefused as refused:
+        raise Unprocessable(
+            str(refused),
+            errors=[{"field": "body.host", "message": str(refused)}],
+            extra=refused.to_json(),
+        ) from None
+
+
 async def _require_passing_test(ctx: AppContext, values: dict[str, Any]) -> None:
-    result = await run_smtp_test(_test_settings(values), timeout=ctx.settings.smtp_test_timeout)
+    result = await _smtp_test(ctx, values)
     if not result.ok:
         raise Unprocessable(
             f"SMTP connectivity test failed at stage {result.stage}", extra=result.to_json()
@@ -200,8 +227,7 @@ ProviderId = IdPath
 @router.post("/api/v1/tpsp/test/custom-smtp", summary="Run the SMTP test, create nothing")
 async def test_provider(body: ProviderIn, account: AccountDep, ctx: ContextDep) -> dict[str, Any]:
     _check_credentials(body.username, body.password)
-    settings = _test_settings(body.model_dump())
-    result = await run_smtp_test(settings, timeout=ctx.settings.smtp_test_timeout)
+    result = await _smtp_test(ctx, body.model_dump())
     return result.to_json()
 
 
@@ -271,6 +297,16 @@ async def _update(
     if "password" in given and given["password"] is None:
         raise _field_error("password", "cannot be null; set username to null to remove AUTH")
     _check_credentials(merged["username"], merged["password"])
+    moved = sorted(name for name in DESTINATION_FIELDS if merged[name] != getattr(current, name))
+    if moved and merged["username"] is not None and "password" not in given:
+        # The stored password is only ever sent to the server it was given for.
+        message = (
+            f"required again when {', '.join(to_camel(m) for m in moved)} changes: the stored "
+            "password is not sent to a different server (or set username to null)"
+        )
+        raise Unprocessable(
+            "password required", errors=[{"field": "body.password", "message": message}]
+        )
     before = {name: getattr(current, name) for name in CONNECTION_FIELDS - {"password"}}
     before["password"] = stored_password
     retest = any(merged[name] != before[name] for name in CONNECTION_FIELDS)
