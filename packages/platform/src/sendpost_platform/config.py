@@ -173,6 +173,34 @@ class Settings:
         env="SENDPOST_BOUNCE_MAX_BYTES",
         doc="Largest bounce message accepted; bigger ones are refused with 552.",
     )
+    bounce_max_connections: int = setting(
+        200,
+        env="SENDPOST_BOUNCE_MAX_CONNECTIONS",
+        doc="Open SMTP sessions the bounce processor holds at once; more get `421 4.7.0`.",
+    )
+    bounce_max_connections_per_address: int = setting(
+        20,
+        env="SENDPOST_BOUNCE_MAX_CONNECTIONS_PER_ADDRESS",
+        doc="Open sessions per client IPv4 address or IPv6 /64; more get `421 4.7.0`.",
+    )
+    bounce_idle_timeout: float = setting(
+        60.0,
+        env="SENDPOST_BOUNCE_IDLE_TIMEOUT",
+        doc="A bounce session that sends nothing for this long is closed (`421 4.4.2`).",
+        unit=DURATION,
+    )
+    bounce_session_limit: float = setting(
+        600.0,
+        env="SENDPOST_BOUNCE_SESSION_LIMIT",
+        doc="Longest a bounce session may last, however active (`421 4.4.2`).",
+        unit=DURATION,
+    )
+    bounce_unparsed_quota: int = setting(
+        67108864,
+        env="SENDPOST_BOUNCE_UNPARSED_QUOTA",
+        doc="Bytes of unrecognised bounces kept per provider per 24 h; beyond, `452 4.3.1` "
+        "(the sender retries later). At least `SENDPOST_BOUNCE_MAX_BYTES`.",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -199,6 +227,23 @@ class Settings:
                 "SENDPOST_DATABASE_URL", url, "must start with sqlite:// or postgresql://"
             )
         parse_listen(self.listen, variable="SENDPOST_LISTEN")
+        for variable, number in (
+            ("SENDPOST_BOUNCE_MAX_CONNECTIONS", self.bounce_max_connections),
+            (
+                "SENDPOST_BOUNCE_MAX_CONNECTIONS_PER_ADDRESS",
+                self.bounce_max_connections_per_address,
+            ),
+            ("SENDPOST_BOUNCE_IDLE_TIMEOUT", self.bounce_idle_timeout),
+            ("SENDPOST_BOUNCE_SESSION_LIMIT", self.bounce_session_limit),
+        ):
+            if number <= 0:
+                raise ConfigError(variable, str(number), "must be greater than 0")
+        if self.bounce_unparsed_quota < self.bounce_max_bytes:
+            raise ConfigError(
+                "SENDPOST_BOUNCE_UNPARSED_QUOTA",
+                str(self.bounce_unparsed_quota),
+                "must be at least SENDPOST_BOUNCE_MAX_BYTES",
+            )
         if not re.match(r"^\d+\s*/\s*\d*\s*(second|minute|hour|day)s?$", self.ingest_rate_limit):
             raise ConfigError(
                 "SENDPOST_INGEST_RATE_LIMIT", self.ingest_rate_limit, "expected e.g. 10000/minute"

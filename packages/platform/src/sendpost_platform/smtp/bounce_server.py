@@ -41,6 +41,7 @@ import dataclasses
 import datetime as dt
 import logging
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -54,6 +55,15 @@ from sendpost_platform.domain.bounces import Attributed, attribute, parse_bounce
 from sendpost_platform.domain.classify import classify
 from sendpost_platform.errors import ConfigError, StoreError
 from sendpost_platform.processing import Classifier, HardBounce, HardBounceHook
+from sendpost_platform.smtp.bounce_guard import (
+    ConnectionGate,
+    Doorman,
+    GuardedSMTP,
+    Limits,
+    LogBudget,
+    RefusalLog,
+    install_log_budget,
+)
 from sendpost_platform.smtp.dsn import DsnReport, parse_report
 from sendpost_platform.store import Store, counters, messages
 from sendpost_platform.store import bounces as bounce_store
@@ -64,7 +74,12 @@ log = logging.getLogger("sendpost_platform.bounces")
 SOURCE_DSN = "dsn"
 MAX_RECIPIENTS = 100
 DEFAULT_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
+UNPARSED_QUOTA_WINDOW = dt.timedelta(hours=24)
+COMMAND_CALL_LIMITS = {"MAIL": 1000, "RCPT": 5000, "DATA": 1000, "RSET": 1000, "*": 50}
+"""Commands one session may send (aiosmtpd answers ``421 4.7.0`` and closes beyond)."""
 _TEMPORARY = "451 4.3.0 Temporary storage failure, please try again later"
+_INTERNAL = "451 4.3.0 Internal error, please try again later"
+_OVER_QUOTA = "452 4.3.1 Storage quota for unrecognised bounces exceeded, please try again later"
 
 
 @dataclasses.dataclass
@@ -76,6 +91,7 @@ class BounceStats:
     events: int = 0
     ignored: int = 0
     unparsed: int = 0
+    over_quota: int = 0
     failures: int = 0
 
 
@@ -89,6 +105,8 @@ class Processed:
     """Recipient blocks that were not terminal or not about the message."""
     unparsed_id: int | None
     """Row of ``unparsed_bounces`` when the message was kept unparsed."""
+    over_quota: bool = False
+    """The message was no bounce and its provider's unparsed quota is used up: not kept."""
 
 
 def dsn_event(
@@ -155,11 +173,14 @@ class BounceProcessor:
         *,
         classifier: Classifier = classify,
         on_hard_bounce: HardBounceHook = bounce_store.suppress_hard_bounce,
+        unparsed_quota: int | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.classifier = classifier
         self.on_hard_bounce = on_hard_bounce
+        self.unparsed_quota = unparsed_quota
+        """Bytes of unparsed messages kept per provider per :data:`UNPARSED_QUOTA_WINDOW`."""
 
     def check_recipient(self, address: str) -> str | None:
         """None when mail to ``address`` is accepted, else why not (for the 550 reply)."""
@@ -177,7 +198,11 @@ class BounceProcessor:
 
     def process(self, *, envelope_from: str, envelope_to: list[str], raw: bytes) -> Processed:
         """Store what one received message says (one transaction)."""
-        report = parse_report(raw)
+        try:
+            report = parse_report(raw)
+        except Exception:  # the parser should never raise; if it does, keep the message
+            log.exception("parsing a %d-byte bounce failed; keeping it unparsed", len(raw))
+            report = DsnReport("unknown", ())
         now = self.clock.now()
         uuids = [p.message_uuid for p in map(parse_bounce_address, envelope_to) if p]
         with self.store.write() as conn:
@@ -185,6 +210,10 @@ class BounceProcessor:
             targets = [found[u] for u in dict.fromkeys(uuids) if u in found]
             if not report.recipients:
                 first = targets[0] if targets else None
+                provider = (first.provider_id if first else None) or 0
+                if self._over_quota(conn, first.provider_id if first else None, len(raw), now):
+                    counters.add(conn, provider, "bounce.unparsed_over_quota")
+                    return Processed({}, 0, None, over_quota=True)
                 row = bounce_store.keep_unparsed(
                     conn,
                     raw=raw,
@@ -194,7 +223,6 @@ class BounceProcessor:
                     provider_id=first.provider_id if first else None,
                     now=now,
                 )
-                provider = (first.provider_id if first else None) or 0
                 counters.add(conn, provider, "bounce.unparsed")
                 return Processed({}, 0, row)
             recorded: collections.Counter[str] = collections.Counter()
@@ -204,6 +232,16 @@ class BounceProcessor:
                 recorded.update(outcomes)
                 ignored += skipped
         return Processed(dict(recorded), ignored, None)
+
+    def _over_quota(
+        self, conn: Connection, provider_id: int | None, size: int, now: dt.datetime
+    ) -> bool:
+        if self.unparsed_quota is None:
+            return False
+        used = bounce_store.unparsed_bytes_since(
+            conn, provider_id=provider_id, since=now - UNPARSED_QUOTA_WINDOW
+        )
+        return used + size > self.unparsed_quota
 
     def _process_message(
         self,
@@ -301,6 +339,15 @@ class _Handler:
             self.stats.failures += 1
             log.exception("storing a bounce for %s failed", envelope.rcpt_tos)
             return _TEMPORARY
+        except Exception:
+            self.stats.failures += 1
+            log.exception("processing a bounce for %s failed", envelope.rcpt_tos)
+            return _INTERNAL
+        if result.over_quota:
+            self.stats.over_quota += 1
+            log.warning("unparsed-bounce quota used up: refused %d bytes for %s", len(raw),
+                        envelope.rcpt_tos)  # fmt: skip
+            return _OVER_QUOTA
         self.stats.messages += 1
         self.stats.ignored += result.ignored
         if result.unparsed_id is not None:
@@ -319,10 +366,18 @@ class _Handler:
         )
         return f"250 2.0.0 Ok: {stored} recorded, {result.ignored} ignored"
 
+    async def handle_exception(self, error: Exception) -> str:
+        """Any other hook that fails: a temporary reply naming nothing of the error (aiosmtpd's
+        default would answer a permanent ``500`` quoting the exception)."""
+        self.stats.failures += 1
+        log.error("unexpected error in a bounce session", exc_info=error)
+        return _INTERNAL
+
 
 class BounceServer:
     """The listening SMTP server. ``await start(host, port)`` (port 0: any free port), then
-    ``await stop()``; :attr:`port` is the bound port."""
+    ``await stop()``; :attr:`port` is the bound port. Connections are admitted within
+    ``limits`` (``smtp/bounce_guard.py``)."""
 
     def __init__(
         self,
@@ -330,29 +385,36 @@ class BounceServer:
         *,
         hostname: str,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        timeout: float = 300.0,
+        limits: Limits | None = None,
     ) -> None:
         self.stats = BounceStats()
         self._handler = _Handler(processor, self.stats)
         self._hostname = hostname
         self._max_bytes = max_message_bytes
-        self._timeout = timeout
+        self.limits = limits or Limits()
+        self.gate = ConnectionGate(self.limits.max_connections, self.limits.max_per_address)
+        self.refusals = RefusalLog()
         self._server: asyncio.base_events.Server | None = None
         self._sessions: weakref.WeakSet[SMTP] = weakref.WeakSet()
         self.host = ""
         self.port = 0
 
-    def _protocol(self) -> SMTP:
-        smtp = SMTP(
+    def _session(self, on_close: Callable[[], None]) -> SMTP:
+        smtp = GuardedSMTP(
             self._handler,
+            limits=self.limits,
+            on_close=on_close,
             data_size_limit=self._max_bytes,
             enable_SMTPUTF8=True,
             hostname=self._hostname,
             ident="SendPost bounce processor",
-            timeout=self._timeout,
+            command_call_limit=COMMAND_CALL_LIMITS,
         )
         self._sessions.add(smtp)
         return smtp
+
+    def _protocol(self) -> Doorman:
+        return Doorman(self.gate, self.refusals, self._session, self._hostname)
 
     async def start(self, host: str, port: int) -> None:
         """Listen on ``host:port``; a port that cannot be bound raises :class:`ConfigError`
@@ -376,6 +438,7 @@ class BounceServer:
                 session.transport.close()
         await self._server.wait_closed()
         self._server = None
+        self.refusals.flush()
         log.info("bounce processor stopped: %s", dataclasses.asdict(self.stats))
 
 
@@ -383,10 +446,20 @@ def build_bounce_server(settings: Settings, store: Store, clock: Clock) -> Bounc
     """The bounce server as configured (the CLI's ``bounce`` and ``serve`` use this).
 
     aiosmtpd logs every SMTP command at INFO on ``mail.log``; the processor's own log lines
-    (``sendpost_platform.bounces``) say what matters, so that logger is kept to warnings."""
+    (``sendpost_platform.bounces``) say what matters, so that logger is kept to warnings. Both
+    loggers get a :class:`LogBudget`, so a flood of connections or commands cannot flood the
+    log."""
     logging.getLogger("mail.log").setLevel(logging.WARNING)
+    for logger in (logging.getLogger("mail.log"), log):
+        install_log_budget(logger, LogBudget())
     return BounceServer(
-        BounceProcessor(store, clock),
+        BounceProcessor(store, clock, unparsed_quota=settings.bounce_unparsed_quota),
         hostname=settings.bounce_cname_target,
         max_message_bytes=settings.bounce_max_bytes,
+        limits=Limits(
+            max_connections=settings.bounce_max_connections,
+            max_per_address=settings.bounce_max_connections_per_address,
+            idle_timeout=settings.bounce_idle_timeout,
+            session_limit=settings.bounce_session_limit,
+        ),
     )

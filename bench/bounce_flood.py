@@ -1,0 +1,149 @@
+"""Idle-connection flood against ``sendpost-platform serve``'s bounce port (issue 16, point 1).
+
+Starts ``serve`` on a fresh SQLite database in a temporary directory, with its file-descriptor
+limit lowered to ``--nofile`` (1024 by default, a common distribution default), opens
+``--connections`` idle TCP connections to the bounce port from up to ``--addresses`` loopback
+source addresses (127.0.0.2, 127.0.0.3, ...), then for ``--seconds`` asks ``GET /health`` twice
+a second. It prints how many connections the server still holds open, the slowest health answer
+(or how many timed out), and how many lines the server wrote to its log meanwhile.
+
+    .venv/bin/python bench/bounce_flood.py --connections 1100 --seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(port: int, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"nothing listens on {port}")
+
+
+async def open_idle(port: int, count: int, addresses: int) -> list[socket.socket]:
+    loop = asyncio.get_running_loop()
+    held: list[socket.socket] = []
+
+    async def one(i: int) -> None:
+        sock = socket.socket()
+        sock.setblocking(False)
+        sock.bind((f"127.0.0.{2 + i % addresses}", 0))
+        try:
+            await asyncio.wait_for(loop.sock_connect(sock, ("127.0.0.1", port)), 10)
+        except (OSError, TimeoutError):
+            sock.close()
+            return
+        held.append(sock)
+
+    for start in range(0, count, 200):
+        await asyncio.gather(*(one(i) for i in range(start, min(count, start + 200))))
+    return held
+
+
+def still_open(sockets: list[socket.socket]) -> int:
+    """Connections the server has not closed (no EOF readable)."""
+    alive = 0
+    for sock in sockets:
+        try:
+            while True:
+                data = sock.recv(4096)
+                if not data:
+                    break
+        except BlockingIOError:
+            alive += 1
+        except OSError:
+            pass
+    return alive
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--connections", type=int, default=1100)
+    parser.add_argument("--addresses", type=int, default=1)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--nofile", type=int, default=1024)
+    parser.add_argument("--keep-log", type=Path, help="copy the server's log here")
+    args = parser.parse_args()
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    http_port, bounce_port = free_port(), free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SENDPOST_")}
+        env["SENDPOST_DATABASE_URL"] = f"sqlite:///{Path(tmp) / 'sendpost.db'}"
+        env["SENDPOST_BOUNCE_LISTEN"] = f"127.0.0.1:{bounce_port}"
+        log_path = Path(tmp) / "serve.log"
+
+        def limit() -> None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (args.nofile, hard))
+
+        with log_path.open("w") as log_file:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "sendpost_platform.cli", "serve", "--listen",
+                 f"127.0.0.1:{http_port}"],
+                env=env, stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=limit,
+            )  # fmt: skip
+            try:
+                wait_for(http_port, time.monotonic() + 60)
+                wait_for(bounce_port, time.monotonic() + 10)
+                before = len(log_path.read_bytes().splitlines())
+                started = time.monotonic()
+                held = asyncio.run(open_idle(bounce_port, args.connections, args.addresses))
+                opened = time.monotonic() - started
+                latencies: list[float] = []
+                timeouts = 0
+                stop = threading.Event()
+                end = time.monotonic() + args.seconds
+                with httpx.Client(base_url=f"http://127.0.0.1:{http_port}", timeout=5) as client:
+                    while time.monotonic() < end and not stop.is_set():
+                        t0 = time.monotonic()
+                        try:
+                            client.get("/health").raise_for_status()
+                            latencies.append(time.monotonic() - t0)
+                        except httpx.HTTPError:
+                            timeouts += 1
+                        time.sleep(0.5)
+                alive = still_open(held)
+                lines = len(log_path.read_bytes().splitlines()) - before
+                size = log_path.stat().st_size
+                for sock in held:
+                    sock.close()
+                if args.keep_log:
+                    args.keep_log.write_bytes(log_path.read_bytes())
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+    worst = f"{max(latencies) * 1000:.0f} ms" if latencies else "none answered"
+    print(
+        f"connections opened: {len(held)}/{args.connections} in {opened:.1f} s; "
+        f"held open by the server after {args.seconds:.0f} s: {alive}\n"
+        f"/health: {len(latencies)} answered (slowest {worst}), {timeouts} failed\n"
+        f"server log: {lines} lines, {size} bytes in total"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
