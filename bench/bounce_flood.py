@@ -4,7 +4,8 @@ Starts ``serve`` on a fresh SQLite database in a temporary directory, with its f
 limit lowered to ``--nofile`` (1024 by default, a common distribution default), opens
 ``--connections`` idle TCP connections to the bounce port from up to ``--addresses`` loopback
 source addresses (127.0.0.2, 127.0.0.3, ...), then for ``--seconds`` asks ``GET /health`` twice
-a second. It prints how many connections the server still holds open, the slowest health answer
+a second. It prints how many connections were not closed, the server's open file descriptors
+(from ``/proc``), the slowest health answer
 (or how many timed out), and how many lines the server wrote to its log meanwhile.
 
     .venv/bin/python bench/bounce_flood.py --connections 1100 --seconds 20
@@ -126,6 +127,7 @@ def main() -> int:
                             timeouts += 1
                         time.sleep(0.5)
                 alive = still_open(held)
+                server_fds = len(os.listdir(f"/proc/{proc.pid}/fd"))
                 lines = len(log_path.read_bytes().splitlines()) - before
                 size = log_path.stat().st_size
                 for sock in held:
@@ -138,7 +140,8 @@ def main() -> int:
     worst = f"{max(latencies) * 1000:.0f} ms" if latencies else "none answered"
     print(
         f"connections opened: {len(held)}/{args.connections} in {opened:.1f} s; "
-        f"held open by the server after {args.seconds:.0f} s: {alive}\n"
+        f"not closed after {args.seconds:.0f} s: {alive}; "
+        f"server's open descriptors: {server_fds} (limit {args.nofile})\n"
         f"/health: {len(latencies)} answered (slowest {worst}), {timeouts} failed\n"
         f"server log: {lines} lines, {size} bytes in total"
     )

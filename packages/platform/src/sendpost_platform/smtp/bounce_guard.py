@@ -166,10 +166,16 @@ class LogBudget(logging.Filter):
         return True
 
 
-def install_log_budget(logger: logging.Logger, budget: LogBudget) -> None:
-    """Put ``budget`` on ``logger`` unless a :class:`LogBudget` is already there."""
-    if not any(isinstance(f, LogBudget) for f in logger.filters):
-        logger.addFilter(budget)
+BUDGETED_LOGGERS = ("mail.log", "sendpost_platform.bounces")
+
+
+def budget_bounce_logs() -> None:
+    """Put a :class:`LogBudget` on aiosmtpd's and the bounce processor's loggers (once; the CLI
+    calls this when it runs the bounce processor)."""
+    for name in BUDGETED_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, LogBudget) for f in logger.filters):
+            logger.addFilter(LogBudget())
 
 
 def hang_up(transport: asyncio.BaseTransport, farewell: bytes) -> None:

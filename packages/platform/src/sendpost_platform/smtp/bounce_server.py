@@ -60,9 +60,7 @@ from sendpost_platform.smtp.bounce_guard import (
     Doorman,
     GuardedSMTP,
     Limits,
-    LogBudget,
     RefusalLog,
-    install_log_budget,
 )
 from sendpost_platform.smtp.dsn import DsnReport, parse_report
 from sendpost_platform.store import Store, counters, messages
@@ -446,12 +444,10 @@ def build_bounce_server(settings: Settings, store: Store, clock: Clock) -> Bounc
     """The bounce server as configured (the CLI's ``bounce`` and ``serve`` use this).
 
     aiosmtpd logs every SMTP command at INFO on ``mail.log``; the processor's own log lines
-    (``sendpost_platform.bounces``) say what matters, so that logger is kept to warnings. Both
-    loggers get a :class:`LogBudget`, so a flood of connections or commands cannot flood the
-    log."""
+    (``sendpost_platform.bounces``) say what matters, so that logger is kept to warnings. The
+    CLI also puts a :class:`~sendpost_platform.smtp.bounce_guard.LogBudget` on both loggers
+    (:func:`~sendpost_platform.smtp.bounce_guard.budget_bounce_logs`)."""
     logging.getLogger("mail.log").setLevel(logging.WARNING)
-    for logger in (logging.getLogger("mail.log"), log):
-        install_log_budget(logger, LogBudget())
     return BounceServer(
         BounceProcessor(store, clock, unparsed_quota=settings.bounce_unparsed_quota),
         hostname=settings.bounce_cname_target,
