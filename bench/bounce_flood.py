@@ -5,8 +5,8 @@ limit lowered to ``--nofile`` (1024 by default, a common distribution default), 
 ``--connections`` idle TCP connections to the bounce port from up to ``--addresses`` loopback
 source addresses (127.0.0.2, 127.0.0.3, ...), then for ``--seconds`` asks ``GET /health`` twice
 a second. It prints how many connections were not closed, the server's open file descriptors
-(from ``/proc``), the slowest health answer
-(or how many timed out), and how many lines the server wrote to its log meanwhile.
+(from ``/proc``), the slowest health answer (or how many failed), and how many lines the server
+wrote to its log meanwhile.
 
     .venv/bin/python bench/bounce_flood.py --connections 1100 --seconds 20
 """

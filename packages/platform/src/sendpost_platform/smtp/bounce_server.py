@@ -22,10 +22,15 @@ Conversation (replies are part of the contract; tests pin them down):
     soft, soft never overwrites hard). The event keeps the reason, status, reply code, SMTP
     command and the raw diagnostic; the DSN fields are in ``details``. A hard bounce that
     becomes the event of record suppresses the recipient in the same transaction;
-  * a message that is no recognisable bounce is kept whole in ``unparsed_bounces`` and counted
-    (``bounce.unparsed``): it is answered 250 but never lost.
+  * a message that is no recognisable bounce (or that the parser fails on) is kept whole in
+    ``unparsed_bounces`` and counted (``bounce.unparsed``): it is answered 250 but never lost;
+    unless its provider's quota of unparsed bytes per 24 h is used up: ``452 4.3.1``, counted
+    (``bounce.unparsed_over_quota``), not stored.
 
   The answer is ``250`` only after that transaction committed; if it fails, ``451 4.3.0``.
+- Any unexpected error: ``451 4.3.0 Internal error`` (logged; nothing of it told to the peer).
+- Connections and sessions are bounded (``smtp/bounce_guard.py``): ``421`` beyond the caps,
+  after the idle timeout and the session limit, and past :data:`COMMAND_CALL_LIMITS`.
 
 The message UUID comes from the envelope address, never from the report (whose returned headers
 may be missing or forged); the report only says which recipient failed and why. Counters are
