@@ -238,9 +238,9 @@ async def test_an_idle_session_is_closed(
 async def test_a_slow_but_moving_transfer_is_not_idle(
     store: Store, clock: ManualClock, seed: Seed, server_with: list[BounceServer]
 ) -> None:
-    """The idle timer restarts on every byte received: a DATA transfer lasting several idle
+    """The idle timer restarts on every byte received: a DATA transfer lasting twice the idle
     timeouts, with no pause as long as one, is accepted."""
-    server = await limited(store, clock, dataclasses.replace(LOOSE, idle_timeout=1.0))
+    server = await limited(store, clock, dataclasses.replace(LOOSE, idle_timeout=2.0))
     server_with.append(server)
     message = seed.message()
     reader, writer = await connect(server)
@@ -252,14 +252,14 @@ async def test_a_slow_but_moving_transfer_is_not_idle(
     assert (await line(reader)).startswith(b"354")
     raw = corpus_dsn("sisimai-lhost-sendmail-01.eml", recipient=message.recipient)
     raw = b"\r\n".join(b"." + x if x.startswith(b".") else x for x in raw.splitlines())
-    chunks = [raw[i : i + len(raw) // 6 + 1] for i in range(0, len(raw), len(raw) // 6 + 1)]
+    size = len(raw) // 8 + 1
     began = time.monotonic()
-    for chunk in chunks:
+    for chunk in (raw[i : i + size] for i in range(0, len(raw), size)):
         writer.write(chunk)
-        await asyncio.sleep(0.4)
+        await asyncio.sleep(0.5)
     writer.write(b"\r\n.\r\n")
     assert b"250 2.0.0 Ok: 1 recorded, 0 ignored\r\n" == await line(reader)
-    assert time.monotonic() - began > 2.0
+    assert time.monotonic() - began > 3.5
     writer.close()
 
 
@@ -282,7 +282,7 @@ async def test_a_session_cannot_outlast_the_session_limit(
             break
         await asyncio.sleep(0.2)
     assert b"421 4.4.2 Session time limit exceeded, closing connection\r\n" == replies[-1]
-    assert len(replies) >= 3
+    assert len(replies) >= 2
     assert time.monotonic() - began >= 0.9
     assert b"" == await reader.read()
 
