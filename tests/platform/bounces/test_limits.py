@@ -239,7 +239,7 @@ async def test_a_slow_but_moving_transfer_is_not_idle(
     store: Store, clock: ManualClock, seed: Seed, server_with: list[BounceServer]
 ) -> None:
     """The idle timer restarts on every byte received: a DATA transfer lasting twice the idle
-    timeouts, with no pause as long as one, is accepted."""
+    timeout, with no pause as long as one, is accepted."""
     server = await limited(store, clock, dataclasses.replace(LOOSE, idle_timeout=2.0))
     server_with.append(server)
     message = seed.message()
