@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -64,6 +65,39 @@ async def open_idle(port: int, count: int, addresses: int) -> list[socket.socket
     return held
 
 
+def rcpt_flood(port: int, sessions: int, addresses: int, stop: threading.Event) -> list[int]:
+    """``sessions`` sessions sending ``RCPT TO`` unknown return paths until ``stop``; returns
+    how many replies each got (run in a thread with its own event loop)."""
+    counts = [0] * sessions
+
+    async def session(i: int) -> None:
+        try:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, local_addr=(f"127.0.0.{2 + i % addresses}", 0)
+            )
+            await reader.readline()
+            for command in (b"HELO flood.example", b"MAIL FROM:<>"):
+                writer.write(command + b"\r\n")
+                await reader.readline()
+            n = 0
+            while not stop.is_set():
+                address = f"bounces+{uuid.uuid4()}+1@sp-bounce.example.com"
+                writer.write(f"RCPT TO:<{address}>\r\n".encode())
+                if not (await reader.readline()).startswith(b"5"):
+                    break
+                n += 1
+                counts[i] = n
+            writer.close()
+        except OSError:
+            pass
+
+    async def run() -> None:
+        await asyncio.gather(*(session(i) for i in range(sessions)))
+
+    asyncio.run(run())
+    return counts
+
+
 def still_open(sockets: list[socket.socket]) -> int:
     """Connections the server has not closed (no EOF readable)."""
     alive = 0
@@ -87,6 +121,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--nofile", type=int, default=1024)
     parser.add_argument("--keep-log", type=Path, help="copy the server's log here")
+    parser.add_argument(
+        "--rcpt", action="store_true", help="busy sessions sending RCPT TO instead of idle ones"
+    )
     args = parser.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -111,11 +148,23 @@ def main() -> int:
                 wait_for(bounce_port, time.monotonic() + 10)
                 before = len(log_path.read_bytes().splitlines())
                 started = time.monotonic()
-                held = asyncio.run(open_idle(bounce_port, args.connections, args.addresses))
+                stop = threading.Event()
+                flood: list[list[int]] = []
+                if args.rcpt:
+                    held = []
+                    flooder = threading.Thread(
+                        target=lambda: flood.append(
+                            rcpt_flood(bounce_port, args.connections, args.addresses, stop)
+                        )
+                    )
+                    flooder.start()
+                    time.sleep(2)
+                else:
+                    held = asyncio.run(open_idle(bounce_port, args.connections, args.addresses))
                 opened = time.monotonic() - started
                 latencies: list[float] = []
+                ingest: list[float] = []
                 timeouts = 0
-                stop = threading.Event()
                 end = time.monotonic() + args.seconds
                 with httpx.Client(base_url=f"http://127.0.0.1:{http_port}", timeout=5) as client:
                     while time.monotonic() < end and not stop.is_set():
@@ -125,7 +174,21 @@ def main() -> int:
                             latencies.append(time.monotonic() - t0)
                         except httpx.HTTPError:
                             timeouts += 1
+                        t0 = time.monotonic()
+                        try:
+                            response = client.post(
+                                "/api/v1/tpsp/custom-smtp/events",
+                                headers={"X-SP-Event-ApiKey": "no-such-key"},
+                                content=b"[]",
+                            )
+                            assert response.status_code == 401, response.status_code
+                            ingest.append(time.monotonic() - t0)
+                        except httpx.HTTPError:
+                            timeouts += 1
                         time.sleep(0.5)
+                stop.set()
+                if args.rcpt:
+                    flooder.join()
                 alive = still_open(held)
                 server_fds = len(os.listdir(f"/proc/{proc.pid}/fd"))
                 lines = len(log_path.read_bytes().splitlines()) - before
@@ -138,11 +201,15 @@ def main() -> int:
                 proc.terminate()
                 proc.wait(timeout=30)
     worst = f"{max(latencies) * 1000:.0f} ms" if latencies else "none answered"
+    worst_ingest = f"{max(ingest) * 1000:.0f} ms" if ingest else "none answered"
+    if flood:
+        print(f"RCPT commands answered: {sum(flood[0])} in {len(flood[0])} sessions")
     print(
         f"connections opened: {len(held)}/{args.connections} in {opened:.1f} s; "
         f"not closed after {args.seconds:.0f} s: {alive}; "
         f"server's open descriptors: {server_fds} (limit {args.nofile})\n"
-        f"/health: {len(latencies)} answered (slowest {worst}), {timeouts} failed\n"
+        f"/health: {len(latencies)} answered (slowest {worst}); ingestion with a wrong key: "
+        f"{len(ingest)} answered 401 (slowest {worst_ingest}); {timeouts} failed\n"
         f"server log: {lines} lines, {size} bytes in total"
     )
     return 0

@@ -195,6 +195,12 @@ class Settings:
         doc="Longest a bounce session may last, however active (`421 4.4.2`).",
         unit=DURATION,
     )
+    bounce_store_rate: float = setting(
+        200.0,
+        env="SENDPOST_BOUNCE_STORE_RATE",
+        doc="Recipient checks and messages per second the bounce processor looks up or stores "
+        "(whole process); over it, replies wait.",
+    )
     bounce_unparsed_quota: int = setting(
         67108864,
         env="SENDPOST_BOUNCE_UNPARSED_QUOTA",
@@ -235,6 +241,7 @@ class Settings:
             ),
             ("SENDPOST_BOUNCE_IDLE_TIMEOUT", self.bounce_idle_timeout),
             ("SENDPOST_BOUNCE_SESSION_LIMIT", self.bounce_session_limit),
+            ("SENDPOST_BOUNCE_STORE_RATE", self.bounce_store_rate),
         ):
             if number <= 0:
                 raise ConfigError(variable, str(number), "must be greater than 0")

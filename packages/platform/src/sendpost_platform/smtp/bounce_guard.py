@@ -12,6 +12,10 @@ starving the process that hosts it (``serve`` runs it on the HTTP API's event lo
   closed.
 - **Session limit**: no session lasts longer than ``session_limit`` seconds, however busy it
   keeps itself (NOOP, one byte a minute...): ``421 4.4.2`` and closed.
+- **Store pacing** (:class:`Pacer`): the store calls sessions cause (a recipient check, a
+  message) are spaced to at most ``store_rate`` a second for the whole process; over that rate,
+  replies wait. However many sessions keep busy, the bounce side's load on the event loop, the
+  threads and the database stays bounded (200 a second is far above real bounce traffic).
 - **Quiet refusals** (:class:`RefusalLog`): the first refusal is logged, the following ones are
   counted and summarised in one line per ``interval``; and :class:`LogBudget` caps how many
   lines per interval the bounce loggers (ours and aiosmtpd's ``mail.log``) may write, noting on
@@ -48,6 +52,24 @@ class Limits:
     max_per_address: int = 20
     idle_timeout: float = 60.0
     session_limit: float = 600.0
+    store_rate: float = 200.0
+
+
+class Pacer:
+    """Spaces calls ``1 / rate`` seconds apart, process-wide and in arrival order: a caller
+    over the rate waits (asleep, costing nothing) for its turn."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate
+        self._next = 0.0
+
+    async def turn(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        slot = max(now, self._next)
+        self._next = slot + self.interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
 
 
 def client_key(peer: Any) -> str:

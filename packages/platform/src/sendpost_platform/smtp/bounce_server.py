@@ -42,12 +42,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -65,6 +67,7 @@ from sendpost_platform.smtp.bounce_guard import (
     Doorman,
     GuardedSMTP,
     Limits,
+    Pacer,
     RefusalLog,
 )
 from sendpost_platform.smtp.dsn import DsnReport, parse_report
@@ -73,6 +76,7 @@ from sendpost_platform.store import bounces as bounce_store
 from sendpost_platform.store import events as event_store
 
 log = logging.getLogger("sendpost_platform.bounces")
+_T = TypeVar("_T")
 
 SOURCE_DSN = "dsn"
 MAX_RECIPIENTS = 100
@@ -80,6 +84,8 @@ DEFAULT_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 UNPARSED_QUOTA_WINDOW = dt.timedelta(hours=24)
 COMMAND_CALL_LIMITS = {"MAIL": 1000, "RCPT": 5000, "DATA": 1000, "RSET": 1000, "*": 50}
 """Commands one session may send (aiosmtpd answers ``421 4.7.0`` and closes beyond)."""
+STORE_THREADS = 2
+"""Threads the bounce server's store calls run on (its own, not the event loop's default)."""
 _TEMPORARY = "451 4.3.0 Temporary storage failure, please try again later"
 _INTERNAL = "451 4.3.0 Internal error, please try again later"
 _OVER_QUOTA = "452 4.3.1 Storage quota for unrecognised bounces exceeded, please try again later"
@@ -307,9 +313,30 @@ def _envelope_address(envelope_to: list[str], message_uuid: str) -> str:
 class _Handler:
     """aiosmtpd hooks: the SMTP replies of the module docstring."""
 
-    def __init__(self, processor: BounceProcessor, stats: BounceStats) -> None:
+    def __init__(
+        self, processor: BounceProcessor, stats: BounceStats, *, threads: int, pacer: Pacer
+    ) -> None:
         self.processor = processor
         self.stats = stats
+        self.threads = threads
+        self.pacer = pacer
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+
+    def open(self) -> None:
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            self.threads, thread_name_prefix="bounce"
+        )
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    async def _blocking(self, call: Callable[[], _T]) -> _T:
+        """Run a store call, at the pacer's rate, on the server's own threads (not the event
+        loop's default executor, which the API uses)."""
+        await self.pacer.turn()
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -317,7 +344,9 @@ class _Handler:
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
             return "452 4.5.3 Too many recipients"
         try:
-            problem = await asyncio.to_thread(self.processor.check_recipient, address)
+            problem = await self._blocking(
+                functools.partial(self.processor.check_recipient, address)
+            )
         except (StoreError, sa.exc.SQLAlchemyError):
             log.exception("recipient check failed for %s", address)
             return _TEMPORARY
@@ -332,11 +361,13 @@ class _Handler:
         content = envelope.original_content or envelope.content or b""
         raw = content.encode("utf-8", "surrogateescape") if isinstance(content, str) else content
         try:
-            result = await asyncio.to_thread(
-                self.processor.process,
-                envelope_from=(envelope.mail_from or "").strip("<>"),
-                envelope_to=list(envelope.rcpt_tos),
-                raw=raw,
+            result = await self._blocking(
+                functools.partial(
+                    self.processor.process,
+                    envelope_from=(envelope.mail_from or "").strip("<>"),
+                    envelope_to=list(envelope.rcpt_tos),
+                    raw=raw,
+                )
             )
         except (StoreError, sa.exc.SQLAlchemyError):
             self.stats.failures += 1
@@ -391,10 +422,12 @@ class BounceServer:
         limits: Limits | None = None,
     ) -> None:
         self.stats = BounceStats()
-        self._handler = _Handler(processor, self.stats)
+        self.limits = limits or Limits()
+        self._handler = _Handler(
+            processor, self.stats, threads=STORE_THREADS, pacer=Pacer(self.limits.store_rate)
+        )
         self._hostname = hostname
         self._max_bytes = max_message_bytes
-        self.limits = limits or Limits()
         self.gate = ConnectionGate(self.limits.max_connections, self.limits.max_per_address)
         self.refusals = RefusalLog()
         self._server: asyncio.base_events.Server | None = None
@@ -423,9 +456,11 @@ class BounceServer:
         """Listen on ``host:port``; a port that cannot be bound raises :class:`ConfigError`
         naming ``SENDPOST_BOUNCE_LISTEN``."""
         loop = asyncio.get_running_loop()
+        self._handler.open()
         try:
             self._server = await loop.create_server(self._protocol, host, port)
         except OSError as exc:
+            self._handler.close()
             raise ConfigError(
                 "SENDPOST_BOUNCE_LISTEN", f"{host}:{port}", f"cannot listen: {exc.strerror or exc}"
             ) from exc
@@ -441,6 +476,7 @@ class BounceServer:
                 session.transport.close()
         await self._server.wait_closed()
         self._server = None
+        self._handler.close()
         self.refusals.flush()
         log.info("bounce processor stopped: %s", dataclasses.asdict(self.stats))
 
@@ -462,5 +498,6 @@ def build_bounce_server(settings: Settings, store: Store, clock: Clock) -> Bounc
             max_per_address=settings.bounce_max_connections_per_address,
             idle_timeout=settings.bounce_idle_timeout,
             session_limit=settings.bounce_session_limit,
+            store_rate=settings.bounce_store_rate,
         ),
     )
