@@ -413,6 +413,27 @@ async def test_an_internal_error_answers_451_and_names_nothing(
     assert 1 == server.stats.failures
 
 
+async def test_a_recipient_that_is_not_utf8_is_refused_not_an_error(
+    store: Store, clock: ManualClock, server_with: list[BounceServer]
+) -> None:
+    """``RCPT TO`` with a byte that is not UTF-8 gets the usual 550 (showing U+FFFD for that
+    byte), not aiosmtpd's ``500 Error: (UnicodeEncodeError) ...``; the session goes on."""
+    server = await limited(store, clock, LOOSE)
+    server_with.append(server)
+    reader, writer = await connect(server)
+    assert GREETING == await line(reader)
+    writer.write(b"HELO mta.example\r\nMAIL FROM:<>\r\nRCPT TO:<\xff@x.example>\r\nNOOP\r\n")
+    replies = [await line(reader) for _ in range(4)]
+    expected = "550 5.1.1 <\ufffd@x.example>: Recipient address rejected: not a bounce address"
+    assert [
+        b"250 bounce.test\r\n",
+        b"250 OK\r\n",
+        f"{expected} of this server\r\n".encode(),
+        b"250 OK\r\n",
+    ] == replies
+    writer.close()
+
+
 # --- quota on unparsed messages ------------------------------------------------------------------
 
 

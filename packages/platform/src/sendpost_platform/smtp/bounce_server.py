@@ -353,7 +353,9 @@ class _Handler:
         if problem is not None:
             self.stats.rejected_recipients += 1
             log.info("rejected RCPT <%s>: %s", address, problem)
-            return f"550 5.1.1 <{address}>: Recipient address rejected: {problem}"
+            # Bytes that are not UTF-8 arrive as surrogates, which the reply cannot carry.
+            shown = address.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            return f"550 5.1.1 <{shown}>: Recipient address rejected: {problem}"
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 Ok"
 
