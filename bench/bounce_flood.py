@@ -138,11 +138,14 @@ def main() -> int:
             resource.setrlimit(resource.RLIMIT_NOFILE, (args.nofile, hard))
 
         with log_path.open("w") as log_file:
+            command = [sys.executable, "-m", "sendpost_platform.cli", "serve"]
             proc = subprocess.Popen(
-                [sys.executable, "-m", "sendpost_platform.cli", "serve", "--listen",
-                 f"127.0.0.1:{http_port}"],
-                env=env, stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=limit,
-            )  # fmt: skip
+                [*command, "--listen", f"127.0.0.1:{http_port}"],
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                preexec_fn=limit,  # the descriptor limit of the server only
+            )
             try:
                 wait_for(http_port, time.monotonic() + 60)
                 wait_for(bounce_port, time.monotonic() + 10)

@@ -12,7 +12,7 @@ import resource
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 import pytest
@@ -20,7 +20,8 @@ import uvicorn
 from sendpost_platform.app import create_app
 from sendpost_platform.clock import ManualClock
 from sendpost_platform.config import Settings
-from sendpost_platform.domain.classify import Classification
+from sendpost_platform.domain.classify import Classification, classify
+from sendpost_platform.processing import Classifier
 from sendpost_platform.smtp.bounce_guard import Limits, LogBudget, client_key
 from sendpost_platform.smtp.bounce_server import BounceProcessor, BounceServer, build_bounce_server
 from sendpost_platform.store import Store
@@ -40,13 +41,8 @@ GREETING = b"220 bounce.test SendPost bounce processor\r\n"
 LOOSE = Limits(max_connections=100, max_per_address=50, idle_timeout=60, session_limit=120)
 
 
-async def started(server: BounceServer) -> BounceServer:
-    await server.start("127.0.0.1", 0)
-    return server
-
-
 @pytest.fixture
-async def server_with(store: Store, clock: ManualClock) -> AsyncIterator[list[BounceServer]]:
+async def server_with() -> AsyncIterator[list[BounceServer]]:
     """Servers the test builds with its own limits (``servers.append(...)``), all stopped."""
     servers: list[BounceServer] = []
     yield servers
@@ -54,9 +50,19 @@ async def server_with(store: Store, clock: ManualClock) -> AsyncIterator[list[Bo
         await server.stop()
 
 
-async def limited(store: Store, clock: ManualClock, limits: Limits, **kw: object) -> BounceServer:
-    processor = BounceProcessor(store, clock, **kw)  # type: ignore[arg-type]
-    return await started(BounceServer(processor, hostname="bounce.test", limits=limits))
+async def limited(
+    store: Store,
+    clock: ManualClock,
+    limits: Limits,
+    *,
+    classifier: Classifier = classify,
+    unparsed_quota: int | None = None,
+) -> BounceServer:
+    """A started server with these limits (and classifier, unparsed quota)."""
+    processor = BounceProcessor(store, clock, classifier=classifier, unparsed_quota=unparsed_quota)
+    server = BounceServer(processor, hostname="bounce.test", limits=limits)
+    await server.start("127.0.0.1", 0)
+    return server
 
 
 async def connect(
@@ -71,10 +77,10 @@ async def line(reader: asyncio.StreamReader) -> bytes:
     return await asyncio.wait_for(reader.readline(), 10)
 
 
-async def until(condition: object, seconds: float = 20.0) -> None:
+async def until(condition: Callable[[], bool], seconds: float = 20.0) -> None:
     """Wait (polling, bounded) until ``condition()`` is true."""
     deadline = time.monotonic() + seconds
-    while not condition():  # type: ignore[operator]
+    while not condition():
         assert time.monotonic() < deadline, "condition not reached in time"
         await asyncio.sleep(0.02)
 
@@ -448,10 +454,8 @@ async def test_unparsed_messages_have_a_quota_per_provider(
     message = seed.message()
     junk = b"Subject: hello\r\n\r\n" + b"x" * (1000 - 20) + b"\r\n"
     assert 1000 == len(junk)
-    replies = [
-        (await send_bounce(server, [return_path(message)], junk))[0] for _ in range(2)
-    ]  # fmt: skip
-    assert [250, 250] == replies
+    address = return_path(message)
+    assert [250, 250] == [(await send_bounce(server, [address], junk))[0] for _ in range(2)]
     over = await send_bounce_expecting_error(server, return_path(message), junk)
     expected = "4.3.1 Storage quota for unrecognised bounces exceeded, please try again later"
     assert (452, expected) == over

@@ -381,8 +381,9 @@ class _Handler:
             return _INTERNAL
         if result.over_quota:
             self.stats.over_quota += 1
-            log.warning("unparsed-bounce quota used up: refused %d bytes for %s", len(raw),
-                        envelope.rcpt_tos)  # fmt: skip
+            log.warning(
+                "unparsed quota used up: refused %d bytes for %s", len(raw), envelope.rcpt_tos
+            )
             return _OVER_QUOTA
         self.stats.messages += 1
         self.stats.ignored += result.ignored
