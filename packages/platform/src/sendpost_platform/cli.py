@@ -166,6 +166,7 @@ def _serve_with_bounce(settings: Settings, host: str, port: int) -> int:
 
     from sendpost_platform.app import create_app
     from sendpost_platform.clock import SystemClock
+    from sendpost_platform.smtp.bounce_guard import budget_bounce_logs
     from sendpost_platform.smtp.bounce_server import build_bounce_server
     from sendpost_platform.store import Store
 
@@ -176,6 +177,7 @@ def _serve_with_bounce(settings: Settings, host: str, port: int) -> int:
     clock = SystemClock()
     app = create_app(settings, clock=clock, store=store, run_worker=True)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
+    budget_bounce_logs()
     bounce = build_bounce_server(settings, store, clock)
 
     async def run() -> None:
@@ -199,6 +201,7 @@ def _serve_with_bounce(settings: Settings, host: str, port: int) -> int:
 
 def _bounce(settings: Settings, listen: str) -> int:
     from sendpost_platform.clock import SystemClock
+    from sendpost_platform.smtp.bounce_guard import budget_bounce_logs
     from sendpost_platform.smtp.bounce_server import build_bounce_server
     from sendpost_platform.store import Store
 
@@ -206,6 +209,7 @@ def _bounce(settings: Settings, listen: str) -> int:
     store = Store.open(settings.database_url)
     try:
         store.require_current_schema()
+        budget_bounce_logs()
         bounce = build_bounce_server(settings, store, SystemClock())
 
         async def run() -> None:

@@ -189,6 +189,40 @@ class Settings:
         env="SENDPOST_BOUNCE_MAX_BYTES",
         doc="Largest bounce message accepted; bigger ones are refused with 552.",
     )
+    bounce_max_connections: int = setting(
+        200,
+        env="SENDPOST_BOUNCE_MAX_CONNECTIONS",
+        doc="Open SMTP sessions the bounce processor holds at once; more get `421 4.7.0`.",
+    )
+    bounce_max_connections_per_address: int = setting(
+        20,
+        env="SENDPOST_BOUNCE_MAX_CONNECTIONS_PER_ADDRESS",
+        doc="Open sessions per client IPv4 address or IPv6 /64; more get `421 4.7.0`.",
+    )
+    bounce_idle_timeout: float = setting(
+        60.0,
+        env="SENDPOST_BOUNCE_IDLE_TIMEOUT",
+        doc="A bounce session that sends nothing for this long is closed (`421 4.4.2`).",
+        unit=DURATION,
+    )
+    bounce_session_limit: float = setting(
+        600.0,
+        env="SENDPOST_BOUNCE_SESSION_LIMIT",
+        doc="Longest a bounce session may last, however active (`421 4.4.2`).",
+        unit=DURATION,
+    )
+    bounce_store_rate: float = setting(
+        200.0,
+        env="SENDPOST_BOUNCE_STORE_RATE",
+        doc="Recipient checks and messages per second the bounce processor looks up or stores "
+        "(whole process); over it, replies wait.",
+    )
+    bounce_unparsed_quota: int = setting(
+        67108864,
+        env="SENDPOST_BOUNCE_UNPARSED_QUOTA",
+        doc="Bytes of unrecognised bounces kept per provider per 24 h; beyond, `452 4.3.1` "
+        "(the sender retries later). At least `SENDPOST_BOUNCE_MAX_BYTES`.",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -215,6 +249,24 @@ class Settings:
                 "SENDPOST_DATABASE_URL", url, "must start with sqlite:// or postgresql://"
             )
         parse_listen(self.listen, variable="SENDPOST_LISTEN")
+        for variable, number in (
+            ("SENDPOST_BOUNCE_MAX_CONNECTIONS", self.bounce_max_connections),
+            (
+                "SENDPOST_BOUNCE_MAX_CONNECTIONS_PER_ADDRESS",
+                self.bounce_max_connections_per_address,
+            ),
+            ("SENDPOST_BOUNCE_IDLE_TIMEOUT", self.bounce_idle_timeout),
+            ("SENDPOST_BOUNCE_SESSION_LIMIT", self.bounce_session_limit),
+            ("SENDPOST_BOUNCE_STORE_RATE", self.bounce_store_rate),
+        ):
+            if number <= 0:
+                raise ConfigError(variable, str(number), "must be greater than 0")
+        if self.bounce_unparsed_quota < self.bounce_max_bytes:
+            raise ConfigError(
+                "SENDPOST_BOUNCE_UNPARSED_QUOTA",
+                str(self.bounce_unparsed_quota),
+                "must be at least SENDPOST_BOUNCE_MAX_BYTES",
+            )
         for variable, value in (
             ("SENDPOST_INGEST_RATE_LIMIT", self.ingest_rate_limit),
             ("SENDPOST_AUTH_FAILURE_LIMIT", self.auth_failure_limit),
