@@ -14,15 +14,11 @@ import datetime as dt
 import os
 import re
 import shutil
-import socket
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
-from sendpost_platform.app import create_app
 from sendpost_platform.clock import ManualClock
 from sendpost_platform.config import Settings
 from sendpost_platform.store import Store, accounts
@@ -30,6 +26,7 @@ from sendpost_wire import EventType
 
 from tests.platform.conftest import Seed, add_provider
 from tests.platform.dashboard.helpers import add_event
+from tests.support.live_platform import LivePlatform
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -40,36 +37,6 @@ PHONE = {"width": 360, "height": 740}
 pytestmark = pytest.mark.skipif(
     shutil.which(CHROMIUM) is None, reason=f"{CHROMIUM} is missing (make setup installs it)"
 )
-
-
-class LivePlatform:
-    """The platform's app served by uvicorn on a loopback port, in a thread of this process."""
-
-    def __init__(self, settings: Settings, seed: Seed) -> None:
-        self.seed = seed
-        app = create_app(settings, clock=seed.clock, store=seed.store)
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
-        self.base = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        self._server = uvicorn.Server(
-            uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
-        )
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
-        )
-
-    def __enter__(self) -> LivePlatform:
-        self._thread.start()
-        for _ in range(500):
-            if self._server.started:
-                return self
-            self._thread.join(0.01)
-        raise RuntimeError("uvicorn did not start within 5 s")
-
-    def __exit__(self, *_: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(10)
-        self._sock.close()
 
 
 @pytest.fixture

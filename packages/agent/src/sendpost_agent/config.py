@@ -70,6 +70,16 @@ def _positive_float(key: str, raw: object) -> float:
     return value
 
 
+def _seconds_or_off(key: str, raw: object) -> float:
+    try:
+        value = float(str(raw))
+    except ValueError:
+        raise ConfigError(key, raw, "must be a number of seconds (0: off)") from None
+    if not 0 <= value <= 86400:
+        raise ConfigError(key, raw, "must be from 0 (off) to 86400 seconds")
+    return value
+
+
 def _int_between(low: int, high: int) -> Callable[[str, object], int]:
     def convert(key: str, raw: object) -> int:
         try:
@@ -180,6 +190,13 @@ class Settings:
     )
     checkpoint_interval: float = _setting(
         1.0, _positive_float, "Most seconds between cursor saves while lines are read."
+    )
+    heartbeat_interval: float = _setting(
+        60.0,
+        _seconds_or_off,
+        "Seconds between heartbeats to the platform (alive, version, lag, WAL depth, last "
+        "error), sent to the endpoint's origin at /api/v1/tpsp/custom-smtp/agent/heartbeat; "
+        "0: none.",
     )
     stale_after: float = _setting(
         600.0, _positive_float, "Unhealthy when events wait this long without a successful ship."

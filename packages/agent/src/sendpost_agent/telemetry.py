@@ -43,6 +43,11 @@ class Metrics:
             "Failed batch requests, by reason (transient, key_rejected, too_large, rejected).",
             ("reason",),
         )
+        self.heartbeats = counter(
+            "heartbeats",
+            "Heartbeats sent to the platform, by result (ok, rejected, unsupported, failed).",
+            ("result",),
+        )
         self.retries = counter("retries", "Requests sent again after a transient failure.")
         self.events_shipped = counter("events_shipped", "Events acknowledged by the platform.")
         self.dead_lettered = counter(
