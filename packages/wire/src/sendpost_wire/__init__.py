@@ -8,11 +8,15 @@ from sendpost_wire.events import AGENT_EVENT_TYPES, AgentEventType, EventType
 from sendpost_wire.schema import (
     MAX_BATCH_BYTES,
     MAX_BATCH_EVENTS,
+    MAX_LENGTHS,
     AgentEvent,
     BatchError,
     FieldError,
+    Rejected,
     check_batch,
     parse_batch,
+    split_batch,
+    text_problem,
     validate_event,
 )
 
@@ -20,12 +24,16 @@ __all__ = [
     "AGENT_EVENT_TYPES",
     "MAX_BATCH_BYTES",
     "MAX_BATCH_EVENTS",
+    "MAX_LENGTHS",
     "AgentEvent",
     "AgentEventType",
     "BatchError",
     "EventType",
     "FieldError",
+    "Rejected",
     "check_batch",
     "parse_batch",
+    "split_batch",
+    "text_problem",
     "validate_event",
 ]

@@ -6,6 +6,14 @@ A batch is ``{"events": [event, ...]}``. Each event needs ``message_id`` (a UUID
 ``enhanced_status``, ``smtp_command`` and ``queue_id`` are optional strings. Unknown fields are
 ignored. Validation never raises on bad input: it returns the list of problems, each naming the
 event index and the field, so that the platform can answer 400 with all of them at once.
+
+The validator accepts exactly what the platform's store can keep (SPEC "Wire contract"): each
+string field is at most :data:`MAX_LENGTHS` characters (the length of the column that keeps it;
+``tests/platform/core/test_wire_limits.py`` compares the two), a recipient stays within that
+length once lower-cased (the dedup key), and no string holds a NUL character (PostgreSQL text
+cannot) or a lone surrogate (not Unicode: neither database can encode it). A body nested
+deeper than the JSON decoder's recursion limit is refused like malformed JSON. Events have no
+free-form objects: values of unknown fields are ignored and never stored outside the raw batch.
 """
 
 from __future__ import annotations
@@ -25,7 +33,20 @@ MAX_BATCH_BYTES = 1024 * 1024
 
 _ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}$")
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
-_MAX_TEXT = 10_000
+MAX_LENGTHS: Mapping[str, int] = {
+    "smtp_description": 10_000,  # events.description is TEXT: the contract's own bound
+    "recipient": 320,  # events.recipient, events.recipient_key
+    "event_id": 200,  # events.agent_event_id
+    "enhanced_status": 16,  # events.enhanced_status
+    "smtp_command": 64,  # events.smtp_command
+    "queue_id": 64,  # kept in events.details: Postfix queue IDs are at most 16 characters
+}
+"""The longest value of each string field, in characters (code points)."""
+_MAX_DESCRIPTION = MAX_LENGTHS["smtp_description"]
+_MAX_RECIPIENT = MAX_LENGTHS["recipient"]
+_MAX_EVENT_ID = MAX_LENGTHS["event_id"]
+_MAX_COMMAND = MAX_LENGTHS["smtp_command"]
+_MAX_QUEUE_ID = MAX_LENGTHS["queue_id"]
 _OPTIONAL_TEXT = ("event_id", "smtp_command", "queue_id")
 _CANONICAL_UUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _ALL_TEXT = ("smtp_description", "recipient", "enhanced_status", *_OPTIONAL_TEXT)
@@ -105,10 +126,37 @@ def _text(raw: Mapping[str, Any], name: str, index: int, errors: list[FieldError
     if not isinstance(value, str):
         errors.append(FieldError(index, name, "must be a string"))
         return None
-    if len(value) > _MAX_TEXT:
-        errors.append(FieldError(index, name, f"longer than {_MAX_TEXT} characters"))
+    problem = text_problem(value, MAX_LENGTHS[name], folded=name == "recipient")
+    if problem is not None:
+        errors.append(FieldError(index, name, problem))
         return None
     return value
+
+
+def text_problem(value: str, limit: int, *, folded: bool = False) -> str | None:
+    """Why ``value`` cannot be stored in a column of ``limit`` characters, or None if it can.
+
+    ``folded``: the lower-cased value is stored too (a recipient's dedup key), and lower-casing
+    can lengthen a string (``"İ".lower()`` is two characters)."""
+    if len(value) > limit:
+        return f"longer than {limit} characters ({len(value)})"
+    if "\x00" in value:
+        return f"contains a NUL character (at {value.index(chr(0))})"
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return f"contains a lone surrogate (at {exc.start}), which is not valid Unicode"
+        if folded and len(value.lower()) > limit:
+            return f"longer than {limit} characters once lower-cased"
+    return None
+
+
+def _clean(value: object, limit: int, *, folded: bool = False) -> bool:
+    """True for a string that :func:`text_problem` accepts (the fast paths' check)."""
+    if type(value) is not str or len(value) > limit or "\x00" in value:
+        return False
+    return value.isascii() or text_problem(value, limit, folded=folded) is None
 
 
 def _fast_event(raw: dict[str, Any]) -> AgentEvent | None:
@@ -135,8 +183,8 @@ def _fast_event(raw: dict[str, Any]) -> AgentEvent | None:
     if smtp_code is not None and (type(smtp_code) is not int or not 200 <= smtp_code <= 599):
         return None
     texts = [raw.get(name) for name in _ALL_TEXT]
-    for value in texts:
-        if value is not None and (type(value) is not str or len(value) > _MAX_TEXT):
+    for name, value in zip(_ALL_TEXT, texts, strict=True):
+        if value is not None and not _clean(value, MAX_LENGTHS[name], folded=name == "recipient"):
             return None
     description, recipient, enhanced, event_id, smtp_command, queue_id = texts
     if recipient is not None and "@" not in recipient:
@@ -262,24 +310,51 @@ def _event_ok(raw: object, good_stamps: set[str]) -> bool:
     value = get("smtp_code")
     if value is not None and (type(value) is not int or not 200 <= value <= 599):
         return False
+    # The strings, unrolled (this runs for every event of every batch); non-ASCII text goes to
+    # text_problem for the surrogate and lower-casing checks.
     value = get("recipient")
-    if value is not None and (type(value) is not str or len(value) > _MAX_TEXT or "@" not in value):
+    if value is not None and (
+        type(value) is not str
+        or len(value) > _MAX_RECIPIENT
+        or "@" not in value
+        or "\x00" in value
+        or (not value.isascii() and text_problem(value, _MAX_RECIPIENT, folded=True))
+    ):
         return False
     value = get("enhanced_status")
     if value is not None and (type(value) is not str or _enhanced_match(value) is None):
         return False
-    # The plain optional strings, unrolled (this runs for every event of every batch).
     value = get("smtp_description")
-    if value is not None and (type(value) is not str or len(value) > _MAX_TEXT):
+    if value is not None and (
+        type(value) is not str
+        or len(value) > _MAX_DESCRIPTION
+        or "\x00" in value
+        or (not value.isascii() and text_problem(value, _MAX_DESCRIPTION))
+    ):
         return False
     value = get("event_id")
-    if value is not None and (type(value) is not str or len(value) > _MAX_TEXT):
+    if value is not None and (
+        type(value) is not str
+        or len(value) > _MAX_EVENT_ID
+        or "\x00" in value
+        or (not value.isascii() and text_problem(value, _MAX_EVENT_ID))
+    ):
         return False
     value = get("smtp_command")
-    if value is not None and (type(value) is not str or len(value) > _MAX_TEXT):
+    if value is not None and (
+        type(value) is not str
+        or len(value) > _MAX_COMMAND
+        or "\x00" in value
+        or (not value.isascii() and text_problem(value, _MAX_COMMAND))
+    ):
         return False
     value = get("queue_id")
-    return value is None or (type(value) is str and len(value) <= _MAX_TEXT)
+    return value is None or (
+        type(value) is str
+        and len(value) <= _MAX_QUEUE_ID
+        and "\x00" not in value
+        and (value.isascii() or text_problem(value, _MAX_QUEUE_ID) is None)
+    )
 
 
 _uuid_match = _CANONICAL_UUID.match
@@ -296,6 +371,8 @@ def _raw_events(body: bytes) -> list[Any]:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BatchError([FieldError(None, "", f"malformed JSON: {exc}")]) from None
+    except RecursionError:
+        raise BatchError([FieldError(None, "", "malformed JSON: nested too deeply")]) from None
     if not isinstance(doc, dict):
         raise BatchError([FieldError(None, "", "body must be a JSON object")])
     raw_events = doc.get("events")
@@ -318,6 +395,36 @@ def _validated(raw_events: list[Any]) -> list[AgentEvent]:
     if errors:
         raise BatchError(errors)
     return events
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rejected:
+    """One event of a batch that the validator refuses: its index, the raw JSON value, why."""
+
+    index: int
+    raw: object
+    errors: list[FieldError]
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(f"{e.field}: {e.message}" for e in self.errors)
+
+
+def split_batch(body: bytes) -> tuple[list[AgentEvent], list[Rejected]]:
+    """A body's valid events, and apart from them the events it refuses (with their problems).
+
+    For processing stored batches: one bad event must not take the others with it. Raises
+    :class:`BatchError` only for problems of the whole body (malformed JSON, no event list).
+    """
+    events: list[AgentEvent] = []
+    rejected: list[Rejected] = []
+    for index, raw in enumerate(_raw_events(body)):
+        result = validate_event(raw, index)
+        if isinstance(result, list):
+            rejected.append(Rejected(index, raw, result))
+        else:
+            events.append(result)
+    return events, rejected
 
 
 def parse_batch(body: bytes) -> list[AgentEvent]:
