@@ -233,7 +233,8 @@ def test_split_batch_keeps_the_valid_events_and_names_the_bad_ones() -> None:
     raws = [{**_VALID, "event_id": f"ok-{i}"} for i in range(9)]
     raws.insert(4, {**_VALID, "smtp_command": "\x00"})
     events, rejected = split_batch(json.dumps({"events": raws}).encode())
-    assert [f"ok-{i}" for i in range(9)] == [e.event_id for e in events]
+    expected = [(i if i < 4 else i + 1, f"ok-{i}") for i in range(9)]
+    assert expected == [(index, e.event_id) for index, e in events]
     assert [(4, "smtp_command: contains a NUL character (at 0)")] == [
         (r.index, r.reason) for r in rejected
     ]

@@ -410,20 +410,20 @@ class Rejected:
         return "; ".join(f"{e.field}: {e.message}" for e in self.errors)
 
 
-def split_batch(body: bytes) -> tuple[list[AgentEvent], list[Rejected]]:
-    """A body's valid events, and apart from them the events it refuses (with their problems).
+def split_batch(body: bytes) -> tuple[list[tuple[int, AgentEvent]], list[Rejected]]:
+    """A body's valid events with their indexes, and apart from them the events it refuses.
 
     For processing stored batches: one bad event must not take the others with it. Raises
     :class:`BatchError` only for problems of the whole body (malformed JSON, no event list).
     """
-    events: list[AgentEvent] = []
+    events: list[tuple[int, AgentEvent]] = []
     rejected: list[Rejected] = []
     for index, raw in enumerate(_raw_events(body)):
         result = validate_event(raw, index)
         if isinstance(result, list):
             rejected.append(Rejected(index, raw, result))
         else:
-            events.append(result)
+            events.append((index, result))
     return events, rejected
 
 
