@@ -1,4 +1,4 @@
-"""Command line: ``sendpost-platform {serve,api,worker,bounce,migrate,create-account}``.
+"""Command line: ``sendpost-platform COMMAND`` (serve, api, worker, bounce, migrate, ...).
 
 - ``serve [--listen HOST:PORT]``: API, background worker and bounce processor in one process
   (embedded mode: migrates a SQLite database automatically; the bounce processor listens on
