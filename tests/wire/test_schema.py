@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from sendpost_wire import (
+    MAX_EVENT_DEPTH,
     MAX_LENGTHS,
     AgentEvent,
     BatchError,
@@ -239,6 +240,27 @@ def test_split_batch_keeps_the_valid_events_and_names_the_bad_ones() -> None:
         (r.index, r.reason) for r in rejected
     ]
     assert raws[4] == rejected[0].raw
+
+
+def _nested(depth: int) -> object:
+    value: object = "leaf"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_an_event_nested_too_deep_is_refused_by_index() -> None:
+    """An event may nest 16 levels (itself level 1, unknown fields included); one deeper is
+    refused by index by check_batch, parse_batch and split_batch alike, the others kept."""
+    ok = {**_VALID, "extra": _nested(MAX_EVENT_DEPTH - 1)}
+    deep = {**_VALID, "extra": _nested(MAX_EVENT_DEPTH)}
+    assert 2 == check_batch(json.dumps({"events": [ok, ok]}).encode())
+    body = json.dumps({"events": [ok, deep, ok]}).encode()
+    expected = [{"index": 1, "field": "", "message": "nested deeper than 16 levels"}]
+    assert expected == _verdict(check_batch, body)
+    assert expected == _verdict(parse_batch, body)
+    events, rejected = split_batch(body)
+    assert ([0, 2], [1]) == ([i for i, _ in events], [r.index for r in rejected])
 
 
 def test_deeply_nested_json_is_malformed_not_a_crash() -> None:

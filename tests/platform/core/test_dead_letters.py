@@ -48,6 +48,7 @@ BAD_EVENTS: list[tuple[str, dict[str, Any], str]] = [
         "recipient: contains a lone surrogate (at 0), which is not valid Unicode",
     ),
     ("not-an-object", {}, ": event must be a JSON object"),
+    ("too-deep", {"extra": [[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]}, ": nested deeper than 16 levels"),
 ]
 
 

@@ -325,5 +325,8 @@ class IngestProcessor:
 
 def _raw_at(body: bytes, index: int) -> bytes:
     """Event ``index`` of a stored body as ASCII JSON (the body was readable: it was split)."""
-    events = json.loads(body)["events"]
+    try:
+        events = json.loads(body)["events"]
+    except (RecursionError, ValueError):
+        return dead_letters.UNENCODABLE
     return dead_letters.raw_event(events[index])

@@ -8,6 +8,7 @@ from sendpost_wire.events import AGENT_EVENT_TYPES, AgentEventType, EventType
 from sendpost_wire.schema import (
     MAX_BATCH_BYTES,
     MAX_BATCH_EVENTS,
+    MAX_EVENT_DEPTH,
     MAX_LENGTHS,
     AgentEvent,
     BatchError,
@@ -24,6 +25,7 @@ __all__ = [
     "AGENT_EVENT_TYPES",
     "MAX_BATCH_BYTES",
     "MAX_BATCH_EVENTS",
+    "MAX_EVENT_DEPTH",
     "MAX_LENGTHS",
     "AgentEvent",
     "AgentEventType",

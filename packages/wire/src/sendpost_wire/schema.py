@@ -11,9 +11,10 @@ The validator accepts exactly what the platform's store can keep (SPEC "Wire con
 string field is at most :data:`MAX_LENGTHS` characters (the length of the column that keeps it;
 ``tests/platform/core/test_wire_limits.py`` compares the two), a recipient stays within that
 length once lower-cased (the dedup key), and no string holds a NUL character (PostgreSQL text
-cannot) or a lone surrogate (not Unicode: neither database can encode it). A body nested
-deeper than the JSON decoder's recursion limit is refused like malformed JSON. Events have no
-free-form objects: values of unknown fields are ignored and never stored outside the raw batch.
+cannot) or a lone surrogate (not Unicode: neither database can encode it). An event may nest
+at most :data:`MAX_EVENT_DEPTH` levels (values of unknown fields are ignored, but the raw batch
+is kept and decoded again by the worker), and a body nested deeper than the JSON decoder's
+recursion limit is refused like malformed JSON. Events have no free-form objects.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ MAX_LENGTHS: Mapping[str, int] = {
     "queue_id": 64,  # kept in events.details: Postfix queue IDs are at most 16 characters
 }
 """The longest value of each string field, in characters (code points)."""
+MAX_EVENT_DEPTH = 16
+"""How deep an event may nest (the event object is level 1; unknown fields' values count): a
+stored batch must decode again in the worker, whatever its stack depth."""
 _MAX_DESCRIPTION = MAX_LENGTHS["smtp_description"]
 _MAX_RECIPIENT = MAX_LENGTHS["recipient"]
 _MAX_EVENT_ID = MAX_LENGTHS["event_id"]
@@ -383,10 +387,43 @@ def _raw_events(body: bytes) -> list[Any]:
     return raw_events
 
 
-def _validated(raw_events: list[Any]) -> list[AgentEvent]:
+def _too_deep(value: object) -> bool:
+    """True when ``value`` (an event: level 1) nests deeper than :data:`MAX_EVENT_DEPTH`."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > MAX_EVENT_DEPTH:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _deep_events(body: bytes, raw_events: list[Any]) -> dict[int, FieldError]:
+    """The events nested deeper than :data:`MAX_EVENT_DEPTH`, by index.
+
+    An event that deep holds more than that many brackets, every other event at least one, and
+    the batch two more: a body with fewer brackets in all (counting those inside strings too)
+    has no such event, which rules out nearly every batch at the cost of two byte counts."""
+    brackets = body.count(b"{") + body.count(b"[")
+    if brackets < len(raw_events) + MAX_EVENT_DEPTH + 2:
+        return {}
+    message = f"nested deeper than {MAX_EVENT_DEPTH} levels"
+    return {i: FieldError(i, "", message) for i, raw in enumerate(raw_events) if _too_deep(raw)}
+
+
+def _validated(raw_events: list[Any], deep: dict[int, FieldError]) -> list[AgentEvent]:
     events: list[AgentEvent] = []
     errors: list[FieldError] = []
     for index, raw in enumerate(raw_events):
+        if index in deep:
+            errors.append(deep[index])
+            continue
         result = validate_event(raw, index)
         if isinstance(result, list):
             errors.extend(result)
@@ -418,8 +455,10 @@ def split_batch(body: bytes) -> tuple[list[tuple[int, AgentEvent]], list[Rejecte
     """
     events: list[tuple[int, AgentEvent]] = []
     rejected: list[Rejected] = []
-    for index, raw in enumerate(_raw_events(body)):
-        result = validate_event(raw, index)
+    raw_events = _raw_events(body)
+    deep = _deep_events(body, raw_events)
+    for index, raw in enumerate(raw_events):
+        result = [deep[index]] if index in deep else validate_event(raw, index)
         if isinstance(result, list):
             rejected.append(Rejected(index, raw, result))
         else:
@@ -432,7 +471,8 @@ def parse_batch(body: bytes) -> list[AgentEvent]:
 
     The size limits are the caller's to enforce before calling (they map to 413, not 400).
     """
-    return _validated(_raw_events(body))
+    raw_events = _raw_events(body)
+    return _validated(raw_events, _deep_events(body, raw_events))
 
 
 def check_batch(body: bytes) -> int:
@@ -443,8 +483,11 @@ def check_batch(body: bytes) -> int:
     needs only the verdict.
     """
     raw_events = _raw_events(body)
+    deep = _deep_events(body, raw_events)
+    if deep:
+        return len(_validated(raw_events, deep))
     good_stamps: set[str] = set()
     for raw in raw_events:
         if not _event_ok(raw, good_stamps):
-            return len(_validated(raw_events))
+            return len(_validated(raw_events, deep))
     return len(raw_events)

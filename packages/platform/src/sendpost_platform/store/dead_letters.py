@@ -41,8 +41,15 @@ def safe_text(text: str, limit: int = MAX_REASON) -> str:
 
 
 def raw_event(value: object) -> bytes:
-    """An event's raw JSON value as ASCII JSON bytes (any decoded JSON value fits)."""
-    return json.dumps(value, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+    """An event's raw JSON value as ASCII JSON bytes (a placeholder for one too deep to encode
+    again: the validator refuses those at ingestion, but a batch stored earlier may hold one)."""
+    try:
+        return json.dumps(value, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+    except (RecursionError, ValueError):
+        return UNENCODABLE
+
+
+UNENCODABLE = b'"(the event could not be encoded again: nested too deeply)"'
 
 
 def add(conn: Connection, letters: list[DeadLetter], *, now: dt.datetime) -> None:
