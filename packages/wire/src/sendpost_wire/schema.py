@@ -54,6 +54,7 @@ _MAX_QUEUE_ID = MAX_LENGTHS["queue_id"]
 _OPTIONAL_TEXT = ("event_id", "smtp_command", "queue_id")
 _CANONICAL_UUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _ALL_TEXT = ("smtp_description", "recipient", "enhanced_status", *_OPTIONAL_TEXT)
+_KNOWN_FIELDS = frozenset(("message_id", "event_type", "timestamp", "smtp_code", *_ALL_TEXT))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -283,15 +284,18 @@ def _checked_event(raw: object, index: int) -> AgentEvent | list[FieldError]:
     )
 
 
-def _event_ok(raw: object, good_stamps: set[str]) -> bool:
+def _event_ok(raw: object, good_stamps: set[str], plain: bool) -> bool:
     """True when the detailed validator certainly accepts ``raw``; a check only, nothing built.
 
     Like :func:`_fast_event` it takes the common shape in one pass and answers False for
     anything unusual (which the caller then hands to the detailed validator), so it never
     accepts what :func:`_checked_event` refuses. ``good_stamps`` remembers the timestamps already
-    found valid in this batch (events logged in the same second share one).
+    found valid in this batch (events logged in the same second share one). ``plain``: the body
+    is ASCII without a backslash, so no string in it holds a NUL (JSON must escape one), a lone
+    surrogate or a character that lengthens when lower-cased. An event with a field outside the
+    contract goes to the detailed path too, which checks how deep it nests.
     """
-    if type(raw) is not dict:
+    if type(raw) is not dict or not raw.keys() <= _KNOWN_FIELDS:
         return False
     get = raw.get
     value = get("message_id")
@@ -314,51 +318,37 @@ def _event_ok(raw: object, good_stamps: set[str]) -> bool:
     value = get("smtp_code")
     if value is not None and (type(value) is not int or not 200 <= value <= 599):
         return False
-    # The strings, unrolled (this runs for every event of every batch); non-ASCII text goes to
-    # text_problem for the surrogate and lower-casing checks.
+    # The strings, unrolled (this runs for every event of every batch).
     value = get("recipient")
     if value is not None and (
-        type(value) is not str
-        or len(value) > _MAX_RECIPIENT
-        or "@" not in value
-        or "\x00" in value
-        or (not value.isascii() and text_problem(value, _MAX_RECIPIENT, folded=True))
+        type(value) is not str or len(value) > _MAX_RECIPIENT or "@" not in value
     ):
         return False
     value = get("enhanced_status")
     if value is not None and (type(value) is not str or _enhanced_match(value) is None):
         return False
     value = get("smtp_description")
-    if value is not None and (
-        type(value) is not str
-        or len(value) > _MAX_DESCRIPTION
-        or "\x00" in value
-        or (not value.isascii() and text_problem(value, _MAX_DESCRIPTION))
-    ):
+    if value is not None and (type(value) is not str or len(value) > _MAX_DESCRIPTION):
         return False
     value = get("event_id")
-    if value is not None and (
-        type(value) is not str
-        or len(value) > _MAX_EVENT_ID
-        or "\x00" in value
-        or (not value.isascii() and text_problem(value, _MAX_EVENT_ID))
-    ):
+    if value is not None and (type(value) is not str or len(value) > _MAX_EVENT_ID):
         return False
     value = get("smtp_command")
-    if value is not None and (
-        type(value) is not str
-        or len(value) > _MAX_COMMAND
-        or "\x00" in value
-        or (not value.isascii() and text_problem(value, _MAX_COMMAND))
-    ):
+    if value is not None and (type(value) is not str or len(value) > _MAX_COMMAND):
         return False
     value = get("queue_id")
-    return value is None or (
-        type(value) is str
-        and len(value) <= _MAX_QUEUE_ID
-        and "\x00" not in value
-        and (value.isascii() or text_problem(value, _MAX_QUEUE_ID) is None)
-    )
+    if value is not None and (type(value) is not str or len(value) > _MAX_QUEUE_ID):
+        return False
+    return plain or _strings_clean(raw)
+
+
+def _strings_clean(raw: dict[str, Any]) -> bool:
+    """No string field of ``raw`` (each known to be a string of allowed length) has a problem."""
+    for name in _ALL_TEXT:
+        value = raw.get(name)
+        if value is not None and text_problem(value, MAX_LENGTHS[name], folded=name == "recipient"):
+            return False
+    return True
 
 
 _uuid_match = _CANONICAL_UUID.match
@@ -483,11 +473,9 @@ def check_batch(body: bytes) -> int:
     needs only the verdict.
     """
     raw_events = _raw_events(body)
-    deep = _deep_events(body, raw_events)
-    if deep:
-        return len(_validated(raw_events, deep))
     good_stamps: set[str] = set()
+    plain = body.isascii() and b"\\" not in body
     for raw in raw_events:
-        if not _event_ok(raw, good_stamps):
-            return len(_validated(raw_events, deep))
+        if not _event_ok(raw, good_stamps, plain):
+            return len(_validated(raw_events, _deep_events(body, raw_events)))
     return len(raw_events)
