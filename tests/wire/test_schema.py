@@ -270,3 +270,15 @@ def test_deeply_nested_json_is_malformed_not_a_crash() -> None:
     assert expected == _verdict(check_batch, body)
     with pytest.raises(BatchError):
         split_batch(body)
+
+
+def test_a_utf16_body_gets_the_full_checks() -> None:
+    """A UTF-16 body is all bytes below 128 for this recipient (U+0130 is 0x30 0x01), yet its
+    lower-cased form is too long: it is still refused (no fast-path shortcut for it)."""
+    raw = {**_VALID, "recipient": "İ" * 300 + "@example.com"}
+    body = json.dumps({"events": [raw]}, ensure_ascii=False).encode("utf-16-le")
+    assert body.isascii()
+    expected = [
+        {"index": 0, "field": "recipient", "message": "longer than 320 characters once lower-cased"}
+    ]
+    assert expected == _verdict(check_batch, body)

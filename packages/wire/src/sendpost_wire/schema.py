@@ -291,9 +291,9 @@ def _event_ok(raw: object, good_stamps: set[str], plain: bool) -> bool:
     anything unusual (which the caller then hands to the detailed validator), so it never
     accepts what :func:`_checked_event` refuses. ``good_stamps`` remembers the timestamps already
     found valid in this batch (events logged in the same second share one). ``plain``: the body
-    is ASCII without a backslash, so no string in it holds a NUL (JSON must escape one), a lone
-    surrogate or a character that lengthens when lower-cased. An event with a field outside the
-    contract goes to the detailed path too, which checks how deep it nests.
+    is ASCII UTF-8 without a backslash, so no string in it holds a NUL (JSON must escape one),
+    a lone surrogate or a character that lengthens when lower-cased. An event with a field
+    outside the contract goes to the detailed path too, which checks how deep it nests.
     """
     if type(raw) is not dict or not raw.keys() <= _KNOWN_FIELDS:
         return False
@@ -474,7 +474,8 @@ def check_batch(body: bytes) -> int:
     """
     raw_events = _raw_events(body)
     good_stamps: set[str] = set()
-    plain = body.isascii() and b"\\" not in body
+    # UTF-8 (no NUL byte, which UTF-16 and UTF-32 text has) and ASCII without escapes.
+    plain = body.isascii() and b"\\" not in body and b"\x00" not in body
     for raw in raw_events:
         if not _event_ok(raw, good_stamps, plain):
             return len(_validated(raw_events, _deep_events(body, raw_events)))
