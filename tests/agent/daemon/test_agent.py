@@ -191,6 +191,26 @@ async def test_other_4xx_goes_to_dead_letter(tmp_path: Path, ingest: FakeIngest)
     assert run.metric("sendpost_agent_events_dead_lettered_total") == len(expected)
 
 
+async def test_a_400_naming_one_event_dead_letters_only_that_event(
+    tmp_path: Path, ingest: FakeIngest
+) -> None:
+    """A 400 that names one event by index (as the platform's does) puts only that event in
+    dead-letter.jsonl; the batch's other events are sent again and delivered."""
+    named = {"errors": [{"index": 1, "field": "recipient", "message": "longer than 320"}]}
+    ingest.script = [Answer(400, body=json.dumps(named).encode())]
+    _write(tmp_path / "mail.log", 0, 5)
+    expected = expected_events(log_text(0, 5))
+    async with Running(make_settings(tmp_path, ingest.url, batch_wait=0.2)) as run:
+        await until(lambda: len(_received(ingest)) >= len(expected) - 1)
+        dead_count = run.metric("sendpost_agent_events_dead_lettered_total")
+    lines = (tmp_path / "state" / "dead-letter.jsonl").read_text().splitlines()
+    [dead] = [json.loads(line) for line in lines]
+    first = [n for _, status, n in ingest.requests if status == 400]
+    assert ([len(expected)], 1.0, 400) == (first, dead_count, dead["status"])
+    assert list(expected)[1] == dead["event"]["event_id"]
+    assert set(expected) - {dead["event"]["event_id"]} == set(_received(ingest))
+
+
 async def test_full_wal_pauses_reading_then_drains(tmp_path: Path, ingest: FakeIngest) -> None:
     """With the endpoint down the WAL fills to its cap and reading stops; later all arrive."""
     ingest.down = True

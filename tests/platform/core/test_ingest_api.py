@@ -144,6 +144,47 @@ async def test_one_bad_event_rejects_the_whole_batch_naming_each_problem(
     assert stored_bodies(store) == []
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("smtp_description", "250 ok\x00", "contains a NUL character (at 6)"),
+        ("smtp_command", "C" * 65, "longer than 64 characters (65)"),
+        ("recipient", "r" * 309 + "@example.com", "longer than 320 characters (321)"),
+        ("event_id", "e" * 201, "longer than 200 characters (201)"),
+        (
+            "smtp_description",
+            "250 \ud800",
+            "contains a lone surrogate (at 4), which is not valid Unicode",
+        ),
+        ("recipient", "İ" * 310 + "@x.example", "longer than 320 characters once lower-cased"),
+    ],
+)
+async def test_values_the_store_cannot_keep_are_400_naming_index_and_field(
+    client: httpx.AsyncClient, seed: Seed, store: Store, field: str, value: str, message: str
+) -> None:
+    """What processing could not store is refused at the door (400, index, field, problem),
+    never acknowledged with a 200 and lost later; nothing of the request is stored."""
+    events = [agent_event(str(uuid.uuid4())), agent_event(str(uuid.uuid4()), **{field: value})]
+    body = json.dumps({"events": events}).encode()  # ASCII: NUL and surrogates as \u escapes
+    response = await client.post(
+        INGEST_PATH, headers={"X-SP-Event-ApiKey": seed.ingest_key}, content=body
+    )
+    assert 400 == response.status_code
+    assert [{"index": 1, "field": field, "message": message}] == response.json()["errors"]
+    assert [] == stored_bodies(store)
+
+
+async def test_deeply_nested_body_is_400_not_500(client: httpx.AsyncClient, seed: Seed) -> None:
+    """A body nested 100,000 levels deep (under 1 MiB) is malformed JSON: 400 naming the batch."""
+    body = b'{"events": [' + b"[" * 100_000 + b"]" * 100_000 + b"]}"
+    response = await client.post(
+        INGEST_PATH, headers={"X-SP-Event-ApiKey": seed.ingest_key}, content=body
+    )
+    assert 400 == response.status_code
+    expected = [{"index": None, "field": "", "message": "malformed JSON: nested too deeply"}]
+    assert expected == response.json()["errors"]
+
+
 async def test_over_1000_events_is_413(client: httpx.AsyncClient, seed: Seed, store: Store) -> None:
     """1,000 events are accepted, 1,001 are refused with 413."""
     mid = str(uuid.uuid4())

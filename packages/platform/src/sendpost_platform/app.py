@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from sendpost_platform import __version__
-from sendpost_platform.api import errors, openapi
+from sendpost_platform.api import bodies, errors, openapi
 from sendpost_platform.api.deps import AppContext
 from sendpost_platform.clock import Clock, SystemClock
 from sendpost_platform.config import Settings
@@ -76,6 +76,7 @@ def create_app(
     )
     app.state.ctx = ctx
     errors.install(app)
+    app.add_middleware(bodies.BodyLimits)  # size limits and JSON every route can take
     for name in ROUTER_MODULES:
         module = importlib.import_module(name)
         setup = getattr(module, "setup", None)

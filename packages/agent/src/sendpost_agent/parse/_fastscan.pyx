@@ -31,6 +31,9 @@ from sendpost_agent.parse.records import Expired, Reinjected
 cdef enum:
     MAX_LINE = 65536  # postfix.MAX_LINE_BYTES
     MAX_TEXT = 10000  # events.MAX_TEXT
+    MAX_RECIPIENT = 320  # events.MAX_RECIPIENT
+    MAX_COMMAND = 64  # events.MAX_COMMAND
+    MAX_QUEUE_ID = 64  # events.MAX_QUEUE_ID
 
 cdef enum:
     K_NONE = 0
@@ -388,7 +391,11 @@ cdef tuple _analyse_reply(str text):
 
 cdef object _prepare(str event_type, tuple reply, object recipient, object dsn, str queue_id,
                      str line):
-    if recipient is not None and ("@" not in recipient or len(recipient) > MAX_TEXT):
+    if recipient is not None and (
+        "@" not in recipient
+        or len(recipient) > MAX_RECIPIENT
+        or (not recipient.isascii() and len(recipient.lower()) > MAX_RECIPIENT)
+    ):
         recipient = None
     recipient = recipient or None
     enhanced = _enhanced_seen.get(dsn, "")
@@ -398,9 +405,19 @@ cdef object _prepare(str event_type, tuple reply, object recipient, object dsn, 
             _enhanced_seen[dsn] = enhanced
     key = (line + "\x1f" + event_type + "\x1f" + (recipient or "")).encode("utf-8", "surrogatepass")
     eid = blake2b(key, digest_size=16).hexdigest()
-    if len(queue_id) > MAX_TEXT:
-        queue_id = queue_id[:MAX_TEXT]
+    if len(queue_id) > MAX_QUEUE_ID:
+        queue_id = queue_id[:MAX_QUEUE_ID]
     code, description, command = reply
+    if command is not None and len(command) > MAX_COMMAND:
+        command = None
+    if (
+        "\x00" in queue_id
+        or (recipient is not None and "\x00" in recipient)
+        or (description is not None and "\x00" in description)
+        or (command is not None and "\x00" in command)
+    ):
+        recipient, description, command = _no_nul(recipient), _no_nul(description), _no_nul(command)
+        queue_id = queue_id.replace("\x00", "?")
     c = "" if code is None else f',"smtp_code":{code}'
     d = "" if description is None else ',"smtp_description":' + _json_str(description)
     r = "" if recipient is None else ',"recipient":' + _json_str(recipient)
@@ -411,6 +428,10 @@ cdef object _prepare(str event_type, tuple reply, object recipient, object dsn, 
     return tuple.__new__(_prepared_cls, (
         event_type, code, description, recipient, eid, enhanced, command, queue_id, head, tail,
     ))
+
+
+cdef object _no_nul(object text):
+    return None if text is None else text.replace("\x00", "?")
 
 
 cdef inline str _text(const unsigned char* b, Py_ssize_t s, Py_ssize_t e):
@@ -487,8 +508,8 @@ cdef const char* _HEX = b"0123456789abcdef"
 
 cdef void _put_json(Buf* o, const unsigned char* b, Py_ssize_t s, Py_ssize_t e,
                     bint upper) noexcept nogil:
-    """``json.encoder.encode_basestring_ascii`` of ASCII ``b[s:e]`` (quotes included);
-    ``upper``: of its ``.upper()``."""
+    """``json.encoder.encode_basestring_ascii`` of ASCII ``b[s:e]`` (quotes included), a NUL
+    written ``?`` (as ``scan.prepare`` does); ``upper``: of its ``.upper()``."""
     cdef Py_ssize_t i
     cdef unsigned char c
     cdef char* w
@@ -518,6 +539,8 @@ cdef void _put_json(Buf* o, const unsigned char* b, Py_ssize_t s, Py_ssize_t e,
             w[0] = 92; w[1] = 98; w += 2
         elif c == 12:
             w[0] = 92; w[1] = 102; w += 2
+        elif c == 0:
+            w[0] = 63; w += 1
         else:
             w[0] = 92; w[1] = 117; w[2] = 48; w[3] = 48
             w[4] = _HEX[c >> 4]; w[5] = _HEX[c & 15]
@@ -854,7 +877,7 @@ cdef void _tail(Job* j, Rec* r) noexcept nogil:
     cdef char digits[3]
     cdef const char* tname = _TYPE_NAMES[r.etype]
     cdef bint keep_rcpt = (r.ce > r.cs and _find(b, r.cs, r.ce, 64) >= 0
-                           and r.ce - r.cs <= MAX_TEXT)
+                           and r.ce - r.cs <= MAX_RECIPIENT)
     cdef Buf* o = &j.tails
     _analyse(b, r.ts, r.te, &rep)
     _b2_init(&st)
@@ -889,11 +912,12 @@ cdef void _tail(Job* j, Rec* r) noexcept nogil:
         _putz(o, b',"smtp_command":"CONNECT"')
     elif rep.cs == -3:
         _putz(o, b',"smtp_command":"DATA"')
-    elif rep.cs >= 0:
+    elif rep.cs >= 0 and rep.ce - rep.cs <= MAX_COMMAND:
         _putz(o, b',"smtp_command":')
         _put_json(o, b, rep.cs, rep.ce, True)
     _putz(o, b',"queue_id":')
-    _put_json(o, b, r.qs, r.qs + (r.qe - r.qs if r.qe - r.qs <= MAX_TEXT else MAX_TEXT), False)
+    _put_json(o, b, r.qs, r.qs + (r.qe - r.qs if r.qe - r.qs <= MAX_QUEUE_ID else MAX_QUEUE_ID),
+              False)
     _putz(o, b'}')
     r.tail_len = o.len - r.tail
 

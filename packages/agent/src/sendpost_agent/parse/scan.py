@@ -34,7 +34,15 @@ from collections.abc import Iterable
 from json.encoder import encode_basestring_ascii as _json_str
 from typing import Any, NamedTuple
 
-from sendpost_agent.parse.events import MAX_TEXT, Reply, analyse_reply, clean_enhanced, event_id
+from sendpost_agent.parse.events import (
+    MAX_COMMAND,
+    MAX_QUEUE_ID,
+    MAX_RECIPIENT,
+    Reply,
+    analyse_reply,
+    clean_enhanced,
+    event_id,
+)
 from sendpost_agent.parse.events import event_type_for as _event_type_for
 from sendpost_agent.parse.postfix import (
     BARE_HINT,
@@ -105,8 +113,14 @@ _HEADS = {name: f'","event_type":"{name}"' for name in _TYPES}
 def prepare(
     event_type: str, reply: Reply, recipient: str | None, dsn: str | None, queue_id: str, line: str
 ) -> Prepared:
-    """The line-local part of one event; every field made valid for the wire contract."""
-    if recipient is not None and ("@" not in recipient or len(recipient) > MAX_TEXT):
+    """The line-local part of one event; every field made valid for the wire contract (its
+    lengths, ``sendpost_wire.MAX_LENGTHS``; a NUL, which only a damaged log holds, becomes
+    ``?`` as in Postfix's own printable text)."""
+    if recipient is not None and (
+        "@" not in recipient
+        or len(recipient) > MAX_RECIPIENT
+        or (not recipient.isascii() and len(recipient.lower()) > MAX_RECIPIENT)
+    ):
         recipient = None
     recipient = recipient or None
     enhanced = _ENHANCED_SEEN.get(dsn, "")
@@ -115,9 +129,19 @@ def prepare(
         if len(_ENHANCED_SEEN) < 1000:
             _ENHANCED_SEEN[dsn] = enhanced
     eid = event_id(line, event_type, recipient)
-    if len(queue_id) > MAX_TEXT:
-        queue_id = queue_id[:MAX_TEXT]
+    if len(queue_id) > MAX_QUEUE_ID:
+        queue_id = queue_id[:MAX_QUEUE_ID]
     code, description, command = reply
+    if command is not None and len(command) > MAX_COMMAND:
+        command = None
+    if (
+        "\x00" in queue_id
+        or (recipient is not None and "\x00" in recipient)
+        or (description is not None and "\x00" in description)
+        or (command is not None and "\x00" in command)
+    ):
+        recipient, description, command = _no_nul(recipient), _no_nul(description), _no_nul(command)
+        queue_id = queue_id.replace("\x00", "?")
     c = "" if code is None else f',"smtp_code":{code}'
     d = "" if description is None else ',"smtp_description":' + _json_str(description)
     r = "" if recipient is None else ',"recipient":' + _json_str(recipient)
@@ -128,6 +152,10 @@ def prepare(
     return _new_prepared(Prepared, (
         event_type, code, description, recipient, eid, enhanced, command, queue_id, head, tail,
     ))  # fmt: skip
+
+
+def _no_nul(text: str | None) -> str | None:
+    return None if text is None else text.replace("\x00", "?")
 
 
 class Scanned(NamedTuple):

@@ -92,7 +92,7 @@ async def read_bounded(request: Request, limit: int) -> bytes:
 def _too_many_events(body: bytes) -> int | None:
     try:
         doc = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     events = doc.get("events") if isinstance(doc, dict) else None
     if isinstance(events, list) and len(events) > MAX_BATCH_EVENTS:

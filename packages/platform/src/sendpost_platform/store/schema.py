@@ -313,3 +313,23 @@ dashboard_signouts = sa.Table(
     sa.Column("expires_at", UTCDateTime, nullable=False),
     sa.Index(None, "expires_at"),
 )
+
+
+# --- ingestion dead letters: events (or whole batches) that processing could not store ----------
+
+ingest_dead_letters = sa.Table(
+    "ingest_dead_letters",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("batch_id", sa.BigInteger, nullable=False),
+    sa.Column("provider_id", sa.BigInteger, nullable=False),
+    # The event's index in the batch; NULL when the whole batch could not be read.
+    sa.Column("event_index", sa.Integer, nullable=True),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("dead_lettered_at", UTCDateTime, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    # The event as ASCII JSON (the whole body when event_index is NULL), for an operator to read.
+    sa.Column("raw", sa.LargeBinary, nullable=False),
+    sa.Index(None, "batch_id"),
+    sa.Index(None, "dead_lettered_at"),
+)

@@ -1,7 +1,7 @@
 """providers: the agent's heartbeat and rejected keys
 
-Revision ID: 0005_heartbeat
-Revises: 0004_signouts
+Revision ID: 0006_heartbeat
+Revises: 0005_dead_letters
 Create Date: 2026-12-04 19:30:00
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 from sendpost_platform.store.dialect import UTCDateTime
 
-revision = "0005_heartbeat"
-down_revision = "0004_signouts"
+revision = "0006_heartbeat"
+down_revision = "0005_dead_letters"
 branch_labels = None
 depends_on = None
 
