@@ -18,13 +18,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
-import re
 from collections.abc import Sequence
 from typing import Any
 
 from sendpost_wire import EventType
 from sqlalchemy.engine import Connection
 
+from sendpost_platform.domain.addresses import Mailbox, is_address
 from sendpost_platform.domain.routing import EmptyPoolError, Pool, choose_provider
 from sendpost_platform.domain.suppression import normalize_address
 from sendpost_platform.smtp.prepare import sender_domain_of
@@ -35,14 +35,6 @@ SUPPRESSED = "Recipient is suppressed"
 INVALID_RECIPIENT = "Invalid message: invalid recipient address"
 TOO_LARGE = "Invalid message: larger than the size limit"
 MAX_MESSAGE_BYTES = 10 * 1024 * 1024
-
-_ADDRESS = re.compile(
-    r"^[^@\s<>()\[\],;:\"\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
-)
-
-
-def is_address(text: str) -> bool:
-    return len(text) <= 320 and _ADDRESS.match(text) is not None
 
 
 class ErrorCode(enum.IntEnum):
@@ -57,10 +49,11 @@ class SendRequest:
     from_email: str
     subject: str
     ippool: str
-    to: Sequence[str]
+    to: Sequence[Mailbox]
     from_name: str | None = None
-    cc: Sequence[str] = ()
-    bcc: Sequence[str] = ()
+    cc: Sequence[Mailbox] = ()
+    bcc: Sequence[Mailbox] = ()
+    reply_to: Mailbox | None = None
     text_body: str | None = None
     html_body: str | None = None
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -68,12 +61,14 @@ class SendRequest:
     track_clicks: bool = False
 
     def content(self) -> dict[str, Any]:
-        """What the relay needs to prepare each message (bcc is never rendered)."""
+        """What the relay needs to prepare each message: bcc is never rendered, nor are the
+        invalid addresses that are dropped at once."""
         return {
             "from": self.from_email,
             "fromName": self.from_name,
-            "to": list(self.to),
-            "cc": list(self.cc),
+            "to": [m.to_json() for m in self.to if is_address(m.email)],
+            "cc": [m.to_json() for m in self.cc if is_address(m.email)],
+            "replyTo": None if self.reply_to is None else self.reply_to.to_json(),
             "subject": self.subject,
             "textBody": self.text_body,
             "htmlBody": self.html_body,
@@ -90,11 +85,11 @@ class SendRequest:
     def recipients(self) -> list[str]:
         seen: set[str] = set()
         ordered = []
-        for address in (*self.to, *self.cc, *self.bcc):
-            key = normalize_address(address)
+        for mailbox in (*self.to, *self.cc, *self.bcc):
+            key = normalize_address(mailbox.email)
             if key not in seen:
                 seen.add(key)
-                ordered.append(address.strip())
+                ordered.append(mailbox.email.strip())
         return ordered
 
 
