@@ -13,6 +13,8 @@ Every value that reaches a message header or the SMTP envelope passes through he
 - :func:`address_header` writes ``To``/``Cc``/``From``/``Reply-To`` with
   ``email.headerregistry`` under the SMTP policy: display names quoted when needed, non-ASCII
   ones (U+2028, U+0085 and the like included) RFC 2047-encoded, long ones folded at 78 columns.
+- :func:`text_header` writes any other header the same way, as unstructured text (``Subject``
+  and custom headers that are not plain short ASCII).
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ import email.policy
 import functools
 import re
 from collections.abc import Iterable, Sequence
-from email.headerregistry import Address, AddressHeader, Group
+from email.headerregistry import (
+    Address,
+    AddressHeader,
+    BaseHeader,
+    Group,
+    HeaderRegistry,
+    UnstructuredHeader,
+)
 
 MAX_ADDRESS = 320
 MAX_NAME = 256
@@ -38,6 +47,7 @@ _ADDRESS = re.compile(rf"^{_ATEXT}{{1,64}}@{_LABEL}(?:\.{_LABEL})+$")
 
 _READ = email.policy.default
 _WRITE = email.policy.SMTP
+_UNSTRUCTURED = HeaderRegistry(BaseHeader, UnstructuredHeader, use_default_map=False)
 
 
 class UnsafeHeader(ValueError):
@@ -132,3 +142,11 @@ def address_header(name: str, boxes: Sequence[Mailbox]) -> str:
     """The whole header (``Name: value``, CRLF-terminated and folded) for these mailboxes,
     written by ``email.headerregistry``; raises :class:`UnsafeHeader` for an unsafe value."""
     return _folded(name, tuple(boxes))
+
+
+def text_header(name: str, value: str) -> str:
+    """The whole header (``Name: value``, CRLF-terminated) as unstructured text, RFC 2047-encoded
+    and folded by ``email.headerregistry``; raises :class:`UnsafeHeader` for an unsafe value."""
+    check_safe(f"header {name}", value)
+    folded: str = _UNSTRUCTURED(name, value).fold(policy=_WRITE)
+    return folded

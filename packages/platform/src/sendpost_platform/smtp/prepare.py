@@ -30,7 +30,6 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.header import Header
 from urllib.parse import quote
 
 from sendpost_platform.domain import tracking
@@ -40,6 +39,7 @@ from sendpost_platform.domain.addresses import (
     address_header,
     check_safe,
     is_address,
+    text_header,
 )
 from sendpost_platform.smtp import dkim
 
@@ -175,15 +175,14 @@ _HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")
 
 def _header(name: str, value: str) -> str:
     """One header line (CRLF-terminated): ASCII values as they are, anything else (or a line too
-    long for SMTP) RFC 2047-encoded and folded by :class:`email.header.Header`. A name that is
-    not a header name, or a value with CR, LF or NUL, raises :class:`UnsafeHeader`."""
+    long for SMTP) RFC 2047-encoded and folded by ``email.headerregistry``. A name that is not a
+    header name, or a value with CR, LF or NUL, raises :class:`UnsafeHeader`."""
     if not _HEADER_NAME.match(name):
         raise UnsafeHeader(f"{name!r} is not a header name")
     check_safe(f"header {name}", value)
     if value.isascii() and len(name) + len(value) < 900:
         return f"{name}: {value}\r\n"
-    folded = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
-    return f"{name}: {folded}\r\n"
+    return text_header(name, value)
 
 
 def _crlf_lines(text: str) -> str:
