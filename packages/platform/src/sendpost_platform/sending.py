@@ -1,6 +1,11 @@
 """Accepting a send request: one message per recipient, routed, queued or dropped at once.
 
-:func:`submit` runs in one write transaction. For every distinct recipient (``to``, then ``cc``,
+:func:`submit` runs in one write transaction. It first refuses the whole request
+(:class:`DomainNotProven`) when the account's sender domain has its return path verified but
+not its own DKIM record: the return-path CNAME target is the same for every account, so only
+the DKIM record, with a key generated for this account's domain alone, proves that the account
+controls the domain. A domain another account proved stays unusable until this account
+publishes and verifies its own record. Then, for every distinct recipient (``to``, then ``cc``,
 then ``bcc``) it creates a message with its own UUID and records ``CSProcessed``; then either
 queues it for relay (routed through the IP pool to a provider) or drops it immediately with
 ``CSDropped`` (never retried) when:
@@ -35,6 +40,18 @@ SUPPRESSED = "Recipient is suppressed"
 INVALID_RECIPIENT = "Invalid message: invalid recipient address"
 TOO_LARGE = "Invalid message: larger than the size limit"
 MAX_MESSAGE_BYTES = 10 * 1024 * 1024
+
+
+class DomainNotProven(Exception):
+    """The account has not proven that it controls its sender domain (its DKIM record)."""
+
+    def __init__(self, domain: domains.SenderDomain) -> None:
+        super().__init__(
+            f"this account has not proven that it controls {domain.domain!r}: publish the DKIM"
+            f" TXT record {domain.selector}._domainkey.{domain.domain} listed by"
+            f" GET /api/v1/domains/{domain.id}, then POST /api/v1/domains/{domain.id}/verify"
+        )
+        self.domain = domain
 
 
 class ErrorCode(enum.IntEnum):
@@ -119,12 +136,15 @@ def submit(
     now: dt.datetime,
 ) -> list[Submitted]:
     """Create, route and queue (or drop) one message per recipient; see the module docstring.
-    Raises :class:`EmptyPoolError` when the pool has no live provider."""
+    Raises :class:`EmptyPoolError` when the pool has no live provider, :class:`DomainNotProven`
+    when the account has not proven control of the sender domain."""
+    sender_domain = sender_domain_of(request.from_email)
+    domain = domains.find_domain(conn, account_id=account_id, domain=sender_domain)
+    if domain is not None and domain.return_path_verified and not domain.dkim_verified:
+        raise DomainNotProven(domain)
     routing = _live_pool(conn, pool, account_id)
     if not routing.members:
         raise EmptyPoolError("the IP pool has no providers")
-    sender_domain = sender_domain_of(request.from_email)
-    domain = domains.find_domain(conn, account_id=account_id, domain=sender_domain)
     recipients = request.recipients()
     blocked = suppressions.suppressed_among(conn, subaccount_id, recipients)
     too_large = request.size() > MAX_MESSAGE_BYTES

@@ -9,9 +9,11 @@ optional ``trackOpens``/``trackClicks``.
 Answers 200 with one entry per recipient: ``{to, messageId, submittedAt, errorCode, message}``
 (``errorCode`` 0: queued; otherwise the message was dropped at once, see ``sending.py``). A
 malformed request is refused whole with 400 and ``errors: [{field, message}]`` naming every bad
-field; 401 without a valid ``X-SubAccount-ApiKey``. CR, LF or NUL in any field that reaches a
-header or the SMTP envelope (addresses, display names, ``subject``, header names and values) is
-refused whole with 422 (``code: header_injection``), the same ``errors`` list naming each field.
+field; 401 without a valid ``X-SubAccount-ApiKey``; 403 naming the ``domain`` when the account
+has not proven that it controls the sender domain (``sending.DomainNotProven``). CR, LF or NUL
+in any field that reaches a header or the SMTP envelope (addresses, display names, ``subject``,
+header names and values) is refused whole with 422 (``code: header_injection``), the same
+``errors`` list naming each field.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ from sendpost_platform.domain.addresses import (
     unsafe_characters,
 )
 from sendpost_platform.domain.routing import EmptyPoolError
-from sendpost_platform.errors import BadRequest, Unprocessable
-from sendpost_platform.sending import SendRequest, submit
+from sendpost_platform.errors import BadRequest, Forbidden, Unprocessable
+from sendpost_platform.sending import DomainNotProven, SendRequest, submit
 from sendpost_platform.smtp.prepare import is_reserved_header
 from sendpost_platform.store import pools
 
@@ -255,6 +257,12 @@ def send_email(
             raise BadRequest(
                 "invalid send request",
                 errors=[{"field": "ippool", "message": "the IP pool has no providers"}],
+            ) from None
+        except DomainNotProven as exc:
+            raise Forbidden(
+                f"the sender domain {exc.domain.domain!r} is not verified for this account",
+                errors=[{"field": "from", "message": str(exc)}],
+                extra={"domain": exc.domain.domain},
             ) from None
     return [
         {
