@@ -306,3 +306,24 @@ def test_long_names_are_folded_by_the_library() -> None:
     assert [(LONG_WORDS, f"news@{DOMAIN}")] == display(message, "From")
     assert [(accented, "bob@example.org")] == display(message, "To")
     assert ("bob@example.org",) == out.recipients
+
+
+async def test_address_strings_are_one_mailbox_each(sending: SendingSetup) -> None:
+    """``"Name <a@b>"`` is read by email.headerregistry (the name reaches the To header); a
+    string holding two addresses is one invalid recipient, dropped, never split into two; a
+    ``Reply-To`` custom header is refused (``replyTo`` is the field)."""
+    results = await sending.send(
+        to=["Ann Example <accept-1@example.org>", "accept-2@example.org, evil@evil.example"],
+    )
+    assert [("accept-1@example.org", 0), ("accept-2@example.org, evil@evil.example", 3)] == [
+        (r["to"], r["errorCode"]) for r in results
+    ]
+    job = sending.relay_job()
+    assert 1 == await job.run_once()
+    await job.close()
+    [got] = sending.sink.received()
+    assert ["accept-1@example.org"] == list(got.rcpt_tos)
+    assert [("Ann Example", "accept-1@example.org")] == display(parsed(got.data), "To")
+    refused = await post(sending, base_body() | {"headers": {"Reply-To": "x@example.org"}})
+    assert 400 == refused.status_code
+    assert ["headers.Reply-To"] == [e["field"] for e in refused.json()["errors"]]
