@@ -34,10 +34,20 @@ HOSTILE = {
     "LF": "\nBcc: evil@evil.example",
     "CR": "\rBcc: evil@evil.example",
     "NUL": "\0",
+    "VT": "\x0bBcc: evil@evil.example",
+    "FS": "\x1c",
 }
-"""Each suffix, appended to a field, must be refused; the key is how the error names it."""
+"""Each suffix, appended to a field, must be refused; the key is how the error names it. VT and
+FS (like FF, GS, RS) end a line for ``str.splitlines``, so they go with the other controls."""
 
-EXPECTED_NAMES = {"CRLF": "CR and LF", "LF": "LF", "CR": "CR", "NUL": "NUL"}
+EXPECTED_NAMES = {
+    "CRLF": "CR and LF",
+    "LF": "LF",
+    "CR": "CR",
+    "NUL": "NUL",
+    "VT": "U+000B",
+    "FS": "U+001C",
+}
 
 
 def base_body() -> dict[str, Any]:
@@ -104,8 +114,9 @@ def stored_messages(setup: SendingSetup) -> int:
 
 @pytest.mark.parametrize("field", FIELDS)
 async def test_unsafe_characters_refused_in_each_field(sending: SendingSetup, field: str) -> None:
-    """CRLF, bare LF, bare CR and NUL in this field: 422, code ``header_injection``, one error
-    naming exactly this field and the characters found; no message is created."""
+    """CRLF, bare LF, bare CR, NUL and other controls in this field: 422, code
+    ``header_injection``, one error naming exactly this field and the characters found; no
+    message is created."""
     for label, suffix in HOSTILE.items():
         response = await post(sending, poisoned(field, suffix))
         assert (422, "header_injection") == (response.status_code, response.json()["code"]), label
@@ -120,7 +131,8 @@ async def test_unsafe_characters_refused_in_each_field(sending: SendingSetup, fi
 
 
 async def test_unsafe_characters_in_a_header_name(sending: SendingSetup) -> None:
-    """A custom header name with CR, LF or NUL is refused with 422 naming it (not 400)."""
+    """A custom header name with CR, LF, NUL or another control is refused with 422 naming it
+    (not 400)."""
     for label, suffix in HOSTILE.items():
         name = f"X-A{suffix}"
         response = await post(sending, poisoned(f"headers.{name}", ""))

@@ -10,10 +10,10 @@ Answers 200 with one entry per recipient: ``{to, messageId, submittedAt, errorCo
 (``errorCode`` 0: queued; otherwise the message was dropped at once, see ``sending.py``). A
 malformed request is refused whole with 400 and ``errors: [{field, message}]`` naming every bad
 field; 401 without a valid ``X-SubAccount-ApiKey``; 403 naming the ``domain`` when the account
-has not proven that it controls the sender domain (``sending.DomainNotProven``). CR, LF or NUL
-in any field that reaches a header or the SMTP envelope (addresses, display names, ``subject``,
-header names and values) is refused whole with 422 (``code: header_injection``), the same
-``errors`` list naming each field.
+has not proven that it controls the sender domain (``sending.DomainNotProven``). CR, LF, NUL
+or another ASCII control character (tab excepted) in any field that reaches a header or the
+SMTP envelope (addresses, display names, ``subject``, header names and values) is refused whole
+with 422 (``code: header_injection``), the same ``errors`` list naming each field.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ _HEADER_NAME = re.compile(r"^[!-9;-~]+$")
 
 
 class HeaderInjection(Unprocessable):
-    """A field that reaches a header or the envelope carries CR, LF or NUL."""
+    """A field that reaches a header or the envelope carries CR, LF, NUL or another control."""
 
     code: ClassVar[str] = "header_injection"
 
@@ -209,7 +209,8 @@ def parse_send_request(body: Any) -> SendRequest:
     track_clicks = _flag(body, "trackClicks", errors)
     if errors.unsafe:
         raise HeaderInjection(
-            "CR, LF and NUL may not appear in addresses, names, the subject or headers",
+            "CR, LF, NUL and other control characters may not appear in addresses, names,"
+            " the subject or headers",
             errors=errors.items,
         )
     if errors.items or sender is None or subject is None or ippool is None:

@@ -2,8 +2,10 @@
 
 Every value that reaches a message header or the SMTP envelope passes through here:
 
-- :func:`unsafe_characters` names the CR, LF and NUL characters in a value. The send API refuses
-  them in every such field (422, naming it), and preparation refuses them again
+- :func:`unsafe_characters` names the CR, LF and NUL characters in a value, and the other ASCII
+  control characters (tab excepted) that no header holds either (VT, FF and FS..RS end a line
+  for ``str.splitlines``, which Python's own header folding uses). The send API refuses them in
+  every such field (422, naming it), and preparation refuses them again
   (:class:`UnsafeHeader`), so no value can end one header and start another, or push the
   platform's own headers into the body above a blank line.
 - :func:`parse_mailbox` reads ``a@b.example`` or ``Display Name <a@b.example>`` with
@@ -39,7 +41,8 @@ MAX_NAME = 256
 """Longest display name, in characters: even unbreakable and fully escaped, its folded line stays
 within SMTP's 998 octets."""
 
-UNSAFE_CHARACTERS = {"\r": "CR", "\n": "LF", "\0": "NUL"}
+_NAMED = {"\r": "CR", "\n": "LF", "\0": "NUL"}
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -55,13 +58,14 @@ class UnsafeHeader(ValueError):
 
 
 def unsafe_characters(text: str) -> list[str]:
-    """The names (``CR``, ``LF``, ``NUL``) of the characters in ``text`` that no header or
-    envelope field may carry; empty when there are none."""
-    return [label for char, label in UNSAFE_CHARACTERS.items() if char in text]
+    """The names (``CR``, ``LF``, ``NUL``, else ``U+001B``…) of the characters in ``text`` that
+    no header or envelope field may carry, in order of first appearance; empty when none."""
+    found = dict.fromkeys(_CONTROL.findall(text))
+    return [_NAMED.get(char, f"U+{ord(char):04X}") for char in found]
 
 
 def check_safe(field: str, text: str) -> None:
-    """Raise :class:`UnsafeHeader` naming ``field`` when ``text`` carries CR, LF or NUL."""
+    """Raise :class:`UnsafeHeader` naming ``field`` when ``text`` carries a control character."""
     found = unsafe_characters(text)
     if found:
         raise UnsafeHeader(f"{field} contains {' and '.join(found)}")
@@ -103,7 +107,7 @@ def optional_mailbox(value: object) -> Mailbox | None:
 def parse_mailbox(text: str) -> Mailbox | None:
     """The one mailbox in ``a@b.example`` or ``Name <a@b.example>``; None when the text is not
     exactly one valid mailbox (a list, a group, a parse defect, an address :func:`is_address`
-    refuses) or carries CR, LF or NUL."""
+    refuses) or carries a control character."""
     if len(text) > MAX_ADDRESS + 3 * MAX_NAME or unsafe_characters(text):
         return None
     try:

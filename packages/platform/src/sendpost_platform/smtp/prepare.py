@@ -17,8 +17,9 @@ processor can tie any DSN back to its message. Nothing here reads a clock, the d
 network: the submission time is part of the stored message.
 
 No value is trusted to be safe: a header name, a header value or an envelope address carrying
-CR, LF or NUL (the API refuses them first) raises :class:`UnsafeHeader`, a ``ValueError`` the
-relay treats as a message that cannot be prepared, never as text to write.
+CR, LF, NUL or another control character (the API refuses them first) raises
+:class:`UnsafeHeader`, a ``ValueError`` the relay treats as a message that cannot be prepared,
+never as text to write.
 """
 
 from __future__ import annotations
@@ -176,7 +177,8 @@ _HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")
 def _header(name: str, value: str) -> str:
     """One header line (CRLF-terminated): ASCII values as they are, anything else (or a line too
     long for SMTP) RFC 2047-encoded and folded by ``email.headerregistry``. A name that is not a
-    header name, or a value with CR, LF or NUL, raises :class:`UnsafeHeader`."""
+    header name, or a value with CR, LF, NUL or another control character, raises
+    :class:`UnsafeHeader`."""
     if not _HEADER_NAME.match(name):
         raise UnsafeHeader(f"{name!r} is not a header name")
     check_safe(f"header {name}", value)
