@@ -339,3 +339,32 @@ async def test_address_strings_are_one_mailbox_each(sending: SendingSetup) -> No
     refused = await post(sending, base_body() | {"headers": {"Reply-To": "x@example.org"}})
     assert 400 == refused.status_code
     assert ["headers.Reply-To"] == [e["field"] for e in refused.json()["errors"]]
+
+
+async def test_lengths_are_bounded_before_any_folding(sending: SendingSetup) -> None:
+    """Folding costs more than linear time, so lengths are capped first: a subject or header
+    value over 998 characters, a header name over 76 and a display name over 256 are each
+    named in one 400; at the limits the request is accepted."""
+    over = base_body() | {
+        "subject": "é" * 999,
+        "headers": {"X-Long": "v" * 999, "X-" + "n" * 75: "v"},
+        "to": [{"email": "accept-1@example.org", "name": "N" * 257}],
+    }
+    response = await post(sending, over)
+    assert 400 == response.status_code
+    expected = ["subject", "to[0].name", "headers.X-Long", "headers.X-" + "n" * 75]
+    assert sorted(expected) == sorted(e["field"] for e in response.json()["errors"])
+    at_limit = base_body() | {
+        "subject": "é" * 998,
+        "headers": {"X-Long": "v " * 499, "X-" + "n" * 74: "v"},
+        "to": [{"email": "accept-1@example.org", "name": "N" * 256}],
+    }
+    response = await post(sending, at_limit)
+    assert 200 == response.status_code, response.text
+    job = sending.relay_job()
+    assert 1 == await job.run_once()
+    await job.close()
+    [got] = sending.sink.received()
+    message = parsed(got.data)
+    assert ("é" * 998, "v " * 499) == (message["Subject"], message["X-Long"])
+    assert [("N" * 256, "accept-1@example.org")] == display(message, "To")

@@ -26,7 +26,9 @@ from fastapi import APIRouter, Body
 from sendpost_platform.api.auth import SubAccountDep
 from sendpost_platform.api.deps import ContextDep
 from sendpost_platform.domain.addresses import (
+    MAX_HEADER_NAME,
     MAX_NAME,
+    MAX_TEXT,
     Mailbox,
     is_address,
     parse_mailbox,
@@ -43,7 +45,7 @@ MAX_RECIPIENTS = 1000
 
 router = APIRouter(tags=["sending"])
 
-_HEADER_NAME = re.compile(r"^[!-9;-~]+$")
+_HEADER_NAME = re.compile(rf"^[!-9;-~]{{1,{MAX_HEADER_NAME}}}$")
 
 
 class HeaderInjection(Unprocessable):
@@ -160,13 +162,20 @@ def _headers(body: dict[str, Any], errors: _Errors) -> dict[str, str]:
         if errors.unsafe_in(field, name):
             continue
         if not _HEADER_NAME.match(name):
-            errors.add(field, "is not a valid header name")
+            errors.add(
+                field,
+                f"is not a valid header name (printable ASCII without ':',"
+                f" at most {MAX_HEADER_NAME} characters)",
+            )
         elif is_reserved_header(name):
             errors.add(field, "is set by the platform and may not be supplied")
         elif not isinstance(text, str):
             errors.add(field, "must be a string")
         elif not errors.unsafe_in(field, text):
-            headers[name] = text
+            if len(text) > MAX_TEXT:
+                errors.add(field, f"must be at most {MAX_TEXT} characters")
+            else:
+                headers[name] = text
     return headers
 
 
@@ -197,6 +206,8 @@ def parse_send_request(body: Any) -> SendRequest:
     subject = _text(body, "subject", errors, required=True)
     if subject is not None and errors.unsafe_in("subject", subject):
         subject = None
+    elif subject is not None and len(subject) > MAX_TEXT:
+        errors.add("subject", f"must be at most {MAX_TEXT} characters")
     html = _text(body, "htmlBody", errors, required=False)
     text = _text(body, "textBody", errors, required=False)
     if html is None and text is None and "htmlBody" not in body and "textBody" not in body:

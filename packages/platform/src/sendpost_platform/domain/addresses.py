@@ -40,6 +40,10 @@ MAX_ADDRESS = 320
 MAX_NAME = 256
 """Longest display name, in characters: even unbreakable and fully escaped, its folded line stays
 within SMTP's 998 octets."""
+MAX_HEADER_NAME = 76
+MAX_TEXT = 998
+"""Longest subject or custom header value, in characters (one SMTP line): folding costs more
+than linear time in the length, so the length is bounded before any folding."""
 
 _NAMED = {"\r": "CR", "\n": "LF", "\0": "NUL"}
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -148,9 +152,13 @@ def address_header(name: str, boxes: Sequence[Mailbox]) -> str:
     return _folded(name, tuple(boxes))
 
 
+@functools.lru_cache(maxsize=256)
 def text_header(name: str, value: str) -> str:
     """The whole header (``Name: value``, CRLF-terminated) as unstructured text, RFC 2047-encoded
-    and folded by ``email.headerregistry``; raises :class:`UnsafeHeader` for an unsafe value."""
+    and folded by ``email.headerregistry``; raises :class:`UnsafeHeader` for an unsafe value or
+    one over :data:`MAX_TEXT` characters. Cached: a request's recipients share its headers."""
     check_safe(f"header {name}", value)
+    if len(value) > MAX_TEXT:
+        raise UnsafeHeader(f"header {name} is longer than {MAX_TEXT} characters")
     folded: str = _UNSTRUCTURED(name, value).fold(policy=_WRITE)
     return folded

@@ -35,6 +35,7 @@ from urllib.parse import quote
 
 from sendpost_platform.domain import tracking
 from sendpost_platform.domain.addresses import (
+    MAX_HEADER_NAME,
     Mailbox,
     UnsafeHeader,
     address_header,
@@ -171,7 +172,7 @@ def visible_to(message: StoredMessage) -> list[Mailbox]:
     return list(message.to) or [Mailbox(message.recipient)]
 
 
-_HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")
+_HEADER_NAME = re.compile(rf"^[!-9;-~]{{1,{MAX_HEADER_NAME}}}$")
 
 
 def _header(name: str, value: str) -> str:
