@@ -1,4 +1,4 @@
-"""Mailboxes and header values (pure): read and written by the standard library, not by hand.
+"""Mailboxes and header values (pure): read, quoted and encoded by the standard library.
 
 Every value that reaches a message header or the SMTP envelope passes through here:
 
@@ -12,29 +12,33 @@ Every value that reaches a message header or the SMTP envelope passes through he
   ``email.headerregistry``'s address parser: exactly one mailbox, no defects, else None.
 - :func:`is_address` is the syntax an address needs to be relayed: printable ASCII, an atext
   local part and a host name of letters, digits and hyphens.
-- :func:`address_header` writes ``To``/``Cc``/``From``/``Reply-To`` with
-  ``email.headerregistry`` under the SMTP policy: display names quoted when needed, non-ASCII
-  ones (U+2028, U+0085 and the like included) RFC 2047-encoded, long ones folded at 78 columns.
-- :func:`text_header` writes any other header the same way, as unstructured text (``Subject``
-  and custom headers that are not plain short ASCII).
+- :func:`address_header` writes ``To``/``Cc``/``From``/``Reply-To``: a display name that fits
+  on a line as ``email.utils.formataddr`` quotes and escapes it, any other (non-ASCII, U+2028
+  and U+0085 included, or long) as RFC 2047 encoded words of at most 75 characters made by
+  ``email.charset``; the header folds between those pieces, so each line stays within 78
+  columns unless one address alone is longer.
+- :func:`text_header` writes ``Subject`` and custom values that are not short ASCII as encoded
+  words the same way.
+
+Writing does not go through ``email.headerregistry``'s folder: its cost grows faster than the
+text (0.4 s for one 256-character non-ASCII display name, 17 s for a ``Cc`` of 100 of them on
+Python 3.11), and the relay prepares a header per recipient. Encoded words and the few lines
+that join them cost linear time, and the tests read every header back with the ``email``
+parser.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import email.charset
 import email.errors
 import email.policy
+import email.utils
 import functools
+import itertools
 import re
 from collections.abc import Iterable, Sequence
-from email.headerregistry import (
-    Address,
-    AddressHeader,
-    BaseHeader,
-    Group,
-    HeaderRegistry,
-    UnstructuredHeader,
-)
+from email.headerregistry import AddressHeader, Group
 
 MAX_ADDRESS = 320
 MAX_NAME = 256
@@ -53,8 +57,7 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _ADDRESS = re.compile(rf"^{_ATEXT}{{1,64}}@{_LABEL}(?:\.{_LABEL})+$")
 
 _READ = email.policy.default
-_WRITE = email.policy.SMTP
-_UNSTRUCTURED = HeaderRegistry(BaseHeader, UnstructuredHeader, use_default_map=False)
+_UTF8 = email.charset.Charset("utf-8")
 
 
 class UnsafeHeader(ValueError):
@@ -130,35 +133,73 @@ def parse_mailbox(text: str) -> Mailbox | None:
     return Mailbox(address.addr_spec, address.display_name or None)
 
 
+_WIDTH = 78
+_WORD = 75  # RFC 2047's longest encoded word
+_FIRST = _WIDTH - len("Reply-To: ")  # the first word also fits after the usual header names
+
+
+def _encoded_words(text: str) -> list[str]:
+    widths = itertools.chain([_FIRST], itertools.repeat(_WORD))
+    return [w for w in _UTF8.header_encode_lines(text, widths) if w]
+
+
+def _mailbox_pieces(field: str, box: Mailbox) -> list[str]:
+    """The mailbox as pieces that may be separated by folding whitespace."""
+    check_safe(f"{field} address", box.email)
+    check_safe(f"{field} display name", box.name or "")
+    if not is_address(box.email):
+        raise UnsafeHeader(f"{field}: {box.email!r} is not a valid address")
+    if not box.name:
+        return [box.email]
+    if box.name.isascii():
+        quoted = email.utils.formataddr((box.name, box.email))
+        if len(quoted) <= _FIRST:
+            return [quoted]
+    return [*_encoded_words(box.name), f"<{box.email}>"]
+
+
+def _fold(name: str, pieces: Iterable[str]) -> str:
+    """``Name: piece piece…`` with a fold (CRLF and a space) instead of the space wherever the
+    next piece would pass column 78."""
+    out = [f"{name}:"]
+    column = len(name) + 1
+    for piece in pieces:
+        if column + 1 + len(piece) > _WIDTH and column > len(name) + 1:
+            out.append("\r\n ")
+            column = 1
+        else:
+            out.append(" ")
+            column += 1
+        out.append(piece)
+        column += len(piece)
+    out.append("\r\n")
+    return "".join(out)
+
+
 @functools.lru_cache(maxsize=256)
-def _folded(name: str, boxes: tuple[Mailbox, ...]) -> str:
-    addresses = []
-    for box in boxes:
-        check_safe(f"{name} address", box.email)
-        check_safe(f"{name} display name", box.name or "")
-        if not is_address(box.email):
-            raise UnsafeHeader(f"{name}: {box.email!r} is not a valid address")
-        try:
-            addresses.append(Address(display_name=box.name or "", addr_spec=box.email))
-        except (ValueError, email.errors.HeaderParseError) as exc:
-            raise UnsafeHeader(f"{name}: {box.email!r}: {exc}") from None
-    folded: str = _WRITE.header_factory(name, addresses).fold(policy=_WRITE)
-    return folded
+def _address_header(name: str, boxes: tuple[Mailbox, ...]) -> str:
+    pieces: list[str] = []
+    for index, box in enumerate(boxes):
+        own = _mailbox_pieces(name, box)
+        if index < len(boxes) - 1:
+            own[-1] += ","
+        pieces += own
+    return _fold(name, pieces)
 
 
 def address_header(name: str, boxes: Sequence[Mailbox]) -> str:
-    """The whole header (``Name: value``, CRLF-terminated and folded) for these mailboxes,
-    written by ``email.headerregistry``; raises :class:`UnsafeHeader` for an unsafe value."""
-    return _folded(name, tuple(boxes))
+    """The whole header (``Name: value``, CRLF-terminated and folded) for these mailboxes (see
+    the module docstring); raises :class:`UnsafeHeader` for an unsafe or invalid value. Cached:
+    a request's recipients share its ``From``, ``Cc`` and ``Reply-To``."""
+    return _address_header(name, tuple(boxes))
 
 
 @functools.lru_cache(maxsize=256)
 def text_header(name: str, value: str) -> str:
-    """The whole header (``Name: value``, CRLF-terminated) as unstructured text, RFC 2047-encoded
-    and folded by ``email.headerregistry``; raises :class:`UnsafeHeader` for an unsafe value or
-    one over :data:`MAX_TEXT` characters. Cached: a request's recipients share its headers."""
+    """The whole header (``Name: value``, CRLF-terminated) as RFC 2047 encoded words, folded
+    between them; raises :class:`UnsafeHeader` for an unsafe value or one over
+    :data:`MAX_TEXT` characters. Cached: a request's recipients share its headers."""
     check_safe(f"header {name}", value)
     if len(value) > MAX_TEXT:
         raise UnsafeHeader(f"header {name} is longer than {MAX_TEXT} characters")
-    folded: str = _UNSTRUCTURED(name, value).fold(policy=_WRITE)
-    return folded
+    return _fold(name, _encoded_words(value))
