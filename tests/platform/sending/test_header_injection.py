@@ -352,16 +352,18 @@ async def test_address_strings_are_one_mailbox_each(sending: SendingSetup) -> No
 
 async def test_lengths_are_bounded_before_any_folding(sending: SendingSetup) -> None:
     """Folding costs more than linear time, so lengths are capped first: a subject or header
-    value over 998 characters, a header name over 76 and a display name over 256 are each
-    named in one 400; at the limits the request is accepted."""
+    value over 998 characters, a header name over 76 and a display name over 256 (given apart or
+    in a ``Name <address>`` string) are each named in one 400; at the limits the request is
+    accepted."""
     over = base_body() | {
         "subject": "é" * 999,
         "headers": {"X-Long": "v" * 999, "X-" + "n" * 75: "v"},
         "to": [{"email": "accept-1@example.org", "name": "N" * 257}],
+        "cc": [f"{'N' * 257} <accept-2@example.org>"],
     }
     response = await post(sending, over)
     assert 400 == response.status_code
-    expected = ["subject", "to[0].name", "headers.X-Long", "headers.X-" + "n" * 75]
+    expected = ["subject", "to[0].name", "cc[0]", "headers.X-Long", "headers.X-" + "n" * 75]
     assert sorted(expected) == sorted(e["field"] for e in response.json()["errors"])
     at_limit = base_body() | {
         "subject": "é" * 998,

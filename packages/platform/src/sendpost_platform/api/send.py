@@ -116,6 +116,9 @@ def _address(value: Any, field: str, errors: _Errors) -> Mailbox | None:
         return None
     if name is None:
         parsed = parse_mailbox(value.strip())
+        if parsed is not None and len(parsed.name or "") > MAX_NAME:
+            errors.add(field, f"the display name must be at most {MAX_NAME} characters")
+            return None
         if parsed is not None:
             return parsed
     return Mailbox(value.strip(), name or None)
