@@ -246,7 +246,13 @@ def parse_send_request(body: Any) -> SendRequest:
     )
 
 
-@router.post(PATH)
+@router.post(
+    PATH,
+    responses={
+        403: {"description": "The account has not proven control of the sender domain"},
+        422: {"description": "A header or envelope field carries CR, LF, NUL or a control"},
+    },
+)
 def send_email(
     ctx: ContextDep, sub: SubAccountDep, body: Annotated[Any, Body()]
 ) -> list[dict[str, Any]]:
