@@ -37,6 +37,7 @@ from sendpost_wire import EventType
 from sendpost_platform.clock import Clock
 from sendpost_platform.config import Settings
 from sendpost_platform.crypto import CryptoError, SecretBox
+from sendpost_platform.domain.addresses import mailboxes, optional_mailbox
 from sendpost_platform.domain.tracking import tracking_secret
 from sendpost_platform.egress import EgressPolicy
 from sendpost_platform.smtp import dkim
@@ -223,8 +224,9 @@ class RelayJob:
             recipient=claimed.recipient,
             from_email=content["from"],
             from_name=content.get("fromName"),
-            to=tuple(content.get("to") or ()),
-            cc=tuple(content.get("cc") or ()),
+            to=mailboxes(content.get("to")),
+            cc=mailboxes(content.get("cc")),
+            reply_to=optional_mailbox(content.get("replyTo")),
             subject=content["subject"],
             submitted_at=claimed.submitted_at,
             text_body=content.get("textBody"),
