@@ -67,16 +67,23 @@ async def test_lone_surrogates_and_nul_are_400_naming_the_field(
 ) -> None:
     """A lone surrogate or NUL in a value, or a lone surrogate in a key, of the providers,
     pools, domains and send APIs → 400 naming the field (was a 500 from the database or the
-    error renderer)."""
+    error renderer). The send API refuses NUL in its subject as the header injection it is:
+    422 ``header_injection`` naming the field."""
     method, path, headers, body, field = routes(seed)[index]
+    send = path.startswith("/api/v1/subaccount/email")
     cases = [
-        ({**body, field: f"x{SURROGATE}"}, f"body.{field}", "contains a lone surrogate"),
-        ({**body, field: "x\x00y"}, f"body.{field}", "contains a NUL character"),
-        ({**body, f"k{SURROGATE}": 1}, "body.k\\ud800", "key contains a lone surrogate"),
+        ({**body, field: f"x{SURROGATE}"}, f"body.{field}", "contains a lone surrogate", 400),
+        (
+            {**body, field: "x\x00y"},
+            field if send else f"body.{field}",
+            "contains NUL" if send else "contains a NUL character",
+            422 if send else 400,
+        ),
+        ({**body, f"k{SURROGATE}": 1}, "body.k\\ud800", "key contains a lone surrogate", 400),
     ]
-    for sent, name, message in cases:
+    for sent, name, message, status in cases:
         response = await call(client, method, path, headers, json.dumps(sent).encode())
-        assert 400 == response.status_code, response.text
+        assert status == response.status_code, response.text
         [error] = response.json()["errors"]
         assert (name, True) == (error["field"], error["message"].startswith(message))
 
@@ -141,3 +148,16 @@ async def test_send_has_a_larger_limit_and_ingest_keeps_its_own(
     )
     assert 413 == response.status_code
     assert "over the 1048576-byte limit" in response.json()["error"]
+
+
+async def test_nul_in_a_message_body_is_400_naming_it(
+    client: httpx.AsyncClient, seed: Seed
+) -> None:
+    """NUL in textBody or htmlBody (SMTP may not carry it) is refused with 400 naming the body
+    field, like any other bad value, and nothing is stored."""
+    method, path, headers, body, _field = routes(seed)[5]
+    for key in ("textBody", "htmlBody"):
+        sent = {**body, key: "Hi\x00there"}
+        response = await call(client, method, path, headers, json.dumps(sent).encode())
+        assert 400 == response.status_code, response.text
+        assert [key] == [e["field"] for e in response.json()["errors"]]

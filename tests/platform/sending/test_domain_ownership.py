@@ -21,6 +21,7 @@ from sendpost_platform.app import create_app
 from sendpost_platform.clock import ManualClock
 from sendpost_platform.config import Settings
 from sendpost_platform.domain.routing import PoolMember
+from sendpost_platform.egress import EgressPolicy
 from sendpost_platform.relay_worker import RelayJob
 from sendpost_platform.sending import NO_RETURN_PATH
 from sendpost_platform.smtp.relay import RelayClient
@@ -188,7 +189,7 @@ async def test_domain_proven_by_another_account_needs_its_own_proof(platform: Pl
         platform.store,
         platform.settings,
         platform.clock,
-        client=RelayClient(max_connections=1),
+        client=RelayClient(max_connections=1, egress=EgressPolicy.from_settings(platform.settings)),
         worker_id="w1",
     )
     assert 2 == await job.run_once()

@@ -14,7 +14,8 @@ own body against its documented 1 MiB limit and validates it with the wire schem
   nest at most :data:`MAX_DEPTH` levels, and no string or key in it may hold a NUL or a lone
   surrogate (text no database can store, nor any header or message carry) → else 400
   ``bad_request`` naming the field (``body.to.0``). A body that is not JSON goes on to the
-  route, which answers for it as before.
+  route, which answers for it as before. The send API checks NUL in values itself, as the
+  header-injection refusal it is (422 ``header_injection`` naming the field, ``api/send.py``).
 
 The body read here is replayed to the app unchanged.
 """
@@ -44,11 +45,15 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 _NO_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+def _is_send(path: str) -> bool:
+    return path.rstrip("/") == SEND_PATH.rstrip("/")
+
+
 def limit_for(path: str) -> int | None:
     """The body size limit of a path in bytes (None: the route enforces its own)."""
     if path == INGEST_PATH:
         return None
-    if path.rstrip("/") == SEND_PATH.rstrip("/"):
+    if _is_send(path):
         return SEND_MAX_BODY_BYTES
     return MAX_BODY_BYTES
 
@@ -71,8 +76,8 @@ def _printable(text: str) -> str:
     return text if len(text) <= 80 else text[:79] + "…"
 
 
-def _string_problem(text: str) -> str | None:
-    if "\x00" in text:
+def _string_problem(text: str, *, nul: bool = True) -> str | None:
+    if nul and "\x00" in text:
         return "contains a NUL character"
     if not text.isascii():
         try:
@@ -82,9 +87,10 @@ def _string_problem(text: str) -> str | None:
     return None
 
 
-def json_problems(body: bytes) -> list[dict[str, str]]:
+def json_problems(body: bytes, *, nul_in_values: bool = True) -> list[dict[str, str]]:
     """What makes a JSON body unacceptable to every route ([] when nothing does, and for a body
-    that is not JSON at all: the route answers for that). Linear in the body's size."""
+    that is not JSON at all: the route answers for that). Linear in the body's size. With
+    ``nul_in_values`` False, NUL in strings and keys is left to the route."""
     try:
         doc = json.loads(body)
     except RecursionError:
@@ -96,7 +102,7 @@ def json_problems(body: bytes) -> list[dict[str, str]]:
     while stack and len(problems) < 20:
         value, path = stack.pop()
         if isinstance(value, str):
-            problem = _string_problem(value)
+            problem = _string_problem(value, nul=nul_in_values)
             if problem is not None:
                 problems.append({"field": _field(path), "message": problem})
             continue
@@ -108,7 +114,7 @@ def json_problems(body: bytes) -> list[dict[str, str]]:
             stack.extend((item, [*path, i]) for i, item in reversed(list(enumerate(value))))
             continue
         for key, item in reversed(list(value.items())):
-            problem = _string_problem(key)
+            problem = _string_problem(key, nul=nul_in_values)
             if problem is not None:
                 problems.append({"field": _field([*path, key]), "message": f"key {problem}"})
             stack.append((item, [*path, key]))
@@ -132,7 +138,7 @@ class BodyLimits:
         try:
             body = await _read(scope, receive, limit)
             if body and _is_json(scope):
-                problems = json_problems(body)
+                problems = json_problems(body, nul_in_values=not _is_send(scope["path"]))
                 if problems:
                     raise BadRequest("invalid request body", errors=problems)
         except ApiError as exc:

@@ -213,6 +213,9 @@ def parse_send_request(body: Any) -> SendRequest:
         errors.add("subject", f"must be at most {MAX_TEXT} characters")
     html = _text(body, "htmlBody", errors, required=False)
     text = _text(body, "textBody", errors, required=False)
+    for key, value in (("htmlBody", html), ("textBody", text)):
+        if value is not None and "\x00" in value:
+            errors.add(key, "contains a NUL character, which no message may carry")
     if html is None and text is None and "htmlBody" not in body and "textBody" not in body:
         errors.add("htmlBody", "htmlBody or textBody is required")
     headers = _headers(body, errors)
