@@ -14,14 +14,25 @@ has not proven that it controls the sender domain (``sending.DomainNotProven``).
 or another ASCII control character (tab excepted) in any field that reaches a header or the
 SMTP envelope (addresses, display names, ``subject``, header names and values) is refused whole
 with 422 (``code: header_injection``), the same ``errors`` list naming each field.
+
+``Idempotency-Key`` (optional header, 1–255 printable ASCII characters): the same request sent
+again with the same key within 24 hours gets the first answer back (``Idempotent-Replayed:
+true``) and sends nothing; the key with a different body is 422; while the first is still being
+processed, 409 (``store/idempotency.py``).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import json
 import re
 from typing import Annotated, Any, ClassVar
 
-from fastapi import APIRouter, Body
+import sqlalchemy as sa
+from fastapi import APIRouter, Body, Header
+from fastapi.responses import JSONResponse
+from sqlalchemy.engine import Connection
 
 from sendpost_platform.api.auth import SubAccountDep
 from sendpost_platform.api.deps import ContextDep
@@ -35,10 +46,11 @@ from sendpost_platform.domain.addresses import (
     unsafe_characters,
 )
 from sendpost_platform.domain.routing import EmptyPoolError
-from sendpost_platform.errors import BadRequest, Forbidden, Unprocessable
+from sendpost_platform.errors import BadRequest, Conflict, Forbidden, Unprocessable
 from sendpost_platform.sending import DomainNotProven, SendRequest, submit
 from sendpost_platform.smtp.prepare import is_reserved_header
-from sendpost_platform.store import pools
+from sendpost_platform.store import idempotency, pools
+from sendpost_platform.store.accounts import SubAccount
 
 PATH = "/api/v1/subaccount/email/"
 MAX_RECIPIENTS = 1000
@@ -249,45 +261,109 @@ def parse_send_request(body: Any) -> SendRequest:
     )
 
 
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+_KEY_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F))
+
+
+def _idempotency_key(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not 1 <= len(value) <= 255 or not set(value) <= _KEY_CHARS:
+        raise BadRequest(
+            "invalid Idempotency-Key",
+            errors=[
+                {
+                    "field": f"header.{IDEMPOTENCY_HEADER}",
+                    "message": "1 to 255 printable ASCII characters without spaces",
+                }
+            ],
+        )
+    return value
+
+
 @router.post(
     PATH,
     responses={
         403: {"description": "The account has not proven control of the sender domain"},
-        422: {"description": "A header or envelope field carries CR, LF, NUL or a control"},
+        409: {"description": "A request with this Idempotency-Key is being processed; retry"},
+        422: {
+            "description": "A header or envelope field carries CR, LF, NUL or a control; or "
+            "the Idempotency-Key was used with another request"
+        },
     },
 )
 def send_email(
-    ctx: ContextDep, sub: SubAccountDep, body: Annotated[Any, Body()]
-) -> list[dict[str, Any]]:
+    ctx: ContextDep,
+    sub: SubAccountDep,
+    body: Annotated[Any, Body()],
+    idempotency_key: Annotated[str | None, Header(alias=IDEMPOTENCY_HEADER)] = None,
+) -> Any:
+    """Send one email. With an ``Idempotency-Key`` header (any client-chosen string, unique per
+    request), sending the same request again within 24 hours answers what the first one did
+    (with ``Idempotent-Replayed: true``) and sends nothing more."""
+    key = _idempotency_key(idempotency_key)
     send = parse_send_request(body)
+    digest = hashlib.sha256(
+        json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    ).hexdigest()
     now = ctx.clock.now()
-    with ctx.store.write() as conn:
-        pool = pools.find_pool(conn, account_id=sub.account_id, name=send.ippool)
-        if pool is None:
-            raise BadRequest(
-                "invalid send request",
-                errors=[{"field": "ippool", "message": f"no IP pool named {send.ippool!r}"}],
-            )
-        try:
-            results = submit(
-                conn,
-                account_id=sub.account_id,
-                subaccount_id=sub.id,
-                request=send,
-                pool=pool,
-                now=now,
-            )
-        except EmptyPoolError:
-            raise BadRequest(
-                "invalid send request",
-                errors=[{"field": "ippool", "message": "the IP pool has no providers"}],
-            ) from None
-        except DomainNotProven as exc:
-            raise Forbidden(
-                f"the sender domain {exc.domain.domain!r} is not verified for this account",
-                errors=[{"field": "from", "message": str(exc)}],
-                extra={"domain": exc.domain.domain},
-            ) from None
+    try:
+        with ctx.store.write() as conn:
+            if key is not None:
+                earlier = idempotency.find(conn, sub.id, key, now)
+                if earlier is not None:
+                    if earlier.request_digest != digest:
+                        raise Unprocessable(
+                            "this Idempotency-Key was used with a different request",
+                            errors=[
+                                {
+                                    "field": f"header.{IDEMPOTENCY_HEADER}",
+                                    "message": "already used with another request body",
+                                }
+                            ],
+                        )
+                    return JSONResponse(earlier.response, headers={"Idempotent-Replayed": "true"})
+            answer = _send(conn, sub, send, now)
+            if key is not None:
+                idempotency.remember(conn, sub.id, key, digest, answer, now)
+    except sa.exc.IntegrityError:
+        if key is None:
+            raise
+        raise Conflict(
+            "a request with this Idempotency-Key is being processed; retry to get its answer"
+        ) from None
+    return answer
+
+
+def _send(
+    conn: Connection, sub: SubAccount, send: SendRequest, now: dt.datetime
+) -> list[dict[str, Any]]:
+    pool = pools.find_pool(conn, account_id=sub.account_id, name=send.ippool)
+    if pool is None:
+        raise BadRequest(
+            "invalid send request",
+            errors=[{"field": "ippool", "message": f"no IP pool named {send.ippool!r}"}],
+        )
+    try:
+        results = submit(
+            conn,
+            account_id=sub.account_id,
+            subaccount_id=sub.id,
+            request=send,
+            pool=pool,
+            now=now,
+        )
+    except EmptyPoolError:
+        raise BadRequest(
+            "invalid send request",
+            errors=[{"field": "ippool", "message": "the IP pool has no providers"}],
+        ) from None
+    except DomainNotProven as exc:
+        raise Forbidden(
+            f"the sender domain {exc.domain.domain!r} is not verified for this account",
+            errors=[{"field": "from", "message": str(exc)}],
+            extra={"domain": exc.domain.domain},
+        ) from None
     return [
         {
             "to": r.to,

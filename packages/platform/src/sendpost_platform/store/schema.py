@@ -333,3 +333,19 @@ ingest_dead_letters = sa.Table(
     sa.Index(None, "batch_id"),
     sa.Index(None, "dead_lettered_at"),
 )
+
+# --- send API: idempotency keys (a retried request answers as the first did) -------------------
+
+send_idempotency = sa.Table(
+    "send_idempotency",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("subaccount_id", sa.BigInteger, nullable=False),
+    sa.Column("key", sa.String(255), nullable=False),
+    # SHA-256 of the request body: the same key with another request is refused.
+    sa.Column("request_digest", sa.String(64), nullable=False),
+    sa.Column("response", sa.JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("subaccount_id", "key"),
+    sa.Index(None, "created_at"),
+)
