@@ -224,14 +224,31 @@ def _load(ctx: AppContext, account_id: int, provider_id: int) -> provider_store.
 ProviderId = IdPath
 
 
-@router.post("/api/v1/tpsp/test/custom-smtp", summary="Run the SMTP test, create nothing")
+_REFUSED = {
+    422: {
+        "description": "The SMTP test failed (its result is in the body), the host is a refused "
+        "address class, or the password is needed again for a new server"
+    }
+}
+
+
+@router.post(
+    "/api/v1/tpsp/test/custom-smtp",
+    summary="Run the SMTP test, create nothing",
+    responses=_REFUSED,  # type: ignore[arg-type]
+)
 async def test_provider(body: ProviderIn, account: AccountDep, ctx: ContextDep) -> dict[str, Any]:
     _check_credentials(body.username, body.password)
     result = await _smtp_test(ctx, body.model_dump())
     return result.to_json()
 
 
-@router.post("/api/v1/tpsp/custom-smtp", status_code=201, summary="Create a provider")
+@router.post(
+    "/api/v1/tpsp/custom-smtp",
+    status_code=201,
+    summary="Create a provider",
+    responses=_REFUSED,  # type: ignore[arg-type]
+)
 async def create_provider(body: ProviderIn, account: AccountDep, ctx: ContextDep) -> dict[str, Any]:
     _check_credentials(body.username, body.password)
     values = body.model_dump()
@@ -334,7 +351,11 @@ async def _update(
     return provider_json(updated, ctx.clock.now())
 
 
-@router.patch("/api/v1/tpsp/custom-smtp/{provider_id}", summary="Change some fields")
+@router.patch(
+    "/api/v1/tpsp/custom-smtp/{provider_id}",
+    summary="Change some fields",
+    responses=_REFUSED,  # type: ignore[arg-type]
+)
 async def patch_provider(
     provider_id: ProviderId, body: ProviderPatch, account: AccountDep, ctx: ContextDep
 ) -> dict[str, Any]:
@@ -346,7 +367,11 @@ async def patch_provider(
     return await _update(ctx, account.id, provider_id, given)
 
 
-@router.put("/api/v1/tpsp/custom-smtp/{provider_id}", summary="Replace all fields")
+@router.put(
+    "/api/v1/tpsp/custom-smtp/{provider_id}",
+    summary="Replace all fields",
+    responses=_REFUSED,  # type: ignore[arg-type]
+)
 async def put_provider(
     provider_id: ProviderId, body: ProviderIn, account: AccountDep, ctx: ContextDep
 ) -> dict[str, Any]:
