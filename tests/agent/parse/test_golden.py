@@ -22,6 +22,8 @@ def _record_json(line: bytes) -> dict[str, Any]:
     rec = parse_line(line)
     out: dict[str, Any] = {"type": type(rec).__name__}
     out.update({k: v for k, v in dataclasses.asdict(rec).items() if k != "line"})
+    if out.get("final_recipient", "") is None:
+        del out["final_recipient"]  # only lines with orig_to= have one
     return out
 
 

@@ -3,9 +3,12 @@
 A batch is ``{"events": [event, ...]}``. Each event needs ``message_id`` (a UUID) and
 ``event_type`` (one of :data:`AGENT_EVENT_TYPES`); ``timestamp`` is RFC 3339 when present;
 ``smtp_code`` is an integer 200–599; ``smtp_description``, ``recipient``, ``event_id``,
-``enhanced_status``, ``smtp_command`` and ``queue_id`` are optional strings. Unknown fields are
-ignored. Validation never raises on bad input: it returns the list of problems, each naming the
-event index and the field, so that the platform can answer 400 with all of them at once.
+``enhanced_status``, ``smtp_command``, ``queue_id`` and ``final_recipient`` are optional strings
+(``final_recipient``: the address after the MTA's alias or canonical rewriting, when
+``recipient`` is the address the platform sent to and they differ; like ``recipient`` it needs
+an ``@``). Unknown fields are ignored. Validation never raises on bad input: it returns the list
+of problems, each naming the event index and the field, so that the platform can answer 400 with
+all of them at once.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class AgentEvent:
     enhanced_status: str | None = None
     smtp_command: str | None = None
     queue_id: str | None = None
+    final_recipient: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON object for this event, without absent optional fields."""
@@ -134,6 +138,8 @@ def _fast_event(raw: dict[str, Any]) -> AgentEvent | None:
     smtp_code = raw.get("smtp_code")
     if smtp_code is not None and (type(smtp_code) is not int or not 200 <= smtp_code <= 599):
         return None
+    if raw.get("final_recipient") is not None:
+        return None  # rare (rewritten recipients): the detailed validator builds it
     texts = [raw.get(name) for name in _ALL_TEXT]
     for value in texts:
         if value is not None and (type(value) is not str or len(value) > _MAX_TEXT):
@@ -216,6 +222,9 @@ def _checked_event(raw: object, index: int) -> AgentEvent | list[FieldError]:
     if enhanced is not None and not _ENHANCED.match(enhanced):
         errors.append(FieldError(index, "enhanced_status", "must look like 5.1.1"))
     extras = {name: _text(raw, name, index, errors) for name in _OPTIONAL_TEXT}
+    final = extras["final_recipient"] = _text(raw, "final_recipient", index, errors)
+    if final is not None and "@" not in final:
+        errors.append(FieldError(index, "final_recipient", "must be an email address"))
 
     if errors or parsed_id is None or not isinstance(event_type, str):
         return errors
@@ -279,7 +288,10 @@ def _event_ok(raw: object, good_stamps: set[str]) -> bool:
     if value is not None and (type(value) is not str or len(value) > _MAX_TEXT):
         return False
     value = get("queue_id")
-    return value is None or (type(value) is str and len(value) <= _MAX_TEXT)
+    if value is not None and (type(value) is not str or len(value) > _MAX_TEXT):
+        return False
+    value = get("final_recipient")
+    return value is None or (type(value) is str and len(value) <= _MAX_TEXT and "@" in value)
 
 
 _uuid_match = _CANONICAL_UUID.match
