@@ -113,6 +113,9 @@ class Correlator:
         self.hops: dict[str, dict[str, Any]] = {}
         self.hops_due: int | None = None  # the first candidate's deadline (None: none)
         self.recent: dict[str, int] = {}
+        # (deadline, NEWID), oldest first; entries may be stale (skipped)
+        self.hop_order: deque[tuple[int, str]] = deque()
+        self._recent_limit = 1024  # prune self.recent when it reaches this size
         self.hop_lines = 0
         # counters, not state: restart at zero
         self.uncorrelated = 0
@@ -132,7 +135,9 @@ class Correlator:
             )
             self.hops = state.get("hops", {})
             self.recent = state.get("recent", {})
-            self.hops_due = next((h["d"] for h in self.hops.values()), None)
+            self.hop_order = deque(sorted((h["d"], k) for k, h in self.hops.items()))
+            self._recent_limit = max(1024, 2 * len(self.recent))
+            self.hops_due = self.hop_order[0][0] if self.hop_order else None
             self.hop_lines = sum(len(h["l"]) for h in self.hops.values())
 
     def state(self) -> dict[str, Any]:
@@ -186,15 +191,25 @@ class Correlator:
         if q is not None and q["h"]:
             self.park(qid, q)
         recent = self.recent
-        now = self.last_us or 0
-        recent.pop(qid, None)
-        recent[qid] = now
-        if len(recent) > MAX_RECENT:
-            del recent[next(iter(recent))]
-        oldest = next(iter(recent))
-        while recent[oldest] < now - HOLD_US:
-            del recent[oldest]
-            oldest = next(iter(recent))
+        recent[qid] = self.last_us or 0
+        if len(recent) >= self._recent_limit:
+            self._prune_recent()
+
+    def _prune_recent(self) -> None:
+        """Forget removals older than :data:`HOLD_US` (at most :data:`MAX_RECENT` kept), in one
+        pass when the dict has doubled since the last one (amortised O(1) per removal)."""
+        cutoff = (self.last_us or 0) - HOLD_US
+        kept = {qid: then for qid, then in self.recent.items() if then >= cutoff}
+        if len(kept) > MAX_RECENT:
+            newest = sorted(kept.items(), key=lambda item: item[1])[-MAX_RECENT:]
+            kept = dict(newest)
+        self.recent = kept
+        self._recent_limit = max(1024, 2 * len(kept))
+
+    def _removed_lately(self, qid: str) -> bool:
+        """``qid``'s ``removed`` was read within :data:`HOLD_US` of log time."""
+        then = self.recent.get(qid)
+        return then is not None and then >= (self.last_us or 0) - HOLD_US
 
     def seen(self, qid: str, out: Out) -> None:
         """A line of ``qid``: a hop candidate waiting for it is a hop (called before the line
@@ -342,7 +357,7 @@ class Correlator:
             if hop:
                 pending.pop(recipient, None)
                 child = hop[-1]
-                if child in self.queues or child in self.orphans or child in self.recent:
+                if child in self.queues or child in self.orphans or self._removed_lately(child):
                     self.hops_resolved += 1
                     self._link_child(child, uuid, out)
                 else:
@@ -385,24 +400,32 @@ class Correlator:
         if hop is None:
             deadline = (self.last_us or 0) + HOP_WINDOW_US
             hop = self.hops[child] = {"u": uuid, "d": deadline, "l": []}
+            self.hop_order.append((deadline, child))
             if self.hops_due is None:
                 self.hops_due = deadline
         hop["l"].append([_encode(rec), micros])
         self.hop_lines += 1
         if self.hop_lines > MAX_HOP_LINES:
-            self._release(next(iter(self.hops)), out)
+            self.release_hops(None, out, one=True)
 
-    def release_hops(self, now_us: int | None, out: Out) -> None:
-        """Candidates whose deadline is ``now_us`` or earlier (None: all) are deliveries."""
-        hops = self.hops
-        while hops:
-            child = next(iter(hops))
-            deadline = hops[child]["d"]
+    def release_hops(self, now_us: int | None, out: Out, one: bool = False) -> None:
+        """Candidates whose deadline is ``now_us`` or earlier (None: all; ``one``: only the
+        oldest) are deliveries."""
+        hops, order = self.hops, self.hop_order
+        while order:
+            deadline, child = order[0]
+            hop = hops.get(child)
+            if hop is None or hop["d"] != deadline:
+                order.popleft()  # resolved, or released already
+                continue
             if now_us is not None and deadline > now_us:
                 self.hops_due = deadline
                 return
+            order.popleft()
             self._release(child, out)
-        self.hops_due = None
+            if one:
+                break
+        self.hops_due = order[0][0] if order else None
 
     def _release(self, child: str, out: Out) -> None:
         """No line of ``child`` showed: each of its ``sent`` lines is a delivery."""
