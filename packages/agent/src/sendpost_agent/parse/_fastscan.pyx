@@ -1150,6 +1150,8 @@ cdef class _State:
         cdef object corr = self.corr
         cdef dict queues = self.queues
         cdef dict hops = self.hops
+        cdef dict recent = corr.recent
+        cdef Py_ssize_t recent_limit = corr._recent_limit
         cdef dict best = self.best
         cdef list out = self.out
         cdef Buf* o = &self.o
@@ -1177,9 +1179,15 @@ cdef class _State:
                         else:
                             q["u"] = _text(b, r.gs, r.ge).lower()
                             q["s"] = source
-            elif kind == K_REMOVED:
+            elif kind == K_REMOVED:  # Correlator.removed, inlined (the seen() call is above)
                 best.pop(qid, None)
-                corr.removed(qid, out)
+                q = queues.pop(qid, None)
+                if q is not None and q["h"]:
+                    corr.park(qid, q)
+                recent[qid] = corr.last_us or 0
+                if len(recent) >= recent_limit:
+                    corr._prune_recent()
+                    recent, recent_limit = corr.recent, corr._recent_limit
             elif kind == K_PARENT:
                 corr.reinjected(qid, _text(b, r.gs, r.ge), out)
             else:
