@@ -192,3 +192,36 @@ def test_removed_queue_ids_are_evidence_for_300_s_of_log_time_only() -> None:
         corr.last_us = n * 1_000_000
         corr.removed(f"{n:010X}", [])
     assert len(corr.recent) <= 2 * (HOLD_US // 1_000_000 + 1) + 1024
+
+
+def test_newid_first_seen_after_the_window_is_not_linked() -> None:
+    """The window is a promise: once a candidate was reported delivered, a NEWID showing up
+    later is not linked (its delivery line has no UUID and is counted as uncorrelated), so the
+    message is never reported delivered twice."""
+    events, pipeline = run(
+        header("3A0000001") + queued("3A0000001", "3B0000001"),
+        to("3B0000001", at=later(WINDOW_S + 5)),
+    )
+    assert [(UUID, "delivered", "r@example.org", "3A0000001")] == brief(events)
+    assert (0, 1, 1) == (
+        pipeline.stats.hops_resolved,
+        pipeline.stats.hops_unresolved,
+        pipeline.stats.uncorrelated,
+    )
+
+
+def test_waiting_candidates_are_bounded() -> None:
+    """Beyond MAX_HOP_LINES waiting candidate lines the oldest is released as a delivery at
+    once, so memory stays bounded and nothing is lost."""
+    from sendpost_agent.parse.correlate import MAX_HOP_LINES
+
+    lines = [header("3A0000001")] + [
+        queued("3A0000001", f"9{n:09X}") for n in range(MAX_HOP_LINES + 2)
+    ]
+    pipeline = Pipeline(reference_time=REF, tz=dt.UTC)
+    early = pipeline.feed(b"".join(lines))
+    assert (2, 2) == (len(early), pipeline.stats.hops_unresolved)
+    assert [f"9{n:09X}" for n in range(2)] == [
+        e.smtp_description.rsplit(" ", 1)[-1] for e in early if e.smtp_description
+    ]
+    assert MAX_HOP_LINES + 2 == len(early) + len(pipeline.flush())

@@ -1162,8 +1162,8 @@ cdef class _State:
             r = &j.recs[i]
             kind = r.kind
             qid = _text(b, r.qs, r.qe)
-            if hops and qid in hops:  # a hop candidate's NEWID: Correlator.seen
-                corr.seen(qid, out)
+            if hops and qid in hops and kind != K_STATUS and kind != K_TEXT and kind != K_EXPIRED:
+                corr.seen(qid, out)  # a hop candidate's NEWID (timed lines: below)
             if kind == K_HEADER or kind == K_SENDER or kind == K_MESSAGE_ID:
                 source = 1 if kind == K_HEADER else (2 if kind == K_SENDER else 3)
                 if best.get(qid, 99) > source:
@@ -1205,6 +1205,8 @@ cdef class _State:
                         micros = self.resolve(stamp)
                         self.last_stamp, self.last_micros = stamp, micros
                     self.last_s, self.last_e = r.st_s, r.st_e
+                if hops and qid in hops:  # Correlator.seen, with the line's time
+                    corr.seen(qid, out, micros)
                 if kind == K_EXPIRED:
                     corr.outcome(Expired(qid, stamp, _text(b, r.ls, r.le), _text(b, r.gs, r.ge)),
                                  micros, out)

@@ -211,13 +211,17 @@ class Correlator:
         then = self.recent.get(qid)
         return then is not None and then >= (self.last_us or 0) - HOLD_US
 
-    def seen(self, qid: str, out: Out) -> None:
-        """A line of ``qid``: a hop candidate waiting for it is a hop (called before the line
-        is applied, so that the line finds the inherited UUID)."""
-        hop = self.hops.pop(qid, None)
-        if hop is not None:
-            self.hops_resolved += len(hop["l"])
-            self._link_child(qid, hop["u"], out)
+    def seen(self, qid: str, out: Out, micros: int | None = None) -> None:
+        """A line of ``qid`` (logged at ``micros``, when it has a time): a hop candidate
+        waiting for it is a hop (called before the line is applied, so that the line finds the
+        inherited UUID) — unless the line comes after the candidate's window, which the time
+        check that follows then closes (a delivery)."""
+        hop = self.hops.get(qid)
+        if hop is None or (micros is not None and micros >= hop["d"]):
+            return
+        del self.hops[qid]
+        self.hops_resolved += len(hop["l"])
+        self._link_child(qid, hop["u"], out)
 
     def park(self, qid: str, q: dict[str, Any]) -> None:
         """The held lines of a removed queue ID: dropped if it had a UUID, else kept a while."""
@@ -248,7 +252,7 @@ class Correlator:
     def outcome(self, rec: Delivery | Expired, micros: int | None, out: Out) -> None:
         """A delivery or expiry line: an event now, or held until the UUID is known."""
         if self.hops:
-            self.seen(rec.queue_id, out)
+            self.seen(rec.queue_id, out, micros)
         if micros is not None:
             self.last_us = micros
             if self.orphans_due is not None and micros >= self.orphans_due:
@@ -320,7 +324,7 @@ class Correlator:
         ``prepared``: the event's line-local part when the caller already has it; ``final``:
         the rewritten address when ``recipient`` came from ``orig_to=``."""
         if self.hops:
-            self.seen(qid, out)
+            self.seen(qid, out, micros)
         if micros is not None:
             self.last_us = micros
             if self.orphans_due is not None and micros >= self.orphans_due:
