@@ -169,12 +169,12 @@ def test_bad_internal_relay_entries_are_refused(entry: str) -> None:
         parse_entry(entry)
 
 
-def test_removed_queue_ids_are_evidence_for_300_s_of_log_time_only() -> None:
-    """A queue ID removed 300 s (of log time, as delivery lines tell it) before the `queued
-    as` still makes a hop; one removed longer ago is forgotten (short IDs are reused), so the
-    line waits its window and is a delivery; the memory of removals stays bounded while the log
-    advances."""
-    from sendpost_agent.parse.correlate import HOLD_US, Correlator
+def test_removed_queue_ids_are_evidence_for_the_window_only() -> None:
+    """A queue ID removed within the hop window (log time, as delivery lines tell it) before
+    the `queued as` still makes a hop; one removed longer ago is forgotten (short IDs are
+    reused), so the line waits its window and is a delivery; the memory of removals stays
+    bounded while the log advances."""
+    from sendpost_agent.parse.correlate import Correlator
 
     def outcome(gap_s: int) -> tuple[int, int]:
         _, pipeline = run(
@@ -184,14 +184,14 @@ def test_removed_queue_ids_are_evidence_for_300_s_of_log_time_only() -> None:
         return pipeline.stats.hops_resolved, pipeline.stats.hops_unresolved
 
     assert [(1, 0), (0, 1)] == [
-        outcome(HOLD_US // 1_000_000 - 1),
-        outcome(HOLD_US // 1_000_000 + 1),
+        outcome(WINDOW_S - 1),
+        outcome(WINDOW_S + 1),
     ]
     corr = Correlator(lambda relay: False)
     for n in range(20_000):
         corr.last_us = n * 1_000_000
         corr.removed(f"{n:010X}", [])
-    assert len(corr.recent) <= 2 * (HOLD_US // 1_000_000 + 1) + 1024
+    assert len(corr.recent) <= 2 * (WINDOW_S + 1) + 1024
 
 
 def test_newid_first_seen_after_the_window_is_not_linked() -> None:

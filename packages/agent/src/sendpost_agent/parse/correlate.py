@@ -17,8 +17,9 @@ Rules
   oldest go first (counted).
 * Hops by evidence: ``status=sent (... queued as NEWID)`` to an internal relay is a hop (no
   event, NEWID inherits the UUID) when NEWID is seen in this log: at once when NEWID's lines
-  came first (a live queue ID, an orphan, or one removed within :data:`HOLD_US`), else when a
-  line of NEWID arrives within :data:`HOP_WINDOW_US` of log time after the ``sent`` line. A
+  came first (a live queue ID, an orphan, or one removed within :data:`HOP_WINDOW_US` before),
+  else when a line of NEWID arrives within :data:`HOP_WINDOW_US` of log time after the ``sent``
+  line. A
   candidate that sees no line of NEWID in that window (nor by :meth:`Correlator.expire` or
   :meth:`Correlator.flush`) is a delivery to a relay whose log is elsewhere: it gives its
   ``delivered`` event then, with the relay's reply, and is counted (``hops_unresolved``).
@@ -184,7 +185,7 @@ class Correlator:
 
     def removed(self, qid: str, out: Out) -> None:
         """``qid`` is finished; it may be reused by a new message from now on. It stays known
-        as seen in this log for :data:`HOLD_US` (evidence for a late ``queued as qid``)."""
+        as seen in this log for :data:`HOP_WINDOW_US` (evidence for a late ``queued as qid``)."""
         if self.hops:
             self.seen(qid, out)
         q = self.queues.pop(qid, None)
@@ -196,9 +197,9 @@ class Correlator:
             self._prune_recent()
 
     def _prune_recent(self) -> None:
-        """Forget removals older than :data:`HOLD_US` (at most :data:`MAX_RECENT` kept), in one
-        pass when the dict has doubled since the last one (amortised O(1) per removal)."""
-        cutoff = (self.last_us or 0) - HOLD_US
+        """Forget removals older than :data:`HOP_WINDOW_US` (at most :data:`MAX_RECENT` kept),
+        in one pass when the dict has doubled since the last one (amortised O(1) per removal)."""
+        cutoff = (self.last_us or 0) - HOP_WINDOW_US
         kept = {qid: then for qid, then in self.recent.items() if then >= cutoff}
         if len(kept) > MAX_RECENT:
             newest = sorted(kept.items(), key=lambda item: item[1])[-MAX_RECENT:]
@@ -207,9 +208,9 @@ class Correlator:
         self._recent_limit = max(1024, 2 * len(kept))
 
     def _removed_lately(self, qid: str) -> bool:
-        """``qid``'s ``removed`` was read within :data:`HOLD_US` of log time."""
+        """``qid``'s ``removed`` was read within :data:`HOP_WINDOW_US` of log time."""
         then = self.recent.get(qid)
-        return then is not None and then >= (self.last_us or 0) - HOLD_US
+        return then is not None and then >= (self.last_us or 0) - HOP_WINDOW_US
 
     def seen(self, qid: str, out: Out, micros: int | None = None) -> None:
         """A line of ``qid`` (logged at ``micros``, when it has a time): a hop candidate
