@@ -46,6 +46,7 @@ def test_full_event_round_trips() -> None:
         "enhanced_status": "5.1.1",
         "smtp_command": "RCPT TO",
         "queue_id": "4PbCb40W49z3tG3",
+        "final_recipient": "ok.team@dest.test",
         "unknown_field": "ignored",
     }
     event = validate_event(raw, 0)
@@ -55,6 +56,22 @@ def test_full_event_round_trips() -> None:
     assert wire["message_id"] == UUID
     assert wire["timestamp"] == "2026-02-19T12:00:00.500000Z"
     assert "unknown_field" not in wire
+    assert {k: v for k, v in raw.items() if k not in ("message_id", "timestamp")} | {
+        "unknown_field": "ignored"
+    } == {k: v for k, v in wire.items() if k not in ("message_id", "timestamp")} | {
+        "unknown_field": "ignored"
+    }
+
+
+def test_final_recipient_must_be_an_address() -> None:
+    """final_recipient is optional; when present it is a string with an @, else the event is
+    refused naming that field."""
+    raw = {"message_id": UUID, "event_type": "delivered", "final_recipient": "root"}
+    body = json.dumps({"events": [raw]}).encode()
+    with pytest.raises(BatchError) as info:
+        parse_batch(body)
+    assert [(0, "final_recipient")] == [(e.index, e.field) for e in info.value.errors]
+    assert _verdict(parse_batch, body) == _verdict(check_batch, body)
 
 
 def test_every_bad_field_is_named_with_its_index() -> None:
@@ -114,6 +131,7 @@ _events = st.fixed_dictionaries(
         "event_id": st.text(max_size=20),
         "smtp_command": st.sampled_from(["RCPT TO", "DATA", None, "X" * 65, "RCPT\x00TO"]),
         "queue_id": st.text(max_size=16) | st.integers(),
+        "final_recipient": st.emails() | st.text(max_size=8) | st.integers(),
     },
 )
 
@@ -221,6 +239,7 @@ def test_values_at_the_limit_are_accepted(field: str) -> None:
     limit = MAX_LENGTHS[field]
     value = {
         "recipient": "u" * (limit - 12) + "@example.com",
+        "final_recipient": "é" * (limit - 12) + "@example.com",
         "enhanced_status": "5.100.100",
     }.get(field, "é" * limit)
     body = json.dumps({"events": [{**_VALID, field: value}]}).encode()

@@ -15,6 +15,7 @@ _COLUMNS: dict[str, tuple[str, ...] | None] = {
     "enhanced_status": ("enhanced_status",),
     "smtp_command": ("smtp_command",),
     "queue_id": None,
+    "final_recipient": None,
 }
 
 

@@ -248,7 +248,13 @@ class Agent:
                 self.status.log_error = source.error
                 if data is None:
                     now = dt.datetime.fromtimestamp(self.clock.wall(), dt.UTC)
-                    pipeline.expire(now)
+                    consistent = False  # hop candidates past their window become events
+                    end = self._append(pipeline.expire(now))
+                    consistent = True
+                    if end is not None:
+                        shipper.appended(end)
+                        shipper.notify()
+                    metrics.observe_parse(pipeline.stats)
                     if source.position != saved:
                         save()
                     await self._pause(self.stop, s.poll_interval)

@@ -82,6 +82,8 @@ def agent_event_to_new_event(
     details: dict[str, object] = {"agentEventType": event.event_type}
     if event.queue_id:
         details["queueId"] = event.queue_id
+    if event.final_recipient:
+        details["finalRecipient"] = event.final_recipient  # after the MTA's alias rewriting
     reason: str | None
     if event.event_type == "delivered":
         event_type, reason = EventType.CSDelivered, None

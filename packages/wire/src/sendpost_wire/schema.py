@@ -3,9 +3,12 @@
 A batch is ``{"events": [event, ...]}``. Each event needs ``message_id`` (a UUID) and
 ``event_type`` (one of :data:`AGENT_EVENT_TYPES`); ``timestamp`` is RFC 3339 when present;
 ``smtp_code`` is an integer 200–599; ``smtp_description``, ``recipient``, ``event_id``,
-``enhanced_status``, ``smtp_command`` and ``queue_id`` are optional strings. Unknown fields are
-ignored. Validation never raises on bad input: it returns the list of problems, each naming the
-event index and the field, so that the platform can answer 400 with all of them at once.
+``enhanced_status``, ``smtp_command``, ``queue_id`` and ``final_recipient`` are optional strings
+(``final_recipient``: the address after the MTA's alias or canonical rewriting, when
+``recipient`` is the address the platform sent to and they differ; like ``recipient`` it needs
+an ``@``). Unknown fields are ignored. Validation never raises on bad input: it returns the list
+of problems, each naming the event index and the field, so that the platform can answer 400 with
+all of them at once.
 
 The validator accepts exactly what the platform's store can keep (SPEC "Wire contract"): each
 string field is at most :data:`MAX_LENGTHS` characters (the length of the column that keeps it;
@@ -41,6 +44,7 @@ MAX_LENGTHS: Mapping[str, int] = {
     "enhanced_status": 16,  # events.enhanced_status
     "smtp_command": 64,  # events.smtp_command
     "queue_id": 64,  # kept in events.details: Postfix queue IDs are at most 16 characters
+    "final_recipient": 320,  # kept in events.details (finalRecipient), an address like recipient
 }
 """The longest value of each string field, in characters (code points)."""
 MAX_EVENT_DEPTH = 16
@@ -54,7 +58,9 @@ _MAX_QUEUE_ID = MAX_LENGTHS["queue_id"]
 _OPTIONAL_TEXT = ("event_id", "smtp_command", "queue_id")
 _CANONICAL_UUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _ALL_TEXT = ("smtp_description", "recipient", "enhanced_status", *_OPTIONAL_TEXT)
-_KNOWN_FIELDS = frozenset(("message_id", "event_type", "timestamp", "smtp_code", *_ALL_TEXT))
+_KNOWN_FIELDS = frozenset(
+    ("message_id", "event_type", "timestamp", "smtp_code", "final_recipient", *_ALL_TEXT)
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -71,6 +77,7 @@ class AgentEvent:
     enhanced_status: str | None = None
     smtp_command: str | None = None
     queue_id: str | None = None
+    final_recipient: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON object for this event, without absent optional fields."""
@@ -187,6 +194,8 @@ def _fast_event(raw: dict[str, Any]) -> AgentEvent | None:
     smtp_code = raw.get("smtp_code")
     if smtp_code is not None and (type(smtp_code) is not int or not 200 <= smtp_code <= 599):
         return None
+    if raw.get("final_recipient") is not None:
+        return None  # rare (rewritten recipients): the detailed validator builds it
     texts = [raw.get(name) for name in _ALL_TEXT]
     for name, value in zip(_ALL_TEXT, texts, strict=True):
         if value is not None and not _clean(value, MAX_LENGTHS[name], folded=name == "recipient"):
@@ -269,6 +278,9 @@ def _checked_event(raw: object, index: int) -> AgentEvent | list[FieldError]:
     if enhanced is not None and not _ENHANCED.match(enhanced):
         errors.append(FieldError(index, "enhanced_status", "must look like 5.1.1"))
     extras = {name: _text(raw, name, index, errors) for name in _OPTIONAL_TEXT}
+    final = extras["final_recipient"] = _text(raw, "final_recipient", index, errors)
+    if final is not None and "@" not in final:
+        errors.append(FieldError(index, "final_recipient", "must be an email address"))
 
     if errors or parsed_id is None or not isinstance(event_type, str):
         return errors
@@ -339,12 +351,17 @@ def _event_ok(raw: object, good_stamps: set[str], plain: bool) -> bool:
     value = get("queue_id")
     if value is not None and (type(value) is not str or len(value) > _MAX_QUEUE_ID):
         return False
+    value = get("final_recipient")
+    if value is not None and (
+        type(value) is not str or len(value) > _MAX_RECIPIENT or "@" not in value
+    ):
+        return False
     return plain or _strings_clean(raw)
 
 
 def _strings_clean(raw: dict[str, Any]) -> bool:
     """No string field of ``raw`` (each known to be a string of allowed length) has a problem."""
-    for name in _ALL_TEXT:
+    for name in (*_ALL_TEXT, "final_recipient"):
         value = raw.get(name)
         if value is not None and text_problem(value, MAX_LENGTHS[name], folded=name == "recipient"):
             return False

@@ -17,7 +17,8 @@ Operations (tuples, first item the kind):
 * ``(OP_UUID, qid, uuid, source)`` — a UUID line (one already implied by an earlier line of
   the same buffer, same queue ID, no ``removed`` between, and a source as good or better, is
   left out: applying it would change nothing);
-* ``(OP_DELIVERY, qid, stamp, line, recipient, relay, status, dsn, text, prepared)``;
+* ``(OP_DELIVERY, qid, stamp, line, recipient, relay, status, dsn, text, prepared, final)``
+  (``recipient`` and ``final`` as in :class:`~sendpost_agent.parse.records.Delivery`);
 * ``(OP_EXPIRED, record)`` and ``(OP_REINJECTED, record)``;
 * ``(OP_RECORD, record)`` — a line with invalid UTF-8, decoded again with U+FFFD, taken the
   slow way (:meth:`Correlator.on_record`).
@@ -50,6 +51,8 @@ from sendpost_agent.parse.postfix import (
     GROUP_DSN,
     GROUP_HEADER_UUID,
     GROUP_MESSAGE_ID_UUID,
+    GROUP_ORIG_TO,
+    GROUP_ORIG_TO_BARE,
     GROUP_QID,
     GROUP_RELAY,
     GROUP_REMOVED,
@@ -62,6 +65,7 @@ from sendpost_agent.parse.postfix import (
     MAX_LINE_BYTES,
     SYSLOG_SCAN,
     parse_text,
+    recipients,
     record_from_match,
     stamp_of,
 )
@@ -102,6 +106,7 @@ class Prepared(NamedTuple):
     queue_id: str
     head: str
     tail: str
+    final_recipient: str | None = None
 
 
 _new_prepared = tuple.__new__  # what Prepared(...) calls, without the keyword handling
@@ -111,11 +116,13 @@ _HEADS = {name: f'","event_type":"{name}"' for name in _TYPES}
 
 
 def prepare(
-    event_type: str, reply: Reply, recipient: str | None, dsn: str | None, queue_id: str, line: str
-) -> Prepared:
+    event_type: str, reply: Reply, recipient: str | None, dsn: str | None, queue_id: str,
+    line: str, final: str | None = None,
+) -> Prepared:  # fmt: skip
     """The line-local part of one event; every field made valid for the wire contract (its
     lengths, ``sendpost_wire.MAX_LENGTHS``; a NUL, which only a damaged log holds, becomes
-    ``?`` as in Postfix's own printable text)."""
+    ``?`` as in Postfix's own printable text). ``final``: the rewritten address behind
+    ``recipient``, sent as ``final_recipient``."""
     if recipient is not None and (
         "@" not in recipient
         or len(recipient) > MAX_RECIPIENT
@@ -123,6 +130,8 @@ def prepare(
     ):
         recipient = None
     recipient = recipient or None
+    if final is not None and ("@" not in final or len(final) > MAX_RECIPIENT or "\x00" in final):
+        final = None
     enhanced = _ENHANCED_SEEN.get(dsn, "")
     if enhanced == "":
         enhanced = clean_enhanced(dsn)
@@ -147,10 +156,12 @@ def prepare(
     r = "" if recipient is None else ',"recipient":' + _json_str(recipient)
     e = "" if enhanced is None else f',"enhanced_status":"{enhanced}"'
     m = "" if command is None else ',"smtp_command":' + _json_str(command)
-    tail = f'{c}{d}{r},"event_id":"{eid}"{e}{m},"queue_id":{_json_str(queue_id)}}}'
+    f = "" if final is None else ',"final_recipient":' + _json_str(final)
+    tail = f'{c}{d}{r},"event_id":"{eid}"{e}{m},"queue_id":{_json_str(queue_id)}{f}}}'
     head = _HEADS.get(event_type) or f'","event_type":{_json_str(event_type)[1:]}'
     return _new_prepared(Prepared, (
         event_type, code, description, recipient, eid, enhanced, command, queue_id, head, tail,
+        final,
     ))  # fmt: skip
 
 
@@ -239,10 +250,14 @@ def scan_python(data: bytes) -> Scanned:
             start = rfind("\n", 0, at) + 1
             stamp = stamp_of(text, start, at) if at > start else None
             if kind in (GROUP_TEXT, GROUP_STATUS):
-                to, bare, relay, dsn, status = m.group(
-                    GROUP_TO, GROUP_TO_BARE, GROUP_RELAY, GROUP_DSN, GROUP_STATUS
-                )
-                recipient = to if to is not None else bare
+                to, bare, orig, orig_bare, relay, dsn, status = m.group(
+                    GROUP_TO, GROUP_TO_BARE, GROUP_ORIG_TO, GROUP_ORIG_TO_BARE, GROUP_RELAY,
+                    GROUP_DSN, GROUP_STATUS,
+                )  # fmt: skip
+                if orig is None and orig_bare is None:
+                    recipient, final = (to if to is not None else bare), None
+                else:
+                    recipient, final = recipients(to, bare, orig, orig_bare)
                 status = status.lower()
                 if kind == GROUP_TEXT:
                     close = rfind(")", m.end(), line_end)
@@ -254,10 +269,10 @@ def scan_python(data: bytes) -> Scanned:
                 prepared = (
                     None
                     if event_type is None
-                    else prepare(event_type, analyse_reply(body), recipient, dsn, qid, line)
+                    else prepare(event_type, analyse_reply(body), recipient, dsn, qid, line, final)
                 )
                 append((OP_DELIVERY, qid, stamp, line, recipient, relay, status, dsn, body,
-                        prepared))  # fmt: skip
+                        prepared, final))  # fmt: skip
             else:
                 rec = record_from_match(m, stamp, text, start, line_end)
                 if isinstance(rec, Expired):

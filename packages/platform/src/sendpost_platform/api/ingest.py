@@ -51,6 +51,7 @@ _EVENT_SCHEMA: dict[str, Any] = {
         "enhanced_status": {"type": "string", "pattern": r"^[245]\.\d{1,3}\.\d{1,3}$"},
         "smtp_command": {"type": "string"},
         "queue_id": {"type": "string"},
+        "final_recipient": {"type": "string", "format": "email"},
     },
 }
 _BODY_SCHEMA: dict[str, Any] = {
