@@ -2,21 +2,19 @@
 the rest (issue 16).
 
 Reply texts come from agents (up to 10,000 characters per event) and from bounces (a
-Diagnostic-Code as long as the message). Each shape below is fed at 1 KB → 10 MB; past the cap
-the time may not grow more than :data:`FACTOR` times (``tests/support/scaling.py``). The first two
-shapes made the old patterns (``mailbox unavailable\\b.*\\byahoo``, ``exceeded the .*limit``)
-quadratic; the others were linear but unbounded.
+Diagnostic-Code as long as the message). Each shape of ``tests/support/adversarial.py`` is fed
+at 1 KB → 10 MB; past the cap the time may not grow more than :data:`FACTOR` times
+(``tests/support/scaling.py``). The first two shapes made the old patterns
+(``mailbox unavailable\\b.*\\byahoo``, ``exceeded the .*limit``) quadratic; the others were
+linear but unbounded.
 """
 
 from __future__ import annotations
 
-import base64
-import random
-from collections.abc import Callable
-
 import pytest
 from sendpost_platform.domain.classify import MAX_CLASSIFIED_CHARS, Classification, classify
 
+from tests.support.adversarial import REPLY_SHAPES
 from tests.support.scaling import KB, measure_growth
 
 FACTOR = 3.0
@@ -25,37 +23,17 @@ REFERENCE = 4 * KB
 """The first measured size past the cap."""
 
 
-def _repeat(unit: str, size: int) -> str:
-    return unit * max(1, size // len(unit))
-
-
-def _base64_run(size: int) -> str:
-    return base64.b64encode(random.Random(size).randbytes(size)).decode()[:size]
-
-
-SHAPES: dict[str, Callable[[int], str]] = {
-    "'mailbox unavailable' repeated": lambda n: _repeat("mailbox unavailable ", n),
-    "'exceeded the ' repeated": lambda n: _repeat("exceeded the ", n),
-    "base64 run": _base64_run,
-    "spaces after 'said:'": lambda n: "host said:" + " " * n + "x",
-    "'<' and '@' without '>'": lambda n: "<" + _repeat("a@", n),
-    "blank lines": lambda n: _repeat("\n \n", n),
-    "digits and dots after a status": lambda n: "5.1.1" + _repeat("1.", n),
-    "'in reply to' repeated": lambda n: _repeat("in reply to RCPT ", n),
-}
-
-
 def _classify(text: str) -> Classification:
     return classify(smtp_code=None, enhanced_status=None, smtp_command=None, text=text)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", REPLY_SHAPES)
 def test_classify_time_stops_growing_past_the_cap(shape: str) -> None:
     """1 KB → 10 MB of each shape: past the cap, classify takes no more than FACTOR times its
     time at 4 KB (the old classifier grew linearly, or quadratically for the first two)."""
     growth = measure_growth(
-        SHAPES[shape], _classify, factor=FACTOR, exponent=0, reference=REFERENCE
+        REPLY_SHAPES[shape], _classify, factor=FACTOR, exponent=0, reference=REFERENCE
     )
     assert growth.broken_at is None, f"{shape}: {growth.describe()}"
 

@@ -1,19 +1,17 @@
 """The DSN parser costs time linear in the message's size, whatever the bounce holds (issue 16).
 
 Anyone who once received a platform message knows a bounce address, so the bounce port parses
-whatever such a sender writes, up to the 10 MiB message limit. The shapes below made the old
-regular expressions quadratic (an 82 KB base64 run as Final-Recipient took 14 s); each is fed at
-1 KB → 10 MB and the time per byte may not grow more than :data:`FACTOR` times
-(``tests/support/scaling.py``). The address and paragraph helpers that replaced the regexes are
-also checked against those regexes on short random text, where backtracking costs nothing.
+whatever such a sender writes, up to the 10 MiB message limit. The shapes of
+``tests/support/adversarial.py`` include those that made the old regular expressions quadratic
+(an 82 KB base64 run as Final-Recipient took 14 s) or worse; each is fed at 1 KB → 10 MB and the
+time per byte may not grow more than :data:`FACTOR` times (``tests/support/scaling.py``). The
+address and paragraph helpers that replaced the regexes are also checked against those regexes
+on short random text, where backtracking costs nothing.
 """
 
 from __future__ import annotations
 
-import base64
-import random
 import re
-from collections.abc import Callable
 
 import pytest
 from hypothesis import example, given
@@ -21,77 +19,19 @@ from hypothesis import strategies as st
 from sendpost_platform.smtp import dsn
 from sendpost_platform.smtp.dsn import parse_report
 
+from tests.support.adversarial import DSN_SHAPES
 from tests.support.scaling import measure_growth
 
 FACTOR = 3.0
 """Allowed growth of the time per byte over the reference size; quadratic code grows ×4/step."""
 
 
-def _report(human: bytes, fields: bytes, *, status: bytes = b"5.1.1") -> bytes:
-    """A multipart/report: a text/plain part and a delivery-status part with one recipient."""
-    return (
-        b"From: MAILER-DAEMON@mx.example\r\n"
-        b'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
-        b"--b\r\nContent-Type: text/plain\r\n\r\n" + human + b"\r\n"
-        b"--b\r\nContent-Type: message/delivery-status\r\n\r\n"
-        b"Reporting-MTA: dns; mx.example\r\n\r\n"
-        b"Final-Recipient: rfc822; " + fields + b"\r\n"
-        b"Action: failed\r\nStatus: " + status + b"\r\n"
-        b"Diagnostic-Code: smtp; 550 5.1.1 no such user\r\n\r\n--b--\r\n"
-    )
-
-
-def _plain(body: bytes) -> bytes:
-    return b"From: MAILER-DAEMON@mx.example\r\nSubject: failure\r\n\r\n" + body + b"\r\n"
-
-
-def _base64_run(size: int) -> bytes:
-    """``size`` bytes of base64 text without a line break (random, seeded)."""
-    return base64.b64encode(random.Random(size).randbytes(size))[:size]
-
-
-def _repeat(unit: bytes, size: int) -> bytes:
-    return unit * max(1, size // len(unit))
-
-
-SHAPES: dict[str, Callable[[int], bytes]] = {
-    "base64 run as Final-Recipient": lambda n: _report(b"failed", _base64_run(n)),
-    "base64 run in the text part": lambda n: _report(_base64_run(n), b"user@rcpt.example"),
-    "'<' and '@' without '>' in the text part": lambda n: _report(
-        b"<" + _repeat(b"a@", n), b"user@rcpt.example"
-    ),
-    "'@' repeated then '>x' as Final-Recipient": lambda n: _report(
-        b"failed", _repeat(b"a@", n) + b">x"
-    ),
-    "spaces in Status and the text part": lambda n: _report(
-        b"<user@rcpt.example>: host said:" + b" " * n + b"x",
-        b"user@rcpt.example",
-        status=b"5.1.1 (" + b" " * n + b")",
-    ),
-    "blank lines in the text part": lambda n: _report(_repeat(b"\r\n \r\n", n), b"a@b.example"),
-    "Exim: '@' repeated on an address line": lambda n: _plain(
-        b"The following address(es) failed:\r\n\r\n  " + _repeat(b"a@", n) + b">x\r\n"
-    ),
-    "Exim: 'said:' repeated in a reply": lambda n: _plain(
-        b"The following address(es) failed:\r\n\r\n  a@b.example\r\n    host said: "
-        + _repeat(b"said: ]: ", n)
-        + b"\r\n"
-    ),
-    "qmail: '<' and '@' without '>'": lambda n: _plain(
-        b"This is the qmail-send program at mx.example.\r\n\r\n<" + _repeat(b"a@", n) + b"\r\n"
-    ),
-    "qmail: spaces after the address": lambda n: _plain(
-        b"This is the qmail-send program at mx.example.\r\n\r\n<a@b.example>:" + b" " * n + b"x\r\n"
-    ),
-}
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", DSN_SHAPES)
 def test_parse_time_grows_linearly_with_adversarial_input(shape: str) -> None:
     """1 KB → 10 MB of each shape: parse_report's time per byte stays within FACTOR of its time
     per byte at the reference size (the old regexes failed this within 64 KB)."""
-    growth = measure_growth(SHAPES[shape], parse_report, factor=FACTOR)
+    growth = measure_growth(DSN_SHAPES[shape], parse_report, factor=FACTOR)
     assert growth.broken_at is None, f"{shape}: {growth.describe()}"
 
 
