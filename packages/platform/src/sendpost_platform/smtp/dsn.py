@@ -22,6 +22,11 @@ The returned original message (``message/rfc822``, ``text/rfc822-headers`` or th
 text bounce's separator) is exposed as ``returned_headers`` so the caller can read e.g.
 ``X-Sendpost-Message-UUID``. The envelope address the bounce was sent to (``bounces+uuid+sub@``)
 is the caller's: it is not part of the message.
+
+Cost: linear in the message's size whatever it holds (the sender may be anyone who knows a
+bounce address). Addresses, recipient paragraphs and status comments are read with str methods
+and paragraphs split line by line; no remaining pattern has two unbounded quantifiers that can
+trade characters (tests/platform/dsn/test_linear_time.py).
 """
 
 from __future__ import annotations
