@@ -18,12 +18,14 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from sendpost_platform.clock import ManualClock
 from sendpost_platform.config import Settings
 from sendpost_platform.store import Store, accounts
 from sendpost_wire import EventType
 
+from devtools.smtp_servers import TestServer
 from tests.platform.conftest import Seed, add_provider
 from tests.platform.dashboard.helpers import add_event
 from tests.support.live_platform import LivePlatform
@@ -44,6 +46,8 @@ def live(sqlite_store: Store, seed_sqlite: Seed) -> Iterator[LivePlatform]:
     settings = Settings(
         database_url=sqlite_store.engine.url.render_as_string(hide_password=False),
         secret_key="test-secret-key",
+        allow_private_networks=True,  # providers created in the UI point at a loopback server
+        smtp_test_timeout=5.0,
     )
     with LivePlatform(settings, seed_sqlite) as platform:
         yield platform
@@ -255,3 +259,88 @@ def test_unknown_addresses_are_404_pages_and_root_leads_to_the_dashboard(
     tab.errors[:] = [e for e in tab.errors if "404" not in e]
     tab.page.goto(f"{live.base}/")
     assert tab.page.url == f"{live.base}/dashboard/"
+
+
+def test_create_test_edit_and_rotate_a_provider_without_curl(
+    tab: Tab, live: LivePlatform, screenshots: Path
+) -> None:
+    """In Chromium: "Test only" shows each SMTP stage with its reply and time against a
+    loopback SMTP server; "Test and create" shows the ingestion key once, and that key is
+    accepted by the ingestion API; editing the name saves; rotating shows a new key, and the old
+    one stops at once when "now" is chosen."""
+    with TestServer() as server:
+        tab.sign_in(live.base, live.seed.account.account_key)
+        tab.page.goto(f"{live.base}/dashboard/providers/new")
+        tab.page.fill("input[name=name]", "edge-mta")
+        tab.page.fill("input[name=host]", "127.0.0.1")
+        tab.page.fill("input[name=port]", str(server.port))
+        tab.page.select_option("select[name=security]", "none")
+        tab.page.fill("input[name=testFrom]", "probe@sender.example")
+        tab.page.fill("input[name=testTo]", "check@receiver.example")
+        tab.page.click("button[value=test]")
+        stages = tab.page.locator("table.stages tr[data-stage]")
+        assert tab.page.locator("section.smtp-test").get_attribute("data-ok") == "true"
+        assert stages.count() >= 4
+        assert "250" in tab.page.inner_text("table.stages")
+        tab.page.screenshot(path=screenshots / "provider-test-desktop.png", full_page=True)
+        tab.page.click("button[value=create]")
+        key = tab.page.inner_text("[data-key]").strip()
+        assert key.startswith("spe_")
+        tab.page.screenshot(path=screenshots / "provider-key-desktop.png", full_page=True)
+    event = {
+        "message_id": "5b0f8a8e-6a43-4a59-9d3e-0d5f8f3a1c11",
+        "event_type": "delivered",
+    }
+    answer = httpx.post(
+        f"{live.base}/api/v1/tpsp/custom-smtp/events",
+        headers={"X-SP-Event-ApiKey": key},
+        json={"events": [event]},
+    )
+    assert answer.status_code == 200
+    tab.page.goto(f"{live.base}/dashboard/providers")
+    card = tab.page.locator("section.agent-card", has_text="edge-mta")
+    card.locator("text=Edit").click()
+    tab.page.fill("input[name=name]", "edge-mta-2")
+    tab.page.click("button[value=save]")
+    assert tab.page.url == f"{live.base}/dashboard/providers"
+    card = tab.page.locator("section.agent-card", has_text="edge-mta-2")
+    card.locator("select[name=grace]").select_option("0")
+    card.locator("button", has_text="Rotate key").click()
+    new_key = tab.page.inner_text("[data-key]").strip()
+    assert new_key.startswith("spe_")
+    assert new_key != key
+    statuses = [
+        httpx.post(
+            f"{live.base}/api/v1/tpsp/custom-smtp/events",
+            headers={"X-SP-Event-ApiKey": k},
+            json={"events": [event]},
+        ).status_code
+        for k in (key, new_key)
+    ]
+    assert [401, 200] == statuses
+    tab.errors[:] = [e for e in tab.errors if "401" not in e]
+
+
+def test_a_failing_smtp_test_names_the_stage_and_creates_nothing(
+    tab: Tab, live: LivePlatform
+) -> None:
+    """A server that refuses the recipient: the page says the test failed at rcpt with the
+    server's reply, the form keeps what was typed, and no provider is created."""
+    with TestServer(reject={"RCPT": "550 5.1.1 no such user"}) as server:
+        tab.sign_in(live.base, live.seed.account.account_key)
+        tab.page.goto(f"{live.base}/dashboard/providers/new")
+        tab.page.fill("input[name=name]", "broken")
+        tab.page.fill("input[name=host]", "127.0.0.1")
+        tab.page.fill("input[name=port]", str(server.port))
+        tab.page.select_option("select[name=security]", "none")
+        tab.page.fill("input[name=testFrom]", "probe@sender.example")
+        tab.page.fill("input[name=testTo]", "nobody@receiver.example")
+        with tab.page.expect_response(re.compile(r"/providers/new$")) as answer:
+            tab.page.click("button[value=create]")
+    assert answer.value.status == 422
+    assert tab.page.locator("section.smtp-test").get_attribute("data-ok") == "false"
+    assert "no such user" in tab.page.inner_text("table.stages")
+    assert tab.page.input_value("input[name=name]") == "broken"
+    tab.errors[:] = [e for e in tab.errors if "422" not in e]
+    tab.page.goto(f"{live.base}/dashboard/providers")
+    assert "broken" not in tab.page.inner_text("main")

@@ -213,7 +213,7 @@ def _check_credentials(username: str | None, password: str | None) -> None:
         raise _field_error("username", "required when password is given")
 
 
-def _load(ctx: AppContext, account_id: int, provider_id: int) -> provider_store.Provider:
+def load(ctx: AppContext, account_id: int, provider_id: int) -> provider_store.Provider:
     with ctx.store.read() as conn:
         provider = provider_store.get_provider(conn, account_id=account_id, provider_id=provider_id)
     if provider is None:
@@ -238,9 +238,13 @@ _REFUSED = {
     responses=_REFUSED,  # type: ignore[arg-type]
 )
 async def test_provider(body: ProviderIn, account: AccountDep, ctx: ContextDep) -> dict[str, Any]:
+    return (await smtp_test(ctx, body)).to_json()
+
+
+async def smtp_test(ctx: AppContext, body: ProviderIn) -> SmtpTestResult:
+    """Run the SMTP test for these settings, creating nothing."""
     _check_credentials(body.username, body.password)
-    result = await _smtp_test(ctx, body.model_dump())
-    return result.to_json()
+    return await _smtp_test(ctx, body.model_dump())
 
 
 @router.post(
@@ -250,6 +254,12 @@ async def test_provider(body: ProviderIn, account: AccountDep, ctx: ContextDep) 
     responses=_REFUSED,  # type: ignore[arg-type]
 )
 async def create_provider(body: ProviderIn, account: AccountDep, ctx: ContextDep) -> dict[str, Any]:
+    return await create(ctx, account.id, body)
+
+
+async def create(ctx: AppContext, account_id: int, body: ProviderIn) -> dict[str, Any]:
+    """Create a provider once its SMTP test passes (the API's and the dashboard's way):
+    the provider's JSON with its ingestion key, shown this once."""
     _check_credentials(body.username, body.password)
     values = body.model_dump()
     await _require_passing_test(ctx, values)
@@ -259,7 +269,7 @@ async def create_provider(body: ProviderIn, account: AccountDep, ctx: ContextDep
         with ctx.store.write() as conn:
             return provider_store.create_provider(
                 conn,
-                account_id=account.id,
+                account_id=account_id,
                 name=body.name,
                 host=body.host,
                 port=body.port,
@@ -287,13 +297,13 @@ def list_providers(account: AccountDep, ctx: ContextDep) -> list[dict[str, Any]]
 
 @router.get("/api/v1/tpsp/custom-smtp/{provider_id}", summary="Read a provider")
 def read_provider(provider_id: ProviderId, account: AccountDep, ctx: ContextDep) -> dict[str, Any]:
-    return provider_json(_load(ctx, account.id, provider_id), ctx.clock.now())
+    return provider_json(load(ctx, account.id, provider_id), ctx.clock.now())
 
 
-async def _update(
+async def update(
     ctx: AppContext, account_id: int, provider_id: int, given: dict[str, Any]
 ) -> dict[str, Any]:
-    current = await run_in_threadpool(_load, ctx, account_id, provider_id)
+    current = await run_in_threadpool(load, ctx, account_id, provider_id)
     box = _box(ctx)
     stored_password = (
         box.open(current.password_encrypted) if current.password_encrypted is not None else None
@@ -364,7 +374,7 @@ async def patch_provider(
     for name, value in given.items():
         if value is None and name not in nullable:
             raise _field_error(to_camel(name), "cannot be null")
-    return await _update(ctx, account.id, provider_id, given)
+    return await update(ctx, account.id, provider_id, given)
 
 
 @router.put(
@@ -378,7 +388,7 @@ async def put_provider(
     given = body.model_dump()
     if "password" not in body.model_fields_set:
         del given["password"]  # keep the stored one
-    return await _update(ctx, account.id, provider_id, given)
+    return await update(ctx, account.id, provider_id, given)
 
 
 @router.delete("/api/v1/tpsp/custom-smtp/{provider_id}", status_code=204, summary="Delete")
@@ -412,16 +422,24 @@ def rotate_key(
     ctx: ContextDep,
     body: RotateRequest | None = None,
 ) -> dict[str, Any]:
+    asked = body.previous_key_grace_seconds if body is not None else None
+    return rotate(ctx, account.id, provider_id, asked)
+
+
+def rotate(
+    ctx: AppContext, account_id: int, provider_id: int, grace_seconds: int | None
+) -> dict[str, Any]:
+    """A new ingestion key (shown this once); the replaced one works ``grace_seconds`` more
+    (default and most: ``SENDPOST_INGEST_KEY_GRACE``)."""
     now = ctx.clock.now()
     longest = ctx.settings.ingest_key_grace
-    asked = body.previous_key_grace_seconds if body is not None else None
-    if asked is not None and asked > longest:
+    if grace_seconds is not None and grace_seconds > longest:
         raise _field_error(
             "previousKeyGraceSeconds", f"at most {int(longest)} (SENDPOST_INGEST_KEY_GRACE)"
         )
-    grace = dt.timedelta(seconds=longest if asked is None else asked)
+    grace = dt.timedelta(seconds=longest if grace_seconds is None else grace_seconds)
     with ctx.store.write() as conn:
-        provider = provider_store.get_provider(conn, account_id=account.id, provider_id=provider_id)
+        provider = provider_store.get_provider(conn, account_id=account_id, provider_id=provider_id)
         if provider is None:
             raise NotFound(f"no Custom SMTP provider {provider_id}")
         key = provider_store.rotate_ingest_key(conn, provider_id=provider_id, now=now, grace=grace)

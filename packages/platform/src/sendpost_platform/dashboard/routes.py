@@ -35,7 +35,7 @@ from sendpost_wire.schema import format_timestamp
 from sendpost_platform.api.deps import AppContext, ContextDep
 from sendpost_platform.api.events import encode_cursor
 from sendpost_platform.api.providers import agent_health
-from sendpost_platform.dashboard import auth, charts, session, views
+from sendpost_platform.dashboard import auth, charts, manage, session, views
 from sendpost_platform.dashboard.auth import authenticate, renderer
 from sendpost_platform.dashboard.render import (
     ICON_PATH,
@@ -50,6 +50,7 @@ from sendpost_platform.store import providers as provider_store
 
 router = APIRouter(include_in_schema=False)
 router.include_router(auth.router)
+router.include_router(manage.router)
 
 Viewer = Annotated[accounts.Account | Response, Depends(authenticate)]
 TIMELINE_LIMIT = 1000
@@ -123,7 +124,11 @@ def providers_page(request: Request, ctx: ContextDep, viewer: Viewer) -> Respons
     if isinstance(viewer, Response):
         return viewer
     return renderer(ctx).page(
-        request, "providers.html", account=viewer, providers=_provider_rows(ctx, viewer)
+        request,
+        "providers.html",
+        account=viewer,
+        providers=_provider_rows(ctx, viewer),
+        grace_choices=manage.GRACE_CHOICES,
     )
 
 
