@@ -22,9 +22,11 @@ import httpx
 import pytest
 from sendpost_platform.clock import ManualClock
 from sendpost_platform.config import Settings
-from sendpost_platform.store import Store, accounts
+from sendpost_platform.domain.routing import PoolMember
+from sendpost_platform.store import Store, accounts, pools
 from sendpost_wire import EventType
 
+from devtools.dns import DnsServer
 from devtools.smtp_servers import TestServer
 from tests.platform.conftest import Seed, add_provider
 from tests.platform.dashboard.helpers import add_event
@@ -42,12 +44,20 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture
-def live(sqlite_store: Store, seed_sqlite: Seed) -> Iterator[LivePlatform]:
+def dns_server() -> Iterator[DnsServer]:
+    with DnsServer() as server:
+        yield server
+
+
+@pytest.fixture
+def live(sqlite_store: Store, seed_sqlite: Seed, dns_server: DnsServer) -> Iterator[LivePlatform]:
     settings = Settings(
         database_url=sqlite_store.engine.url.render_as_string(hide_password=False),
         secret_key="test-secret-key",
         allow_private_networks=True,  # providers created in the UI point at a loopback server
         smtp_test_timeout=5.0,
+        dns_nameserver="127.0.0.1",  # domains are checked against the loopback DNS server
+        dns_port=dns_server.port,
     )
     with LivePlatform(settings, seed_sqlite) as platform:
         yield platform
@@ -182,6 +192,11 @@ def test_every_page_renders_without_errors_at_desktop_and_phone_width(
         "events-filtered": "/dashboard/events?recipient=ada%40example.com",
         "message": f"/dashboard/messages/{message_uuid}",
         "stats": "/dashboard/stats?range=24h",
+        "domains": "/dashboard/domains",
+        "pools": "/dashboard/pools",
+        "suppressions": "/dashboard/suppressions",
+        "preferences": "/dashboard/preferences",
+        "provider-new": "/dashboard/providers/new",
         "login": "/dashboard/login",
     }
     for width_name, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
@@ -344,3 +359,49 @@ def test_a_failing_smtp_test_names_the_stage_and_creates_nothing(
     tab.errors[:] = [e for e in tab.errors if "422" not in e]
     tab.page.goto(f"{live.base}/dashboard/providers")
     assert "broken" not in tab.page.inner_text("main")
+
+
+def test_domains_pools_and_suppressions_without_curl(
+    tab: Tab, live: LivePlatform, dns_server: DnsServer
+) -> None:
+    """Add a domain in the form; its DKIM and return-path records are listed; "Check DNS now"
+    says what DNS holds (nothing, then the published records: verified). Suppress a recipient
+    and lift it again. The pools page lists the pool stored for the account."""
+    tab.sign_in(live.base, live.seed.account.account_key)
+    tab.page.goto(f"{live.base}/dashboard/domains")
+    tab.page.fill("input[name=name]", "shop.example")
+    tab.page.click("button:has-text('Add')")
+    section = tab.page.locator("section.domain", has_text="shop.example")
+    rows = section.locator("table.records tbody tr")
+    assert rows.count() == 2
+    records = [
+        [cell.strip() for cell in rows.nth(i).locator("td").all_inner_texts()]
+        for i in range(rows.count())
+    ]
+    section.locator("button", has_text="Check DNS now").click()
+    section = tab.page.locator("section.domain", has_text="shop.example")
+    assert "not verified" in section.locator("h2").inner_text()
+    for _purpose, rdtype, name, value in records:
+        dns_server.add(name, rdtype, value)
+    section.locator("button", has_text="Check DNS now").click()
+    section = tab.page.locator("section.domain", has_text="shop.example")
+    assert "not verified" not in section.locator("h2").inner_text()
+    assert section.locator("table.checks").count() == 1
+    tab.page.goto(f"{live.base}/dashboard/suppressions")
+    tab.page.fill("input[name=recipient]", "Gone@Example.org")
+    tab.page.click("button:has-text('Suppress')")
+    assert tab.page.locator("tr[data-recipient='gone@example.org']").count() == 1
+    tab.page.locator("tr[data-recipient='gone@example.org'] button").click()
+    assert tab.page.locator("tr[data-recipient='gone@example.org']").count() == 0
+    with live.seed.store.write() as conn:
+        pools.create_pool(
+            conn,
+            account_id=live.seed.account.account_id,
+            name="main",
+            strategy="round_robin",
+            members=[PoolMember(str(live.seed.provider.id))],
+            now=live.seed.clock.now(),
+        )
+    tab.page.goto(f"{live.base}/dashboard/pools")
+    assert "main" in tab.page.inner_text("table.pools")
+    assert live.seed.provider.name in tab.page.inner_text("table.pools")

@@ -4,7 +4,7 @@ the same rules as the providers API (a new server needs the password again)."""
 from __future__ import annotations
 
 import httpx
-from sendpost_platform.store import providers
+from sendpost_platform.store import Store, accounts, providers, suppressions
 
 from tests.platform.conftest import Seed
 from tests.platform.dashboard.helpers import sign_in
@@ -69,3 +69,30 @@ async def test_moving_a_provider_in_the_form_needs_its_password(
     page = await client.post(f"/dashboard/providers/{seed.provider.id}/edit", data=form)
     assert page.status_code == 400
     assert '<label class="invalid">Password' in page.text
+
+
+async def test_suppressions_stay_within_the_account(
+    client: httpx.AsyncClient, seed: Seed, store: Store
+) -> None:
+    """A suppression can be added to and lifted from this account's sub-accounts only: another
+    account's sub-account ID is refused (400) and its suppression stays; a bad address is named."""
+    with store.write() as conn:
+        other = accounts.create_account(conn, name="Other", now=seed.clock.now())
+        suppressions.add_suppression(
+            conn,
+            account_id=other.account_id,
+            subaccount_id=other.subaccount_id,
+            recipient="kept@example.org",
+            reason="manual",
+            now=seed.clock.now(),
+        )
+    await sign_in(client, seed.account.account_key)
+    foreign = {"recipient": "kept@example.org", "subaccount": str(other.subaccount_id)}
+    assert (await client.post("/dashboard/suppressions/remove", data=foreign)).status_code == 400
+    assert (await client.post("/dashboard/suppressions", data=foreign)).status_code == 400
+    bad = {"recipient": "not an address", "subaccount": str(seed.account.subaccount_id)}
+    page = await client.post("/dashboard/suppressions", data=bad)
+    assert (page.status_code, "recipient: not an email address" in page.text) == (400, True)
+    with store.read() as conn:
+        kept = suppressions.list_suppressions(conn, subaccount_id=other.subaccount_id)
+    assert ["kept@example.org"] == [r["recipient_key"] for r in kept]

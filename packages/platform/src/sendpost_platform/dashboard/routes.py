@@ -35,7 +35,7 @@ from sendpost_wire.schema import format_timestamp
 from sendpost_platform.api.deps import AppContext, ContextDep
 from sendpost_platform.api.events import encode_cursor
 from sendpost_platform.api.providers import agent_health
-from sendpost_platform.dashboard import auth, charts, manage, session, views
+from sendpost_platform.dashboard import auth, charts, manage, session, setup_pages, views
 from sendpost_platform.dashboard.auth import authenticate, renderer
 from sendpost_platform.dashboard.render import (
     ICON_PATH,
@@ -51,6 +51,7 @@ from sendpost_platform.store import providers as provider_store
 router = APIRouter(include_in_schema=False)
 router.include_router(auth.router)
 router.include_router(manage.router)
+router.include_router(setup_pages.router)
 
 Viewer = Annotated[accounts.Account | Response, Depends(authenticate)]
 TIMELINE_LIMIT = 1000
@@ -379,6 +380,7 @@ def preferences_page(request: Request, ctx: ContextDep, viewer: Viewer, next: st
         request,
         "preferences.html",
         account=viewer,
+        problem=None,
         zones=views.zone_choices(),
         next_path=auth.safe_next(next[:2000]),
     )

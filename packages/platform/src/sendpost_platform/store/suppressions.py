@@ -66,3 +66,14 @@ def list_suppressions(conn: Connection, *, subaccount_id: int) -> list[dict[str,
         .order_by(suppressions.c.created_at)
     )
     return [dict(r._mapping) for r in rows]
+
+
+def remove_suppression(conn: Connection, *, subaccount_id: int, recipient: str) -> bool:
+    """Lift a suppression (the recipient may be sent to again); False when there was none."""
+    result = conn.execute(
+        sa.delete(suppressions).where(
+            suppressions.c.subaccount_id == subaccount_id,
+            suppressions.c.recipient_key == normalize_address(recipient),
+        )
+    )
+    return bool(result.rowcount)
