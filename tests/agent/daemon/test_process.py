@@ -15,6 +15,7 @@ from typing import BinaryIO
 
 import pytest
 from sendpost_agent.buffer import Wal
+from sendpost_agent.checkpoint import DB_NAME, StateDb
 
 from tests.support.fake_ingest import FakeIngest
 
@@ -65,8 +66,9 @@ def test_sigterm_ships_saves_state_and_exits_zero(tmp_path: Path, ingest: FakeIn
     finally:
         proc.kill()
         proc.wait()
-    cursor = json.loads((tmp_path / "state" / "cursor").read_text())
-    assert (tmp_path / "mail.log").stat().st_size == cursor["offset"]
+    cursor = StateDb(tmp_path / "state" / DB_NAME).load()
+    assert cursor is not None
+    assert (tmp_path / "mail.log").stat().st_size == cursor.position.offset
     wal = Wal(tmp_path / "state" / "pending.wal", 1 << 20, 1 << 20)
     wal.open()
     assert wal.pending_events == 0

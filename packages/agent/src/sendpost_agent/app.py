@@ -22,7 +22,7 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from sendpost_agent.buffer import Wal, WalPos
-from sendpost_agent.checkpoint import Cursor, CursorStore, Position
+from sendpost_agent.checkpoint import DB_NAME, LEGACY_NAME, Cursor, Position, StateDb
 from sendpost_agent.config import Settings
 from sendpost_agent.errors import ConfigError, StateCorrupt
 from sendpost_agent.http import StatusServer
@@ -32,6 +32,10 @@ from sendpost_agent.sources.file import FileTail
 from sendpost_agent.telemetry import Metrics, Status, health
 
 log = logging.getLogger("sendpost_agent")
+
+# Queue IDs silent for 24 h are forgotten (and orphaned held lines dropped once their hold time
+# is over, which each line's time also checks): a pass over every entry, at most this often.
+EXPIRE_INTERVAL = 30.0
 
 
 def check_log_readable(path: Path) -> None:
@@ -78,7 +82,7 @@ class Agent:
         self.listening: tuple[str, int] | None = None
         self._space = asyncio.Event()
         state = settings.state_dir
-        self.cursors = CursorStore(state / "cursor")
+        self.cursors = StateDb(state / DB_NAME, legacy=state / LEGACY_NAME)
         self.wal = Wal(state / "pending.wal", settings.wal_max_bytes, settings.wal_segment_bytes)
 
     # -- start-up -------------------------------------------------------------------------------
@@ -88,12 +92,13 @@ class Agent:
             return self.cursors.load()
         except StateCorrupt as exc:
             log.error(
-                "%s; moved aside to cursor.corrupt, reading the log from its start "
+                "%s; moved aside to %s.corrupt, reading the log from its start "
                 "(events already sent are sent again with the same event_id)",
                 exc,
+                DB_NAME,
             )
             self.metrics.state_resets.labels("cursor").inc()
-            os.replace(self.cursors.path, self.cursors.path.with_name("cursor.corrupt"))
+            self.cursors.move_aside()
             return None
 
     def _pipeline(self, cursor: Cursor | None) -> Pipeline:
@@ -102,12 +107,15 @@ class Agent:
         if cursor is not None and cursor.parser_state is not None:
             try:
                 return Pipeline(
-                    internal_relays=relays, state=cursor.parser_state, reference_time=now
+                    internal_relays=relays,
+                    state=cursor.parser_state,
+                    reference_time=now,
+                    track_changes=True,
                 )
             except Exception as exc:
                 log.error("saved correlation state unusable (%r); starting without it", exc)
                 self.metrics.state_resets.labels("parser").inc()
-        return Pipeline(internal_relays=relays, reference_time=now)
+        return Pipeline(internal_relays=relays, reference_time=now, track_changes=True)
 
     def refresh(self) -> None:
         """Copy WAL figures into the status and gauges; wake the reader when space freed."""
@@ -193,6 +201,7 @@ class Agent:
                 with contextlib.suppress(asyncio.CancelledError):
                     await ship_task
             source.close()
+            self.cursors.close()
             self.wal.persist_ack()
             self.wal.close()
             await client.aclose()
@@ -207,6 +216,7 @@ class Agent:
         s, wal, metrics = self.settings, self.wal, self.metrics
         saved: Position | None = source.position
         last_save = self.clock.monotonic()
+        last_expire: float | None = None
         # False while a chunk's lines are consumed but their events not yet in the WAL: if that
         # fails (disk full, parser error), the cursor must not be saved past those lines.
         consistent = True
@@ -215,7 +225,7 @@ class Agent:
             nonlocal saved, last_save
             position = source.position
             if position is not None:
-                self.cursors.save(Cursor(position, pipeline.snapshot()))
+                self.cursors.save(position, pipeline)
             saved, last_save = position, self.clock.monotonic()
 
         try:
@@ -230,8 +240,11 @@ class Agent:
                 data = source.read()
                 self.status.log_error = source.error
                 if data is None:
-                    now = dt.datetime.fromtimestamp(self.clock.wall(), dt.UTC)
-                    pipeline.expire(now)
+                    mono = self.clock.monotonic()
+                    if last_expire is None or mono - last_expire >= EXPIRE_INTERVAL:
+                        now = dt.datetime.fromtimestamp(self.clock.wall(), dt.UTC)
+                        pipeline.expire(now)
+                        last_expire = mono
                     if source.position != saved:
                         save()
                     await self._pause(self.stop, s.poll_interval)

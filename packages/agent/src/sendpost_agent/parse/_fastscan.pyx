@@ -1068,6 +1068,7 @@ cdef class _State:
     cdef Buf o
     cdef list events, out
     cdef dict best, queues, counts
+    cdef set touched
     cdef object max_held, last_stamp, last_micros, json_micros, json_stamp
     cdef Py_ssize_t lines, parsed, truncated, last_s, last_e
     cdef Py_ssize_t counted[5]
@@ -1078,6 +1079,7 @@ cdef class _State:
         memset(&self.o, 0, sizeof(Buf))
         self.events, self.out, self.best, self.counts = [], [], {}, {}
         self.queues = corr.queues
+        self.touched = corr.touched
         self.max_held = corr.max_held
         self.last_stamp = self.last_micros = self.json_stamp = None
         self.json_micros = 0
@@ -1110,6 +1112,7 @@ cdef class _State:
         cdef object stamp, micros, uuid, orphans_due
         cdef object corr = self.corr
         cdef dict queues = self.queues
+        cdef set touched = self.touched
         cdef dict best = self.best
         cdef list out = self.out
         cdef Buf* o = &self.o
@@ -1120,6 +1123,7 @@ cdef class _State:
             r = &j.recs[i]
             kind = r.kind
             qid = _text(b, r.qs, r.qe)
+            touched.add(qid)  # every line of a queue ID may change its saved entry
             if kind == K_HEADER or kind == K_SENDER or kind == K_MESSAGE_ID:
                 source = 1 if kind == K_HEADER else (2 if kind == K_SENDER else 3)
                 if best.get(qid, 99) > source:

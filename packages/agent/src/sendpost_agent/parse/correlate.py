@@ -22,6 +22,12 @@ Rules
   deferral's reply; with no recipient known, one ``soft_bounced`` without a recipient.
 * ``removed`` forgets the queue ID (short IDs are reused); so does 24 h (:data:`TTL_US`) without
   a line for it (:meth:`Correlator.expire`).
+
+Saving
+------
+Every queue ID whose entry in ``queues`` or ``orphans`` may have changed is added to
+:attr:`Correlator.touched` (the code that changes an entry adds its ID, here and in the
+compiled twin), so a save writes those entries only (docs/wal.md, "Correlation state").
 """
 
 from __future__ import annotations
@@ -95,6 +101,8 @@ class Correlator:
         self.holding: deque[str] = deque()
         self.orphan_order: deque[tuple[int, str]] = deque()
         self.uncorrelated = 0  # a counter, not state: restarts at zero
+        # Queue IDs whose entries (in queues or orphans) changed since the owner last took them.
+        self.touched: set[str] = set()
         if state:
             if state.get("version") != STATE_VERSION:
                 raise ValueError(f"unknown correlator state version {state.get('version')!r}")
@@ -132,6 +140,7 @@ class Correlator:
 
     def learn(self, qid: str, uuid: str, source: int, out: Out) -> None:
         """A line revealed the UUID of ``qid``."""
+        self.touched.add(qid)
         q = self.queues.get(qid)
         if q is None:
             self.queues[qid] = {
@@ -148,12 +157,14 @@ class Correlator:
 
     def removed(self, qid: str) -> None:
         """``qid`` is finished; it may be reused by a new message from now on."""
+        self.touched.add(qid)
         q = self.queues.pop(qid, None)
         if q is not None and q["h"]:
             self.park(qid, q)
 
     def park(self, qid: str, q: dict[str, Any]) -> None:
         """The held lines of a removed queue ID: dropped if it had a UUID, else kept a while."""
+        self.touched.add(qid)
         if q["u"] is None:
             deadline = (self.last_us or 0) + HOLD_US
             earlier = self.orphans.pop(qid, None)  # the same short ID, removed twice
@@ -195,6 +206,7 @@ class Correlator:
             self._apply(q, rec, micros, out)
 
     def _queue(self, qid: str) -> dict[str, Any]:
+        self.touched.add(qid)
         q = self.queues.get(qid)
         if q is None:
             q = self.queues[qid] = _new_queue()
@@ -216,6 +228,7 @@ class Correlator:
                 self._link_child(child, uuid, out)
 
     def _link_child(self, child: str, uuid: str, out: Out) -> None:
+        self.touched.add(child)
         orphan = self.orphans.pop(child, None)
         if orphan is not None:
             self.held -= len(orphan["h"])
@@ -247,6 +260,7 @@ class Correlator:
                 self._drop_orphans(micros)
         else:
             micros = self.last_us
+        self.touched.add(qid)
         q = self.queues.get(qid)
         if q is None:
             q = self.queues[qid] = _new_queue()
@@ -320,17 +334,21 @@ class Correlator:
                 self.orphans_due = deadline
                 break
             self.orphan_order.popleft()
+            self.touched.add(qid)
             self._give_up(len(self.orphans.pop(qid)["h"]))
 
     def _drop_oldest_held(self) -> None:
         qid = self._oldest_orphan()
         if qid is not None:
             self.orphan_order.popleft()
+            self.touched.add(qid)
             self._give_up(len(self.orphans.pop(qid)["h"]))
             return
         while self.holding:
-            q = self.queues.get(self.holding.popleft())
+            qid = self.holding.popleft()
+            q = self.queues.get(qid)
             if q is not None and q["h"] and q["u"] is None:
+                self.touched.add(qid)
                 self._give_up(len(q["h"]))
                 q["h"] = []
                 return
@@ -343,12 +361,15 @@ class Correlator:
         """Forget queue IDs silent for 24 h and orphaned held lines past their hold time."""
         limit = now_us - TTL_US
         for qid in [k for k, q in self.queues.items() if q["t"] is not None and q["t"] < limit]:
+            self.touched.add(qid)
             self._give_up(len(self.queues.pop(qid)["h"]))
         for qid in [k for k, o in self.orphans.items() if o["d"] < now_us]:
+            self.touched.add(qid)
             self._give_up(len(self.orphans.pop(qid)["h"]))
 
     def flush(self) -> None:
         """End of input: every line still held will never be correlated."""
+        self.touched.update(self.orphans, self.queues)
         for qid in list(self.orphans):
             self._give_up(len(self.orphans.pop(qid)["h"]))
         for q in self.queues.values():

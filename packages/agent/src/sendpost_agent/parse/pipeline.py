@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from sendpost_agent.parse.correlate import STATE_VERSION as CORRELATOR_STATE_VERSION
 from sendpost_agent.parse.correlate import Correlator, Out
 from sendpost_agent.parse.scan import (
     NATIVE,
@@ -78,6 +79,28 @@ class ParseStats:
         }
 
 
+@dataclass
+class StateChanges:
+    """What :meth:`Pipeline.changes` hands to the state store.
+
+    ``head`` is :meth:`Pipeline.snapshot` without the correlator's ``queues`` and ``orphans``
+    (small: saved whole every time). ``queues`` and ``orphans`` map each queue ID that may have
+    changed to its entry now, None when it has none; they are the pipeline's live objects, to be
+    encoded before it is fed again. ``complete``: they are every entry, and whatever was saved
+    before is to be replaced."""
+
+    head: dict[str, Any]
+    queues: dict[str, Any]
+    orphans: dict[str, Any]
+    complete: bool
+
+
+def whole_state(head: Mapping[str, Any], queues: Any, orphans: Any) -> dict[str, Any]:
+    """The inverse of :class:`StateChanges`: a :meth:`Pipeline.snapshot` from its head and all
+    of its entries."""
+    return {**head, "correlator": {**head["correlator"], "queues": queues, "orphans": orphans}}
+
+
 class InternalRelays:
     """Matches ``relay=`` values against networks (``127.0.0.0/8``) and names (``localhost``)."""
 
@@ -120,6 +143,8 @@ class Pipeline:
 
     ``reference_time`` anchors the year of classic timestamps (the daemon passes now, ``parse``
     the file's modification time); ``tz`` is their time zone (default: the host's).
+    ``track_changes``: remember which queue IDs changed, for :meth:`changes` (the daemon's
+    saves); off, nothing is remembered between feeds.
     """
 
     def __init__(
@@ -129,6 +154,7 @@ class Pipeline:
         state: Mapping[str, Any] | None = None,
         reference_time: dt.datetime | None = None,
         tz: dt.tzinfo | None = None,
+        track_changes: bool = False,
     ) -> None:
         if state is not None and state.get("version") != STATE_VERSION:
             raise ValueError(f"unknown pipeline state version {state.get('version')!r}")
@@ -141,6 +167,8 @@ class Pipeline:
         self._last_stamp: str | None = None
         self._last_micros: int | None = None
         self._stamps: dict[int | None, str] = {}
+        self._tracking = track_changes
+        self._complete = state is None  # no state to build on: the first changes are all of it
 
     def feed(self, data: bytes) -> list[AgentEvent]:
         """Process zero or more complete lines; returns their events in log order."""
@@ -212,6 +240,7 @@ class Pipeline:
                 if q is None or q["s"] > op[3]:
                     learn(op[1], op[2], op[3], out)
             elif kind == OP_REMOVED:
+                corr.touched.add(op[1])
                 q = queues.pop(op[1], None)
                 if q is not None and q["h"]:
                     corr.park(op[1], q)
@@ -245,6 +274,8 @@ class Pipeline:
             unparsed["too_long"] = unparsed.get("too_long", 0) + too_long
         stats.ignored += lines - parsed - truncated - too_long
         stats.uncorrelated = self._correlator.uncorrelated
+        if not self._tracking:
+            self._correlator.touched.clear()
 
     def render(self, events: Out) -> list[str]:
         """Events from :meth:`apply` as compact JSON objects (see :meth:`feed_json`)."""
@@ -264,12 +295,16 @@ class Pipeline:
         """End of input (``parse``): lines still waiting for a UUID are counted as uncorrelated."""
         self._correlator.flush()
         self.stats.uncorrelated = self._correlator.uncorrelated
+        if not self._tracking:
+            self._correlator.touched.clear()
         return []
 
     def expire(self, now: dt.datetime) -> None:
         """Drop queue IDs silent for 24 h and held lines past their hold time."""
         self._correlator.expire(to_micros(now))
         self.stats.uncorrelated = self._correlator.uncorrelated
+        if not self._tracking:
+            self._correlator.touched.clear()
 
     def snapshot(self) -> dict[str, Any]:
         """JSON-serialisable state; ``Pipeline(state=snapshot())`` continues where this one is.
@@ -279,6 +314,35 @@ class Pipeline:
             "years": self._years.state(),
             "correlator": _copy(self._correlator.state()),
         }
+
+    def changes(self) -> StateChanges:
+        """The state that changed since the last call (the first time, when this pipeline was
+        built without state: all of it); ``whole_state`` of everything saved so far plus these
+        equals :meth:`snapshot`. Needs ``track_changes``. Costs what changed, not what is held."""
+        corr = self._correlator
+        head = {
+            "version": STATE_VERSION,
+            "years": self._years.state(),
+            "correlator": {"version": CORRELATOR_STATE_VERSION, "last_us": corr.last_us},
+        }
+        touched, corr.touched = corr.touched, set()
+        if self._complete:
+            self._complete = False
+            return StateChanges(head, dict(corr.queues), dict(corr.orphans), True)
+        queues, orphans = corr.queues, corr.orphans
+        return StateChanges(
+            head,
+            {qid: queues.get(qid) for qid in touched},
+            {qid: orphans.get(qid) for qid in touched},
+            False,
+        )
+
+    def unsaved(self, changes: StateChanges) -> None:
+        """``changes`` could not be saved: the next :meth:`changes` includes them again."""
+        if changes.complete:
+            self._complete = True
+        else:
+            self._correlator.touched.update(changes.queues)
 
     # -- internals --------------------------------------------------------------------------
 
