@@ -228,6 +228,11 @@ class Agent:
                 self.cursors.save(position, pipeline)
             saved, last_save = position, self.clock.monotonic()
 
+        def due() -> bool:
+            # at most one save per interval: a steady trickle of lines makes the reader idle
+            # between reads, and each save costs an fsync
+            return self.clock.monotonic() - last_save >= s.checkpoint_interval
+
         try:
             while not self.stop.is_set():
                 if wal.full:
@@ -245,7 +250,7 @@ class Agent:
                         now = dt.datetime.fromtimestamp(self.clock.wall(), dt.UTC)
                         pipeline.expire(now)
                         last_expire = mono
-                    if source.position != saved:
+                    if source.position != saved and due():
                         save()
                     await self._pause(self.stop, s.poll_interval)
                     continue
@@ -259,7 +264,7 @@ class Agent:
                 if position is not None:
                     self.status.log_offset = position.offset
                     metrics.log_offset.set(position.offset)
-                if self.clock.monotonic() - last_save >= s.checkpoint_interval:
+                if due():
                     save()
                 shipper.notify()
                 await asyncio.sleep(0)

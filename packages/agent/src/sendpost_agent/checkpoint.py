@@ -156,6 +156,8 @@ class StateDb:
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o640))
         db = sqlite3.connect(self.path, isolation_level=None)
         try:
+            # small pages: a save rewrites one page per changed entry (for a new database only)
+            db.execute("PRAGMA page_size=1024")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA journal_size_limit=8388608")  # the WAL file shrinks back to 8 MB
