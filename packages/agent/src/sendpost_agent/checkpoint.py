@@ -16,8 +16,11 @@ clock); :func:`~sendpost_agent.parse.pipeline.whole_state` puts the three back t
 Invariants
 ----------
 1. **One save, one transaction.** The cursor row and every changed entry are committed together
-   or not at all (``journal_mode=WAL``, ``synchronous=FULL``: the commit is fsynced before
-   :meth:`StateDb.save` returns). The cursor and the state it was saved with never disagree.
+   or not at all. The cursor and the state it was saved with never disagree. With
+   ``journal_mode=WAL`` and ``synchronous=NORMAL`` a commit is with the operating system when
+   :meth:`StateDb.save` returns (a killed agent loses no save) and on disk at SQLite's next
+   checkpoint of its WAL (a power loss may take back the last saves, whole: the cursor then lags,
+   which only means lines read again). No fsync per save.
 2. **A save costs what changed.** It writes the cursor row and the entries of the queue IDs that
    changed since the previous save (:meth:`Pipeline.changes
    <sendpost_agent.parse.pipeline.Pipeline.changes>`), not every entry: its cost follows the lines
@@ -159,7 +162,7 @@ class StateDb:
             # small pages: a save rewrites one page per changed entry (for a new database only)
             db.execute("PRAGMA page_size=1024")
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA journal_size_limit=8388608")  # the WAL file shrinks back to 8 MB
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
