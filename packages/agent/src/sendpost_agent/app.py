@@ -82,14 +82,14 @@ class Agent:
         self.listening: tuple[str, int] | None = None
         self._space = asyncio.Event()
         state = settings.state_dir
-        self.cursors = StateDb(state / DB_NAME, legacy=state / LEGACY_NAME)
+        self.state_db = StateDb(state / DB_NAME, legacy=state / LEGACY_NAME)
         self.wal = Wal(state / "pending.wal", settings.wal_max_bytes, settings.wal_segment_bytes)
 
     # -- start-up -------------------------------------------------------------------------------
 
     def _load_cursor(self) -> Cursor | None:
         try:
-            return self.cursors.load()
+            return self.state_db.load()
         except StateCorrupt as exc:
             log.error(
                 "%s; moved aside to %s.corrupt, reading the log from its start "
@@ -98,7 +98,7 @@ class Agent:
                 DB_NAME,
             )
             self.metrics.state_resets.labels("cursor").inc()
-            self.cursors.move_aside()
+            self.state_db.move_aside()
             return None
 
     def _pipeline(self, cursor: Cursor | None) -> Pipeline:
@@ -201,7 +201,7 @@ class Agent:
                 with contextlib.suppress(asyncio.CancelledError):
                     await ship_task
             source.close()
-            self.cursors.close()
+            self.state_db.close()
             self.wal.persist_ack()
             self.wal.close()
             await client.aclose()
@@ -225,7 +225,7 @@ class Agent:
             nonlocal saved, last_save
             position = source.position
             if position is not None:
-                self.cursors.save(position, pipeline)
+                self.state_db.save(position, pipeline)
             saved, last_save = position, self.clock.monotonic()
 
         def due() -> bool:

@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sendpost_agent.errors import StateCorrupt
+from sendpost_agent.parse.pipeline import split_state, whole_state
 
 if TYPE_CHECKING:
     from sendpost_agent.parse.pipeline import Pipeline
@@ -192,7 +193,8 @@ class StateDb:
             legacy = self._load_legacy()
             if legacy is None:
                 return None
-            self._write(legacy.position, *_split(legacy.parser_state), complete=True)
+            head, queues, orphans = split_state(legacy.parser_state)
+            self._write(legacy.position, head, queues, orphans, complete=True)
             row = db.execute(
                 "SELECT dev, ino, fingerprint, fp_len, path, offset, head FROM cursor"
             ).fetchone()
@@ -216,8 +218,6 @@ class StateDb:
             if isinstance(parser.get("correlator"), dict):
                 queues = {q: json.loads(e) for q, e in db.execute("SELECT * FROM queues")}
                 orphans = {q: json.loads(e) for q, e in db.execute("SELECT * FROM orphans")}
-                from sendpost_agent.parse.pipeline import whole_state
-
                 parser = whole_state(parser, queues, orphans)
         except StateCorrupt:
             raise
@@ -310,20 +310,3 @@ class StateDb:
             with contextlib.suppress(FileNotFoundError):
                 os.replace(self.legacy, self.legacy.with_name(self.legacy.name + ".corrupt"))
         fsync_dir(self.path.parent)
-
-
-def _split(
-    parser: dict[str, Any] | None,
-) -> tuple[dict[str, Any] | None, dict[str, Any], dict[str, Any]]:
-    """A whole parser state (``Pipeline.snapshot()`` shape) as (head, queues, orphans); a state
-    of another shape is kept whole as the head (the pipeline then decides whether to use it)."""
-    if parser is None:
-        return None, {}, {}
-    corr = parser.get("correlator")
-    if not isinstance(corr, dict):
-        return parser, {}, {}
-    queues, orphans = corr.get("queues"), corr.get("orphans")
-    if not isinstance(queues, dict) or not isinstance(orphans, dict):
-        return parser, {}, {}
-    rest = {k: v for k, v in corr.items() if k not in ("queues", "orphans")}
-    return {**parser, "correlator": rest}, queues, orphans

@@ -101,6 +101,23 @@ def whole_state(head: Mapping[str, Any], queues: Any, orphans: Any) -> dict[str,
     return {**head, "correlator": {**head["correlator"], "queues": queues, "orphans": orphans}}
 
 
+def split_state(
+    state: dict[str, Any] | None,
+) -> tuple[dict[str, Any] | None, dict[str, Any], dict[str, Any]]:
+    """A :meth:`Pipeline.snapshot` as (head, queues, orphans), the inverse of :func:`whole_state`;
+    a state of another shape is all head (the pipeline then decides whether it can use it)."""
+    if state is None:
+        return None, {}, {}
+    corr = state.get("correlator")
+    if not isinstance(corr, dict):
+        return state, {}, {}
+    queues, orphans = corr.get("queues"), corr.get("orphans")
+    if not isinstance(queues, dict) or not isinstance(orphans, dict):
+        return state, {}, {}
+    rest = {k: v for k, v in corr.items() if k not in ("queues", "orphans")}
+    return {**state, "correlator": rest}, queues, orphans
+
+
 class InternalRelays:
     """Matches ``relay=`` values against networks (``127.0.0.0/8``) and names (``localhost``)."""
 
@@ -325,7 +342,8 @@ class Pipeline:
             "years": self._years.state(),
             "correlator": {"version": CORRELATOR_STATE_VERSION, "last_us": corr.last_us},
         }
-        touched, corr.touched = corr.touched, set()
+        touched = set(corr.touched)  # the set itself stays: the compiled scanner holds it
+        corr.touched.clear()
         if self._complete:
             self._complete = False
             return StateChanges(head, dict(corr.queues), dict(corr.orphans), True)
