@@ -230,7 +230,7 @@ def measure_saves(args: argparse.Namespace, work: Path) -> str:
         times.append(time.perf_counter() - started)
     size = sum(p.stat().st_size for p in state.iterdir())
     return (
-        f"save ({'journal of changes' if new_api else 'whole state rewritten'}): "
+        f"save ({'changed rows only' if new_api else 'whole state rewritten'}): "
         f"median {statistics.median(times) * 1000:.1f} ms, worst {max(times) * 1000:.1f} ms "
         f"over {len(times)} saves of one second of lines each; state on disk {size / 1e6:.1f} MB"
     )
