@@ -249,7 +249,7 @@ async def test_lost_or_corrupt_state_restarts_safely(
         await until(lambda: len(ingest.events) >= 2 * len(expected))
     assert expected == _received(ingest)
     if damage == "corrupt":
-        assert any("moved aside to state.db.corrupt" in r.getMessage() for r in caplog.records)
+        assert any("moved aside (state.db.corrupt" in r.getMessage() for r in caplog.records)
         assert (tmp_path / "state" / (DB_NAME + ".corrupt")).exists()
 
 

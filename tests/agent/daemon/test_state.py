@@ -231,3 +231,16 @@ def test_an_unreadable_database_is_reported_and_moved_aside(tmp_path: Path, dama
     store.move_aside()
     assert damage == (tmp_path / (DB_NAME + ".corrupt")).read_bytes()
     assert StateDb(tmp_path / DB_NAME).load() is None
+
+
+def test_an_unreadable_old_cursor_file_is_reported_and_moved_aside(tmp_path: Path) -> None:
+    """An old-format ``cursor`` file that cannot be decoded raises StateCorrupt naming it (no
+    import); ``move_aside`` keeps it as ``cursor.corrupt`` and the next load starts empty."""
+    legacy = tmp_path / LEGACY_NAME
+    legacy.write_text('{"version": 1, "file": {"dev": ')
+    store = StateDb(tmp_path / DB_NAME, legacy=legacy)
+    with pytest.raises(StateCorrupt, match=f"{LEGACY_NAME}: cannot decode the cursor"):
+        store.load()
+    assert "cursor.corrupt" in store.move_aside()
+    assert (True, False) == ((tmp_path / "cursor.corrupt").exists(), legacy.exists())
+    assert StateDb(tmp_path / DB_NAME, legacy=legacy).load() is None

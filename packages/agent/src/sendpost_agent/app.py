@@ -91,14 +91,14 @@ class Agent:
         try:
             return self.state_db.load()
         except StateCorrupt as exc:
+            moved = self.state_db.move_aside()
             log.error(
-                "%s; moved aside to %s.corrupt, reading the log from its start "
+                "%s; moved aside (%s), reading the log from its start "
                 "(events already sent are sent again with the same event_id)",
                 exc,
-                DB_NAME,
+                ", ".join(moved),
             )
             self.metrics.state_resets.labels("cursor").inc()
-            self.state_db.move_aside()
             return None
 
     def _pipeline(self, cursor: Cursor | None) -> Pipeline:

@@ -76,7 +76,7 @@ CREATE TABLE queues (qid TEXT PRIMARY KEY, entry TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE orphans (qid TEXT PRIMARY KEY, entry TEXT NOT NULL) WITHOUT ROWID;
 PRAGMA user_version = 1;
 """
-_SIDE_FILES = ("-wal", "-shm")
+_SUFFIXES = ("", "-wal", "-shm")  # the database and SQLite's files beside it
 # per table: forget all, forget one, write one
 _QUEUES = (
     "DELETE FROM queues",
@@ -216,8 +216,10 @@ class StateDb:
             if not isinstance(parser, dict):
                 raise StateCorrupt(f"{self.path}: parser state is not an object")
             if isinstance(parser.get("correlator"), dict):
-                queues = {q: json.loads(e) for q, e in db.execute("SELECT * FROM queues")}
-                orphans = {q: json.loads(e) for q, e in db.execute("SELECT * FROM orphans")}
+                queues = {q: json.loads(e) for q, e in db.execute("SELECT qid, entry FROM queues")}
+                orphans = {
+                    q: json.loads(e) for q, e in db.execute("SELECT qid, entry FROM orphans")
+                }
                 parser = whole_state(parser, queues, orphans)
         except StateCorrupt:
             raise
@@ -298,15 +300,18 @@ class StateDb:
             self._db.close()
             self._db = None
 
-    def move_aside(self) -> None:
+    def move_aside(self) -> list[str]:
         """Close, and rename the database (with its WAL) to ``state.db.corrupt`` and an
-        old-format cursor file to ``cursor.corrupt``: the next :meth:`load` starts afresh."""
+        old-format cursor file to ``cursor.corrupt``: the next :meth:`load` starts afresh.
+        Returns the new names."""
         self.close()
-        target = self.path.with_name(self.path.name + ".corrupt")
-        for suffix in ("", *_SIDE_FILES):
-            with contextlib.suppress(FileNotFoundError):
-                os.replace(f"{self.path}{suffix}", f"{target}{suffix}")
+        moved = []
+        pairs = [(Path(f"{self.path}{s}"), Path(f"{self.path}.corrupt{s}")) for s in _SUFFIXES]
         if self.legacy is not None:
+            pairs.append((self.legacy, self.legacy.with_name(self.legacy.name + ".corrupt")))
+        for source, target in pairs:
             with contextlib.suppress(FileNotFoundError):
-                os.replace(self.legacy, self.legacy.with_name(self.legacy.name + ".corrupt"))
+                os.replace(source, target)
+                moved.append(target.name)
         fsync_dir(self.path.parent)
+        return moved
