@@ -244,3 +244,25 @@ def test_an_unreadable_old_cursor_file_is_reported_and_moved_aside(tmp_path: Pat
     assert "cursor.corrupt" in store.move_aside()
     assert (True, False) == ((tmp_path / "cursor.corrupt").exists(), legacy.exists())
     assert StateDb(tmp_path / DB_NAME, legacy=legacy).load() is None
+
+
+def test_a_restored_pipeline_continues_like_the_uninterrupted_one(tmp_path: Path) -> None:
+    """A pipeline built from the loaded state (handed over, not copied, as the daemon does)
+    gives the same events for the next lines as the pipeline that saved it, held lines and
+    pending recipients included."""
+    text = "".join(line for i in range(40) for line in message_lines(i)[:4]).encode()
+    text += log_text(40, 80).encode()
+    rest = "".join(line for i in range(40) for line in message_lines(i)[4:]).encode()
+    rest += log_text(80, 100).encode()
+    running = Pipeline(track_changes=True)
+    running.feed_json(text)
+    store = StateDb(tmp_path / DB_NAME)
+    store.save(_position(len(text)), running)
+    store.close()
+    loaded = _reopen(tmp_path / DB_NAME)
+    assert loaded is not None
+    assert loaded.parser_state is not None
+    restored = Pipeline(state=loaded.parser_state, track_changes=True, own_state=True)
+    expected = running.feed_json(rest)
+    assert len(expected) == 60
+    assert expected == restored.feed_json(rest)

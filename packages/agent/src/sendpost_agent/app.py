@@ -111,6 +111,7 @@ class Agent:
                     state=cursor.parser_state,
                     reference_time=now,
                     track_changes=True,
+                    own_state=True,
                 )
             except Exception as exc:
                 log.error("saved correlation state unusable (%r); starting without it", exc)

@@ -161,7 +161,8 @@ class Pipeline:
     ``reference_time`` anchors the year of classic timestamps (the daemon passes now, ``parse``
     the file's modification time); ``tz`` is their time zone (default: the host's).
     ``track_changes``: remember which queue IDs changed, for :meth:`changes` (the daemon's
-    saves); off, nothing is remembered between feeds.
+    saves); off, nothing is remembered between feeds. ``own_state``: ``state`` is handed over
+    (freshly loaded) and used as it is, not copied (100,000 held queue IDs: 0.7 s, 70 MB).
     """
 
     def __init__(
@@ -172,15 +173,17 @@ class Pipeline:
         reference_time: dt.datetime | None = None,
         tz: dt.tzinfo | None = None,
         track_changes: bool = False,
+        own_state: bool = False,
     ) -> None:
         if state is not None and state.get("version") != STATE_VERSION:
             raise ValueError(f"unknown pipeline state version {state.get('version')!r}")
         relays = InternalRelays(internal_relays)
         self.stats = ParseStats()
         self._years = YearGuess(reference_time, tz, state["years"] if state else None)
-        self._correlator = Correlator(
-            relays.__contains__, _copy(state["correlator"]) if state else None
-        )
+        corr_state = state["correlator"] if state else None
+        if corr_state is not None and not own_state:
+            corr_state = _copy(corr_state)
+        self._correlator = Correlator(relays.__contains__, corr_state)
         self._last_stamp: str | None = None
         self._last_micros: int | None = None
         self._stamps: dict[int | None, str] = {}
