@@ -39,7 +39,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.agent_catchup import AckServer, free_port, health
-from bench.agent_catchup import agent_cpu_seconds as cpu_seconds
 from tests.agent.daemon.loglines import message_uuid, queue_id
 
 HOST = "mx postfix"
@@ -109,6 +108,13 @@ def backlog(deferred: int, start: float) -> str:
     )
 
 
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU time of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
 def process_io(pid: int) -> dict[str, int]:
     fields = {}
     for line in Path(f"/proc/{pid}/io").read_text().splitlines():
@@ -175,13 +181,14 @@ def run_agent(args: argparse.Namespace, work: Path) -> str:
         proc.terminate()
         proc.wait(timeout=60)
     span = t1 - t0
-    share = (cpu1 - cpu0) / span * 100
+    user, system = ((b - a) / span * 100 for a, b in zip(cpu0, cpu1, strict=True))
     disk = (io1["write_bytes"] - io0["write_bytes"]) / span
     calls = (io1["wchar"] - io0["wchar"]) / span
     return (
         f"agent: {args.deferred} deferred queue IDs read in {catch_up:.0f} s; then {written} "
         f"lines in {span:.0f} s ({written / span:.0f} lines/s), {server.events} events "
-        f"acknowledged; CPU {share:.1f}% of a core, RSS {rss:.0f} MB (peak {peak:.0f} MB), "
+        f"acknowledged; CPU {user + system:.1f}% of a core (user {user:.1f}%, system "
+        f"{system:.1f}%), RSS {rss:.0f} MB (peak {peak:.0f} MB), "
         f"written {disk / 1e3:,.0f} kB/s to disk ({calls / 1e3:,.0f} kB/s of write calls)"
     )
 
