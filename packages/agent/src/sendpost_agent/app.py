@@ -231,7 +231,7 @@ class Agent:
 
         def due() -> bool:
             # at most one save per interval: a steady trickle of lines makes the reader idle
-            # between reads, and each save costs an fsync
+            # between reads, and each save is a transaction
             return self.clock.monotonic() - last_save >= s.checkpoint_interval
 
         try:
