@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
+import hashlib
 import json
 import logging
 import os
@@ -16,13 +18,16 @@ import httpx
 import pytest
 from sendpost_agent.app import Agent
 from sendpost_agent.buffer import Wal
+from sendpost_agent.checkpoint import DB_NAME, LEGACY_NAME
 from sendpost_agent.config import Settings
+from sendpost_agent.parse import Pipeline
+from sendpost_agent.sources.file import FP_LEN
 from sendpost_agent.telemetry import snapshot
 
 from tests.support.fake_ingest import Answer, FakeIngest
 
 from .helpers import expected_events, make_settings, until
-from .loglines import log_text
+from .loglines import log_text, message_lines
 
 
 @pytest.fixture
@@ -248,24 +253,59 @@ async def test_torn_wal_tail_is_repaired_and_counted(tmp_path: Path, ingest: Fak
 async def test_lost_or_corrupt_state_restarts_safely(
     tmp_path: Path, ingest: FakeIngest, damage: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Cursor deleted or garbled: a clear log line, then everything is sent again with the
+    """State deleted or garbled: a clear log line, then everything is sent again with the
     same event_ids (duplicates, never loss)."""
     _write(tmp_path / "mail.log", 0, 10)
     expected = expected_events(log_text(0, 10))
     settings = make_settings(tmp_path, ingest.url)
     async with Running(settings):
         await until(lambda: len(ingest.events) >= len(expected))
-    cursor = tmp_path / "state" / "cursor"
     if damage == "delete":
         shutil.rmtree(tmp_path / "state")
     else:
-        cursor.write_bytes(b'{"version": 1, "file": {"dev": ')
+        (tmp_path / "state" / DB_NAME).write_bytes(b'{"version": 1, "file": {"dev": ' * 200)
     caplog.set_level(logging.INFO)
     async with Running(settings):
         await until(lambda: len(ingest.events) >= 2 * len(expected))
     assert expected == _received(ingest)
     if damage == "corrupt":
-        assert any("cannot decode the cursor" in r.getMessage() for r in caplog.records)
+        assert any("moved aside (state.db.corrupt" in r.getMessage() for r in caplog.records)
+        assert (tmp_path / "state" / (DB_NAME + ".corrupt")).exists()
+
+
+async def test_old_cursor_file_is_migrated_with_its_correlation_state(
+    tmp_path: Path, ingest: FakeIngest
+) -> None:
+    """An agent upgraded over an old-format ``cursor`` file (one JSON document) resumes from
+    it: the lines before its offset are not sent again, and deliveries after it are matched to
+    the UUIDs learnt before it (the correlation state came along); the file is then gone."""
+    before = [message_lines(i) for i in range(20)]
+    # messages 0-9 whole, then only the first four lines (UUID, not yet delivered) of 10-19
+    head = "".join(line for i, lines in enumerate(before) for line in lines[: 6 if i < 10 else 4])
+    tail = "".join(line for lines in before[10:] for line in lines[4:])
+    log = tmp_path / "mail.log"
+    log.write_text(head + tail)
+    pipeline = Pipeline(reference_time=dt.datetime.now(dt.UTC))
+    pipeline.feed(head.encode())
+    st = log.stat()
+    first = log.read_bytes()[:FP_LEN]
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / LEGACY_NAME).write_text(json.dumps({
+        "version": 1,
+        "file": {"dev": st.st_dev, "ino": st.st_ino, "path": str(log), "fp_len": len(first),
+                 "fingerprint": hashlib.sha256(first).hexdigest()},
+        "offset": len(head.encode()),
+        "parser": pipeline.snapshot(),
+    }))  # fmt: skip
+    expected = {k: e for k, e in expected_events(head + tail).items() if e["queue_id"] in tail}
+    assert 10 == len(expected)
+    async with Running(make_settings(tmp_path, ingest.url)):
+        await until(lambda: len(ingest.events) >= len(expected))
+    assert expected == _received(ingest)
+    assert (False, True) == (
+        (tmp_path / "state" / LEGACY_NAME).exists(),
+        (tmp_path / "state" / DB_NAME).exists(),
+    )
 
 
 async def test_health_and_metrics_over_http(tmp_path: Path, ingest: FakeIngest) -> None:

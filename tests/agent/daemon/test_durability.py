@@ -61,13 +61,13 @@ def test_failed_wal_append_does_not_move_the_cursor(tmp_path: Path, ingest: Fake
     """A WAL append that fails (the disk refuses the write) stops the agent without saving the
     cursor past the lines whose events were not written: after a restart every event arrives."""
     (tmp_path / "none.yaml").write_text("")
-    (tmp_path / "mail.log").write_text(log_text(0, 60))
-    expected = expected_events(log_text(0, 60))
+    (tmp_path / "mail.log").write_text(log_text(0, 600))
+    expected = expected_events(log_text(0, 600))
     crashed = subprocess.run(
         _command(tmp_path, ingest.url),
         env=_env(),
         stderr=subprocess.PIPE,
-        preexec_fn=lambda: _limit_file_size(12_000),
+        preexec_fn=lambda: _limit_file_size(64000),
         timeout=60,
         check=False,
     )
@@ -85,16 +85,21 @@ def test_failed_wal_append_does_not_move_the_cursor(tmp_path: Path, ingest: Fake
 
 
 def test_dead_letter_short_write_keeps_the_events(tmp_path: Path, ingest: FakeIngest) -> None:
-    """When the dead-letter file takes only part of a rejected batch (the disk fills up), the
-    batch is not released from the WAL: after a restart every event is either delivered or
+    """When the dead-letter file takes only part of the rejected batches (the disk fills up), the
+    batches are not released from the WAL: after a restart every event is either delivered or
     whole in the dead-letter file."""
     (tmp_path / "none.yaml").write_text("")
-    (tmp_path / "mail.log").write_text(log_text(0, 20))
-    expected = expected_events(log_text(0, 20))
+    (tmp_path / "mail.log").write_text(log_text(0, 200))
+    expected = expected_events(log_text(0, 200))
     wal_bytes = 8 + sum(8 + len(json.dumps(e, separators=(",", ":"))) for e in expected.values())
-    ingest.script = [Answer(400, body=b'{"errors":[]}')]
+    # Every file may grow to the size of the event WAL: the state database (one save at the end
+    # of the log, < 40 KB) fits, the dead-letter file (all 200 events rejected, each with its
+    # answer: larger than the WAL) is cut short.
+    ingest.script = [Answer(400, body=b'{"errors":[]}')] * 10
     dead_letter = tmp_path / "state" / "dead-letter.jsonl"
-    command = [*_command(tmp_path, ingest.url), "--shutdown-timeout", "1"]
+    command = [
+        *_command(tmp_path, ingest.url), "--shutdown-timeout", "1", "--checkpoint-interval", "5"
+    ]  # fmt: skip
     proc = subprocess.Popen(
         command,
         env=_env(),
@@ -103,7 +108,8 @@ def test_dead_letter_short_write_keeps_the_events(tmp_path: Path, ingest: FakeIn
     )
     try:
         assert ingest.wait_for(lambda s: any(r[1] == 400 for r in s.requests))
-        assert _until(lambda: dead_letter.exists() and dead_letter.stat().st_size > 0)
+        # it reached the cap: the write that crossed it was cut short
+        assert _until(lambda: dead_letter.exists() and dead_letter.stat().st_size >= wal_bytes)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)
     finally:

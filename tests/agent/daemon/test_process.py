@@ -6,6 +6,7 @@ import json
 import os
 import random
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from typing import BinaryIO
 
 import pytest
 from sendpost_agent.buffer import Wal
+from sendpost_agent.checkpoint import DB_NAME, StateDb
 
 from tests.support.fake_ingest import FakeIngest
 
@@ -47,6 +49,26 @@ def _spawn(tmp_path: Path, url: str, env: dict[str, str], log: BinaryIO) -> subp
     )  # fmt: skip
 
 
+def _tear_last_save(wal: Path, rng: random.Random) -> bool:
+    """Cut ``state.db-wal`` (SQLite's WAL) inside its last transaction, as a crash in the middle
+    of the last save leaves it; False when there is none to cut (no two saves in this WAL, or
+    SQLite may have copied them into the database already)."""
+    data = wal.read_bytes() if wal.exists() else b""
+    if len(data) < 32:
+        return False
+    page_size, salts = struct.unpack(">I", data[8:12])[0], data[16:24]
+    ends, at = [32], 32
+    while at + 24 + page_size <= len(data) and data[at + 8 : at + 16] == salts:
+        at += 24 + page_size
+        if struct.unpack(">I", data[at - page_size - 20 : at - page_size - 16])[0]:
+            ends.append(at)  # a commit frame: the end of one save
+    if len(ends) < 3 or at - 32 >= 1000 * (24 + page_size):  # 1,000 pages: auto-checkpoint
+        return False
+    with open(wal, "r+b") as fh:
+        fh.truncate(rng.randrange(ends[-2] + 1, ends[-1]))
+    return True
+
+
 def _append(path: Path, start: int, stop: int) -> None:
     with open(path, "a") as fh:
         fh.write(log_text(start, stop))
@@ -65,8 +87,9 @@ def test_sigterm_ships_saves_state_and_exits_zero(tmp_path: Path, ingest: FakeIn
     finally:
         proc.kill()
         proc.wait()
-    cursor = json.loads((tmp_path / "state" / "cursor").read_text())
-    assert (tmp_path / "mail.log").stat().st_size == cursor["offset"]
+    cursor = StateDb(tmp_path / "state" / DB_NAME).load()
+    assert cursor is not None
+    assert (tmp_path / "mail.log").stat().st_size == cursor.position.offset
     wal = Wal(tmp_path / "state" / "pending.wal", 1 << 20, 1 << 20)
     wal.open()
     assert wal.pending_events == 0
@@ -105,4 +128,45 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path, ingest: FakeIng
     assert {json.dumps(e, sort_keys=True) for e in expected.values()} == {
         next(iter(c)) for c in copies.values()
     }
+    assert all(len(c) == 1 for c in copies.values())
+
+
+def test_sigkill_with_torn_state_saves_loses_nothing(tmp_path: Path, ingest: FakeIngest) -> None:
+    """Killed with SIGKILL 8 times while lines keep coming, and each time the last save of the
+    state database cut in the middle (a crash while it was written): every event arrives, an
+    event received twice is the same, and the restarted agents ran on the save before."""
+    (tmp_path / "none.yaml").write_text("")
+    rng = random.Random(20261204)
+    log = tmp_path / "mail.log"
+    written, torn = 0, 0
+    for _ in range(8):
+        _append(log, written, written + 40)
+        written += 40
+        proc = _start(tmp_path, ingest.url)
+        try:
+            seen = len(ingest.events)  # started and reading (a loaded machine starts slowly):
+            deadline = time.monotonic() + 30
+            while len(ingest.events) == seen and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.3))  # the kill moment, not a synchronisation
+        finally:
+            proc.kill()
+            proc.wait()
+        torn += _tear_last_save(tmp_path / "state" / (DB_NAME + "-wal"), rng)
+    assert torn >= 4
+    _append(log, written, written + 10)  # work for the last run, so that it is up before SIGTERM
+    written += 10
+    expected = expected_events(log_text(0, written))
+    proc = _start(tmp_path, ingest.url)
+    try:
+        assert ingest.wait_for(lambda s: set(expected) <= set(s.event_ids()), timeout=60)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    copies: dict[str, set[str]] = {}
+    for event in ingest.events:
+        copies.setdefault(str(event["event_id"]), set()).add(json.dumps(event, sort_keys=True))
+    assert set(expected) == set(copies)
     assert all(len(c) == 1 for c in copies.values())

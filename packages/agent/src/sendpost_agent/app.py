@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from sendpost_agent import heartbeat
 from sendpost_agent.buffer import Wal, WalPos
-from sendpost_agent.checkpoint import Cursor, CursorStore, Position
+from sendpost_agent.checkpoint import DB_NAME, LEGACY_NAME, Cursor, Position, StateDb
 from sendpost_agent.config import Settings
 from sendpost_agent.errors import ConfigError, StateCorrupt
 from sendpost_agent.http import StatusServer
@@ -33,6 +33,10 @@ from sendpost_agent.sources.file import FileTail
 from sendpost_agent.telemetry import Metrics, Status, health
 
 log = logging.getLogger("sendpost_agent")
+
+# Queue IDs silent for 24 h are forgotten (and orphaned held lines dropped once their hold time
+# is over, which each line's time also checks): a pass over every entry, at most this often.
+EXPIRE_INTERVAL = 30.0
 
 
 def check_log_readable(path: Path) -> None:
@@ -79,22 +83,23 @@ class Agent:
         self.listening: tuple[str, int] | None = None
         self._space = asyncio.Event()
         state = settings.state_dir
-        self.cursors = CursorStore(state / "cursor")
+        self.state_db = StateDb(state / DB_NAME, legacy=state / LEGACY_NAME)
         self.wal = Wal(state / "pending.wal", settings.wal_max_bytes, settings.wal_segment_bytes)
 
     # -- start-up -------------------------------------------------------------------------------
 
     def _load_cursor(self) -> Cursor | None:
         try:
-            return self.cursors.load()
+            return self.state_db.load()
         except StateCorrupt as exc:
+            moved = self.state_db.move_aside()
             log.error(
-                "%s; moved aside to cursor.corrupt, reading the log from its start "
+                "%s; moved aside (%s), reading the log from its start "
                 "(events already sent are sent again with the same event_id)",
                 exc,
+                ", ".join(moved),
             )
             self.metrics.state_resets.labels("cursor").inc()
-            os.replace(self.cursors.path, self.cursors.path.with_name("cursor.corrupt"))
             return None
 
     def _pipeline(self, cursor: Cursor | None) -> Pipeline:
@@ -103,12 +108,16 @@ class Agent:
         if cursor is not None and cursor.parser_state is not None:
             try:
                 return Pipeline(
-                    internal_relays=relays, state=cursor.parser_state, reference_time=now
+                    internal_relays=relays,
+                    state=cursor.parser_state,
+                    reference_time=now,
+                    track_changes=True,
+                    own_state=True,
                 )
             except Exception as exc:
                 log.error("saved correlation state unusable (%r); starting without it", exc)
                 self.metrics.state_resets.labels("parser").inc()
-        return Pipeline(internal_relays=relays, reference_time=now)
+        return Pipeline(internal_relays=relays, reference_time=now, track_changes=True)
 
     def refresh(self) -> None:
         """Copy WAL figures into the status and gauges; wake the reader when space freed."""
@@ -210,6 +219,7 @@ class Agent:
                 with contextlib.suppress(asyncio.CancelledError):
                     await ship_task
             source.close()
+            self.state_db.close()
             self.wal.persist_ack()
             self.wal.close()
             await client.aclose()
@@ -224,6 +234,7 @@ class Agent:
         s, wal, metrics = self.settings, self.wal, self.metrics
         saved: Position | None = source.position
         last_save = self.clock.monotonic()
+        last_expire: float | None = None
         # False while a chunk's lines are consumed but their events not yet in the WAL: if that
         # fails (disk full, parser error), the cursor must not be saved past those lines.
         consistent = True
@@ -232,8 +243,13 @@ class Agent:
             nonlocal saved, last_save
             position = source.position
             if position is not None:
-                self.cursors.save(Cursor(position, pipeline.snapshot()))
+                self.state_db.save(position, pipeline)
             saved, last_save = position, self.clock.monotonic()
+
+        def due() -> bool:
+            # at most one save per interval: a steady trickle of lines makes the reader idle
+            # between reads, and each save is a transaction
+            return self.clock.monotonic() - last_save >= s.checkpoint_interval
 
         try:
             while not self.stop.is_set():
@@ -248,14 +264,20 @@ class Agent:
                 self.status.log_error = source.error
                 if data is None:
                     now = dt.datetime.fromtimestamp(self.clock.wall(), dt.UTC)
-                    consistent = False  # hop candidates past their window become events
-                    end = self._append(pipeline.expire(now))
+                    mono = self.clock.monotonic()
+                    # Hop candidates past their window become events at once; the pass that
+                    # forgets queue IDs silent for 24 h (a scan of them all) runs less often.
+                    forget = last_expire is None or mono - last_expire >= EXPIRE_INTERVAL
+                    consistent = False
+                    end = self._append(pipeline.expire(now, forget=forget))
                     consistent = True
+                    if forget:
+                        last_expire = mono
                     if end is not None:
                         shipper.appended(end)
                         shipper.notify()
                     metrics.observe_parse(pipeline.stats)
-                    if source.position != saved:
+                    if source.position != saved and due():
                         save()
                     await self._pause(self.stop, s.poll_interval)
                     continue
@@ -269,7 +291,7 @@ class Agent:
                 if position is not None:
                     self.status.log_offset = position.offset
                     metrics.log_offset.set(position.offset)
-                if self.clock.monotonic() - last_save >= s.checkpoint_interval:
+                if due():
                     save()
                 shipper.notify()
                 await asyncio.sleep(0)

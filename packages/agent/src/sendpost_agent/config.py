@@ -158,7 +158,8 @@ class Settings:
     state_dir: Path = _setting(  # noqa: RUF009
         Path("/var/lib/sendpost-agent"),
         _path,
-        "Directory for `cursor`, `pending.wal/` and `dead-letter.jsonl`.",
+        "Directory for `state.db` (cursor and correlation state), `pending.wal/` and "
+        "`dead-letter.jsonl`.",
     )
     listen: tuple[str, int] = _setting(
         ("127.0.0.1", 9113), _listen, "Address of `/health` and `/metrics`.", "127.0.0.1:9113"

@@ -6,6 +6,8 @@
     ├── ConfigError          bad or missing setting → one line naming key and value, exit 2
     ├── LogUnreadable        the log cannot be opened → exit at start, unhealthy while running
     ├── StateCorrupt         cursor or WAL marker unreadable → logged, state reset safely
+    ├── StateUnavailable     the state database cannot be opened or written (disk full, size
+    │                        limit, permissions) → the agent stops; nothing is moved or reset
     └── ShipError            one batch could not be delivered
         ├── Transient        network error, timeout, 408, 429, 5xx but 501 → retried (stamina)
         ├── KeyRejected      401/403 → stop shipping, keep the data, probe periodically
@@ -35,6 +37,11 @@ class ConfigError(AgentError):
 
 class LogUnreadable(AgentError):
     """The log file cannot be read (missing, permission denied)."""
+
+
+class StateUnavailable(AgentError):
+    """The state database exists but cannot be opened or written now: an I/O problem, not a
+    damaged file, so it is left as it is and the agent stops (a supervisor restarts it)."""
 
 
 class StateCorrupt(AgentError):

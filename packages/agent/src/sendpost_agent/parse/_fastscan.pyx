@@ -1111,6 +1111,7 @@ cdef class _State:
     cdef Buf o
     cdef list events, out
     cdef dict best, queues, counts, hops
+    cdef set touched
     cdef object max_held, last_stamp, last_micros, json_micros, json_stamp
     cdef Py_ssize_t lines, parsed, truncated, last_s, last_e, from_orig_to
     cdef Py_ssize_t counted[5]
@@ -1123,6 +1124,7 @@ cdef class _State:
         self.queues = corr.queues
         self.hops = corr.hops
         self.from_orig_to = 0
+        self.touched = corr.touched
         self.max_held = corr.max_held
         self.last_stamp = self.last_micros = self.json_stamp = None
         self.json_micros = 0
@@ -1176,6 +1178,7 @@ cdef class _State:
         cdef dict hops = self.hops
         cdef dict recent = corr.recent
         cdef Py_ssize_t recent_limit = corr._recent_limit
+        cdef set touched = self.touched
         cdef dict best = self.best
         cdef list out = self.out
         cdef Buf* o = &self.o
@@ -1186,6 +1189,7 @@ cdef class _State:
             r = &j.recs[i]
             kind = r.kind
             qid = _text(b, r.qs, r.qe)
+            touched.add(qid)  # every line of a queue ID may change its saved entry
             if hops and qid in hops and kind != K_STATUS and kind != K_TEXT and kind != K_EXPIRED:
                 corr.seen(qid, out)  # a hop candidate's NEWID (timed lines: below)
             if kind == K_HEADER or kind == K_SENDER or kind == K_MESSAGE_ID:

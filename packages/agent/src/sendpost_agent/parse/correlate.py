@@ -30,6 +30,12 @@ Rules
   deferral's reply; with no recipient known, one ``soft_bounced`` without a recipient.
 * ``removed`` forgets the queue ID (short IDs are reused); so does 24 h (:data:`TTL_US`) without
   a line for it (:meth:`Correlator.expire`).
+
+Saving
+------
+Every queue ID whose entry in ``queues`` or ``orphans`` may have changed is added to
+:attr:`Correlator.touched` (the code that changes an entry adds its ID, here and in the
+compiled twin), so a save writes those entries only (docs/wal.md, "Correlation state").
 """
 
 from __future__ import annotations
@@ -122,6 +128,8 @@ class Correlator:
         self.uncorrelated = 0
         self.hops_resolved = 0  # sent lines found to be hops
         self.hops_unresolved = 0  # hop candidates whose NEWID never showed: reported delivered
+        # Queue IDs whose entries (in queues or orphans) changed since the owner last took them.
+        self.touched: set[str] = set()
         if state:
             if state.get("version") != STATE_VERSION:
                 raise ValueError(f"unknown correlator state version {state.get('version')!r}")
@@ -167,6 +175,7 @@ class Correlator:
 
     def learn(self, qid: str, uuid: str, source: int, out: Out) -> None:
         """A line revealed the UUID of ``qid``."""
+        self.touched.add(qid)
         if self.hops:
             self.seen(qid, out)
         q = self.queues.get(qid)
@@ -186,6 +195,7 @@ class Correlator:
     def removed(self, qid: str, out: Out) -> None:
         """``qid`` is finished; it may be reused by a new message from now on. It stays known
         as seen in this log for :data:`HOP_WINDOW_US` (evidence for a late ``queued as qid``)."""
+        self.touched.add(qid)
         if self.hops:
             self.seen(qid, out)
         q = self.queues.pop(qid, None)
@@ -226,6 +236,7 @@ class Correlator:
 
     def park(self, qid: str, q: dict[str, Any]) -> None:
         """The held lines of a removed queue ID: dropped if it had a UUID, else kept a while."""
+        self.touched.add(qid)
         if q["u"] is None:
             deadline = (self.last_us or 0) + HOLD_US
             earlier = self.orphans.pop(qid, None)  # the same short ID, removed twice
@@ -274,6 +285,7 @@ class Correlator:
             self._apply(q, rec, micros, out)
 
     def _queue(self, qid: str) -> dict[str, Any]:
+        self.touched.add(qid)
         q = self.queues.get(qid)
         if q is None:
             q = self.queues[qid] = _new_queue()
@@ -295,6 +307,7 @@ class Correlator:
                 self._link_child(child, uuid, out)
 
     def _link_child(self, child: str, uuid: str, out: Out) -> None:
+        self.touched.add(child)
         orphan = self.orphans.pop(child, None)
         if orphan is not None:
             self.held -= len(orphan["h"])
@@ -334,6 +347,7 @@ class Correlator:
                 self.release_hops(micros, out)
         else:
             micros = self.last_us
+        self.touched.add(qid)
         q = self.queues.get(qid)
         if q is None:
             q = self.queues[qid] = _new_queue()
@@ -465,17 +479,21 @@ class Correlator:
                 self.orphans_due = deadline
                 break
             self.orphan_order.popleft()
+            self.touched.add(qid)
             self._give_up(len(self.orphans.pop(qid)["h"]))
 
     def _drop_oldest_held(self) -> None:
         qid = self._oldest_orphan()
         if qid is not None:
             self.orphan_order.popleft()
+            self.touched.add(qid)
             self._give_up(len(self.orphans.pop(qid)["h"]))
             return
         while self.holding:
-            q = self.queues.get(self.holding.popleft())
+            qid = self.holding.popleft()
+            q = self.queues.get(qid)
             if q is not None and q["h"] and q["u"] is None:
+                self.touched.add(qid)
                 self._give_up(len(q["h"]))
                 q["h"] = []
                 return
@@ -484,21 +502,26 @@ class Correlator:
         self.held -= count
         self.uncorrelated += count
 
-    def expire(self, now_us: int, out: Out) -> None:
-        """Forget queue IDs silent for 24 h and orphaned held lines past their hold time;
-        hop candidates past their window are deliveries."""
+    def expire(self, now_us: int, out: Out, *, forget: bool = True) -> None:
+        """Hop candidates past their window are deliveries; with ``forget``, also forget queue
+        IDs silent for 24 h and orphaned held lines past their hold time."""
         if self.hops_due is not None and now_us >= self.hops_due:
             self.release_hops(now_us, out)
+        if not forget:
+            return
         limit = now_us - TTL_US
         for qid in [k for k, q in self.queues.items() if q["t"] is not None and q["t"] < limit]:
+            self.touched.add(qid)
             self._give_up(len(self.queues.pop(qid)["h"]))
         for qid in [k for k, o in self.orphans.items() if o["d"] < now_us]:
+            self.touched.add(qid)
             self._give_up(len(self.orphans.pop(qid)["h"]))
 
     def flush(self, out: Out) -> None:
         """End of input: every line still held will never be correlated, every hop candidate
         is a delivery."""
         self.release_hops(None, out)
+        self.touched.update(self.orphans, self.queues)
         for qid in list(self.orphans):
             self._give_up(len(self.orphans.pop(qid)["h"]))
         for q in self.queues.values():

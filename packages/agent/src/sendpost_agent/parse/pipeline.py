@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from sendpost_agent.parse.correlate import STATE_VERSION as CORRELATOR_STATE_VERSION
 from sendpost_agent.parse.correlate import Correlator, Out
 from sendpost_agent.parse.relays import DEFAULT_INTERNAL_RELAYS, InternalRelays
 from sendpost_agent.parse.scan import (
@@ -82,11 +83,53 @@ class ParseStats:
         }
 
 
+@dataclass
+class StateChanges:
+    """What :meth:`Pipeline.changes` hands to the state store.
+
+    ``head`` is :meth:`Pipeline.snapshot` without the correlator's ``queues`` and ``orphans``
+    (small: saved whole every time). ``queues`` and ``orphans`` map each queue ID that may have
+    changed to its entry now, None when it has none; they are the pipeline's live objects, to be
+    encoded before it is fed again. ``complete``: they are every entry, and whatever was saved
+    before is to be replaced."""
+
+    head: dict[str, Any]
+    queues: dict[str, Any]
+    orphans: dict[str, Any]
+    complete: bool
+
+
+def whole_state(head: Mapping[str, Any], queues: Any, orphans: Any) -> dict[str, Any]:
+    """The inverse of :class:`StateChanges`: a :meth:`Pipeline.snapshot` from its head and all
+    of its entries."""
+    return {**head, "correlator": {**head["correlator"], "queues": queues, "orphans": orphans}}
+
+
+def split_state(
+    state: dict[str, Any] | None,
+) -> tuple[dict[str, Any] | None, dict[str, Any], dict[str, Any]]:
+    """A :meth:`Pipeline.snapshot` as (head, queues, orphans), the inverse of :func:`whole_state`;
+    a state of another shape is all head (the pipeline then decides whether it can use it)."""
+    if state is None:
+        return None, {}, {}
+    corr = state.get("correlator")
+    if not isinstance(corr, dict):
+        return state, {}, {}
+    queues, orphans = corr.get("queues"), corr.get("orphans")
+    if not isinstance(queues, dict) or not isinstance(orphans, dict):
+        return state, {}, {}
+    rest = {k: v for k, v in corr.items() if k not in ("queues", "orphans")}
+    return {**state, "correlator": rest}, queues, orphans
+
+
 class Pipeline:
     """Parser + year inference + correlator, fed with whole lines (see the module docstring).
 
     ``reference_time`` anchors the year of classic timestamps (the daemon passes now, ``parse``
     the file's modification time); ``tz`` is their time zone (default: the host's).
+    ``track_changes``: remember which queue IDs changed, for :meth:`changes` (the daemon's
+    saves); off, nothing is remembered between feeds. ``own_state``: ``state`` is handed over
+    (freshly loaded) and used as it is, not copied (100,000 held queue IDs: 0.7 s, 70 MB).
     """
 
     def __init__(
@@ -96,18 +139,23 @@ class Pipeline:
         state: Mapping[str, Any] | None = None,
         reference_time: dt.datetime | None = None,
         tz: dt.tzinfo | None = None,
+        track_changes: bool = False,
+        own_state: bool = False,
     ) -> None:
         if state is not None and state.get("version") != STATE_VERSION:
             raise ValueError(f"unknown pipeline state version {state.get('version')!r}")
         relays = InternalRelays(internal_relays)
         self.stats = ParseStats()
         self._years = YearGuess(reference_time, tz, state["years"] if state else None)
-        self._correlator = Correlator(
-            relays.__contains__, _copy(state["correlator"]) if state else None
-        )
+        corr_state = state["correlator"] if state else None
+        if corr_state is not None and not own_state:
+            corr_state = _copy(corr_state)
+        self._correlator = Correlator(relays.__contains__, corr_state)
         self._last_stamp: str | None = None
         self._last_micros: int | None = None
         self._stamps: dict[int | None, str] = {}
+        self._tracking = track_changes
+        self._complete = state is None  # no state to build on: the first changes are all of it
 
     def feed(self, data: bytes) -> list[AgentEvent]:
         """Process zero or more complete lines; returns their events in log order."""
@@ -224,6 +272,8 @@ class Pipeline:
         stats.uncorrelated = corr.uncorrelated
         stats.hops_resolved = corr.hops_resolved
         stats.hops_unresolved = corr.hops_unresolved
+        if not self._tracking:
+            corr.touched.clear()
 
     def render(self, events: Out) -> list[str]:
         """Events from :meth:`apply` as compact JSON objects (see :meth:`feed_json`)."""
@@ -256,12 +306,12 @@ class Pipeline:
         self._count_correlator()
         return out
 
-    def expire(self, now: dt.datetime) -> list[str]:
-        """Drop queue IDs silent for 24 h and held lines past their hold time; hop candidates
-        whose window ended before ``now`` are deliveries: their events, as JSON objects (the
-        daemon calls this while the log is quiet)."""
+    def expire(self, now: dt.datetime, *, forget: bool = True) -> list[str]:
+        """Hop candidates whose window ended before ``now`` are deliveries: their events, as
+        JSON objects (the daemon calls this while the log is quiet); with ``forget``, also drop
+        queue IDs silent for 24 h and held lines past their hold time (a pass over them all)."""
         out: Out = []
-        self._correlator.expire(to_micros(now), out)
+        self._correlator.expire(to_micros(now), out, forget=forget)
         self._count_events(out)
         self._count_correlator()
         return self.render(out)
@@ -274,6 +324,42 @@ class Pipeline:
             "years": self._years.state(),
             "correlator": _copy(self._correlator.state()),
         }
+
+    def changes(self) -> StateChanges:
+        """The state that changed since the last call (the first time, when this pipeline was
+        built without state: all of it); ``whole_state`` of everything saved so far plus these
+        equals :meth:`snapshot`. Needs ``track_changes``. Costs what changed, not what is held."""
+        corr = self._correlator
+        head = {
+            "version": STATE_VERSION,
+            "years": self._years.state(),
+            "correlator": {
+                "version": CORRELATOR_STATE_VERSION,
+                "last_us": corr.last_us,
+                # hop candidates and recent removals: small (bounded), saved whole each time
+                "hops": corr.hops,
+                "recent": corr.recent,
+            },
+        }
+        touched = set(corr.touched)  # the set itself stays: the compiled scanner holds it
+        corr.touched.clear()
+        if self._complete:
+            self._complete = False
+            return StateChanges(head, dict(corr.queues), dict(corr.orphans), True)
+        queues, orphans = corr.queues, corr.orphans
+        return StateChanges(
+            head,
+            {qid: queues.get(qid) for qid in touched},
+            {qid: orphans.get(qid) for qid in touched},
+            False,
+        )
+
+    def unsaved(self, changes: StateChanges) -> None:
+        """``changes`` could not be saved: the next :meth:`changes` includes them again."""
+        if changes.complete:
+            self._complete = True
+        else:
+            self._correlator.touched.update(changes.queues)
 
     # -- internals --------------------------------------------------------------------------
 
