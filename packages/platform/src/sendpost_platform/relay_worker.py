@@ -167,11 +167,15 @@ class RelayJob:
         if not claimed:
             return 0
         endpoint, contents = context
-        # One slot per connection, held from preparing a message until its outcome is
+        # One slot per connection, held from sending a message until its outcome is
         # committed: at most that many messages are ever accepted by the provider and not yet
         # recorded, which is all a crash can send twice. Outcomes of all slots waiting are
         # committed together (`_GroupCommit`), which keeps the throughput.
-        slots = asyncio.Semaphore(self.settings.relay_connections_per_provider)
+        connections = self.settings.relay_connections_per_provider
+        slots = asyncio.Semaphore(connections)
+        # Up to one more message per connection is prepared (CPU) while the slots wait for
+        # their replies and commits (I/O), so a freed slot sends at once.
+        ahead = asyncio.Semaphore(2 * connections)
         committer = _GroupCommit(self._record)
         unsent: list[relay.ClaimedMessage] = []
         failed = False
@@ -179,21 +183,33 @@ class RelayJob:
         def may_send_data() -> bool:
             return self.clock.now() < data_by
 
+        def too_late() -> bool:
+            return failed or self.clock.now() >= start_by
+
         async def send(message: relay.ClaimedMessage) -> None:
             nonlocal failed
-            async with slots:
-                if failed or self.clock.now() >= start_by:
+            async with ahead:
+                if too_late():
                     unsent.append(message)
                     return
-                outcome = await self._send(message, endpoint, contents, may_send_data)
-                if outcome.result.withheld:
-                    unsent.append(message)
-                    return
-                try:
-                    await committer.commit(outcome)
-                except BaseException:
-                    failed = True
-                    raise
+                ready = self._ready(message, endpoint, contents)
+                async with slots:
+                    if isinstance(ready, _Outcome):
+                        outcome = ready
+                    elif too_late():
+                        unsent.append(message)
+                        return
+                    else:
+                        assert endpoint is not None
+                        outcome = await self._send(message, endpoint, ready, may_send_data)
+                        if outcome.result.withheld:
+                            unsent.append(message)
+                            return
+                    try:
+                        await committer.commit(outcome)
+                    except BaseException:
+                        failed = True
+                        raise
 
         errors = [
             e
@@ -291,21 +307,29 @@ class RelayJob:
         )
         return prepare(stored, signer, self._options)
 
-    async def _send(
+    def _ready(
         self,
         claimed: relay.ClaimedMessage,
         endpoint: ProviderEndpoint | None,
         contents: dict[int, Any],
-        may_send_data: Callable[[], bool],
-    ) -> _Outcome:
+    ) -> PreparedMessage | _Outcome:
+        """The message to send, or the outcome of a message that cannot be sent at all."""
         if endpoint is None:
             return _Outcome(
                 claimed, RelayResult(False, "prepare", None, "provider unavailable"), False
             )
         try:
-            prepared = self._prepare(claimed, contents.get(claimed.request_id))
+            return self._prepare(claimed, contents.get(claimed.request_id))
         except (_Unpreparable, KeyError, ValueError) as exc:
             return _Outcome(claimed, RelayResult(False, "prepare", None, str(exc)), False)
+
+    async def _send(
+        self,
+        claimed: relay.ClaimedMessage,
+        endpoint: ProviderEndpoint,
+        prepared: PreparedMessage,
+        may_send_data: Callable[[], bool],
+    ) -> _Outcome:
         try:
             async with asyncio.timeout(self.settings.relay_lease / 2):
                 result = await self.client.send(endpoint, prepared, may_send_data=may_send_data)
