@@ -88,7 +88,7 @@ class _GroupCommit:
         self._waiting.append((outcome, done))
         if self._running is None:
             self._running = asyncio.create_task(self._drain())
-        await asyncio.shield(done)
+        await done
 
     async def _drain(self) -> None:
         try:
@@ -98,14 +98,16 @@ class _GroupCommit:
                     await asyncio.to_thread(self._record, [outcome for outcome, _ in group])
                 except Exception as exc:
                     for _, done in group:
-                        done.set_exception(exc)
+                        if not done.done():
+                            done.set_exception(exc)
                 except BaseException:
                     for _, done in group:
                         done.cancel()
                     raise
                 else:
                     for _, done in group:
-                        done.set_result(None)
+                        if not done.done():  # its sender was cancelled meanwhile
+                            done.set_result(None)
         finally:
             self._running = None
 
