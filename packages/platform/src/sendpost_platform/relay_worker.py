@@ -30,13 +30,14 @@ state: a crash re-sends at most that many.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import datetime as dt
 import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sendpost_wire import EventType
@@ -73,22 +74,24 @@ class _Outcome:
 class _GroupCommit:
     """Commits outcomes as they come, all those waiting in one transaction.
 
-    :meth:`commit` returns once the outcome is durable. While one transaction runs (in a thread),
-    the outcomes that arrive meanwhile wait and go together in the next one, so with ``n``
-    connections a commit carries up to ``n`` outcomes and costs one fsync, not ``n``.
+    :meth:`submit` returns a future done once the outcome is durable. While one transaction runs
+    (in a thread), the outcomes submitted meanwhile wait and go together in the next one, so
+    with ``n`` connections a commit carries up to ``n`` outcomes and costs one fsync, not ``n``.
+    The first failure is kept in :attr:`error`; the futures of its group fail with it.
     """
 
     def __init__(self, record: Callable[[list[_Outcome]], None]) -> None:
         self._record = record
         self._waiting: list[tuple[_Outcome, asyncio.Future[None]]] = []
         self._running: asyncio.Task[None] | None = None
+        self.error: Exception | None = None
 
-    async def commit(self, outcome: _Outcome) -> None:
+    def submit(self, outcome: _Outcome) -> asyncio.Future[None]:
         done = asyncio.get_running_loop().create_future()
         self._waiting.append((outcome, done))
         if self._running is None:
             self._running = asyncio.create_task(self._drain())
-        await done
+        return done
 
     async def _drain(self) -> None:
         try:
@@ -97,17 +100,17 @@ class _GroupCommit:
                 try:
                     await asyncio.to_thread(self._record, [outcome for outcome, _ in group])
                 except Exception as exc:
+                    self.error = self.error or exc
                     for _, done in group:
-                        if not done.done():
-                            done.set_exception(exc)
+                        done.set_exception(exc)
+                        done.exception()  # reported through `error`; not "never retrieved"
                 except BaseException:
                     for _, done in group:
                         done.cancel()
                     raise
                 else:
                     for _, done in group:
-                        if not done.done():  # its sender was cancelled meanwhile
-                            done.set_result(None)
+                        done.set_result(None)
         finally:
             self._running = None
 
@@ -169,61 +172,54 @@ class RelayJob:
         if not claimed:
             return 0
         endpoint, contents = context
-        # One slot per connection, held from sending a message until its outcome is
-        # committed: at most that many messages are ever accepted by the provider and not yet
-        # recorded, which is all a crash can send twice. Outcomes of all slots waiting are
-        # committed together (`_GroupCommit`), which keeps the throughput.
-        connections = self.settings.relay_connections_per_provider
-        slots = asyncio.Semaphore(connections)
-        # Up to one more message per connection is prepared (CPU) while the slots wait for
-        # their replies and commits (I/O), so a freed slot sends at once.
-        ahead = asyncio.Semaphore(2 * connections)
+        # One lane per connection, each relaying one message at a time. A lane writes a
+        # message's data only once its previous message's outcome is committed (MAIL, RCPT and
+        # DATA go ahead meanwhile), so at most one message per lane is ever accepted by the
+        # provider and not yet recorded: that is all a crash can send twice. The outcomes of all
+        # lanes are committed in groups (`_GroupCommit`), which keeps the throughput.
+        waiting = collections.deque(claimed)
         committer = _GroupCommit(self._record)
         unsent: list[relay.ClaimedMessage] = []
-        failed = False
 
-        def may_send_data() -> bool:
-            return self.clock.now() < data_by
+        async def lane() -> None:
+            previous: asyncio.Future[None] | None = None
 
-        def too_late() -> bool:
-            return failed or self.clock.now() >= start_by
+            async def may_send_data() -> bool:
+                if previous is not None and not previous.done():
+                    await asyncio.wait([previous])
+                # Nothing is awaited from here to the write of the data.
+                return committer.error is None and self.clock.now() < data_by
 
-        async def send(message: relay.ClaimedMessage) -> None:
-            nonlocal failed
-            async with ahead:
-                if too_late():
+            while waiting:
+                message = waiting.popleft()
+                if committer.error is not None or self.clock.now() >= start_by:
                     unsent.append(message)
-                    return
+                    continue
                 ready = self._ready(message, endpoint, contents)
-                async with slots:
-                    if isinstance(ready, _Outcome):
-                        outcome = ready
-                    elif too_late():
+                if isinstance(ready, _Outcome):
+                    outcome = ready
+                else:
+                    assert endpoint is not None
+                    outcome = await self._send(message, endpoint, ready, may_send_data)
+                    if outcome.result.withheld:
                         unsent.append(message)
-                        return
-                    else:
-                        assert endpoint is not None
-                        outcome = await self._send(message, endpoint, ready, may_send_data)
-                        if outcome.result.withheld:
-                            unsent.append(message)
-                            return
-                    try:
-                        await committer.commit(outcome)
-                    except BaseException:
-                        failed = True
-                        raise
+                        continue
+                previous = committer.submit(outcome)
+            if previous is not None:
+                await asyncio.wait([previous])
 
+        lanes = min(self.settings.relay_connections_per_provider, len(claimed))
         errors = [
             e
-            for e in await asyncio.gather(*(send(m) for m in claimed), return_exceptions=True)
+            for e in await asyncio.gather(*(lane() for _ in range(lanes)), return_exceptions=True)
             if e is not None
         ]
         try:
             if unsent:
                 await asyncio.to_thread(self._release, unsent)
         finally:
-            if errors:
-                raise errors[0]
+            if committer.error is not None or errors:
+                raise committer.error or errors[0]
         return len(claimed) - len(unsent)
 
     def _release(self, unsent: list[relay.ClaimedMessage]) -> None:
@@ -330,7 +326,7 @@ class RelayJob:
         claimed: relay.ClaimedMessage,
         endpoint: ProviderEndpoint,
         prepared: PreparedMessage,
-        may_send_data: Callable[[], bool],
+        may_send_data: Callable[[], Awaitable[bool]],
     ) -> _Outcome:
         try:
             async with asyncio.timeout(self.settings.relay_lease / 2):

@@ -6,14 +6,16 @@ aiosmtplib from the server's EHLO). :meth:`RelayClient.send` never raises for an
 failure: it returns a :class:`RelayResult` with the stage (``connect``, ``MAIL``, ``RCPT``,
 ``DATA``), the server's code and reply, so the worker has one place that maps outcomes to events.
 
-Data written only while allowed: :meth:`RelayClient.send` takes ``may_send_data``, asked after
-the server's ``354`` and right before the message is written (nothing is awaited in between). If
-it answers no (the caller's claim on the message is about to end, e.g. the process was paused),
-the connection is closed instead, which makes the server discard the transaction, and the result
-has ``stage="lease"``: the message was not sent. This is why DATA is driven here (the ``DATA``
-command, then the content through the protocol's ``write``/``read_response``, dot-stuffed as
-aiosmtplib does) rather than with :meth:`aiosmtplib.SMTP.data`, which writes the content as soon as
-``354`` arrives.
+Data written only when allowed: :meth:`RelayClient.send` takes ``may_send_data``, awaited after
+the server's ``354``, right before the message is written. It may wait (the worker waits there
+for the previous message's outcome to be committed); its answer counts at the moment it returns,
+and the data is written without the event loop running in between. If it answers no (the
+caller's claim on the message is about to end, e.g. the process was paused, or the previous
+commit failed), the connection is closed instead, which makes the server discard the
+transaction, and the result has ``stage="lease"``: the message was not sent. This is why DATA
+is driven here (the ``DATA`` command, then the content through the protocol's ``write`` and
+``read_response``, dot-stuffed as aiosmtplib does) rather than with
+:meth:`aiosmtplib.SMTP.data`, which writes the content as soon as ``354`` arrives.
 
 Reuse: after a completed transaction (accepted or refused after MAIL) the connection is reset with
 RSET and returned to the provider's idle list; after a network failure it is closed. A reused
@@ -26,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiosmtplib
@@ -115,7 +117,7 @@ class RelayClient:
         endpoint: ProviderEndpoint,
         message: PreparedMessage,
         *,
-        may_send_data: Callable[[], bool] | None = None,
+        may_send_data: Callable[[], Awaitable[bool]] | None = None,
     ) -> RelayResult:
         pool = self._pool(endpoint)
         assert pool.slots is not None
@@ -145,7 +147,7 @@ class RelayClient:
         self,
         smtp: aiosmtplib.SMTP,
         message: PreparedMessage,
-        may_send_data: Callable[[], bool],
+        may_send_data: Callable[[], Awaitable[bool]],
         *,
         reused: bool,
     ) -> tuple[RelayResult | None, bool]:
@@ -195,15 +197,15 @@ class _Withheld(Exception):
     """``may_send_data`` said no after ``354``."""
 
 
-def _always() -> bool:
+async def _always() -> bool:
     return True
 
 
 async def _data(
-    smtp: aiosmtplib.SMTP, data: bytes, may_send_data: Callable[[], bool]
+    smtp: aiosmtplib.SMTP, data: bytes, may_send_data: Callable[[], Awaitable[bool]]
 ) -> aiosmtplib.SMTPResponse:
-    """DATA, then the content unless ``may_send_data()`` is false at the moment it would be
-    written; the reply to the content. Errors as :meth:`aiosmtplib.SMTP.data` raises them."""
+    """DATA, then the content unless ``await may_send_data()`` is false; the reply to the
+    content. Errors as :meth:`aiosmtplib.SMTP.data` raises them."""
     start = await smtp.execute_command(b"DATA")
     if start.code != 354:
         raise aiosmtplib.SMTPDataError(start.code, start.message)
@@ -211,10 +213,11 @@ async def _data(
     if protocol is None:
         raise aiosmtplib.SMTPServerDisconnected("Connection lost")
     content = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(data)) + b".\r\n"
-    if not may_send_data():
+    if not await may_send_data():
         raise _Withheld
-    # No await between the check and the write. read_response is called before control returns
-    # to the event loop, so the reply cannot arrive unexpected (aiosmtplib would drop it).
+    # The event loop does not run between may_send_data's last check and this write, and
+    # read_response is called before it runs again, so the reply cannot arrive unexpected
+    # (aiosmtplib would drop it).
     protocol.write(content)
     try:
         response = await protocol.read_response(timeout=smtp.timeout)
