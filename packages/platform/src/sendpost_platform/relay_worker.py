@@ -6,12 +6,13 @@ One pass (:meth:`RelayJob.run_once`), per provider with due messages:
    ``relay_lease``; see ``store/relay.py``);
 2. prepare each (``smtp/prepare.py``: MIME, tracking, DKIM) and relay it through the shared
    :class:`~sendpost_platform.smtp.relay.RelayClient` (connections reused), concurrently over
-   ``relay_connections_per_provider`` slots, one per connection;
-3. commit each outcome before its slot takes the next message: 2xx → ``CSSent`` with code and
-   reply; a failure → retry ``relay_retry_schedule[n-1]`` after attempt *n*, and once the
-   schedule is exhausted ``CSDropped`` with the last code and reply. A message that cannot be
-   prepared (its domain or provider is gone, its key cannot be opened) is dropped at once. The
-   outcomes of all slots waiting are committed in one transaction (:class:`_GroupCommit`).
+   ``relay_connections_per_provider`` lanes, one per connection, one message at a time each;
+3. commit each outcome: 2xx → ``CSSent`` with code and reply; a failure → retry
+   ``relay_retry_schedule[n-1]`` after attempt *n*, and once the schedule is exhausted
+   ``CSDropped`` with the last code and reply. A message that cannot be prepared (its domain or
+   provider is gone, its key cannot be opened) is dropped at once. The outcomes of all lanes
+   waiting are committed in one transaction (:class:`_GroupCommit`). A lane's next message goes
+   through MAIL, RCPT and DATA meanwhile, but its data is written only once that commit is done.
 
 Timing within the lease (``L``, measured from just before the claim): a send starts only before
 ``L/4`` and is cut off after ``L/2``; its message data is written only before ``3L/4`` (checked
@@ -22,9 +23,9 @@ claimed meanwhile.
 
 Delivery is at-least-once, and the window is what SMTP forces: a worker that dies after the
 provider accepted the data but before the outcome was committed leaves the claim to expire, and
-the message is relayed again after ``relay_lease``. A slot is freed only once its outcome is
-committed, so at most ``relay_connections_per_provider`` messages per worker are ever in that
-state: a crash re-sends at most that many.
+the message is relayed again after ``relay_lease``. A lane writes no data while its previous
+outcome is uncommitted, so at most ``relay_connections_per_provider`` messages per worker are
+ever in that state: a crash re-sends at most that many.
 """
 
 from __future__ import annotations
