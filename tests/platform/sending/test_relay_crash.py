@@ -7,7 +7,7 @@ not committed yet is sent again after the lease; the worker keeps at most one su
 connection (``SENDPOST_RELAY_CONNECTIONS``), so ``kills × connections`` at most.
 
 Each test prints its figures (``pytest -s`` shows them), e.g.
-``relay SIGKILL x30 (sqlite, 1 worker): 1500 messages, lost 0, duplicates 41 (bound 120)``.
+``relay SIGKILL x30 (sqlite, 1 worker(s)): 1500 messages, lost 0, duplicates 102 (bound 120)``.
 """
 
 from __future__ import annotations
