@@ -12,6 +12,7 @@ from typing import Any
 
 import dkim as dkimpy
 import pytest
+from sendpost_platform.errors import StoreError
 from sendpost_platform.relay_worker import RelayJob
 from sendpost_platform.smtp import dkim
 from sendpost_platform.smtp.prepare import PreparedMessage
@@ -357,3 +358,40 @@ async def test_slow_live_worker_never_sends_past_its_lease(sending: SendingSetup
     received = sorted(r.rcpt_tos[0] for r in sending.sink.received())
     assert sorted(recipients) == received
     assert (3, []) == (first + rest, other_sent)
+
+
+async def test_a_failed_commit_stops_every_lane_and_hands_the_rest_back(
+    sending: SendingSetup,
+) -> None:
+    """When committing an outcome fails (the database is down), no lane writes any more data:
+    the pass raises, the provider has at most one message per connection, the messages not
+    written are handed back at once, and after the lease every message has gone out with at
+    most those written ones twice."""
+
+    class FailingOnce(RelayJob):
+        failures = 1
+
+        def _record(self, outcomes: list[Any]) -> None:
+            if self.failures:
+                self.failures -= 1
+                raise StoreError("database write failed: the test says so")
+            super()._record(outcomes)
+
+    recipients = [f"accept-{i}@example.org" for i in range(6)]
+    results = await sending.send(to=recipients)
+    settings = dataclasses.replace(sending.settings, relay_connections_per_provider=2)
+    job = FailingOnce(sending.store, settings, sending.clock, worker_id="w1")
+    with pytest.raises(StoreError):
+        await job.run_once()
+    await job.close()
+    written = len(sending.sink.received())
+    assert 1 <= written <= 2
+    other = sending.relay_job("w2")
+    assert 6 - written == await other.run_once()
+    sending.clock.advance(seconds=61)
+    await other.run_once()
+    await other.close()
+    received = [r.rcpt_tos[0] for r in sending.sink.received()]
+    assert sorted(recipients) == sorted(set(received))
+    assert len(received) - len(recipients) <= written
+    assert all(types_of(sending, r["messageId"])[-1] == EventType.CSSent for r in results)
