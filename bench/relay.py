@@ -81,12 +81,17 @@ def _setup(url: str, port: int, messages: int, html: str, algorithm: str = "rsa"
     from sendpost_platform.clock import SystemClock
     from sendpost_platform.config import Settings
     from sendpost_platform.crypto import SecretBox
+    from sendpost_platform.domain.addresses import Mailbox
     from sendpost_platform.domain.routing import PoolMember
     from sendpost_platform.sending import SendRequest, submit
     from sendpost_platform.smtp import dkim
     from sendpost_platform.store import Store, accounts, domains, pools, providers
 
-    settings = Settings(database_url=url, secret_key=secrets.token_urlsafe(32))
+    settings = Settings(
+        database_url=url,
+        secret_key=secrets.token_urlsafe(32),
+        allow_private_networks=True,  # the sink listens on loopback
+    )
     store = Store.open(url)
     store.migrate()
     clock = SystemClock()
@@ -137,7 +142,10 @@ def _setup(url: str, port: int, messages: int, html: str, algorithm: str = "rsa"
             from_name="Bench",
             subject="Benchmark message",
             ippool="main",
-            to=[f"user{i}@example.org" for i in range(start, min(messages, start + per_request))],
+            to=[
+                Mailbox(f"user{i}@example.org")
+                for i in range(start, min(messages, start + per_request))
+            ],
             text_body="Hello, this is a benchmark message.\n" * 20,
             html_body=html,
             track_clicks=True,

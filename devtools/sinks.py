@@ -27,8 +27,8 @@ see ``DEFAULT_RULES``:
 Pass ``rules=`` to change the table; ``controller_kwargs`` go to aiosmtpd's ``Controller`` (e.g.
 ``tls_context``, ``require_starttls``, ``authenticator``) so TLS and AUTH can be layered on later.
 Accepted messages get ``250 2.0.0 OK id=SINKnnnnnn accepted for delivery``; never Postfix's
-``queued as ID``, which the agent reads as a hop to a local content filter when the relay is on
-loopback (as these sinks are). The server runs in aiosmtpd's own thread; every accessor here is
+``queued as ID``, which the agent holds as a possible hop (for the hop window) when the relay is
+on loopback (as these sinks are). The server runs in aiosmtpd's own thread; every accessor here is
 safe to call from any thread.
 """
 
@@ -133,8 +133,8 @@ class _Handler:
             received_at=time.time(),
         )
         number = self._sink._record_message(message)
-        # Worded like Gmail's reply, not Postfix's "queued as ID": the agent treats "queued as" from
-        # a loopback relay as a hop to a local filter, and these sinks live on loopback.
+        # Worded like Gmail's reply, not Postfix's "queued as ID": the agent holds "queued as" from
+        # a loopback relay as a possible hop for its window, and these sinks live on loopback.
         return f"250 2.0.0 OK id=SINK{number:06d} accepted for delivery"
 
 

@@ -166,7 +166,8 @@ class _AnyPortController(Controller):
 
 
 class TestServer:
-    """An aiosmtpd server on 127.0.0.1 with optional STARTTLS, implicit TLS, AUTH and rejections."""
+    """An aiosmtpd server on 127.0.0.1 (or another loopback ``host``, at ``port``; 0 picks one)
+    with optional STARTTLS, implicit TLS, AUTH and rejections."""
 
     __test__ = False  # not a pytest test class
 
@@ -178,11 +179,14 @@ class TestServer:
         users: Mapping[str, str] | None = None,
         auth_mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN"),
         reject: Mapping[str, str] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
-        self.host = "127.0.0.1"
+        self.host = host
         self.reject = dict(reject or {})
         self.users = dict(users or {})
         self.messages: list[bytes] = []
+        self.credentials: list[tuple[str, str]] = []  # every AUTH attempt: (login, password)
         self.lock = threading.Lock()
         kwargs: dict[str, Any] = {}
         if starttls is not None:
@@ -195,13 +199,17 @@ class TestServer:
             kwargs["auth_exclude_mechanism"] = [
                 m for m in ("PLAIN", "LOGIN") if m not in auth_mechanisms
             ]
-        self._controller = _AnyPortController(_Handler(self), hostname=self.host, port=0, **kwargs)
+        self._controller = _AnyPortController(
+            _Handler(self), hostname=self.host, port=port, **kwargs
+        )
 
     def _authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
     ) -> AuthResult:
         if isinstance(data, LoginPassword):
             login, password = data.login.decode(), data.password.decode()
+            with self.lock:
+                self.credentials.append((login, password))
             if self.users.get(login) == password:
                 return AuthResult(success=True)
         return AuthResult(success=False, handled=False)

@@ -168,6 +168,8 @@ class Stack(Service):
                 "SENDPOST_DATABASE_URL": f"sqlite:///{self.workdir / 'sendpost.db'}",
                 "SENDPOST_PUBLIC_BASE_URL": self.base_url,
                 "SENDPOST_BOUNCE_LISTEN": f"127.0.0.1:{self.bounce_port}",
+                # Everything here listens on loopback: the development switch is on, explicitly.
+                "SENDPOST_ALLOW_PRIVATE_NETWORKS": "true",
                 "SENDPOST_DNS_NAMESERVER": "127.0.0.1",
                 "SENDPOST_DNS_PORT": str(self.dns.port),
                 "SENDPOST_DNS_TIMEOUT": "3",

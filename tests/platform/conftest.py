@@ -7,6 +7,8 @@
   (``sp_test_<pid>_<random>``), migrates it once, truncates the tables before each test and
   drops the schema at the end, so concurrent sessions never clash.
 - SQLite: migrated once per session into a template file, copied for each test.
+- ``settings``: with ``allow_private_networks`` on (the development switch of ``egress.py``),
+  since the SMTP servers these tests talk to listen on loopback; egress tests turn it off.
 - ``clock`` (a ManualClock), ``seed`` (an account, a provider with its ingestion key, and a
   ``message()`` factory), ``app`` / ``client`` (the ASGI app over ``httpx.ASGITransport``).
 """
@@ -122,9 +124,12 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def settings(store: Store) -> Settings:
+    """Settings for these tests; the SMTP servers they talk to are on loopback, so the
+    development switch ``allow_private_networks`` is on (the egress tests turn it off)."""
     return Settings(
         database_url=store.engine.url.render_as_string(hide_password=False),
         secret_key="test-secret-key",
+        allow_private_networks=True,
     )
 
 

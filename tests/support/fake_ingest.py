@@ -101,7 +101,8 @@ class FakeIngest:
         try:
             parse_batch(body)
         except BatchError as exc:
-            return Answer(400, body=json.dumps({"errors": str(exc)}).encode())
+            errors = [e.to_json() for e in exc.errors]
+            return Answer(400, body=json.dumps({"errors": errors}).encode())
         self.events.extend(doc["events"])
         return Answer(200, body=b'{"accepted":true}')
 

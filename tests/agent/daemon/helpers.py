@@ -28,6 +28,7 @@ def make_settings(tmp_path: Path, endpoint: str, **overrides: Any) -> Settings:
         checkpoint_interval=0.05,
         shutdown_timeout=5.0,
         request_timeout=5.0,
+        heartbeat_interval=0.0,  # the fake ingestion server has no heartbeat route
     )
     return dataclasses.replace(base, **overrides)
 

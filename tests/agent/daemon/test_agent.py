@@ -191,6 +191,26 @@ async def test_other_4xx_goes_to_dead_letter(tmp_path: Path, ingest: FakeIngest)
     assert run.metric("sendpost_agent_events_dead_lettered_total") == len(expected)
 
 
+async def test_a_400_naming_one_event_dead_letters_only_that_event(
+    tmp_path: Path, ingest: FakeIngest
+) -> None:
+    """A 400 that names one event by index (as the platform's does) puts only that event in
+    dead-letter.jsonl; the batch's other events are sent again and delivered."""
+    named = {"errors": [{"index": 1, "field": "recipient", "message": "longer than 320"}]}
+    ingest.script = [Answer(400, body=json.dumps(named).encode())]
+    _write(tmp_path / "mail.log", 0, 5)
+    expected = expected_events(log_text(0, 5))
+    async with Running(make_settings(tmp_path, ingest.url, batch_wait=0.2)) as run:
+        await until(lambda: len(_received(ingest)) >= len(expected) - 1)
+        dead_count = run.metric("sendpost_agent_events_dead_lettered_total")
+    lines = (tmp_path / "state" / "dead-letter.jsonl").read_text().splitlines()
+    [dead] = [json.loads(line) for line in lines]
+    first = [n for _, status, n in ingest.requests if status == 400]
+    assert ([len(expected)], 1.0, 400) == (first, dead_count, dead["status"])
+    assert list(expected)[1] == dead["event"]["event_id"]
+    assert set(expected) - {dead["event"]["event_id"]} == set(_received(ingest))
+
+
 async def test_full_wal_pauses_reading_then_drains(tmp_path: Path, ingest: FakeIngest) -> None:
     """With the endpoint down the WAL fills to its cap and reading stops; later all arrive."""
     ingest.down = True
@@ -284,3 +304,29 @@ def test_settings_dataclass_is_frozen() -> None:
     settings = make_settings(Path("/tmp"), "http://127.0.0.1:1/x")
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.api_key = "other"  # type: ignore[misc]
+
+
+async def test_quiet_log_ships_a_smarthost_delivery_once_its_hop_window_ends(
+    tmp_path: Path, ingest: FakeIngest
+) -> None:
+    """A `queued as` from a loopback smarthost (its log elsewhere) is the last line of a quiet
+    log: the daemon's idle check turns it into a `delivered` event once the hop window has
+    passed (its line is older than the window) and counts the unresolved hop."""
+    import datetime as dt
+
+    uuid = "3a1f0c52-7e4b-4d6a-9c1e-0b2d3f4a5b03"
+    at = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    (tmp_path / "mail.log").write_text(
+        f"{at} mx postfix/cleanup[11]: 3A0000001: info: header X-Sendpost-Message-UUID: {uuid}"
+        " from p[192.0.2.1]; from=<s@example.com> to=<d@dest.test> proto=ESMTP helo=<p>\n"
+        f"{at} mx postfix/smtp[13]: 3A0000001: to=<d@dest.test>, relay=127.0.0.1[127.0.0.1]:2525,"
+        " delay=1, delays=0/0/0/1, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 912265B1F5)\n"
+    )
+    async with Running(make_settings(tmp_path, ingest.url)) as run:
+        await until(lambda: len(ingest.events) >= 1)
+        assert await run.stop() == 0
+    assert [(uuid, "delivered", "d@dest.test", "2.0.0 Ok: queued as 912265B1F5")] == [
+        (e["message_id"], e["event_type"], e["recipient"], e["smtp_description"])
+        for e in ingest.events
+    ]
+    assert 1 == run.metric("sendpost_agent_hops_total{outcome=unresolved}")

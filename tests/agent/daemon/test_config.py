@@ -61,6 +61,13 @@ def test_defaults_are_the_documented_ones(tmp_path: Path) -> None:
         ({"api-key": "k", "listen": "9113"}, {}, "", "listen", "9113"),
         ({"api-key": "k", "mta": "exim"}, {}, "", "mta", "exim"),
         ({"api-key": "k", "wal-max-bytes": "lots"}, {}, "", "wal-max-bytes", "lots"),
+        (
+            {"api-key": "k", "internal-relays": "127.0.0.1:0"},
+            {},
+            "",
+            "internal-relays",
+            "127.0.0.1:0",
+        ),
     ],
 )
 def test_bad_settings_name_key_and_value(
@@ -73,6 +80,12 @@ def test_bad_settings_name_key_and_value(
         load(flags, env, config)
     assert (key, value) == (caught.value.key, caught.value.value)
     assert key in str(caught.value)
+
+
+def test_internal_relays_take_networks_names_and_host_port() -> None:
+    """internal-relays accepts networks, names and host:port (IPv6 in brackets), as given."""
+    s = load({"api-key": "k", "internal-relays": "127.0.0.1:10024, [::1]:10024,10.0.0.0/8,mx"}, {})
+    assert ("127.0.0.1:10024", "[::1]:10024", "10.0.0.0/8", "mx") == s.internal_relays
 
 
 def test_explicit_missing_config_file_is_an_error(tmp_path: Path) -> None:

@@ -69,3 +69,24 @@ def test_network_errors_retry_and_2xx_is_success() -> None:
     assert retry_policy(httpx.ConnectError("refused")) is True
     assert retry_policy(httpx.ReadTimeout("slow")) is True
     assert classify(httpx.Response(202), now=0.0) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        (b'{"errors": [{"index": 3, "field": "recipient"}, {"index": 0}]}', frozenset({0, 3})),
+        (b'{"errors": [{"index": 3}, {"index": null, "field": ""}]}', None),
+        (b'{"errors": []}', None),
+        (b'{"errors": "0.recipient: too long"}', None),
+        (b"not json", None),
+        (b"[1]", None),
+    ],
+)
+def test_a_400_names_the_bad_events_only_when_each_error_has_an_index(
+    body: bytes, named: frozenset[int] | None
+) -> None:
+    """The events a 400 names are the ones dead-lettered; an answer that blames the batch
+    itself (or names nothing) leaves the whole batch to the dead-letter file."""
+    error = classify(httpx.Response(400, content=body), now=0.0)
+    assert isinstance(error, BatchRejected)
+    assert named == error.indexes

@@ -19,10 +19,17 @@ GOLDEN = Path(__file__).parent / "golden"
 MTIME = dt.datetime(2024, 1, 10, tzinfo=dt.UTC).timestamp()
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
+def _run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, TZ="UTC")
-    return subprocess.run(
-        [str(AGENT), "parse", *args], capture_output=True, text=True, timeout=60, env=env
+    if stdin is None:
+        return subprocess.run(
+            [str(AGENT), "parse", *args], capture_output=True, text=True, timeout=60, env=env
+        )
+    done = subprocess.run(
+        [str(AGENT), "parse", *args], input=stdin, capture_output=True, timeout=60, env=env
+    )
+    return subprocess.CompletedProcess(
+        done.args, done.returncode, done.stdout.decode(), done.stderr.decode()
     )
 
 
@@ -59,12 +66,88 @@ def test_parse_stats_on_stderr(tmp_path: Path) -> None:
         "ignored 18",
         "invalid_utf8 0",
         "uncorrelated 2",
+        "hops_resolved 1",
+        "hops_unresolved 0",
+        "recipients_from_orig_to 0",
         "events.bounced 2",
         "events.deferred 3",
         "events.delivered 3",
         "events.soft_bounced 3",
         f"scanner {'compiled' if scan.NATIVE is not None else 'python'}",
     ]
+
+
+def _stats(stderr: str) -> dict[str, str]:
+    return dict(line.split(" ", 1) for line in stderr.splitlines())
+
+
+def test_parse_reads_standard_input(tmp_path: Path) -> None:
+    """`-` reads the log from standard input (a pipe, gzip or plain), between files too: the
+    same events as the files themselves (first on the command line, a pipe has no modification
+    time: classic timestamps take their year from now, so only the timestamps differ)."""
+    old, new, expected = _split_log(tmp_path)
+    piped = _run(str(old), "-", stdin=new.read_bytes())
+    got = [json.loads(row) for row in piped.stdout.splitlines()]
+    assert (0, "", expected) == (piped.returncode, piped.stderr, got)
+    gz = _run("-", str(new), stdin=old.read_bytes())
+    undated = [{k: v for k, v in e.items() if k != "timestamp"} for e in expected]
+    got = [json.loads(row) for row in gz.stdout.splitlines()]
+    assert (0, undated) == (
+        gz.returncode,
+        [{k: v for k, v in e.items() if k != "timestamp"} for e in got],
+    )
+
+
+SMARTHOST_LOG = (GOLDEN / "hops.log").read_bytes()
+
+
+def test_internal_relay_flag_and_stats_name_hops_and_orig_to() -> None:
+    """--stats names hops resolved, unresolved and recipients from orig_to; with
+    --internal-relay naming only the filter port, the loopback smarthost's lines are
+    deliveries from the start (no longer counted as unresolved hops)."""
+    default = _run("--stats", "-", stdin=SMARTHOST_LOG)
+    named = _run(
+        "--stats", "--internal-relay", "127.0.0.1:10024,127.0.0.1:10026", "-", stdin=SMARTHOST_LOG
+    )
+    wanted = ("hops_resolved", "hops_unresolved", "recipients_from_orig_to")
+    assert [("3", "3", "4"), ("3", "0", "4")] == [
+        tuple(_stats(r.stderr)[k] for k in wanted) for r in (default, named)
+    ]
+    assert sorted(default.stdout.splitlines()) == sorted(named.stdout.splitlines())
+
+
+def test_config_file_gives_the_daemons_internal_relays(tmp_path: Path) -> None:
+    """--config FILE takes internal-relays from the daemon's YAML (other keys checked, not
+    needed: no api-key required); --internal-relay wins over it; a bad entry or an unknown key
+    exits 2 naming it."""
+    good = tmp_path / "agent.yaml"
+    good.write_text("api-key: k\ninternal-relays: ['127.0.0.1:10024', '127.0.0.1:10026']\n")
+    from_file = _run("--stats", "--config", str(good), "-", stdin=SMARTHOST_LOG)
+    overridden = _run(
+        "--stats", "--config", str(good), "--internal-relay", "10.0.0.0/8", "-", stdin=SMARTHOST_LOG
+    )
+    # from the file: the smarthost (port 2525) is no candidate; the flag's network matches
+    # no relay of the log: no candidates at all
+    assert (0, "3", "0") == (
+        from_file.returncode,
+        _stats(from_file.stderr)["hops_resolved"],
+        _stats(from_file.stderr)["hops_unresolved"],
+    )
+    assert (0, "0", "0") == (
+        overridden.returncode,
+        _stats(overridden.stderr)["hops_resolved"],
+        _stats(overridden.stderr)["hops_unresolved"],
+    )
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("internal-relays: ['127.0.0.1:99999']\n")
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("relays: x\n")
+    for path, named in ((bad, "internal-relays"), (unknown, "relays")):
+        result = _run("--config", str(path), "-", stdin=SMARTHOST_LOG)
+        assert (2, "", 1) == (result.returncode, result.stdout, len(result.stderr.splitlines()))
+        assert named in result.stderr
+    flag = _run("--internal-relay", "a b", "-", stdin=b"")
+    assert (2, True) == (flag.returncode, "--internal-relay" in flag.stderr)
 
 
 def test_unreadable_file_exits_2_naming_it(tmp_path: Path) -> None:

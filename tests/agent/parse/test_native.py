@@ -71,6 +71,7 @@ ENVELOPES = [
     "x[1]: ",
     "]: ",
     "Feb 19 12:00:00  postfix/smtp[2105]: ",
+    "Feb 19 12:05:00 mta postfix-out/smtp[9]: ",
     "Feb 19 12:00:00 mta postfix/smtpd[1]: NOQUEUE: reject: RCPT from a[1.2.3.4]: ",
 ]
 QIDS = ["3E06E12011A", "4Xk9Zp1Hf2zJ3ab", "ABCD", "NOQUEUE", "NOQUEUEX", "A1B2C"]
@@ -117,6 +118,17 @@ PAYLOADS = [
     '550 "quoted\\" \x01\x7f (in reply to  mail from  command)  )',
     "to=<b@b.c>, relay=none, dsn=4.0.0, status=bounced (550)",
     "to=<a@b.c>, relay=x, dsn=2.0.0, status=deliverable (x)",
+    "to=<ok.team@dest.test>, orig_to=<info@brand.test>, relay=mx[1.2.3.4]:25, delay=1, "
+    "dsn=2.0.0, status=sent (250 2.0.0 Ok)",
+    "to=<ok.team@dest.test>, orig_to=<info@brand.test>, relay=mx[1.2.3.4]:25, dsn=4.4.1, "
+    "status=deferred (connect to mx[1.2.3.4]:25: Connection refused)",
+    "to=<ok.team@dest.test>, orig_to=info@brand.test, relay=none, dsn=5.1.1, status=bounced (x)",
+    "to=<a@b.c>, orig_to=<>, relay=mx[1.2.3.4]:25, dsn=2.0.0, status=sent (250 ok)",
+    "to=<root>, orig_to=<info@brand.test>, relay=local, dsn=2.0.0, status=sent (delivered)",
+    "to=<a@b.c>, orig_to=<info@brand.test>, relay=127.0.0.1[127.0.0.1]:2525, dsn=2.0.0, "
+    "status=sent (250 2.0.0 Ok: queued as 9F9F9F9F9)",
+    "to=<a@b.c>, relay=127.0.0.1[127.0.0.1]:2525, dsn=2.0.0, status=sent (250 2.0.0 Ok: "
+    "queued as 4Xk9Zp1Hf2zJ3ab)",
     "to=<nobody>, relay=x, dsn=5.1.1, status=bounced (host x said: 550)",
 ]
 PIECES = [*ENVELOPES, *QIDS, *PAYLOADS, ": ", ", ", "]: ", "(", ")", " ", "\t", "\x1f", "<", ">"]
@@ -301,14 +313,23 @@ def test_compiled_analyse_reply_is_the_python_one(text: str) -> None:
     st.one_of(st.none(), st.sampled_from(["5.1.1", "4.7.1", "2.0.0", "9.9.9", "5.1"])),
     st.text(min_size=1, max_size=20),
     st.text(max_size=80),
+    st.one_of(st.none(), st.sampled_from(["", "ok.team@dest.test", "root"]), st.text(max_size=12)),
 )
 def test_compiled_prepare_is_the_python_one(
-    event_type: str, text: str, recipient: str | None, dsn: str | None, qid: str, line: str
+    event_type: str,
+    text: str,
+    recipient: str | None,
+    dsn: str | None,
+    qid: str,
+    line: str,
+    final: str | None,
 ) -> None:
-    """The compiled twin of scan.prepare renders the same fields and JSON parts."""
+    """The compiled twin of scan.prepare renders the same fields and JSON parts, with and
+    without a final recipient."""
     reply = analyse_reply(text)
-    assert prepare(event_type, reply, recipient, dsn, qid, line) == scan_module.NATIVE.prepare(
-        event_type, reply, recipient, dsn, qid, line
+    expected = prepare(event_type, reply, recipient, dsn, qid, line, final)
+    assert expected == scan_module.NATIVE.prepare(
+        event_type, reply, recipient, dsn, qid, line, final
     )
 
 

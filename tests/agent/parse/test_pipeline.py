@@ -39,6 +39,9 @@ def test_counters_for_damaged_input() -> None:
         "unparsed": {"too_long": 1, "truncated": 1},
         "invalid_utf8": 1,
         "uncorrelated": 0,
+        "hops_resolved": 0,
+        "hops_unresolved": 0,
+        "recipients_from_orig_to": 0,
         "events": {"delivered": 1},
     }
 

@@ -5,13 +5,21 @@ from __future__ import annotations
 import base64
 import ssl
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sendpost_platform.egress import EgressPolicy
 from sendpost_platform.smtp.connectivity import SmtpTestResult, SmtpTestSettings, run_smtp_test
 
 from devtools.smtp_servers import TestServer, TlsMaterial, refusing_port, stalling_port
 
 FAST = 3.0  # seconds per stage: loopback servers answer in milliseconds
+LOOPBACK_ALLOWED = EgressPolicy(allow_private=True)  # the development switch: servers are local
+
+
+async def _run(settings: SmtpTestSettings, **options: Any) -> SmtpTestResult:
+    """``run_smtp_test`` with the development switch on, for the loopback servers."""
+    return await run_smtp_test(settings, egress=LOOPBACK_ALLOWED, **options)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +47,7 @@ def _stages(result: SmtpTestResult) -> list[tuple[str, bool]]:
 async def test_plain_transaction_succeeds_and_delivers_the_test_message() -> None:
     """security none: every stage passes, the server receives a message with the test headers."""
     with TestServer() as server:
-        result = await run_smtp_test(_settings(server.port), timeout=FAST)
+        result = await _run(_settings(server.port), timeout=FAST)
         received = list(server.messages)
     assert (result.ok, result.stage) == (True, None)
     assert _stages(result) == [
@@ -61,7 +69,7 @@ async def test_plain_transaction_succeeds_and_delivers_the_test_message() -> Non
 async def test_json_shape_matches_the_spec() -> None:
     """to_json has exactly the SPEC's keys, and so has each stage entry."""
     with TestServer() as server:
-        payload = (await run_smtp_test(_settings(server.port), timeout=FAST)).to_json()
+        payload = (await _run(_settings(server.port), timeout=FAST)).to_json()
     assert {"ok", "stage", "smtpCode", "reply", "stages", "transcript"} == set(payload)
     assert {"stage", "ok", "smtpCode", "reply", "ms"} == set(payload["stages"][0])
     assert all(isinstance(line, str) for line in payload["transcript"])
@@ -70,7 +78,7 @@ async def test_json_shape_matches_the_spec() -> None:
 async def test_starttls_with_trusted_certificate_succeeds(tls: TlsMaterial) -> None:
     """starttls: STARTTLS is issued after EHLO, then EHLO again, with the certificate verified."""
     with TestServer(starttls=tls) as server:
-        result = await run_smtp_test(
+        result = await _run(
             _settings(server.port, security="starttls", ca_file=str(tls.ca_file)), timeout=FAST
         )
     assert (result.ok, result.stage) == (True, None)
@@ -90,7 +98,7 @@ async def test_starttls_with_trusted_certificate_succeeds(tls: TlsMaterial) -> N
 async def test_starttls_with_untrusted_certificate_fails_at_tls(tls: TlsMaterial) -> None:
     """A self-signed chain unknown to the trust store fails at stage tls (verification is on)."""
     with TestServer(starttls=tls) as server:
-        result = await run_smtp_test(_settings(server.port, security="starttls"), timeout=FAST)
+        result = await _run(_settings(server.port, security="starttls"), timeout=FAST)
     assert (result.ok, result.stage) == (False, "tls")
     assert result.reply is not None
     assert "certificate" in result.reply.lower()
@@ -101,7 +109,7 @@ async def test_starttls_untrusted_certificate_accepted_when_verification_is_off(
 ) -> None:
     """verifyCertificate false: the same untrusted certificate is accepted."""
     with TestServer(starttls=tls) as server:
-        result = await run_smtp_test(
+        result = await _run(
             _settings(server.port, security="starttls", verify_certificate=False), timeout=FAST
         )
     assert (result.ok, result.stage) == (True, None)
@@ -110,7 +118,7 @@ async def test_starttls_untrusted_certificate_accepted_when_verification_is_off(
 async def test_starttls_not_offered_fails_at_tls() -> None:
     """security starttls against a server without STARTTLS fails at stage tls."""
     with TestServer() as server:
-        result = await run_smtp_test(_settings(server.port, security="starttls"), timeout=FAST)
+        result = await _run(_settings(server.port, security="starttls"), timeout=FAST)
     assert (result.ok, result.stage, result.smtp_code) == (False, "tls", None)
     assert result.reply == "the server does not offer STARTTLS"
 
@@ -119,7 +127,7 @@ async def test_implicit_tls_succeeds_with_a_given_ssl_context(tls: TlsMaterial) 
     """security tls: TLS from the first byte; trust comes from the SSL context passed in."""
     context = ssl.create_default_context(cafile=str(tls.ca_file))
     with TestServer(implicit_tls=tls) as server:
-        result = await run_smtp_test(
+        result = await _run(
             _settings(server.port, security="tls", ssl_context=context), timeout=FAST
         )
     assert (result.ok, result.stage) == (True, None)
@@ -137,7 +145,7 @@ async def test_implicit_tls_succeeds_with_a_given_ssl_context(tls: TlsMaterial) 
 async def test_implicit_tls_untrusted_certificate_fails_at_tls(tls: TlsMaterial) -> None:
     """security tls with an unknown CA fails at stage tls, not connect."""
     with TestServer(implicit_tls=tls) as server:
-        result = await run_smtp_test(_settings(server.port, security="tls"), timeout=FAST)
+        result = await _run(_settings(server.port, security="tls"), timeout=FAST)
     assert (result.ok, result.stage) == (False, "tls")
     assert _stages(result) == [("connect", True), ("tls", False)]
 
@@ -147,7 +155,7 @@ async def test_auth_succeeds_and_transcript_hides_the_password(mechanism: str) -
     """AUTH PLAIN or LOGIN (whichever is offered) succeeds; no form of the password is logged."""
     password = "s3cret-Pa55"
     with TestServer(users={"alice": password}, auth_mechanisms=(mechanism,)) as server:
-        result = await run_smtp_test(
+        result = await _run(
             _settings(server.port, username="alice", password=password), timeout=FAST
         )
     assert (result.ok, result.stage) == (True, None)
@@ -165,7 +173,7 @@ async def test_auth_succeeds_and_transcript_hides_the_password(mechanism: str) -
 async def test_auth_rejected_fails_at_auth_with_535(mechanism: str) -> None:
     """Wrong credentials: stage auth with the server's 535 reply."""
     with TestServer(users={"alice": "right"}, auth_mechanisms=(mechanism,)) as server:
-        result = await run_smtp_test(
+        result = await _run(
             _settings(server.port, username="alice", password="wrong"), timeout=FAST
         )
     assert (result.ok, result.stage, result.smtp_code) == (False, "auth", 535)
@@ -175,16 +183,14 @@ async def test_auth_rejected_fails_at_auth_with_535(mechanism: str) -> None:
 async def test_auth_not_offered_fails_at_auth() -> None:
     """Credentials given but the server offers no AUTH: stage auth."""
     with TestServer() as server:
-        result = await run_smtp_test(
-            _settings(server.port, username="alice", password="pw"), timeout=FAST
-        )
+        result = await _run(_settings(server.port, username="alice", password="pw"), timeout=FAST)
     assert (result.ok, result.stage, result.smtp_code) == (False, "auth", None)
 
 
 async def test_connection_refused_fails_at_connect() -> None:
     """A closed port: stage connect, no SMTP code."""
     with refusing_port() as port:
-        result = await run_smtp_test(_settings(port), timeout=FAST)
+        result = await _run(_settings(port), timeout=FAST)
     assert (result.ok, result.stage, result.smtp_code) == (False, "connect", None)
     assert _stages(result) == [("connect", False)]
 
@@ -192,7 +198,7 @@ async def test_connection_refused_fails_at_connect() -> None:
 async def test_stalling_server_fails_with_timeout() -> None:
     """A server that accepts TCP and never greets: stage timeout, the entry names connect."""
     with stalling_port() as port:
-        result = await run_smtp_test(_settings(port), timeout=0.3)
+        result = await _run(_settings(port), timeout=0.3)
     assert (result.ok, result.stage) == (False, "timeout")
     assert _stages(result) == [("connect", False)]
 
@@ -215,7 +221,7 @@ async def test_rejection_fails_at_that_stage_with_the_server_reply(
 ) -> None:
     """MAIL, RCPT or DATA rejected: that stage, with the server's code and text."""
     with TestServer(reject={command: reply}) as server:
-        result = await run_smtp_test(_settings(server.port), timeout=FAST)
+        result = await _run(_settings(server.port), timeout=FAST)
     assert (False, stage, code, reply[4:]) == (
         result.ok,
         result.stage,
@@ -229,9 +235,7 @@ async def test_stage_timings_come_from_the_injected_clock() -> None:
     """ms per stage is measured with the clock passed in."""
     ticks = iter(float(n) for n in range(1000))
     with TestServer() as server:
-        result = await run_smtp_test(
-            _settings(server.port), timeout=FAST, clock=lambda: next(ticks)
-        )
+        result = await _run(_settings(server.port), timeout=FAST, clock=lambda: next(ticks))
     assert [1000.0] * len(result.stages) == [s.ms for s in result.stages]
 
 
@@ -245,7 +249,5 @@ def test_tls_material_ca_loads_into_a_standard_context(tmp_path: Path) -> None:
 async def test_address_the_client_cannot_send_fails_at_that_stage() -> None:
     """A non-ASCII sender to a server without SMTPUTF8 handling fails at mail, never raises."""
     with TestServer() as server:
-        result = await run_smtp_test(
-            _settings(server.port, test_from="prüfer@sender.example"), timeout=FAST
-        )
+        result = await _run(_settings(server.port, test_from="prüfer@sender.example"), timeout=FAST)
     assert (result.ok, result.stage) == (False, "mail")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import socket
 import uuid
 from collections.abc import AsyncIterator
 
@@ -143,6 +144,47 @@ async def test_one_bad_event_rejects_the_whole_batch_naming_each_problem(
     assert stored_bodies(store) == []
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("smtp_description", "250 ok\x00", "contains a NUL character (at 6)"),
+        ("smtp_command", "C" * 65, "longer than 64 characters (65)"),
+        ("recipient", "r" * 309 + "@example.com", "longer than 320 characters (321)"),
+        ("event_id", "e" * 201, "longer than 200 characters (201)"),
+        (
+            "smtp_description",
+            "250 \ud800",
+            "contains a lone surrogate (at 4), which is not valid Unicode",
+        ),
+        ("recipient", "İ" * 310 + "@x.example", "longer than 320 characters once lower-cased"),
+    ],
+)
+async def test_values_the_store_cannot_keep_are_400_naming_index_and_field(
+    client: httpx.AsyncClient, seed: Seed, store: Store, field: str, value: str, message: str
+) -> None:
+    """What processing could not store is refused at the door (400, index, field, problem),
+    never acknowledged with a 200 and lost later; nothing of the request is stored."""
+    events = [agent_event(str(uuid.uuid4())), agent_event(str(uuid.uuid4()), **{field: value})]
+    body = json.dumps({"events": events}).encode()  # ASCII: NUL and surrogates as \u escapes
+    response = await client.post(
+        INGEST_PATH, headers={"X-SP-Event-ApiKey": seed.ingest_key}, content=body
+    )
+    assert 400 == response.status_code
+    assert [{"index": 1, "field": field, "message": message}] == response.json()["errors"]
+    assert [] == stored_bodies(store)
+
+
+async def test_deeply_nested_body_is_400_not_500(client: httpx.AsyncClient, seed: Seed) -> None:
+    """A body nested 100,000 levels deep (under 1 MiB) is malformed JSON: 400 naming the batch."""
+    body = b'{"events": [' + b"[" * 100_000 + b"]" * 100_000 + b"]}"
+    response = await client.post(
+        INGEST_PATH, headers={"X-SP-Event-ApiKey": seed.ingest_key}, content=body
+    )
+    assert 400 == response.status_code
+    expected = [{"index": None, "field": "", "message": "malformed JSON: nested too deeply"}]
+    assert expected == response.json()["errors"]
+
+
 async def test_over_1000_events_is_413(client: httpx.AsyncClient, seed: Seed, store: Store) -> None:
     """1,000 events are accepted, 1,001 are refused with 413."""
     mid = str(uuid.uuid4())
@@ -222,6 +264,33 @@ async def test_rate_limit_answers_429_with_retry_after(
     assert refused.status_code == 429
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
     assert other.status_code == 200
+
+
+async def test_rate_limit_storage_down_falls_back_to_memory(
+    seed: Seed,
+    store: Store,
+    clock: ManualClock,
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Redis unreachable (a closed loopback port): ingestion still answers 200 and the limit is
+    still applied, counted in the process's memory; the log says so once, not per request."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    limited = Settings(
+        database_url=settings.database_url,
+        secret_key="k",
+        ingest_rate_limit="3/minute",
+        rate_limit_url=f"redis://127.0.0.1:{closed_port}/0",
+    )
+    app = create_app(limited, clock=clock, store=store)
+    events = [agent_event(str(uuid.uuid4()))]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        statuses = [(await post_events(c, seed.ingest_key, events)).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    warnings = [r for r in caplog.records if "rate-limit storage" in r.getMessage()]
+    assert len(warnings) == 1
 
 
 async def test_key_lookups_are_cached_and_a_revocation_elsewhere_applies_within_the_bound(

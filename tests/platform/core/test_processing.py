@@ -240,3 +240,34 @@ async def test_unparseable_stored_batch_is_dead_lettered_and_others_proceed(
     assert rows[1][1] is None
     assert len(timeline(store, message.uuid)) == 1
     assert provider_counters(store, seed.provider.id)["ingest.batches_failed"] == 1
+
+
+async def test_final_recipient_is_kept_in_details_under_the_platform_address(
+    client: httpx.AsyncClient, settings: Settings, seed: Seed, store: Store
+) -> None:
+    """An agent event for a rewritten recipient (virtual_alias_maps) is stored under the address
+    the platform sent to, with the rewritten address in details.finalRecipient; one without a
+    final_recipient has no such key."""
+    rewritten, plain = seed.message(recipient="info@brand.test"), seed.message()
+    await ingest_and_process(
+        client,
+        settings,
+        seed,
+        [
+            agent_event(
+                rewritten.uuid,
+                "bounced",
+                recipient="info@brand.test",
+                final_recipient="ok.team@dest.test",
+                **HARD,
+            ),
+            agent_event(plain.uuid, recipient="user@example.com"),
+        ],
+    )
+    [bounce] = timeline(store, rewritten.uuid)
+    [delivery] = timeline(store, plain.uuid)
+    assert ("info@brand.test", "ok.team@dest.test") == (
+        bounce["recipient"],
+        bounce["details"]["finalRecipient"],
+    )
+    assert "finalRecipient" not in delivery["details"]

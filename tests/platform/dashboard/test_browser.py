@@ -14,15 +14,11 @@ import datetime as dt
 import os
 import re
 import shutil
-import socket
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
-from sendpost_platform.app import create_app
 from sendpost_platform.clock import ManualClock
 from sendpost_platform.config import Settings
 from sendpost_platform.store import Store, accounts
@@ -30,6 +26,7 @@ from sendpost_wire import EventType
 
 from tests.platform.conftest import Seed, add_provider
 from tests.platform.dashboard.helpers import add_event
+from tests.support.live_platform import LivePlatform
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -40,36 +37,6 @@ PHONE = {"width": 360, "height": 740}
 pytestmark = pytest.mark.skipif(
     shutil.which(CHROMIUM) is None, reason=f"{CHROMIUM} is missing (make setup installs it)"
 )
-
-
-class LivePlatform:
-    """The platform's app served by uvicorn on a loopback port, in a thread of this process."""
-
-    def __init__(self, settings: Settings, seed: Seed) -> None:
-        self.seed = seed
-        app = create_app(settings, clock=seed.clock, store=seed.store)
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
-        self.base = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        self._server = uvicorn.Server(
-            uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
-        )
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
-        )
-
-    def __enter__(self) -> LivePlatform:
-        self._thread.start()
-        for _ in range(500):
-            if self._server.started:
-                return self
-            self._thread.join(0.01)
-        raise RuntimeError("uvicorn did not start within 5 s")
-
-    def __exit__(self, *_: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(10)
-        self._sock.close()
 
 
 @pytest.fixture
@@ -270,10 +237,21 @@ def test_a_form_on_another_site_cannot_sign_in(tab: Tab, live: LivePlatform) -> 
     tab.errors[:] = [e for e in tab.errors if "403" not in e]
 
 
-def test_an_unknown_message_is_a_404_page(tab: Tab, live: LivePlatform) -> None:
-    """A message page for an unknown UUID answers 404 inside the dashboard's layout."""
+def test_unknown_addresses_are_404_pages_and_root_leads_to_the_dashboard(
+    tab: Tab, live: LivePlatform
+) -> None:
+    """An unknown message UUID and an unknown dashboard path answer 404 as HTML pages in the
+    dashboard's layout (never raw JSON); the platform's root address leads to the overview."""
     tab.sign_in(live.base, live.seed.account.account_key)
-    response = tab.page.goto(f"{live.base}/dashboard/messages/{uuid.uuid4()}")
-    assert response is not None
-    assert response.status == 404
+    for path in (f"/dashboard/messages/{uuid.uuid4()}", "/dashboard/no-such-page"):
+        response = tab.page.goto(f"{live.base}{path}")
+        assert response is not None
+        assert (response.status, response.headers["content-type"].split(";")[0]) == (
+            404,
+            "text/html",
+        )
+        assert "Acme" in tab.page.inner_text("header")
+    assert "Page not found" in tab.page.inner_text("h1")
     tab.errors[:] = [e for e in tab.errors if "404" not in e]
+    tab.page.goto(f"{live.base}/")
+    assert tab.page.url == f"{live.base}/dashboard/"

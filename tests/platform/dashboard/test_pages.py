@@ -363,4 +363,4 @@ async def test_agent_status_follows_real_ingestion(client: httpx.AsyncClient, se
     row = row_of(
         (await client.get("/dashboard/providers")).text, "data-provider-id", seed.provider.id
     )
-    assert "agent stale: last seen 16 min ago" in row
+    assert "agent silent: last seen 16 min ago" in row

@@ -9,7 +9,8 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
-from sendpost_platform.dashboard import session, views
+from sendpost_platform.dashboard import charts, session, views
+from sendpost_platform.domain import agent_health
 from sendpost_platform.store import Store
 from sendpost_platform.store import events as event_store
 from sendpost_platform.store.dashboard_queries import Buckets
@@ -110,29 +111,82 @@ def test_ranges_align_to_whole_hours_and_days(name: str, start: dt.datetime, cou
     assert buckets.end > now >= buckets.end - buckets.step
 
 
-def test_stacked_bars_scale_to_the_peak() -> None:
-    """The tallest interval fills the chart; its bars stack without overlap."""
+def test_outcome_bars_stack_outcomes_only_against_a_round_axis() -> None:
+    """Bars stack outcomes (delivered, then bounces), never lifecycle stages: 100 processed and
+    100 sent in the same hour as 3 delivered and 1 hard bounce make a peak of 4, on an axis up
+    to 5 with ticks 0, 2, 5; the tallest bar reaches 4/5 of the plot."""
     buckets = Buckets(T0, dt.timedelta(hours=1), 2)
-    view = views.stats_view(buckets, {(0, 60): 3, (0, 63): 1, (1, 60): 2})
-    assert (view.peak, view.grand_total) == (4, 6)
-    first = [b for b in view.bars if b.x < views.SLOT_WIDTH]
-    assert [(b.type_id, b.y, b.height) for b in first] == [
-        (60, 40.0, 120.0),
-        (63, 0.0, 40.0),
+    counts = {(0, 58): 100, (0, 59): 100, (0, 60): 3, (0, 63): 1, (1, 60): 2}
+    view = views.stats_view(buckets, counts)
+    chart = view.wide
+    assert (chart.peak, view.grand_total) == (4, 206)
+    assert ["0", "2", "5"] == [t.text for t in chart.y_ticks]
+    first = [b for b in chart.bars if b.x < (chart.plot_left + chart.plot_right) / 2]
+    assert [60, 63] == [b.type_id for b in first]
+    plot = chart.plot_bottom - chart.plot_top
+    assert abs(sum(b.height for b in first) - plot * 4 / 5) < 0.01
+    assert abs(first[1].y + first[1].height - first[0].y) < 0.01
+    assert chart.x_ticks[0].text == "12:00"
+
+
+def test_nice_ceiling_and_rates() -> None:
+    """Axis tops are 1, 2 or 5 times a power of ten; rates say what they are a share of and
+    show "—" without a base."""
+    assert [1, 1, 2, 5, 5, 10, 20, 50, 100, 200] == [
+        charts.nice_ceiling(v) for v in (0, 1, 2, 3, 5, 6, 11, 21, 99, 101)
     ]
+    rates = charts.rates({59: 200, 60: 195, 63: 3, 64: 2, 67: 1})
+    assert ("97.5%", "1.5%", "1.0%", "0.5%") == (
+        rates.delivered.text,
+        rates.hard.text,
+        rates.soft.text,
+        rates.complaints.text,
+    )
+    assert "—" == charts.rates({}).delivered.text
+    assert "<0.1%" == charts.Rate(1, 5000).text
 
 
-def test_agent_badges() -> None:
-    """✓ with how long ago for a fresh agent; ⚠️ saying "never" or "stale" otherwise."""
+def test_agent_health_names_what_is_wrong() -> None:
+    """✓ only for an agent heard from recently that says it is healthy; otherwise the status
+    and a line naming the problem: never seen, silent (5 min with heartbeats, 15 without),
+    unhealthy with its reasons, or an old key presented after the last good contact."""
     now = T0
-    fresh = views.agent_badge("ok", now - dt.timedelta(minutes=4), now)
-    stale = views.agent_badge("stale", now - dt.timedelta(hours=3), now)
-    never = views.agent_badge("never", None, now)
-    assert [(b.symbol, b.text) for b in (fresh, stale, never)] == [
-        ("✓", "agent seen 4 min ago"),
-        ("⚠️", "agent stale: last seen 3 h ago"),
-        ("⚠️", "agent never seen"),
-    ]
+    minutes = dt.timedelta(minutes=1)
+    healthy = {"healthy": True, "problems": []}
+    sick = {"healthy": False, "problems": ["log unreadable: /var/log/mail.log: Permission denied"]}
+
+    def check(**kw: object) -> tuple[str, str]:
+        values: dict[str, object] = {
+            "last_seen": None,
+            "report": None,
+            "report_at": None,
+            "key_rejected_at": None,
+        }
+        values.update(kw)
+        found = agent_health.assess(now=now, **values)  # type: ignore[arg-type]
+        return found.status, found.summary
+
+    assert ("never", "agent never seen") == check()
+    assert ("ok", "agent seen 4 min ago") == check(last_seen=now - 4 * minutes)
+    assert ("ok", "agent seen 4 min ago") == check(
+        last_seen=now - 4 * minutes, report=healthy, report_at=now - 4 * minutes
+    )
+    assert ("stale", "agent silent: last seen 6 min ago") == check(
+        last_seen=now - 6 * minutes, report=healthy, report_at=now - 6 * minutes
+    )
+    assert "ok" == check(last_seen=now - 14 * minutes)[0]
+    assert ("stale", "agent silent: last seen 3 h ago") == check(last_seen=now - 180 * minutes)
+    status, summary = check(last_seen=now - minutes, report=sick, report_at=now - minutes)
+    assert ("unhealthy", True) == (status, "Permission denied" in summary)
+    status, summary = check(last_seen=now - 10 * minutes, key_rejected_at=now - minutes)
+    assert ("key_rejected", True) == (status, "current ingestion key" in summary)
+    assert "ok" == check(last_seen=now - minutes, key_rejected_at=now - 2 * minutes)[0]
+    badge = views.agent_badge(
+        agent_health.assess(
+            now=now, last_seen=None, report=None, report_at=None, key_rejected_at=None
+        )
+    )
+    assert ("⚠️", False) == (badge.symbol, badge.ok)
 
 
 @pytest.fixture

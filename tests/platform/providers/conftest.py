@@ -1,4 +1,5 @@
-"""Provider API fixtures: short SMTP-test timeouts and a one-hour key-rotation grace period."""
+"""Provider API fixtures: short SMTP-test timeouts, a one-hour key-rotation grace period and,
+for the loopback SMTP servers, the development switch ``allow_private_networks``."""
 
 from __future__ import annotations
 
@@ -14,4 +15,5 @@ def settings(store: Store) -> Settings:
         secret_key="test-secret-key",
         smtp_test_timeout=2.0,
         ingest_key_grace=3600.0,
+        allow_private_networks=True,  # the SMTP servers are on loopback
     )

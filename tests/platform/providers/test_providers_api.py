@@ -83,6 +83,9 @@ async def test_create_runs_the_test_and_returns_the_key_once(
         "verifyCertificate": True,
         "agentLastSeenAt": None,
         "agentStatus": "never",
+        "agentSummary": "agent never seen",
+        "agentReportAt": None,
+        "agent": None,
     }.items() <= created.items()
     assert "password" not in created
     assert created["eventIngestionApiKey"].startswith("spe_")
@@ -261,6 +264,7 @@ async def test_stalling_server_answers_422_with_stage_timeout(
         database_url=store.engine.url.render_as_string(hide_password=False),
         secret_key="test-secret-key",
         smtp_test_timeout=0.2,
+        allow_private_networks=True,
     )
     app = create_app(settings, clock=clock, store=store)
     transport = httpx.ASGITransport(app=app)

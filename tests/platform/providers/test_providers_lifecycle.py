@@ -104,22 +104,115 @@ async def test_connection_change_is_retested_and_refused_on_failure(
     created = await _created(client, headers, server.port)
     url = f"{BASE}/{created['id']}"
     with refusing_port() as port:
-        response = await client.patch(url, json={"port": port}, headers=headers)
+        response = await client.patch(
+            url, json={"port": port, "password": "Relay-Pa55word"}, headers=headers
+        )
     assert (response.status_code, response.json()["stage"]) == (422, "connect")
     assert server.port == (await client.get(url, headers=headers)).json()["port"]
 
 
-async def test_connection_change_is_retested_with_the_stored_password(
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"host": "localhost"}, "host"),
+        ({"port": "second"}, "port"),
+        ({"security": "starttls"}, "security"),
+        ({"username": "other-user"}, "username"),
+    ],
+)
+async def test_moving_to_another_server_needs_the_password_again(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    server: TestServer,
+    change: dict[str, str],
+    field: str,
+) -> None:
+    """A PATCH that changes host, port, security or username without ``password`` answers 422
+    naming ``body.password`` and the changed field; no server receives the stored password
+    (no AUTH attempt at all) and the provider is unchanged."""
+    created = await _created(client, headers, server.port)
+    url = f"{BASE}/{created['id']}"
+    seen_before = list(server.credentials)
+    with TestServer(users={"relay": "Relay-Pa55word"}) as second:
+        body = {k: (second.port if v == "second" else v) for k, v in change.items()}
+        response = await client.patch(url, json=body, headers=headers)
+        reached = (second.credentials, len(second.messages))
+    assert 422 == response.status_code, response.text
+    [error] = response.json()["errors"]
+    assert "body.password" == error["field"]
+    assert field in error["message"]
+    assert ([], 0) == reached
+    assert seen_before == server.credentials
+    after = (await client.get(url, headers=headers)).json()
+    assert (created["host"], created["port"], created["security"], created["username"]) == (
+        after["host"],
+        after["port"],
+        after["security"],
+        after["username"],
+    )
+
+
+async def test_moving_to_another_server_with_the_password_is_retested_there(
     client: httpx.AsyncClient, headers: dict[str, str], server: TestServer
 ) -> None:
-    """Moving to another server re-runs the test with the stored (decrypted) password."""
+    """With the password given again, moving to another server re-runs the test there (one
+    test message delivered to it) and the provider then points at it."""
     created = await _created(client, headers, server.port)
     with TestServer(users={"relay": "Relay-Pa55word"}) as second:
         response = await client.patch(
-            f"{BASE}/{created['id']}", json={"port": second.port}, headers=headers
+            f"{BASE}/{created['id']}",
+            json={"port": second.port, "password": "Relay-Pa55word"},
+            headers=headers,
         )
         delivered = len(second.messages)
     assert (200, second.port, 1) == (response.status_code, response.json()["port"], delivered)
+
+
+async def test_put_to_another_server_needs_the_password_again(
+    client: httpx.AsyncClient, headers: dict[str, str], server: TestServer
+) -> None:
+    """PUT with another port and no password answers 422 naming ``body.password``; the same PUT
+    with the password is accepted."""
+    created = await _created(client, headers, server.port)
+    url = f"{BASE}/{created['id']}"
+    with TestServer(users={"relay": "Relay-Pa55word"}) as second:
+        body = {
+            "name": "mta",
+            "host": "127.0.0.1",
+            "port": second.port,
+            "security": "none",
+            "username": "relay",
+            "testFrom": "probe@sender.example",
+            "testTo": "check@receiver.example",
+        }
+        refused = await client.put(url, json=body, headers=headers)
+        untouched = len(second.credentials)
+        accepted = await client.put(
+            url, json={**body, "password": "Relay-Pa55word"}, headers=headers
+        )
+    assert (422, "body.password", 0) == (
+        refused.status_code,
+        refused.json()["errors"][0]["field"],
+        untouched,
+    )
+    assert (200, second.port) == (accepted.status_code, accepted.json()["port"])
+
+
+async def test_moving_without_auth_needs_no_password(
+    client: httpx.AsyncClient, headers: dict[str, str], server: TestServer
+) -> None:
+    """Dropping AUTH (``username: null``) while changing the port needs no password: the stored
+    one is cleared, not sent."""
+    created = await _created(client, headers, server.port)
+    with TestServer() as second:
+        response = await client.patch(
+            f"{BASE}/{created['id']}", json={"port": second.port, "username": None}, headers=headers
+        )
+    assert (200, second.port, False) == (
+        response.status_code,
+        response.json()["port"],
+        response.json()["hasPassword"],
+    )
 
 
 async def test_new_password_is_retested_and_stored(
@@ -220,3 +313,24 @@ async def test_rotation_keeps_the_old_key_for_the_grace_period(
     assert await _ingest(client, old) == 200
     clock.advance(1)
     assert (await _ingest(client, old), await _ingest(client, new)) == (401, 200)
+
+
+async def test_rotation_after_a_leak_ends_the_old_keys_now(
+    client: httpx.AsyncClient, headers: dict[str, str], server: TestServer
+) -> None:
+    """previousKeyGraceSeconds 0 ends the replaced key at once; a second rotation ends a key
+    still in its grace from the first; a grace over the setting is a 400 naming the field."""
+    created = await _created(client, headers, server.port)
+    url = f"{BASE}/{created['id']}/rotate-key"
+    first = created["eventIngestionApiKey"]
+    second = (await client.post(url, headers=headers)).json()["eventIngestionApiKey"]
+    assert await _ingest(client, first) == 200
+    third = (await client.post(url, headers=headers)).json()["eventIngestionApiKey"]
+    assert [401, 200, 200] == [await _ingest(client, k) for k in (first, second, third)]
+    answer = await client.post(url, headers=headers, json={"previousKeyGraceSeconds": 0})
+    fourth = answer.json()["eventIngestionApiKey"]
+    assert [401, 401, 200] == [await _ingest(client, k) for k in (second, third, fourth)]
+    too_long = await client.post(url, headers=headers, json={"previousKeyGraceSeconds": 10**9})
+    assert too_long.status_code == 400
+    assert "previousKeyGraceSeconds" in too_long.json()["errors"][0]["field"]
+    assert await _ingest(client, fourth) == 200

@@ -3,7 +3,8 @@
 Builds on the platform fixtures (``store``, ``clock``, ``seed``): ``sending`` gives a
 :class:`SendingSetup` whose provider points at a running ``ScriptedSmtp`` server, with
 a verified sender domain ``shop.example`` (DKIM key sealed like the API does) and a round-robin
-pool ``main``. ``relay_job()`` builds relay jobs with the test clock and a short lease.
+pool ``main``. ``relay_job()`` builds relay jobs with the test clock and a short lease. The
+settings turn on ``allow_private_networks``: the sinks listen on loopback.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sendpost_platform.clock import ManualClock
 from sendpost_platform.config import Settings
 from sendpost_platform.crypto import SecretBox
 from sendpost_platform.domain.routing import PoolMember
+from sendpost_platform.egress import EgressPolicy
 from sendpost_platform.relay_worker import RelayJob
 from sendpost_platform.smtp import dkim
 from sendpost_platform.smtp.relay import RelayClient
@@ -60,7 +62,10 @@ class SendingSetup:
 
     def relay_job(self, worker_id: str = "w1", **overrides: Any) -> RelayJob:
         settings = dataclasses.replace(self.settings, **overrides)
-        client = RelayClient(max_connections=settings.relay_connections_per_provider)
+        client = RelayClient(
+            max_connections=settings.relay_connections_per_provider,
+            egress=EgressPolicy.from_settings(settings),
+        )
         return RelayJob(self.store, settings, self.clock, client=client, worker_id=worker_id)
 
     def point_provider(self, **changes: Any) -> None:
@@ -129,6 +134,7 @@ def build_setup(
         secret_key="test-secret-key",
         public_base_url="https://sp.example.net",
         relay_lease=60.0,
+        allow_private_networks=True,  # the sinks listen on loopback
     )
     box = SecretBox(settings.secret_key, purpose=domains.KEY_PURPOSE)
     with store.write() as conn:

@@ -9,6 +9,7 @@ from email.message import EmailMessage
 
 import dkim as dkimpy
 import pytest
+from sendpost_platform.domain.addresses import Mailbox
 from sendpost_platform.domain.tracking import TrackKind, read_token
 from sendpost_platform.smtp import dkim
 from sendpost_platform.smtp.prepare import (
@@ -41,7 +42,7 @@ def stored(**overrides: object) -> StoredMessage:
         "from_name": "Shop",
         "subject": "Spring sale",
         "submitted_at": dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC),
-        "to": ("bob@example.org",),
+        "to": (Mailbox("bob@example.org"),),
         "text_body": "See https://shop.example/sale",
         "html_body": '<html><body><a href="https://shop.example/sale">Sale</a></body></html>',
         "headers": {"X-Campaign": "spring"},

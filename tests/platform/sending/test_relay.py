@@ -12,6 +12,7 @@ from typing import Any
 
 import dkim as dkimpy
 import pytest
+from sendpost_platform.egress import EgressPolicy
 from sendpost_platform.errors import StoreError
 from sendpost_platform.relay_worker import RelayJob
 from sendpost_platform.smtp import dkim
@@ -347,7 +348,7 @@ async def test_slow_live_worker_never_sends_past_its_lease(sending: SendingSetup
         sending.store,
         settings,
         sending.clock,
-        client=SlowProvider(max_connections=1),
+        client=SlowProvider(max_connections=1, egress=EgressPolicy.from_settings(settings)),
         worker_id="w1",
     )
     first = await slow.run_once()

@@ -81,6 +81,7 @@ class Workers:
             SENDPOST_RELAY_CONNECTIONS=str(CONNECTIONS),
             SENDPOST_RELAY_RETRY_SCHEDULE="1,1,1,1,1",
             SENDPOST_WORKER_IDLE_INTERVAL="0.1",
+            SENDPOST_ALLOW_PRIVATE_NETWORKS="true",  # the provider listens on loopback
         )
         self.running: list[subprocess.Popen[bytes]] = []
 

@@ -6,7 +6,8 @@ import email
 import email.policy
 import re
 
-from sendpost_platform.store import events
+from sendpost_platform.api.tracking import MAX_TRACKED
+from sendpost_platform.store import counters, events
 from sendpost_wire import EventType
 
 from tests.platform.sending.conftest import SendingSetup
@@ -81,3 +82,30 @@ async def test_tampered_click_is_not_redirected(sending: SendingSetup) -> None:
     assert response.status_code == 404
     assert "location" not in response.headers
     assert bad_pixel.status_code == 200
+
+
+async def test_repeated_opens_and_clicks_are_bounded_per_message(sending: SendingSetup) -> None:
+    """Reloads within a minute are one open (or one click on that URL); a later reload is a
+    new one; after MAX_TRACKED opens a message stores no more, whatever an attacker replays,
+    and every answer is still the pixel or the redirect. The ignored ones are counted."""
+    uuid, paths = await relayed_links(sending)
+    async with sending.client() as client:
+        for _ in range(5):
+            assert (await client.get(paths["open"])).status_code == 200
+            assert (await client.get(paths["click"])).status_code == 302
+        assert types(sending, uuid).count(EventType.CSOpen) == 1
+        assert types(sending, uuid).count(EventType.CSClick) == 1
+        sending.clock.advance(seconds=61)
+        await client.get(paths["open"])
+        await client.get(paths["click"])
+        assert types(sending, uuid).count(EventType.CSOpen) == 2
+        assert types(sending, uuid).count(EventType.CSClick) == 2
+        for _ in range(MAX_TRACKED + 5):
+            sending.clock.advance(seconds=61)
+            assert (await client.get(paths["open"])).status_code == 200
+    assert types(sending, uuid).count(EventType.CSOpen) == MAX_TRACKED
+    with sending.store.read() as conn:
+        provider = sending.seed.provider.id
+        ignored = counters.get(conn, provider, "tracking_repeats_ignored")
+        over = counters.get(conn, provider, "tracking_over_cap")
+    assert (8, 7) == (ignored, over)

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 from prometheus_client import CollectorRegistry
 
+from sendpost_agent import heartbeat
 from sendpost_agent.buffer import Wal, WalPos
 from sendpost_agent.checkpoint import Cursor, CursorStore, Position
 from sendpost_agent.config import Settings
@@ -182,12 +183,28 @@ class Agent:
         )  # fmt: skip
         reading_done = asyncio.Event()
         ship_task = asyncio.create_task(shipper.run(reading_done, s.shutdown_timeout))
+        beat_task = asyncio.create_task(
+            heartbeat.run(
+                reading_done,
+                interval=s.heartbeat_interval,
+                client=client,
+                url=heartbeat.heartbeat_url(s.endpoint),
+                api_key=s.api_key,
+                status=self.status,
+                metrics=self.metrics,
+                health=self.health,
+                wall=self.clock.wall,
+            )
+        )
         try:
             await self._read(source, pipeline, shipper)
             reading_done.set()
             await ship_task
         finally:
             reading_done.set()
+            beat_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat_task
             if not ship_task.done():
                 ship_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -231,7 +248,13 @@ class Agent:
                 self.status.log_error = source.error
                 if data is None:
                     now = dt.datetime.fromtimestamp(self.clock.wall(), dt.UTC)
-                    pipeline.expire(now)
+                    consistent = False  # hop candidates past their window become events
+                    end = self._append(pipeline.expire(now))
+                    consistent = True
+                    if end is not None:
+                        shipper.appended(end)
+                        shipper.notify()
+                    metrics.observe_parse(pipeline.stats)
                     if source.position != saved:
                         save()
                     await self._pause(self.stop, s.poll_interval)

@@ -11,7 +11,6 @@ the key and the value.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import re
 import sys
 import urllib.parse
@@ -22,6 +21,7 @@ from typing import Any
 import yaml
 
 from sendpost_agent.errors import ConfigError
+from sendpost_agent.parse.relays import parse_entry
 
 DEFAULT_CONFIG_FILE = Path("/etc/sendpost-agent/config.yaml")
 ENV_PREFIX = "SENDPOST_AGENT_"
@@ -70,6 +70,16 @@ def _positive_float(key: str, raw: object) -> float:
     return value
 
 
+def _seconds_or_off(key: str, raw: object) -> float:
+    try:
+        value = float(str(raw))
+    except ValueError:
+        raise ConfigError(key, raw, "must be a number of seconds (0: off)") from None
+    if not 0 <= value <= 86400:
+        raise ConfigError(key, raw, "must be from 0 (off) to 86400 seconds")
+    return value
+
+
 def _int_between(low: int, high: int) -> Callable[[str, object], int]:
     def convert(key: str, raw: object) -> int:
         try:
@@ -109,11 +119,9 @@ def _relays(key: str, raw: object) -> tuple[str, ...]:
         if not text:
             continue
         try:
-            ipaddress.ip_network(text, strict=False)
-        except ValueError:
-            if not re.fullmatch(r"[A-Za-z0-9.\-\[\]:_/]+", text):
-                reason = f"{text!r} is not an address, network or host"
-                raise ConfigError(key, raw, reason) from None
+            parse_entry(text)
+        except ValueError as exc:
+            raise ConfigError(key, raw, str(exc)) from None
         out.append(text)
     return tuple(out)
 
@@ -181,6 +189,13 @@ class Settings:
     checkpoint_interval: float = _setting(
         1.0, _positive_float, "Most seconds between cursor saves while lines are read."
     )
+    heartbeat_interval: float = _setting(
+        60.0,
+        _seconds_or_off,
+        "Seconds between heartbeats to the platform (alive, version, lag, WAL depth, last "
+        "error), sent to the endpoint's origin at /api/v1/tpsp/custom-smtp/agent/heartbeat; "
+        "0: none.",
+    )
     stale_after: float = _setting(
         600.0, _positive_float, "Unhealthy when events wait this long without a successful ship."
     )
@@ -190,8 +205,9 @@ class Settings:
     internal_relays: tuple[str, ...] | None = _setting(
         None,
         _relays,
-        "Relays that are a hop, not a delivery (content filters, other local Postfix); "
-        "list or comma-separated.",
+        "Relays whose `queued as NEWID` may be a hop (content filters, another Postfix writing "
+        "the same log): networks, names or `host:port`; list or comma-separated. A hop "
+        "only when NEWID shows in the log, else a delivery.",
         "loopback addresses",
     )
     log_level: str = _setting("INFO", _level, "Agent's own log verbosity.", "info")

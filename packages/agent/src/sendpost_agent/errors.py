@@ -10,7 +10,8 @@
         ├── Transient        network error, timeout, 408, 429, 5xx but 501 → retried (stamina)
         ├── KeyRejected      401/403 → stop shipping, keep the data, probe periodically
         ├── BatchTooLarge    413 → split the batch in two and send the halves
-        └── BatchRejected    any other 4xx (and 501) → dead-letter file, counted
+        └── BatchRejected    any other 4xx (and 501) → dead-letter file, counted (only the
+                             events a 400 names by index, when it names some; the rest resent)
 
 The decision for an HTTP answer is taken in one place: :func:`sendpost_agent.ship.classify`.
 """
@@ -67,4 +68,13 @@ class BatchTooLarge(ShipError):
 
 
 class BatchRejected(ShipError):
-    """The endpoint refused the batch's content; resending it cannot help."""
+    """The endpoint refused the batch's content; resending it cannot help.
+
+    ``indexes``: the events the answer named as bad (the platform's 400 names each by index),
+    or None when it blamed the batch as a whole."""
+
+    def __init__(
+        self, message: str, status: int | None = None, indexes: frozenset[int] | None = None
+    ) -> None:
+        super().__init__(message, status)
+        self.indexes = indexes

@@ -77,7 +77,25 @@ def classify(response: httpx.Response, now: float) -> ShipError | None:
         return BatchTooLarge(text, code)
     if code in (408, 429) or (500 <= code < 600 and code != 501):
         return Transient(text, code, parse_retry_after(response.headers.get("retry-after"), now))
-    return BatchRejected(text, code)
+    return BatchRejected(text, code, named_events(response) if code == 400 else None)
+
+
+def named_events(response: httpx.Response) -> frozenset[int] | None:
+    """The event indexes a 400 names (``{"errors": [{"index": 3, ...}]}``), or None when it
+    names none or also blames the batch itself (an error without an index)."""
+    try:
+        errors = response.json().get("errors")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(errors, list) or not errors:
+        return None
+    indexes: list[int] = []
+    for error in errors:
+        index = error.get("index") if isinstance(error, dict) else None
+        if type(index) is not int or index < 0:
+            return None
+        indexes.append(index)
+    return frozenset(indexes)
 
 
 def retry_policy(exc: Exception) -> bool | float:
@@ -339,8 +357,14 @@ class ShipLoop:
             log.info("batch of %d too large; sending it in two halves", len(records))
             return await self._deliver(records[:half]) and await self._deliver(records[half:])
         except BatchRejected as exc:
-            self._dead_letter(records, exc)
-            return True
+            named = exc.indexes
+            if named is None or len(records) <= 1 or max(named) >= len(records):
+                self._dead_letter(records, exc)
+                return True
+            # Only the events the endpoint named are bad: set them aside, send the others.
+            self._dead_letter([r for i, r in enumerate(records) if i in named], exc)
+            rest = [r for i, r in enumerate(records) if i not in named]
+            return not rest or await self._deliver(rest)
         self._probe_at = None
         self.status.key_rejected = False
         self.metrics.key_rejected.set(0)

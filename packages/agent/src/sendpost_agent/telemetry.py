@@ -32,6 +32,17 @@ class Metrics:
         self.uncorrelated = counter(
             "uncorrelated_lines", "Delivery lines of queue IDs with no message UUID."
         )
+        self.hops = counter(
+            "hops",
+            "`sent ... queued as NEWID` lines to an internal relay, by outcome: `resolved` (NEWID "
+            "seen in the log: a hop) or `unresolved` (never seen: reported as delivered).",
+            ("outcome",),
+        )
+        self.recipients_from_orig_to = counter(
+            "recipients_from_orig_to",
+            "Events whose recipient is Postfix's orig_to= (the rewritten address is "
+            "final_recipient).",
+        )
         self.log_rotations = counter("log_rotations", "Log rotations followed, by kind.", ("kind",))
         self.log_offset = gauge("log_offset_bytes", "Read position in the current log file.")
         self.reading_paused = gauge(
@@ -42,6 +53,11 @@ class Metrics:
             "batches_failed",
             "Failed batch requests, by reason (transient, key_rejected, too_large, rejected).",
             ("reason",),
+        )
+        self.heartbeats = counter(
+            "heartbeats",
+            "Heartbeats sent to the platform, by result (ok, rejected, unsupported, failed).",
+            ("result",),
         )
         self.retries = counter("retries", "Requests sent again after a transient failure.")
         self.events_shipped = counter("events_shipped", "Events acknowledged by the platform.")
@@ -65,6 +81,9 @@ class Metrics:
         """Add what the parser counted since the previous call (``ParseStats`` is cumulative)."""
         self._delta("lines", stats.lines, self.lines_read, None)
         self._delta("uncorrelated", stats.uncorrelated, self.uncorrelated, None)
+        self._delta("hops:resolved", stats.hops_resolved, self.hops, "resolved")
+        self._delta("hops:unresolved", stats.hops_unresolved, self.hops, "unresolved")
+        self._delta("orig_to", stats.recipients_from_orig_to, self.recipients_from_orig_to, None)
         for reason, n in dict(stats.unparsed).items():
             self._delta(f"unparsed:{reason}", n, self.lines_unparsed, str(reason))
         for kind, n in dict(stats.events).items():

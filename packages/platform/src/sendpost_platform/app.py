@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from sendpost_platform import __version__
-from sendpost_platform.api import errors
+from sendpost_platform.api import bodies, errors, openapi
 from sendpost_platform.api.deps import AppContext
 from sendpost_platform.clock import Clock, SystemClock
 from sendpost_platform.config import Settings
@@ -25,6 +25,7 @@ from sendpost_platform.worker import Worker, build_jobs
 
 ROUTER_MODULES: tuple[str, ...] = (
     "sendpost_platform.api.ingest",
+    "sendpost_platform.api.heartbeat",
     "sendpost_platform.api.events",
     "sendpost_platform.api.providers",
     "sendpost_platform.dashboard.routes",
@@ -75,12 +76,15 @@ def create_app(
     )
     app.state.ctx = ctx
     errors.install(app)
+    app.add_middleware(bodies.BodyLimits)  # size limits and JSON every route can take
     for name in ROUTER_MODULES:
         module = importlib.import_module(name)
         setup = getattr(module, "setup", None)
         if setup is not None:
             setup(ctx)
         app.include_router(module.router)
+
+    openapi.install(app)
 
     @app.get("/health", tags=["operations"], summary="Liveness")
     def health() -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Command line: ``sendpost-platform {serve,api,worker,bounce,migrate,create-account}``.
+"""Command line: ``sendpost-platform COMMAND`` (serve, api, worker, bounce, migrate, ...).
 
 - ``serve [--listen HOST:PORT]``: API, background worker and bounce processor in one process
   (embedded mode: migrates a SQLite database automatically; the bounce processor listens on
@@ -8,6 +8,8 @@
   only. Run any number of each against one PostgreSQL; they coordinate through the database.
 - ``migrate``: apply the database migrations.
 - ``create-account --name NAME [--json]``: an account with one sub-account; prints IDs and keys.
+- ``dead-letters [--limit N]``: the newest ingested events that processing set aside (one JSON
+  object per line: batch, index, reason and the raw event).
 
 Settings come from the environment (``docs/platform.md``); a bad one stops the command with one
 line naming the variable.
@@ -48,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("create-account", help="create an account with one sub-account")
     p.add_argument("--name", required=True)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p = sub.add_parser("dead-letters", help="list ingested events that could not be stored")
+    p.add_argument("--limit", type=int, default=100, help="how many, newest first")
     return parser
 
 
@@ -64,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _create_account(settings, args.name, as_json=args.json)
         if args.command == "migrate":
             return _migrate(settings)
+        if args.command == "dead-letters":
+            return _dead_letters(settings, args.limit)
         if args.command == "worker":
             return _worker(settings)
         if args.command == "bounce":
@@ -95,6 +101,21 @@ def _migrate(settings: Settings) -> int:
     finally:
         store.dispose()
     print("database schema is up to date")
+    return 0
+
+
+def _dead_letters(settings: Settings, limit: int) -> int:
+    from sendpost_platform.store import Store, dead_letters
+
+    store = Store.open(settings.database_url)
+    try:
+        store.require_current_schema()
+        with store.read() as conn:
+            rows = dead_letters.recent(conn, limit=limit)
+    finally:
+        store.dispose()
+    for row in rows:
+        print(json.dumps(row, default=str, ensure_ascii=True))
     return 0
 
 
@@ -166,6 +187,7 @@ def _serve_with_bounce(settings: Settings, host: str, port: int) -> int:
 
     from sendpost_platform.app import create_app
     from sendpost_platform.clock import SystemClock
+    from sendpost_platform.smtp.bounce_guard import budget_bounce_logs
     from sendpost_platform.smtp.bounce_server import build_bounce_server
     from sendpost_platform.store import Store
 
@@ -176,6 +198,7 @@ def _serve_with_bounce(settings: Settings, host: str, port: int) -> int:
     clock = SystemClock()
     app = create_app(settings, clock=clock, store=store, run_worker=True)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
+    budget_bounce_logs()
     bounce = build_bounce_server(settings, store, clock)
 
     async def run() -> None:
@@ -199,6 +222,7 @@ def _serve_with_bounce(settings: Settings, host: str, port: int) -> int:
 
 def _bounce(settings: Settings, listen: str) -> int:
     from sendpost_platform.clock import SystemClock
+    from sendpost_platform.smtp.bounce_guard import budget_bounce_logs
     from sendpost_platform.smtp.bounce_server import build_bounce_server
     from sendpost_platform.store import Store
 
@@ -206,6 +230,7 @@ def _bounce(settings: Settings, listen: str) -> int:
     store = Store.open(settings.database_url)
     try:
         store.require_current_schema()
+        budget_bounce_logs()
         bounce = build_bounce_server(settings, store, SystemClock())
 
         async def run() -> None:

@@ -23,6 +23,7 @@ Tests build ``Settings(database_url=..., secret_key="...")`` directly; the CLI c
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import secrets
@@ -32,6 +33,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from sendpost_platform import egress
 from sendpost_platform.errors import ConfigError
 
 DURATION = "duration"
@@ -87,6 +89,12 @@ class Settings:
         doc="Shared rate-limit storage, e.g. `redis://127.0.0.1:6379/0`, so several API "
         "processes share one budget. Default: in-process memory.",
     )
+    auth_failure_limit: str = setting(
+        "30/minute",
+        env="SENDPOST_AUTH_FAILURE_LIMIT",
+        doc="Failed API-key checks allowed per client address (`limits` notation); over it, "
+        "that address gets 429 before any key is looked up.",
+    )
     ingest_key_grace: float = setting(
         86400.0,
         env="SENDPOST_INGEST_KEY_GRACE",
@@ -128,7 +136,8 @@ class Settings:
     dns_nameserver: str | None = setting(
         None,
         env="SENDPOST_DNS_NAMESERVER",
-        doc="IP address of the nameserver used to verify domains. Default: resolv.conf.",
+        doc="IP address of the nameserver that verifies domains and resolves providers' hosts "
+        "(a private one needs `SENDPOST_ALLOW_PRIVATE_NETWORKS`). Default: the system resolver.",
     )
     dns_port: int = setting(53, env="SENDPOST_DNS_PORT", doc="Port of that nameserver.")
     dns_timeout: float = setting(
@@ -162,6 +171,13 @@ class Settings:
     relay_smtp_timeout: float = setting(
         60.0, env="SENDPOST_RELAY_SMTP_TIMEOUT", doc="Timeout of each SMTP command.", unit=DURATION
     )
+    # --- outbound connections (egress.py) ---------------------------------------------------------
+    allow_private_networks: bool = setting(
+        False,
+        env="SENDPOST_ALLOW_PRIVATE_NETWORKS",
+        doc="Development only: let the SMTP test, the relay and `SENDPOST_DNS_NAMESERVER` reach "
+        "loopback, private, link-local, CGNAT, multicast, reserved and metadata addresses.",
+    )
     # --- bounce processor (SMTP server for DSNs to `sp-bounce.{domain}`) -------------------------
     bounce_listen: str = setting(
         "127.0.0.1:2525",
@@ -172,6 +188,40 @@ class Settings:
         10485760,
         env="SENDPOST_BOUNCE_MAX_BYTES",
         doc="Largest bounce message accepted; bigger ones are refused with 552.",
+    )
+    bounce_max_connections: int = setting(
+        200,
+        env="SENDPOST_BOUNCE_MAX_CONNECTIONS",
+        doc="Open SMTP sessions the bounce processor holds at once; more get `421 4.7.0`.",
+    )
+    bounce_max_connections_per_address: int = setting(
+        20,
+        env="SENDPOST_BOUNCE_MAX_CONNECTIONS_PER_ADDRESS",
+        doc="Open sessions per client IPv4 address or IPv6 /64; more get `421 4.7.0`.",
+    )
+    bounce_idle_timeout: float = setting(
+        60.0,
+        env="SENDPOST_BOUNCE_IDLE_TIMEOUT",
+        doc="A bounce session that sends nothing for this long is closed (`421 4.4.2`).",
+        unit=DURATION,
+    )
+    bounce_session_limit: float = setting(
+        600.0,
+        env="SENDPOST_BOUNCE_SESSION_LIMIT",
+        doc="Longest a bounce session may last, however active (`421 4.4.2`).",
+        unit=DURATION,
+    )
+    bounce_store_rate: float = setting(
+        200.0,
+        env="SENDPOST_BOUNCE_STORE_RATE",
+        doc="Recipient checks and messages per second the bounce processor looks up or stores "
+        "(whole process); over it, replies wait.",
+    )
+    bounce_unparsed_quota: int = setting(
+        67108864,
+        env="SENDPOST_BOUNCE_UNPARSED_QUOTA",
+        doc="Bytes of unrecognised bounces kept per provider per 24 h; beyond, `452 4.3.1` "
+        "(the sender retries later). At least `SENDPOST_BOUNCE_MAX_BYTES`.",
     )
 
     @classmethod
@@ -199,10 +249,32 @@ class Settings:
                 "SENDPOST_DATABASE_URL", url, "must start with sqlite:// or postgresql://"
             )
         parse_listen(self.listen, variable="SENDPOST_LISTEN")
-        if not re.match(r"^\d+\s*/\s*\d*\s*(second|minute|hour|day)s?$", self.ingest_rate_limit):
+        for variable, number in (
+            ("SENDPOST_BOUNCE_MAX_CONNECTIONS", self.bounce_max_connections),
+            (
+                "SENDPOST_BOUNCE_MAX_CONNECTIONS_PER_ADDRESS",
+                self.bounce_max_connections_per_address,
+            ),
+            ("SENDPOST_BOUNCE_IDLE_TIMEOUT", self.bounce_idle_timeout),
+            ("SENDPOST_BOUNCE_SESSION_LIMIT", self.bounce_session_limit),
+            ("SENDPOST_BOUNCE_STORE_RATE", self.bounce_store_rate),
+        ):
+            if number <= 0:
+                raise ConfigError(variable, str(number), "must be greater than 0")
+        if self.bounce_unparsed_quota < self.bounce_max_bytes:
             raise ConfigError(
-                "SENDPOST_INGEST_RATE_LIMIT", self.ingest_rate_limit, "expected e.g. 10000/minute"
+                "SENDPOST_BOUNCE_UNPARSED_QUOTA",
+                str(self.bounce_unparsed_quota),
+                "must be at least SENDPOST_BOUNCE_MAX_BYTES",
             )
+        for variable, value in (
+            ("SENDPOST_INGEST_RATE_LIMIT", self.ingest_rate_limit),
+            ("SENDPOST_AUTH_FAILURE_LIMIT", self.auth_failure_limit),
+        ):
+            if not re.match(r"^\d+\s*/\s*\d*\s*(second|minute|hour|day)s?$", value):
+                raise ConfigError(variable, value, "expected e.g. 10000/minute")
+        if self.dns_nameserver is not None:
+            _check_nameserver(self.dns_nameserver, allow_private=self.allow_private_networks)
 
     @property
     def is_sqlite(self) -> bool:
@@ -221,6 +293,23 @@ class Settings:
             return Path(self.data_dir)
         db = self.sqlite_path()
         return db.parent if db is not None else Path(".")
+
+
+def _check_nameserver(value: str, *, allow_private: bool) -> None:
+    """The nameserver is an outbound connection too: an IP address, refused in the classes
+    ``egress.classify`` refuses unless private networks are allowed."""
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        raise ConfigError("SENDPOST_DNS_NAMESERVER", value, "expected an IP address") from None
+    kind = egress.classify(address)
+    if kind is not None and not allow_private:
+        raise ConfigError(
+            "SENDPOST_DNS_NAMESERVER",
+            value,
+            f"{address} is {kind.description}; set {egress.ALLOW_SETTING}=true to allow it "
+            "(development only)",
+        )
 
 
 def parse_listen(value: str, *, variable: str = "--listen") -> tuple[str, int]:

@@ -3,8 +3,11 @@
 Two records per domain:
 
 - ``TXT {selector}._domainkey.{domain}``: ``v=DKIM1; k=rsa|ed25519; p={public key}``;
-- ``CNAME sp-bounce.{domain}`` → the platform's bounce host (the return-path domain; its
-  verification is what allows the domain to send at all).
+- ``CNAME sp-bounce.{domain}`` → the platform's bounce host (the return-path domain).
+
+The CNAME target is the same for every account, so it proves nothing about who added the
+domain; the DKIM record, carrying a key generated for one account's domain row, is that
+account's proof of control. Sending needs both (``sending.py``).
 
 Queries go to the configured nameserver and port (``None`` uses the system's resolv.conf) with
 dnspython's asynchronous resolver; tests point it at ``devtools.dns.DnsServer`` on loopback.

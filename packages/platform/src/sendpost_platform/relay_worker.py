@@ -46,7 +46,9 @@ from sendpost_wire import EventType
 from sendpost_platform.clock import Clock
 from sendpost_platform.config import Settings
 from sendpost_platform.crypto import CryptoError, SecretBox
+from sendpost_platform.domain.addresses import mailboxes, optional_mailbox
 from sendpost_platform.domain.tracking import tracking_secret
+from sendpost_platform.egress import EgressPolicy
 from sendpost_platform.smtp import dkim
 from sendpost_platform.smtp.prepare import (
     DomainSigner,
@@ -136,7 +138,10 @@ class RelayJob:
         self.settings = settings
         self.clock = clock
         self.worker_id = worker_id or default_worker_id()
-        self.client = client or RelayClient(max_connections=settings.relay_connections_per_provider)
+        self.client = client or RelayClient(
+            max_connections=settings.relay_connections_per_provider,
+            egress=EgressPolicy.from_settings(settings),
+        )
         self._passwords = SecretBox(settings.secret_key)
         self._keys = SecretBox(settings.secret_key, purpose=domains.KEY_PURPOSE)
         self._options = PrepareOptions(
@@ -294,8 +299,9 @@ class RelayJob:
             recipient=claimed.recipient,
             from_email=content["from"],
             from_name=content.get("fromName"),
-            to=tuple(content.get("to") or ()),
-            cc=tuple(content.get("cc") or ()),
+            to=mailboxes(content.get("to")),
+            cc=mailboxes(content.get("cc")),
+            reply_to=optional_mailbox(content.get("replyTo")),
             subject=content["subject"],
             submitted_at=claimed.submitted_at,
             text_body=content.get("textBody"),

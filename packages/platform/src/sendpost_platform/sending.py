@@ -1,6 +1,11 @@
 """Accepting a send request: one message per recipient, routed, queued or dropped at once.
 
-:func:`submit` runs in one write transaction. For every distinct recipient (``to``, then ``cc``,
+:func:`submit` runs in one write transaction. It first refuses the whole request
+(:class:`DomainNotProven`) when the account's sender domain has its return path verified but
+not its own DKIM record: the return-path CNAME target is the same for every account, so only
+the DKIM record, with a key generated for this account's domain alone, proves that the account
+controls the domain. A domain another account proved stays unusable until this account
+publishes and verifies its own record. Then, for every distinct recipient (``to``, then ``cc``,
 then ``bcc``) it creates a message with its own UUID and records ``CSProcessed``; then either
 queues it for relay (routed through the IP pool to a provider) or drops it immediately with
 ``CSDropped`` (never retried) when:
@@ -18,13 +23,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
-import re
 from collections.abc import Sequence
 from typing import Any
 
 from sendpost_wire import EventType
 from sqlalchemy.engine import Connection
 
+from sendpost_platform.domain.addresses import Mailbox, is_address
 from sendpost_platform.domain.routing import EmptyPoolError, Pool, choose_provider
 from sendpost_platform.domain.suppression import normalize_address
 from sendpost_platform.smtp.prepare import sender_domain_of
@@ -36,13 +41,17 @@ INVALID_RECIPIENT = "Invalid message: invalid recipient address"
 TOO_LARGE = "Invalid message: larger than the size limit"
 MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 
-_ADDRESS = re.compile(
-    r"^[^@\s<>()\[\],;:\"\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
-)
 
+class DomainNotProven(Exception):
+    """The account has not proven that it controls its sender domain (its DKIM record)."""
 
-def is_address(text: str) -> bool:
-    return len(text) <= 320 and _ADDRESS.match(text) is not None
+    def __init__(self, domain: domains.SenderDomain) -> None:
+        super().__init__(
+            f"this account has not proven that it controls {domain.domain!r}: publish the DKIM"
+            f" TXT record {domain.selector}._domainkey.{domain.domain} listed by"
+            f" GET /api/v1/domains/{domain.id}, then POST /api/v1/domains/{domain.id}/verify"
+        )
+        self.domain = domain
 
 
 class ErrorCode(enum.IntEnum):
@@ -57,10 +66,11 @@ class SendRequest:
     from_email: str
     subject: str
     ippool: str
-    to: Sequence[str]
+    to: Sequence[Mailbox]
     from_name: str | None = None
-    cc: Sequence[str] = ()
-    bcc: Sequence[str] = ()
+    cc: Sequence[Mailbox] = ()
+    bcc: Sequence[Mailbox] = ()
+    reply_to: Mailbox | None = None
     text_body: str | None = None
     html_body: str | None = None
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -68,12 +78,14 @@ class SendRequest:
     track_clicks: bool = False
 
     def content(self) -> dict[str, Any]:
-        """What the relay needs to prepare each message (bcc is never rendered)."""
+        """What the relay needs to prepare each message: bcc is never rendered, nor are the
+        invalid addresses that are dropped at once."""
         return {
             "from": self.from_email,
             "fromName": self.from_name,
-            "to": list(self.to),
-            "cc": list(self.cc),
+            "to": [m.to_json() for m in self.to if is_address(m.email)],
+            "cc": [m.to_json() for m in self.cc if is_address(m.email)],
+            "replyTo": None if self.reply_to is None else self.reply_to.to_json(),
             "subject": self.subject,
             "textBody": self.text_body,
             "htmlBody": self.html_body,
@@ -90,11 +102,11 @@ class SendRequest:
     def recipients(self) -> list[str]:
         seen: set[str] = set()
         ordered = []
-        for address in (*self.to, *self.cc, *self.bcc):
-            key = normalize_address(address)
+        for mailbox in (*self.to, *self.cc, *self.bcc):
+            key = normalize_address(mailbox.email)
             if key not in seen:
                 seen.add(key)
-                ordered.append(address.strip())
+                ordered.append(mailbox.email.strip())
         return ordered
 
 
@@ -124,12 +136,15 @@ def submit(
     now: dt.datetime,
 ) -> list[Submitted]:
     """Create, route and queue (or drop) one message per recipient; see the module docstring.
-    Raises :class:`EmptyPoolError` when the pool has no live provider."""
+    Raises :class:`EmptyPoolError` when the pool has no live provider, :class:`DomainNotProven`
+    when the account has not proven control of the sender domain."""
+    sender_domain = sender_domain_of(request.from_email)
+    domain = domains.find_domain(conn, account_id=account_id, domain=sender_domain)
+    if domain is not None and domain.return_path_verified and not domain.dkim_verified:
+        raise DomainNotProven(domain)
     routing = _live_pool(conn, pool, account_id)
     if not routing.members:
         raise EmptyPoolError("the IP pool has no providers")
-    sender_domain = sender_domain_of(request.from_email)
-    domain = domains.find_domain(conn, account_id=account_id, domain=sender_domain)
     recipients = request.recipients()
     blocked = suppressions.suppressed_among(conn, subaccount_id, recipients)
     too_large = request.size() > MAX_MESSAGE_BYTES

@@ -3,9 +3,21 @@
 A batch is ``{"events": [event, ...]}``. Each event needs ``message_id`` (a UUID) and
 ``event_type`` (one of :data:`AGENT_EVENT_TYPES`); ``timestamp`` is RFC 3339 when present;
 ``smtp_code`` is an integer 200–599; ``smtp_description``, ``recipient``, ``event_id``,
-``enhanced_status``, ``smtp_command`` and ``queue_id`` are optional strings. Unknown fields are
-ignored. Validation never raises on bad input: it returns the list of problems, each naming the
-event index and the field, so that the platform can answer 400 with all of them at once.
+``enhanced_status``, ``smtp_command``, ``queue_id`` and ``final_recipient`` are optional strings
+(``final_recipient``: the address after the MTA's alias or canonical rewriting, when
+``recipient`` is the address the platform sent to and they differ; like ``recipient`` it needs
+an ``@``). Unknown fields are ignored. Validation never raises on bad input: it returns the list
+of problems, each naming the event index and the field, so that the platform can answer 400 with
+all of them at once.
+
+The validator accepts exactly what the platform's store can keep (SPEC "Wire contract"): each
+string field is at most :data:`MAX_LENGTHS` characters (the length of the column that keeps it;
+``tests/platform/core/test_wire_limits.py`` compares the two), a recipient stays within that
+length once lower-cased (the dedup key), and no string holds a NUL character (PostgreSQL text
+cannot) or a lone surrogate (not Unicode: neither database can encode it). An event may nest
+at most :data:`MAX_EVENT_DEPTH` levels (values of unknown fields are ignored, but the raw batch
+is kept and decoded again by the worker), and a body nested deeper than the JSON decoder's
+recursion limit is refused like malformed JSON. Events have no free-form objects.
 """
 
 from __future__ import annotations
@@ -25,10 +37,30 @@ MAX_BATCH_BYTES = 1024 * 1024
 
 _ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}$")
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
-_MAX_TEXT = 10_000
+MAX_LENGTHS: Mapping[str, int] = {
+    "smtp_description": 10_000,  # events.description is TEXT: the contract's own bound
+    "recipient": 320,  # events.recipient, events.recipient_key
+    "event_id": 200,  # events.agent_event_id
+    "enhanced_status": 16,  # events.enhanced_status
+    "smtp_command": 64,  # events.smtp_command
+    "queue_id": 64,  # kept in events.details: Postfix queue IDs are at most 16 characters
+    "final_recipient": 320,  # kept in events.details (finalRecipient), an address like recipient
+}
+"""The longest value of each string field, in characters (code points)."""
+MAX_EVENT_DEPTH = 16
+"""How deep an event may nest (the event object is level 1; unknown fields' values count): a
+stored batch must decode again in the worker, whatever its stack depth."""
+_MAX_DESCRIPTION = MAX_LENGTHS["smtp_description"]
+_MAX_RECIPIENT = MAX_LENGTHS["recipient"]
+_MAX_EVENT_ID = MAX_LENGTHS["event_id"]
+_MAX_COMMAND = MAX_LENGTHS["smtp_command"]
+_MAX_QUEUE_ID = MAX_LENGTHS["queue_id"]
 _OPTIONAL_TEXT = ("event_id", "smtp_command", "queue_id")
 _CANONICAL_UUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _ALL_TEXT = ("smtp_description", "recipient", "enhanced_status", *_OPTIONAL_TEXT)
+_KNOWN_FIELDS = frozenset(
+    ("message_id", "event_type", "timestamp", "smtp_code", "final_recipient", *_ALL_TEXT)
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -45,6 +77,7 @@ class AgentEvent:
     enhanced_status: str | None = None
     smtp_command: str | None = None
     queue_id: str | None = None
+    final_recipient: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON object for this event, without absent optional fields."""
@@ -105,10 +138,37 @@ def _text(raw: Mapping[str, Any], name: str, index: int, errors: list[FieldError
     if not isinstance(value, str):
         errors.append(FieldError(index, name, "must be a string"))
         return None
-    if len(value) > _MAX_TEXT:
-        errors.append(FieldError(index, name, f"longer than {_MAX_TEXT} characters"))
+    problem = text_problem(value, MAX_LENGTHS[name], folded=name == "recipient")
+    if problem is not None:
+        errors.append(FieldError(index, name, problem))
         return None
     return value
+
+
+def text_problem(value: str, limit: int, *, folded: bool = False) -> str | None:
+    """Why ``value`` cannot be stored in a column of ``limit`` characters, or None if it can.
+
+    ``folded``: the lower-cased value is stored too (a recipient's dedup key), and lower-casing
+    can lengthen a string (``"İ".lower()`` is two characters)."""
+    if len(value) > limit:
+        return f"longer than {limit} characters ({len(value)})"
+    if "\x00" in value:
+        return f"contains a NUL character (at {value.index(chr(0))})"
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return f"contains a lone surrogate (at {exc.start}), which is not valid Unicode"
+        if folded and len(value.lower()) > limit:
+            return f"longer than {limit} characters once lower-cased"
+    return None
+
+
+def _clean(value: object, limit: int, *, folded: bool = False) -> bool:
+    """True for a string that :func:`text_problem` accepts (the fast paths' check)."""
+    if type(value) is not str or len(value) > limit or "\x00" in value:
+        return False
+    return value.isascii() or text_problem(value, limit, folded=folded) is None
 
 
 def _fast_event(raw: dict[str, Any]) -> AgentEvent | None:
@@ -134,9 +194,11 @@ def _fast_event(raw: dict[str, Any]) -> AgentEvent | None:
     smtp_code = raw.get("smtp_code")
     if smtp_code is not None and (type(smtp_code) is not int or not 200 <= smtp_code <= 599):
         return None
+    if raw.get("final_recipient") is not None:
+        return None  # rare (rewritten recipients): the detailed validator builds it
     texts = [raw.get(name) for name in _ALL_TEXT]
-    for value in texts:
-        if value is not None and (type(value) is not str or len(value) > _MAX_TEXT):
+    for name, value in zip(_ALL_TEXT, texts, strict=True):
+        if value is not None and not _clean(value, MAX_LENGTHS[name], folded=name == "recipient"):
             return None
     description, recipient, enhanced, event_id, smtp_command, queue_id = texts
     if recipient is not None and "@" not in recipient:
@@ -216,6 +278,9 @@ def _checked_event(raw: object, index: int) -> AgentEvent | list[FieldError]:
     if enhanced is not None and not _ENHANCED.match(enhanced):
         errors.append(FieldError(index, "enhanced_status", "must look like 5.1.1"))
     extras = {name: _text(raw, name, index, errors) for name in _OPTIONAL_TEXT}
+    final = extras["final_recipient"] = _text(raw, "final_recipient", index, errors)
+    if final is not None and "@" not in final:
+        errors.append(FieldError(index, "final_recipient", "must be an email address"))
 
     if errors or parsed_id is None or not isinstance(event_type, str):
         return errors
@@ -231,15 +296,18 @@ def _checked_event(raw: object, index: int) -> AgentEvent | list[FieldError]:
     )
 
 
-def _event_ok(raw: object, good_stamps: set[str]) -> bool:
+def _event_ok(raw: object, good_stamps: set[str], plain: bool) -> bool:
     """True when the detailed validator certainly accepts ``raw``; a check only, nothing built.
 
     Like :func:`_fast_event` it takes the common shape in one pass and answers False for
     anything unusual (which the caller then hands to the detailed validator), so it never
     accepts what :func:`_checked_event` refuses. ``good_stamps`` remembers the timestamps already
-    found valid in this batch (events logged in the same second share one).
+    found valid in this batch (events logged in the same second share one). ``plain``: the body
+    is ASCII UTF-8 without a backslash, so no string in it holds a NUL (JSON must escape one),
+    a lone surrogate or a character that lengthens when lower-cased. An event with a field
+    outside the contract goes to the detailed path too, which checks how deep it nests.
     """
-    if type(raw) is not dict:
+    if type(raw) is not dict or not raw.keys() <= _KNOWN_FIELDS:
         return False
     get = raw.get
     value = get("message_id")
@@ -262,24 +330,42 @@ def _event_ok(raw: object, good_stamps: set[str]) -> bool:
     value = get("smtp_code")
     if value is not None and (type(value) is not int or not 200 <= value <= 599):
         return False
+    # The strings, unrolled (this runs for every event of every batch).
     value = get("recipient")
-    if value is not None and (type(value) is not str or len(value) > _MAX_TEXT or "@" not in value):
+    if value is not None and (
+        type(value) is not str or len(value) > _MAX_RECIPIENT or "@" not in value
+    ):
         return False
     value = get("enhanced_status")
     if value is not None and (type(value) is not str or _enhanced_match(value) is None):
         return False
-    # The plain optional strings, unrolled (this runs for every event of every batch).
     value = get("smtp_description")
-    if value is not None and (type(value) is not str or len(value) > _MAX_TEXT):
+    if value is not None and (type(value) is not str or len(value) > _MAX_DESCRIPTION):
         return False
     value = get("event_id")
-    if value is not None and (type(value) is not str or len(value) > _MAX_TEXT):
+    if value is not None and (type(value) is not str or len(value) > _MAX_EVENT_ID):
         return False
     value = get("smtp_command")
-    if value is not None and (type(value) is not str or len(value) > _MAX_TEXT):
+    if value is not None and (type(value) is not str or len(value) > _MAX_COMMAND):
         return False
     value = get("queue_id")
-    return value is None or (type(value) is str and len(value) <= _MAX_TEXT)
+    if value is not None and (type(value) is not str or len(value) > _MAX_QUEUE_ID):
+        return False
+    value = get("final_recipient")
+    if value is not None and (
+        type(value) is not str or len(value) > _MAX_RECIPIENT or "@" not in value
+    ):
+        return False
+    return plain or _strings_clean(raw)
+
+
+def _strings_clean(raw: dict[str, Any]) -> bool:
+    """No string field of ``raw`` (each known to be a string of allowed length) has a problem."""
+    for name in (*_ALL_TEXT, "final_recipient"):
+        value = raw.get(name)
+        if value is not None and text_problem(value, MAX_LENGTHS[name], folded=name == "recipient"):
+            return False
+    return True
 
 
 _uuid_match = _CANONICAL_UUID.match
@@ -296,6 +382,8 @@ def _raw_events(body: bytes) -> list[Any]:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BatchError([FieldError(None, "", f"malformed JSON: {exc}")]) from None
+    except RecursionError:
+        raise BatchError([FieldError(None, "", "malformed JSON: nested too deeply")]) from None
     if not isinstance(doc, dict):
         raise BatchError([FieldError(None, "", "body must be a JSON object")])
     raw_events = doc.get("events")
@@ -306,10 +394,43 @@ def _raw_events(body: bytes) -> list[Any]:
     return raw_events
 
 
-def _validated(raw_events: list[Any]) -> list[AgentEvent]:
+def _too_deep(value: object) -> bool:
+    """True when ``value`` (an event: level 1) nests deeper than :data:`MAX_EVENT_DEPTH`."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > MAX_EVENT_DEPTH:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _deep_events(body: bytes, raw_events: list[Any]) -> dict[int, FieldError]:
+    """The events nested deeper than :data:`MAX_EVENT_DEPTH`, by index.
+
+    An event that deep holds more than that many brackets, every other event at least one, and
+    the batch two more: a body with fewer brackets in all (counting those inside strings too)
+    has no such event, which rules out nearly every batch at the cost of two byte counts."""
+    brackets = body.count(b"{") + body.count(b"[")
+    if brackets < len(raw_events) + MAX_EVENT_DEPTH + 2:
+        return {}
+    message = f"nested deeper than {MAX_EVENT_DEPTH} levels"
+    return {i: FieldError(i, "", message) for i, raw in enumerate(raw_events) if _too_deep(raw)}
+
+
+def _validated(raw_events: list[Any], deep: dict[int, FieldError]) -> list[AgentEvent]:
     events: list[AgentEvent] = []
     errors: list[FieldError] = []
     for index, raw in enumerate(raw_events):
+        if index in deep:
+            errors.append(deep[index])
+            continue
         result = validate_event(raw, index)
         if isinstance(result, list):
             errors.extend(result)
@@ -320,12 +441,45 @@ def _validated(raw_events: list[Any]) -> list[AgentEvent]:
     return events
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rejected:
+    """One event of a batch that the validator refuses: its index, the raw JSON value, why."""
+
+    index: int
+    raw: object
+    errors: list[FieldError]
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(f"{e.field}: {e.message}" for e in self.errors)
+
+
+def split_batch(body: bytes) -> tuple[list[tuple[int, AgentEvent]], list[Rejected]]:
+    """A body's valid events with their indexes, and apart from them the events it refuses.
+
+    For processing stored batches: one bad event must not take the others with it. Raises
+    :class:`BatchError` only for problems of the whole body (malformed JSON, no event list).
+    """
+    events: list[tuple[int, AgentEvent]] = []
+    rejected: list[Rejected] = []
+    raw_events = _raw_events(body)
+    deep = _deep_events(body, raw_events)
+    for index, raw in enumerate(raw_events):
+        result = [deep[index]] if index in deep else validate_event(raw, index)
+        if isinstance(result, list):
+            rejected.append(Rejected(index, raw, result))
+        else:
+            events.append((index, result))
+    return events, rejected
+
+
 def parse_batch(body: bytes) -> list[AgentEvent]:
     """Decode and validate a whole ingestion body; raises :class:`BatchError` naming each problem.
 
     The size limits are the caller's to enforce before calling (they map to 413, not 400).
     """
-    return _validated(_raw_events(body))
+    raw_events = _raw_events(body)
+    return _validated(raw_events, _deep_events(body, raw_events))
 
 
 def check_batch(body: bytes) -> int:
@@ -337,7 +491,9 @@ def check_batch(body: bytes) -> int:
     """
     raw_events = _raw_events(body)
     good_stamps: set[str] = set()
+    # UTF-8 (no NUL byte, which UTF-16 and UTF-32 text has) and ASCII without escapes.
+    plain = body.isascii() and b"\\" not in body and b"\x00" not in body
     for raw in raw_events:
-        if not _event_ok(raw, good_stamps):
-            return len(_validated(raw_events))
+        if not _event_ok(raw, good_stamps, plain):
+            return len(_validated(raw_events, _deep_events(body, raw_events)))
     return len(raw_events)

@@ -5,7 +5,7 @@
   (pipeline.py), built on the year inference (timestamps.py) and the correlator (correlate.py).
 """
 
-from sendpost_agent.parse.pipeline import DEFAULT_INTERNAL_RELAYS, ParseStats, Pipeline
+from sendpost_agent.parse.pipeline import ParseStats, Pipeline
 from sendpost_agent.parse.postfix import parse_line
 from sendpost_agent.parse.records import (
     Delivery,
@@ -16,6 +16,7 @@ from sendpost_agent.parse.records import (
     Unparsed,
     UuidSeen,
 )
+from sendpost_agent.parse.relays import DEFAULT_INTERNAL_RELAYS
 
 __all__ = [
     "DEFAULT_INTERNAL_RELAYS",

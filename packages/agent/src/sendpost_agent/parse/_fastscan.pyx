@@ -31,6 +31,9 @@ from sendpost_agent.parse.records import Expired, Reinjected
 cdef enum:
     MAX_LINE = 65536  # postfix.MAX_LINE_BYTES
     MAX_TEXT = 10000  # events.MAX_TEXT
+    MAX_RECIPIENT = 320  # events.MAX_RECIPIENT
+    MAX_COMMAND = 64  # events.MAX_COMMAND
+    MAX_QUEUE_ID = 64  # events.MAX_QUEUE_ID
 
 cdef enum:
     K_NONE = 0
@@ -51,6 +54,7 @@ cdef struct Hit:
     Py_ssize_t qs, qe          # queue ID
     Py_ssize_t gs, ge          # UUID, expired status, parent queue ID, <recipient>
     Py_ssize_t bs, be          # bare recipient (bs < 0: the <recipient> form)
+    Py_ssize_t os, oe          # orig_to address, either form (os < 0: not logged)
     Py_ssize_t rs, re          # relay
     Py_ssize_t ds, de          # dsn (ds < 0: absent)
     Py_ssize_t ss, se          # status word
@@ -172,6 +176,7 @@ cdef int _delivery(const unsigned char* b, Py_ssize_t p, Py_ssize_t end, Hit* h)
     if not _lit(b, p, end, b", ", 2):
         return K_NONE
     p += 2
+    h.os = -1
     if _lit(b, p, end, b"orig_to=", 8):  # optional; taken only when whole
         save = p
         q = p + 8
@@ -179,6 +184,7 @@ cdef int _delivery(const unsigned char* b, Py_ssize_t p, Py_ssize_t end, Hit* h)
         if q < end and b[q] == 60:
             v = _find(b, q + 1, end, 62)
             if v >= 0 and _lit(b, v + 1, end, b", ", 2):
+                h.os, h.oe = q + 1, v
                 p = v + 3
             else:
                 v = -1
@@ -189,6 +195,7 @@ cdef int _delivery(const unsigned char* b, Py_ssize_t p, Py_ssize_t end, Hit* h)
                     break
                 q += 1
             if _lit(b, q, end, b", ", 2):
+                h.os, h.oe = p + 8, q
                 p = q + 2
             else:
                 p = save
@@ -341,9 +348,10 @@ def analyse_reply(str text):
     return _analyse_reply(text)
 
 
-def prepare(str event_type, object reply, object recipient, object dsn, str queue_id, str line):
+def prepare(str event_type, object reply, object recipient, object dsn, str queue_id, str line,
+            object final=None):
     """``scan.prepare``, compiled."""
-    return _prepare(event_type, tuple(reply), recipient, dsn, queue_id, line)
+    return _prepare(event_type, tuple(reply), recipient, dsn, queue_id, line, final)
 
 
 cdef tuple _analyse_reply(str text):
@@ -387,10 +395,16 @@ cdef tuple _analyse_reply(str text):
 
 
 cdef object _prepare(str event_type, tuple reply, object recipient, object dsn, str queue_id,
-                     str line):
-    if recipient is not None and ("@" not in recipient or len(recipient) > MAX_TEXT):
+                     str line, object final=None):
+    if recipient is not None and (
+        "@" not in recipient
+        or len(recipient) > MAX_RECIPIENT
+        or (not recipient.isascii() and len(recipient.lower()) > MAX_RECIPIENT)
+    ):
         recipient = None
     recipient = recipient or None
+    if final is not None and ("@" not in final or len(final) > MAX_RECIPIENT or "\x00" in final):
+        final = None
     enhanced = _enhanced_seen.get(dsn, "")
     if enhanced == "":
         enhanced = clean_enhanced(dsn)
@@ -398,19 +412,35 @@ cdef object _prepare(str event_type, tuple reply, object recipient, object dsn, 
             _enhanced_seen[dsn] = enhanced
     key = (line + "\x1f" + event_type + "\x1f" + (recipient or "")).encode("utf-8", "surrogatepass")
     eid = blake2b(key, digest_size=16).hexdigest()
-    if len(queue_id) > MAX_TEXT:
-        queue_id = queue_id[:MAX_TEXT]
+    if len(queue_id) > MAX_QUEUE_ID:
+        queue_id = queue_id[:MAX_QUEUE_ID]
     code, description, command = reply
+    if command is not None and len(command) > MAX_COMMAND:
+        command = None
+    if (
+        "\x00" in queue_id
+        or (recipient is not None and "\x00" in recipient)
+        or (description is not None and "\x00" in description)
+        or (command is not None and "\x00" in command)
+    ):
+        recipient, description, command = _no_nul(recipient), _no_nul(description), _no_nul(command)
+        queue_id = queue_id.replace("\x00", "?")
     c = "" if code is None else f',"smtp_code":{code}'
     d = "" if description is None else ',"smtp_description":' + _json_str(description)
     r = "" if recipient is None else ',"recipient":' + _json_str(recipient)
     e = "" if enhanced is None else f',"enhanced_status":"{enhanced}"'
     m = "" if command is None else ',"smtp_command":' + _json_str(command)
-    tail = f'{c}{d}{r},"event_id":"{eid}"{e}{m},"queue_id":{_json_str(queue_id)}}}'
+    f = "" if final is None else ',"final_recipient":' + _json_str(final)
+    tail = f'{c}{d}{r},"event_id":"{eid}"{e}{m},"queue_id":{_json_str(queue_id)}{f}}}'
     head = _heads.get(event_type) or f'","event_type":{_json_str(event_type)[1:]}'
     return tuple.__new__(_prepared_cls, (
         event_type, code, description, recipient, eid, enhanced, command, queue_id, head, tail,
+        final,
     ))
+
+
+cdef object _no_nul(object text):
+    return None if text is None else text.replace("\x00", "?")
 
 
 cdef inline str _text(const unsigned char* b, Py_ssize_t s, Py_ssize_t e):
@@ -487,8 +517,8 @@ cdef const char* _HEX = b"0123456789abcdef"
 
 cdef void _put_json(Buf* o, const unsigned char* b, Py_ssize_t s, Py_ssize_t e,
                     bint upper) noexcept nogil:
-    """``json.encoder.encode_basestring_ascii`` of ASCII ``b[s:e]`` (quotes included);
-    ``upper``: of its ``.upper()``."""
+    """``json.encoder.encode_basestring_ascii`` of ASCII ``b[s:e]`` (quotes included), a NUL
+    written ``?`` (as ``scan.prepare`` does); ``upper``: of its ``.upper()``."""
     cdef Py_ssize_t i
     cdef unsigned char c
     cdef char* w
@@ -518,6 +548,8 @@ cdef void _put_json(Buf* o, const unsigned char* b, Py_ssize_t s, Py_ssize_t e,
             w[0] = 92; w[1] = 98; w += 2
         elif c == 12:
             w[0] = 92; w[1] = 102; w += 2
+        elif c == 0:
+            w[0] = 63; w += 1
         else:
             w[0] = 92; w[1] = 117; w[2] = 48; w[3] = 48
             w[4] = _HEX[c >> 4]; w[5] = _HEX[c & 15]
@@ -803,7 +835,8 @@ cdef struct Rec:
     Py_ssize_t ls, le, at      # the line, and the "]" of its "]: "
     Py_ssize_t qs, qe          # queue ID
     Py_ssize_t gs, ge          # UUID, expired status or parent queue ID
-    Py_ssize_t cs, ce          # recipient (either form)
+    Py_ssize_t cs, ce          # recipient: orig_to when logged (not empty), else to
+    Py_ssize_t fs, fe          # the final (to=) address when cs, ce is orig_to (fs < 0: none)
     Py_ssize_t rs, re          # relay
     Py_ssize_t ds, de          # dsn (ds < 0: absent)
     Py_ssize_t ss, se          # status word
@@ -854,7 +887,9 @@ cdef void _tail(Job* j, Rec* r) noexcept nogil:
     cdef char digits[3]
     cdef const char* tname = _TYPE_NAMES[r.etype]
     cdef bint keep_rcpt = (r.ce > r.cs and _find(b, r.cs, r.ce, 64) >= 0
-                           and r.ce - r.cs <= MAX_TEXT)
+                           and r.ce - r.cs <= MAX_RECIPIENT)
+    cdef bint keep_final = (r.fs >= 0 and r.fe > r.fs and _find(b, r.fs, r.fe, 64) >= 0
+                            and r.fe - r.fs <= MAX_RECIPIENT)
     cdef Buf* o = &j.tails
     _analyse(b, r.ts, r.te, &rep)
     _b2_init(&st)
@@ -889,11 +924,15 @@ cdef void _tail(Job* j, Rec* r) noexcept nogil:
         _putz(o, b',"smtp_command":"CONNECT"')
     elif rep.cs == -3:
         _putz(o, b',"smtp_command":"DATA"')
-    elif rep.cs >= 0:
+    elif rep.cs >= 0 and rep.ce - rep.cs <= MAX_COMMAND:
         _putz(o, b',"smtp_command":')
         _put_json(o, b, rep.cs, rep.ce, True)
     _putz(o, b',"queue_id":')
-    _put_json(o, b, r.qs, r.qs + (r.qe - r.qs if r.qe - r.qs <= MAX_TEXT else MAX_TEXT), False)
+    _put_json(o, b, r.qs, r.qs + (r.qe - r.qs if r.qe - r.qs <= MAX_QUEUE_ID else MAX_QUEUE_ID),
+              False)
+    if keep_final:
+        _putz(o, b',"final_recipient":')
+        _put_json(o, b, r.fs, r.fe, False)
     _putz(o, b'}')
     r.tail_len = o.len - r.tail
 
@@ -963,6 +1002,10 @@ cdef void _stage1(Job* j) noexcept nogil:
                 r.cs, r.ce = h.gs, h.ge
             else:
                 r.cs, r.ce = h.bs, h.be
+            r.fs = r.fe = -1
+            if h.os >= 0 and h.oe > h.os:  # postfix.recipients: orig_to is the recipient
+                r.fs, r.fe = r.cs, r.ce
+                r.cs, r.ce = h.os, h.oe
             r.rs, r.re = h.rs, h.re
             r.ds, r.de = h.ds, h.de
             r.ss, r.se = h.ss, h.se
@@ -1067,9 +1110,9 @@ cdef class _State:
     cdef bint joined
     cdef Buf o
     cdef list events, out
-    cdef dict best, queues, counts
+    cdef dict best, queues, counts, hops
     cdef object max_held, last_stamp, last_micros, json_micros, json_stamp
-    cdef Py_ssize_t lines, parsed, truncated, last_s, last_e
+    cdef Py_ssize_t lines, parsed, truncated, last_s, last_e, from_orig_to
     cdef Py_ssize_t counted[5]
 
     def __cinit__(self, corr, resolve, render, stamp_json, bint joined):
@@ -1078,6 +1121,8 @@ cdef class _State:
         memset(&self.o, 0, sizeof(Buf))
         self.events, self.out, self.best, self.counts = [], [], {}, {}
         self.queues = corr.queues
+        self.hops = corr.hops
+        self.from_orig_to = 0
         self.max_held = corr.max_held
         self.last_stamp = self.last_micros = self.json_stamp = None
         self.json_micros = 0
@@ -1098,7 +1143,24 @@ cdef class _State:
         events = self.events
         if self.joined:
             events = PyBytes_FromStringAndSize(self.o.data, self.o.len) if self.o.len else b""
-        return events, self.lines, self.parsed, self.truncated, self.counts
+        return events, self.lines, self.parsed, self.truncated, self.counts, self.from_orig_to
+
+    cdef drain(self):
+        """The events the correlator's own methods put in ``out``, rendered in order."""
+        cdef Buf* o = &self.o
+        cdef list out = self.out
+        for item in out:
+            name = item[2].event_type
+            self.counts[name] = self.counts.get(name, 0) + 1
+            if item[2].final_recipient is not None:
+                self.from_orig_to += 1
+        if self.joined:
+            for text in self.render(out):
+                _put_str(o, text)
+                _putz(o, b"\n")
+        else:
+            self.events.extend(self.render(out))
+        out.clear()
 
     cdef stage2(self, const unsigned char* b, Job* j):
         cdef Py_ssize_t i
@@ -1107,9 +1169,13 @@ cdef class _State:
         cdef dict q, pending
         cdef list held
         cdef str qid, text
-        cdef object stamp, micros, uuid, orphans_due
+        cdef object stamp, micros, uuid, orphans_due, hops_due, final
+        cdef list data
         cdef object corr = self.corr
         cdef dict queues = self.queues
+        cdef dict hops = self.hops
+        cdef dict recent = corr.recent
+        cdef Py_ssize_t recent_limit = corr._recent_limit
         cdef dict best = self.best
         cdef list out = self.out
         cdef Buf* o = &self.o
@@ -1120,6 +1186,8 @@ cdef class _State:
             r = &j.recs[i]
             kind = r.kind
             qid = _text(b, r.qs, r.qe)
+            if hops and qid in hops and kind != K_STATUS and kind != K_TEXT and kind != K_EXPIRED:
+                corr.seen(qid, out)  # a hop candidate's NEWID (timed lines: below)
             if kind == K_HEADER or kind == K_SENDER or kind == K_MESSAGE_ID:
                 source = 1 if kind == K_HEADER else (2 if kind == K_SENDER else 3)
                 if best.get(qid, 99) > source:
@@ -1135,11 +1203,15 @@ cdef class _State:
                         else:
                             q["u"] = _text(b, r.gs, r.ge).lower()
                             q["s"] = source
-            elif kind == K_REMOVED:
+            elif kind == K_REMOVED:  # Correlator.removed, inlined (the seen() call is above)
                 best.pop(qid, None)
                 q = queues.pop(qid, None)
                 if q is not None and q["h"]:
                     corr.park(qid, q)
+                recent[qid] = corr.last_us or 0
+                if len(recent) >= recent_limit:
+                    corr._prune_recent()
+                    recent, recent_limit = corr.recent, corr._recent_limit
             elif kind == K_PARENT:
                 corr.reinjected(qid, _text(b, r.gs, r.ge), out)
             else:
@@ -1157,10 +1229,13 @@ cdef class _State:
                         micros = self.resolve(stamp)
                         self.last_stamp, self.last_micros = stamp, micros
                     self.last_s, self.last_e = r.st_s, r.st_e
+                if hops and qid in hops:  # Correlator.seen, with the line's time
+                    corr.seen(qid, out, micros)
                 if kind == K_EXPIRED:
                     corr.outcome(Expired(qid, stamp, _text(b, r.ls, r.le), _text(b, r.gs, r.ge)),
                                  micros, out)
                 else:
+                    final = None if r.fs < 0 else _text(b, r.fs, r.fe)
                     q = queues.get(qid)
                     if q is None or q["u"] is None:
                         # Correlator.delivery for a queue ID without its UUID yet: held
@@ -1169,6 +1244,9 @@ cdef class _State:
                             orphans_due = corr.orphans_due
                             if orphans_due is not None and micros >= orphans_due:
                                 corr._drop_orphans(micros)
+                            hops_due = corr.hops_due
+                            if hops_due is not None and micros >= hops_due:
+                                corr.release_hops(micros, out)
                         else:
                             micros = corr.last_us
                         if q is None:
@@ -1178,10 +1256,12 @@ cdef class _State:
                         held = q["h"]
                         if not held:
                             corr.holding.append(qid)
-                        held.append([["d", qid, stamp, _text(b, r.ls, r.le), _text(b, r.cs, r.ce),
-                                      _text(b, r.rs, r.re), _text(b, r.ss, r.se).lower(),
-                                      None if r.ds < 0 else _text(b, r.ds, r.de),
-                                      _text(b, r.ts, r.te)], micros])
+                        data = ["d", qid, stamp, _text(b, r.ls, r.le), _text(b, r.cs, r.ce),
+                                _text(b, r.rs, r.re), _text(b, r.ss, r.se).lower(),
+                                None if r.ds < 0 else _text(b, r.ds, r.de), _text(b, r.ts, r.te)]
+                        if final is not None:
+                            data.append(final)
+                        held.append([data, micros])
                         corr.held += 1
                         if corr.held > self.max_held:
                             corr._drop_oldest_held()
@@ -1190,7 +1270,7 @@ cdef class _State:
                         corr.delivery(qid, stamp, _text(b, r.ls, r.le), _text(b, r.cs, r.ce),
                                       _text(b, r.rs, r.re), _text(b, r.ss, r.se).lower(),
                                       None if r.ds < 0 else _text(b, r.ds, r.de),
-                                      _text(b, r.ts, r.te), micros, out, None)
+                                      _text(b, r.ts, r.te), micros, out, None, final)
                     else:
                         # Correlator.delivery + _deliver + prepare + render, for this case
                         if micros is not None:
@@ -1198,15 +1278,20 @@ cdef class _State:
                             orphans_due = corr.orphans_due
                             if orphans_due is not None and micros >= orphans_due:
                                 corr._drop_orphans(micros)
+                            hops_due = corr.hops_due
+                            if hops_due is not None and micros >= hops_due:
+                                corr.release_hops(micros, out)
+                                self.drain()  # released events come before this one
                         else:
                             micros = corr.last_us
                         q["t"] = corr.last_us
                         uuid = q["u"]
                         pending = q["p"]
                         if r.etype == E_DEFERRED:
-                            pending[_text(b, r.cs, r.ce)] = [
-                                _text(b, r.ts, r.te), None if r.ds < 0 else _text(b, r.ds, r.de)
-                            ]
+                            data = [_text(b, r.ts, r.te), None if r.ds < 0 else _text(b, r.ds, r.de)]
+                            if final is not None:
+                                data.append(final)
+                            pending[_text(b, r.cs, r.ce)] = data
                         elif pending:
                             pending.pop(_text(b, r.cs, r.ce), None)
                         if micros != self.json_micros or self.json_stamp is None:
@@ -1225,17 +1310,11 @@ cdef class _State:
                         elif not o.failed:
                             self.events.append(PyUnicode_DecodeASCII(o.data, o.len, NULL))
                         self.counted[r.etype] += 1
+                        if (final is not None and r.fe > r.fs and r.fe - r.fs <= MAX_TEXT
+                                and _find(b, r.fs, r.fe, 64) >= 0):
+                            self.from_orig_to += 1
             if out:
-                for item in out:
-                    name = item[2].event_type
-                    self.counts[name] = self.counts.get(name, 0) + 1
-                if self.joined:
-                    for text in self.render(out):
-                        _put_str(o, text)
-                        _putz(o, b"\n")
-                else:
-                    self.events.extend(self.render(out))
-                out.clear()
+                self.drain()
         if o.failed:
             raise MemoryError()
 
@@ -1252,7 +1331,7 @@ def scan(data):
     cdef list ops = []
     cdef dict best = {}
     cdef str qid, line, body
-    cdef object stamp, recipient, dsn, event_type
+    cdef object stamp, recipient, dsn, event_type, final
     if not _acceptable(b, n):
         return None
     memset(&job, 0, sizeof(Job))
@@ -1284,6 +1363,7 @@ def scan(data):
                     ops.append((OP_REINJECTED, Reinjected(qid, stamp, line, _text(b, r.gs, r.ge))))
                 else:
                     recipient = _text(b, r.cs, r.ce)
+                    final = None if r.fs < 0 else _text(b, r.fs, r.fe)
                     dsn = None if r.ds < 0 else _text(b, r.ds, r.de)
                     body = _text(b, r.ts, r.te)
                     event_type = _TYPE_STR[r.etype]
@@ -1291,7 +1371,9 @@ def scan(data):
                         OP_DELIVERY, qid, stamp, line, recipient, _text(b, r.rs, r.re),
                         _text(b, r.ss, r.se).lower(), dsn, body,
                         None if event_type is None
-                        else _prepare(event_type, _analyse_reply(body), recipient, dsn, qid, line),
+                        else _prepare(event_type, _analyse_reply(body), recipient, dsn, qid, line,
+                                      final),
+                        final,
                     ))
         return ops, job.lines, job.n, job.truncated
     finally:

@@ -1,10 +1,15 @@
-"""``sendpost-agent parse [--mta postfix] [--stats] FILE...``: the offline view of the pipeline.
+"""``sendpost-agent parse [--mta postfix] [--config FILE] [--internal-relay R]... [--stats]
+FILE...``: the offline view of the pipeline.
 
-Reads whole log files (plain or gzip, told apart by their magic bytes) in the order given,
-through one :class:`~sendpost_agent.parse.Pipeline` (no saved state, no network), and prints
-one JSON event per line on stdout: the wire fields plus ``queue_id``. ``--stats`` prints the
-counters on stderr, and which scanner ran (``scanner compiled`` or ``scanner python``). A file
-that cannot be read: one line naming it on stderr, exit status 2.
+Reads whole log files (plain or gzip, told apart by their magic bytes; ``-`` is standard input)
+in the order given, through one :class:`~sendpost_agent.parse.Pipeline` (no saved state, no
+network), and prints one JSON event per line on stdout: the wire fields plus ``queue_id``.
+``--config FILE`` takes the daemon's settings from its YAML file (``internal-relays``, ``mta``;
+the other keys are checked, not used); ``--internal-relay`` (repeatable, or comma-separated)
+names internal relays and wins over the file. ``--stats`` prints the counters on stderr (among
+them ``hops_resolved``, ``hops_unresolved``, ``recipients_from_orig_to``), and which scanner ran
+(``scanner compiled`` or ``scanner python``). A file that cannot be read or a bad setting: one
+line naming it on stderr, exit status 2.
 
 Kept free of the daemon's imports (httpx & co.): benchmarks time this command from start-up.
 """
@@ -16,12 +21,15 @@ import datetime as dt
 import gzip
 import io
 import os
+import stat
 import sys
 from collections.abc import Iterator, Sequence
 from json.encoder import encode_basestring_ascii as _json_str
+from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from sendpost_agent.parse.pipeline import ParseStats, Pipeline
+from sendpost_agent.parse.relays import DEFAULT_INTERNAL_RELAYS
 from sendpost_agent.parse.scan import NATIVE
 
 if TYPE_CHECKING:
@@ -42,10 +50,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--mta", choices=["postfix"], default="postfix", help="the MTA's log format"
+        "--mta", choices=["postfix"], default=None, help="the MTA's log format (postfix)"
+    )
+    parser.add_argument(
+        "--config", metavar="FILE", help="the daemon's YAML settings (internal-relays, mta)"
+    )
+    parser.add_argument(
+        "--internal-relay",
+        action="append",
+        metavar="RELAY",
+        help="a relay whose `queued as` may be a hop: network, name or host:port "
+        "(repeatable or comma-separated; default: the file's, else loopback)",
     )
     parser.add_argument("--stats", action="store_true", help="print counters on stderr")
-    parser.add_argument("files", nargs="+", metavar="FILE", help="log files, oldest first")
+    parser.add_argument(
+        "files", nargs="+", metavar="FILE", help="log files, oldest first; - for standard input"
+    )
 
 
 def main(argv: Sequence[str]) -> int:
@@ -60,22 +80,69 @@ class _Unreadable(Exception):
         super().__init__(f"sendpost-agent: cannot read {name}: {reason}")
 
 
+class _BadSetting(Exception):
+    pass
+
+
+def settings(args: argparse.Namespace) -> tuple[str, ...]:
+    """The internal relays for this run: ``--internal-relay``, else the ``--config`` file's
+    ``internal-relays``, else the default. Raises ``_BadSetting`` naming the key and value."""
+    relays: tuple[str, ...] | None = None
+    if args.config is not None:
+        from sendpost_agent import config  # only here: it needs PyYAML
+        from sendpost_agent.errors import ConfigError
+
+        try:
+            doc = config.read_yaml(Path(args.config), explicit=True)
+            for key, value in doc.items():
+                if key not in config.FIELDS:
+                    raise ConfigError(key, value, "unknown key")
+            for key in ("mta", "internal-relays"):
+                if doc.get(key) is not None:
+                    value = config.FIELDS[key].metadata["convert"](key, doc[key])
+                    if key == "internal-relays":
+                        relays = value
+        except ConfigError as exc:
+            raise _BadSetting(f"sendpost-agent: {exc}") from None
+    if args.internal_relay:
+        from sendpost_agent.parse.relays import parse_entry
+
+        given = [item.strip() for arg in args.internal_relay for item in arg.split(",")]
+        relays = tuple(item for item in given if item)
+        for item in relays:
+            try:
+                parse_entry(item)
+            except ValueError as exc:
+                raise _BadSetting(f"sendpost-agent: --internal-relay: {exc}") from None
+    return relays if relays is not None else DEFAULT_INTERNAL_RELAYS
+
+
 def run(args: argparse.Namespace) -> int:
     names: list[str] = args.files
+    try:
+        relays = settings(args)
+    except _BadSetting as exc:
+        print(exc, file=sys.stderr)
+        return 2
     try:
         handles = [_open(name) for name in names]
     except _Unreadable as exc:
         print(exc, file=sys.stderr)
         return 2
-    reference = dt.datetime.fromtimestamp(os.fstat(handles[0].fileno()).st_mtime, dt.UTC)
-    pipeline = Pipeline(reference_time=reference)
+    info = os.fstat(handles[0].fileno())
+    reference = (
+        dt.datetime.fromtimestamp(info.st_mtime, dt.UTC)
+        if stat.S_ISREG(info.st_mode)
+        else dt.datetime.now(dt.UTC)  # a pipe: the lines are being written now
+    )
+    pipeline = Pipeline(reference_time=reference, internal_relays=relays)
     out = sys.stdout.buffer
     try:
         for name, handle in zip(names, handles, strict=True):
             with handle:
                 for chunk in _ChunkReader(name, handle):
                     _write(out, pipeline.feed_jsonl(chunk))
-        pipeline.flush()
+        _write(out, "".join(text + "\n" for text in pipeline.flush_json()).encode())
         out.flush()
     except _Unreadable as exc:
         print(exc, file=sys.stderr)
@@ -90,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _open(name: str) -> io.BufferedReader:
+    if name == "-":
+        return open(sys.stdin.fileno(), "rb", closefd=False)
     try:
         return open(name, "rb")
     except OSError as exc:
@@ -108,8 +177,7 @@ class _ChunkReader:
 
     def __iter__(self) -> Iterator[memoryview]:
         try:
-            magic = self.raw.read(2)
-            self.raw.seek(0)
+            magic = self.raw.peek(2)[:2]  # peek, not read: standard input cannot seek back
         except OSError as exc:
             raise _Unreadable(self.name, exc.strerror or str(exc)) from None
         stream: io.BufferedIOBase = (
@@ -181,6 +249,8 @@ def event_json(e: AgentEvent) -> str:
         parts += [',"smtp_command":', _json_str(e.smtp_command)]
     if e.queue_id is not None:
         parts += [',"queue_id":', _json_str(e.queue_id)]
+    if e.final_recipient is not None:
+        parts += [',"final_recipient":', _json_str(e.final_recipient)]
     parts.append("}\n")
     return "".join(parts)
 

@@ -15,8 +15,16 @@ Rules
   for :data:`HOLD_US` more of log time (a re-injection parent may still name it), then they are
   dropped and counted as ``uncorrelated``. At most :data:`MAX_HELD` lines are held in all; the
   oldest go first (counted).
-* ``status=sent (... queued as NEWID)`` to an internal relay is a hop: no event, NEWID inherits
-  the UUID. So does the queue ID of an smtpd line with ``orig_queue_id=PARENT``.
+* Hops by evidence: ``status=sent (... queued as NEWID)`` to an internal relay is a hop (no
+  event, NEWID inherits the UUID) when NEWID is seen in this log: at once when NEWID's lines
+  came first (a live queue ID, an orphan, or one removed within :data:`HOP_WINDOW_US` before),
+  else when a line of NEWID arrives within :data:`HOP_WINDOW_US` of log time after the ``sent``
+  line. A
+  candidate that sees no line of NEWID in that window (nor by :meth:`Correlator.expire` or
+  :meth:`Correlator.flush`) is a delivery to a relay whose log is elsewhere: it gives its
+  ``delivered`` event then, with the relay's reply, and is counted (``hops_unresolved``).
+  At most :data:`MAX_HOP_LINES` candidate lines wait; beyond that the oldest are released.
+  The queue ID of an smtpd line with ``orig_queue_id=PARENT`` inherits PARENT's UUID.
 * Deferred recipients are pending; a terminal status (sent, bounced, softbounce) or a hop ends
   that. qmgr ``status=expired`` gives ``soft_bounced`` for each pending recipient, with the last
   deferral's reply; with no recipient known, one ``soft_bounced`` without a recipient.
@@ -45,6 +53,9 @@ from sendpost_agent.parse.scan import NATIVE, Prepared, prepare
 TTL_US = 24 * 3600 * 1_000_000
 HOLD_US = 300 * 1_000_000
 MAX_HELD = 10_000
+HOP_WINDOW_US = 30 * 1_000_000
+MAX_HOP_LINES = 10_000
+MAX_RECENT = 100_000
 STATE_VERSION = 1
 _NO_SOURCE = 99
 _QUEUED_AS = re.compile(r"queued as ([0-9A-Za-z]{5,})")
@@ -60,8 +71,11 @@ Out = list[tuple[str, int | None, Prepared]]
 
 def _encode(rec: Delivery | Expired) -> list[Any]:
     if isinstance(rec, Delivery):
-        return ["d", rec.queue_id, rec.stamp, rec.line, rec.recipient, rec.relay, rec.status,
+        data = ["d", rec.queue_id, rec.stamp, rec.line, rec.recipient, rec.relay, rec.status,
                 rec.dsn, rec.text]  # fmt: skip
+        if rec.final_recipient is not None:
+            data.append(rec.final_recipient)
+        return data
     return ["e", rec.queue_id, rec.stamp, rec.line, rec.status]
 
 
@@ -73,7 +87,8 @@ def _decode(data: list[Any]) -> Delivery | Expired:
 
 def _new_queue() -> dict[str, Any]:
     # u: uuid, s: source rank, t: last log time (µs), h: held lines, p: pending recipients
-    # (recipient -> [last deferral text, dsn]), c: child queue IDs waiting for our UUID
+    # (recipient -> [last deferral text, dsn(, final recipient)]), c: child queue IDs waiting
+    # for our UUID
     return {"u": None, "s": _NO_SOURCE, "t": None, "h": [], "p": {}, "c": []}
 
 
@@ -94,7 +109,19 @@ class Correlator:
         # queues. Queue IDs that held lines, and (deadline, queue ID) of orphans.
         self.holding: deque[str] = deque()
         self.orphan_order: deque[tuple[int, str]] = deque()
-        self.uncorrelated = 0  # a counter, not state: restarts at zero
+        # Hop candidates: NEWID -> {"u": parent's UUID, "d": deadline (µs), "l": [[encoded
+        # delivery, µs], ...]}, oldest first; and queue IDs removed lately -> log time (µs).
+        self.hops: dict[str, dict[str, Any]] = {}
+        self.hops_due: int | None = None  # the first candidate's deadline (None: none)
+        self.recent: dict[str, int] = {}
+        # (deadline, NEWID), oldest first; entries may be stale (skipped)
+        self.hop_order: deque[tuple[int, str]] = deque()
+        self._recent_limit = 1024  # prune self.recent when it reaches this size
+        self.hop_lines = 0
+        # counters, not state: restart at zero
+        self.uncorrelated = 0
+        self.hops_resolved = 0  # sent lines found to be hops
+        self.hops_unresolved = 0  # hop candidates whose NEWID never showed: reported delivered
         if state:
             if state.get("version") != STATE_VERSION:
                 raise ValueError(f"unknown correlator state version {state.get('version')!r}")
@@ -107,6 +134,12 @@ class Correlator:
             self.held = sum(len(q["h"]) for q in self.queues.values()) + sum(
                 len(o["h"]) for o in self.orphans.values()
             )
+            self.hops = state.get("hops", {})
+            self.recent = state.get("recent", {})
+            self.hop_order = deque(sorted((h["d"], k) for k, h in self.hops.items()))
+            self._recent_limit = max(1024, 2 * len(self.recent))
+            self.hops_due = self.hop_order[0][0] if self.hop_order else None
+            self.hop_lines = sum(len(h["l"]) for h in self.hops.values())
 
     def state(self) -> dict[str, Any]:
         """Everything the correlator knows, as JSON-serialisable data."""
@@ -115,6 +148,8 @@ class Correlator:
             "queues": self.queues,
             "orphans": self.orphans,
             "last_us": self.last_us,
+            "hops": self.hops,
+            "recent": self.recent,
         }
 
     # -- input ------------------------------------------------------------------------------
@@ -126,12 +161,14 @@ class Correlator:
         elif isinstance(rec, UuidSeen):
             self.learn(rec.queue_id, rec.uuid, rec.source, out)
         elif isinstance(rec, Removed):
-            self.removed(rec.queue_id)
+            self.removed(rec.queue_id, out)
         else:
             self.reinjected(rec.queue_id, rec.parent, out)
 
     def learn(self, qid: str, uuid: str, source: int, out: Out) -> None:
         """A line revealed the UUID of ``qid``."""
+        if self.hops:
+            self.seen(qid, out)
         q = self.queues.get(qid)
         if q is None:
             self.queues[qid] = {
@@ -146,11 +183,46 @@ class Correlator:
         q["t"] = self.last_us
         self._learn(q, uuid, source, out)
 
-    def removed(self, qid: str) -> None:
-        """``qid`` is finished; it may be reused by a new message from now on."""
+    def removed(self, qid: str, out: Out) -> None:
+        """``qid`` is finished; it may be reused by a new message from now on. It stays known
+        as seen in this log for :data:`HOP_WINDOW_US` (evidence for a late ``queued as qid``)."""
+        if self.hops:
+            self.seen(qid, out)
         q = self.queues.pop(qid, None)
         if q is not None and q["h"]:
             self.park(qid, q)
+        recent = self.recent
+        recent[qid] = self.last_us or 0
+        if len(recent) >= self._recent_limit:
+            self._prune_recent()
+
+    def _prune_recent(self) -> None:
+        """Forget removals older than :data:`HOP_WINDOW_US` (at most :data:`MAX_RECENT` kept),
+        in one pass when the dict has doubled since the last one (amortised O(1) per removal)."""
+        cutoff = (self.last_us or 0) - HOP_WINDOW_US
+        kept = {qid: then for qid, then in self.recent.items() if then >= cutoff}
+        if len(kept) > MAX_RECENT:
+            newest = sorted(kept.items(), key=lambda item: item[1])[-MAX_RECENT:]
+            kept = dict(newest)
+        self.recent = kept
+        self._recent_limit = max(1024, 2 * len(kept))
+
+    def _removed_lately(self, qid: str) -> bool:
+        """``qid``'s ``removed`` was read within :data:`HOP_WINDOW_US` of log time."""
+        then = self.recent.get(qid)
+        return then is not None and then >= (self.last_us or 0) - HOP_WINDOW_US
+
+    def seen(self, qid: str, out: Out, micros: int | None = None) -> None:
+        """A line of ``qid`` (logged at ``micros``, when it has a time): a hop candidate
+        waiting for it is a hop (called before the line is applied, so that the line finds the
+        inherited UUID) — unless the line comes after the candidate's window, which the time
+        check that follows then closes (a delivery)."""
+        hop = self.hops.get(qid)
+        if hop is None or (micros is not None and micros >= hop["d"]):
+            return
+        del self.hops[qid]
+        self.hops_resolved += len(hop["l"])
+        self._link_child(qid, hop["u"], out)
 
     def park(self, qid: str, q: dict[str, Any]) -> None:
         """The held lines of a removed queue ID: dropped if it had a UUID, else kept a while."""
@@ -168,6 +240,9 @@ class Correlator:
 
     def reinjected(self, qid: str, parent_qid: str, out: Out) -> None:
         """smtpd logged ``qid`` with ``orig_queue_id=parent_qid``."""
+        if self.hops:
+            self.seen(qid, out)
+            self.seen(parent_qid, out)
         q = self._queue(qid)
         parent = self._queue(parent_qid)
         if parent["u"] is not None:
@@ -177,10 +252,14 @@ class Correlator:
 
     def outcome(self, rec: Delivery | Expired, micros: int | None, out: Out) -> None:
         """A delivery or expiry line: an event now, or held until the UUID is known."""
+        if self.hops:
+            self.seen(rec.queue_id, out, micros)
         if micros is not None:
             self.last_us = micros
             if self.orphans_due is not None and micros >= self.orphans_due:
                 self._drop_orphans(micros)
+            if self.hops_due is not None and micros >= self.hops_due:
+                self.release_hops(micros, out)
         else:
             micros = self.last_us
         q = self._queue(rec.queue_id)
@@ -224,6 +303,8 @@ class Correlator:
             for data, micros in orphan["h"]:
                 self._apply(tmp, _decode(data), micros, out)
             return
+        if self.hops:
+            self.seen(child, out)
         self._learn(self._queue(child), uuid, SOURCE_INHERITED, out)
 
     def _apply(
@@ -233,18 +314,24 @@ class Correlator:
             self._expire_message(q, rec, micros, out)
         else:
             self._deliver(q, rec.queue_id, rec.line, rec.recipient, rec.relay, rec.status,
-                          rec.dsn, rec.text, micros, out)  # fmt: skip
+                          rec.dsn, rec.text, micros, out, None, rec.final_recipient)  # fmt: skip
 
     def delivery(
         self, qid: str, stamp: str | None, line: str, recipient: str, relay: str, status: str,
         dsn: str | None, text: str, micros: int | None, out: Out, prepared: Prepared | None = None,
+        final: str | None = None,
     ) -> None:  # fmt: skip
         """A delivery line, as fields (the pipeline's hot path: no record object unless held).
-        ``prepared``: the event's line-local part when the caller already has it."""
+        ``prepared``: the event's line-local part when the caller already has it; ``final``:
+        the rewritten address when ``recipient`` came from ``orig_to=``."""
+        if self.hops:
+            self.seen(qid, out, micros)
         if micros is not None:
             self.last_us = micros
             if self.orphans_due is not None and micros >= self.orphans_due:
                 self._drop_orphans(micros)
+            if self.hops_due is not None and micros >= self.hops_due:
+                self.release_hops(micros, out)
         else:
             micros = self.last_us
         q = self.queues.get(qid)
@@ -252,9 +339,10 @@ class Correlator:
             q = self.queues[qid] = _new_queue()
         q["t"] = self.last_us
         if q["u"] is not None:
-            self._deliver(q, qid, line, recipient, relay, status, dsn, text, micros, out, prepared)
+            self._deliver(q, qid, line, recipient, relay, status, dsn, text, micros, out, prepared,
+                          final)  # fmt: skip
             return
-        rec = Delivery(qid, stamp, line, recipient, relay, status, dsn, text)
+        rec = Delivery(qid, stamp, line, recipient, relay, status, dsn, text, final)
         if not q["h"]:
             self.holding.append(qid)
         q["h"].append([_encode(rec), micros])
@@ -265,7 +353,7 @@ class Correlator:
     def _deliver(
         self, q: dict[str, Any], qid: str, line: str, recipient: str, relay: str, status: str,
         dsn: str | None, text: str, micros: int | None, out: Out,
-        prepared: Prepared | None = None,
+        prepared: Prepared | None = None, final: str | None = None,
     ) -> None:  # fmt: skip
         uuid: str = q["u"]
         pending: dict[str, list[Any]] = q["p"]
@@ -273,15 +361,22 @@ class Correlator:
             hop = _QUEUED_AS.findall(text)
             if hop:
                 pending.pop(recipient, None)
-                self._link_child(hop[-1], uuid, out)
+                child = hop[-1]
+                if child in self.queues or child in self.orphans or self._removed_lately(child):
+                    self.hops_resolved += 1
+                    self._link_child(child, uuid, out)
+                else:
+                    rec = Delivery(qid, None, line, recipient, relay, status, dsn, text, final)
+                    self._candidate(child, uuid, micros, rec, out)
                 return
         if prepared is None:
             event_type = event_type_for(status, dsn)
             if event_type is None:
                 return
-            prepared = _prepare(event_type, _analyse_reply(text), recipient, dsn, qid, line)
+            prepared = _prepare(event_type, _analyse_reply(text), recipient, dsn, qid, line,
+                                final)  # fmt: skip
         if prepared.event_type == "deferred":
-            pending[recipient] = [text, dsn]
+            pending[recipient] = [text, dsn] if final is None else [text, dsn, final]
         elif pending:
             pending.pop(recipient, None)
         out.append((uuid, micros, prepared))
@@ -290,14 +385,64 @@ class Correlator:
         self, q: dict[str, Any], rec: Expired, micros: int | None, out: Out
     ) -> None:
         pending: dict[str, list[Any]] = q["p"]
-        items: list[tuple[str | None, str, str | None]] = [
-            (rcpt, text, dsn) for rcpt, (text, dsn) in pending.items()
-        ] or [(None, "", None)]
+        items: list[tuple[str | None, str, str | None, str | None]] = [
+            (rcpt, last[0], last[1], last[2] if len(last) > 2 else None)
+            for rcpt, last in pending.items()
+        ] or [(None, "", None, None)]
         pending.clear()
-        for rcpt, text, dsn in items:
+        for rcpt, text, dsn, final in items:
             reply = _analyse_reply(text) if text else Reply(None, f"message {rec.status}", None)
-            prepared = _prepare("soft_bounced", reply, rcpt, dsn, rec.queue_id, rec.line)
+            prepared = _prepare("soft_bounced", reply, rcpt, dsn, rec.queue_id, rec.line, final)
             out.append((q["u"], micros, prepared))
+
+    # -- hop candidates ---------------------------------------------------------------------
+
+    def _candidate(
+        self, child: str, uuid: str, micros: int | None, rec: Delivery, out: Out
+    ) -> None:
+        """A ``sent ... queued as child`` line whose child has not been seen (yet)."""
+        hop = self.hops.get(child)
+        if hop is None:
+            deadline = (self.last_us or 0) + HOP_WINDOW_US
+            hop = self.hops[child] = {"u": uuid, "d": deadline, "l": []}
+            self.hop_order.append((deadline, child))
+            if self.hops_due is None:
+                self.hops_due = deadline
+        hop["l"].append([_encode(rec), micros])
+        self.hop_lines += 1
+        if self.hop_lines > MAX_HOP_LINES:
+            self.release_hops(None, out, one=True)
+
+    def release_hops(self, now_us: int | None, out: Out, one: bool = False) -> None:
+        """Candidates whose deadline is ``now_us`` or earlier (None: all; ``one``: only the
+        oldest) are deliveries."""
+        hops, order = self.hops, self.hop_order
+        while order:
+            deadline, child = order[0]
+            hop = hops.get(child)
+            if hop is None or hop["d"] != deadline:
+                order.popleft()  # resolved, or released already
+                continue
+            if now_us is not None and deadline > now_us:
+                self.hops_due = deadline
+                return
+            order.popleft()
+            self._release(child, out)
+            if one:
+                break
+        self.hops_due = order[0][0] if order else None
+
+    def _release(self, child: str, out: Out) -> None:
+        """No line of ``child`` showed: each of its ``sent`` lines is a delivery."""
+        hop = self.hops.pop(child)
+        self.hop_lines -= len(hop["l"])
+        self.hops_unresolved += len(hop["l"])
+        for data, micros in hop["l"]:
+            rec = _decode(data)
+            assert isinstance(rec, Delivery)
+            prepared = _prepare("delivered", _analyse_reply(rec.text), rec.recipient, rec.dsn,
+                                rec.queue_id, rec.line, rec.final_recipient)  # fmt: skip
+            out.append((hop["u"], micros, prepared))
 
     # -- bounds and time --------------------------------------------------------------------
 
@@ -339,16 +484,21 @@ class Correlator:
         self.held -= count
         self.uncorrelated += count
 
-    def expire(self, now_us: int) -> None:
-        """Forget queue IDs silent for 24 h and orphaned held lines past their hold time."""
+    def expire(self, now_us: int, out: Out) -> None:
+        """Forget queue IDs silent for 24 h and orphaned held lines past their hold time;
+        hop candidates past their window are deliveries."""
+        if self.hops_due is not None and now_us >= self.hops_due:
+            self.release_hops(now_us, out)
         limit = now_us - TTL_US
         for qid in [k for k, q in self.queues.items() if q["t"] is not None and q["t"] < limit]:
             self._give_up(len(self.queues.pop(qid)["h"]))
         for qid in [k for k, o in self.orphans.items() if o["d"] < now_us]:
             self._give_up(len(self.orphans.pop(qid)["h"]))
 
-    def flush(self) -> None:
-        """End of input: every line still held will never be correlated."""
+    def flush(self, out: Out) -> None:
+        """End of input: every line still held will never be correlated, every hop candidate
+        is a delivery."""
+        self.release_hops(None, out)
         for qid in list(self.orphans):
             self._give_up(len(self.orphans.pop(qid)["h"]))
         for q in self.queues.values():

@@ -28,7 +28,10 @@ import re
 from _blake2 import blake2b  # hashlib's, without loading OpenSSL at start-up
 from typing import NamedTuple
 
-MAX_TEXT = 10_000  # the wire contract's limit for text fields
+MAX_TEXT = 10_000  # the wire contract's limit for text fields (sendpost_wire.MAX_LENGTHS)
+MAX_RECIPIENT = 320  # longer recipients are left out (the platform uses the message's own)
+MAX_COMMAND = 64  # longer "commands" are left out: no SMTP command is that long
+MAX_QUEUE_ID = 64  # Postfix's are at most 16 characters; longer ones are cut
 
 _ENHANCED = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
 

@@ -15,19 +15,23 @@ Counters (:class:`ParseStats`):
   (over 64 KiB), ``truncated`` (a delivery line cut before ``status=``);
 * ``invalid_utf8``: parsed lines that held invalid UTF-8 (decoded with U+FFFD and still used);
 * ``uncorrelated``: delivery/expiry lines given up for lack of a UUID;
+* ``hops_resolved``: ``sent ... queued as NEWID`` lines to an internal relay found to be hops
+  (NEWID seen in this log);
+* ``hops_unresolved``: such lines whose NEWID never showed: reported as ``delivered``;
+* ``recipients_from_orig_to``: events whose ``recipient`` is Postfix's ``orig_to=`` (they carry
+  the rewritten ``to=`` as ``final_recipient``);
 * ``events``: event type → count.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sendpost_agent.parse.correlate import Correlator, Out
+from sendpost_agent.parse.relays import DEFAULT_INTERNAL_RELAYS, InternalRelays
 from sendpost_agent.parse.scan import (
     NATIVE,
     OP_DELIVERY,
@@ -45,13 +49,7 @@ from sendpost_agent.parse.timestamps import YearGuess, from_micros, to_micros
 if TYPE_CHECKING:  # imported when used: `parse` starts without the wire schema
     from sendpost_wire import AgentEvent
 
-# Relays that are our own content filter or Postfix instance: loopback addresses, by address
-# (``127.0.0.1[127.0.0.1]:10024``) or by name. Unix-socket relays (``[private/dovecot-lmtp]``)
-# are final deliveries by default; name one here to make it a hop.
-DEFAULT_INTERNAL_RELAYS: tuple[str, ...] = ("127.0.0.0/8", "::1/128", "localhost")
-
 STATE_VERSION = 1
-_RELAY = re.compile(r"(?P<name>[^\[]*)(?:\[(?P<addr>[^\]]*)\])?(?::\d+)?")
 
 
 @dataclass
@@ -64,6 +62,9 @@ class ParseStats:
     unparsed: dict[str, int] = field(default_factory=dict)
     invalid_utf8: int = 0
     uncorrelated: int = 0
+    hops_resolved: int = 0
+    hops_unresolved: int = 0
+    recipients_from_orig_to: int = 0
     events: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
@@ -74,45 +75,11 @@ class ParseStats:
             "unparsed": dict(sorted(self.unparsed.items())),
             "invalid_utf8": self.invalid_utf8,
             "uncorrelated": self.uncorrelated,
+            "hops_resolved": self.hops_resolved,
+            "hops_unresolved": self.hops_unresolved,
+            "recipients_from_orig_to": self.recipients_from_orig_to,
             "events": dict(sorted(self.events.items())),
         }
-
-
-class InternalRelays:
-    """Matches ``relay=`` values against networks (``127.0.0.0/8``) and names (``localhost``)."""
-
-    def __init__(self, entries: Sequence[str]) -> None:
-        self.networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-        self.names: set[str] = set()
-        for entry in entries:
-            try:
-                self.networks.append(ipaddress.ip_network(entry, strict=False))
-            except ValueError:
-                self.names.add(entry.lower())
-        self._cache: dict[str, bool] = {}
-
-    def __contains__(self, relay: str) -> bool:
-        known = self._cache.get(relay)
-        if known is None:
-            known = self._cache[relay] = self._check(relay)
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-        return known
-
-    def _check(self, relay: str) -> bool:
-        m = _RELAY.fullmatch(relay)
-        if m is None:
-            return False
-        name, addr = m.group("name").lower(), m.group("addr")
-        if name in self.names or (addr is not None and addr.lower() in self.names):
-            return True
-        if addr is None:
-            return False
-        try:
-            ip = ipaddress.ip_address(addr.removeprefix("ipv6:").removeprefix("IPv6:"))
-        except ValueError:
-            return False
-        return any(ip in net for net in self.networks)
 
 
 class Pipeline:
@@ -179,8 +146,9 @@ class Pipeline:
         )
         if done is None:
             return None
-        events, lines, parsed, truncated, counts = done
+        events, lines, parsed, truncated, counts, from_orig_to = done
         self._count(lines, parsed, truncated, 0, 0)
+        self.stats.recipients_from_orig_to += from_orig_to
         totals = self.stats.events
         for name, count in counts.items():
             totals[name] = totals.get(name, 0) + count
@@ -195,26 +163,25 @@ class Pipeline:
         """The order-dependent half of :meth:`feed`: year inference and correlation of the
         operations :func:`~sendpost_agent.parse.scan.scan` found. Returns (UUID, time,
         line-local fields) per event; see :meth:`render`."""
-        stats = self.stats
         out: Out = []
         corr = self._correlator
-        queues, learn, delivery = corr.queues, corr.learn, corr.delivery
+        queues, learn, delivery, hops = corr.queues, corr.learn, corr.delivery, corr.hops
         resolve = self._resolve
         for op in scanned.ops:
             kind = op[0]
             if kind == OP_DELIVERY:
-                _, qid, stamp, line, recipient, relay, status, dsn, text, prepared = op
+                _, qid, stamp, line, recipient, relay, status, dsn, text, prepared, final = op
                 micros = resolve(stamp) if stamp else None
                 delivery(qid, stamp, line, recipient, relay, status, dsn, text, micros, out,
-                         prepared)  # fmt: skip
+                         prepared, final)  # fmt: skip
             elif kind == OP_UUID:
+                if hops:
+                    corr.seen(op[1], out)
                 q = queues.get(op[1])
                 if q is None or q["s"] > op[3]:
                     learn(op[1], op[2], op[3], out)
             elif kind == OP_REMOVED:
-                q = queues.pop(op[1], None)
-                if q is not None and q["h"]:
-                    corr.park(op[1], q)
+                corr.removed(op[1], out)
             elif kind == OP_EXPIRED:
                 rec = op[1]
                 corr.outcome(rec, resolve(rec.stamp) if rec.stamp else None, out)
@@ -227,11 +194,17 @@ class Pipeline:
             scanned.lines, scanned.parsed, scanned.truncated, scanned.too_long,
             scanned.invalid_utf8,
         )  # fmt: skip
+        self._count_events(out)
+        return out
+
+    def _count_events(self, out: Out) -> None:
+        stats = self.stats
         counts = stats.events
         for item in out:
             name = item[2].event_type
             counts[name] = counts.get(name, 0) + 1
-        return out
+            if item[2].final_recipient is not None:
+                stats.recipients_from_orig_to += 1
 
     def _count(self, lines: int, parsed: int, truncated: int, too_long: int, invalid: int) -> None:
         stats = self.stats
@@ -244,7 +217,13 @@ class Pipeline:
         if too_long:
             unparsed["too_long"] = unparsed.get("too_long", 0) + too_long
         stats.ignored += lines - parsed - truncated - too_long
-        stats.uncorrelated = self._correlator.uncorrelated
+        self._count_correlator()
+
+    def _count_correlator(self) -> None:
+        stats, corr = self.stats, self._correlator
+        stats.uncorrelated = corr.uncorrelated
+        stats.hops_resolved = corr.hops_resolved
+        stats.hops_unresolved = corr.hops_unresolved
 
     def render(self, events: Out) -> list[str]:
         """Events from :meth:`apply` as compact JSON objects (see :meth:`feed_json`)."""
@@ -261,15 +240,31 @@ class Pipeline:
         return rendered
 
     def flush(self) -> list[AgentEvent]:
-        """End of input (``parse``): lines still waiting for a UUID are counted as uncorrelated."""
-        self._correlator.flush()
-        self.stats.uncorrelated = self._correlator.uncorrelated
-        return []
+        """End of input (``parse``): lines still waiting for a UUID are counted as
+        uncorrelated; hop candidates still waiting for their NEWID are deliveries (their
+        events are returned)."""
+        return [_event(*item) for item in self._flush()]
 
-    def expire(self, now: dt.datetime) -> None:
-        """Drop queue IDs silent for 24 h and held lines past their hold time."""
-        self._correlator.expire(to_micros(now))
-        self.stats.uncorrelated = self._correlator.uncorrelated
+    def flush_json(self) -> list[str]:
+        """:meth:`flush`, each event as its compact JSON object."""
+        return self.render(self._flush())
+
+    def _flush(self) -> Out:
+        out: Out = []
+        self._correlator.flush(out)
+        self._count_events(out)
+        self._count_correlator()
+        return out
+
+    def expire(self, now: dt.datetime) -> list[str]:
+        """Drop queue IDs silent for 24 h and held lines past their hold time; hop candidates
+        whose window ended before ``now`` are deliveries: their events, as JSON objects (the
+        daemon calls this while the log is quiet)."""
+        out: Out = []
+        self._correlator.expire(to_micros(now), out)
+        self._count_events(out)
+        self._count_correlator()
+        return self.render(out)
 
     def snapshot(self) -> dict[str, Any]:
         """JSON-serialisable state; ``Pipeline(state=snapshot())`` continues where this one is.
@@ -295,7 +290,7 @@ def _event(uuid: str, micros: int | None, p: Prepared) -> AgentEvent:
 
     return AgentEvent(
         uuid, p.event_type, _time(micros) if micros is not None else None, p.code, p.description,
-        p.recipient, p.event_id, p.enhanced, p.command, p.queue_id,
+        p.recipient, p.event_id, p.enhanced, p.command, p.queue_id, p.final_recipient,
     )  # fmt: skip
 
 

@@ -43,35 +43,37 @@ _UUID = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f
 # when it needs the text); ``lastindex`` of a match tells which alternative matched.
 _BODY = (
     r"(?!NOQUEUE:)([0-9A-Za-z]{5,}):[ ](?:"
-    # 2-7: delivery  to=<rcpt>, [orig_to=<..>, ]relay=R, delay=.., ...[, dsn=D], status=WORD[ (text]
-    r"to=(?:<([^>\n]*)>|([^\s,<>]+)),[ ](?:orig_to=(?:<[^>\n]*>|[^\s,<>]*),[ ])?relay=([^,\n]*),[ ]"
+    # 2-9: delivery  to=<rcpt>, [orig_to=<..>, ]relay=R, delay=.., ...[, dsn=D], status=WORD[ (text]
+    r"to=(?:<([^>\n]*)>|([^\s,<>]+)),[ ](?:orig_to=(?:<([^>\n]*)>|([^\s,<>]*)),[ ])?"
+    r"relay=([^,\n]*),[ ]"
     r"(?:(?!dsn=|status=)[a-z_]+=[^,\n]*,[ ])*(?:dsn=([^,\s]*),[ ])?status=([A-Za-z-]+)(?:[ ](\())?"
-    # 8: a delivery line cut before its status
+    # 10: a delivery line cut before its status
     r"|to=()"
-    # 9: header_checks INFO line with the UUID header
+    # 11: header_checks INFO line with the UUID header
     r"|info:[ ]header[ ][Xx]-[Ss]endpost-[Mm]essage-[Uu][Uu][Ii][Dd]:[ \t]*<?(" + _UUID + r")"
-    # 10: qmgr from=<bounces+UUID+...@sp-bounce...>, size=   11: qmgr status=expired
+    # 12: qmgr from=<bounces+UUID+...@sp-bounce...>, size=   13: qmgr status=expired
     r"|from=<(?:[Bb][Oo][Uu][Nn][Cc][Ee][Ss]\+(" + _UUID + r")\+[^>@\n]*@"
     r"[Ss][Pp]-[Bb][Oo][Uu][Nn][Cc][Ee]\.[^>\n]*>,[ ]size="
     r"|[^>\n]*>,[ ]status=((?:force-)?expired))"
-    # 12: cleanup message-id=<UUID@domain>
+    # 14: cleanup message-id=<UUID@domain>
     r"|message-id=[ \t]*<?(" + _UUID + r")@"
-    # 13: qmgr removed
+    # 15: qmgr removed
     r"|(removed)[ \t]*$"
-    # 14: smtpd client=..., orig_queue_id=PARENT
+    # 16: smtpd client=..., orig_queue_id=PARENT
     r"|client=[^\n]*?,[ ]orig_queue_id=([0-9A-Za-z]{5,})"
     r")"
 )  # fmt: skip
 
 GROUP_QID = 1
-GROUP_TO, GROUP_TO_BARE, GROUP_RELAY, GROUP_DSN, GROUP_STATUS, GROUP_TEXT = 2, 3, 4, 5, 6, 7
-GROUP_TRUNCATED = 8
-GROUP_HEADER_UUID = 9
-GROUP_SENDER_UUID = 10
-GROUP_EXPIRED = 11
-GROUP_MESSAGE_ID_UUID = 12
-GROUP_REMOVED = 13
-GROUP_PARENT = 14
+GROUP_TO, GROUP_TO_BARE, GROUP_ORIG_TO, GROUP_ORIG_TO_BARE = 2, 3, 4, 5
+GROUP_RELAY, GROUP_DSN, GROUP_STATUS, GROUP_TEXT = 6, 7, 8, 9
+GROUP_TRUNCATED = 10
+GROUP_HEADER_UUID = 11
+GROUP_SENDER_UUID = 12
+GROUP_EXPIRED = 13
+GROUP_MESSAGE_ID_UUID = 14
+GROUP_REMOVED = 15
+GROUP_PARENT = 16
 
 # "]: " ends "PROGRAM[PID]: ": a literal, so the engine skims the buffer at memory speed.
 SYSLOG_SCAN = re.compile(r"\]:[ ]" + _BODY, re.MULTILINE)
@@ -116,16 +118,18 @@ def record_from_match(
     kind = m.lastindex
     qid = m.group(GROUP_QID)
     if kind in (GROUP_STATUS, GROUP_TEXT):
-        to = m.group(GROUP_TO)
+        recipient, final = recipients(*m.group(GROUP_TO, GROUP_TO_BARE, GROUP_ORIG_TO,
+                                                GROUP_ORIG_TO_BARE))  # fmt: skip
         return Delivery(
             queue_id=qid,
             stamp=stamp,
             line=line,
-            recipient=to if to is not None else m.group(GROUP_TO_BARE),
+            recipient=recipient,
             relay=m.group(GROUP_RELAY),
             status=m.group(GROUP_STATUS).lower(),
             dsn=m.group(GROUP_DSN),
             text=status_text(text, m.end(), end) if kind == GROUP_TEXT else "",
+            final_recipient=final,
         )
     if kind == GROUP_HEADER_UUID:
         return UuidSeen(qid, stamp, line, m.group(kind).lower(), SOURCE_HEADER)
@@ -140,6 +144,20 @@ def record_from_match(
     if kind == GROUP_PARENT:
         return Reinjected(qid, stamp, line, m.group(kind))
     return Unparsed("truncated")
+
+
+def recipients(
+    to: str | None, to_bare: str | None, orig: str | None, orig_bare: str | None
+) -> tuple[str, str | None]:
+    """(the recipient to report, the final address or None) from a delivery line's ``to=`` and
+    ``orig_to=`` (each bracketed or bare): the platform sent to ``orig_to=`` when Postfix logged
+    one (it does when alias or canonical rewriting changed the address), else to ``to=``; the
+    rewritten ``to=`` is then the final address."""
+    address = to if to is not None else to_bare
+    original = orig if orig is not None else orig_bare
+    if original:
+        return original, address
+    return address or "", None
 
 
 def status_text(text: str, start: int, end: int | None = None) -> str:

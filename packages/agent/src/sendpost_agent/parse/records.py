@@ -19,7 +19,9 @@ SOURCE_MESSAGE_ID = 3  # cleanup ``message-id=<{uuid}@domain>``
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """One recipient's delivery attempt: ``QID: to=<r>, relay=R, dsn=D, status=WORD (text)``."""
+    """One recipient's delivery attempt: ``QID: to=<r>, [orig_to=<o>, ]relay=R, dsn=D,
+    status=WORD (text)``. ``recipient`` is the address the platform sent to: ``o`` when logged,
+    else ``r``; ``final_recipient`` is ``r`` when ``o`` was logged (the rewritten address)."""
 
     queue_id: str
     stamp: str | None
@@ -29,6 +31,7 @@ class Delivery:
     status: str  # lower-cased status word: sent, bounced, deferred, softbounce, deliverable, ...
     dsn: str | None
     text: str  # the parenthesised text after the status word, without the outer parentheses
+    final_recipient: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,8 @@ Operations (tuples, first item the kind):
 * ``(OP_UUID, qid, uuid, source)`` — a UUID line (one already implied by an earlier line of
   the same buffer, same queue ID, no ``removed`` between, and a source as good or better, is
   left out: applying it would change nothing);
-* ``(OP_DELIVERY, qid, stamp, line, recipient, relay, status, dsn, text, prepared)``;
+* ``(OP_DELIVERY, qid, stamp, line, recipient, relay, status, dsn, text, prepared, final)``
+  (``recipient`` and ``final`` as in :class:`~sendpost_agent.parse.records.Delivery`);
 * ``(OP_EXPIRED, record)`` and ``(OP_REINJECTED, record)``;
 * ``(OP_RECORD, record)`` — a line with invalid UTF-8, decoded again with U+FFFD, taken the
   slow way (:meth:`Correlator.on_record`).
@@ -34,7 +35,15 @@ from collections.abc import Iterable
 from json.encoder import encode_basestring_ascii as _json_str
 from typing import Any, NamedTuple
 
-from sendpost_agent.parse.events import MAX_TEXT, Reply, analyse_reply, clean_enhanced, event_id
+from sendpost_agent.parse.events import (
+    MAX_COMMAND,
+    MAX_QUEUE_ID,
+    MAX_RECIPIENT,
+    Reply,
+    analyse_reply,
+    clean_enhanced,
+    event_id,
+)
 from sendpost_agent.parse.events import event_type_for as _event_type_for
 from sendpost_agent.parse.postfix import (
     BARE_HINT,
@@ -42,6 +51,8 @@ from sendpost_agent.parse.postfix import (
     GROUP_DSN,
     GROUP_HEADER_UUID,
     GROUP_MESSAGE_ID_UUID,
+    GROUP_ORIG_TO,
+    GROUP_ORIG_TO_BARE,
     GROUP_QID,
     GROUP_RELAY,
     GROUP_REMOVED,
@@ -54,6 +65,7 @@ from sendpost_agent.parse.postfix import (
     MAX_LINE_BYTES,
     SYSLOG_SCAN,
     parse_text,
+    recipients,
     record_from_match,
     stamp_of,
 )
@@ -94,6 +106,7 @@ class Prepared(NamedTuple):
     queue_id: str
     head: str
     tail: str
+    final_recipient: str | None = None
 
 
 _new_prepared = tuple.__new__  # what Prepared(...) calls, without the keyword handling
@@ -103,31 +116,57 @@ _HEADS = {name: f'","event_type":"{name}"' for name in _TYPES}
 
 
 def prepare(
-    event_type: str, reply: Reply, recipient: str | None, dsn: str | None, queue_id: str, line: str
-) -> Prepared:
-    """The line-local part of one event; every field made valid for the wire contract."""
-    if recipient is not None and ("@" not in recipient or len(recipient) > MAX_TEXT):
+    event_type: str, reply: Reply, recipient: str | None, dsn: str | None, queue_id: str,
+    line: str, final: str | None = None,
+) -> Prepared:  # fmt: skip
+    """The line-local part of one event; every field made valid for the wire contract (its
+    lengths, ``sendpost_wire.MAX_LENGTHS``; a NUL, which only a damaged log holds, becomes
+    ``?`` as in Postfix's own printable text). ``final``: the rewritten address behind
+    ``recipient``, sent as ``final_recipient``."""
+    if recipient is not None and (
+        "@" not in recipient
+        or len(recipient) > MAX_RECIPIENT
+        or (not recipient.isascii() and len(recipient.lower()) > MAX_RECIPIENT)
+    ):
         recipient = None
     recipient = recipient or None
+    if final is not None and ("@" not in final or len(final) > MAX_RECIPIENT or "\x00" in final):
+        final = None
     enhanced = _ENHANCED_SEEN.get(dsn, "")
     if enhanced == "":
         enhanced = clean_enhanced(dsn)
         if len(_ENHANCED_SEEN) < 1000:
             _ENHANCED_SEEN[dsn] = enhanced
     eid = event_id(line, event_type, recipient)
-    if len(queue_id) > MAX_TEXT:
-        queue_id = queue_id[:MAX_TEXT]
+    if len(queue_id) > MAX_QUEUE_ID:
+        queue_id = queue_id[:MAX_QUEUE_ID]
     code, description, command = reply
+    if command is not None and len(command) > MAX_COMMAND:
+        command = None
+    if (
+        "\x00" in queue_id
+        or (recipient is not None and "\x00" in recipient)
+        or (description is not None and "\x00" in description)
+        or (command is not None and "\x00" in command)
+    ):
+        recipient, description, command = _no_nul(recipient), _no_nul(description), _no_nul(command)
+        queue_id = queue_id.replace("\x00", "?")
     c = "" if code is None else f',"smtp_code":{code}'
     d = "" if description is None else ',"smtp_description":' + _json_str(description)
     r = "" if recipient is None else ',"recipient":' + _json_str(recipient)
     e = "" if enhanced is None else f',"enhanced_status":"{enhanced}"'
     m = "" if command is None else ',"smtp_command":' + _json_str(command)
-    tail = f'{c}{d}{r},"event_id":"{eid}"{e}{m},"queue_id":{_json_str(queue_id)}}}'
+    f = "" if final is None else ',"final_recipient":' + _json_str(final)
+    tail = f'{c}{d}{r},"event_id":"{eid}"{e}{m},"queue_id":{_json_str(queue_id)}{f}}}'
     head = _HEADS.get(event_type) or f'","event_type":{_json_str(event_type)[1:]}'
     return _new_prepared(Prepared, (
         event_type, code, description, recipient, eid, enhanced, command, queue_id, head, tail,
+        final,
     ))  # fmt: skip
+
+
+def _no_nul(text: str | None) -> str | None:
+    return None if text is None else text.replace("\x00", "?")
 
 
 class Scanned(NamedTuple):
@@ -211,10 +250,14 @@ def scan_python(data: bytes) -> Scanned:
             start = rfind("\n", 0, at) + 1
             stamp = stamp_of(text, start, at) if at > start else None
             if kind in (GROUP_TEXT, GROUP_STATUS):
-                to, bare, relay, dsn, status = m.group(
-                    GROUP_TO, GROUP_TO_BARE, GROUP_RELAY, GROUP_DSN, GROUP_STATUS
-                )
-                recipient = to if to is not None else bare
+                to, bare, orig, orig_bare, relay, dsn, status = m.group(
+                    GROUP_TO, GROUP_TO_BARE, GROUP_ORIG_TO, GROUP_ORIG_TO_BARE, GROUP_RELAY,
+                    GROUP_DSN, GROUP_STATUS,
+                )  # fmt: skip
+                if orig is None and orig_bare is None:
+                    recipient, final = (to if to is not None else bare), None
+                else:
+                    recipient, final = recipients(to, bare, orig, orig_bare)
                 status = status.lower()
                 if kind == GROUP_TEXT:
                     close = rfind(")", m.end(), line_end)
@@ -226,10 +269,10 @@ def scan_python(data: bytes) -> Scanned:
                 prepared = (
                     None
                     if event_type is None
-                    else prepare(event_type, analyse_reply(body), recipient, dsn, qid, line)
+                    else prepare(event_type, analyse_reply(body), recipient, dsn, qid, line, final)
                 )
                 append((OP_DELIVERY, qid, stamp, line, recipient, relay, status, dsn, body,
-                        prepared))  # fmt: skip
+                        prepared, final))  # fmt: skip
             else:
                 rec = record_from_match(m, stamp, text, start, line_end)
                 if isinstance(rec, Expired):

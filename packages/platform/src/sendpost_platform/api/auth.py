@@ -9,7 +9,8 @@
   period, was given; deleted providers' keys fail). Awaited inside the ingestion route (no
   thread hop) and served from :class:`IngestKeyCache`.
 
-Each answers 401 (``Unauthorized``) when the header is missing or the key unknown. Use them as
+Each answers 401 (``Unauthorized``) when the header is missing or the key unknown, and 429 before
+any look-up for a client address with too many recent failures (``throttle.py``). Use them as
 route parameters: ``def route(account: AccountDep) -> ...``. The headers are declared as
 security schemes, so they appear in the OpenAPI document.
 """
@@ -21,15 +22,17 @@ import dataclasses
 import datetime as dt
 from typing import Annotated
 
-from fastapi import Depends, Security
+from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
 from sendpost_platform import keys
+from sendpost_platform.api import throttle
 from sendpost_platform.api.deps import AppContext, ContextDep
 from sendpost_platform.clock import Clock
 from sendpost_platform.errors import Unauthorized
 from sendpost_platform.store import Store, accounts
 from sendpost_platform.store import ingest as ingest_store
+from sendpost_platform.store import providers as provider_store
 
 ACCOUNT_HEADER = "X-Account-ApiKey"
 SUBACCOUNT_HEADER = "X-SubAccount-ApiKey"
@@ -53,25 +56,29 @@ def _missing(header: str) -> Unauthorized:
 
 
 def require_account(
-    ctx: ContextDep, key: Annotated[str | None, Security(_account_key)]
+    request: Request, ctx: ContextDep, key: Annotated[str | None, Security(_account_key)]
 ) -> accounts.Account:
     if not key:
         raise _missing(ACCOUNT_HEADER)
+    throttle.check(ctx, request)
     with ctx.store.read() as conn:
         account = accounts.account_by_key(conn, key)
     if account is None:
+        throttle.failed(ctx, request)
         raise Unauthorized(f"invalid {ACCOUNT_HEADER}")
     return account
 
 
 def require_subaccount(
-    ctx: ContextDep, key: Annotated[str | None, Security(_subaccount_key)]
+    request: Request, ctx: ContextDep, key: Annotated[str | None, Security(_subaccount_key)]
 ) -> accounts.SubAccount:
     if not key:
         raise _missing(SUBACCOUNT_HEADER)
+    throttle.check(ctx, request)
     with ctx.store.read() as conn:
         sub = accounts.subaccount_by_key(conn, key)
     if sub is None:
+        throttle.failed(ctx, request)
         raise Unauthorized(f"invalid {SUBACCOUNT_HEADER}")
     return sub
 
@@ -138,14 +145,24 @@ def ingest_key_cache(ctx: AppContext) -> IngestKeyCache:
     return cache
 
 
-async def require_ingest_key(ctx: AppContext, key: str | None) -> IngestPrincipal:
-    """The principal for an ``X-SP-Event-ApiKey`` value; raises ``Unauthorized`` (401)."""
+async def require_ingest_key(ctx: AppContext, key: str | None, request: Request) -> IngestPrincipal:
+    """The principal for an ``X-SP-Event-ApiKey`` value; raises ``Unauthorized`` (401) or
+    ``RateLimited`` (429, too many failures from this client address)."""
     if not key:
         raise _missing(INGEST_HEADER)
+    throttle.check(ctx, request)
     principal = await ingest_key_cache(ctx).principal(key)
     if principal is None:
+        throttle.failed(ctx, request)
+        await asyncio.to_thread(_note_rejected_key, ctx, keys.hash_key(key))
         raise Unauthorized(f"invalid, expired or revoked {INGEST_HEADER}")
     return principal
+
+
+def _note_rejected_key(ctx: AppContext, key_hash: str) -> None:
+    """A key that once worked tells whose agent is using an old key (the dashboard says so)."""
+    with ctx.store.write() as conn:
+        provider_store.record_key_rejected(conn, key_hash, ctx.clock.now())
 
 
 IngestKeyHeader = Annotated[str | None, Security(_ingest_key)]

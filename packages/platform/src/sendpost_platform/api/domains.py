@@ -6,6 +6,10 @@
 - ``POST /api/v1/domains/{id}/verify``: queries DNS (``SENDPOST_DNS_NAMESERVER``/``_PORT``) for
   both records and stores the outcome; the answer is the domain with ``checks``.
 
+Each account that adds a domain gets its own key, so a domain another account already verified
+(same name) is ``verified`` for this account only once this account's own DKIM record is
+published: the shared return-path CNAME alone never lets it send.
+
 The DKIM private key is sealed at rest with the platform secret (``crypto.SecretBox`` under its
 own purpose label) and never leaves the platform.
 """

@@ -51,6 +51,7 @@ _EVENT_SCHEMA: dict[str, Any] = {
         "enhanced_status": {"type": "string", "pattern": r"^[245]\.\d{1,3}\.\d{1,3}$"},
         "smtp_command": {"type": "string"},
         "queue_id": {"type": "string"},
+        "final_recipient": {"type": "string", "format": "email"},
     },
 }
 _BODY_SCHEMA: dict[str, Any] = {
@@ -92,7 +93,7 @@ async def read_bounded(request: Request, limit: int) -> bytes:
 def _too_many_events(body: bytes) -> int | None:
     try:
         doc = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     events = doc.get("events") if isinstance(doc, dict) else None
     if isinstance(events, list) and len(events) > MAX_BATCH_EVENTS:
@@ -120,7 +121,7 @@ def _too_large(count: int) -> PayloadTooLarge:
 )
 async def ingest_events(request: Request, api_key: IngestKeyHeader) -> JSONResponse:
     ctx: AppContext = request.app.state.ctx
-    key = await require_ingest_key(ctx, api_key)
+    key = await require_ingest_key(ctx, api_key, request)
     limiter: RateLimiter = ctx.extras["ingest.limiter"]
     retry_after = await limiter.hit(key.key_hash)
     if retry_after is not None:

@@ -20,13 +20,25 @@ Request fields: ``name``, ``host``, ``port``, ``security`` (``none`` | ``starttl
 ``maxRatePerHour`` (default 100), ``verifyCertificate`` (default true). Unknown fields and bad
 values answer 400 with ``errors: [{field, message}]``, one per bad field. A provider in an answer
 never carries the password: ``hasPassword`` says whether one is stored (encrypted with the
-platform secret, ``crypto.SecretBox``). ``agentStatus`` is ``ok`` when the agent was heard from
-within the last 15 minutes, ``stale`` when longer ago, ``never`` before its first batch.
+platform secret, ``crypto.SecretBox``). ``agentStatus`` is ``ok``, ``never``, ``stale``,
+``unhealthy`` or ``key_rejected`` (``domain/agent_health.py``), ``agentSummary`` says it in one
+line, and ``agent`` holds the agent's last heartbeat (version, source, lag, WAL depth, last
+error) with ``agentReportAt``.
 
 An update that changes a connection setting (host, port, security, username, password,
 verifyCertificate) runs the SMTP test again with the resulting settings and changes nothing when
-it fails (422). ``password`` omitted keeps the stored one; ``username: null`` removes both.
-The rotated-out ingestion key keeps working for ``SENDPOST_INGEST_KEY_GRACE``.
+it fails (422). ``password`` omitted keeps the stored one, except when host, port, security or
+username changes while AUTH stays on: then ``password`` is required again (422 naming
+``body.password``), so the stored password is never sent to a server it was not given for;
+``username: null`` removes both.
+
+Outbound connections go through ``egress.EgressPolicy``: a host that is, or resolves to, a
+loopback, private, link-local, CGNAT, multicast, reserved or metadata address is refused before
+any connection with 422 ``{"error", "errors": [{"field": "body.host", ...}], "host", "address",
+"addressClass"}`` (create, test and update alike), unless ``SENDPOST_ALLOW_PRIVATE_NETWORKS``.
+The rotated-out ingestion key keeps working for ``SENDPOST_INGEST_KEY_GRACE`` (or the shorter
+``previousKeyGraceSeconds`` of the request, 0 after a leak); keys rotated out by an earlier
+rotation stop at once.
 """
 
 from __future__ import annotations
@@ -43,16 +55,19 @@ from starlette.concurrency import run_in_threadpool
 from sendpost_platform.api.auth import AccountDep, ingest_key_cache
 from sendpost_platform.api.deps import AppContext, ContextDep, IdPath
 from sendpost_platform.crypto import SecretBox
+from sendpost_platform.domain import agent_health as agent_health_rules
+from sendpost_platform.egress import EgressPolicy, EgressRefused
 from sendpost_platform.errors import BadRequest, NotFound, Unprocessable
-from sendpost_platform.smtp.connectivity import SmtpTestSettings, run_smtp_test
+from sendpost_platform.smtp.connectivity import SmtpTestResult, SmtpTestSettings, run_smtp_test
 from sendpost_platform.store import providers as provider_store
 
 router = APIRouter(tags=["custom-smtp"])
 
-AGENT_FRESH = dt.timedelta(minutes=15)
 CONNECTION_FIELDS = frozenset(
     {"host", "port", "security", "username", "password", "verify_certificate"}
 )
+DESTINATION_FIELDS = ("host", "port", "security", "username")
+"""Changing any of these needs the password again: the stored one never follows them."""
 _BOX = "providers.password_box"
 
 _HOST = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.\-]*[A-Za-z0-9])?|[0-9A-Fa-f:]+)$"
@@ -118,13 +133,20 @@ def _stamp(value: dt.datetime | None) -> str | None:
     return None if value is None else format_timestamp(value)
 
 
-def agent_status(last_seen: dt.datetime | None, now: dt.datetime) -> str:
-    if last_seen is None:
-        return "never"
-    return "ok" if now - last_seen <= AGENT_FRESH else "stale"
+def agent_health(
+    provider: provider_store.Provider, now: dt.datetime
+) -> agent_health_rules.AgentHealth:
+    return agent_health_rules.assess(
+        last_seen=provider.agent_last_seen_at,
+        report=provider.agent_report,
+        report_at=provider.agent_report_at,
+        key_rejected_at=provider.agent_key_rejected_at,
+        now=now,
+    )
 
 
 def provider_json(provider: provider_store.Provider, now: dt.datetime) -> dict[str, Any]:
+    health = agent_health(provider, now)
     return {
         "id": provider.id,
         "name": provider.name,
@@ -140,7 +162,10 @@ def provider_json(provider: provider_store.Provider, now: dt.datetime) -> dict[s
         "createdAt": _stamp(provider.created_at),
         "updatedAt": _stamp(provider.updated_at),
         "agentLastSeenAt": _stamp(provider.agent_last_seen_at),
-        "agentStatus": agent_status(provider.agent_last_seen_at, now),
+        "agentStatus": health.status,
+        "agentSummary": health.summary,
+        "agentReportAt": _stamp(provider.agent_report_at),
+        "agent": provider.agent_report,
     }
 
 
@@ -157,8 +182,24 @@ def _test_settings(values: dict[str, Any]) -> SmtpTestSettings:
     )
 
 
+async def _smtp_test(ctx: AppContext, values: dict[str, Any]) -> SmtpTestResult:
+    """Run the SMTP test under the platform's egress policy; a refused host answers 422."""
+    try:
+        return await run_smtp_test(
+            _test_settings(values),
+            timeout=ctx.settings.smtp_test_timeout,
+            egress=EgressPolicy.from_settings(ctx.settings),
+        )
+    except EgressRefused as refused:
+        raise Unprocessable(
+            str(refused),
+            errors=[{"field": "body.host", "message": str(refused)}],
+            extra=refused.to_json(),
+        ) from None
+
+
 async def _require_passing_test(ctx: AppContext, values: dict[str, Any]) -> None:
-    result = await run_smtp_test(_test_settings(values), timeout=ctx.settings.smtp_test_timeout)
+    result = await _smtp_test(ctx, values)
     if not result.ok:
         raise Unprocessable(
             f"SMTP connectivity test failed at stage {result.stage}", extra=result.to_json()
@@ -183,15 +224,31 @@ def _load(ctx: AppContext, account_id: int, provider_id: int) -> provider_store.
 ProviderId = IdPath
 
 
-@router.post("/api/v1/tpsp/test/custom-smtp", summary="Run the SMTP test, create nothing")
+_REFUSED = {
+    422: {
+        "description": "The SMTP test failed (its result is in the body), the host is a refused "
+        "address class, or the password is needed again for a new server"
+    }
+}
+
+
+@router.post(
+    "/api/v1/tpsp/test/custom-smtp",
+    summary="Run the SMTP test, create nothing",
+    responses=_REFUSED,  # type: ignore[arg-type]
+)
 async def test_provider(body: ProviderIn, account: AccountDep, ctx: ContextDep) -> dict[str, Any]:
     _check_credentials(body.username, body.password)
-    settings = _test_settings(body.model_dump())
-    result = await run_smtp_test(settings, timeout=ctx.settings.smtp_test_timeout)
+    result = await _smtp_test(ctx, body.model_dump())
     return result.to_json()
 
 
-@router.post("/api/v1/tpsp/custom-smtp", status_code=201, summary="Create a provider")
+@router.post(
+    "/api/v1/tpsp/custom-smtp",
+    status_code=201,
+    summary="Create a provider",
+    responses=_REFUSED,  # type: ignore[arg-type]
+)
 async def create_provider(body: ProviderIn, account: AccountDep, ctx: ContextDep) -> dict[str, Any]:
     _check_credentials(body.username, body.password)
     values = body.model_dump()
@@ -257,6 +314,16 @@ async def _update(
     if "password" in given and given["password"] is None:
         raise _field_error("password", "cannot be null; set username to null to remove AUTH")
     _check_credentials(merged["username"], merged["password"])
+    moved = sorted(name for name in DESTINATION_FIELDS if merged[name] != getattr(current, name))
+    if moved and merged["username"] is not None and "password" not in given:
+        # The stored password is only ever sent to the server it was given for.
+        message = (
+            f"required again when {', '.join(to_camel(m) for m in moved)} changes: the stored "
+            "password is not sent to a different server (or set username to null)"
+        )
+        raise Unprocessable(
+            "password required", errors=[{"field": "body.password", "message": message}]
+        )
     before = {name: getattr(current, name) for name in CONNECTION_FIELDS - {"password"}}
     before["password"] = stored_password
     retest = any(merged[name] != before[name] for name in CONNECTION_FIELDS)
@@ -284,7 +351,11 @@ async def _update(
     return provider_json(updated, ctx.clock.now())
 
 
-@router.patch("/api/v1/tpsp/custom-smtp/{provider_id}", summary="Change some fields")
+@router.patch(
+    "/api/v1/tpsp/custom-smtp/{provider_id}",
+    summary="Change some fields",
+    responses=_REFUSED,  # type: ignore[arg-type]
+)
 async def patch_provider(
     provider_id: ProviderId, body: ProviderPatch, account: AccountDep, ctx: ContextDep
 ) -> dict[str, Any]:
@@ -296,7 +367,11 @@ async def patch_provider(
     return await _update(ctx, account.id, provider_id, given)
 
 
-@router.put("/api/v1/tpsp/custom-smtp/{provider_id}", summary="Replace all fields")
+@router.put(
+    "/api/v1/tpsp/custom-smtp/{provider_id}",
+    summary="Replace all fields",
+    responses=_REFUSED,  # type: ignore[arg-type]
+)
 async def put_provider(
     provider_id: ProviderId, body: ProviderIn, account: AccountDep, ctx: ContextDep
 ) -> dict[str, Any]:
@@ -318,12 +393,33 @@ def delete_provider(provider_id: ProviderId, account: AccountDep, ctx: ContextDe
     return Response(status_code=204)
 
 
+class RotateRequest(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    previous_key_grace_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        description="How long the replaced key keeps working (0: stops now, after a leak). "
+        "Default and maximum: SENDPOST_INGEST_KEY_GRACE.",
+    )
+
+
 @router.post(
     "/api/v1/tpsp/custom-smtp/{provider_id}/rotate-key", summary="Rotate the ingestion key"
 )
-def rotate_key(provider_id: ProviderId, account: AccountDep, ctx: ContextDep) -> dict[str, Any]:
+def rotate_key(
+    provider_id: ProviderId,
+    account: AccountDep,
+    ctx: ContextDep,
+    body: RotateRequest | None = None,
+) -> dict[str, Any]:
     now = ctx.clock.now()
-    grace = dt.timedelta(seconds=ctx.settings.ingest_key_grace)
+    longest = ctx.settings.ingest_key_grace
+    asked = body.previous_key_grace_seconds if body is not None else None
+    if asked is not None and asked > longest:
+        raise _field_error(
+            "previousKeyGraceSeconds", f"at most {int(longest)} (SENDPOST_INGEST_KEY_GRACE)"
+        )
+    grace = dt.timedelta(seconds=longest if asked is None else asked)
     with ctx.store.write() as conn:
         provider = provider_store.get_provider(conn, account_id=account.id, provider_id=provider_id)
         if provider is None:

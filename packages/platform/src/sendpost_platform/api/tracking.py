@@ -1,10 +1,15 @@
 """Tracking endpoints under ``/track/tpsp/``: opens, clicks and unsubscribes (no API key; the
 signed token is the credential, see ``domain/tracking.py``).
 
-- ``GET open/{token}``: a 1×1 transparent GIF, and CSOpen for the message (every load is recorded;
-  the image is served even for a bad token, so a mail client never shows a broken image).
+- ``GET open/{token}``: a 1×1 transparent GIF, and CSOpen for the message (the image is served
+  even for a bad token, so a mail client never shows a broken image).
 - ``GET click/{token}``: 302 to the URL inside the signed token, and CSClick. A token that does
   not verify is answered 404: the endpoint never redirects anywhere the platform did not sign.
+- Opens and clicks are bounded per message, since anyone holding one message can replay its
+  links forever: a load within :data:`REPEAT_WINDOW` of the last stored open (or click on the
+  same URL) is the same reader (clients and image proxies reload), and after
+  :data:`MAX_TRACKED` stored opens or clicks a message stores no more of that kind. Both are
+  counted (``tracking_repeats_ignored``, ``tracking_over_cap``) and still answered normally.
 - ``GET unsubscribe/{token}``: a page with a confirmation button (link scanners that prefetch
   URLs must not unsubscribe anyone); ``POST unsubscribe/{token}`` (the button, or a mail client's
   RFC 8058 one-click ``List-Unsubscribe=One-Click``): the recipient is suppressed for the
@@ -14,11 +19,13 @@ signed token is the credential, see ``domain/tracking.py``).
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import html
 
 from fastapi import APIRouter, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sendpost_wire import EventType
+from sqlalchemy.engine import Connection
 
 from sendpost_platform.api.deps import AppContext, ContextDep
 from sendpost_platform.domain.suppression import SuppressionReason
@@ -32,10 +39,13 @@ from sendpost_platform.domain.tracking import (
 )
 from sendpost_platform.errors import NotFound
 from sendpost_platform.sending import record_message_event
-from sendpost_platform.store import messages, suppressions
+from sendpost_platform.store import counters, messages, suppressions
+from sendpost_platform.store import events as event_store
 
 router = APIRouter(tags=["tracking"], include_in_schema=True)
 
+REPEAT_WINDOW = dt.timedelta(seconds=60)
+MAX_TRACKED = 100
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 _NO_STORE = {"Cache-Control": "no-store, max-age=0"}
 
@@ -67,6 +77,8 @@ def _record(
             )
             if not added:
                 return message
+        elif _seen_enough(conn, message, event_type, now, url):
+            return message
         record_message_event(
             conn,
             message,
@@ -76,6 +88,27 @@ def _record(
             details={"url": url} if url else None,
         )
     return message
+
+
+def _seen_enough(
+    conn: Connection,
+    message: messages.Message,
+    event_type: EventType,
+    now: dt.datetime,
+    url: str | None,
+) -> bool:
+    """Whether this open or click adds nothing: a repeat within the window, or over the cap."""
+    seen = event_store.tracking_seen(
+        conn, message.uuid, int(event_type), since=now - REPEAT_WINDOW, limit=MAX_TRACKED
+    )
+    provider = message.provider_id or 0
+    if seen.total >= MAX_TRACKED:
+        counters.add(conn, provider, "tracking_over_cap")
+        return True
+    if any(url is None or (details or {}).get("url") == url for details in seen.recent):
+        counters.add(conn, provider, "tracking_repeats_ignored")
+        return True
+    return False
 
 
 @router.get(TRACK_PATH + "/open/{token}")

@@ -22,6 +22,7 @@ from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from sendpost_platform import keys
+from sendpost_platform.api import throttle
 from sendpost_platform.api.auth import ACCOUNT_HEADER
 from sendpost_platform.api.deps import AppContext, ContextDep
 from sendpost_platform.dashboard import session
@@ -41,7 +42,7 @@ def renderer(ctx: AppContext) -> Renderer:
     return found
 
 
-def _safe_next(value: str) -> str:
+def safe_next(value: str) -> str:
     """Only a dashboard path on this host (never an open redirect)."""
     parts = urlsplit(value)
     if parts.scheme or parts.netloc or not value.startswith(f"{PREFIX}/") or "\\" in value:
@@ -72,9 +73,13 @@ def authenticate(request: Request, ctx: ContextDep) -> accounts.Account | Respon
     """The viewing account, or the answer to give instead (401 page or redirect to login)."""
     key = request.headers.get(ACCOUNT_HEADER)
     if key:
+        wait = throttle.throttle(ctx).retry_after(throttle.client_address(request))
+        if wait is not None:
+            return _throttled(request, ctx, wait)
         with ctx.store.read() as conn:
             account = accounts.account_by_key(conn, key)
         if account is None:
+            throttle.failed(ctx, request)
             return renderer(ctx).error(
                 request,
                 401,
@@ -97,6 +102,18 @@ def authenticate(request: Request, ctx: ContextDep) -> accounts.Account | Respon
     return response
 
 
+def _throttled(request: Request, ctx: AppContext, wait: int) -> HTMLResponse:
+    page = renderer(ctx).error(
+        request,
+        429,
+        "Too many wrong keys",
+        f"Too many wrong keys came from your address; try again in {wait} s.",
+        None,
+    )
+    page.headers["Retry-After"] = str(wait)
+    return page
+
+
 def _login_page(
     request: Request, ctx: AppContext, *, status: int, problem: str | None, next_path: str
 ) -> HTMLResponse:
@@ -110,7 +127,7 @@ def login_form(request: Request, ctx: ContextDep, next: str = "", expired: str =
     problem = "Your session has ended; sign in again." if expired else None
     if renderer(ctx).session_secret is None:
         problem = "Sign-in is unavailable: the platform secret (SENDPOST_SECRET_KEY) is not set."
-    return _login_page(request, ctx, status=200, problem=problem, next_path=_safe_next(next))
+    return _login_page(request, ctx, status=200, problem=problem, next_path=safe_next(next))
 
 
 def cross_site(request: Request) -> bool:
@@ -140,7 +157,7 @@ def login(
     key: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "",
 ) -> Response:
-    next_path = _safe_next(next[:2000])
+    next_path = safe_next(next[:2000])
     secret = renderer(ctx).session_secret
     if secret is None:
         problem = "Sign-in is unavailable: the platform secret (SENDPOST_SECRET_KEY) is not set."
@@ -152,9 +169,16 @@ def login(
     if not key:
         problem = "Enter your account API key."
         return _login_page(request, ctx, status=401, problem=problem, next_path=next_path)
+    wait = throttle.throttle(ctx).retry_after(throttle.client_address(request))
+    if wait is not None:
+        problem = f"Too many wrong keys from your address; try again in {wait} s."
+        page = _login_page(request, ctx, status=429, problem=problem, next_path=next_path)
+        page.headers["Retry-After"] = str(wait)
+        return page
     with ctx.store.read() as conn:
         account = accounts.account_by_key(conn, key) if len(key) <= 200 else None
     if account is None:
+        throttle.failed(ctx, request)
         problem = "Unknown account API key: no account has this key."
         return _login_page(request, ctx, status=401, problem=problem, next_path=next_path)
     now = ctx.clock.now()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
@@ -20,7 +21,7 @@ import jinja2
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
-from sendpost_platform.dashboard import views
+from sendpost_platform.dashboard import charts, views
 from sendpost_platform.store.accounts import Account
 
 PREFIX = "/dashboard"
@@ -57,8 +58,9 @@ class Renderer:
         headers: dict[str, str] | None = None,
         **values: Any,
     ) -> HTMLResponse:
+        tz = views.zone(request.cookies.get(views.TZ_COOKIE))
         html = self.env.get_template(template).render(
-            account=account, path=request.url.path, **values
+            account=account, path=request.url.path, tz=tz, tz_name=str(tz), **values
         )
         return HTMLResponse(
             html, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})}
@@ -72,6 +74,17 @@ class Renderer:
         )
 
 
+def _in_viewer_zone(format_time: Callable[[Any, dt.tzinfo], str]) -> Callable[..., str]:
+    """A template filter calling ``format_time`` with the page's ``tz`` (UTC when unset)."""
+
+    @jinja2.pass_context
+    def formatted(context: jinja2.runtime.Context, value: Any) -> str:
+        tz = context.get("tz")
+        return format_time(value, tz if isinstance(tz, dt.tzinfo) else dt.UTC)
+
+    return formatted
+
+
 def build_renderer(session_secret: bytes | None) -> Renderer:
     package = resources.files("sendpost_platform.dashboard")
     env = jinja2.Environment(
@@ -81,12 +94,13 @@ def build_renderer(session_secret: bytes | None) -> Renderer:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["when"] = views.when
+    env.filters["when"] = _in_viewer_zone(views.when)
     env.filters["type_name"] = views.type_name
-    env.filters["form_time"] = views.form_time
+    env.filters["form_time"] = _in_viewer_zone(views.form_time)
     env.filters["zip"] = lambda left, right: list(zip(left, right, strict=True))
     env.globals["stylesheet"] = STYLESHEET_PATH
     env.globals["icon"] = ICON_PATH
+    env.globals["legend"] = [(t, charts.LABELS[t]) for t in charts.OUTCOMES]
     env.globals["prefix"] = PREFIX
     env.globals["UTC"] = dt.UTC
     stylesheet = (package / "static" / "dashboard.css").read_bytes()

@@ -36,6 +36,7 @@ Reasons (the ``reason`` vocabulary, also in docs/classification.md): hard ``user
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 HARD_REASONS: frozenset[str] = frozenset(
@@ -69,12 +70,44 @@ class Classification:
     rule: str
 
 
-def _rx(*alternatives: str) -> re.Pattern[str]:
-    return re.compile("|".join(f"(?:{a})" for a in alternatives), re.IGNORECASE)
+MAX_CLASSIFIED_CHARS = 2048
+"""Only the first this many characters of the reply text are classified (the longest real reply
+in the corpus has 714; SMTP reply lines are at most 512 octets). Longer text is cut, so one
+verdict costs bounded time whatever an agent or a bounce sends."""
+
+_Matcher = Callable[[str], object]
+"""A test on the (cut) reply text: anything truthy means it matched."""
+
+
+def _rx(*alternatives: str) -> _Matcher:
+    return re.compile("|".join(f"(?:{a})" for a in alternatives), re.IGNORECASE).search
+
+
+def _then(first: str, later: str) -> _Matcher:
+    """``first`` and after it, on the same line, ``later``: what ``first.*later`` matches, in
+    linear time (a regex ``.*`` between two searches re-scans the line at every ``first``)."""
+    head = re.compile(first, re.IGNORECASE)
+    tail = re.compile(later, re.IGNORECASE)
+
+    def search(text: str) -> bool:
+        found = head.search(text)
+        while found is not None:
+            line_end = text.find("\n", found.end())
+            line_end = len(text) if line_end < 0 else line_end
+            if tail.search(text, found.end(), line_end):
+                return True
+            found = head.search(text, line_end)
+        return False
+
+    return search
+
+
+def _either(*matchers: _Matcher) -> _Matcher:
+    return lambda text: any(matcher(text) for matcher in matchers)
 
 
 # Tier 1: known phrases, checked in this order. (rule name, reason, pattern)
-_KNOWN_PHRASES: tuple[tuple[str, str, re.Pattern[str]], ...] = (
+_KNOWN_PHRASES: tuple[tuple[str, str, _Matcher], ...] = (
     # Local delivery agents failing on the receiving host: a mailer error, not the address.
     (
         "mta:local-mailer-error",
@@ -146,7 +179,10 @@ _KNOWN_PHRASES: tuple[tuple[str, str, re.Pattern[str]], ...] = (
     (
         "provider:yahoo-no-such-user",
         "user_unknown",
-        _rx(r"user doesn't have an? [\w.-]+ account", r"mailbox unavailable\b.*\byahoo"),
+        _either(
+            _rx(r"user doesn't have an? [\w.-]+ account"),
+            _then(r"mailbox unavailable\b", r"\byahoo"),
+        ),
     ),
     (
         "provider:yahoo-disabled",
@@ -201,8 +237,11 @@ _KNOWN_PHRASES: tuple[tuple[str, str, re.Pattern[str]], ...] = (
 
 # Tier 4: keyword families. Soft ones first, so "user ... locked" or "mailbox unavailable (spam)"
 # stay soft; the hard families come after.
-_SOFT_KEYWORDS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("rate_limited", _rx(r"too many", r"\brate\b", r"slow down", r"exceeded the .*limit")),
+_SOFT_KEYWORDS: tuple[tuple[str, _Matcher], ...] = (
+    (
+        "rate_limited",
+        _either(_rx(r"too many", r"\brate\b", r"slow down"), _then(r"exceeded the ", r"limit")),
+    ),
     ("reputation", _rx(r"\bptr\b", r"reverse dns", r"\bblocked\b", r"client host rejected")),
     ("spam", _rx(r"\bspam", r"\bu[bc]e\b", r"junk", r"virus", r"malware", r"phish")),
     (
@@ -280,7 +319,7 @@ _SOFT_KEYWORDS: tuple[tuple[str, re.Pattern[str]], ...] = (
         ),
     ),
 )
-_HARD_KEYWORDS: tuple[tuple[str, re.Pattern[str]], ...] = (
+_HARD_KEYWORDS: tuple[tuple[str, _Matcher], ...] = (
     (
         "user_unknown",
         _rx(
@@ -365,15 +404,15 @@ def _by_status(status: tuple[int, int, int], text: str) -> tuple[str, bool] | No
 
 
 def _soft_keyword(text: str) -> str | None:
-    for reason, pattern in _SOFT_KEYWORDS:
-        if pattern.search(text):
+    for reason, matches in _SOFT_KEYWORDS:
+        if matches(text):
             return reason
     return None
 
 
 def _hard_keyword(text: str) -> str | None:
-    for reason, pattern in _HARD_KEYWORDS:
-        if pattern.search(text):
+    for reason, matches in _HARD_KEYWORDS:
+        if matches(text):
             return reason
     return None
 
@@ -381,8 +420,8 @@ def _hard_keyword(text: str) -> str | None:
 def _decide(
     code: int | None, status: tuple[int, int, int] | None, command: str | None, text: str
 ) -> Classification:
-    for rule, reason, pattern in _KNOWN_PHRASES:
-        if pattern.search(text):
+    for rule, reason, matches in _KNOWN_PHRASES:
+        if matches(text):
             return Classification(reason in HARD_REASONS, reason, rule)
     if status is not None:
         decided = _by_status(status, text)
@@ -417,8 +456,11 @@ def classify(
     text: str | None,
     agent_hint: str | None = None,
 ) -> Classification:
-    """Classify one failure; missing pieces are taken from ``text`` when it carries them."""
-    body = text or ""
+    """Classify one failure; missing pieces are taken from ``text`` when it carries them.
+
+    Only the first :data:`MAX_CLASSIFIED_CHARS` characters of ``text`` are read.
+    """
+    body = (text or "")[:MAX_CLASSIFIED_CHARS]
     code = smtp_code if isinstance(smtp_code, int) and 200 <= smtp_code < 600 else None
     if code is None:
         match = _CODE_RE.search(body)

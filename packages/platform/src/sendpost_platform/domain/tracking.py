@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import enum
 import functools
 import hashlib
@@ -19,6 +20,7 @@ import hmac
 import html
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 TRACK_PATH = "/track/tpsp"
@@ -94,7 +96,46 @@ def track_url(base_url: str, secret: bytes, token: TrackingToken) -> str:
     return f"{base_url.rstrip('/')}{TRACK_PATH}/{token.kind.value}/{make_token(secret, token)}"
 
 
-_HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
+_ANCHOR_START = re.compile(r"<a(?![\w-])", re.IGNORECASE)
+_TAG_STOP = re.compile(r"""[>"']""")
+_HREF_ATTR = re.compile(r"""(?<![\w-])href[ \t\r\n\f]*=[ \t\r\n\f]*(["'])""", re.IGNORECASE)
+
+
+def href_spans(html_body: str) -> Iterator[tuple[int, int]]:
+    """Where the quoted ``href`` value of each ``<a>`` tag is: (start, end) of the text between
+    its quotes, in order. Linear in the body's length whatever it holds (customers send it): each
+    tag is found once, its end found by skipping quoted values with ``str.find``, and scanning
+    resumes after it; a tag or quote that never closes ends the scan (no later tag can exist)."""
+    position = 0
+    while True:
+        start = _ANCHOR_START.search(html_body, position)
+        if start is None:
+            return
+        cursor = start.end()
+        starts: list[int] = []  # each quoted value of the tag: where its text starts and ends
+        ends: list[int] = []
+        while True:
+            stop = _TAG_STOP.search(html_body, cursor)
+            if stop is None:
+                return
+            if stop.group() == ">":
+                break
+            close = html_body.find(stop.group(), stop.end())
+            if close < 0:
+                return
+            starts.append(stop.end())
+            ends.append(close)
+            cursor = close + 1
+        tag_end = stop.start()
+        for attribute in _HREF_ATTR.finditer(html_body, start.end(), tag_end):
+            # The quoted value this quote opens, unless "href=" sits inside another value.
+            at = bisect.bisect_left(starts, attribute.end())
+            if at < len(starts) and starts[at] == attribute.end():
+                yield starts[at], ends[at]
+                break
+        position = tag_end + 1
+
+
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 
 
@@ -106,15 +147,15 @@ def _link_plan(html_body: str, tracked_prefix: str) -> tuple[tuple[str, ...], tu
     texts: list[str] = []
     urls: list[str] = []
     position = 0
-    for match in _HREF.finditer(html_body):
-        original = html.unescape(match.group(3)).strip()
+    for value_start, value_end in href_spans(html_body):
+        original = html.unescape(html_body[value_start:value_end]).strip()
         if not original.lower().startswith(("http://", "https://")):
             continue
         if original.startswith(tracked_prefix):
             continue
-        texts.append(html_body[position : match.start(3)])
+        texts.append(html_body[position:value_start])
         urls.append(original)
-        position = match.end(3)
+        position = value_end
     texts.append(html_body[position:])
     return tuple(texts), tuple(urls)
 

@@ -22,10 +22,15 @@ Conversation (replies are part of the contract; tests pin them down):
     soft, soft never overwrites hard). The event keeps the reason, status, reply code, SMTP
     command and the raw diagnostic; the DSN fields are in ``details``. A hard bounce that
     becomes the event of record suppresses the recipient in the same transaction;
-  * a message that is no recognisable bounce is kept whole in ``unparsed_bounces`` and counted
-    (``bounce.unparsed``): it is answered 250 but never lost.
+  * a message that is no recognisable bounce (or that the parser fails on) is kept whole in
+    ``unparsed_bounces`` and counted (``bounce.unparsed``): it is answered 250 but never lost;
+    unless its provider's quota of unparsed bytes per 24 h is used up: ``452 4.3.1``, counted
+    (``bounce.unparsed_over_quota``), not stored.
 
   The answer is ``250`` only after that transaction committed; if it fails, ``451 4.3.0``.
+- Any unexpected error: ``451 4.3.0 Internal error`` (logged; nothing of it told to the peer).
+- Connections and sessions are bounded (``smtp/bounce_guard.py``): ``421`` beyond the caps,
+  after the idle timeout and the session limit, and past :data:`COMMAND_CALL_LIMITS`.
 
 The message UUID comes from the envelope address, never from the report (whose returned headers
 may be missing or forged); the report only says which recipient failed and why. Counters are
@@ -37,11 +42,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import weakref
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -54,17 +62,33 @@ from sendpost_platform.domain.bounces import Attributed, attribute, parse_bounce
 from sendpost_platform.domain.classify import classify
 from sendpost_platform.errors import ConfigError, StoreError
 from sendpost_platform.processing import Classifier, HardBounce, HardBounceHook
+from sendpost_platform.smtp.bounce_guard import (
+    ConnectionGate,
+    Doorman,
+    GuardedSMTP,
+    Limits,
+    Pacer,
+    RefusalLog,
+)
 from sendpost_platform.smtp.dsn import DsnReport, parse_report
 from sendpost_platform.store import Store, counters, messages
 from sendpost_platform.store import bounces as bounce_store
 from sendpost_platform.store import events as event_store
 
 log = logging.getLogger("sendpost_platform.bounces")
+_T = TypeVar("_T")
 
 SOURCE_DSN = "dsn"
 MAX_RECIPIENTS = 100
 DEFAULT_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
+UNPARSED_QUOTA_WINDOW = dt.timedelta(hours=24)
+COMMAND_CALL_LIMITS = {"MAIL": 1000, "RCPT": 5000, "DATA": 1000, "RSET": 1000, "*": 50}
+"""Commands one session may send (aiosmtpd answers ``421 4.7.0`` and closes beyond)."""
+STORE_THREADS = 2
+"""Threads the bounce server's store calls run on (its own, not the event loop's default)."""
 _TEMPORARY = "451 4.3.0 Temporary storage failure, please try again later"
+_INTERNAL = "451 4.3.0 Internal error, please try again later"
+_OVER_QUOTA = "452 4.3.1 Storage quota for unrecognised bounces exceeded, please try again later"
 
 
 @dataclasses.dataclass
@@ -76,6 +100,7 @@ class BounceStats:
     events: int = 0
     ignored: int = 0
     unparsed: int = 0
+    over_quota: int = 0
     failures: int = 0
 
 
@@ -89,6 +114,8 @@ class Processed:
     """Recipient blocks that were not terminal or not about the message."""
     unparsed_id: int | None
     """Row of ``unparsed_bounces`` when the message was kept unparsed."""
+    over_quota: bool = False
+    """The message was no bounce and its provider's unparsed quota is used up: not kept."""
 
 
 def dsn_event(
@@ -155,11 +182,14 @@ class BounceProcessor:
         *,
         classifier: Classifier = classify,
         on_hard_bounce: HardBounceHook = bounce_store.suppress_hard_bounce,
+        unparsed_quota: int | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.classifier = classifier
         self.on_hard_bounce = on_hard_bounce
+        self.unparsed_quota = unparsed_quota
+        """Bytes of unparsed messages kept per provider per :data:`UNPARSED_QUOTA_WINDOW`."""
 
     def check_recipient(self, address: str) -> str | None:
         """None when mail to ``address`` is accepted, else why not (for the 550 reply)."""
@@ -177,7 +207,11 @@ class BounceProcessor:
 
     def process(self, *, envelope_from: str, envelope_to: list[str], raw: bytes) -> Processed:
         """Store what one received message says (one transaction)."""
-        report = parse_report(raw)
+        try:
+            report = parse_report(raw)
+        except Exception:  # the parser should never raise; if it does, keep the message
+            log.exception("parsing a %d-byte bounce failed; keeping it unparsed", len(raw))
+            report = DsnReport("unknown", ())
         now = self.clock.now()
         uuids = [p.message_uuid for p in map(parse_bounce_address, envelope_to) if p]
         with self.store.write() as conn:
@@ -185,6 +219,10 @@ class BounceProcessor:
             targets = [found[u] for u in dict.fromkeys(uuids) if u in found]
             if not report.recipients:
                 first = targets[0] if targets else None
+                provider = (first.provider_id if first else None) or 0
+                if self._over_quota(conn, first.provider_id if first else None, len(raw), now):
+                    counters.add(conn, provider, "bounce.unparsed_over_quota")
+                    return Processed({}, 0, None, over_quota=True)
                 row = bounce_store.keep_unparsed(
                     conn,
                     raw=raw,
@@ -194,7 +232,6 @@ class BounceProcessor:
                     provider_id=first.provider_id if first else None,
                     now=now,
                 )
-                provider = (first.provider_id if first else None) or 0
                 counters.add(conn, provider, "bounce.unparsed")
                 return Processed({}, 0, row)
             recorded: collections.Counter[str] = collections.Counter()
@@ -204,6 +241,16 @@ class BounceProcessor:
                 recorded.update(outcomes)
                 ignored += skipped
         return Processed(dict(recorded), ignored, None)
+
+    def _over_quota(
+        self, conn: Connection, provider_id: int | None, size: int, now: dt.datetime
+    ) -> bool:
+        if self.unparsed_quota is None:
+            return False
+        used = bounce_store.unparsed_bytes_since(
+            conn, provider_id=provider_id, since=now - UNPARSED_QUOTA_WINDOW
+        )
+        return used + size > self.unparsed_quota
 
     def _process_message(
         self,
@@ -266,9 +313,30 @@ def _envelope_address(envelope_to: list[str], message_uuid: str) -> str:
 class _Handler:
     """aiosmtpd hooks: the SMTP replies of the module docstring."""
 
-    def __init__(self, processor: BounceProcessor, stats: BounceStats) -> None:
+    def __init__(
+        self, processor: BounceProcessor, stats: BounceStats, *, threads: int, pacer: Pacer
+    ) -> None:
         self.processor = processor
         self.stats = stats
+        self.threads = threads
+        self.pacer = pacer
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+
+    def open(self) -> None:
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            self.threads, thread_name_prefix="bounce"
+        )
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    async def _blocking(self, call: Callable[[], _T]) -> _T:
+        """Run a store call, at the pacer's rate, on the server's own threads (not the event
+        loop's default executor, which the API uses)."""
+        await self.pacer.turn()
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -276,14 +344,18 @@ class _Handler:
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
             return "452 4.5.3 Too many recipients"
         try:
-            problem = await asyncio.to_thread(self.processor.check_recipient, address)
+            problem = await self._blocking(
+                functools.partial(self.processor.check_recipient, address)
+            )
         except (StoreError, sa.exc.SQLAlchemyError):
             log.exception("recipient check failed for %s", address)
             return _TEMPORARY
         if problem is not None:
             self.stats.rejected_recipients += 1
             log.info("rejected RCPT <%s>: %s", address, problem)
-            return f"550 5.1.1 <{address}>: Recipient address rejected: {problem}"
+            # Bytes that are not UTF-8 arrive as surrogates, which the reply cannot carry.
+            shown = address.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            return f"550 5.1.1 <{shown}>: Recipient address rejected: {problem}"
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 Ok"
 
@@ -291,16 +363,28 @@ class _Handler:
         content = envelope.original_content or envelope.content or b""
         raw = content.encode("utf-8", "surrogateescape") if isinstance(content, str) else content
         try:
-            result = await asyncio.to_thread(
-                self.processor.process,
-                envelope_from=(envelope.mail_from or "").strip("<>"),
-                envelope_to=list(envelope.rcpt_tos),
-                raw=raw,
+            result = await self._blocking(
+                functools.partial(
+                    self.processor.process,
+                    envelope_from=(envelope.mail_from or "").strip("<>"),
+                    envelope_to=list(envelope.rcpt_tos),
+                    raw=raw,
+                )
             )
         except (StoreError, sa.exc.SQLAlchemyError):
             self.stats.failures += 1
             log.exception("storing a bounce for %s failed", envelope.rcpt_tos)
             return _TEMPORARY
+        except Exception:
+            self.stats.failures += 1
+            log.exception("processing a bounce for %s failed", envelope.rcpt_tos)
+            return _INTERNAL
+        if result.over_quota:
+            self.stats.over_quota += 1
+            log.warning(
+                "unparsed quota used up: refused %d bytes for %s", len(raw), envelope.rcpt_tos
+            )
+            return _OVER_QUOTA
         self.stats.messages += 1
         self.stats.ignored += result.ignored
         if result.unparsed_id is not None:
@@ -319,10 +403,18 @@ class _Handler:
         )
         return f"250 2.0.0 Ok: {stored} recorded, {result.ignored} ignored"
 
+    async def handle_exception(self, error: Exception) -> str:
+        """Any other hook that fails: a temporary reply naming nothing of the error (aiosmtpd's
+        default would answer a permanent ``500`` quoting the exception)."""
+        self.stats.failures += 1
+        log.error("unexpected error in a bounce session", exc_info=error)
+        return _INTERNAL
+
 
 class BounceServer:
     """The listening SMTP server. ``await start(host, port)`` (port 0: any free port), then
-    ``await stop()``; :attr:`port` is the bound port."""
+    ``await stop()``; :attr:`port` is the bound port. Connections are admitted within
+    ``limits`` (``smtp/bounce_guard.py``)."""
 
     def __init__(
         self,
@@ -330,37 +422,48 @@ class BounceServer:
         *,
         hostname: str,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        timeout: float = 300.0,
+        limits: Limits | None = None,
     ) -> None:
         self.stats = BounceStats()
-        self._handler = _Handler(processor, self.stats)
+        self.limits = limits or Limits()
+        self._handler = _Handler(
+            processor, self.stats, threads=STORE_THREADS, pacer=Pacer(self.limits.store_rate)
+        )
         self._hostname = hostname
         self._max_bytes = max_message_bytes
-        self._timeout = timeout
+        self.gate = ConnectionGate(self.limits.max_connections, self.limits.max_per_address)
+        self.refusals = RefusalLog()
         self._server: asyncio.base_events.Server | None = None
         self._sessions: weakref.WeakSet[SMTP] = weakref.WeakSet()
         self.host = ""
         self.port = 0
 
-    def _protocol(self) -> SMTP:
-        smtp = SMTP(
+    def _session(self, on_close: Callable[[], None]) -> SMTP:
+        smtp = GuardedSMTP(
             self._handler,
+            limits=self.limits,
+            on_close=on_close,
             data_size_limit=self._max_bytes,
             enable_SMTPUTF8=True,
             hostname=self._hostname,
             ident="SendPost bounce processor",
-            timeout=self._timeout,
+            command_call_limit=COMMAND_CALL_LIMITS,
         )
         self._sessions.add(smtp)
         return smtp
+
+    def _protocol(self) -> Doorman:
+        return Doorman(self.gate, self.refusals, self._session, self._hostname)
 
     async def start(self, host: str, port: int) -> None:
         """Listen on ``host:port``; a port that cannot be bound raises :class:`ConfigError`
         naming ``SENDPOST_BOUNCE_LISTEN``."""
         loop = asyncio.get_running_loop()
+        self._handler.open()
         try:
             self._server = await loop.create_server(self._protocol, host, port)
         except OSError as exc:
+            self._handler.close()
             raise ConfigError(
                 "SENDPOST_BOUNCE_LISTEN", f"{host}:{port}", f"cannot listen: {exc.strerror or exc}"
             ) from exc
@@ -376,6 +479,8 @@ class BounceServer:
                 session.transport.close()
         await self._server.wait_closed()
         self._server = None
+        self._handler.close()
+        self.refusals.flush()
         log.info("bounce processor stopped: %s", dataclasses.asdict(self.stats))
 
 
@@ -383,10 +488,19 @@ def build_bounce_server(settings: Settings, store: Store, clock: Clock) -> Bounc
     """The bounce server as configured (the CLI's ``bounce`` and ``serve`` use this).
 
     aiosmtpd logs every SMTP command at INFO on ``mail.log``; the processor's own log lines
-    (``sendpost_platform.bounces``) say what matters, so that logger is kept to warnings."""
+    (``sendpost_platform.bounces``) say what matters, so that logger is kept to warnings. The
+    CLI also puts a :class:`~sendpost_platform.smtp.bounce_guard.LogBudget` on both loggers
+    (:func:`~sendpost_platform.smtp.bounce_guard.budget_bounce_logs`)."""
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     return BounceServer(
-        BounceProcessor(store, clock),
+        BounceProcessor(store, clock, unparsed_quota=settings.bounce_unparsed_quota),
         hostname=settings.bounce_cname_target,
         max_message_bytes=settings.bounce_max_bytes,
+        limits=Limits(
+            max_connections=settings.bounce_max_connections,
+            max_per_address=settings.bounce_max_connections_per_address,
+            idle_timeout=settings.bounce_idle_timeout,
+            session_limit=settings.bounce_session_limit,
+            store_rate=settings.bounce_store_rate,
+        ),
     )

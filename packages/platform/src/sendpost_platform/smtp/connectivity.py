@@ -3,7 +3,9 @@
 ``run_smtp_test`` performs one complete SMTP transaction against the customer's server with
 aiosmtplib and reports how far it got. Stages, in order::
 
-    connect   TCP connection (and, unless implicit TLS, the 220 greeting)
+    connect   resolving the host and checking its addresses (``egress.EgressPolicy``: a refused
+              address raises ``EgressRefused`` before anything is sent), the TCP connection to
+              the checked address (and, unless implicit TLS, the 220 greeting)
     tls       security "tls": the TLS handshake and the greeting over it;
               security "starttls": STARTTLS after EHLO (fails if the server does not offer it)
     ehlo      EHLO (again after STARTTLS); HELO if the server refuses EHLO
@@ -16,9 +18,10 @@ aiosmtplib and reports how far it got. Stages, in order::
 The first failure ends the test: ``stage`` names it, ``smtpCode``/``reply`` carry the server's
 answer (or the local error), and ``stage`` is ``"timeout"`` when a stage took longer than the
 timeout (the stage's own entry in ``stages`` still names where it stalled). Certificates are
-verified against the system trust store (or the given CA file / SSL context) unless
-``verify_certificate`` is false. The transcript has ``C:``/``S:`` lines and ``*`` notes; AUTH
-lines are written without credentials and the password (plain or base64) never appears in it.
+verified against the system trust store (or the given CA file / SSL context), for the host
+name (not the address connected to), unless ``verify_certificate`` is false. The transcript
+has ``C:``/``S:`` lines and ``*`` notes; AUTH lines are written without credentials and the
+password (plain or base64) never appears in it.
 """
 
 from __future__ import annotations
@@ -37,10 +40,13 @@ from typing import Any, Literal
 
 import aiosmtplib
 
+from sendpost_platform.egress import CheckedTarget, EgressPolicy, open_socket
+
 Security = Literal["none", "starttls", "tls"]
 SECURITY_MODES: tuple[str, ...] = ("none", "starttls", "tls")
 DEFAULT_TIMEOUT = 15.0
 _REDACTED = "********"
+_STRICT = EgressPolicy()
 
 
 @dataclass(frozen=True)
@@ -224,24 +230,7 @@ def build_test_message(settings: SmtpTestSettings) -> bytes:
     return message.as_bytes()
 
 
-async def _open_socket(host: str, port: int) -> socket.socket:
-    loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    error: OSError = OSError(f"cannot resolve {host}")
-    for family, kind, proto, _name, address in infos:
-        sock = socket.socket(family, kind, proto)
-        sock.setblocking(False)
-        try:
-            await loop.sock_connect(sock, address)
-        except OSError as exc:
-            sock.close()
-            error = exc
-            continue
-        return sock
-    raise error
-
-
-async def _transaction(run: _Run, settings: SmtpTestSettings) -> None:
+async def _transaction(run: _Run, settings: SmtpTestSettings, target: CheckedTarget) -> None:
     sock: socket.socket | None = None
     client: aiosmtplib.SMTP | None = None
     implicit = settings.security == "tls"
@@ -250,9 +239,10 @@ async def _transaction(run: _Run, settings: SmtpTestSettings) -> None:
     async def connect() -> tuple[int, str] | None:
         nonlocal sock, client
         run.note(f"connecting to {settings.host}:{settings.port}")
-        sock = await _open_socket(settings.host, settings.port)
+        sock = await open_socket(target, run.timeout)
+        run.note(f"connected to {sock.getpeername()[0]}")
         client = aiosmtplib.SMTP(
-            hostname=settings.host,
+            hostname=target.tls_name,
             sock=sock,
             use_tls=implicit,
             start_tls=False,
@@ -350,16 +340,41 @@ async def _transaction(run: _Run, settings: SmtpTestSettings) -> None:
             sock.close()
 
 
+async def _resolve(run: _Run, settings: SmtpTestSettings, egress: EgressPolicy) -> CheckedTarget:
+    """Resolve and check the host; a resolver failure is a failed ``connect`` stage."""
+    started = run.clock()
+    try:
+        async with asyncio.timeout(run.timeout):
+            return await egress.resolve(settings.host, settings.port)
+    except TimeoutError:
+        reply = f"no DNS answer for {settings.host} within {run.timeout:g} s"
+        run.note(reply)
+        run._record("connect", False, None, reply, started)
+        raise _StageFailed(None, reply, stage="timeout") from None
+    except OSError as exc:
+        reply = run.redact(str(exc))
+        run.note(reply)
+        run._record("connect", False, None, reply, started)
+        raise _StageFailed(None, reply) from None
+
+
 async def run_smtp_test(
     settings: SmtpTestSettings,
     *,
     timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - a per-stage limit, not an overall one
     clock: Callable[[], float] = time.perf_counter,
+    egress: EgressPolicy = _STRICT,
 ) -> SmtpTestResult:
-    """Run the test transaction; never raises for anything the server or network does."""
+    """Run the test transaction; never raises for anything the server or network does.
+
+    The host is resolved and checked once by ``egress`` (strict unless told otherwise) and the
+    connection goes to the checked address. Raises :class:`EgressRefused` before connecting when
+    the host is, or resolves to, a refused address; a host that does not resolve fails the
+    ``connect`` stage."""
     run = _Run(settings=settings, timeout=timeout, clock=clock)
     try:
-        await _transaction(run, settings)
+        target = await _resolve(run, settings, egress)
+        await _transaction(run, settings, target)
     except _StageFailed as failed:
         stage = failed.stage or (run.stages[-1].stage if run.stages else "connect")
         return SmtpTestResult(

@@ -22,6 +22,11 @@ The returned original message (``message/rfc822``, ``text/rfc822-headers`` or th
 text bounce's separator) is exposed as ``returned_headers`` so the caller can read e.g.
 ``X-Sendpost-Message-UUID``. The envelope address the bounce was sent to (``bounces+uuid+sub@``)
 is the caller's: it is not part of the message.
+
+Cost: linear in the message's size whatever it holds (the sender may be anyone who knows a
+bounce address). Addresses, recipient paragraphs and status comments are read with str methods
+and paragraphs split line by line; no remaining pattern has two unbounded quantifiers that can
+trade characters (tests/platform/dsn/test_linear_time.py).
 """
 
 from __future__ import annotations
@@ -36,10 +41,98 @@ TERMINAL_ACTIONS = frozenset({"failed"})
 
 _STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
 _CODE = re.compile(r"(?:^|[\s:;])([245]\d\d)(?=[\s-]|$)")
-_ADDRESS = re.compile(r"<?([^\s<>;:\"]+@[^\s<>;:\"]+?)>?[.,]?$")
-_POSTFIX_PARAGRAPH = re.compile(r"^<([^>\s]+@[^>\s]+)>(?: \([^)]*\))?:\s(.*)$", re.S)
 _TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9.+-]*$")
 _IN_REPLY = re.compile(r"in reply to (.{1,30}?) command", re.I | re.S)
+_REPLY = re.compile(r"(?:said|\]):\s*[245]\d\d\b")
+_QMAIL_STATUS = re.compile(r"\(#([245]\.\d{1,3}\.\d{1,3})\)")
+_QMAIL_PROGRESS = re.compile(r"most progress was (RCPT TO|MAIL FROM|DATA)", re.I)
+_EXIM_AFTER = re.compile(r"after (RCPT TO|MAIL FROM|end of data|DATA)", re.I)
+
+# Characters that end an address token (besides whitespace).
+_NOT_IN_ADDRESS = frozenset('<>;:"')
+
+
+def _paragraphs(text: str) -> list[str]:
+    """The paragraphs of ``text``: runs of lines separated by whitespace-only lines.
+
+    The same pieces as splitting at ``\\n\\s*\\n`` (leading and trailing blank pieces dropped),
+    found line by line so the cost is linear whatever the text holds.
+    """
+    paragraphs: list[str] = []
+    current: list[str] = []
+    for line in text.split("\n"):
+        if line.strip():
+            current.append(line)
+        elif current:
+            paragraphs.append("\n".join(current))
+            current = []
+    if current:
+        paragraphs.append("\n".join(current))
+    return paragraphs
+
+
+def _address_token(text: str, *, anchored: bool) -> str | None:
+    """The address that ends ``text``: ``user@host``, ``<user@host>``, ``user@host.`` ...
+
+    Gives what ``<?([^\\s<>;:"]+@[^\\s<>;:"]+?)>?[.,]?$`` captures (``search``, or ``match``
+    when ``anchored``) in linear time, for text without a trailing newline (callers strip it):
+    the address is the run of characters other than whitespace and ``<>;:"`` that ends the text
+    (before a closing ``>`` and one ``.`` or ``,`` after it, or before one trailing ``.`` or
+    ``,`` that the address can spare); it holds an ``@`` with something on each side.
+    """
+    closed = text.endswith((">", ">.", ">,"))
+    core = text[: text.rfind(">")] if closed else text
+    if not core or core[-1].isspace():
+        return None
+    word = core.rsplit(None, 1)[-1]
+    run = word[max(word.rfind(c) for c in _NOT_IN_ADDRESS) + 1 :]
+    if anchored and len(core) - len(run) != (1 if text.startswith("<") else 0):
+        return None
+    at = run.rfind("@", 1, len(run) - 1)
+    if at < 0:
+        return None
+    if not closed and run[-1] in ".," and at <= len(run) - 3:
+        return run[:-1]
+    return run
+
+
+def _bracketed(text: str) -> tuple[str, str] | None:
+    """``<user@host>rest`` → ``(user@host, rest)``: no whitespace in the address, ``@`` inside."""
+    if not text.startswith("<"):
+        return None
+    close = text.find(">")
+    address = text[1:close] if close > 0 else ""
+    if "@" not in address[1:-1] or address.split() != [address]:
+        return None
+    return address, text[close + 1 :]
+
+
+def _postfix_paragraph(paragraph: str) -> tuple[str, str] | None:
+    """``<rcpt> (comment): text`` → ``(rcpt, text)``, Postfix's paragraph for one recipient."""
+    found = _bracketed(paragraph)
+    if found is None:
+        return None
+    address, rest = found
+    if rest.startswith(" ("):
+        comment_end = rest.find(")", 2)
+        if comment_end < 0:
+            return None
+        rest = rest[comment_end + 1 :]
+    if len(rest) < 2 or rest[0] != ":" or not rest[1].isspace():
+        return None
+    return address, rest[2:]
+
+
+def _qmail_block(block: str) -> tuple[str, str] | None:
+    """``<rcpt>:``, then on the next line qmail's details → ``(rcpt, details)``."""
+    found = _bracketed(block.lstrip())
+    if found is None or not found[1].startswith(":"):
+        return None
+    address, rest = found[0], found[1][1:]
+    newline = rest[: len(rest) - len(rest.lstrip())].rfind("\n")
+    if newline < 0:
+        return None
+    return address, rest[newline + 1 :]
 
 
 @dataclass(frozen=True)
@@ -101,8 +194,7 @@ def _rfc822(value: str | None) -> str | None:
     kind, address = _typed(value)
     if address is None or (kind is not None and kind != "rfc822"):
         return None
-    match = _ADDRESS.search(address)
-    return match.group(1) if match else None
+    return _address_token(address, anchored=False)
 
 
 def _smtp_code(diagnostic: str | None) -> int | None:
@@ -117,7 +209,10 @@ def _status(value: str | None) -> tuple[str | None, str | None]:
     if text is None:
         return None, None
     match = _STATUS.search(text)
-    comment = re.sub(r"^[^(]*\(?|\)\s*$", "", text).strip() if "(" in text else None
+    comment = None
+    if "(" in text:
+        comment = text.partition("(")[2].rstrip()
+        comment = (comment[:-1] if comment.endswith(")") else comment).strip()
     return (match.group(1) if match else None), (comment or None)
 
 
@@ -135,12 +230,12 @@ def _postfix_commands(parts: list[str]) -> dict[str, str]:
     """Per-recipient SMTP command from Postfix's human-readable notification."""
     commands: dict[str, str] = {}
     for text in parts:
-        for paragraph in re.split(r"\n\s*\n", text):
-            match = _POSTFIX_PARAGRAPH.match(paragraph.strip())
-            if match:
-                command = _command(match.group(2))
+        for paragraph in _paragraphs(text):
+            found = _postfix_paragraph(paragraph.strip())
+            if found:
+                command = _command(found[1])
                 if command:
-                    commands[match.group(1).lower()] = command
+                    commands[found[0].lower()] = command
     return commands
 
 
@@ -161,7 +256,7 @@ def _status_blocks(part: email.message.Message) -> list[email.message.Message]:
     if isinstance(payload, list) and all(isinstance(p, email.message.Message) for p in payload):
         return list(payload)
     text = _body_text(part).replace("\r\n", "\n")
-    blocks = [b for b in re.split(r"\n\s*\n", text.strip()) if b.strip()]
+    blocks = _paragraphs(text.strip())
     return [email.message_from_string(b + "\n\n", policy=email.policy.compat32) for b in blocks]
 
 
@@ -237,8 +332,8 @@ _QMAIL_COPY = re.compile(r"^--- Below this line is a copy of the message\.?$", r
 
 def _text_recipient(address: str, diagnostic: str, command: str | None) -> DsnRecipient:
     diagnostic = _squash(diagnostic) or ""
-    reply = re.search(r"(?:said|\]):\s*([245]\d\d\b.*)$", diagnostic)
-    text = reply.group(1) if reply else diagnostic
+    reply = _REPLY.search(diagnostic)
+    text = diagnostic[reply.end() - 3 :] if reply else diagnostic
     status = _STATUS.search(diagnostic)
     return DsnRecipient(
         final_recipient=address,
@@ -271,15 +366,15 @@ def _from_exim(text: str) -> DsnReport | None:
     lines: list[str] = []
     for line in [*section.splitlines(), ""]:
         indent = len(line) - len(line.lstrip(" "))
-        match = _ADDRESS.match(line.strip()) if 0 < indent <= 2 else None
-        if match or (not line.strip() and current and lines):
+        address = _address_token(line.strip(), anchored=True) if 0 < indent <= 2 else None
+        if address or (not line.strip() and current and lines):
             if current is not None:
                 detail = " ".join(lines)
-                after = re.search(r"after (RCPT TO|MAIL FROM|end of data|DATA)", detail, re.I)
+                after = _EXIM_AFTER.search(detail)
                 command = None if after is None else after.group(1).upper()
                 command = "DATA" if command and "DATA" in command else command
                 recipients.append(_text_recipient(current, detail, command))
-            current, lines = (match.group(1), []) if match else (None, [])
+            current, lines = address, []
         elif current is not None and line.strip():
             lines.append(line.strip())
     return DsnReport("exim", tuple(recipients), returned_headers=_copy_headers(text, _EXIM_COPY))
@@ -292,15 +387,15 @@ def _from_qmail(text: str) -> DsnReport | None:
     copy = _QMAIL_COPY.search(text, start.end())
     section = text[start.end() : copy.start() if copy else len(text)]
     recipients = []
-    for block in re.split(r"\n\s*\n", section):
-        match = re.match(r"\s*<([^>\s]+@[^>\s]+)>:\s*\n(.*)", block, re.S)
-        if match is None:
+    for block in _paragraphs(section):
+        found = _qmail_block(block)
+        if found is None:
             continue
-        detail = match.group(2)
-        status = re.search(r"\(#([245]\.\d{1,3}\.\d{1,3})\)", detail)
-        progress = re.search(r"most progress was (RCPT TO|MAIL FROM|DATA)", detail, re.I)
+        address, detail = found
+        status = _QMAIL_STATUS.search(detail)
+        progress = _QMAIL_PROGRESS.search(detail)
         recipient = _text_recipient(
-            match.group(1), detail, progress.group(1).upper() if progress else None
+            address, detail, progress.group(1).upper() if progress else None
         )
         if status is not None:
             recipient = DsnRecipient(**{**recipient.__dict__, "status": status.group(1)})

@@ -3,7 +3,8 @@
 ``prepare(message, signer, options)`` builds, in order:
 
 1. a MIME message with a text part, an HTML part, or ``multipart/alternative`` with both;
-2. ``From``/``To``/``Cc``/``Subject``/``Date``, ``Message-ID: <{uuid}@{sender domain}>``, the
+2. ``From``/``To``/``Cc``/``Reply-To`` (written by ``email.headerregistry``, see
+   ``domain/addresses.py``), ``Subject``, ``Date``, ``Message-ID: <{uuid}@{sender domain}>``, the
    caller's custom headers, and ``X-Sendpost-Message-UUID``, ``-Account-ID``, ``-SubAccount-ID``,
    ``-TPSP-ID``, ``-TPSP-Type``;
 3. ``List-Unsubscribe: <{base}/track/tpsp/unsubscribe/{token}>`` (plus a ``mailto:`` when one is
@@ -14,6 +15,11 @@
 The envelope sender is ``bounces+{uuid}+{subAccountId}@sp-bounce.{sender domain}``, so the bounce
 processor can tie any DSN back to its message. Nothing here reads a clock, the database or the
 network: the submission time is part of the stored message.
+
+No value is trusted to be safe: a header name, a header value or an envelope address carrying
+CR, LF, NUL or another control character (the API refuses them first) raises
+:class:`UnsafeHeader`, a ``ValueError`` the relay treats as a message that cannot be prepared,
+never as text to write.
 """
 
 from __future__ import annotations
@@ -21,13 +27,22 @@ from __future__ import annotations
 import binascii
 import email.utils
 import functools
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.header import Header
 from urllib.parse import quote
 
 from sendpost_platform.domain import tracking
+from sendpost_platform.domain.addresses import (
+    MAX_HEADER_NAME,
+    Mailbox,
+    UnsafeHeader,
+    address_header,
+    check_safe,
+    is_address,
+    text_header,
+)
 from sendpost_platform.smtp import dkim
 
 MAX_7BIT_LINE = 990
@@ -42,6 +57,7 @@ RESERVED_HEADERS: frozenset[str] = frozenset(
         "to",
         "cc",
         "bcc",
+        "reply-to",
         "subject",
         "date",
         "message-id",
@@ -75,8 +91,9 @@ class StoredMessage:
     subject: str
     submitted_at: datetime
     from_name: str | None = None
-    to: Sequence[str] = ()
-    cc: Sequence[str] = ()
+    to: Sequence[Mailbox] = ()
+    cc: Sequence[Mailbox] = ()
+    reply_to: Mailbox | None = None
     text_body: str | None = None
     html_body: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
@@ -144,22 +161,31 @@ def _list_unsubscribe(message: StoredMessage, options: PrepareOptions) -> str:
     return ", ".join(parts)
 
 
-def visible_to(message: StoredMessage) -> list[str]:
-    """Each ``to`` recipient gets an individual message addressed to itself alone; a ``cc`` or
-    ``bcc`` recipient's copy shows the ``to`` list, as a carbon copy would."""
+def visible_to(message: StoredMessage) -> list[Mailbox]:
+    """Each ``to`` recipient gets an individual message addressed to itself alone (with its
+    display name); a ``cc`` or ``bcc`` recipient's copy shows the ``to`` list, as a carbon copy
+    would."""
     key = message.recipient.strip().lower()
-    if not message.to or any(a.strip().lower() == key for a in message.to):
-        return [message.recipient]
-    return list(message.to)
+    own = [m for m in message.to if m.email.strip().lower() == key]
+    if own:
+        return own[:1]
+    return list(message.to) or [Mailbox(message.recipient)]
+
+
+_HEADER_NAME = re.compile(rf"^[!-9;-~]{{1,{MAX_HEADER_NAME}}}$")
 
 
 def _header(name: str, value: str) -> str:
     """One header line (CRLF-terminated): ASCII values as they are, anything else (or a line too
-    long for SMTP) RFC 2047-encoded and folded by :class:`email.header.Header`."""
+    long for SMTP) RFC 2047-encoded and folded by ``email.headerregistry``. A name that is not a
+    header name, or a value with CR, LF, NUL or another control character, raises
+    :class:`UnsafeHeader`."""
+    if not _HEADER_NAME.match(name):
+        raise UnsafeHeader(f"{name!r} is not a header name")
+    check_safe(f"header {name}", value)
     if value.isascii() and len(name) + len(value) < 900:
         return f"{name}: {value}\r\n"
-    folded = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
-    return f"{name}: {folded}\r\n"
+    return text_header(name, value)
 
 
 def _crlf_lines(text: str) -> str:
@@ -216,16 +242,21 @@ def _ending(entity: str) -> str:
     return entity if entity.endswith("\r\n") else entity + "\r\n"
 
 
-def headers_of(message: StoredMessage, options: PrepareOptions) -> list[tuple[str, str]]:
-    """The message's own headers, in order (the MIME headers come with the body)."""
-    name = message.from_name or ""
-    headers = [
-        ("From", email.utils.formataddr((name, message.from_email), charset="utf-8")),
-        ("To", ", ".join(visible_to(message))),
-    ]
+def _address_headers(message: StoredMessage) -> str:
+    """``From``, ``To``, then ``Cc`` and ``Reply-To`` when there are any, folded."""
+    head = address_header("From", [Mailbox(message.from_email, message.from_name)])
+    head += address_header("To", visible_to(message))
     if message.cc:
-        headers.append(("Cc", ", ".join(message.cc)))
-    headers += [
+        head += address_header("Cc", message.cc)
+    if message.reply_to is not None:
+        head += address_header("Reply-To", [message.reply_to])
+    return head
+
+
+def headers_of(message: StoredMessage, options: PrepareOptions) -> list[tuple[str, str]]:
+    """The message's own unstructured headers, in order, after the address headers (the MIME
+    headers come with the body)."""
+    return [
         ("Subject", message.subject),
         ("Date", email.utils.format_datetime(message.submitted_at)),
         ("Message-ID", f"<{message.uuid}@{message.sender_domain}>"),
@@ -238,7 +269,6 @@ def headers_of(message: StoredMessage, options: PrepareOptions) -> list[tuple[st
         ("X-Sendpost-TPSP-ID", message.provider_id),
         ("X-Sendpost-TPSP-Type", message.tpsp_type),
     ]
-    return headers
 
 
 def render(message: StoredMessage, options: PrepareOptions) -> bytes:
@@ -249,7 +279,8 @@ def render(message: StoredMessage, options: PrepareOptions) -> bytes:
     else is RFC 2047-encoded by :func:`_header`), and the body is one or two ``text/*`` parts,
     7bit or quoted-printable, under a ``multipart/alternative`` when there are two. The tests
     parse the result back with the ``email`` package and verify its DKIM signature."""
-    head = "".join(_header(name, value) for name, value in headers_of(message, options))
+    head = _address_headers(message)
+    head += "".join(_header(name, value) for name, value in headers_of(message, options))
     return (head + _body(message, options)).encode("ascii")
 
 
@@ -257,6 +288,11 @@ def prepare(
     message: StoredMessage, signer: DomainSigner, options: PrepareOptions
 ) -> PreparedMessage:
     """Build the signed bytes and the envelope for one stored message."""
+    envelope_from = envelope_sender(message.uuid, message.subaccount_id, message.sender_domain)
+    for address in (envelope_from, message.recipient):
+        check_safe("envelope address", address)
+        if not is_address(address):
+            raise UnsafeHeader(f"envelope address {address!r} is not a valid address")
     unsigned = render(message, options)
     signed = dkim.sign(
         unsigned,
@@ -266,7 +302,7 @@ def prepare(
         timestamp=int(message.submitted_at.timestamp()),
     )
     return PreparedMessage(
-        envelope_from=envelope_sender(message.uuid, message.subaccount_id, message.sender_domain),
+        envelope_from=envelope_from,
         recipients=(message.recipient,),
         data=signed,
     )

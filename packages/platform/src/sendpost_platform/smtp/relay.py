@@ -21,12 +21,18 @@ Reuse: after a completed transaction (accepted or refused after MAIL) the connec
 RSET and returned to the provider's idle list; after a network failure it is closed. A reused
 connection the server has meanwhile closed is detected before MAIL and replaced once, so an idle
 timeout on the far side never costs a retry.
+
+Egress: each new connection resolves the provider's host once through the client's
+:class:`~sendpost_platform.egress.EgressPolicy` (strict unless given), connects to the checked
+address (TLS still verifies the host name), and a refused address is a ``connect`` failure whose
+reply names it (``refused: 127.0.0.1 is a loopback address; ...``); nothing is sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -34,6 +40,7 @@ from dataclasses import dataclass, field
 import aiosmtplib
 from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
+from sendpost_platform.egress import CheckedTarget, EgressPolicy, EgressRefused, open_socket
 from sendpost_platform.smtp.prepare import PreparedMessage
 
 
@@ -81,9 +88,16 @@ class _Idle:
 class RelayClient:
     """Relays prepared messages; at most ``max_connections`` open connections per provider."""
 
-    def __init__(self, *, max_connections: int = 4, local_hostname: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_connections: int = 4,
+        local_hostname: str | None = None,
+        egress: EgressPolicy | None = None,
+    ) -> None:
         self._max_connections = max_connections
         self._local_hostname = local_hostname
+        self._egress = egress or EgressPolicy()
         self._idle: dict[ProviderEndpoint, _Idle] = {}
 
     def _pool(self, endpoint: ProviderEndpoint) -> _Idle:
@@ -93,15 +107,40 @@ class RelayClient:
             self._idle[endpoint] = pool
         return pool
 
-    def _new_connection(self, endpoint: ProviderEndpoint) -> aiosmtplib.SMTP:
+    async def _connect(self, endpoint: ProviderEndpoint) -> aiosmtplib.SMTP | RelayResult:
+        """A connected client, or the failure: resolve and check the host once
+        (``egress.EgressPolicy``), connect to the checked address, TLS for the host name."""
+        try:
+            async with asyncio.timeout(endpoint.timeout_seconds):
+                target = await self._egress.resolve(endpoint.host, endpoint.port)
+            sock = await open_socket(target, endpoint.timeout_seconds)
+        except EgressRefused as refused:
+            return RelayResult(False, "connect", None, f"refused: {refused}")
+        except OSError as exc:  # TimeoutError included
+            return RelayResult(False, "connect", None, _describe(exc))
+        smtp = self._new_connection(endpoint, target, sock)
+        try:
+            await smtp.connect()
+        except aiosmtplib.SMTPResponseException as exc:
+            # The socket belongs to the client's transport now: closing the client closes it.
+            await _close(smtp)
+            return RelayResult(False, "connect", exc.code, exc.message)
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            await _close(smtp)
+            return RelayResult(False, "connect", None, _describe(exc))
+        return smtp
+
+    def _new_connection(
+        self, endpoint: ProviderEndpoint, target: CheckedTarget, sock: socket.socket
+    ) -> aiosmtplib.SMTP:
         tls_context = None
         if endpoint.security in ("tls", "starttls") and not endpoint.verify_certificate:
             tls_context = ssl.create_default_context()
             tls_context.check_hostname = False
             tls_context.verify_mode = ssl.CERT_NONE
         return aiosmtplib.SMTP(
-            hostname=endpoint.host,
-            port=endpoint.port,
+            hostname=target.tls_name,
+            sock=sock,
             username=endpoint.username or None,
             password=endpoint.password if endpoint.username else None,
             use_tls=endpoint.security == "tls",
@@ -129,15 +168,9 @@ class RelayClient:
                 if result is not None:
                     self._release(pool, reused, keep)
                     return result
-            smtp = self._new_connection(endpoint)
-            try:
-                await smtp.connect()
-            except aiosmtplib.SMTPResponseException as exc:
-                await _close(smtp)
-                return RelayResult(False, "connect", exc.code, exc.message)
-            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-                await _close(smtp)
-                return RelayResult(False, "connect", None, _describe(exc))
+            smtp = await self._connect(endpoint)
+            if isinstance(smtp, RelayResult):
+                return smtp
             result, keep = await self._transaction(smtp, message, allowed, reused=False)
             assert result is not None
             self._release(pool, smtp, keep)

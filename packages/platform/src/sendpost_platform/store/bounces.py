@@ -68,6 +68,16 @@ def unparsed_count(conn: Connection) -> int:
     return int(conn.execute(sa.select(sa.func.count()).select_from(unparsed_bounces)).scalar_one())
 
 
+def unparsed_bytes_since(conn: Connection, *, provider_id: int | None, since: dt.datetime) -> int:
+    """Bytes of unparsed messages kept for ``provider_id`` (None: no provider) since ``since``."""
+    column = unparsed_bounces.c.provider_id
+    query = sa.select(sa.func.coalesce(sa.func.sum(unparsed_bounces.c.size), 0)).where(
+        unparsed_bounces.c.received_at >= since,
+        column.is_(None) if provider_id is None else column == provider_id,
+    )
+    return int(conn.execute(query).scalar_one())
+
+
 def suppress_hard_bounce(conn: Connection, bounce: HardBounce) -> None:
     """Suppress the hard-bounced recipient for the message's sub-account (first reason kept)."""
     suppressions.add_suppression(

@@ -2,7 +2,8 @@
 
 Names in use: ``ingest.discarded_out_of_scope`` (event for a message not relayed through the
 key's provider), ``ingest.deferred``, ``ingest.delivered``, ``ingest.bounced``,
-``ingest.duplicates``, ``ingest.batches_failed``.
+``ingest.duplicates``, ``ingest.dead_lettered`` (one event set aside, see
+``dead_letters.py``), ``ingest.batches_failed``.
 """
 
 from __future__ import annotations

@@ -13,7 +13,15 @@ import datetime as dt
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sendpost_platform.store.schema import accounts, dashboard_signouts, events, subaccounts
+from sendpost_platform.store.schema import (
+    accounts,
+    dashboard_signouts,
+    events,
+    relay_attempts,
+    relay_queue,
+    send_requests,
+    subaccounts,
+)
 from sendpost_platform.store.schema import custom_smtp_providers as providers
 
 
@@ -49,6 +57,56 @@ def session_ended(conn: Connection, session_id: str) -> bool:
         )
     ).first()
     return row is not None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RelayAttempt:
+    attempt: int
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    ok: bool | None
+    smtp_code: int | None
+    reply: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MessageFacts:
+    """What the send request said (subject, From) and each relay attempt, for a message page."""
+
+    subject: str | None
+    from_header: str | None
+    attempts: list[RelayAttempt]
+
+
+def message_facts(conn: Connection, message_uuid: str) -> MessageFacts:
+    """The subject and From of a message's send request (None for messages not sent through
+    the send API) and its relay attempts, oldest first. The caller checks the account."""
+    content = conn.execute(
+        sa.select(send_requests.c.content)
+        .join(relay_queue, relay_queue.c.request_id == send_requests.c.id)
+        .where(relay_queue.c.message_uuid == message_uuid)
+    ).scalar()
+    subject = from_header = None
+    if isinstance(content, dict):
+        subject = content.get("subject") if isinstance(content.get("subject"), str) else None
+        sender = content.get("from")
+        if isinstance(sender, dict):
+            email, name = sender.get("email"), sender.get("name")
+            if isinstance(email, str):
+                from_header = f"{name} <{email}>" if isinstance(name, str) and name else email
+        elif isinstance(sender, str):
+            name = content.get("fromName")
+            from_header = f"{name} <{sender}>" if isinstance(name, str) and name else sender
+    rows = conn.execute(
+        sa.select(relay_attempts)
+        .where(relay_attempts.c.message_uuid == message_uuid)
+        .order_by(relay_attempts.c.attempt, relay_attempts.c.id)
+    )
+    attempts = [
+        RelayAttempt(r.attempt, r.started_at, r.finished_at, r.ok, r.smtp_code, r.reply)
+        for r in rows
+    ]
+    return MessageFacts(subject, from_header, attempts)
 
 
 def subaccount_names(conn: Connection, account_id: int) -> dict[int, str]:
@@ -123,3 +181,22 @@ def counts_by_bucket(
         sub.c.bucket, sub.c.event_type
     )
     return {(int(b), int(t)): int(n) for b, t, n in conn.execute(query)}
+
+
+def counts_by_provider(
+    conn: Connection, account_id: int, since: dt.datetime, until: dt.datetime
+) -> dict[int | None, dict[int, int]]:
+    """Stored events per provider (None: events of no provider) and type in ``[since, until)``."""
+    query = (
+        sa.select(events.c.provider_id, events.c.event_type, sa.func.count())
+        .where(
+            events.c.account_id == account_id,
+            events.c.occurred_at >= since,
+            events.c.occurred_at < until,
+        )
+        .group_by(events.c.provider_id, events.c.event_type)
+    )
+    out: dict[int | None, dict[int, int]] = {}
+    for provider_id, event_type, n in conn.execute(query):
+        out.setdefault(provider_id, {})[int(event_type)] = int(n)
+    return out

@@ -1,7 +1,9 @@
 """Sender domains: DKIM key material and the outcome of the last DNS verification.
 
-The private key column holds whatever the caller gives (``api/domains.py`` encrypts it); a domain
-may send only once its return-path CNAME verified (``return_path_verified``).
+The private key column holds whatever the caller gives (``api/domains.py`` encrypts it). Each row
+(one account's claim on one domain) has its own key, so its verified DKIM record
+(``dkim_verified``) is that account's proof of control; a domain sends only with both records
+verified (``sending.py``). Several accounts may hold rows for the same domain name.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 
 from sendpost_platform.domain import dedup
 from sendpost_platform.store.dialect import insert_ignore
-from sendpost_platform.store.schema import events
+from sendpost_platform.store.schema import events, messages, relay_queue, send_requests
 
 SLOT_CONFLICT = ("message_uuid", "recipient_key", "dedup_slot")
 
@@ -128,6 +128,12 @@ class EventFilter:
     """Inclusive lower bound on ``occurred_at``."""
     until: dt.datetime | None = None
     """Exclusive upper bound on ``occurred_at``."""
+    recipient_contains: str | None = None
+    """Case-insensitive substring of the recipient (the dashboard's search)."""
+    sender_contains: str | None = None
+    """Case-insensitive substring of the message's envelope sender."""
+    subject_contains: str | None = None
+    """Case-insensitive substring of the subject of the send request behind the message."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -138,14 +144,14 @@ class Position:
     id: int
 
 
-def list_events(
-    conn: Connection, where: EventFilter, *, limit: int, after: Position | None = None
-) -> tuple[list[dict[str, Any]], Position | None]:
-    """Newest first (``occurred_at``, then ``id``); returns rows and the next page's position.
+def _like(text: str) -> str:
+    """A LIKE pattern matching ``text`` anywhere, lower-cased, its wildcards escaped."""
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
-    Keyset pagination: pages stay stable while new events arrive (they sort before the cursor).
-    """
-    query = sa.select(events).where(events.c.account_id == where.account_id)
+
+def _filtered(query: sa.Select[Any], where: EventFilter) -> sa.Select[Any]:
+    query = query.where(events.c.account_id == where.account_id)
     if where.provider_id is not None:
         query = query.where(events.c.provider_id == where.provider_id)
     if where.event_types:
@@ -156,10 +162,50 @@ def list_events(
         query = query.where(events.c.message_uuid == where.message_uuid)
     if where.recipient is not None:
         query = query.where(events.c.recipient_key == dedup.recipient_key(where.recipient))
+    if where.recipient_contains:
+        query = query.where(
+            events.c.recipient_key.like(_like(where.recipient_contains), escape="\\")
+        )
+    if where.sender_contains:
+        senders = sa.select(messages.c.uuid).where(
+            messages.c.account_id == where.account_id,
+            sa.func.lower(messages.c.sender).like(_like(where.sender_contains), escape="\\"),
+        )
+        query = query.where(events.c.message_uuid.in_(senders))
+    if where.subject_contains:
+        subject = send_requests.c.content["subject"].as_string()
+        subjects = (
+            sa.select(relay_queue.c.message_uuid)
+            .join(send_requests, send_requests.c.id == relay_queue.c.request_id)
+            .where(
+                send_requests.c.account_id == where.account_id,
+                sa.func.lower(subject).like(_like(where.subject_contains), escape="\\"),
+            )
+        )
+        query = query.where(events.c.message_uuid.in_(subjects))
     if where.since is not None:
         query = query.where(events.c.occurred_at >= where.since)
     if where.until is not None:
         query = query.where(events.c.occurred_at < where.until)
+    return query
+
+
+def list_events(
+    conn: Connection,
+    where: EventFilter,
+    *,
+    limit: int,
+    after: Position | None = None,
+    before: Position | None = None,
+) -> tuple[list[dict[str, Any]], Position | None]:
+    """Newest first (``occurred_at``, then ``id``); returns rows and the next page's position.
+
+    Keyset pagination: pages stay stable while new events arrive (they sort before the cursor).
+    With ``before`` (paging back towards the newest) the rows are the ``limit`` events just
+    newer than that position, still newest first, and the position returned is that of the
+    first row when there are newer ones still (None: this is the newest page).
+    """
+    query = _filtered(sa.select(events), where)
     if after is not None:
         query = query.where(
             sa.or_(
@@ -167,6 +213,18 @@ def list_events(
                 sa.and_(events.c.occurred_at == after.occurred_at, events.c.id < after.id),
             )
         )
+    if before is not None:
+        query = query.where(
+            sa.or_(
+                events.c.occurred_at > before.occurred_at,
+                sa.and_(events.c.occurred_at == before.occurred_at, events.c.id > before.id),
+            )
+        )
+        query = query.order_by(events.c.occurred_at.asc(), events.c.id.asc()).limit(limit + 1)
+        rows = [dict(r._mapping) for r in conn.execute(query)]
+        newer = len(rows) > limit
+        rows = list(reversed(rows[:limit]))
+        return rows, Position(rows[0]["occurred_at"], rows[0]["id"]) if newer else None
     query = query.order_by(events.c.occurred_at.desc(), events.c.id.desc()).limit(limit + 1)
     rows = [dict(r._mapping) for r in conn.execute(query)]
     if len(rows) <= limit:
@@ -174,6 +232,58 @@ def list_events(
     rows = rows[:limit]
     last = rows[-1]
     return rows, Position(last["occurred_at"], last["id"])
+
+
+def count_events(conn: Connection, where: EventFilter, *, cap: int) -> int:
+    """How many events match, counted up to ``cap`` (a bounded scan: ``cap`` means "or more")."""
+    matching = _filtered(sa.select(events.c.id), where).limit(cap).subquery()
+    return int(conn.execute(sa.select(sa.func.count()).select_from(matching)).scalar() or 0)
+
+
+def newer_exists(conn: Connection, where: EventFilter, position: Position) -> bool:
+    """Whether any matching event sorts before ``position`` (a newer page exists)."""
+    query = _filtered(sa.select(events.c.id), where).where(
+        sa.or_(
+            events.c.occurred_at > position.occurred_at,
+            sa.and_(events.c.occurred_at == position.occurred_at, events.c.id > position.id),
+        )
+    )
+    return conn.execute(query.limit(1)).first() is not None
+
+
+def iterate_events(
+    conn: Connection, where: EventFilter, *, cap: int, page: int = 1000
+) -> Iterator[dict[str, Any]]:
+    """Every matching event, newest first, up to ``cap``, read one keyset page at a time."""
+    after = None
+    sent = 0
+    while sent < cap:
+        rows, after = list_events(conn, where, limit=min(page, cap - sent), after=after)
+        yield from rows
+        sent += len(rows)
+        if after is None:
+            return
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TrackingSeen:
+    total: int
+    """Stored events of the kind for the message, counted up to the limit asked."""
+    recent: list[dict[str, Any] | None]
+    """The details of those that occurred since the time asked."""
+
+
+def tracking_seen(
+    conn: Connection, message_uuid: str, event_type: int, *, since: dt.datetime, limit: int
+) -> TrackingSeen:
+    """How many opens (or clicks) a message has stored, and the recent ones' details."""
+    rows = conn.execute(
+        sa.select(events.c.occurred_at, events.c.details)
+        .where(events.c.message_uuid == message_uuid, events.c.event_type == event_type)
+        .order_by(events.c.id.desc())
+        .limit(limit)
+    ).all()
+    return TrackingSeen(len(rows), [r.details for r in rows if r.occurred_at >= since])
 
 
 def events_for_message(conn: Connection, message_uuid: str) -> list[dict[str, Any]]:

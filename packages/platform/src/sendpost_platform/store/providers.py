@@ -58,6 +58,9 @@ class Provider:
     updated_at: dt.datetime
     deleted_at: dt.datetime | None
     agent_last_seen_at: dt.datetime | None
+    agent_report: dict[str, Any] | None
+    agent_report_at: dt.datetime | None
+    agent_key_rejected_at: dt.datetime | None
 
 
 def _provider(row: Any) -> Provider:
@@ -195,15 +198,18 @@ def delete_provider(
 def rotate_ingest_key(
     conn: Connection, *, provider_id: int, now: dt.datetime, grace: dt.timedelta
 ) -> str:
-    """A new current key; keys still valid keep working until ``now + grace``. Returns the key."""
+    """A new current key. The key it replaces keeps working until ``now + grace`` (so the
+    agent can be given the new one); keys rotated out earlier stop at once: rotating again
+    is what an operator does after a leak, and must not leave the leaked key alive.
+    Returns the new key."""
     conn.execute(
         sa.update(ingest_keys)
-        .where(ingest_keys.c.provider_id == provider_id, ingest_keys.c.expires_at.is_(None))
-        .values(expires_at=now + grace)
+        .where(ingest_keys.c.provider_id == provider_id, ingest_keys.c.expires_at > now)
+        .values(expires_at=now)
     )
     conn.execute(
         sa.update(ingest_keys)
-        .where(ingest_keys.c.provider_id == provider_id, ingest_keys.c.expires_at > now + grace)
+        .where(ingest_keys.c.provider_id == provider_id, ingest_keys.c.expires_at.is_(None))
         .values(expires_at=now + grace)
     )
     return _add_key(conn, provider_id, now)
@@ -235,3 +241,46 @@ def touch_agent_seen(conn: Connection, provider_id: int, now: dt.datetime) -> No
         )
         .values(agent_last_seen_at=now)
     )
+
+
+def record_heartbeat(
+    conn: Connection, provider_id: int, report: Mapping[str, Any], now: dt.datetime
+) -> None:
+    """Keep the agent's latest heartbeat; the agent was seen now."""
+    conn.execute(
+        sa.update(providers)
+        .where(providers.c.id == provider_id)
+        .values(agent_report=dict(report), agent_report_at=now, agent_last_seen_at=now)
+    )
+
+
+KEY_REJECTED_RESOLUTION = dt.timedelta(minutes=1)
+
+
+def record_key_rejected(conn: Connection, key_hash: str, now: dt.datetime) -> int | None:
+    """If ``key_hash`` is an expired or revoked key of a live provider, note that it was just
+    presented (at most once a minute) and return the provider's ID; None for unknown keys."""
+    provider_id = conn.execute(
+        sa.select(ingest_keys.c.provider_id)
+        .join(providers, providers.c.id == ingest_keys.c.provider_id)
+        .where(
+            ingest_keys.c.key_hash == key_hash,
+            ingest_keys.c.expires_at <= now,
+            providers.c.deleted_at.is_(None),
+        )
+        .limit(1)
+    ).scalar()
+    if provider_id is None:
+        return None
+    conn.execute(
+        sa.update(providers)
+        .where(
+            providers.c.id == provider_id,
+            sa.or_(
+                providers.c.agent_key_rejected_at.is_(None),
+                providers.c.agent_key_rejected_at <= now - KEY_REJECTED_RESOLUTION,
+            ),
+        )
+        .values(agent_key_rejected_at=now)
+    )
+    return int(provider_id)

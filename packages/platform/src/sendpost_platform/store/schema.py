@@ -69,6 +69,11 @@ custom_smtp_providers = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("deleted_at", UTCDateTime, nullable=True),
     sa.Column("agent_last_seen_at", UTCDateTime, nullable=True),
+    # The agent's last heartbeat (sendpost_wire.heartbeat, as sent) and when it came; when a
+    # key of this provider that no longer works was last presented.
+    sa.Column("agent_report", sa.JSON, nullable=True),
+    sa.Column("agent_report_at", UTCDateTime, nullable=True),
+    sa.Column("agent_key_rejected_at", UTCDateTime, nullable=True),
     sa.Index(None, "account_id"),
 )
 
@@ -307,4 +312,40 @@ dashboard_signouts = sa.Table(
     sa.Column("session_id", sa.String(64), primary_key=True),
     sa.Column("expires_at", UTCDateTime, nullable=False),
     sa.Index(None, "expires_at"),
+)
+
+
+# --- ingestion dead letters: events (or whole batches) that processing could not store ----------
+
+ingest_dead_letters = sa.Table(
+    "ingest_dead_letters",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("batch_id", sa.BigInteger, nullable=False),
+    sa.Column("provider_id", sa.BigInteger, nullable=False),
+    # The event's index in the batch; NULL when the whole batch could not be read.
+    sa.Column("event_index", sa.Integer, nullable=True),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("dead_lettered_at", UTCDateTime, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    # The event as ASCII JSON (the whole body when event_index is NULL), for an operator to read.
+    sa.Column("raw", sa.LargeBinary, nullable=False),
+    sa.Index(None, "batch_id"),
+    sa.Index(None, "dead_lettered_at"),
+)
+
+# --- send API: idempotency keys (a retried request answers as the first did) -------------------
+
+send_idempotency = sa.Table(
+    "send_idempotency",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("subaccount_id", sa.BigInteger, nullable=False),
+    sa.Column("key", sa.String(255), nullable=False),
+    # SHA-256 of the request body: the same key with another request is refused.
+    sa.Column("request_digest", sa.String(64), nullable=False),
+    sa.Column("response", sa.JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("subaccount_id", "key"),
+    sa.Index(None, "created_at"),
 )

@@ -1,0 +1,97 @@
+"""Inputs that made the bounce parser and the classifier slow, by size (issue 16).
+
+Each shape is a function of a size in bytes (about that many bytes of the repeated unit) giving
+a whole bounce message (``DSN_SHAPES``, for ``parse_report``) or a reply text (``REPLY_SHAPES``,
+for ``classify``). Used by the growth tests (``tests/platform/dsn/test_linear_time.py``,
+``tests/platform/classify/test_linear_time.py``) and ``bench/bounce_parse.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+from collections.abc import Callable
+
+
+def _repeat(unit: bytes, size: int) -> bytes:
+    return unit * max(1, size // len(unit))
+
+
+def _repeat_text(unit: str, size: int) -> str:
+    return unit * max(1, size // len(unit))
+
+
+def _base64_run(size: int) -> bytes:
+    """``size`` bytes of base64 text without a line break (random, seeded)."""
+    return base64.b64encode(random.Random(size).randbytes(size))[:size]
+
+
+def _report(
+    human: bytes, fields: bytes, *, status: bytes = b"5.1.1", text_headers: bytes = b""
+) -> bytes:
+    """A multipart/report: a text/plain part and a delivery-status part with one recipient."""
+    return (
+        b"From: MAILER-DAEMON@mx.example\r\n"
+        b'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n" + text_headers + b"\r\n" + human + b"\r\n"
+        b"--b\r\nContent-Type: message/delivery-status\r\n\r\n"
+        b"Reporting-MTA: dns; mx.example\r\n\r\n"
+        b"Final-Recipient: rfc822; " + fields + b"\r\n"
+        b"Action: failed\r\nStatus: " + status + b"\r\n"
+        b"Diagnostic-Code: smtp; 550 5.1.1 no such user\r\n\r\n--b--\r\n"
+    )
+
+
+def _plain(body: bytes) -> bytes:
+    return b"From: MAILER-DAEMON@mx.example\r\nSubject: failure\r\n\r\n" + body + b"\r\n"
+
+
+DSN_SHAPES: dict[str, Callable[[int], bytes]] = {
+    "base64 run as Final-Recipient": lambda n: _report(b"failed", _base64_run(n)),
+    "base64 run in the text part": lambda n: _report(_base64_run(n), b"user@rcpt.example"),
+    "'<' and '@' without '>' in the text part": lambda n: _report(
+        b"<" + _repeat(b"a@", n), b"user@rcpt.example"
+    ),
+    "'@' repeated then '>x' as Final-Recipient": lambda n: _report(
+        b"failed", _repeat(b"a@", n) + b">x"
+    ),
+    "spaces in Status and the text part": lambda n: _report(
+        b"<user@rcpt.example>: host said:" + b" " * n + b"x",
+        b"user@rcpt.example",
+        status=b"5.1.1 (" + b" " * n + b")",
+    ),
+    "blank lines in the text part": lambda n: _report(_repeat(b"\r\n \r\n", n), b"a@b.example"),
+    "Exim: '@' repeated on an address line": lambda n: _plain(
+        b"The following address(es) failed:\r\n\r\n  " + _repeat(b"a@", n) + b">x\r\n"
+    ),
+    "Exim: 'said:' repeated in a reply": lambda n: _plain(
+        b"The following address(es) failed:\r\n\r\n  a@b.example\r\n    host said: "
+        + _repeat(b"said: ]: ", n)
+        + b"\r\n"
+    ),
+    "qmail: '<' and '@' without '>'": lambda n: _plain(
+        b"This is the qmail-send program at mx.example.\r\n\r\n<" + _repeat(b"a@", n) + b"\r\n"
+    ),
+    "base64-encoded text part of '<a@' repeated": lambda n: _report(
+        base64.encodebytes(b"<" + _repeat(b"a@", n * 3 // 4)),
+        b"user@rcpt.example",
+        text_headers=b"Content-Transfer-Encoding: base64\r\n",
+    ),
+    "qmail: spaces after the address": lambda n: _plain(
+        b"This is the qmail-send program at mx.example.\r\n\r\n<a@b.example>:"
+        + b" " * n
+        + b"\r\n  550 no such user (#5.1.1)\r\n"
+    ),
+}
+
+
+REPLY_SHAPES: dict[str, Callable[[int], str]] = {
+    "'mailbox unavailable' repeated": lambda n: _repeat_text("mailbox unavailable ", n),
+    "'exceeded the ' repeated": lambda n: _repeat_text("exceeded the ", n),
+    "base64 run": lambda n: _base64_run(n).decode(),
+    "spaces after 'said:'": lambda n: "host said:" + " " * n + "x",
+    "'<' and '@' without '>'": lambda n: "<" + _repeat_text("a@", n),
+    "blank lines": lambda n: _repeat_text("\n \n", n),
+    "digits and dots after a status": lambda n: "5.1.1" + _repeat_text("1.", n),
+    "'in reply to' repeated": lambda n: _repeat_text("in reply to RCPT ", n),
+}
