@@ -23,6 +23,7 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
+from sendpost_platform.domain.addresses import Mailbox
 from sendpost_platform.sending import SendRequest, submit
 from sendpost_platform.store import relay
 from sendpost_platform.store.schema import events, messages, relay_queue
@@ -48,7 +49,7 @@ def queue(sending: SendingSetup, count: int) -> list[str]:
             from_name="Shop",
             subject="Crash test",
             ippool="main",
-            to=recipients[start : start + 100],
+            to=[Mailbox(r) for r in recipients[start : start + 100]],
             text_body="Hello there\n" * 20,
             html_body='<p>Hello <a href="https://shop.example/x">there</a></p>',
             track_opens=True,
