@@ -4,6 +4,10 @@
 - ``RCPT``: by the recipient's local-part prefix: ``defer…`` 450, ``reject…`` 550, else 250;
 - ``DATA``: ``dataerr…`` recipients get 554 after the data, else ``250 2.0.0 Ok: queued as N``.
 
+``on_rcpt`` (None by default) is called with each RCPT address before the reply, in the server's
+thread: tests use it to do something while the client waits (e.g. step the clock, as if the
+client's process were paused there).
+
 It records every accepted message (envelope, bytes, the connection it came on), so tests can
 check DKIM on exactly the bytes received and count connections to prove reuse. Accessors are
 thread-safe (the server runs in aiosmtpd's thread).
@@ -51,6 +55,8 @@ class _Handler:
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
+        if self.server.on_rcpt is not None:
+            self.server.on_rcpt(address)
         local = address.split("@", 1)[0].lower()
         for prefix, reply in RCPT_REPLIES.items():
             if local.startswith(prefix):
@@ -82,6 +88,7 @@ class _AnyPort(Controller):  # type: ignore[misc]
 class ScriptedSmtp:
     def __init__(self, **controller_kwargs: Any) -> None:
         self.mail_reply: str | None = None
+        self.on_rcpt: Callable[[str], None] | None = None
         self._lock = threading.Condition()
         self._received: list[Received] = []
         self._sessions: dict[int, int] = {}

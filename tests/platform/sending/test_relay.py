@@ -13,6 +13,7 @@ from typing import Any
 import dkim as dkimpy
 import pytest
 from sendpost_platform.egress import EgressPolicy
+from sendpost_platform.errors import StoreError
 from sendpost_platform.relay_worker import RelayJob
 from sendpost_platform.smtp import dkim
 from sendpost_platform.smtp.prepare import PreparedMessage
@@ -240,23 +241,84 @@ async def test_two_workers_on_postgresql_never_send_twice(pg_sending: SendingSet
     assert attempts == [1] * 40
 
 
-async def test_outcomes_are_committed_in_groups_while_relaying(sending: SendingSetup) -> None:
-    """Outcomes are committed ``record_every`` at a time as messages go out, not once per
-    claimed batch: that group is the at-least-once window."""
+async def test_each_outcome_is_committed_before_its_connection_sends_again(
+    sending: SendingSetup,
+) -> None:
+    """At no commit are more messages accepted by the provider than recorded plus one per
+    connection: that is the most a crash can send twice."""
+    connections = 2
+    committed = 0
+    unrecorded_at_commits: list[int] = []
+
+    class Observed(RelayJob):
+        def _record(self, outcomes: list[Any]) -> None:
+            nonlocal committed
+            unrecorded_at_commits.append(len(sending.sink.received()) - committed)
+            super()._record(outcomes)
+            committed += len(outcomes)
+
+    results = await sending.send(to=[f"accept-{i}@example.org" for i in range(12)])
+    settings = dataclasses.replace(sending.settings, relay_connections_per_provider=connections)
+    job = Observed(sending.store, settings, sending.clock, worker_id="w1")
+    assert 12 == await job.run_once()
+    await job.close()
+    assert (12, 12) == (committed, len(sending.sink.received()))
+    assert [] == [n for n in unrecorded_at_commits if n > connections]
+    assert all(types_of(sending, r["messageId"])[-1] == EventType.CSSent for r in results)
+
+
+async def test_outcomes_waiting_together_share_one_commit(sending: SendingSetup) -> None:
+    """While one commit runs, the outcomes of the other connections wait and are committed
+    together: four messages over four connections, the first commit held until the provider has
+    all four, take at most two commits, not four."""
     groups: list[int] = []
 
     class Observed(RelayJob):
         def _record(self, outcomes: list[Any]) -> None:
+            if not groups:
+                sending.sink.wait_until(lambda received: len(received) == 4, timeout=60)
             groups.append(len(outcomes))
             super()._record(outcomes)
 
-    results = await sending.send(to=[f"accept-{i}@example.org" for i in range(5)])
-    settings = dataclasses.replace(sending.settings, relay_connections_per_provider=1)
-    job = Observed(sending.store, settings, sending.clock, worker_id="w1", record_every=2)
-    assert 5 == await job.run_once()
+    await sending.send(to=[f"accept-{i}@example.org" for i in range(4)])
+    settings = dataclasses.replace(sending.settings, relay_connections_per_provider=4)
+    job = Observed(sending.store, settings, sending.clock, worker_id="w1")
+    assert 4 == await job.run_once()
     await job.close()
-    assert [2, 2, 1] == groups
-    assert all(types_of(sending, r["messageId"])[-1] == EventType.CSSent for r in results)
+    assert 4 == sum(groups)
+    assert len(groups) <= 2, groups
+
+
+async def test_paused_worker_withholds_the_data_once_its_lease_is_gone(
+    sending: SendingSetup,
+) -> None:
+    """A worker paused in the middle of a transaction (here: while the provider answers RCPT,
+    the clock jumps past the 60 s lease) does not write the message data when it resumes: it
+    closes the connection, sends nothing and hands the claim back, so the worker that takes the
+    messages over sends each exactly once."""
+    recipients = [f"accept-{i}@example.org" for i in range(3)]
+    uuids = [r["messageId"] for r in await sending.send(to=recipients)]
+
+    def pause_once(address: str) -> None:
+        sending.sink.on_rcpt = None
+        sending.clock.advance(seconds=61)
+
+    sending.sink.on_rcpt = pause_once
+    paused = sending.relay_job("w1", relay_connections_per_provider=1)
+    assert 0 == await paused.run_once()
+    await paused.close()
+    assert [] == sending.sink.received()
+    with sending.store.read() as conn:
+        entries = [relay.queue_entry(conn, uuid) or {} for uuid in uuids]
+        attempts = [relay.attempts_of(conn, uuid) for uuid in uuids]
+    assert [(None, "pending", 0)] * 3 == [
+        (e.get("claimed_by"), e.get("status"), e.get("attempts")) for e in entries
+    ]
+    assert [[], [], []] == attempts
+    other = sending.relay_job("w2")
+    assert 3 == await other.run_once()
+    await other.close()
+    assert sorted(recipients) == sorted(r.rcpt_tos[0] for r in sending.sink.received())
 
 
 async def test_slow_live_worker_never_sends_past_its_lease(sending: SendingSetup) -> None:
@@ -271,8 +333,10 @@ async def test_slow_live_worker_never_sends_past_its_lease(sending: SendingSetup
     lease_ends = sending.clock.now() + dt.timedelta(seconds=sending.settings.relay_lease)
 
     class SlowProvider(RelayClient):
-        async def send(self, endpoint: ProviderEndpoint, message: PreparedMessage) -> RelayResult:
-            result = await super().send(endpoint, message)
+        async def send(
+            self, endpoint: ProviderEndpoint, message: PreparedMessage, **options: Any
+        ) -> RelayResult:
+            result = await super().send(endpoint, message, **options)
             sending.clock.advance(seconds=29)
             if sending.clock.now() > lease_ends:
                 # Another worker polls while this one is still busy with its claim.
@@ -295,3 +359,40 @@ async def test_slow_live_worker_never_sends_past_its_lease(sending: SendingSetup
     received = sorted(r.rcpt_tos[0] for r in sending.sink.received())
     assert sorted(recipients) == received
     assert (3, []) == (first + rest, other_sent)
+
+
+async def test_a_failed_commit_stops_every_lane_and_hands_the_rest_back(
+    sending: SendingSetup,
+) -> None:
+    """When committing an outcome fails (the database is down), no lane writes any more data:
+    the pass raises, the provider has at most one message per connection, the messages not
+    written are handed back at once, and after the lease every message has gone out with at
+    most those written ones twice."""
+
+    class FailingOnce(RelayJob):
+        failures = 1
+
+        def _record(self, outcomes: list[Any]) -> None:
+            if self.failures:
+                self.failures -= 1
+                raise StoreError("database write failed: the test says so")
+            super()._record(outcomes)
+
+    recipients = [f"accept-{i}@example.org" for i in range(6)]
+    results = await sending.send(to=recipients)
+    settings = dataclasses.replace(sending.settings, relay_connections_per_provider=2)
+    job = FailingOnce(sending.store, settings, sending.clock, worker_id="w1")
+    with pytest.raises(StoreError):
+        await job.run_once()
+    await job.close()
+    written = len(sending.sink.received())
+    assert 1 <= written <= 2
+    other = sending.relay_job("w2")
+    assert 6 - written == await other.run_once()
+    sending.clock.advance(seconds=61)
+    await other.run_once()
+    await other.close()
+    received = [r.rcpt_tos[0] for r in sending.sink.received()]
+    assert sorted(recipients) == sorted(set(received))
+    assert len(received) - len(recipients) <= written
+    assert all(types_of(sending, r["messageId"])[-1] == EventType.CSSent for r in results)

@@ -5,31 +5,40 @@ One pass (:meth:`RelayJob.run_once`), per provider with due messages:
 1. claim up to ``relay_batch_size`` messages within the provider's ``maxRatePerHour`` (a lease of
    ``relay_lease``; see ``store/relay.py``);
 2. prepare each (``smtp/prepare.py``: MIME, tracking, DKIM) and relay it through the shared
-   :class:`~sendpost_platform.smtp.relay.RelayClient` (connections reused), concurrently, each
-   send bounded by half the lease and started only in the lease's first quarter (messages still
-   waiting for a connection then are released unsent), so a live worker, however slow its
-   provider, always reports before its claim expires;
-3. record the outcomes, RECORD_EVERY at a time as they come in, each group in one
-   transaction: 2xx → ``CSSent`` with code and reply; a failure →
-   retry ``relay_retry_schedule[n-1]`` after attempt *n*, and once the schedule is exhausted
+   :class:`~sendpost_platform.smtp.relay.RelayClient` (connections reused), concurrently over
+   ``relay_connections_per_provider`` lanes, one per connection, one message at a time each;
+3. commit each outcome: 2xx → ``CSSent`` with code and reply; a failure → retry
+   ``relay_retry_schedule[n-1]`` after attempt *n*, and once the schedule is exhausted
    ``CSDropped`` with the last code and reply. A message that cannot be prepared (its domain or
-   provider is gone, its key cannot be opened) is dropped at once.
+   provider is gone, its key cannot be opened) is dropped at once. The outcomes of all lanes
+   waiting are committed in one transaction (:class:`_GroupCommit`). A lane's next message goes
+   through MAIL, RCPT and DATA meanwhile, but its data is written only once that commit is done.
 
-Delivery is at-least-once: a worker that dies after the provider accepted DATA but before step 3
-committed leaves the claim to expire, and the message is relayed again after ``relay_lease``.
-That window (at most RECORD_EVERY further replies plus one commit) is the only way a message can
-be sent twice.
+Timing within the lease (``L``, measured from just before the claim): a send starts only before
+``L/4`` and is cut off after ``L/2``; its message data is written only before ``3L/4`` (checked
+after the server's ``354``, so a process paused past its lease withholds the data and closes the
+connection); messages not started in time are handed back unsent. So a live worker, however slow
+its provider or however long it was paused, never sends a message another worker may have
+claimed meanwhile.
+
+Delivery is at-least-once, and the window is what SMTP forces: a worker that dies after the
+provider accepted the data but before the outcome was committed leaves the claim to expire, and
+the message is relayed again after ``relay_lease``. A lane writes no data while its previous
+outcome is uncommitted, so at most ``relay_connections_per_provider`` messages per worker are
+ever in that state: a crash re-sends at most that many.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import datetime as dt
 import logging
 import os
 import secrets
 import socket
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sendpost_wire import EventType
@@ -53,9 +62,6 @@ from sendpost_platform.store import Store, domains, events, providers, relay
 
 log = logging.getLogger("sendpost_platform.relay")
 
-RECORD_EVERY = 50
-"""Outcomes committed together while a claimed batch is still being relayed."""
-
 
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -66,6 +72,50 @@ class _Outcome:
     claimed: relay.ClaimedMessage
     result: RelayResult
     retryable: bool = True
+
+
+class _GroupCommit:
+    """Commits outcomes as they come, all those waiting in one transaction.
+
+    :meth:`submit` returns a future done once the outcome is durable. While one transaction runs
+    (in a thread), the outcomes submitted meanwhile wait and go together in the next one, so
+    with ``n`` connections a commit carries up to ``n`` outcomes and costs one fsync, not ``n``.
+    The first failure is kept in :attr:`error`; the futures of its group fail with it.
+    """
+
+    def __init__(self, record: Callable[[list[_Outcome]], None]) -> None:
+        self._record = record
+        self._waiting: list[tuple[_Outcome, asyncio.Future[None]]] = []
+        self._running: asyncio.Task[None] | None = None
+        self.error: Exception | None = None
+
+    def submit(self, outcome: _Outcome) -> asyncio.Future[None]:
+        done = asyncio.get_running_loop().create_future()
+        self._waiting.append((outcome, done))
+        if self._running is None:
+            self._running = asyncio.create_task(self._drain())
+        return done
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                group, self._waiting = self._waiting, []
+                try:
+                    await asyncio.to_thread(self._record, [outcome for outcome, _ in group])
+                except Exception as exc:
+                    self.error = self.error or exc
+                    for _, done in group:
+                        done.set_exception(exc)
+                        done.exception()  # reported through `error`; not "never retrieved"
+                except BaseException:
+                    for _, done in group:
+                        done.cancel()
+                    raise
+                else:
+                    for _, done in group:
+                        done.set_result(None)
+        finally:
+            self._running = None
 
 
 class _Unpreparable(Exception):
@@ -83,13 +133,11 @@ class RelayJob:
         *,
         client: RelayClient | None = None,
         worker_id: str | None = None,
-        record_every: int = RECORD_EVERY,
     ) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
         self.worker_id = worker_id or default_worker_id()
-        self.record_every = record_every
         self.client = client or RelayClient(
             max_connections=settings.relay_connections_per_provider,
             egress=EgressPolicy.from_settings(settings),
@@ -119,38 +167,65 @@ class RelayJob:
 
     async def _relay_provider(self, provider_id: int) -> int:
         # A send may start only in the first quarter of the lease and lasts at most half of it,
-        # so every outcome is recorded while this worker still holds the claim, however slow the
-        # provider: messages still waiting for a connection then are handed back unsent.
-        start_by = self.clock.now() + dt.timedelta(seconds=self.settings.relay_lease / 4)
+        # and its data is written only in the first three quarters, so every outcome is recorded
+        # while this worker still holds the claim, however slow the provider or however long
+        # the process was paused: messages still waiting for a connection then are handed back.
+        claimed_at = self.clock.now()
+        lease = dt.timedelta(seconds=self.settings.relay_lease)
+        start_by = claimed_at + lease / 4
+        data_by = claimed_at + lease * 3 / 4
         claimed, context = await asyncio.to_thread(self._claim, provider_id)
         if not claimed:
             return 0
         endpoint, contents = context
-        # As many messages in flight as there are connections: each is prepared just before
-        # its turn, so preparing one overlaps with the provider's replies for the others.
-        in_flight = asyncio.Semaphore(self.settings.relay_connections_per_provider)
-
-        # Outcomes are committed every `record_every` messages while the rest are still being
-        # relayed, which keeps the at-least-once window (accepted but not yet recorded) short.
-        unrecorded: list[_Outcome] = []
+        # One lane per connection, each relaying one message at a time. A lane writes a
+        # message's data only once its previous message's outcome is committed (MAIL, RCPT and
+        # DATA go ahead meanwhile), so at most one message per lane is ever accepted by the
+        # provider and not yet recorded: that is all a crash can send twice. The outcomes of all
+        # lanes are committed in groups (`_GroupCommit`), which keeps the throughput.
+        waiting = collections.deque(claimed)
+        committer = _GroupCommit(self._record)
         unsent: list[relay.ClaimedMessage] = []
 
-        async def send(message: relay.ClaimedMessage) -> None:
-            async with in_flight:
-                if self.clock.now() >= start_by:
-                    unsent.append(message)
-                    return
-                unrecorded.append(await self._send(message, endpoint, contents))
-            if len(unrecorded) >= self.record_every:
-                ready = unrecorded[:]
-                unrecorded.clear()
-                await asyncio.to_thread(self._record, ready)
+        async def lane() -> None:
+            previous: asyncio.Future[None] | None = None
 
-        await asyncio.gather(*(send(m) for m in claimed))
-        if unrecorded:
-            await asyncio.to_thread(self._record, unrecorded)
-        if unsent:
-            await asyncio.to_thread(self._release, unsent)
+            async def may_send_data() -> bool:
+                if previous is not None and not previous.done():
+                    await asyncio.wait([previous])
+                # Nothing is awaited from here to the write of the data.
+                return committer.error is None and self.clock.now() < data_by
+
+            while waiting:
+                message = waiting.popleft()
+                if committer.error is not None or self.clock.now() >= start_by:
+                    unsent.append(message)
+                    continue
+                ready = self._ready(message, endpoint, contents)
+                if isinstance(ready, _Outcome):
+                    outcome = ready
+                else:
+                    assert endpoint is not None
+                    outcome = await self._send(message, endpoint, ready, may_send_data)
+                    if outcome.result.withheld:
+                        unsent.append(message)
+                        continue
+                previous = committer.submit(outcome)
+            if previous is not None:
+                await asyncio.wait([previous])
+
+        lanes = min(self.settings.relay_connections_per_provider, len(claimed))
+        errors = [
+            e
+            for e in await asyncio.gather(*(lane() for _ in range(lanes)), return_exceptions=True)
+            if e is not None
+        ]
+        try:
+            if unsent:
+                await asyncio.to_thread(self._release, unsent)
+        finally:
+            if committer.error is not None or errors:
+                raise committer.error or errors[0]
         return len(claimed) - len(unsent)
 
     def _release(self, unsent: list[relay.ClaimedMessage]) -> None:
@@ -237,23 +312,32 @@ class RelayJob:
         )
         return prepare(stored, signer, self._options)
 
-    async def _send(
+    def _ready(
         self,
         claimed: relay.ClaimedMessage,
         endpoint: ProviderEndpoint | None,
         contents: dict[int, Any],
-    ) -> _Outcome:
+    ) -> PreparedMessage | _Outcome:
+        """The message to send, or the outcome of a message that cannot be sent at all."""
         if endpoint is None:
             return _Outcome(
                 claimed, RelayResult(False, "prepare", None, "provider unavailable"), False
             )
         try:
-            prepared = self._prepare(claimed, contents.get(claimed.request_id))
+            return self._prepare(claimed, contents.get(claimed.request_id))
         except (_Unpreparable, KeyError, ValueError) as exc:
             return _Outcome(claimed, RelayResult(False, "prepare", None, str(exc)), False)
+
+    async def _send(
+        self,
+        claimed: relay.ClaimedMessage,
+        endpoint: ProviderEndpoint,
+        prepared: PreparedMessage,
+        may_send_data: Callable[[], Awaitable[bool]],
+    ) -> _Outcome:
         try:
             async with asyncio.timeout(self.settings.relay_lease / 2):
-                result = await self.client.send(endpoint, prepared)
+                result = await self.client.send(endpoint, prepared, may_send_data=may_send_data)
         except TimeoutError:
             result = RelayResult(False, "timeout", None, "relay did not finish in time")
         return _Outcome(claimed, result)

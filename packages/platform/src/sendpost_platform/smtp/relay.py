@@ -6,6 +6,17 @@ aiosmtplib from the server's EHLO). :meth:`RelayClient.send` never raises for an
 failure: it returns a :class:`RelayResult` with the stage (``connect``, ``MAIL``, ``RCPT``,
 ``DATA``), the server's code and reply, so the worker has one place that maps outcomes to events.
 
+Data written only when allowed: :meth:`RelayClient.send` takes ``may_send_data``, awaited after
+the server's ``354``, right before the message is written. It may wait (the worker waits there
+for the previous message's outcome to be committed); its answer counts at the moment it returns,
+and the data is written without the event loop running in between. If it answers no (the
+caller's claim on the message is about to end, e.g. the process was paused, or the previous
+commit failed), the connection is closed instead, which makes the server discard the
+transaction, and the result has ``stage="lease"``: the message was not sent. This is why DATA
+is driven here (the ``DATA`` command, then the content through the protocol's ``write`` and
+``read_response``, dot-stuffed as aiosmtplib does) rather than with
+:meth:`aiosmtplib.SMTP.data`, which writes the content as soon as ``354`` arrives.
+
 Reuse: after a completed transaction (accepted or refused after MAIL) the connection is reset with
 RSET and returned to the provider's idle list; after a network failure it is closed. A reused
 connection the server has meanwhile closed is detected before MAIL and replaced once, so an idle
@@ -23,9 +34,11 @@ import asyncio
 import contextlib
 import socket
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiosmtplib
+from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
 from sendpost_platform.egress import CheckedTarget, EgressPolicy, EgressRefused, open_socket
 from sendpost_platform.smtp.prepare import PreparedMessage
@@ -45,12 +58,21 @@ class ProviderEndpoint:
     timeout_seconds: float = 30.0
 
 
+LEASE_STAGE = "lease"
+"""The stage of a result whose message was not sent because ``may_send_data`` said no."""
+
+
 @dataclass(frozen=True)
 class RelayResult:
     ok: bool
     stage: str
     code: int | None
     reply: str
+
+    @property
+    def withheld(self) -> bool:
+        """True if the message data was never written (the caller's claim was ending)."""
+        return self.stage == LEASE_STAGE
 
     def summary(self) -> str:
         code = "" if self.code is None else f"{self.code} "
@@ -129,26 +151,38 @@ class RelayClient:
             local_hostname=self._local_hostname,
         )
 
-    async def send(self, endpoint: ProviderEndpoint, message: PreparedMessage) -> RelayResult:
+    async def send(
+        self,
+        endpoint: ProviderEndpoint,
+        message: PreparedMessage,
+        *,
+        may_send_data: Callable[[], Awaitable[bool]] | None = None,
+    ) -> RelayResult:
         pool = self._pool(endpoint)
         assert pool.slots is not None
+        allowed = may_send_data or _always
         async with pool.slots:
             reused = pool.connections.pop() if pool.connections else None
             if reused is not None and reused.is_connected:
-                result, keep = await self._transaction(reused, message, reused=True)
+                result, keep = await self._transaction(reused, message, allowed, reused=True)
                 if result is not None:
                     self._release(pool, reused, keep)
                     return result
             smtp = await self._connect(endpoint)
             if isinstance(smtp, RelayResult):
                 return smtp
-            result, keep = await self._transaction(smtp, message, reused=False)
+            result, keep = await self._transaction(smtp, message, allowed, reused=False)
             assert result is not None
             self._release(pool, smtp, keep)
             return result
 
     async def _transaction(
-        self, smtp: aiosmtplib.SMTP, message: PreparedMessage, *, reused: bool
+        self,
+        smtp: aiosmtplib.SMTP,
+        message: PreparedMessage,
+        may_send_data: Callable[[], Awaitable[bool]],
+        *,
+        reused: bool,
     ) -> tuple[RelayResult | None, bool]:
         """Run MAIL/RCPT/DATA. Returns (None, False) when a reused connection turned out dead
         before MAIL was accepted, so the caller may retry on a fresh one."""
@@ -159,7 +193,10 @@ class RelayClient:
             for recipient in message.recipients:
                 await smtp.rcpt(recipient)
             stage = "DATA"
-            response = await smtp.data(message.data)
+            response = await _data(smtp, message.data, may_send_data)
+        except _Withheld:
+            await _close(smtp)
+            return RelayResult(False, LEASE_STAGE, None, "claim ending: data not sent"), False
         except aiosmtplib.SMTPResponseException as exc:
             if exc.code < 0 or isinstance(exc, aiosmtplib.SMTPServerDisconnected):
                 await _close(smtp)
@@ -187,6 +224,42 @@ class RelayClient:
                 with contextlib.suppress(Exception):
                     await smtp.quit()
                 await _close(smtp)
+
+
+class _Withheld(Exception):
+    """``may_send_data`` said no after ``354``."""
+
+
+async def _always() -> bool:
+    return True
+
+
+async def _data(
+    smtp: aiosmtplib.SMTP, data: bytes, may_send_data: Callable[[], Awaitable[bool]]
+) -> aiosmtplib.SMTPResponse:
+    """DATA, then the content unless ``await may_send_data()`` is false; the reply to the
+    content. Errors as :meth:`aiosmtplib.SMTP.data` raises them."""
+    start = await smtp.execute_command(b"DATA")
+    if start.code != 354:
+        raise aiosmtplib.SMTPDataError(start.code, start.message)
+    protocol = smtp.protocol
+    if protocol is None:
+        raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+    content = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(data)) + b".\r\n"
+    if not await may_send_data():
+        raise _Withheld
+    # The event loop does not run between may_send_data's last check and this write, and
+    # read_response is called before it runs again, so the reply cannot arrive unexpected
+    # (aiosmtplib would drop it).
+    protocol.write(content)
+    try:
+        response = await protocol.read_response(timeout=smtp.timeout)
+    except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
+        smtp.close()
+        raise
+    if response.code != 250:
+        raise aiosmtplib.SMTPDataError(response.code, response.message)
+    return response
 
 
 async def _reset(smtp: aiosmtplib.SMTP) -> bool:

@@ -297,6 +297,51 @@ class Outcome:
     next_attempt_at: dt.datetime | None
 
 
+# The statements of finish_many and insert_events, built once: the relay commits a few outcomes
+# at a time (one transaction per group of connections waiting), so building and cache-keying
+# them on every commit would cost more than running them.
+_HELD = (
+    sa.select(relay_queue.c.message_uuid)
+    .where(
+        relay_queue.c.message_uuid.in_(sa.bindparam("b_uuids", expanding=True)),
+        relay_queue.c.claimed_by == sa.bindparam("b_worker"),
+        relay_queue.c.status == PENDING,
+    )
+    .with_for_update()
+)
+_FINISH_ATTEMPT = (
+    sa.update(relay_attempts)
+    .where(relay_attempts.c.id == sa.bindparam("b_id"))
+    .values(
+        finished_at=sa.bindparam("b_now"),
+        ok=sa.bindparam("b_ok"),
+        smtp_code=sa.bindparam("b_code"),
+        reply=sa.bindparam("b_reply"),
+    )
+)
+_FINISH_QUEUE = (
+    sa.update(relay_queue)
+    .where(relay_queue.c.message_uuid == sa.bindparam("b_uuid"))
+    .values(
+        status=sa.bindparam("b_status"),
+        next_attempt_at=sa.bindparam("b_next"),
+        attempts=sa.bindparam("b_attempts"),
+        claimed_by=None,
+        claimed_until=None,
+        last_code=sa.bindparam("b_code"),
+        last_reply=sa.bindparam("b_reply"),
+        updated_at=sa.bindparam("b_now"),
+    )
+)
+_END_MESSAGES = (
+    sa.update(messages)
+    .where(messages.c.uuid.in_(sa.bindparam("b_uuids", expanding=True)))
+    .values(state=sa.bindparam("b_state"), updated_at=sa.bindparam("b_now"))
+)
+_INSERT_EVENTS = sa.insert(events)
+_EVENT_FIELDS = tuple(f.name for f in dataclasses.fields(NewEvent))
+
+
 def finish_many(
     conn: Connection, outcomes: Sequence[Outcome], *, worker_id: str, now: dt.datetime
 ) -> list[Outcome]:
@@ -304,49 +349,29 @@ def finish_many(
     whose claim this worker still held)."""
     if not outcomes:
         return []
-    uuids = [o.claimed.message_uuid for o in outcomes]
-    held = {
-        r.message_uuid
-        for r in conn.execute(
-            sa.select(relay_queue.c.message_uuid)
-            .where(
-                relay_queue.c.message_uuid.in_(uuids),
-                relay_queue.c.claimed_by == worker_id,
-                relay_queue.c.status == PENDING,
-            )
-            .with_for_update()
-        )
-    }
+    held = set(
+        conn.execute(
+            _HELD, {"b_uuids": [o.claimed.message_uuid for o in outcomes], "b_worker": worker_id}
+        ).scalars()
+    )
     kept = [o for o in outcomes if o.claimed.message_uuid in held]
     conn.execute(
-        sa.update(relay_attempts)
-        .where(relay_attempts.c.id == sa.bindparam("b_id"))
-        .values(
-            finished_at=now,
-            ok=sa.bindparam("b_ok"),
-            smtp_code=sa.bindparam("b_code"),
-            reply=sa.bindparam("b_reply"),
-        ),
+        _FINISH_ATTEMPT,
         [
-            {"b_id": o.claimed.attempt_id, "b_ok": o.ok, "b_code": o.code, "b_reply": o.reply}
+            {
+                "b_id": o.claimed.attempt_id,
+                "b_ok": o.ok,
+                "b_code": o.code,
+                "b_reply": o.reply,
+                "b_now": now,
+            }
             for o in outcomes
         ],
     )
     if not kept:
         return []
     conn.execute(
-        sa.update(relay_queue)
-        .where(relay_queue.c.message_uuid == sa.bindparam("b_uuid"))
-        .values(
-            status=sa.bindparam("b_status"),
-            next_attempt_at=sa.bindparam("b_next"),
-            attempts=sa.bindparam("b_attempts"),
-            claimed_by=None,
-            claimed_until=None,
-            last_code=sa.bindparam("b_code"),
-            last_reply=sa.bindparam("b_reply"),
-            updated_at=now,
-        ),
+        _FINISH_QUEUE,
         [
             {
                 "b_uuid": o.claimed.message_uuid,
@@ -355,6 +380,7 @@ def finish_many(
                 "b_attempts": o.claimed.attempt,
                 "b_code": o.code,
                 "b_reply": o.reply,
+                "b_now": now,
             }
             for o in kept
         ],
@@ -366,11 +392,7 @@ def finish_many(
             if o.next_attempt_at is None and o.ok == (state == "sent")
         ]
         if ended:
-            conn.execute(
-                sa.update(messages)
-                .where(messages.c.uuid.in_(ended))
-                .values(state=state, updated_at=now)
-            )
+            conn.execute(_END_MESSAGES, {"b_uuids": ended, "b_state": state, "b_now": now})
     return kept
 
 
@@ -382,12 +404,12 @@ def insert_events(conn: Connection, new_events: Sequence[NewEvent]) -> None:
     for event in new_events:
         if dedup.dedup_slot(event.event_type) is not None:
             raise ValueError(f"event type {event.event_type} needs record_event (dedup)")
-        values = dataclasses.asdict(event)
+        values = {name: getattr(event, name) for name in _EVENT_FIELDS}
         values["recipient_key"] = dedup.recipient_key(event.recipient)
         values["dedup_slot"] = None
         rows.append(values)
     if rows:
-        conn.execute(sa.insert(events), rows)
+        conn.execute(_INSERT_EVENTS, rows)
 
 
 def queue_entry(conn: Connection, message_uuid: str) -> dict[str, Any] | None:
