@@ -5,7 +5,8 @@ HTTP clients never reproduce what browsers add on their own (``Origin``, ``Sec-F
 referrer policy's effect on both, cookies' ``SameSite``); these tests exist because sign-in once
 passed every HTTP-client test and failed in every browser. Each test fails on a console error or
 an uncaught page error, and screenshots of each page at desktop and phone width land in
-``SENDPOST_SCREENSHOTS`` (default: the test's temporary directory).
+``SENDPOST_SCREENSHOTS`` (default: ``build/screenshots/`` in the checkout; the copies linked
+from ``docs/dashboard.md`` come from there).
 """
 
 from __future__ import annotations
@@ -79,9 +80,13 @@ def browser() -> Iterator[object]:
         chromium.close()
 
 
+SCREENSHOTS = Path(__file__).parents[3] / "build" / "screenshots"
+"""Where every run leaves its screenshots (``$SENDPOST_SCREENSHOTS`` overrides it)."""
+
+
 @pytest.fixture
-def screenshots(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("SENDPOST_SCREENSHOTS", tmp_path / "screenshots"))
+def screenshots() -> Path:
+    folder = Path(os.environ.get("SENDPOST_SCREENSHOTS", SCREENSHOTS))
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -242,6 +247,7 @@ def test_a_form_on_another_site_cannot_sign_in(tab: Tab, live: LivePlatform) -> 
     (403) and sets no session cookie: login CSRF stays closed with the browser-compatible check."""
     other = "http://attacker.test/"
     form = (
+        '<link rel="icon" href="data:,">'  # no favicon request to a host that does not exist
         f'<form method="post" action="{live.base}/dashboard/login">'
         f'<input name="key" value="{live.seed.account.account_key}">'
         '<button type="submit">go</button></form>'
