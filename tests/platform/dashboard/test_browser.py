@@ -23,8 +23,7 @@ import httpx
 import pytest
 from sendpost_platform.clock import ManualClock
 from sendpost_platform.config import Settings
-from sendpost_platform.domain.routing import PoolMember
-from sendpost_platform.store import Store, accounts, pools
+from sendpost_platform.store import Store, accounts
 from sendpost_wire import EventType
 
 from devtools.dns import DnsServer
@@ -372,7 +371,7 @@ def test_domains_pools_and_suppressions_without_curl(
 ) -> None:
     """Add a domain in the form; its DKIM and return-path records are listed; "Check DNS now"
     says what DNS holds (nothing, then the published records: verified). Suppress a recipient
-    and lift it again. The pools page lists the pool stored for the account."""
+    and lift it again. Create an IP pool in the form (without a provider it says so)."""
     tab.sign_in(live.base, live.seed.account.account_key)
     tab.page.goto(f"{live.base}/dashboard/domains")
     tab.page.fill("input[name=name]", "shop.example")
@@ -399,15 +398,15 @@ def test_domains_pools_and_suppressions_without_curl(
     assert tab.page.locator("tr[data-recipient='gone@example.org']").count() == 1
     tab.page.locator("tr[data-recipient='gone@example.org'] button").click()
     assert tab.page.locator("tr[data-recipient='gone@example.org']").count() == 0
-    with live.seed.store.write() as conn:
-        pools.create_pool(
-            conn,
-            account_id=live.seed.account.account_id,
-            name="main",
-            strategy="round_robin",
-            members=[PoolMember(str(live.seed.provider.id))],
-            now=live.seed.clock.now(),
-        )
     tab.page.goto(f"{live.base}/dashboard/pools")
+    tab.page.fill("input[name=name]", "main")
+    tab.page.click("button:has-text('Create pool')")  # no provider chosen: named
+    assert "providers" in tab.page.inner_text("[role=alert]")
+    tab.errors[:] = [e for e in tab.errors if "400" not in e]
+    tab.page.fill("input[name=name]", "main")
+    tab.page.select_option("select[name=strategy]", "weighted")
+    tab.page.check(f"input[name=provider][value='{live.seed.provider.id}']")
+    tab.page.click("button:has-text('Create pool')")
     assert "main" in tab.page.inner_text("table.pools")
+    assert "weighted" in tab.page.inner_text("table.pools")
     assert live.seed.provider.name in tab.page.inner_text("table.pools")

@@ -13,13 +13,15 @@ import contextlib
 import importlib
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 
 from sendpost_platform import __version__
 from sendpost_platform.api import bodies, errors, openapi
 from sendpost_platform.api.deps import AppContext
 from sendpost_platform.clock import Clock, SystemClock
 from sendpost_platform.config import Settings
+from sendpost_platform.dashboard.auth import renderer as dashboard_renderer
+from sendpost_platform.dashboard.render import PREFIX
 from sendpost_platform.store import Store
 from sendpost_platform.worker import Worker, build_jobs
 
@@ -85,12 +87,20 @@ def create_app(
         app.include_router(module.router)
 
     openapi.install(app)
+    errors.install_fallback(app, PREFIX, _error_page(ctx))
 
     @app.get("/health", tags=["operations"], summary="Liveness")
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
     return app
+
+
+def _error_page(ctx: AppContext) -> errors.PageRenderer:
+    def page(request: Request, status: int, title: str, message: str) -> Response:
+        return dashboard_renderer(ctx).error(request, status, title, message, None)
+
+    return page
 
 
 def app_from_env() -> FastAPI:

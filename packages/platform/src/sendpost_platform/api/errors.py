@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from sendpost_platform.errors import ApiError, BadRequest, StoreError
@@ -56,11 +57,46 @@ def install(app: FastAPI) -> None:
         log.warning("value out of range reached the database: %s", exc)
         return error_response(BadRequest("a value is out of range"))
 
+
+PageRenderer = Callable[[Request, int, str, str], Response]
+
+
+def install_fallback(app: FastAPI, prefix: str, page: PageRenderer) -> None:
+    """The answers to a storage failure (503, retry) and to an error nothing else handled (500:
+    logged with its trace, never shown). Under ``prefix`` (the dashboard) an HTML page from
+    ``page``; elsewhere ``{"error", "code"}`` JSON. A bug then costs one request, and its
+    details stay in the log."""
+
     @app.exception_handler(StoreError)
-    async def on_store(_request: Request, exc: StoreError) -> JSONResponse:
+    async def on_store(request: Request, exc: StoreError) -> Response:
         log.error("store error: %s", exc)
+        if request.url.path.startswith(f"{prefix}/"):
+            answer = page(
+                request,
+                503,
+                "Temporarily unavailable",
+                "The database did not answer; try again in a moment.",
+            )
+            answer.headers["Retry-After"] = "5"
+            return answer
         return JSONResponse(
             {"error": "storage unavailable, retry later", "code": "unavailable"},
             status_code=503,
             headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        if request.url.path.startswith(f"{prefix}/"):
+            return page(
+                request,
+                500,
+                "Something went wrong",
+                "The page could not be shown because of an error on our side; it has been "
+                "logged. Try again in a moment.",
+            )
+        return JSONResponse(
+            {"error": "internal error; it has been logged", "code": "internal_error"},
+            status_code=500,
         )

@@ -5,7 +5,8 @@
     GET  /dashboard/domains                    domains with the DNS records to publish and what
                                                the last check found; POST adds a domain
     POST /dashboard/domains/{id}/verify        checks the records in DNS now (the API's verify)
-    GET  /dashboard/pools                      IP pools, their strategy and providers
+    GET  /dashboard/pools                      IP pools, their strategy and providers; POST
+                                               creates one (the pools API's validation)
     GET  /dashboard/suppressions               suppressed recipients per sub-account; POST adds
     POST /dashboard/suppressions/remove        lifts one suppression
 
@@ -27,6 +28,7 @@ from sendpost_platform.dashboard import auth
 from sendpost_platform.dashboard.auth import authenticate, renderer
 from sendpost_platform.dashboard.render import PREFIX
 from sendpost_platform.domain.addresses import is_address
+from sendpost_platform.domain.routing import Strategy
 from sendpost_platform.domain.suppression import SuppressionReason
 from sendpost_platform.errors import ApiError
 from sendpost_platform.store import accounts, dashboard_queries, suppressions
@@ -108,15 +110,71 @@ async def verify_domain(request: Request, ctx: ContextDep, domain_id: int) -> Re
     return await run_in_threadpool(lambda: _domains_page(request, ctx, viewer, checked=checked))
 
 
+def _pools_page(
+    request: Request,
+    ctx: AppContext,
+    viewer: accounts.Account,
+    *,
+    status: int = 200,
+    problem: str | None = None,
+    form: dict[str, Any] | None = None,
+) -> Response:
+    found = pool_api.list_pools(ctx, viewer)
+    with ctx.store.read() as conn:
+        labels = dashboard_queries.provider_labels(conn, viewer.id)
+    return renderer(ctx).page(
+        request,
+        "pools.html",
+        account=viewer,
+        status=status,
+        pools=found,
+        labels=labels,
+        strategies=[s.value for s in Strategy],
+        problem=problem,
+        form=form or {"name": "", "strategy": Strategy.round_robin.value, "providers": []},
+    )
+
+
 @router.get(f"{PREFIX}/pools")
 def pools_page(request: Request, ctx: ContextDep) -> Response:
     viewer = authenticate(request, ctx)
     if isinstance(viewer, Response):
         return viewer
-    found = pool_api.list_pools(ctx, viewer)
-    with ctx.store.read() as conn:
-        labels = dashboard_queries.provider_labels(conn, viewer.id)
-    return renderer(ctx).page(request, "pools.html", account=viewer, pools=found, labels=labels)
+    return _pools_page(request, ctx, viewer)
+
+
+@router.post(f"{PREFIX}/pools")
+async def add_pool(request: Request, ctx: ContextDep) -> Response:
+    """Create a pool from the form, through the pools API's own validation."""
+    viewer = authenticate(request, ctx)
+    if isinstance(viewer, Response):
+        return viewer
+    refused = _refused(request, ctx, viewer)
+    if refused is not None:
+        return refused
+    data = await request.form()
+    chosen = [str(v) for v in data.getlist("provider")]
+    form = {
+        "name": str(data.get("name", ""))[:200],
+        "strategy": str(data.get("strategy", "")),
+        "providers": chosen,
+    }
+    body = {
+        "name": form["name"],
+        "strategy": form["strategy"],
+        "providers": [{"id": int(v)} for v in chosen if v.isdigit() and len(v) < 19],
+    }
+    try:
+        await run_in_threadpool(pool_api.create_pool, ctx, viewer, body)
+    except ApiError as exc:
+        detail = "; ".join(
+            f"{e.get('field', '')}: {e.get('message', '')}" for e in exc.errors
+        ) or str(exc)
+        status = exc.status
+        return await run_in_threadpool(
+            lambda: _pools_page(request, ctx, viewer, status=status, problem=detail, form=form)
+        )
+    return Response(status_code=303, headers={"Location": f"{PREFIX}/pools"})
 
 
 def _suppressions_page(
