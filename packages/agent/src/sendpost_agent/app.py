@@ -28,6 +28,7 @@ from sendpost_agent.config import Settings
 from sendpost_agent.errors import ConfigError, StateCorrupt
 from sendpost_agent.http import StatusServer
 from sendpost_agent.parse import DEFAULT_INTERNAL_RELAYS, Pipeline
+from sendpost_agent.parse.scan import NATIVE
 from sendpost_agent.ship import Clock, Sender, ShipLoop, SystemClock
 from sendpost_agent.sources.file import FileTail
 from sendpost_agent.telemetry import Metrics, Status, health
@@ -167,9 +168,10 @@ class Agent:
         server = StatusServer(*s.listen, self.registry, self.health)
         self.listening = await server.start()
         log.info(
-            "sendpost-agent running: log %s, endpoint %s, status on http://%s:%d/health",
+            "sendpost-agent running: log %s, endpoint %s, scanner %s, status on http://%s:%d/health",
             s.log_path,
             s.endpoint,
+            "compiled" if NATIVE is not None else "python",
             *self.listening,
         )
         loop = asyncio.get_running_loop()
