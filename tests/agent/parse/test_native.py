@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sendpost_agent.parse import Pipeline
-from sendpost_agent.parse import scan as scan_module
 from sendpost_agent.parse.events import analyse_reply
-from sendpost_agent.parse.scan import prepare, scan, scan_python
+from sendpost_agent.parse.postfix import Pipeline
+from sendpost_agent.parse.postfix import scan as scan_module
+from sendpost_agent.parse.postfix.scan import prepare, scan, scan_python
 
 from tests.agent.parse.test_property import REPLY_PARTS
 from tests.support.corpus import CORPUS

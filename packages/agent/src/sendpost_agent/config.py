@@ -21,11 +21,12 @@ from typing import Any
 import yaml
 
 from sendpost_agent.errors import ConfigError
+from sendpost_agent.parse.mta import REGISTRY as MTA_ADAPTERS
 from sendpost_agent.parse.relays import parse_entry
 
 DEFAULT_CONFIG_FILE = Path("/etc/sendpost-agent/config.yaml")
 ENV_PREFIX = "SENDPOST_AGENT_"
-MTAS = ("postfix",)
+MTAS = tuple(MTA_ADAPTERS)  # the `mta` setting's values: the adapters registered in parse/mta.py
 # Environment variables with the settings' prefix that are not settings: read elsewhere, never
 # "unknown setting". Name → what it does (listed in the generated reference).
 ENV_SWITCHES = {
