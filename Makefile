@@ -4,7 +4,7 @@
 VENV := .venv/bin
 UV := .tools/uv/bin/uv
 
-.PHONY: setup demo test lint typecheck pytest format lock bench clean packages
+.PHONY: setup demo test lint typecheck pytest pytest-pure format lock bench clean packages
 
 setup:
 	@scripts/bootstrap.sh
@@ -12,7 +12,7 @@ setup:
 demo: setup
 	cd "$(dir $(abspath $(firstword $(MAKEFILE_LIST))))" && $(VENV)/python -m devtools.demo
 
-test: setup lint typecheck pytest
+test: setup lint typecheck pytest pytest-pure
 
 lint:
 	$(VENV)/ruff check .
@@ -23,6 +23,11 @@ typecheck:
 
 pytest:
 	$(VENV)/pytest $(PYTEST_ARGS)
+
+# The agent's suite again with the compiled scanner switched off: the pure-Python parser must
+# give the same results (tests that only mean something compiled skip, saying why).
+pytest-pure:
+	SENDPOST_AGENT_PURE_PYTHON=1 $(VENV)/pytest tests/agent $(PYTEST_ARGS)
 
 format: setup
 	$(VENV)/ruff check --fix .

@@ -197,7 +197,7 @@ def measure_saves(args: argparse.Namespace, work: Path) -> str:
     """Median and worst time of one save after one second of steady lines (in this process)."""
     from sendpost_agent import checkpoint
     from sendpost_agent.checkpoint import FileId, Position
-    from sendpost_agent.parse import Pipeline
+    from sendpost_agent.parse.postfix import Pipeline
 
     new_api = hasattr(checkpoint, "StateDb")
     pipeline = Pipeline(track_changes=True) if new_api else Pipeline()

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sendpost_agent.config import Settings
-from sendpost_agent.parse import Pipeline
+from sendpost_agent.parse import adapter
+
+
+def agent_env(**extra: str) -> dict[str, str]:
+    """The environment for an agent process: none of this shell's SENDPOST_AGENT_* settings,
+    but its SENDPOST_AGENT_PURE_PYTHON switch (the pure-Python CI pass), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENDPOST_AGENT_")}
+    if "SENDPOST_AGENT_PURE_PYTHON" in os.environ:
+        env["SENDPOST_AGENT_PURE_PYTHON"] = os.environ["SENDPOST_AGENT_PURE_PYTHON"]
+    return {**env, **extra}
 
 
 def make_settings(tmp_path: Path, endpoint: str, **overrides: Any) -> Settings:
@@ -34,9 +45,9 @@ def make_settings(tmp_path: Path, endpoint: str, **overrides: Any) -> Settings:
 
 
 def expected_events(text: str) -> dict[str, dict[str, Any]]:
-    """What ``sendpost-agent parse`` gives for these lines, by event_id."""
-    events = Pipeline().feed(text.encode())
-    wire = [e.to_wire() for e in events]
+    """What the Postfix adapter's parser (the one ``parse`` and the daemon use) gives for these
+    lines, by event_id."""
+    wire = [json.loads(e) for e in adapter("postfix").parser().feed_json(text.encode())]
     by_id = {str(e["event_id"]): e for e in wire}
     assert len(by_id) == len(wire)
     return by_id

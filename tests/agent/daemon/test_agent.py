@@ -20,7 +20,7 @@ from sendpost_agent.app import Agent
 from sendpost_agent.buffer import Wal
 from sendpost_agent.checkpoint import DB_NAME, LEGACY_NAME
 from sendpost_agent.config import Settings
-from sendpost_agent.parse import Pipeline
+from sendpost_agent.parse.postfix import Pipeline
 from sendpost_agent.sources.file import FP_LEN
 from sendpost_agent.telemetry import snapshot
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,6 +89,30 @@ def test_internal_relays_take_networks_names_and_host_port() -> None:
     """internal-relays accepts networks, names and host:port (IPv6 in brackets), as given."""
     s = load({"api-key": "k", "internal-relays": "127.0.0.1:10024, [::1]:10024,10.0.0.0/8,mx"}, {})
     assert ("127.0.0.1:10024", "[::1]:10024", "10.0.0.0/8", "mx") == s.internal_relays
+
+
+def test_environment_switches_are_not_settings() -> None:
+    """SENDPOST_AGENT_PURE_PYTHON and SENDPOST_AGENT_CONFIG share the settings' prefix but are
+    switches: load() accepts them and they change no setting."""
+    env = {"SENDPOST_AGENT_PURE_PYTHON": "1", "SENDPOST_AGENT_CONFIG": "/nowhere.yaml"}
+    assert load({"api-key": "k"}, {}) == load({"api-key": "k"}, env)
+
+
+def test_check_runs_with_the_pure_python_switch(tmp_path: Path, ingest: FakeIngest) -> None:
+    """`sendpost-agent check` as a process with SENDPOST_AGENT_PURE_PYTHON=1: all checks pass
+    (it used to stop at "unknown setting in the environment")."""
+    log = tmp_path / "mail.log"
+    log.write_text("")
+    (tmp_path / "c.yaml").write_text(f"log-path: {log}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENDPOST_AGENT_")}
+    env["SENDPOST_AGENT_PURE_PYTHON"] = "1"
+    result = subprocess.run(
+        [sys.executable, "-m", "sendpost_agent.cli", "check", "--api-key", "good-key",
+         "--endpoint", ingest.url, "--config", str(tmp_path / "c.yaml")],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert (0, "") == (result.returncode, result.stderr)
+    assert "ok   settings are valid" in result.stdout
 
 
 def test_explicit_missing_config_file_is_an_error(tmp_path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import resource
 import signal
 import subprocess
@@ -16,7 +15,7 @@ import pytest
 
 from tests.support.fake_ingest import Answer, FakeIngest
 
-from .helpers import expected_events
+from .helpers import agent_env, expected_events
 from .loglines import log_text
 
 
@@ -35,10 +34,6 @@ def _command(tmp_path: Path, url: str) -> list[str]:
         "--batch-wait", "0.05", "--poll-interval", "0.02", "--retry-initial", "0.05",
         "--checkpoint-interval", "0.05", "--read-chunk-bytes", "8KB", "--batch-size", "20",
     ]  # fmt: skip
-
-
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("SENDPOST_AGENT_")}
 
 
 def _until(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
@@ -65,7 +60,7 @@ def test_failed_wal_append_does_not_move_the_cursor(tmp_path: Path, ingest: Fake
     expected = expected_events(log_text(0, 600))
     crashed = subprocess.run(
         _command(tmp_path, ingest.url),
-        env=_env(),
+        env=agent_env(),
         stderr=subprocess.PIPE,
         preexec_fn=lambda: _limit_file_size(64000),
         timeout=60,
@@ -73,7 +68,9 @@ def test_failed_wal_append_does_not_move_the_cursor(tmp_path: Path, ingest: Fake
     )
     assert b"File too large" in crashed.stderr
     assert 0 != crashed.returncode
-    proc = subprocess.Popen(_command(tmp_path, ingest.url), env=_env(), stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _command(tmp_path, ingest.url), env=agent_env(), stderr=subprocess.DEVNULL
+    )
     try:
         assert ingest.wait_for(lambda s: set(expected) <= set(s.event_ids()), timeout=30)
         proc.send_signal(signal.SIGTERM)
@@ -102,7 +99,7 @@ def test_dead_letter_short_write_keeps_the_events(tmp_path: Path, ingest: FakeIn
     ]  # fmt: skip
     proc = subprocess.Popen(
         command,
-        env=_env(),
+        env=agent_env(),
         stderr=subprocess.DEVNULL,
         preexec_fn=lambda: _limit_file_size(wal_bytes + 300),
     )
@@ -115,7 +112,7 @@ def test_dead_letter_short_write_keeps_the_events(tmp_path: Path, ingest: FakeIn
     finally:
         proc.kill()
         proc.wait()
-    proc = subprocess.Popen(command, env=_env(), stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(command, env=agent_env(), stderr=subprocess.DEVNULL)
     try:
         _until(lambda: set(expected) <= _delivered_or_dead(ingest, dead_letter))
     finally:

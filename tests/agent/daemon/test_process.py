@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import struct
@@ -20,7 +19,7 @@ from sendpost_agent.checkpoint import DB_NAME, StateDb
 
 from tests.support.fake_ingest import FakeIngest
 
-from .helpers import expected_events
+from .helpers import agent_env, expected_events
 from .loglines import log_text
 
 
@@ -30,10 +29,9 @@ def ingest() -> Iterator[FakeIngest]:
         yield server
 
 
-def _start(tmp_path: Path, url: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SENDPOST_AGENT_")}
+def _start(tmp_path: Path, url: str, **extra: str) -> subprocess.Popen[bytes]:
     with open(tmp_path / "agent.log", "ab") as log:
-        return _spawn(tmp_path, url, env, log)
+        return _spawn(tmp_path, url, agent_env(**extra), log)
 
 
 def _spawn(tmp_path: Path, url: str, env: dict[str, str], log: BinaryIO) -> subprocess.Popen[bytes]:
@@ -94,6 +92,24 @@ def test_sigterm_ships_saves_state_and_exits_zero(tmp_path: Path, ingest: FakeIn
     wal.open()
     assert wal.pending_events == 0
     assert set(expected) == set(ingest.event_ids())
+
+
+def test_run_with_the_pure_python_switch(tmp_path: Path, ingest: FakeIngest) -> None:
+    """SENDPOST_AGENT_PURE_PYTHON=1 is a switch, not an unknown setting: `run` starts, says
+    which parser it runs (postfix, python) and ships the same events as the compiled path."""
+    (tmp_path / "none.yaml").write_text("")
+    _append(tmp_path / "mail.log", 0, 20)
+    expected = expected_events(log_text(0, 20))
+    proc = _start(tmp_path, ingest.url, SENDPOST_AGENT_PURE_PYTHON="1")
+    try:
+        assert ingest.wait_for(lambda s: len(s.events) >= len(expected))
+        proc.send_signal(signal.SIGTERM)
+        assert 0 == proc.wait(timeout=20)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert set(expected) == set(ingest.event_ids())
+    assert "parser postfix (python)" in (tmp_path / "agent.log").read_text()
 
 
 def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path, ingest: FakeIngest) -> None:

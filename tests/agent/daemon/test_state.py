@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sendpost_agent.checkpoint import DB_NAME, LEGACY_NAME, Cursor, FileId, Position, StateDb
 from sendpost_agent.errors import StateCorrupt, StateUnavailable
-from sendpost_agent.parse import Pipeline
+from sendpost_agent.parse.postfix import Pipeline
 
 from tests.support.corpus import POSTFIX_LOGS
 

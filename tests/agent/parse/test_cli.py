@@ -10,8 +10,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from sendpost_agent.parse import Pipeline, command, scan
+from sendpost_agent.parse import adapter, command
 from sendpost_agent.parse.command import event_json
+from sendpost_agent.parse.postfix import Pipeline
 
 ROOT = Path(__file__).resolve().parents[3]
 AGENT = ROOT / ".venv" / "bin" / "sendpost-agent"
@@ -73,7 +74,7 @@ def test_parse_stats_on_stderr(tmp_path: Path) -> None:
         "events.deferred 3",
         "events.delivered 3",
         "events.soft_bounced 3",
-        f"scanner {'compiled' if scan.NATIVE is not None else 'python'}",
+        f"scanner {adapter('postfix').scanner}",
     ]
 
 

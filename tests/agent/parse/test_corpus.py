@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sendpost_agent.parse import Delivery, Expired, Pipeline, Unparsed, parse_line
+from sendpost_agent.parse import Delivery, Expired, Unparsed
+from sendpost_agent.parse.postfix import Pipeline, parse_line
 from sendpost_wire import validate_event
 
 from tests.support.corpus import POSTFIX_LOGS

@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from sendpost_agent.parse import Pipeline
-from sendpost_agent.parse.correlate import MAX_HELD
+from sendpost_agent.parse.postfix import Pipeline
+from sendpost_agent.parse.postfix.correlate import MAX_HELD
 
 UUID = "1b6a63aa-922c-4d68-8f3e-4b8d0c6f7a01"
 OTHER = "2c4e6f80-1a2b-4c3d-8e9f-0a1b2c3d4e5f"

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sendpost_agent.parse import Pipeline, parse_line
+from sendpost_agent.parse.postfix import Pipeline, parse_line
 
 GOLDEN = Path(__file__).parent / "golden"
 REFERENCE = dt.datetime(2024, 1, 10, tzinfo=dt.UTC)

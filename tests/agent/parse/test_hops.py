@@ -6,8 +6,8 @@ import datetime as dt
 import json
 
 import pytest
-from sendpost_agent.parse import Pipeline
-from sendpost_agent.parse.correlate import HOP_WINDOW_US
+from sendpost_agent.parse.postfix import Pipeline
+from sendpost_agent.parse.postfix.correlate import HOP_WINDOW_US
 from sendpost_agent.parse.relays import InternalRelays, parse_entry
 
 from tests.agent.parse.test_correlate import REF, UUID, brief, header, log, removed, run, to
@@ -174,7 +174,7 @@ def test_removed_queue_ids_are_evidence_for_the_window_only() -> None:
     the `queued as` still makes a hop; one removed longer ago is forgotten (short IDs are
     reused), so the line waits its window and is a delivery; the memory of removals stays
     bounded while the log advances."""
-    from sendpost_agent.parse.correlate import Correlator
+    from sendpost_agent.parse.postfix.correlate import Correlator
 
     def outcome(gap_s: int) -> tuple[int, int]:
         _, pipeline = run(
@@ -213,7 +213,7 @@ def test_newid_first_seen_after_the_window_is_not_linked() -> None:
 def test_waiting_candidates_are_bounded() -> None:
     """Beyond MAX_HOP_LINES waiting candidate lines the oldest is released as a delivery at
     once, so memory stays bounded and nothing is lost."""
-    from sendpost_agent.parse.correlate import MAX_HOP_LINES
+    from sendpost_agent.parse.postfix.correlate import MAX_HOP_LINES
 
     lines = [header("3A0000001")] + [
         queued("3A0000001", f"9{n:09X}") for n in range(MAX_HOP_LINES + 2)

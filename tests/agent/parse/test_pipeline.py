@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sendpost_agent.parse import Pipeline
+from sendpost_agent.parse.postfix import Pipeline
 from sendpost_agent.parse.timestamps import YearGuess, to_micros
 
 UUID = "1b6a63aa-922c-4d68-8f3e-4b8d0c6f7a01"

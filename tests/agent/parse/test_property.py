@@ -8,8 +8,9 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sendpost_agent.parse import Pipeline, Unparsed, parse_line
+from sendpost_agent.parse import Unparsed
 from sendpost_agent.parse.events import Reply, analyse_reply
+from sendpost_agent.parse.postfix import Pipeline, parse_line
 from sendpost_wire import validate_event
 
 GOLDEN = Path(__file__).parent / "golden"

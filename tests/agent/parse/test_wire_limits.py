@@ -8,9 +8,9 @@ import datetime as dt
 import json
 
 import pytest
-from sendpost_agent.parse import Pipeline
 from sendpost_agent.parse import events as agent_events
-from sendpost_agent.parse import scan as scan_module
+from sendpost_agent.parse.postfix import Pipeline
+from sendpost_agent.parse.postfix import scan as scan_module
 from sendpost_wire import MAX_LENGTHS, check_batch, parse_batch
 
 UUID = "1b6a63aa-922c-4d68-8f3e-4b8d0c6f7a01"

@@ -27,9 +27,9 @@ from sendpost_agent.checkpoint import DB_NAME, LEGACY_NAME, Cursor, Position, St
 from sendpost_agent.config import Settings
 from sendpost_agent.errors import ConfigError, StateCorrupt
 from sendpost_agent.http import StatusServer
-from sendpost_agent.parse import DEFAULT_INTERNAL_RELAYS, Pipeline
+from sendpost_agent.parse import DEFAULT_INTERNAL_RELAYS, LogParser, adapter
 from sendpost_agent.ship import Clock, Sender, ShipLoop, SystemClock
-from sendpost_agent.sources.file import FileTail
+from sendpost_agent.sources import FileTail, LogSource
 from sendpost_agent.telemetry import Metrics, Status, health
 
 log = logging.getLogger("sendpost_agent")
@@ -77,6 +77,7 @@ class Agent:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         self.clock = clock or SystemClock()
         self.transport = transport
+        self.mta = adapter(settings.mta)
         self.metrics = Metrics(self.registry)
         self.status = Status(log_path=str(settings.log_path), wal_max_bytes=settings.wal_max_bytes)
         self.stop = asyncio.Event()
@@ -102,12 +103,12 @@ class Agent:
             self.metrics.state_resets.labels("cursor").inc()
             return None
 
-    def _pipeline(self, cursor: Cursor | None) -> Pipeline:
+    def _pipeline(self, cursor: Cursor | None) -> LogParser:
         relays = self.settings.internal_relays or DEFAULT_INTERNAL_RELAYS
         now = dt.datetime.fromtimestamp(self.clock.wall(), dt.UTC)
         if cursor is not None and cursor.parser_state is not None:
             try:
-                return Pipeline(
+                return self.mta.parser(
                     internal_relays=relays,
                     state=cursor.parser_state,
                     reference_time=now,
@@ -117,7 +118,7 @@ class Agent:
             except Exception as exc:
                 log.error("saved correlation state unusable (%r); starting without it", exc)
                 self.metrics.state_resets.labels("parser").inc()
-        return Pipeline(internal_relays=relays, reference_time=now, track_changes=True)
+        return self.mta.parser(internal_relays=relays, reference_time=now, track_changes=True)
 
     def refresh(self) -> None:
         """Copy WAL figures into the status and gauges; wake the reader when space freed."""
@@ -167,9 +168,10 @@ class Agent:
         server = StatusServer(*s.listen, self.registry, self.health)
         self.listening = await server.start()
         log.info(
-            "sendpost-agent running: log %s, endpoint %s, status on http://%s:%d/health",
+            "sendpost-agent running: log %s, endpoint %s, parser %s, status on http://%s:%d/health",
             s.log_path,
             s.endpoint,
+            f"{self.mta.name} ({self.mta.scanner})",
             *self.listening,
         )
         loop = asyncio.get_running_loop()
@@ -230,7 +232,7 @@ class Agent:
         log.info("sendpost-agent stopped; %d events wait in the WAL", self.wal.pending_events)
         return 0
 
-    async def _read(self, source: FileTail, pipeline: Pipeline, shipper: ShipLoop) -> None:
+    async def _read(self, source: LogSource, pipeline: LogParser, shipper: ShipLoop) -> None:
         s, wal, metrics = self.settings, self.wal, self.metrics
         saved: Position | None = source.position
         last_save = self.clock.monotonic()

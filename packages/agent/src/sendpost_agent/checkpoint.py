@@ -11,7 +11,7 @@ Schema (``PRAGMA user_version`` 1)::
     orphans(qid PRIMARY KEY, entry)   removed queue IDs whose held lines wait for a parent
 
 ``head`` is the parser state without its ``queues`` and ``orphans`` (year inference, the log
-clock); :func:`~sendpost_agent.parse.pipeline.whole_state` puts the three back together.
+clock); :func:`~sendpost_agent.parse.mta.whole_state` puts the three back together.
 
 Invariants
 ----------
@@ -22,8 +22,8 @@ Invariants
    checkpoint of its WAL (a power loss may take back the last saves, whole: the cursor then lags,
    which only means lines read again). No fsync per save.
 2. **A save costs what changed.** It writes the cursor row and the entries of the queue IDs that
-   changed since the previous save (:meth:`Pipeline.changes
-   <sendpost_agent.parse.pipeline.Pipeline.changes>`), not every entry: its cost follows the lines
+   changed since the previous save (:meth:`LogParser.changes
+   <sendpost_agent.parse.mta.LogParser.changes>`), not every entry: its cost follows the lines
    read in between, not the number of queue IDs held. SQLite checkpoints its own WAL into the
    database file every ~1,000 pages; that too is proportional to the pages changed.
 3. **WAL before cursor** (docs/wal.md): a save happens only after the events of every line
@@ -57,10 +57,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sendpost_agent.errors import StateCorrupt, StateUnavailable
-from sendpost_agent.parse.pipeline import split_state, whole_state
+from sendpost_agent.parse.mta import split_state, whole_state
 
 if TYPE_CHECKING:
-    from sendpost_agent.parse.pipeline import Pipeline
+    from sendpost_agent.parse.mta import LogParser
 
 DB_NAME = "state.db"
 LEGACY_NAME = "cursor"
@@ -264,7 +264,7 @@ class StateDb:
 
     # -- saving -------------------------------------------------------------------------------
 
-    def save(self, position: Position, pipeline: Pipeline) -> None:
+    def save(self, position: Position, pipeline: LogParser) -> None:
         """One transaction: ``position`` and what changed in ``pipeline`` since its last save."""
         changes = pipeline.changes()
         try:

@@ -21,11 +21,19 @@ from typing import Any
 import yaml
 
 from sendpost_agent.errors import ConfigError
+from sendpost_agent.parse.mta import REGISTRY as MTA_ADAPTERS
 from sendpost_agent.parse.relays import parse_entry
 
 DEFAULT_CONFIG_FILE = Path("/etc/sendpost-agent/config.yaml")
 ENV_PREFIX = "SENDPOST_AGENT_"
-MTAS = ("postfix",)
+MTAS = tuple(MTA_ADAPTERS)  # the `mta` setting's values: the adapters registered in parse/mta.py
+# Environment variables with the settings' prefix that are not settings: read elsewhere, never
+# "unknown setting". Name → what it does (listed in the generated reference).
+ENV_SWITCHES = {
+    ENV_PREFIX + "CONFIG": "The YAML file, when `--config` is not given.",
+    ENV_PREFIX + "PURE_PYTHON": "`1` switches off the compiled scanner (same events, slower); "
+    "read when the parser is imported, by `run`, `check` and `parse` alike.",
+}
 
 
 def _url(key: str, raw: object) -> str:
@@ -255,7 +263,7 @@ def load(
             raise ConfigError(key, value, "unknown key")
         merged[key] = value
     for name, value in env.items():
-        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+        if not name.startswith(ENV_PREFIX) or name in ENV_SWITCHES:
             continue
         key = name[len(ENV_PREFIX) :].lower().replace("_", "-")
         if key not in FIELDS:
@@ -297,6 +305,14 @@ def markdown() -> str:
         )
     lines += [
         "",
+        "Environment variables that are switches, not settings:",
+        "",
+        "| environment | meaning |",
+        "|---|---|",
+    ]
+    lines += [f"| `{name}` | {text} |" for name, text in ENV_SWITCHES.items()]
+    lines += [
+        "",
         "Example `/etc/sendpost-agent/config.yaml`:",
         "",
         "```yaml",
@@ -324,4 +340,12 @@ if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
 
 
-__all__ = ["DEFAULT_CONFIG_FILE", "FIELDS", "Settings", "env_name", "load", "markdown"]
+__all__ = [
+    "DEFAULT_CONFIG_FILE",
+    "ENV_SWITCHES",
+    "FIELDS",
+    "Settings",
+    "env_name",
+    "load",
+    "markdown",
+]

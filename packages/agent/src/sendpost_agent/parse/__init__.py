@@ -1,12 +1,17 @@
-"""Postfix log parsing and correlation.
+"""Mail logs → wire events, through one seam (mta.py) and one adapter folder per MTA.
 
-* :func:`parse_line` — one line (bytes) → a record or :class:`Unparsed` (pure; postfix.py);
-* :class:`Pipeline` — buffers of lines → wire events, with counters and resumable state
-  (pipeline.py), built on the year inference (timestamps.py) and the correlator (correlate.py).
+* :func:`adapter` — the :class:`Mta` registered under a name (the ``mta`` setting): it builds
+  the :class:`LogParser` the daemon and ``parse`` feed (mta.py);
+* ``postfix/`` — the Postfix adapter: its line patterns (lines.py), the line-local scan and its
+  compiled twin (scan.py, _fastscan.pyx), the queue-ID correlator (correlate.py) and the
+  pipeline tying them together (pipeline.py);
+* shared by adapters: the records (records.py), SMTP reply anatomy and event IDs (events.py),
+  syslog timestamps (timestamps.py), internal relays (relays.py).
+
+Importing this package loads no adapter: :func:`adapter` imports the one asked for.
 """
 
-from sendpost_agent.parse.pipeline import ParseStats, Pipeline
-from sendpost_agent.parse.postfix import parse_line
+from sendpost_agent.parse.mta import REGISTRY, LogParser, Mta, ParseStats, StateChanges, adapter
 from sendpost_agent.parse.records import (
     Delivery,
     Expired,
@@ -20,14 +25,17 @@ from sendpost_agent.parse.relays import DEFAULT_INTERNAL_RELAYS
 
 __all__ = [
     "DEFAULT_INTERNAL_RELAYS",
+    "REGISTRY",
     "Delivery",
     "Expired",
+    "LogParser",
+    "Mta",
     "ParseStats",
-    "Pipeline",
     "Record",
     "Reinjected",
     "Removed",
+    "StateChanges",
     "Unparsed",
     "UuidSeen",
-    "parse_line",
+    "adapter",
 ]

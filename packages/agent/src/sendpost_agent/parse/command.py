@@ -2,8 +2,9 @@
 FILE...``: the offline view of the pipeline.
 
 Reads whole log files (plain or gzip, told apart by their magic bytes; ``-`` is standard input)
-in the order given, through one :class:`~sendpost_agent.parse.Pipeline` (no saved state, no
-network), and prints one JSON event per line on stdout: the wire fields plus ``queue_id``.
+in the order given, through one parser of the MTA's adapter (:func:`~sendpost_agent.parse.adapter`:
+``--mta``, else the file's ``mta``, else postfix; no saved state, no network), and prints one
+JSON event per line on stdout: the wire fields plus ``queue_id``.
 ``--config FILE`` takes the daemon's settings from its YAML file (``internal-relays``, ``mta``;
 the other keys are checked, not used); ``--internal-relay`` (repeatable, or comma-separated)
 names internal relays and wins over the file. ``--stats`` prints the counters on stderr (among
@@ -28,9 +29,8 @@ from json.encoder import encode_basestring_ascii as _json_str
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from sendpost_agent.parse.pipeline import ParseStats, Pipeline
+from sendpost_agent.parse.mta import REGISTRY, Mta, ParseStats, adapter
 from sendpost_agent.parse.relays import DEFAULT_INTERNAL_RELAYS
-from sendpost_agent.parse.scan import NATIVE
 
 if TYPE_CHECKING:
     from sendpost_wire import AgentEvent
@@ -50,7 +50,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--mta", choices=["postfix"], default=None, help="the MTA's log format (postfix)"
+        "--mta",
+        choices=sorted(REGISTRY),
+        default=None,
+        help="the MTA's log format (default: the file's, else postfix)",
     )
     parser.add_argument(
         "--config", metavar="FILE", help="the daemon's YAML settings (internal-relays, mta)"
@@ -84,10 +87,12 @@ class _BadSetting(Exception):
     pass
 
 
-def settings(args: argparse.Namespace) -> tuple[str, ...]:
-    """The internal relays for this run: ``--internal-relay``, else the ``--config`` file's
-    ``internal-relays``, else the default. Raises ``_BadSetting`` naming the key and value."""
+def settings(args: argparse.Namespace) -> tuple[Mta, tuple[str, ...]]:
+    """The adapter and the internal relays for this run: ``--mta`` and ``--internal-relay``,
+    else the ``--config`` file's ``mta`` and ``internal-relays``, else the defaults. Raises
+    ``_BadSetting`` naming the key and value."""
     relays: tuple[str, ...] | None = None
+    mta: str = args.mta or "postfix"
     if args.config is not None:
         from sendpost_agent import config  # only here: it needs PyYAML
         from sendpost_agent.errors import ConfigError
@@ -102,6 +107,8 @@ def settings(args: argparse.Namespace) -> tuple[str, ...]:
                     value = config.FIELDS[key].metadata["convert"](key, doc[key])
                     if key == "internal-relays":
                         relays = value
+                    elif args.mta is None:
+                        mta = value
         except ConfigError as exc:
             raise _BadSetting(f"sendpost-agent: {exc}") from None
     if args.internal_relay:
@@ -114,13 +121,13 @@ def settings(args: argparse.Namespace) -> tuple[str, ...]:
                 parse_entry(item)
             except ValueError as exc:
                 raise _BadSetting(f"sendpost-agent: --internal-relay: {exc}") from None
-    return relays if relays is not None else DEFAULT_INTERNAL_RELAYS
+    return adapter(mta), relays if relays is not None else DEFAULT_INTERNAL_RELAYS
 
 
 def run(args: argparse.Namespace) -> int:
     names: list[str] = args.files
     try:
-        relays = settings(args)
+        mta, relays = settings(args)
     except _BadSetting as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -135,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         if stat.S_ISREG(info.st_mode)
         else dt.datetime.now(dt.UTC)  # a pipe: the lines are being written now
     )
-    pipeline = Pipeline(reference_time=reference, internal_relays=relays)
+    pipeline = mta.parser(reference_time=reference, internal_relays=relays)
     out = sys.stdout.buffer
     try:
         for name, handle in zip(names, handles, strict=True):
@@ -152,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.stats:
         print(format_stats(pipeline.stats), file=sys.stderr)
-        print(f"scanner {'compiled' if NATIVE is not None else 'python'}", file=sys.stderr)
+        print(f"scanner {mta.scanner}", file=sys.stderr)
     return 0
 
 
@@ -231,7 +238,8 @@ def _stamp(value: dt.datetime) -> str:
 
 def event_json(e: AgentEvent) -> str:
     """An event as one JSON line: the same object as ``json.dumps(e.to_wire())``, and the same
-    text as :meth:`Pipeline.feed_json` gives for it (``parse`` prints the latter)."""
+    text as :meth:`LogParser.feed_json <sendpost_agent.parse.mta.LogParser.feed_json>` gives
+    for it (``parse`` prints the latter)."""
     parts = ['{"message_id":"', e.message_id, '","event_type":"', e.event_type, '"']
     if e.timestamp is not None:
         parts += [',"timestamp":"', _stamp(e.timestamp), '"']

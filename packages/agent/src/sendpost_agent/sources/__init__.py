@@ -1,4 +1,6 @@
-"""Where log lines come from. Only the file source exists; journald would be a second one."""
+"""Where log lines come from: :class:`LogSource`, the interface the daemon's reader uses
+(app.py), and :class:`FileTail`, the one source today (a file followed through rotation).
+A journald source would be a second class with the same three members."""
 
 from __future__ import annotations
 
@@ -12,11 +14,16 @@ class LogSource(Protocol):
     """Complete log lines, one step at a time, and the position just after them."""
 
     error: str | None
+    """Why the log cannot be read right now (shown in /health), else None."""
 
     @property
-    def position(self) -> Position | None: ...
+    def position(self) -> Position | None:
+        """Where the next read starts (saved as the cursor); None before the log was found."""
+        ...
 
-    def read(self) -> bytes | None: ...
+    def read(self) -> bytes | None:
+        """The next complete lines, or None when there is nothing new right now."""
+        ...
 
     def close(self) -> None: ...
 

@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""The compiled twin of :func:`sendpost_agent.parse.scan.scan`, for the common case.
+"""The compiled twin of :func:`sendpost_agent.parse.postfix.scan.scan`, for the common case.
 
 It reads the buffer as bytes and matches ``SYSLOG_SCAN`` (``postfix.py``) by hand: a ``memchr``
 per ``]: `` in each line, then the payload alternatives in the regex's order with the same

@@ -1,10 +1,10 @@
 """The pipeline: bytes of the log in, wire events out, with counters and resumable state.
 
 :meth:`Pipeline.feed` takes whole lines in large buffers. It does not split them: it decodes the
-buffer once, lets one compiled regex (:data:`~sendpost_agent.parse.postfix.SYSLOG_SCAN`, anchored
-on the literal ``"]: "``) jump to the lines that can matter, reads only those, with the same
-patterns and record builder as :func:`~sendpost_agent.parse.postfix.parse_line`, and counts the
-rest with ``bytes.count``. Figures in docs/benchmarks.md.
+buffer once, lets one compiled regex (:data:`~sendpost_agent.parse.postfix.lines.SYSLOG_SCAN`,
+anchored on the literal ``"]: "``) jump to the lines that can matter, reads only those, with the
+same patterns and record builder as :func:`~sendpost_agent.parse.postfix.lines.parse_line`, and
+counts the rest with ``bytes.count``. Figures in docs/benchmarks.md.
 
 Counters (:class:`ParseStats`):
 
@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sendpost_agent.parse.correlate import STATE_VERSION as CORRELATOR_STATE_VERSION
-from sendpost_agent.parse.correlate import Correlator, Out
-from sendpost_agent.parse.relays import DEFAULT_INTERNAL_RELAYS, InternalRelays
-from sendpost_agent.parse.scan import (
+from sendpost_agent.parse.mta import ParseStats, StateChanges
+from sendpost_agent.parse.postfix.correlate import STATE_VERSION as CORRELATOR_STATE_VERSION
+from sendpost_agent.parse.postfix.correlate import Correlator, Out
+from sendpost_agent.parse.postfix.scan import (
     NATIVE,
     OP_DELIVERY,
     OP_EXPIRED,
@@ -45,81 +44,13 @@ from sendpost_agent.parse.scan import (
     scan,
     scan_python,
 )
+from sendpost_agent.parse.relays import DEFAULT_INTERNAL_RELAYS, InternalRelays
 from sendpost_agent.parse.timestamps import YearGuess, from_micros, to_micros
 
 if TYPE_CHECKING:  # imported when used: `parse` starts without the wire schema
     from sendpost_wire import AgentEvent
 
 STATE_VERSION = 1
-
-
-@dataclass
-class ParseStats:
-    """Plain counters (see the module docstring); the daemon turns them into metrics."""
-
-    lines: int = 0
-    parsed: int = 0
-    ignored: int = 0
-    unparsed: dict[str, int] = field(default_factory=dict)
-    invalid_utf8: int = 0
-    uncorrelated: int = 0
-    hops_resolved: int = 0
-    hops_unresolved: int = 0
-    recipients_from_orig_to: int = 0
-    events: dict[str, int] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "lines": self.lines,
-            "parsed": self.parsed,
-            "ignored": self.ignored,
-            "unparsed": dict(sorted(self.unparsed.items())),
-            "invalid_utf8": self.invalid_utf8,
-            "uncorrelated": self.uncorrelated,
-            "hops_resolved": self.hops_resolved,
-            "hops_unresolved": self.hops_unresolved,
-            "recipients_from_orig_to": self.recipients_from_orig_to,
-            "events": dict(sorted(self.events.items())),
-        }
-
-
-@dataclass
-class StateChanges:
-    """What :meth:`Pipeline.changes` hands to the state store.
-
-    ``head`` is :meth:`Pipeline.snapshot` without the correlator's ``queues`` and ``orphans``
-    (small: saved whole every time). ``queues`` and ``orphans`` map each queue ID that may have
-    changed to its entry now, None when it has none; they are the pipeline's live objects, to be
-    encoded before it is fed again. ``complete``: they are every entry, and whatever was saved
-    before is to be replaced."""
-
-    head: dict[str, Any]
-    queues: dict[str, Any]
-    orphans: dict[str, Any]
-    complete: bool
-
-
-def whole_state(head: Mapping[str, Any], queues: Any, orphans: Any) -> dict[str, Any]:
-    """The inverse of :class:`StateChanges`: a :meth:`Pipeline.snapshot` from its head and all
-    of its entries."""
-    return {**head, "correlator": {**head["correlator"], "queues": queues, "orphans": orphans}}
-
-
-def split_state(
-    state: dict[str, Any] | None,
-) -> tuple[dict[str, Any] | None, dict[str, Any], dict[str, Any]]:
-    """A :meth:`Pipeline.snapshot` as (head, queues, orphans), the inverse of :func:`whole_state`;
-    a state of another shape is all head (the pipeline then decides whether it can use it)."""
-    if state is None:
-        return None, {}, {}
-    corr = state.get("correlator")
-    if not isinstance(corr, dict):
-        return state, {}, {}
-    queues, orphans = corr.get("queues"), corr.get("orphans")
-    if not isinstance(queues, dict) or not isinstance(orphans, dict):
-        return state, {}, {}
-    rest = {k: v for k, v in corr.items() if k not in ("queues", "orphans")}
-    return {**state, "correlator": rest}, queues, orphans
 
 
 class Pipeline:
@@ -209,7 +140,7 @@ class Pipeline:
 
     def apply(self, scanned: Scanned) -> Out:
         """The order-dependent half of :meth:`feed`: year inference and correlation of the
-        operations :func:`~sendpost_agent.parse.scan.scan` found. Returns (UUID, time,
+        operations :func:`~sendpost_agent.parse.postfix.scan.scan` found. Returns (UUID, time,
         line-local fields) per event; see :meth:`render`."""
         out: Out = []
         corr = self._correlator

@@ -46,6 +46,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sendpost_agent.parse.events import Reply, analyse_reply, event_type_for
+from sendpost_agent.parse.postfix.scan import NATIVE, Prepared, prepare
 from sendpost_agent.parse.records import (
     SOURCE_INHERITED,
     Delivery,
@@ -54,7 +55,6 @@ from sendpost_agent.parse.records import (
     Removed,
     UuidSeen,
 )
-from sendpost_agent.parse.scan import NATIVE, Prepared, prepare
 
 TTL_US = 24 * 3600 * 1_000_000
 HOLD_US = 300 * 1_000_000

@@ -4,7 +4,8 @@
 buffer, the timestamp text, the delivery fields and, for a delivery whose status gives an event,
 the event's line-local fields already rendered as JSON (:func:`prepare`). What depends on the
 order of the log — the year of classic timestamps, the queue ID → UUID state — is left to
-:meth:`~sendpost_agent.parse.pipeline.Pipeline.apply`, which replays the operations in order.
+:meth:`~sendpost_agent.parse.postfix.pipeline.Pipeline.apply`, which replays the operations in
+order.
 
 Pure, and its result is plain picklable data, so ``sendpost-agent parse`` runs it in worker
 processes over consecutive chunks of a file while the main process applies the results in
@@ -45,7 +46,7 @@ from sendpost_agent.parse.events import (
     event_id,
 )
 from sendpost_agent.parse.events import event_type_for as _event_type_for
-from sendpost_agent.parse.postfix import (
+from sendpost_agent.parse.postfix.lines import (
     BARE_HINT,
     BARE_SCAN,
     GROUP_DSN,
@@ -343,7 +344,7 @@ def _load_native() -> Any:
     if os.environ.get("SENDPOST_AGENT_PURE_PYTHON", "") not in ("", "0"):
         return None
     try:
-        from sendpost_agent.parse import _fastscan  # type: ignore[attr-defined]
+        from sendpost_agent.parse.postfix import _fastscan  # type: ignore[attr-defined]
     except ImportError:
         return None
     source = os.path.join(os.path.dirname(__file__), "_fastscan.pyx")
