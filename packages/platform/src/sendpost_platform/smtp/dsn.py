@@ -403,6 +403,22 @@ def _from_qmail(text: str) -> DsnReport | None:
     return DsnReport("qmail", tuple(recipients), returned_headers=_copy_headers(text, _QMAIL_COPY))
 
 
+def _notification_parts(message: email.message.Message) -> str:
+    """The text parts of ``message`` outside any attached message (the returned copy)."""
+    texts: list[str] = []
+    pending = [message]
+    while pending:
+        part = pending.pop(0)
+        if part.get_content_maintype() == "message" and part is not message:
+            continue
+        payload = part.get_payload()
+        if part.is_multipart() and isinstance(payload, list):
+            pending[0:0] = [p for p in payload if isinstance(p, email.message.Message)]
+        elif part.get_content_maintype() == "text":
+            texts.append(_body_text(part))
+    return "\n".join(texts).replace("\r\n", "\n")
+
+
 def parse_report(raw: bytes) -> DsnReport:
     """Every recipient of the bounce, whatever its Action."""
     try:
@@ -425,6 +441,19 @@ def parse_report(raw: bytes) -> DsnReport:
             found = parser(text)
             if found is not None and found.recipients:
                 return found
+        from sendpost_platform.smtp import text_readers
+
+        returned = _returned(message)
+        bounce = text_readers.Bounce(
+            message=message,
+            text=text,
+            notification=text_readers.notification_text(_notification_parts(message)),
+            returned=returned,
+        )
+        for name, reader in text_readers.READERS:
+            recipients = reader(bounce)
+            if recipients:
+                return DsnReport(name, tuple(recipients), returned_headers=returned)
     except (ValueError, LookupError, TypeError, AttributeError, IndexError):
         pass
     return DsnReport("unknown", ())
