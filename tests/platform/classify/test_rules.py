@@ -167,3 +167,20 @@ def test_classify_never_raises_and_returns_a_known_reason(
     """Arbitrary input never raises; the reason is always in the documented vocabulary."""
     result = _c(text, code, status, command, hint)
     assert result.reason in REASONS
+
+
+@pytest.mark.parametrize(
+    ("text", "status", "command"),
+    [
+        ("550 5.1.7 No such domain neko.example.com", "5.1.7", None),
+        ("550 5.1.7 No such domain neko.example.com", None, "MAIL FROM"),
+        ("550 Invalid domain name example.jp", None, "EHLO"),
+    ],
+)
+def test_sender_side_problems_are_never_hard(
+    text: str, status: str | None, command: str | None
+) -> None:
+    """Issue 14: a reply to MAIL FROM or EHLO, or an X.1.7/X.1.8 status, concerns our sender or
+    host, so recipient-sounding words ("No such domain", "Invalid domain") do not make it hard."""
+    result = classify(smtp_code=550, enhanced_status=status, smtp_command=command, text=text)
+    assert (False, True) == (result.hard, result.rule.startswith(("status:5.1.7", "command:")))

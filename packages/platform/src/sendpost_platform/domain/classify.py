@@ -420,6 +420,17 @@ def _hard_keyword(text: str) -> str | None:
 def _decide(
     code: int | None, status: tuple[int, int, int] | None, command: str | None, text: str
 ) -> Classification:
+    # Our sender or our host: a reply to MAIL FROM or EHLO/HELO, or an X.1.7/X.1.8 status, is
+    # never about the recipient, whatever it says ("550 5.1.7 No such domain" is our domain).
+    if command in ("MAIL", "EHLO") or (status is not None and status[1:] in ((1, 7), (1, 8))):
+        side = (
+            f"command:{command}"
+            if command in ("MAIL", "EHLO")
+            else "status:{}.{}.{}".format(
+                *status  # type: ignore[misc]
+            )
+        )
+        return Classification(False, _soft_keyword(text) or "policy", side)
     for rule, reason, matches in _KNOWN_PHRASES:
         if matches(text):
             return Classification(reason in HARD_REASONS, reason, rule)
