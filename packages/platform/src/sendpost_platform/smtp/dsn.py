@@ -394,9 +394,10 @@ def _from_qmail(text: str) -> DsnReport | None:
         address, detail = found
         status = _QMAIL_STATUS.search(detail)
         progress = _QMAIL_PROGRESS.search(detail)
-        recipient = _text_recipient(
-            address, detail, progress.group(1).upper() if progress else None
-        )
+        command = progress.group(1).upper() if progress else None
+        if "my name was rejected" in detail:  # the remote refused our HELO name
+            command = "HELO"
+        recipient = _text_recipient(address, detail, command)
         if status is not None:
             recipient = DsnRecipient(**{**recipient.__dict__, "status": status.group(1)})
         recipients.append(recipient)
