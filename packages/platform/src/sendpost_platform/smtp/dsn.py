@@ -404,6 +404,12 @@ def _from_qmail(text: str) -> DsnReport | None:
     return DsnReport("qmail", tuple(recipients), returned_headers=_copy_headers(text, _QMAIL_COPY))
 
 
+def _is_text(part: email.message.Message) -> bool:
+    """A text part, or a multipart whose boundary never occurs (read as one text)."""
+    kind = part.get_content_maintype()
+    return kind == "text" or (kind == "multipart" and isinstance(part.get_payload(), str))
+
+
 def _notification_parts(message: email.message.Message) -> str:
     """The text parts of ``message`` outside any attached message (the returned copy)."""
     texts: list[str] = []
@@ -415,7 +421,7 @@ def _notification_parts(message: email.message.Message) -> str:
         payload = part.get_payload()
         if part.is_multipart() and isinstance(payload, list):
             pending[0:0] = [p for p in payload if isinstance(p, email.message.Message)]
-        elif part.get_content_maintype() == "text":
+        elif _is_text(part):
             texts.append(_body_text(part))
     return "\n".join(texts).replace("\r\n", "\n")
 
@@ -434,9 +440,7 @@ def parse_report(raw: bytes) -> DsnReport:
             if report.recipients:
                 return report
         text = "\n".join(
-            _body_text(p)
-            for p in message.walk()
-            if not p.is_multipart() and p.get_content_maintype() == "text"
+            _body_text(p) for p in message.walk() if not p.is_multipart() and _is_text(p)
         ).replace("\r\n", "\n")
         for parser in (_from_exim, _from_qmail):
             found = parser(text)
@@ -444,12 +448,10 @@ def parse_report(raw: bytes) -> DsnReport:
                 return found
         from sendpost_platform.smtp import text_readers
 
-        returned = _returned(message)
+        notification = text_readers.notification_text(_notification_parts(message))
+        returned = _returned(message) or text_readers.copied_message(text, notification)
         bounce = text_readers.Bounce(
-            message=message,
-            text=text,
-            notification=text_readers.notification_text(_notification_parts(message)),
-            returned=returned,
+            message=message, text=text, notification=notification, returned=returned
         )
         for name, reader in text_readers.READERS:
             recipients = reader(bounce)

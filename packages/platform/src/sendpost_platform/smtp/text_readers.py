@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import email.message
+import email.policy
 import email.utils
 import re
 from collections.abc import Callable
@@ -99,6 +100,20 @@ def notification_text(text: str) -> str:
         seen_text = seen_text or bool(line.strip())
         kept.append(line)
     return "\n".join(kept)
+
+
+def copied_message(text: str, notification: str) -> email.message.Message | None:
+    """The returned copy written into the text after the notification (headers first), or None
+    when the text has no copy or the copy starts with no header."""
+    if not text.startswith(notification) or len(text) == len(notification):
+        return None
+    copy = text[len(notification) :].lstrip("\n")
+    copy = copy[copy.find("\n") + 1 :].lstrip("\n")
+    head = copy.split("\n", 1)[0]
+    name = head.partition(":")[0]
+    if not name or name != name.strip() or " " in name or ":" not in head:
+        return None
+    return email.message_from_string(copy, policy=email.policy.compat32)
 
 
 def _squash(text: str) -> str:
@@ -274,6 +289,7 @@ def notification_addresses(bounce: Bounce) -> list[DsnRecipient]:
         a
         for a in (
             _header_address(bounce.message, "From"),
+            _header_address(bounce.message, "To"),
             _header_address(bounce.returned, "From"),
             _header_address(bounce.returned, "Return-Path"),
             _header_address(bounce.returned, "Sender"),
