@@ -70,6 +70,15 @@ _BOUNCE_SUBJECTS = (
     "not be sent",
     "unable to",
 )
+_BOUNCE_PHRASES = (
+    "could not be delivered",
+    "undeliverable",
+    "delivery failed",
+    "delivery has failed",
+    "permanent error",
+    "unable to deliver",
+    "not be delivered",
+)
 _GMAIL_START = "Delivery to the following recipient"
 _DELAY_SUBJECTS = ("delay", "warning:", "delivery status notification (delay)")
 
@@ -89,13 +98,22 @@ class Bounce:
 Reader = Callable[[Bounce], list[DsnRecipient]]
 
 
+def _separator(line: str) -> bool:
+    """A short line that looks like it introduces something: ``--- ... ---``, ``... follows.``"""
+    stripped = line.strip().lower()
+    return len(stripped) < 100 and (
+        stripped[:1] in ("-", "=", "*", "_", ">")
+        or stripped.endswith(("follows", "follows.", "follow.", "follow", "below", "below:", ":"))
+    )
+
+
 def notification_text(text: str) -> str:
     """``text`` up to the first line that introduces the returned copy of the message."""
     kept: list[str] = []
     seen_text = False
     for line in text.split("\n"):
         lowered = line.lower()
-        if seen_text and len(line) < 100 and any(m in lowered for m in _COPY_MARKERS):
+        if seen_text and _separator(line) and any(m in lowered for m in _COPY_MARKERS):
             break
         seen_text = seen_text or bool(line.strip())
         kept.append(line)
@@ -276,7 +294,24 @@ def _is_bounce(bounce: Bounce) -> bool:
         kind = (bounce.message.get_param("report-type") or "").__str__().lower()
         if kind == "feedback-report":
             return False
-    return any(s in sender for s in _BOUNCE_SENDERS) or any(s in subject for s in _BOUNCE_SUBJECTS)
+    if any(s in sender for s in _BOUNCE_SENDERS) or any(s in subject for s in _BOUNCE_SUBJECTS):
+        return True
+    opening = bounce.notification[:5000].lower()
+    return any(phrase in opening for phrase in _BOUNCE_PHRASES)
+
+
+def _received_for(message: email.message.Message | None) -> str | None:
+    """The address of the first ``Received: ... for <rcpt>;`` clause of the returned copy."""
+    if message is None:
+        return None
+    for received in message.get_all("Received") or []:
+        words = str(received).split()
+        for number, word in enumerate(words[:-1]):
+            if word.lower() == "for":
+                address = _clean_address(words[number + 1])
+                if address:
+                    return address.lower()
+    return None
 
 
 def notification_addresses(bounce: Bounce) -> list[DsnRecipient]:
@@ -318,7 +353,7 @@ def notification_addresses(bounce: Bounce) -> list[DsnRecipient]:
         records.append(_record(address, "\n".join(diagnostic), action))
     if records:
         return records
-    to = _header_address(bounce.returned, "To")
+    to = _header_address(bounce.returned, "To") or _received_for(bounce.returned)
     if to is None:
         return []
     return [_record(to, bounce.notification, action)]
