@@ -180,8 +180,7 @@ async def test_only_the_messages_recipient_is_taken_from_a_multi_recipient_dsn(
     bounce_server: BounceServer, seed: Seed, store: Store
 ) -> None:
     """Postfix DSN with two failed blocks: the one naming the message's recipient is stored,
-    the other is counted as another recipient's. (Its "550 5.2.1 User Unknown" is soft: X.2.1
-    is a mailbox status, docs/classification.md.)"""
+    the other is counted as another recipient's."""
     message = seed.message(recipient="kijitora@example.jp")
     raw = corpus_dsn("sisimai-lhost-postfix-13.eml")
     code, text = await send_bounce(bounce_server, [return_path(message)], raw)
@@ -191,7 +190,7 @@ async def test_only_the_messages_recipient_is_taken_from_a_multi_recipient_dsn(
         event["event_type"],
         event["enhanced_status"],
         event["smtp_command"],
-    ) == (SOFT, "5.2.1", "RCPT TO")
+    ) == (HARD, "5.2.1", "RCPT TO")
     assert provider_counters(store, seed.provider.id)["bounce.other_recipient"] == 1
 
 

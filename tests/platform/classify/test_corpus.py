@@ -23,8 +23,6 @@ CORPUS = BOUNCES / "responses.jsonl"
 ACCEPTED_MISSES: dict[int, str] = {
     1: "450 4.1.1 user unknown: a 4xx reply is temporary, and SPEC says a 4xx is never hard "
     "(we keep reason user_unknown, soft); Sisimai calls it hard.",
-    80: "550 5.2.1 'Host Unknown': X.2.1 is a mailbox status (disabled), and policy "
-    "(docs/classification.md) lets a mailbox status beat the words: soft. Sisimai: hard.",
     81: "550 5.1.7 'No such domain': X.1.7 is the *sender's* address status (RFC 3463), so the "
     "missing domain is ours; policy (docs/classification.md): a sender-side problem is never "
     "hard (issue 14). Sisimai calls it hostunknown.",

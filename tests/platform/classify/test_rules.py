@@ -201,8 +201,8 @@ def test_sender_side_problems_are_never_hard(
         (552, "5.1.1", None, "552 5.2.2 Over quota", False),
         # User unknown after DATA: a filter's verdict, soft.
         (550, "5.1.1", "DATA", "550 5.1.1 User unknown", False),
-        # X.2.1 (mailbox disabled) with "User Unknown": the mailbox status wins, soft.
-        (550, "5.2.1", "RCPT TO", "550 5.2.1 <a@b.example>... User Unknown", False),
+        # X.2.1 (mailbox disabled) with "User Unknown": the specific text wins, hard.
+        (550, "5.2.1", "RCPT TO", "550 5.2.1 <a@b.example>... User Unknown", True),
     ],
 )
 def test_issue_14_policy_cases(

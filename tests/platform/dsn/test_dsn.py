@@ -20,12 +20,6 @@ CORPUS = BOUNCES
 ACCEPTED_CLASS_MISSES = {
     ("dsn/sisimai-lhost-postfix-05.eml", "kijitora@example.org"): "450 4.1.1 user unknown: a "
     "4xx is never hard (SPEC); Sisimai calls it hard. Same line as responses.jsonl #1.",
-    ("dsn/sisimai-lhost-exim-02.eml", "sabatora@example.jp"): "550 5.2.1 ... User Unknown: "
-    "X.2.1 says the mailbox exists but is disabled; policy (docs/classification.md): a "
-    "mailbox status beats the words, soft. Sisimai calls this one hard, other 5.2.1 "
-    "'User Unknown' replies (lhost-powermta) soft.",
-    ("dsn/sisimai-lhost-postfix-13.eml", "kijitora@example.jp"): "550 5.2.1 ... User Unknown: "
-    "the same decision as exim-02 (X.2.1 is a mailbox status, soft).",
 }
 
 

@@ -507,10 +507,6 @@ def classify(
         # Accepted at RCPT TO, refused after the content: a filter's verdict, not proof that the
         # address is wrong (Sisimai's "filtered"); soft (docs/classification.md, policy).
         return Classification(False, _soft_keyword(body) or "policy", result.rule + "+after-data")
-    if result.hard and status is not None and status[1] == 2 and status[2] in (1, 2):
-        # X.2.1/X.2.2: the mailbox exists (disabled or full) whatever the words say.
-        reason = "mailbox_full" if status[2] == 2 else "mailbox_disabled"
-        return Classification(False, reason, result.rule + "+mailbox-status")
     if code is not None:
         transient = 400 <= code < 500
     elif status is not None:

@@ -176,6 +176,8 @@ def _record(address: str, diagnostic: str, action: str = "failed") -> DsnRecipie
     text = _squash(diagnostic[: 4 * _MAX_DIAGNOSTIC])[:_MAX_DIAGNOSTIC]
     status = _STATUS.search(text)
     code = _REPLY_CODE.search(text[:200])
+    lowered = text.lower()
+    after_data = any(m in lowered for m in ("smtp command data", "after end of data"))
     return DsnRecipient(
         final_recipient=address,
         original_recipient=None,
@@ -184,7 +186,7 @@ def _record(address: str, diagnostic: str, action: str = "failed") -> DsnRecipie
         diagnostic_type="smtp" if code else None,
         diagnostic=text or None,
         smtp_code=int(code.group(1)) if code else None,
-        smtp_command=None,
+        smtp_command="DATA" if after_data else None,
         remote_mta=None,
     )
 
