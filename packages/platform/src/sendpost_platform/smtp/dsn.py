@@ -37,7 +37,8 @@ import email.policy
 import re
 from dataclasses import dataclass, field
 
-TERMINAL_ACTIONS = frozenset({"failed"})
+TERMINAL_ACTIONS = frozenset({"failed", "expired"})
+"""``failed`` (RFC 3464), and SendGrid's non-standard ``expired`` (it gave up: also final)."""
 
 _STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
 _CODE = re.compile(r"(?:^|[\s:;])([245]\d\d)(?=[\s-]|$)")
