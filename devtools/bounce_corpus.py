@@ -12,7 +12,9 @@ the folder (default ``/work/shared/corpus/bounces/sisimai``) and compares each r
 - **stored**: the bounce server would store an event for it: the block is terminal
   (``Action: failed``). Records that must not be stored (``class`` ``none``, delay warnings) count
   as right when nothing is stored for them;
-- **hard/soft**: for stored bounce records, the classifier's verdict against ``class``.
+- **hard/soft**: for stored bounce records, the classifier's verdict against ``class``;
+  **policy**: against the verdict docs/classification.md asks for (``class``, except the policy
+  rows of ``tests/platform/bounces/sisimai_exceptions.tsv``).
 
 Prints the totals and, with ``--families``, the figures per family (``category``); ``--misses``
 lists every record that is not found or whose hard/soft differs. :func:`score` is what
@@ -31,6 +33,21 @@ from sendpost_platform.domain.classify import classify
 from sendpost_platform.smtp.dsn import DsnRecipient, DsnReport, parse_report
 
 FOLDER = Path("/work/shared/corpus/bounces/sisimai")
+EXCEPTIONS = (
+    Path(__file__).resolve().parent.parent / "tests/platform/bounces/sisimai_exceptions.tsv"
+)
+
+
+def load_policy(path: Path = EXCEPTIONS) -> dict[str, bool]:
+    """Record → hard, for the exceptions table's policy rows (``check`` hard, ``expect``
+    hard/soft): where docs/classification.md decides otherwise than Sisimai."""
+    policy: dict[str, bool] = {}
+    for line in path.read_text().splitlines() if path.exists() else []:
+        if line.strip() and not line.startswith("#"):
+            key, check, expect, _ = line.split("\t")
+            if check == "hard" and expect in ("hard", "soft"):
+                policy[key] = expect == "hard"
+    return policy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,9 +149,11 @@ class Figures:
     stored: int = 0
     in_scope: int = 0
     agree: int = 0
+    policy_agree: int = 0
+    """Agreement with the verdict the written policy asks for (truth unless a policy row)."""
     sender_side_hard: int = 0
 
-    def add(self, item: Scored) -> None:
+    def add(self, item: Scored, policy: dict[str, bool] | None = None) -> None:
         self.records += 1
         if item.record["class"] in ("hard", "soft"):
             self.bounce_records += 1
@@ -146,6 +165,8 @@ class Figures:
         if item.agrees is not None:
             self.in_scope += 1
             self.agree += item.agrees
+            wanted = (policy or {}).get(item.key, item.expected_hard)
+            self.policy_agree += item.hard == wanted
 
     @staticmethod
     def pct(part: int, whole: int) -> str:
@@ -157,15 +178,18 @@ class Figures:
             f"  stored {self.pct(self.stored, self.bounces)} ({self.stored}/{self.bounces})"
             f"  store-right {self.pct(self.store_right, self.records)}"
             f"  hard/soft {self.pct(self.agree, self.in_scope)} ({self.agree}/{self.in_scope})"
+            f"  policy {self.pct(self.policy_agree, self.in_scope)}"
         )
 
 
-def figures(results: list[Scored]) -> tuple[Figures, dict[str, Figures]]:
+def figures(
+    results: list[Scored], policy: dict[str, bool] | None = None
+) -> tuple[Figures, dict[str, Figures]]:
     total = Figures()
     families: dict[str, Figures] = collections.defaultdict(Figures)
     for item in results:
-        total.add(item)
-        families[str(item.record["category"])].add(item)
+        total.add(item, policy)
+        families[str(item.record["category"])].add(item, policy)
     return total, dict(families)
 
 
@@ -176,7 +200,7 @@ def main() -> None:
     parser.add_argument("--misses", action="store_true", help="list records not found or wrong")
     args = parser.parse_args()
     results = score(args.folder)
-    total, families = figures(results)
+    total, families = figures(results, load_policy())
     if args.families:
         ordered = sorted(
             families.items(), key=lambda kv: (kv[1].found - kv[1].bounce_records, kv[0])
