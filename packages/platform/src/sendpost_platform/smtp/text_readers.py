@@ -41,7 +41,7 @@ _REPLY_CODE = re.compile(r"(?:^|[\s:;(\[])([245]\d\d)(?=[\s-]|$)")
 _MAX_DIAGNOSTIC = 1500
 _MAX_LINES = 12
 _MAX_RECIPIENTS = 100
-"""The last-resort reader keeps at most this many addresses (a platform message has one)."""
+"""A text reader keeps at most this many recipients (a platform message has one)."""
 
 # Lines that start the returned copy of the message (compared lower-case, a line at a time).
 _COPY_MARKERS = (
@@ -240,7 +240,7 @@ def embedded_fields(bounce: Bounce) -> list[DsnRecipient]:
             if not stripped and ("action" in fields or "status" in fields):
                 flush()
     flush()
-    return [r for r in records if r.action]
+    return [r for r in records if r.action][:_MAX_RECIPIENTS]
 
 
 def dragonfly(bounce: Bounce) -> list[DsnRecipient]:
@@ -284,7 +284,8 @@ def gmail_text(bounce: Bounce) -> list[DsnRecipient]:
         if address is None:
             details_from = index
             break
-        addresses.append(address)
+        if len(addresses) < _MAX_RECIPIENTS:
+            addresses.append(address)
     details = "\n".join(rest[details_from:])
     return [_record(address, details, action) for address in addresses]
 
