@@ -261,6 +261,23 @@ def _status_blocks(part: email.message.Message) -> list[email.message.Message]:
     return [email.message_from_string(b + "\n\n", policy=email.policy.compat32) for b in blocks]
 
 
+def _split_block(block: email.message.Message) -> list[email.message.Message]:
+    """A paragraph holding several recipients' fields (no blank line between them, as AOL writes
+    them) → one block per recipient: a new one starts at a Final- or Original-Recipient field
+    that the current block already has."""
+    if len(block.get_all("Final-Recipient") or []) < 2:
+        return [block]
+    pieces: list[email.message.Message] = []
+    current: email.message.Message | None = None
+    for name, value in block.items():
+        starts = name.lower() in ("final-recipient", "original-recipient")
+        if current is None or (starts and current.get(name) is not None):
+            current = email.message.Message()
+            pieces.append(current)
+        current[name] = value
+    return pieces
+
+
 def _from_delivery_status(
     message: email.message.Message, status_parts: list[email.message.Message]
 ) -> DsnReport:
@@ -281,7 +298,7 @@ def _from_delivery_status(
             head, rest = email.message.Message(), blocks
         reporting_mta = reporting_mta or _typed(head.get("Reporting-MTA"))[1]
         envelope_id = envelope_id or _squash(head.get("Original-Envelope-Id"))
-        for block in rest:
+        for block in [piece for block in rest for piece in _split_block(block)]:
             action = (_squash(block.get("Action")) or "").split(" ")[0].lower()
             if not action and block.get("Final-Recipient") is None:
                 continue
