@@ -298,7 +298,7 @@ def _from_delivery_status(
             head, rest = email.message.Message(), blocks
         reporting_mta = reporting_mta or _typed(head.get("Reporting-MTA"))[1]
         envelope_id = envelope_id or _squash(head.get("Original-Envelope-Id"))
-        for block in [piece for block in rest for piece in _split_block(block)]:
+        for block in [piece for paragraph in rest for piece in _split_block(paragraph)]:
             action = (_squash(block.get("Action")) or "").split(" ")[0].lower()
             if not action and block.get("Final-Recipient") is None:
                 continue
