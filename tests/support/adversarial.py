@@ -99,6 +99,15 @@ DSN_SHAPES: dict[str, Callable[[int], bytes]] = {
         + b" 550" * (n // 8)
         + b"\r\n"
     ),
+    "report without Diagnostic-Code, addresses in the text part": lambda n: (
+        b"From: MAILER-DAEMON@mx.example\r\n"
+        b'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\n"
+        + b" ".join(b"<u%d@d.example>:" % i for i in range(max(1, n // 16)))
+        + b"\r\n--b\r\nContent-Type: message/delivery-status\r\n\r\n"
+        b"Reporting-MTA: dns; mx.example\r\n\r\n"
+        b"Final-Recipient: rfc822; u1@d.example\r\nAction: failed\r\nStatus: 5.0.0\r\n\r\n--b--\r\n"
+    ),
     "text bounce: '<' and '@' repeated, no separator": lambda n: _plain(
         b"Subject: x\r\n" + _repeat(b"<@<a@", n)
     ),

@@ -195,6 +195,15 @@ def test_sender_side_problems_are_never_hard(
         (None, None, None, "The recipient name is not recognized", True),
         (550, "5.0.0", None, "an MX or SRV record indicated no SMTP service", True),
         (None, None, None, "No mx record found for domain=example.org", True),
+        (
+            None,
+            None,
+            None,
+            "wasn't delivered to a@b.example because the address couldn't be found",
+            True,
+        ),
+        (None, None, None, "Error: No valid recipients for this MM", True),
+        (None, None, None, "User  not listed in public Name & Address Book", True),
         # A generic X.3.0 loses to the specific text.
         (553, "5.3.0", None, "553 5.3.0 <a@b.example>... No such user here", True),
         # The remote's own reply beats the Status field.

@@ -155,7 +155,11 @@ _KNOWN_PHRASES: tuple[tuple[str, str, _Matcher], ...] = (
     (
         "provider:gmail-no-such-user",
         "user_unknown",
-        _rx(r"email account that you tried to reach does not exist", r"\?p=NoSuchUser"),
+        _rx(
+            r"email account that you tried to reach does not exist",
+            r"\?p=NoSuchUser",
+            r"\baddress (couldn't|could not) be found",
+        ),
     ),
     (
         "provider:gmail-disabled",
@@ -216,6 +220,8 @@ _KNOWN_PHRASES: tuple[tuple[str, str, _Matcher], ...] = (
             r"\bunknown recipient\b",
             r"\bno such recipient\b",
             r"recipient address rejected: user unknown",
+            r"\bno valid recipients\b",
+            r"not listed in public name (&|and) address book",
         ),
     ),
     (

@@ -31,6 +31,7 @@ trade characters (tests/platform/dsn/test_linear_time.py).
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.message
 import email.policy
@@ -455,8 +456,14 @@ def parse_report(raw: bytes) -> DsnReport:
         ]
         if status_parts:
             report = _from_delivery_status(message, status_parts)
-            if report.recipients:
+            if report.recipients and all(r.diagnostic for r in report.recipients):
                 return report
+            if report.recipients:
+                from sendpost_platform.smtp import text_readers
+
+                notes = text_readers.notification_text(_notification_parts(message))
+                filled = text_readers.with_human_diagnostics(report.recipients, notes)
+                return dataclasses.replace(report, recipients=filled)
         text = "\n".join(
             _body_text(p) for p in message.walk() if not p.is_multipart() and _is_text(p)
         ).replace("\r\n", "\n")

@@ -191,6 +191,30 @@ def _record(address: str, diagnostic: str, action: str = "failed") -> DsnRecipie
     )
 
 
+def with_human_diagnostics(
+    recipients: tuple[DsnRecipient, ...], notification: str
+) -> tuple[DsnRecipient, ...]:
+    """RFC 3464 blocks without a Diagnostic-Code get the line of the human-readable part that
+    names their address ("<rcpt>: Domain does not exist", "wasn't delivered to <rcpt> because
+    the address couldn't be found"), when there is one."""
+    lines: dict[str, str] = {}
+    for line in notification.split("\n"):
+        if "@" in line:
+            for address in _addresses(line):
+                lines.setdefault(address.lower(), line)
+    filled = []
+    for recipient in recipients:
+        named = lines.get((recipient.address or "").lower()) or lines.get(
+            (recipient.final_recipient or "").lower()
+        )
+        if recipient.diagnostic or named is None:
+            filled.append(recipient)
+        else:
+            diagnostic = _squash(named[: 4 * _MAX_DIAGNOSTIC])[:_MAX_DIAGNOSTIC]
+            filled.append(dataclasses.replace(recipient, diagnostic=diagnostic))
+    return tuple(filled)
+
+
 def _header_address(message: email.message.Message | None, name: str) -> str | None:
     if message is None:
         return None
