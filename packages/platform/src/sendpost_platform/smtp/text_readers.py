@@ -361,8 +361,10 @@ def notification_addresses(bounce: Bounce) -> list[DsnRecipient]:
     lines = bounce.notification.split("\n")
     named: list[tuple[str, int]] = []
     seen = set(ignored)
+    naming: set[int] = set()
     for number, line in enumerate(lines):
         for address in _addresses(line):
+            naming.add(number)
             if address.lower() not in seen and len(named) < _MAX_RECIPIENTS:
                 seen.add(address.lower())
                 named.append((address, number))
@@ -373,6 +375,10 @@ def notification_addresses(bounce: Bounce) -> list[DsnRecipient]:
         diagnostic = [line]
         rest = line[: 4 * _MAX_DIAGNOSTIC].replace(address, " ")
         if not _REPLY_CODE.search(rest) and sum(c.isalpha() for c in rest) < 25:
+            # The line only names the address: the reason is around it. Lotus Notes writes it
+            # on the line before; most others after.
+            before = lines[number - 1] if number > 0 and number - 1 not in naming else ""
+            diagnostic.insert(0, before[: 4 * _MAX_DIAGNOSTIC])
             for later in range(number + 1, min(len(lines), number + 1 + _MAX_LINES)):
                 if later in address_lines:
                     break
