@@ -4,7 +4,8 @@
 
 Runs the platform's bounce parser (``smtp/dsn.py``, ``parse_report``) and classifier
 (``domain/classify.py``, with the same arguments the bounce server passes) over every email of
-the folder (default ``/work/shared/corpus/bounces/sisimai``) and compares each record of its
+the folder (default ``tests/corpus/bounces/sisimai``, a copy of
+``/work/shared/corpus/bounces/sisimai``) and compares each record of its
 ``truth.jsonl`` with what the platform would do:
 
 - **found** (over bounce records: ``class`` hard or soft): a parsed recipient block names the
