@@ -17,6 +17,13 @@ Formats:
   its indented ``SMTP error from remote mail server after RCPT TO:...: host ...: 550 ...``.
 - **qmail** plain-text bounces: ``This is the qmail-send program``, then ``<address>:`` blocks
   with ``... said: 550 ...`` and ``(#5.1.1)``.
+- then the readers of ``smtp/text_readers.py``, in its ``READERS`` order (issue 14): RFC 3464
+  fields pasted into text, DragonFly, old Gmail/Google Groups text, and the last-resort reader
+  for any message that announces itself as a bounce. The first reader that finds a recipient
+  wins (``DsnReport.format`` names it).
+
+A delivery-status paragraph holding several recipients without blank lines between them is split
+per recipient; a block without Diagnostic-Code takes the human-readable line naming its address.
 
 The returned original message (``message/rfc822``, ``text/rfc822-headers`` or the copy after a
 text bounce's separator) is exposed as ``returned_headers`` so the caller can read e.g.
