@@ -82,6 +82,35 @@ DSN_SHAPES: dict[str, Callable[[int], bytes]] = {
         + b" " * n
         + b"\r\n  550 no such user (#5.1.1)\r\n"
     ),
+    # The readers of smtp/text_readers.py (issue 14).
+    "text bounce: distinct addresses on one line": lambda n: _plain(
+        b" ".join(b"<u%d@d.example>" % i for i in range(max(1, n // 16)))
+    ),
+    "text bounce: an address per line": lambda n: _plain(
+        b"".join(b"u%d@d.example\r\n" % i for i in range(max(1, n // 16)))
+    ),
+    "text bounce: RFC 3464 fields pasted, repeated": lambda n: _plain(
+        _repeat(b"Final-Recipient: rfc822; a@b.example\r\nAction: failed\r\n", n)
+    ),
+    "old Gmail: address lines, then one long reply": lambda n: _plain(
+        b"Delivery to the following recipient failed permanently:\r\n\r\n"
+        + _repeat(b"a@b.example\r\n", n // 2)
+        + b"x"
+        + b" 550" * (n // 8)
+        + b"\r\n"
+    ),
+    "report without Diagnostic-Code, addresses in the text part": lambda n: (
+        b"From: MAILER-DAEMON@mx.example\r\n"
+        b'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\n"
+        + b" ".join(b"<u%d@d.example>:" % i for i in range(max(1, n // 16)))
+        + b"\r\n--b\r\nContent-Type: message/delivery-status\r\n\r\n"
+        b"Reporting-MTA: dns; mx.example\r\n\r\n"
+        b"Final-Recipient: rfc822; u1@d.example\r\nAction: failed\r\nStatus: 5.0.0\r\n\r\n--b--\r\n"
+    ),
+    "text bounce: '<' and '@' repeated, no separator": lambda n: _plain(
+        b"Subject: x\r\n" + _repeat(b"<@<a@", n)
+    ),
 }
 
 

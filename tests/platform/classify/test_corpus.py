@@ -23,9 +23,9 @@ CORPUS = BOUNCES / "responses.jsonl"
 ACCEPTED_MISSES: dict[int, str] = {
     1: "450 4.1.1 user unknown: a 4xx reply is temporary, and SPEC says a 4xx is never hard "
     "(we keep reason user_unknown, soft); Sisimai calls it hard.",
-    16: "554 'the domain is not reachable. Please check the domain': no address or "
-    "domain-not-found wording we can generalise ('not reachable' reads as a network "
-    "problem), so soft/other.",
+    81: "550 5.1.7 'No such domain': X.1.7 is the *sender's* address status (RFC 3463), so the "
+    "missing domain is ours; policy (docs/classification.md): a sender-side problem is never "
+    "hard (issue 14). Sisimai calls it hostunknown.",
     79: "550 5.1.2 'User reject': X.1.2 is 'bad destination system address' (hard by RFC 3463); "
     "Sisimai reads the text as a recipient-side filter. We follow the status code.",
 }

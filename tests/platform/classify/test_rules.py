@@ -57,7 +57,7 @@ def test_blocklist_is_soft_reputation_whatever_the_status() -> None:
         ("5.2.2", False, "mailbox_full"),
         ("5.2.1", False, "mailbox_disabled"),
         ("5.3.4", False, "content"),
-        ("5.3.0", False, "system"),
+        ("5.3.1", False, "system"),
         ("5.4.6", False, "network"),
         ("4.4.7", False, "expired"),
         ("5.6.0", False, "content"),
@@ -167,3 +167,57 @@ def test_classify_never_raises_and_returns_a_known_reason(
     """Arbitrary input never raises; the reason is always in the documented vocabulary."""
     result = _c(text, code, status, command, hint)
     assert result.reason in REASONS
+
+
+@pytest.mark.parametrize(
+    ("text", "status", "command"),
+    [
+        ("550 5.1.7 No such domain neko.example.com", "5.1.7", None),
+        ("550 5.1.7 No such domain neko.example.com", None, "MAIL FROM"),
+        ("550 Invalid domain name example.jp", None, "EHLO"),
+    ],
+)
+def test_sender_side_problems_are_never_hard(
+    text: str, status: str | None, command: str | None
+) -> None:
+    """Issue 14: a reply to MAIL FROM or EHLO, or an X.1.7/X.1.8 status, concerns our sender or
+    host, so recipient-sounding words ("No such domain", "Invalid domain") do not make it hard."""
+    result = classify(smtp_code=550, enhanced_status=status, smtp_command=command, text=text)
+    assert (False, True) == (result.hard, result.rule.startswith(("status:5.1.7", "command:")))
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "command", "text", "expected"),
+    [
+        # Recipient-side wordings the issue found missing: hard.
+        (554, None, None, "the domain is not reachable. Please check the domain", True),
+        (None, None, None, "User x (a@b.example) not listed in Domino Directory", True),
+        (None, None, None, "The recipient name is not recognized", True),
+        (550, "5.0.0", None, "an MX or SRV record indicated no SMTP service", True),
+        (None, None, None, "No mx record found for domain=example.org", True),
+        (
+            None,
+            None,
+            None,
+            "wasn't delivered to a@b.example because the address couldn't be found",
+            True,
+        ),
+        (None, None, None, "Error: No valid recipients for this MM", True),
+        (None, None, None, "User  not listed in public Name & Address Book", True),
+        # A generic X.3.0 loses to the specific text.
+        (553, "5.3.0", None, "553 5.3.0 <a@b.example>... No such user here", True),
+        # The remote's own reply beats the Status field.
+        (552, "5.1.1", None, "552 5.2.2 Over quota", False),
+        # User unknown after DATA: a filter's verdict, soft.
+        (550, "5.1.1", "DATA", "550 5.1.1 User unknown", False),
+        # X.2.1 (mailbox disabled) with "User Unknown": the specific text wins, hard.
+        (550, "5.2.1", "RCPT TO", "550 5.2.1 <a@b.example>... User Unknown", True),
+    ],
+)
+def test_issue_14_policy_cases(
+    code: int | None, status: str | None, command: str | None, text: str, expected: bool
+) -> None:
+    """The decisions of docs/classification.md ("Policy") for the disputed and missing cases of
+    issue 14: recipient wordings are hard; sender, mailbox status, after-DATA cases are soft."""
+    result = classify(smtp_code=code, enhanced_status=status, smtp_command=command, text=text)
+    assert expected == result.hard, result

@@ -155,7 +155,11 @@ _KNOWN_PHRASES: tuple[tuple[str, str, _Matcher], ...] = (
     (
         "provider:gmail-no-such-user",
         "user_unknown",
-        _rx(r"email account that you tried to reach does not exist", r"\?p=NoSuchUser"),
+        _rx(
+            r"email account that you tried to reach does not exist",
+            r"\?p=NoSuchUser",
+            r"\baddress (couldn't|could not) be found",
+        ),
     ),
     (
         "provider:gmail-disabled",
@@ -216,17 +220,32 @@ _KNOWN_PHRASES: tuple[tuple[str, str, _Matcher], ...] = (
             r"\bunknown recipient\b",
             r"\bno such recipient\b",
             r"recipient address rejected: user unknown",
+            r"\bno valid recipients\b",
+            r"not listed in public name (&|and) address book",
         ),
     ),
     (
         "phrase:no-such-domain",
         "domain_not_found",
-        _rx(r"\bno such domain\b", r"\bunknown domain\b"),
+        _rx(r"\bno such domain\b", r"\bunknown domain\b", r"\bthe domain is not reachable\b"),
+    ),
+    (
+        "phrase:directory-unknown",
+        "user_unknown",
+        _either(
+            _then(r"\bnot listed in\b", r"\bdirectory\b"),
+            _rx(r"recipient name is not recognized", r"invalid final delivery userid"),
+        ),
     ),
     (
         "phrase:no-mail-accepted",
         "no_mail_accepted",
-        _rx(r"\b(host|domain) does not accept (e-?)?mail\b(?! from)", r"\bnull mx\b"),
+        _rx(
+            r"\b(host|domain) does not accept (e-?)?mail\b(?! from)",
+            r"\bnull mx\b",
+            r"mx or srv record indicated no smtp service",
+            r"\bno mx record found\b",
+        ),
     ),
     (
         "phrase:address-moved",
@@ -389,6 +408,8 @@ def _by_status(status: tuple[int, int, int], text: str) -> tuple[str, bool] | No
         table = {1: "mailbox_disabled", 2: "mailbox_full", 3: "content", 4: "system"}
         return (table[detail], False) if detail in table else None
     if subject == 3:
+        if detail == 0:
+            return None  # generic: the text decides (issue 14)
         return ("content" if detail == 4 else "system"), False
     if subject == 4:
         if detail == 4 and klass == 5:
@@ -420,6 +441,17 @@ def _hard_keyword(text: str) -> str | None:
 def _decide(
     code: int | None, status: tuple[int, int, int] | None, command: str | None, text: str
 ) -> Classification:
+    # Our sender or our host: a reply to MAIL FROM or EHLO/HELO, or an X.1.7/X.1.8 status, is
+    # never about the recipient, whatever it says ("550 5.1.7 No such domain" is our domain).
+    if command in ("MAIL", "EHLO") or (status is not None and status[1:] in ((1, 7), (1, 8))):
+        side = (
+            f"command:{command}"
+            if command in ("MAIL", "EHLO")
+            else "status:{}.{}.{}".format(
+                *status  # type: ignore[misc]
+            )
+        )
+        return Classification(False, _soft_keyword(text) or "policy", side)
     for rule, reason, matches in _KNOWN_PHRASES:
         if matches(text):
             return Classification(reason in HARD_REASONS, reason, rule)
@@ -465,12 +497,22 @@ def classify(
     if code is None:
         match = _CODE_RE.search(body)
         code = int(match.group(1)) if match else None
-    status = _parse_status(enhanced_status) or _parse_status(body)
+    # The remote's own reply beats the reporting MTA's Status field: "Status: 5.1.1" with
+    # "552 5.2.2 Over quota" is a full mailbox. A generic X.0.0 in the text does not count.
+    field_status = _parse_status(enhanced_status)
+    text_status = _parse_status(body)
+    if text_status is not None and (text_status[2] == 0 or text_status[0] == 2):
+        text_status = None
+    status = text_status or field_status
     command = _normalise_command(smtp_command)
     if command is None:
         match = _COMMAND_RE.search(body)
         command = _normalise_command(match.group(1)) if match else None
     result = _decide(code, status, command, body)
+    if result.hard and command == "DATA":
+        # Accepted at RCPT TO, refused after the content: a filter's verdict, not proof that the
+        # address is wrong (Sisimai's "filtered"); soft (docs/classification.md, policy).
+        return Classification(False, _soft_keyword(body) or "policy", result.rule + "+after-data")
     if code is not None:
         transient = 400 <= code < 500
     elif status is not None:

@@ -17,6 +17,13 @@ Formats:
   its indented ``SMTP error from remote mail server after RCPT TO:...: host ...: 550 ...``.
 - **qmail** plain-text bounces: ``This is the qmail-send program``, then ``<address>:`` blocks
   with ``... said: 550 ...`` and ``(#5.1.1)``.
+- then the readers of ``smtp/text_readers.py``, in its ``READERS`` order (issue 14): RFC 3464
+  fields pasted into text, DragonFly, old Gmail/Google Groups text, and the last-resort reader
+  for any message that announces itself as a bounce. The first reader that finds a recipient
+  wins (``DsnReport.format`` names it).
+
+A delivery-status paragraph holding several recipients without blank lines between them is split
+per recipient; a block without Diagnostic-Code takes the human-readable line naming its address.
 
 The returned original message (``message/rfc822``, ``text/rfc822-headers`` or the copy after a
 text bounce's separator) is exposed as ``returned_headers`` so the caller can read e.g.
@@ -31,13 +38,15 @@ trade characters (tests/platform/dsn/test_linear_time.py).
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.message
 import email.policy
 import re
 from dataclasses import dataclass, field
 
-TERMINAL_ACTIONS = frozenset({"failed"})
+TERMINAL_ACTIONS = frozenset({"failed", "expired"})
+"""``failed`` (RFC 3464), and SendGrid's non-standard ``expired`` (it gave up: also final)."""
 
 _STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
 _CODE = re.compile(r"(?:^|[\s:;])([245]\d\d)(?=[\s-]|$)")
@@ -260,6 +269,23 @@ def _status_blocks(part: email.message.Message) -> list[email.message.Message]:
     return [email.message_from_string(b + "\n\n", policy=email.policy.compat32) for b in blocks]
 
 
+def _split_block(block: email.message.Message) -> list[email.message.Message]:
+    """A paragraph holding several recipients' fields (no blank line between them, as AOL writes
+    them) → one block per recipient: a new one starts at a Final- or Original-Recipient field
+    that the current block already has."""
+    if len(block.get_all("Final-Recipient") or []) < 2:
+        return [block]
+    pieces: list[email.message.Message] = []
+    current: email.message.Message | None = None
+    for name, value in block.items():
+        starts = name.lower() in ("final-recipient", "original-recipient")
+        if current is None or (starts and current.get(name) is not None):
+            current = email.message.Message()
+            pieces.append(current)
+        current[name] = value
+    return pieces
+
+
 def _from_delivery_status(
     message: email.message.Message, status_parts: list[email.message.Message]
 ) -> DsnReport:
@@ -280,7 +306,7 @@ def _from_delivery_status(
             head, rest = email.message.Message(), blocks
         reporting_mta = reporting_mta or _typed(head.get("Reporting-MTA"))[1]
         envelope_id = envelope_id or _squash(head.get("Original-Envelope-Id"))
-        for block in rest:
+        for block in [piece for paragraph in rest for piece in _split_block(paragraph)]:
             action = (_squash(block.get("Action")) or "").split(" ")[0].lower()
             if not action and block.get("Final-Recipient") is None:
                 continue
@@ -394,13 +420,36 @@ def _from_qmail(text: str) -> DsnReport | None:
         address, detail = found
         status = _QMAIL_STATUS.search(detail)
         progress = _QMAIL_PROGRESS.search(detail)
-        recipient = _text_recipient(
-            address, detail, progress.group(1).upper() if progress else None
-        )
+        command = progress.group(1).upper() if progress else None
+        if "my name was rejected" in detail:  # the remote refused our HELO name
+            command = "HELO"
+        recipient = _text_recipient(address, detail, command)
         if status is not None:
             recipient = DsnRecipient(**{**recipient.__dict__, "status": status.group(1)})
         recipients.append(recipient)
     return DsnReport("qmail", tuple(recipients), returned_headers=_copy_headers(text, _QMAIL_COPY))
+
+
+def _is_text(part: email.message.Message) -> bool:
+    """A text part, or a multipart whose boundary never occurs (read as one text)."""
+    kind = part.get_content_maintype()
+    return kind == "text" or (kind == "multipart" and isinstance(part.get_payload(), str))
+
+
+def _notification_parts(message: email.message.Message) -> str:
+    """The text parts of ``message`` outside any attached message (the returned copy)."""
+    texts: list[str] = []
+    pending = [message]
+    while pending:
+        part = pending.pop(0)
+        if part.get_content_maintype() == "message" and part is not message:
+            continue
+        payload = part.get_payload()
+        if part.is_multipart() and isinstance(payload, list):
+            pending[0:0] = [p for p in payload if isinstance(p, email.message.Message)]
+        elif _is_text(part):
+            texts.append(_body_text(part))
+    return "\n".join(texts).replace("\r\n", "\n")
 
 
 def parse_report(raw: bytes) -> DsnReport:
@@ -414,17 +463,32 @@ def parse_report(raw: bytes) -> DsnReport:
         ]
         if status_parts:
             report = _from_delivery_status(message, status_parts)
-            if report.recipients:
+            if report.recipients and all(r.diagnostic for r in report.recipients):
                 return report
+            if report.recipients:
+                from sendpost_platform.smtp import text_readers
+
+                notes = text_readers.notification_text(_notification_parts(message))
+                filled = text_readers.with_human_diagnostics(report.recipients, notes)
+                return dataclasses.replace(report, recipients=filled)
         text = "\n".join(
-            _body_text(p)
-            for p in message.walk()
-            if not p.is_multipart() and p.get_content_maintype() == "text"
+            _body_text(p) for p in message.walk() if not p.is_multipart() and _is_text(p)
         ).replace("\r\n", "\n")
         for parser in (_from_exim, _from_qmail):
             found = parser(text)
             if found is not None and found.recipients:
                 return found
+        from sendpost_platform.smtp import text_readers
+
+        notification = text_readers.notification_text(_notification_parts(message))
+        returned = _returned(message) or text_readers.copied_message(text, notification)
+        bounce = text_readers.Bounce(
+            message=message, text=text, notification=notification, returned=returned
+        )
+        for name, reader in text_readers.READERS:
+            recipients = reader(bounce)
+            if recipients:
+                return DsnReport(name, tuple(recipients), returned_headers=returned)
     except (ValueError, LookupError, TypeError, AttributeError, IndexError):
         pass
     return DsnReport("unknown", ())
