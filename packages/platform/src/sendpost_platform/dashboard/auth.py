@@ -18,7 +18,7 @@ import datetime as dt
 from typing import Annotated
 from urllib.parse import urlencode, urlsplit
 
-from fastapi import APIRouter, Form, Request, Response
+from fastapi import APIRouter, Depends, Form, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from sendpost_platform import keys
@@ -112,6 +112,23 @@ def _throttled(request: Request, ctx: AppContext, wait: int) -> HTMLResponse:
     )
     page.headers["Retry-After"] = str(wait)
     return page
+
+
+def authenticate_form(request: Request, ctx: ContextDep) -> accounts.Account | Response:
+    """:func:`authenticate` for a form that changes something: also the 403 page when the form
+    was posted from another site (:func:`cross_site`)."""
+    viewer = authenticate(request, ctx)
+    if not isinstance(viewer, Response) and cross_site(request):
+        return renderer(ctx).error(
+            request, 403, "Not saved", "The form was posted from another site.", viewer
+        )
+    return viewer
+
+
+Viewer = Annotated[accounts.Account | Response, Depends(authenticate)]
+"""A page's viewer, or the answer to give instead (sign-in redirect, 401 page)."""
+Editor = Annotated[accounts.Account | Response, Depends(authenticate_form)]
+"""The viewer of a form that changes something, or the answer to give instead (also 403)."""
 
 
 def _login_page(

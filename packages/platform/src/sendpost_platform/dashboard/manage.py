@@ -11,7 +11,7 @@
 Every action goes through the same functions as the providers API (``api/providers.py``:
 ``smtp_test``, ``create``, ``update``, ``rotate``), so validation, the egress policy, the
 password rules and the SMTP test are the API's. Every POST is refused when it comes from
-another site (``auth.cross_site``). Each SMTP test shows its stages with the server's reply and
+another site (``auth.Editor``). Each SMTP test shows its stages with the server's reply and
 the time taken.
 """
 
@@ -26,8 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from sendpost_platform.api import providers as provider_api
 from sendpost_platform.api.deps import AppContext, ContextDep
-from sendpost_platform.dashboard import auth
-from sendpost_platform.dashboard.auth import authenticate, renderer
+from sendpost_platform.dashboard.auth import Editor, Viewer, renderer
 from sendpost_platform.dashboard.render import PREFIX
 from sendpost_platform.errors import ApiError
 from sendpost_platform.smtp.connectivity import SmtpTestResult
@@ -47,18 +46,6 @@ FIELDS = (
     "maxRatePerHour",
 )
 GRACE_CHOICES = {"86400": "24 hours (default)", "3600": "1 hour", "0": "now (after a leak)"}
-
-
-def _viewer(request: Request, ctx: AppContext) -> accounts.Account | Response:
-    return authenticate(request, ctx)
-
-
-def _refused(request: Request, ctx: AppContext, viewer: accounts.Account) -> Response | None:
-    if auth.cross_site(request):
-        return renderer(ctx).error(
-            request, 403, "Not saved", "The form was posted from another site.", viewer
-        )
-    return None
 
 
 def _form_values(form: Any) -> dict[str, str]:
@@ -138,21 +125,16 @@ EMPTY = {name: "" for name in FIELDS} | {
 
 
 @router.get(f"{PREFIX}/providers/new")
-def new_provider(request: Request, ctx: ContextDep) -> Response:
-    viewer = _viewer(request, ctx)
+def new_provider(request: Request, ctx: ContextDep, viewer: Viewer) -> Response:
     if isinstance(viewer, Response):
         return viewer
     return _page(request, ctx, viewer, values=dict(EMPTY))
 
 
 @router.post(f"{PREFIX}/providers/new")
-async def create_provider(request: Request, ctx: ContextDep) -> Response:
-    viewer = _viewer(request, ctx)
+async def create_provider(request: Request, ctx: ContextDep, viewer: Editor) -> Response:
     if isinstance(viewer, Response):
         return viewer
-    refused = _refused(request, ctx, viewer)
-    if refused is not None:
-        return refused
     form = await request.form()
     values = _form_values(form)
     action = str(form.get("action", "test"))
@@ -204,8 +186,9 @@ async def _load(ctx: AppContext, viewer: accounts.Account, provider_id: int) -> 
 
 
 @router.get(f"{PREFIX}/providers/{{provider_id}}/edit")
-async def edit_provider(request: Request, ctx: ContextDep, provider_id: int) -> Response:
-    viewer = _viewer(request, ctx)
+async def edit_provider(
+    request: Request, ctx: ContextDep, viewer: Viewer, provider_id: int
+) -> Response:
     if isinstance(viewer, Response):
         return viewer
     try:
@@ -216,13 +199,11 @@ async def edit_provider(request: Request, ctx: ContextDep, provider_id: int) -> 
 
 
 @router.post(f"{PREFIX}/providers/{{provider_id}}/edit")
-async def save_provider(request: Request, ctx: ContextDep, provider_id: int) -> Response:
-    viewer = _viewer(request, ctx)
+async def save_provider(
+    request: Request, ctx: ContextDep, viewer: Editor, provider_id: int
+) -> Response:
     if isinstance(viewer, Response):
         return viewer
-    refused = _refused(request, ctx, viewer)
-    if refused is not None:
-        return refused
     try:
         current = await _load(ctx, viewer, provider_id)
     except ApiError:
@@ -268,13 +249,11 @@ async def save_provider(request: Request, ctx: ContextDep, provider_id: int) -> 
 
 
 @router.post(f"{PREFIX}/providers/{{provider_id}}/rotate-key")
-async def rotate_key(request: Request, ctx: ContextDep, provider_id: int) -> Response:
-    viewer = _viewer(request, ctx)
+async def rotate_key(
+    request: Request, ctx: ContextDep, viewer: Editor, provider_id: int
+) -> Response:
     if isinstance(viewer, Response):
         return viewer
-    refused = _refused(request, ctx, viewer)
-    if refused is not None:
-        return refused
     grace = str((await request.form()).get("grace", "86400"))
     if grace not in GRACE_CHOICES:
         return renderer(ctx).error(

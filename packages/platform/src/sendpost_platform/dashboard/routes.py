@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Query, Request, Response
+from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 from sendpost_wire.schema import format_timestamp
 
@@ -36,7 +36,7 @@ from sendpost_platform.api.deps import AppContext, ContextDep
 from sendpost_platform.api.events import encode_cursor
 from sendpost_platform.api.providers import agent_health
 from sendpost_platform.dashboard import auth, charts, manage, session, setup_pages, views
-from sendpost_platform.dashboard.auth import authenticate, renderer
+from sendpost_platform.dashboard.auth import Editor, Viewer, renderer
 from sendpost_platform.dashboard.render import (
     ICON_PATH,
     PREFIX,
@@ -53,7 +53,6 @@ router.include_router(auth.router)
 router.include_router(manage.router)
 router.include_router(setup_pages.router)
 
-Viewer = Annotated[accounts.Account | Response, Depends(authenticate)]
 TIMELINE_LIMIT = 1000
 OVERVIEW_EVENTS = 10
 
@@ -390,17 +389,13 @@ def preferences_page(request: Request, ctx: ContextDep, viewer: Viewer, next: st
 def save_preferences(
     request: Request,
     ctx: ContextDep,
-    viewer: Viewer,
+    viewer: Editor,
     tz: Annotated[str, Form()] = "UTC",
     next: Annotated[str, Form()] = "",
 ) -> Response:
     """Remember the viewer's time zone in a cookie (a preference, not a secret) for a year."""
     if isinstance(viewer, Response):
         return viewer
-    if auth.cross_site(request):
-        return renderer(ctx).error(
-            request, 403, "Not saved", "The form was posted from another site.", viewer
-        )
     if tz != "UTC" and views.zone(tz) is dt.UTC:
         return renderer(ctx).page(
             request,

@@ -24,8 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from sendpost_platform.api import domains as domain_api
 from sendpost_platform.api import pools as pool_api
 from sendpost_platform.api.deps import AppContext, ContextDep
-from sendpost_platform.dashboard import auth
-from sendpost_platform.dashboard.auth import authenticate, renderer
+from sendpost_platform.dashboard.auth import Editor, Viewer, renderer
 from sendpost_platform.dashboard.render import PREFIX
 from sendpost_platform.domain.addresses import is_address
 from sendpost_platform.domain.routing import Strategy
@@ -36,14 +35,6 @@ from sendpost_platform.store import accounts, dashboard_queries, suppressions
 router = APIRouter(include_in_schema=False)
 
 SUPPRESSIONS_SHOWN = 1000
-
-
-def _refused(request: Request, ctx: AppContext, viewer: accounts.Account) -> Response | None:
-    if auth.cross_site(request):
-        return renderer(ctx).error(
-            request, 403, "Not saved", "The form was posted from another site.", viewer
-        )
-    return None
 
 
 def _domains_page(
@@ -70,21 +61,18 @@ def _domains_page(
 
 
 @router.get(f"{PREFIX}/domains")
-def domains_page(request: Request, ctx: ContextDep) -> Response:
-    viewer = authenticate(request, ctx)
+def domains_page(request: Request, ctx: ContextDep, viewer: Viewer) -> Response:
     if isinstance(viewer, Response):
         return viewer
     return _domains_page(request, ctx, viewer)
 
 
 @router.post(f"{PREFIX}/domains")
-def add_domain(request: Request, ctx: ContextDep, name: Annotated[str, Form()] = "") -> Response:
-    viewer = authenticate(request, ctx)
+def add_domain(
+    request: Request, ctx: ContextDep, viewer: Editor, name: Annotated[str, Form()] = ""
+) -> Response:
     if isinstance(viewer, Response):
         return viewer
-    refused = _refused(request, ctx, viewer)
-    if refused is not None:
-        return refused
     try:
         domain_api.create_domain(ctx, viewer, {"name": name[:300]})
     except ApiError as exc:
@@ -96,13 +84,11 @@ def add_domain(request: Request, ctx: ContextDep, name: Annotated[str, Form()] =
 
 
 @router.post(f"{PREFIX}/domains/{{domain_id}}/verify")
-async def verify_domain(request: Request, ctx: ContextDep, domain_id: int) -> Response:
-    viewer = authenticate(request, ctx)
+async def verify_domain(
+    request: Request, ctx: ContextDep, viewer: Editor, domain_id: int
+) -> Response:
     if isinstance(viewer, Response):
         return viewer
-    refused = _refused(request, ctx, viewer)
-    if refused is not None:
-        return refused
     try:
         checked = await domain_api.verify_domain(ctx, viewer, domain_id)
     except ApiError as exc:
@@ -136,22 +122,17 @@ def _pools_page(
 
 
 @router.get(f"{PREFIX}/pools")
-def pools_page(request: Request, ctx: ContextDep) -> Response:
-    viewer = authenticate(request, ctx)
+def pools_page(request: Request, ctx: ContextDep, viewer: Viewer) -> Response:
     if isinstance(viewer, Response):
         return viewer
     return _pools_page(request, ctx, viewer)
 
 
 @router.post(f"{PREFIX}/pools")
-async def add_pool(request: Request, ctx: ContextDep) -> Response:
+async def add_pool(request: Request, ctx: ContextDep, viewer: Editor) -> Response:
     """Create a pool from the form, through the pools API's own validation."""
-    viewer = authenticate(request, ctx)
     if isinstance(viewer, Response):
         return viewer
-    refused = _refused(request, ctx, viewer)
-    if refused is not None:
-        return refused
     data = await request.form()
     chosen = [str(v) for v in data.getlist("provider")]
     form = {
@@ -209,8 +190,7 @@ def _suppressions_page(
 
 
 @router.get(f"{PREFIX}/suppressions")
-def suppressions_page(request: Request, ctx: ContextDep) -> Response:
-    viewer = authenticate(request, ctx)
+def suppressions_page(request: Request, ctx: ContextDep, viewer: Viewer) -> Response:
     if isinstance(viewer, Response):
         return viewer
     return _suppressions_page(request, ctx, viewer)
@@ -228,15 +208,12 @@ def _own_subaccount(ctx: AppContext, viewer: accounts.Account, value: str) -> in
 def add_suppression(
     request: Request,
     ctx: ContextDep,
+    viewer: Editor,
     recipient: Annotated[str, Form()] = "",
     subaccount: Annotated[str, Form()] = "",
 ) -> Response:
-    viewer = authenticate(request, ctx)
     if isinstance(viewer, Response):
         return viewer
-    refused = _refused(request, ctx, viewer)
-    if refused is not None:
-        return refused
     recipient = recipient.strip()[:320]
     sub_id = _own_subaccount(ctx, viewer, subaccount)
     problem = None
@@ -265,15 +242,12 @@ def add_suppression(
 def remove_suppression(
     request: Request,
     ctx: ContextDep,
+    viewer: Editor,
     recipient: Annotated[str, Form()] = "",
     subaccount: Annotated[str, Form()] = "",
 ) -> Response:
-    viewer = authenticate(request, ctx)
     if isinstance(viewer, Response):
         return viewer
-    refused = _refused(request, ctx, viewer)
-    if refused is not None:
-        return refused
     sub_id = _own_subaccount(ctx, viewer, subaccount)
     if sub_id is None:
         return _suppressions_page(
