@@ -57,11 +57,16 @@ def client_address(connection: HTTPConnection) -> str:
     return connection.client.host if connection.client is not None else "unknown"
 
 
+def wait(ctx: AppContext, connection: HTTPConnection) -> int | None:
+    """Seconds this client must wait before its keys are checked again, or None."""
+    return throttle(ctx).retry_after(client_address(connection))
+
+
 def check(ctx: AppContext, connection: HTTPConnection) -> None:
     """Raise 429 when this client has failed too many key checks recently."""
-    wait = throttle(ctx).retry_after(client_address(connection))
-    if wait is not None:
-        raise RateLimited("too many failed key checks from this address", retry_after=wait)
+    wait_for = wait(ctx, connection)
+    if wait_for is not None:
+        raise RateLimited("too many failed key checks from this address", retry_after=wait_for)
 
 
 def failed(ctx: AppContext, connection: HTTPConnection) -> None:

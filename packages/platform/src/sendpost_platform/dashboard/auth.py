@@ -73,7 +73,7 @@ def authenticate(request: Request, ctx: ContextDep) -> accounts.Account | Respon
     """The viewing account, or the answer to give instead (401 page or redirect to login)."""
     key = request.headers.get(ACCOUNT_HEADER)
     if key:
-        wait = throttle.throttle(ctx).retry_after(throttle.client_address(request))
+        wait = throttle.wait(ctx, request)
         if wait is not None:
             return _throttled(request, ctx, wait)
         with ctx.store.read() as conn:
@@ -186,7 +186,7 @@ def login(
     if not key:
         problem = "Enter your account API key."
         return _login_page(request, ctx, status=401, problem=problem, next_path=next_path)
-    wait = throttle.throttle(ctx).retry_after(throttle.client_address(request))
+    wait = throttle.wait(ctx, request)
     if wait is not None:
         problem = f"Too many wrong keys from your address; try again in {wait} s."
         page = _login_page(request, ctx, status=429, problem=problem, next_path=next_path)
