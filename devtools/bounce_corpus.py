@@ -30,6 +30,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from sendpost_platform.domain.bounces import attribute
 from sendpost_platform.domain.classify import classify
 from sendpost_platform.smtp.dsn import DsnRecipient, DsnReport, parse_report
 
@@ -113,9 +114,11 @@ def score(folder: Path = FOLDER) -> list[Scored]:
         block = _match(report, names)
         found = block is not None
         if block is None:
-            # A platform message has one recipient: the server attributes every terminal block
-            # to it when none names it (domain/bounces.py, ``attribute``).
-            block = next((b for b in report.recipients if b.terminal), None)
+            # A platform message has one recipient: when no block names it, the server's own
+            # rule (domain/bounces.py, ``attribute``) gives it every terminal block; the first
+            # is scored.
+            inferred = attribute(report.recipients, "")
+            block = inferred[0].recipient if inferred else None
         stored = block is not None and block.terminal
         verdict = None
         if block is not None and stored:
