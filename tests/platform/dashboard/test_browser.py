@@ -122,7 +122,9 @@ class Tab:
 
 
 @pytest.fixture
-def tab(browser: object) -> Iterator[Tab]:
+def tab(browser: object, live: LivePlatform) -> Iterator[Tab]:
+    """A desktop tab, closed before the platform stops (``live`` is set up first and torn down
+    last), so a page still loading never sees its server go away."""
     opened = Tab(browser, DESKTOP)
     yield opened
     opened.close()
