@@ -17,9 +17,18 @@ from sqlalchemy.engine import Connection
 
 from sendpost_platform.domain import dedup
 from sendpost_platform.store.dialect import insert_ignore
-from sendpost_platform.store.schema import events, messages, relay_queue, send_requests
+from sendpost_platform.store.schema import (
+    event_outbox,
+    events,
+    messages,
+    relay_queue,
+    send_requests,
+)
 
 SLOT_CONFLICT = ("message_uuid", "recipient_key", "dedup_slot")
+
+OUTBOX_CONSUMERS = ("webhooks",)
+"""Who gets an ``event_outbox`` row for each new (or upgraded) event, in the event's transaction."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -75,7 +84,29 @@ _REPORT_COLUMNS = [events.c[name] for name in ("id", "details", *dedup.Report.__
 
 
 def record_event(conn: Connection, event: NewEvent) -> Recorded:
-    """Store ``event``, or merge it into the event it duplicates (see ``domain/dedup.py``)."""
+    """Store ``event``, or merge it into the event it duplicates (see ``domain/dedup.py``).
+
+    A new event, and an upgraded one (its type changed), is also put in the outbox for each of
+    :data:`OUTBOX_CONSUMERS`; a dropped or merged duplicate is not."""
+    recorded = _record(conn, event)
+    if recorded.outcome in (Outcome.INSERTED, Outcome.UPGRADED):
+        conn.execute(
+            sa.insert(event_outbox),
+            [
+                {
+                    "consumer": consumer,
+                    "event_id": recorded.event_id,
+                    "account_id": event.account_id,
+                    "message_uuid": event.message_uuid,
+                    "created_at": event.received_at,
+                }
+                for consumer in OUTBOX_CONSUMERS
+            ],
+        )
+    return recorded
+
+
+def _record(conn: Connection, event: NewEvent) -> Recorded:
     slot = dedup.dedup_slot(event.event_type)
     values = dataclasses.asdict(event)
     values["recipient_key"] = dedup.recipient_key(event.recipient)

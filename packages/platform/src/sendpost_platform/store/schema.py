@@ -349,3 +349,20 @@ send_idempotency = sa.Table(
     sa.UniqueConstraint("subaccount_id", "key"),
     sa.Index(None, "created_at"),
 )
+
+# --- event outbox: one row per stored event per consumer, written in the event's transaction ---
+# A consumer (``webhooks`` today) claims its rows in ``id`` order, hands the events on, and
+# deletes the rows it is done with. Because the row commits with the event, a consumer can
+# neither miss an event nor see one whose transaction rolled back.
+
+event_outbox = sa.Table(
+    "event_outbox",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("consumer", sa.String(32), nullable=False),
+    sa.Column("event_id", sa.BigInteger, nullable=False),
+    sa.Column("account_id", sa.BigInteger, nullable=False),
+    sa.Column("message_uuid", sa.String(36), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index(None, "consumer", "id"),
+)
