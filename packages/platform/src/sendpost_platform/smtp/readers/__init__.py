@@ -1,0 +1,44 @@
+"""Bounce readers: one module per format, all behind :class:`~.base.Reader` (issue 14).
+
+Each reader says whether a bounce is in its format (``detect``) and then reads one record per
+recipient (``extract``: address, action, status, reply code, command, diagnostic text).
+``dsn.parse_report`` tries them in :data:`READERS` order; the first whose ``detect`` is true and
+whose ``extract`` finds a recipient wins, and ``DsnReport.format`` names it. RFC 3464 stays
+first; the formats with their own markers come next; the generic reader comes last. The order
+and what each reader detects are listed in docs/bounces.md ("Readers").
+"""
+
+from __future__ import annotations
+
+from sendpost_platform.smtp.readers.base import Bounce, DsnRecipient, DsnReport, Reader
+from sendpost_platform.smtp.readers.dragonfly import DragonFly
+from sendpost_platform.smtp.readers.embedded import EmbeddedFields
+from sendpost_platform.smtp.readers.exim import Exim
+from sendpost_platform.smtp.readers.gmail import GmailText
+from sendpost_platform.smtp.readers.notification import Notification
+from sendpost_platform.smtp.readers.qmail import Qmail
+from sendpost_platform.smtp.readers.rfc3464 import Rfc3464
+
+READERS: tuple[Reader, ...] = (
+    Rfc3464(),
+    Exim(),
+    Qmail(),
+    EmbeddedFields(),
+    DragonFly(),
+    GmailText(),
+    Notification(),
+)
+"""The readers in the order they are tried (docs/bounces.md lists what each detects)."""
+
+
+def read(bounce: Bounce) -> DsnReport:
+    """The report of the first reader that detects ``bounce`` and finds a recipient in it."""
+    for reader in READERS:
+        if reader.detect(bounce):
+            report = reader.report(bounce)
+            if report.recipients:
+                return report
+    return DsnReport("unknown", ())
+
+
+__all__ = ["READERS", "Bounce", "DsnRecipient", "DsnReport", "Reader", "read"]
