@@ -11,10 +11,13 @@ and what each reader detects are listed in docs/bounces.md ("Readers").
 from __future__ import annotations
 
 from sendpost_platform.smtp.readers.base import Bounce, DsnRecipient, DsnReport, Reader
+from sendpost_platform.smtp.readers.domino import Domino
 from sendpost_platform.smtp.readers.dragonfly import DragonFly
 from sendpost_platform.smtp.readers.embedded import EmbeddedFields
+from sendpost_platform.smtp.readers.exchange2003 import Exchange2003
 from sendpost_platform.smtp.readers.exim import Exim
 from sendpost_platform.smtp.readers.gmail import GmailText
+from sendpost_platform.smtp.readers.notes import Notes
 from sendpost_platform.smtp.readers.notification import Notification
 from sendpost_platform.smtp.readers.qmail import Qmail
 from sendpost_platform.smtp.readers.rfc3464 import Rfc3464
@@ -26,6 +29,9 @@ READERS: tuple[Reader, ...] = (
     EmbeddedFields(),
     DragonFly(),
     GmailText(),
+    Exchange2003(),
+    Domino(),
+    Notes(),
     Notification(),
 )
 """The readers in the order they are tried (docs/bounces.md lists what each detects)."""
