@@ -36,11 +36,11 @@ def _read(name: str) -> tuple[str, list[tuple[str | None, str, str | None, int |
         (
             "lhost-v5sendmail-05.eml",
             (
-                "notification",
+                "sendmail-v5",
                 [
-                    ("kijitora@example.edu", "failed", None, 554),
-                    ("kuroneko@example.or.jp", "failed", None, 554),
-                    ("kijitora@example.org", "failed", None, 554),
+                    ("kijitora@example.edu", "failed", None, 550),
+                    ("kuroneko@example.or.jp", "failed", None, 550),
+                    ("kijitora@example.org", "failed", None, 550),
                     ("mikeneko@example.co.jp", "failed", None, 550),
                 ],
             ),

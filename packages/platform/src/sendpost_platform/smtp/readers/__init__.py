@@ -21,6 +21,8 @@ from sendpost_platform.smtp.readers.notes import Notes
 from sendpost_platform.smtp.readers.notification import Notification
 from sendpost_platform.smtp.readers.qmail import Qmail
 from sendpost_platform.smtp.readers.rfc3464 import Rfc3464
+from sendpost_platform.smtp.readers.sendmail_v5 import SendmailV5
+from sendpost_platform.smtp.readers.yahoo import Yahoo
 
 READERS: tuple[Reader, ...] = (
     Rfc3464(),
@@ -32,6 +34,8 @@ READERS: tuple[Reader, ...] = (
     Exchange2003(),
     Domino(),
     Notes(),
+    Yahoo(),
+    SendmailV5(),
     Notification(),
 )
 """The readers in the order they are tried (docs/bounces.md lists what each detects)."""

@@ -1,14 +1,18 @@
-"""Exim's plain-text bounces.
+"""Exim's plain-text bounces and delay warnings.
 
-**Detects** ``The following address(es) failed:`` (also ``address failed:``) in the text.
-**Extracts** each address line (indented one or two spaces; ``<a@b>``, ``a@b``, a trailing
-colon) and the indented lines after it: the remote reply after ``host ...:`` or ``said:``
-(reply code, status), the command from ``after RCPT TO``/``MAIL FROM``/``end of data``. The
-section ends at ``------ This is a copy of the message``, whose headers are the returned copy.
+**Detects** a line ending ``address(es) failed:`` (also ``address failed:``, ``addresses
+failed:``, and those words wrapped over two lines: ``The following`` / ``address(es) failed:``),
+or a delay warning's ``... has not yet been delivered is:`` / ``... are:``. **Extracts** each
+address line after it (indented one or two spaces; ``<a@b>``, ``a@b``, ``a@b:``, or a bare
+local part completed from the returned copy's ``Received: ... for``) and the indented lines after
+it: the remote reply after ``host ...:`` or ``said:`` (reply code, status), the command from
+``after RCPT TO``/``MAIL FROM``/``end of data``. The section ends at ``------ This is a copy of
+the message``, whose headers are the returned copy. A delay warning's records are ``delayed``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import email.message
 import email.policy
 import re
@@ -21,10 +25,12 @@ from sendpost_platform.smtp.readers.base import (
     Reader,
     reply_record,
 )
+from sendpost_platform.smtp.readers.notification import received_for
 
-_START = re.compile(r"following address(?:\(es\))? failed:\s*\n", re.I)
 _COPY = re.compile(r"^-+ This is a copy of (?:the|your) message.*$", re.M | re.I)
 _AFTER = re.compile(r"after (RCPT TO|MAIL FROM|end of data|DATA)", re.I)
+_FAILED_ENDS = ("address(es) failed:", "addresses failed:", "address failed:")
+_DELAYED_ENDS = ("not yet been delivered is:", "not yet been delivered are:")
 
 
 def copy_headers(text: str, separator: re.Pattern[str]) -> email.message.Message | None:
@@ -35,36 +41,85 @@ def copy_headers(text: str, separator: re.Pattern[str]) -> email.message.Message
     return email.message_from_string(text[match.end() :].lstrip("\n"), policy=email.policy.compat32)
 
 
+def _start(lines: list[str]) -> tuple[int, str] | None:
+    """The index of the line that opens the address list, and the records' action."""
+    for number, line in enumerate(lines):
+        lowered = line.strip().lower()
+        if lowered.endswith(_FAILED_ENDS) and "follow" in lowered + (
+            lines[number - 1].lower() if number else ""
+        ):
+            return number, "failed"
+        if lowered.endswith(_DELAYED_ENDS):
+            return number, "delayed"
+    return None
+
+
+def _address_line(line: str) -> str | None:
+    """An address line: indented one or two spaces, the address alone (``a@b``, ``<a@b>``,
+    ``a@b:``), or a bare local part (returned as is, without ``@``)."""
+    indent = len(line) - len(line.lstrip(" "))
+    if not 0 < indent <= 2:
+        return None
+    stripped = line.strip()
+    address = _text.address_token(stripped.removesuffix(":"), anchored=True)
+    if address is None and stripped.split() == [stripped] and stripped.isascii():
+        local = stripped.removesuffix(":")
+        if local and all(c.isalnum() or c in "._+-=" for c in local):
+            return local
+    return address
+
+
 class Exim(Reader):
     name = "exim"
 
     def detect(self, bounce: Bounce) -> bool:
-        return _START.search(bounce.text) is not None
+        if "failed:" not in bounce.text and "not yet been delivered" not in bounce.text:
+            return False
+        return _start(bounce.text.split("\n")) is not None
 
     def extract(self, bounce: Bounce) -> list[DsnRecipient]:
-        text = bounce.text
-        start = _START.search(text)
-        if start is None:
+        lines = bounce.text.split("\n")
+        found = _start(lines)
+        if found is None:
             return []
-        copy = _COPY.search(text, start.end())
-        section = text[start.end() : copy.start() if copy else len(text)]
+        start, action = found
+        section: list[str] = []
+        for line in lines[start + 1 :]:
+            if _COPY.match(line):
+                break
+            section.append(line)
         recipients: list[DsnRecipient] = []
         current: str | None = None
-        lines: list[str] = []
-        for line in [*section.splitlines(), ""]:
-            indent = len(line) - len(line.lstrip(" "))
-            address = _text.address_token(line.strip(), anchored=True) if 0 < indent <= 2 else None
-            if address or (not line.strip() and current and lines):
-                if current is not None:
-                    detail = " ".join(lines)
+        details: list[str] = []
+        for line in [*section, ""]:
+            address = _address_line(line)
+            if address or (not line.strip() and current and details):
+                if current is not None and len(recipients) < _text.MAX_RECIPIENTS:
+                    detail = " ".join(details)
                     after = _AFTER.search(detail)
                     command = None if after is None else after.group(1).upper()
                     command = "DATA" if command and "DATA" in command else command
-                    recipients.append(reply_record(current, detail, command))
-                current, lines = address, []
+                    recipients.append(self._completed(bounce, current, detail, command, action))
+                current, details = address, []
             elif current is not None and line.strip():
-                lines.append(line.strip())
-        return recipients
+                details.append(line.strip())
+        return [r for r in recipients if r.final_recipient]
+
+    @staticmethod
+    def _completed(
+        bounce: Bounce, address: str, detail: str, command: str | None, action: str
+    ) -> DsnRecipient:
+        if "@" not in address:
+            # A local part: the returned copy's "Received: ... for <rcpt>" names the domain.
+            full = received_for(copy_headers(bounce.text, _COPY))
+            address = full if full and full.split("@")[0] == address.lower() else ""
+        recipient = reply_record(address, detail, command)
+        status = recipient.status
+        if action == "delayed" and status == "5.0.0" and not _text.STATUS.search(detail):
+            status = "4.0.0"  # a warning: the default status of a failure does not apply
+        return dataclasses.replace(
+            recipient, final_recipient=address or None, action=action, status=status
+        )
 
     def report(self, bounce: Bounce) -> DsnReport:
         return DsnReport(
