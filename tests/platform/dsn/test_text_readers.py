@@ -45,10 +45,10 @@ def _read(name: str) -> tuple[str, list[tuple[str | None, str, str | None, int |
                 ],
             ),
         ),
-        # Google Groups names no recipient in its text: the returned copy's To: is the one.
+        # Google Groups names the group in X-Failed-Recipients only.
         (
             "lhost-googlegroups-01.eml",
-            ("notification", [("libsisimai@googlegroups.com", "failed", None, None)]),
+            ("googlegroups", [("libsisimai@googlegroups.com", "failed", None, None)]),
         ),
         # Not bounces: an auto-reply and a feedback report give nothing.
         ("rfc3834-01.eml", ("unknown", [])),

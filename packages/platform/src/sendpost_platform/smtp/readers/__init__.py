@@ -17,12 +17,17 @@ from sendpost_platform.smtp.readers.embedded import EmbeddedFields
 from sendpost_platform.smtp.readers.exchange2003 import Exchange2003
 from sendpost_platform.smtp.readers.exim import Exim
 from sendpost_platform.smtp.readers.gmail import GmailText
+from sendpost_platform.smtp.readers.gmx import Gmx
+from sendpost_platform.smtp.readers.googlegroups import GoogleGroups
+from sendpost_platform.smtp.readers.imailserver import IMailServer
 from sendpost_platform.smtp.readers.notes import Notes
 from sendpost_platform.smtp.readers.notification import Notification
+from sendpost_platform.smtp.readers.opensmtpd import OpenSmtpd
 from sendpost_platform.smtp.readers.qmail import Qmail
 from sendpost_platform.smtp.readers.rfc3464 import Rfc3464
 from sendpost_platform.smtp.readers.sendmail_v5 import SendmailV5
 from sendpost_platform.smtp.readers.yahoo import Yahoo
+from sendpost_platform.smtp.readers.zoho import Zoho
 
 READERS: tuple[Reader, ...] = (
     Rfc3464(),
@@ -36,6 +41,11 @@ READERS: tuple[Reader, ...] = (
     Notes(),
     Yahoo(),
     SendmailV5(),
+    OpenSmtpd(),
+    Gmx(),
+    GoogleGroups(),
+    IMailServer(),
+    Zoho(),
     Notification(),
 )
 """The readers in the order they are tried (docs/bounces.md lists what each detects)."""
