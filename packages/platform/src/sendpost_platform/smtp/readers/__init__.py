@@ -16,10 +16,13 @@ from sendpost_platform.smtp.readers.dragonfly import DragonFly
 from sendpost_platform.smtp.readers.embedded import EmbeddedFields
 from sendpost_platform.smtp.readers.exchange2003 import Exchange2003
 from sendpost_platform.smtp.readers.exim import Exim
+from sendpost_platform.smtp.readers.ezweb import EzWeb
 from sendpost_platform.smtp.readers.gmail import GmailText
 from sendpost_platform.smtp.readers.gmx import Gmx
 from sendpost_platform.smtp.readers.googlegroups import GoogleGroups
 from sendpost_platform.smtp.readers.imailserver import IMailServer
+from sendpost_platform.smtp.readers.kddi import Kddi
+from sendpost_platform.smtp.readers.mfilter import MFilter
 from sendpost_platform.smtp.readers.notes import Notes
 from sendpost_platform.smtp.readers.notification import Notification
 from sendpost_platform.smtp.readers.opensmtpd import OpenSmtpd
@@ -46,6 +49,9 @@ READERS: tuple[Reader, ...] = (
     GoogleGroups(),
     IMailServer(),
     Zoho(),
+    MFilter(),
+    Kddi(),
+    EzWeb(),
     Notification(),
 )
 """The readers in the order they are tried (docs/bounces.md lists what each detects)."""

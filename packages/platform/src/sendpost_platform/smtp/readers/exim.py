@@ -3,8 +3,9 @@
 **Detects** a line ending ``address(es) failed:`` (also ``address failed:``, ``addresses
 failed:``, and those words wrapped over two lines: ``The following`` / ``address(es) failed:``),
 or a delay warning's ``... has not yet been delivered is:`` / ``... are:``. **Extracts** each
-address line after it (indented one or two spaces; ``<a@b>``, ``a@b``, ``a@b:``, or a bare
-local part completed from the returned copy's ``Received: ... for``) and the indented lines after
+address line after it (indented one or two spaces; ``<a@b>``, ``a@b``, ``a@b:``, ``<a@b>:
+reply`` as MXLogic writes it, or a bare local part completed from the returned copy's
+``Received: ... for``) and the indented lines after
 it: the remote reply after ``host ...:`` or ``said:`` (reply code, status), the command from
 ``after RCPT TO``/``MAIL FROM``/``end of data``. The section ends at ``------ This is a copy of
 the message``, whose headers are the returned copy. A delay warning's records are ``delayed``.
@@ -54,19 +55,23 @@ def _start(lines: list[str]) -> tuple[int, str] | None:
     return None
 
 
-def _address_line(line: str) -> str | None:
-    """An address line: indented one or two spaces, the address alone (``a@b``, ``<a@b>``,
-    ``a@b:``), or a bare local part (returned as is, without ``@``)."""
+def _address_line(line: str) -> tuple[str, str] | None:
+    """An address line, indented one or two spaces: the address alone (``a@b``, ``<a@b>``,
+    ``a@b:``), ``<a@b>: reply`` (MXLogic) or a bare local part (returned as is, without ``@``);
+    with what follows the address on the line."""
     indent = len(line) - len(line.lstrip(" "))
     if not 0 < indent <= 2:
         return None
     stripped = line.strip()
+    head = _text.bracketed(stripped)
+    if head is not None and head[1].startswith(": "):
+        return head[0], head[1][2:].strip()
     address = _text.address_token(stripped.removesuffix(":"), anchored=True)
     if address is None and stripped.split() == [stripped] and stripped.isascii():
         local = stripped.removesuffix(":")
         if local and all(c.isalnum() or c in "._+-=" for c in local):
-            return local
-    return address
+            return local, ""
+    return None if address is None else (address, "")
 
 
 class Exim(Reader):
@@ -92,7 +97,8 @@ class Exim(Reader):
         current: str | None = None
         details: list[str] = []
         for line in [*section, ""]:
-            address = _address_line(line)
+            found_line = _address_line(line)
+            address = found_line[0] if found_line else None
             if address or (not line.strip() and current and details):
                 if current is not None and len(recipients) < _text.MAX_RECIPIENTS:
                     detail = " ".join(details)
@@ -100,7 +106,7 @@ class Exim(Reader):
                     command = None if after is None else after.group(1).upper()
                     command = "DATA" if command and "DATA" in command else command
                     recipients.append(self._completed(bounce, current, detail, command, action))
-                current, details = address, []
+                current, details = address, [found_line[1]] if found_line and found_line[1] else []
             elif current is not None and line.strip():
                 details.append(line.strip())
         return [r for r in recipients if r.final_recipient]
