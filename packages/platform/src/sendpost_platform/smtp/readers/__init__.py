@@ -29,6 +29,11 @@ from sendpost_platform.smtp.readers.opensmtpd import OpenSmtpd
 from sendpost_platform.smtp.readers.qmail import Qmail
 from sendpost_platform.smtp.readers.rfc3464 import Rfc3464
 from sendpost_platform.smtp.readers.sendmail_v5 import SendmailV5
+from sendpost_platform.smtp.readers.x1 import X1
+from sendpost_platform.smtp.readers.x2 import X2
+from sendpost_platform.smtp.readers.x3 import X3
+from sendpost_platform.smtp.readers.x4 import X4
+from sendpost_platform.smtp.readers.x6 import X6
 from sendpost_platform.smtp.readers.yahoo import Yahoo
 from sendpost_platform.smtp.readers.zoho import Zoho
 
@@ -52,6 +57,11 @@ READERS: tuple[Reader, ...] = (
     MFilter(),
     Kddi(),
     EzWeb(),
+    X1(),
+    X2(),
+    X3(),
+    X4(),
+    X6(),
     Notification(),
 )
 """The readers in the order they are tried (docs/bounces.md lists what each detects)."""

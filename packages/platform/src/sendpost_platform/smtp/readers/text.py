@@ -178,3 +178,23 @@ def starts_with(lines: list[str], marker: str, *, limit: int | None = None) -> i
         if line.strip()[: len(wanted)].lower() == wanted:
             return number
     return None
+
+
+def address_blocks(lines: list[str]) -> list[tuple[str, list[str]]]:
+    """qmail-style recipient blocks: a line ``<rcpt>:``, then the lines about it up to the next
+    such line or a blank line after them (at most :data:`MAX_RECIPIENTS` blocks of at most
+    :data:`MAX_LINES` lines). Reading stops at the first blank line after a block's text."""
+    found: list[tuple[str, list[str]]] = []
+    for line in lines:
+        stripped = line.strip()
+        head = bracketed(stripped)
+        if head is not None and head[1] == ":":
+            if len(found) == MAX_RECIPIENTS:
+                break
+            found.append((head[0], []))
+        elif found and not stripped:
+            if found[-1][1]:
+                break
+        elif found and len(found[-1][1]) < MAX_LINES:
+            found[-1][1].append(stripped)
+    return found

@@ -22,7 +22,8 @@ _COMMANDS = {
 }
 
 
-def _command(text: str) -> str | None:
+def bracketed_command(text: str) -> str | None:
+    """The command of a bracketed step (``[RCPT_TO]``...) in ``text``."""
     lowered = text.lower()
     for marker, command in _COMMANDS.items():
         if marker in lowered:
@@ -41,21 +42,9 @@ class Yahoo(Reader):
         start = _text.starts_with(lines, _START)
         if start is None:
             return []
-        found: list[tuple[str, list[str]]] = []
-        for line in lines[start + 1 :]:
-            stripped = line.strip()
-            head = _text.bracketed(stripped)
-            if head is not None and head[1] == ":":
-                if len(found) == _text.MAX_RECIPIENTS:
-                    break
-                found.append((head[0], []))
-            elif found and not stripped:
-                if found[-1][1]:
-                    break
-            elif found and len(found[-1][1]) < _text.MAX_LINES:
-                found[-1][1].append(stripped)
+        found = _text.address_blocks(lines[start + 1 :])
         records = []
         for address, details in found:
             text = "\n".join(details)
-            records.append(record(address, text, command=_command(text)))
+            records.append(record(address, text, command=bracketed_command(text)))
         return records
