@@ -11,8 +11,10 @@ and what each reader detects are listed in docs/bounces.md ("Readers").
 from __future__ import annotations
 
 from sendpost_platform.smtp.readers.base import Bounce, DsnRecipient, DsnReport, Reader
+from sendpost_platform.smtp.readers.biglobe import Biglobe
 from sendpost_platform.smtp.readers.domino import Domino
 from sendpost_platform.smtp.readers.dragonfly import DragonFly
+from sendpost_platform.smtp.readers.einsundeins import EinsUndEins
 from sendpost_platform.smtp.readers.embedded import EmbeddedFields
 from sendpost_platform.smtp.readers.exchange2003 import Exchange2003
 from sendpost_platform.smtp.readers.exim import Exim
@@ -22,6 +24,8 @@ from sendpost_platform.smtp.readers.gmx import Gmx
 from sendpost_platform.smtp.readers.googlegroups import GoogleGroups
 from sendpost_platform.smtp.readers.imailserver import IMailServer
 from sendpost_platform.smtp.readers.kddi import Kddi
+from sendpost_platform.smtp.readers.mailfoundry import MailFoundry
+from sendpost_platform.smtp.readers.mailmarshal import MailMarshal
 from sendpost_platform.smtp.readers.mfilter import MFilter
 from sendpost_platform.smtp.readers.notes import Notes
 from sendpost_platform.smtp.readers.notification import Notification
@@ -29,6 +33,8 @@ from sendpost_platform.smtp.readers.opensmtpd import OpenSmtpd
 from sendpost_platform.smtp.readers.qmail import Qmail
 from sendpost_platform.smtp.readers.rfc3464 import Rfc3464
 from sendpost_platform.smtp.readers.sendmail_v5 import SendmailV5
+from sendpost_platform.smtp.readers.trendmicro import TrendMicro
+from sendpost_platform.smtp.readers.verizon import Verizon
 from sendpost_platform.smtp.readers.x1 import X1
 from sendpost_platform.smtp.readers.x2 import X2
 from sendpost_platform.smtp.readers.x3 import X3
@@ -57,6 +63,12 @@ READERS: tuple[Reader, ...] = (
     MFilter(),
     Kddi(),
     EzWeb(),
+    MailMarshal(),
+    TrendMicro(),
+    Biglobe(),
+    EinsUndEins(),
+    MailFoundry(),
+    Verizon(),
     X1(),
     X2(),
     X3(),
