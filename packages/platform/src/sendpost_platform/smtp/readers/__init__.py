@@ -10,6 +10,8 @@ and what each reader detects are listed in docs/bounces.md ("Readers").
 
 from __future__ import annotations
 
+from sendpost_platform.smtp.readers.amazonses_json import AmazonSesJson
+from sendpost_platform.smtp.readers.apachejames import ApacheJames
 from sendpost_platform.smtp.readers.base import Bounce, DsnRecipient, DsnReport, Reader
 from sendpost_platform.smtp.readers.biglobe import Biglobe
 from sendpost_platform.smtp.readers.domino import Domino
@@ -19,8 +21,10 @@ from sendpost_platform.smtp.readers.embedded import EmbeddedFields
 from sendpost_platform.smtp.readers.exchange2003 import Exchange2003
 from sendpost_platform.smtp.readers.exim import Exim
 from sendpost_platform.smtp.readers.ezweb import EzWeb
+from sendpost_platform.smtp.readers.fml import Fml
 from sendpost_platform.smtp.readers.gmail import GmailText
 from sendpost_platform.smtp.readers.gmx import Gmx
+from sendpost_platform.smtp.readers.google import Google
 from sendpost_platform.smtp.readers.googlegroups import GoogleGroups
 from sendpost_platform.smtp.readers.imailserver import IMailServer
 from sendpost_platform.smtp.readers.kddi import Kddi
@@ -58,6 +62,7 @@ READERS: tuple[Reader, ...] = (
     OpenSmtpd(),
     Gmx(),
     GoogleGroups(),
+    Google(),
     IMailServer(),
     Zoho(),
     MFilter(),
@@ -74,6 +79,9 @@ READERS: tuple[Reader, ...] = (
     X3(),
     X4(),
     X6(),
+    ApacheJames(),
+    Fml(),
+    AmazonSesJson(),
     Notification(),
 )
 """The readers in the order they are tried (docs/bounces.md lists what each detects)."""
