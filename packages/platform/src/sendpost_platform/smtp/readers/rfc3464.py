@@ -108,13 +108,47 @@ def _postfix_commands(parts: list[str]) -> dict[str, str]:
     return commands
 
 
+def _field_line(line: str) -> bool:
+    """``Name: value`` with a field name of letters, digits and hyphens."""
+    name, colon, _ = line.partition(":")
+    return bool(colon and name and not name[0].isspace()) and all(
+        c.isalnum() or c == "-" for c in name
+    )
+
+
+def _unfolded(text: str) -> str:
+    """A block's text with every line that is no field and not indented made a continuation
+    of the field before it: MessageLabs wraps a multi-line reply in Diagnostic-Code without
+    indenting it, which would end the fields early."""
+    lines = text.split("\n")
+    return "\n".join(
+        line
+        if number == 0 or not line.strip() or line[0].isspace() or _field_line(line)
+        else " " + line
+        for number, line in enumerate(lines)
+    )
+
+
+def _block(text: str) -> email.message.Message:
+    return email.message_from_string(_unfolded(text) + "\n\n", policy=email.policy.compat32)
+
+
+def _repaired(block: email.message.Message) -> email.message.Message:
+    """A block parsed by the email package whose fields ended early (a line that is no field
+    started its "body"), parsed again with those lines as continuations."""
+    body = block.get_payload()
+    if not isinstance(body, str) or not body.strip():
+        return block
+    fields = "".join(f"{name}: {value}\n" for name, value in block.items())
+    return _block(fields + body.replace("\r\n", "\n").strip("\n"))
+
+
 def _status_blocks(part: email.message.Message) -> list[email.message.Message]:
     payload = part.get_payload()
     if isinstance(payload, list) and all(isinstance(p, email.message.Message) for p in payload):
-        return list(payload)
+        return [_repaired(block) for block in payload]
     text = body_text(part).replace("\r\n", "\n")
-    blocks = _text.paragraphs(text.strip())
-    return [email.message_from_string(b + "\n\n", policy=email.policy.compat32) for b in blocks]
+    return [_block(b) for b in _text.paragraphs(text.strip())]
 
 
 def _split_block(block: email.message.Message) -> list[email.message.Message]:
