@@ -157,6 +157,17 @@ class Bounce:
         return attached_message(self.message) or _text.copied_message(self.text, self.notification)
 
     @functools.cached_property
+    def failed_recipients(self) -> list[str]:
+        """The addresses of the ``X-Failed-Recipients`` headers (Exim, Google), in order."""
+        found: list[str] = []
+        for value in self.message.get_all("X-Failed-Recipients") or []:
+            for token in str(value).replace(",", " ").split()[: _text.MAX_RECIPIENTS]:
+                address = _text.clean_address(token)
+                if address and address not in found:
+                    found.append(address)
+        return found[: _text.MAX_RECIPIENTS]
+
+    @functools.cached_property
     def subject(self) -> str:
         """The bounce's Subject, whitespace squashed, lower-case."""
         return _text.squash(str(self.message.get("Subject") or "")).lower()

@@ -9,7 +9,6 @@ diagnostic, the notification text (the explanation and "The response was: ...").
 from __future__ import annotations
 
 from sendpost_platform.smtp.readers.base import Bounce, DsnRecipient, Reader, record
-from sendpost_platform.smtp.readers.googlegroups import failed_recipients
 
 
 class Google(Reader):
@@ -23,4 +22,4 @@ class Google(Reader):
         )
 
     def extract(self, bounce: Bounce) -> list[DsnRecipient]:
-        return [record(a, bounce.notification) for a in failed_recipients(bounce)]
+        return [record(a, bounce.notification) for a in bounce.failed_recipients]

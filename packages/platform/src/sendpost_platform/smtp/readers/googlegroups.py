@@ -8,19 +8,7 @@ status (the refusal is the group's policy, not a wrong address).
 
 from __future__ import annotations
 
-from sendpost_platform.smtp.readers import text as _text
 from sendpost_platform.smtp.readers.base import Bounce, DsnRecipient, Reader, record
-
-
-def failed_recipients(bounce: Bounce) -> list[str]:
-    """The addresses of the bounce's ``X-Failed-Recipients`` headers (Exim, Google)."""
-    found: list[str] = []
-    for value in bounce.message.get_all("X-Failed-Recipients") or []:
-        for token in str(value).replace(",", " ").split()[: _text.MAX_RECIPIENTS]:
-            address = _text.clean_address(token)
-            if address and address not in found:
-                found.append(address)
-    return found[: _text.MAX_RECIPIENTS]
 
 
 class GoogleGroups(Reader):
@@ -33,4 +21,4 @@ class GoogleGroups(Reader):
         return "google groups" in text or "groups.google.com" in text
 
     def extract(self, bounce: Bounce) -> list[DsnRecipient]:
-        return [record(a, bounce.notification) for a in failed_recipients(bounce)]
+        return [record(a, bounce.notification) for a in bounce.failed_recipients]

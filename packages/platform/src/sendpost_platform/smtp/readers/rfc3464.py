@@ -50,11 +50,23 @@ def _typed(value: str | None) -> tuple[str | None, str | None]:
     return kind.strip().lower() or None, rest.strip() or None
 
 
+def _quoted_local(address: str) -> str | None:
+    """``"local part"@domain`` (RFC 5321 quoted string, no whitespace) as written."""
+    close = address.find('"@', 1)
+    if not address.startswith('"') or close < 0:
+        return None
+    whole = address.split(None, 1)[0].rstrip(">.,")
+    domain = whole[close + 2 :]
+    if len(whole) <= close + 2 or any(c in '<>"@' for c in domain):
+        return None
+    return whole
+
+
 def _rfc822(value: str | None) -> str | None:
     kind, address = _typed(value)
     if address is None or (kind is not None and kind != "rfc822"):
         return None
-    return _text.address_token(address, anchored=False)
+    return _quoted_local(address.lstrip("<")) or _text.address_token(address, anchored=False)
 
 
 def _status(value: str | None) -> tuple[str | None, str | None]:
@@ -190,6 +202,23 @@ def with_human_diagnostics(recipients: list[DsnRecipient], notification: str) ->
     return filled
 
 
+def _named_by_header(recipients: list[DsnRecipient], failed: list[str]) -> list[DsnRecipient]:
+    """Blocks whose recipient fields hold no address (Exim's pipe or file deliveries,
+    ``rfc822;|/usr/bin/prog ...``) take the ``X-Failed-Recipients`` addresses that no block
+    names, in order, when there are as many of each."""
+    nameless = [n for n, r in enumerate(recipients) if r.address is None and r.terminal]
+    if not nameless or not failed:
+        return recipients
+    named = {(r.address or "").lower() for r in recipients}
+    unclaimed = [a for a in failed if a.lower() not in named]
+    if len(unclaimed) != len(nameless):
+        return recipients
+    filled = list(recipients)
+    for number, address in zip(nameless, unclaimed, strict=True):
+        filled[number] = dataclasses.replace(filled[number], final_recipient=address)
+    return filled
+
+
 class Rfc3464(Reader):
     name = "rfc3464"
 
@@ -236,6 +265,7 @@ class Rfc3464(Reader):
                         remote_mta=_typed(block.get("Remote-MTA"))[1],
                     )
                 )
+        recipients = _named_by_header(recipients, bounce.failed_recipients)
         if recipients and not all(r.diagnostic for r in recipients):
             recipients = with_human_diagnostics(recipients, bounce.notification)
         return recipients, reporting_mta, envelope_id
