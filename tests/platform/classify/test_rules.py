@@ -142,6 +142,8 @@ def test_agent_soft_bounce_hint_is_used_only_without_codes() -> None:
         ('unknown user: "kijitora"', "user_unknown"),
         ("User unknown in local recipient table", "user_unknown"),
         ('procmail: Couldn\'t create "/var/mail/x"', "system"),
+        # DNS answered "try again" (a temporary failure on our side's resolver): not the domain.
+        ("Name service error for domain example.com: Host not found, try again", "network"),
     ],
 )
 def test_postfix_texts_without_codes(text: str, reason: str) -> None:

@@ -33,7 +33,9 @@ from sendpost_platform.smtp.readers.mailmarshal import MailMarshal
 from sendpost_platform.smtp.readers.mfilter import MFilter
 from sendpost_platform.smtp.readers.notes import Notes
 from sendpost_platform.smtp.readers.notification import Notification
+from sendpost_platform.smtp.readers.office365 import Office365
 from sendpost_platform.smtp.readers.opensmtpd import OpenSmtpd
+from sendpost_platform.smtp.readers.postfix_text import PostfixText
 from sendpost_platform.smtp.readers.qmail import Qmail
 from sendpost_platform.smtp.readers.rfc3464 import Rfc3464
 from sendpost_platform.smtp.readers.sendmail_v5 import SendmailV5
@@ -59,6 +61,8 @@ READERS: tuple[Reader, ...] = (
     Notes(),
     Yahoo(),
     SendmailV5(),
+    PostfixText(),
+    Office365(),
     OpenSmtpd(),
     Gmx(),
     GoogleGroups(),

@@ -97,7 +97,8 @@ def postfix_paragraph(paragraph: str) -> tuple[str, str] | None:
     return address, rest[2:]
 
 
-def _command(text: str | None) -> str | None:
+def postfix_command(text: str | None) -> str | None:
+    """The command of Postfix's \"(in reply to RCPT TO command)\" (any DATA step is DATA)."""
     if not text:
         return None
     match = _IN_REPLY.search(text)
@@ -114,7 +115,7 @@ def _postfix_commands(parts: list[str]) -> dict[str, str]:
         for paragraph in _text.paragraphs(text):
             found = postfix_paragraph(paragraph.strip())
             if found:
-                command = _command(found[1])
+                command = postfix_command(found[1])
                 if command:
                     commands[found[0].lower()] = command
     return commands
