@@ -27,7 +27,7 @@ class ApacheJames(Reader):
     name = "apachejames"
 
     def detect(self, bounce: Bounce) -> bool:
-        return _markers(bounce.lines) is not None
+        return _BELOW.lower() in bounce.lowered and _markers(bounce.lines) is not None
 
     def extract(self, bounce: Bounce) -> list[DsnRecipient]:
         lines = bounce.lines

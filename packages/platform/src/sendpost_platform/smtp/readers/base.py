@@ -152,6 +152,19 @@ class Bounce:
         return self.notification.split("\n")
 
     @functools.cached_property
+    def lowered(self) -> str:
+        """:attr:`notification` in lower case (for a quick "is the marker anywhere" test)."""
+        return self.notification.lower()
+
+    def find_line(self, marker: str) -> int | None:
+        """The index of the first notification line whose stripped text starts with ``marker``
+        (case ignored); a substring search over the whole text first, so a reader whose marker
+        is absent costs one ``str`` scan, not one per line."""
+        if marker.lower() not in self.lowered:
+            return None
+        return _text.starts_with(self.lines, marker)
+
+    @functools.cached_property
     def returned(self) -> email.message.Message | None:
         """The returned message: attached, else the copy written after the notification."""
         return attached_message(self.message) or _text.copied_message(self.text, self.notification)
@@ -165,7 +178,9 @@ class Bounce:
                 address = _text.clean_address(token)
                 if address and address not in found:
                     found.append(address)
-        return found[: _text.MAX_RECIPIENTS]
+                if len(found) == _text.MAX_RECIPIENTS:
+                    return found
+        return found
 
     @functools.cached_property
     def subject(self) -> str:

@@ -27,7 +27,7 @@ class Domino(Reader):
     name = "domino"
 
     def detect(self, bounce: Bounce) -> bool:
-        return _markers(bounce.lines) is not None
+        return _START in bounce.lowered and _markers(bounce.lines) is not None
 
     def extract(self, bounce: Bounce) -> list[DsnRecipient]:
         lines = bounce.lines

@@ -26,7 +26,7 @@ class EinsUndEins(Reader):
     name = "einsundeins"
 
     def detect(self, bounce: Bounce) -> bool:
-        return _markers(bounce.lines) is not None
+        return _REASON.lower() in bounce.lowered and _markers(bounce.lines) is not None
 
     def extract(self, bounce: Bounce) -> list[DsnRecipient]:
         lines = bounce.lines

@@ -74,6 +74,21 @@ def _address_line(line: str) -> tuple[str, str] | None:
     return None if address is None else (address, "")
 
 
+def _completed(
+    address: str, detail: str, command: str | None, action: str, copy_for: str | None
+) -> DsnRecipient:
+    if "@" not in address:
+        # A local part: the returned copy's "Received: ... for <rcpt>" names the domain.
+        address = copy_for if copy_for and copy_for.split("@")[0] == address.lower() else ""
+    recipient = reply_record(address, detail, command)
+    status = recipient.status
+    if action == "delayed" and status == "5.0.0" and not _text.STATUS.search(detail):
+        status = "4.0.0"  # a warning: the default status of a failure does not apply
+    return dataclasses.replace(
+        recipient, final_recipient=address or None, action=action, status=status
+    )
+
+
 class Exim(Reader):
     name = "exim"
 
@@ -84,48 +99,37 @@ class Exim(Reader):
 
     def extract(self, bounce: Bounce) -> list[DsnRecipient]:
         lines = bounce.text.split("\n")
-        found = _start(lines)
-        if found is None:
+        opening = _start(lines)
+        if opening is None:
             return []
-        start, action = found
+        start, action = opening
         section: list[str] = []
         for line in lines[start + 1 :]:
             if _COPY.match(line):
                 break
             section.append(line)
-        recipients: list[DsnRecipient] = []
+        found: list[tuple[str, str, str | None]] = []
         current: str | None = None
         details: list[str] = []
         for line in [*section, ""]:
             found_line = _address_line(line)
             address = found_line[0] if found_line else None
             if address or (not line.strip() and current and details):
-                if current is not None and len(recipients) < _text.MAX_RECIPIENTS:
+                if current is not None and len(found) < _text.MAX_RECIPIENTS:
                     detail = " ".join(details)
                     after = _AFTER.search(detail)
                     command = None if after is None else after.group(1).upper()
                     command = "DATA" if command and "DATA" in command else command
-                    recipients.append(self._completed(bounce, current, detail, command, action))
-                current, details = address, [found_line[1]] if found_line and found_line[1] else []
+                    found.append((current, detail, command))
+                current = address
+                details = [found_line[1]] if found_line and found_line[1] else []
             elif current is not None and line.strip():
                 details.append(line.strip())
+        copy_for = None
+        if any("@" not in address for address, _, _ in found):
+            copy_for = received_for(copy_headers(bounce.text, _COPY))
+        recipients = [_completed(*entry, action, copy_for) for entry in found]
         return [r for r in recipients if r.final_recipient]
-
-    @staticmethod
-    def _completed(
-        bounce: Bounce, address: str, detail: str, command: str | None, action: str
-    ) -> DsnRecipient:
-        if "@" not in address:
-            # A local part: the returned copy's "Received: ... for <rcpt>" names the domain.
-            full = received_for(copy_headers(bounce.text, _COPY))
-            address = full if full and full.split("@")[0] == address.lower() else ""
-        recipient = reply_record(address, detail, command)
-        status = recipient.status
-        if action == "delayed" and status == "5.0.0" and not _text.STATUS.search(detail):
-            status = "4.0.0"  # a warning: the default status of a failure does not apply
-        return dataclasses.replace(
-            recipient, final_recipient=address or None, action=action, status=status
-        )
 
     def report(self, bounce: Bounce) -> DsnReport:
         return DsnReport(

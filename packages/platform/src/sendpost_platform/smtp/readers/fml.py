@@ -17,10 +17,10 @@ class Fml(Reader):
     name = "fml"
 
     def detect(self, bounce: Bounce) -> bool:
-        return _text.starts_with(bounce.lines, _START) is not None
+        return bounce.find_line(_START) is not None
 
     def extract(self, bounce: Bounce) -> list[DsnRecipient]:
-        start = _text.starts_with(bounce.lines, _START)
+        start = bounce.find_line(_START)
         if start is None:
             return []
         line = bounce.lines[start].strip()

@@ -38,6 +38,8 @@ class Gmx(Reader):
     name = "gmx"
 
     def detect(self, bounce: Bounce) -> bool:
+        if '":' not in bounce.notification or "failed:" not in bounce.lowered:
+            return False
         start = _start(bounce.lines)
         return start is not None and any(
             _quoted_address(line) for line in bounce.lines[start + 1 : start + 4]

@@ -18,7 +18,7 @@ class Kddi(Reader):
     name = "kddi"
 
     def detect(self, bounce: Bounce) -> bool:
-        sent = _text.starts_with(bounce.lines, _SENT)
+        sent = bounce.find_line(_SENT)
         return sent is not None and _text.starts_with(bounce.lines[sent:], _MARKER) is not None
 
     def extract(self, bounce: Bounce) -> list[DsnRecipient]:

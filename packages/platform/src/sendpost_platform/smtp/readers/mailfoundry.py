@@ -19,7 +19,7 @@ class MailFoundry(Reader):
     name = "mailfoundry"
 
     def detect(self, bounce: Bounce) -> bool:
-        start = _text.starts_with(bounce.lines, _TO)
+        start = bounce.find_line(_TO)
         return start is not None and _text.starts_with(bounce.lines[start:], _REASON) is not None
 
     def extract(self, bounce: Bounce) -> list[DsnRecipient]:

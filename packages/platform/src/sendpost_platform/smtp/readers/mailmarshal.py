@@ -27,7 +27,7 @@ class MailMarshal(Reader):
     name = "mailmarshal"
 
     def detect(self, bounce: Bounce) -> bool:
-        return _markers(bounce.lines) is not None
+        return _AFFECTED.lower() in bounce.lowered and _markers(bounce.lines) is not None
 
     def extract(self, bounce: Bounce) -> list[DsnRecipient]:
         lines = bounce.lines

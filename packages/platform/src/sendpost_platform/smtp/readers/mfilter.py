@@ -20,7 +20,7 @@ class MFilter(Reader):
     name = "mfilter"
 
     def detect(self, bounce: Bounce) -> bool:
-        return _text.starts_with(bounce.lines, _SERVER) is not None
+        return bounce.find_line(_SERVER) is not None
 
     def extract(self, bounce: Bounce) -> list[DsnRecipient]:
         lines = bounce.lines
@@ -28,7 +28,8 @@ class MFilter(Reader):
         if server is None:
             return []
         addresses = [a for line in lines[:server] for a in _text.addresses(line.strip())]
-        addresses = [a for a in addresses if a.lower() not in own_addresses(bounce)]
+        own = own_addresses(bounce)
+        addresses = [a for a in addresses if a.lower() not in own]
         reply: list[str] = []
         command = None
         for number, line in enumerate(lines[server + 1 :], server + 1):

@@ -18,7 +18,7 @@ class Notes(Reader):
     name = "notes"
 
     def detect(self, bounce: Bounce) -> bool:
-        return _text.starts_with(bounce.lines, _START) is not None
+        return bounce.find_line(_START) is not None
 
     def extract(self, bounce: Bounce) -> list[DsnRecipient]:
         lines = bounce.lines

@@ -20,7 +20,7 @@ class Office365(Reader):
     name = "office365"
 
     def detect(self, bounce: Bounce) -> bool:
-        return _text.starts_with(bounce.lines, _START) is not None
+        return bounce.find_line(_START) is not None
 
     def extract(self, bounce: Bounce) -> list[DsnRecipient]:
         lines = bounce.lines
@@ -33,7 +33,9 @@ class Office365(Reader):
             stripped = line.strip()
             found = _text.addresses(stripped) if not explanation else []
             if found:
-                addresses.extend(a for a in found if a not in addresses)
+                for address in found:
+                    if address not in addresses and len(addresses) < _text.MAX_RECIPIENTS:
+                        addresses.append(address)
             elif stripped and addresses and len(explanation) < _text.MAX_LINES:
                 explanation.append(stripped)
             elif not stripped and explanation:

@@ -57,7 +57,7 @@ class PostfixText(Reader):
     name = "postfix-text"
 
     def detect(self, bounce: Bounce) -> bool:
-        if any(_text.starts_with(bounce.lines, o, limit=60) is not None for o in _OPENINGS):
+        if any(bounce.find_line(o) is not None for o in _OPENINGS):
             return True
         return "postfix smtp server: errors from" in bounce.subject
 

@@ -159,7 +159,7 @@ def _repaired(block: email.message.Message) -> email.message.Message:
 def _status_blocks(part: email.message.Message) -> list[email.message.Message]:
     payload = part.get_payload()
     if isinstance(payload, list) and all(isinstance(p, email.message.Message) for p in payload):
-        return [_repaired(block) for block in payload]
+        return [_repaired(block) for block in payload if isinstance(block, email.message.Message)]
     text = body_text(part).replace("\r\n", "\n")
     return [_block(b) for b in _text.paragraphs(text.strip())]
 

@@ -77,7 +77,8 @@ def _fatal_list(lines: list[str]) -> tuple[list[str], list[str]]:
             break
         found = _text.addresses(stripped)
         if found and not stripped.startswith("("):
-            addresses.extend(a for a in found[:1] if a not in addresses)
+            if found[0] not in addresses and len(addresses) < _text.MAX_RECIPIENTS:
+                addresses.append(found[0])
         elif stripped and len(reasons) < _text.MAX_LINES:
             reasons.append(stripped)
     return addresses[: _text.MAX_RECIPIENTS], reasons
@@ -87,6 +88,8 @@ class SendmailV5(Reader):
     name = "sendmail-v5"
 
     def detect(self, bounce: Bounce) -> bool:
+        if _TRANSCRIPT not in bounce.text and _FATAL not in bounce.text:
+            return False
         return _section(bounce) is not None
 
     def extract(self, bounce: Bounce) -> list[DsnRecipient]:

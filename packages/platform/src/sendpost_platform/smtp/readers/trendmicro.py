@@ -21,7 +21,7 @@ class TrendMicro(Reader):
     def detect(self, bounce: Bounce) -> bool:
         if "interscan" in bounce.sender:
             return True
-        return _text.starts_with(bounce.lines, "****** Message from InterScan") is not None
+        return bounce.find_line("****** Message from InterScan") is not None
 
     def extract(self, bounce: Bounce) -> list[DsnRecipient]:
         lines = bounce.lines

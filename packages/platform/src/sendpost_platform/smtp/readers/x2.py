@@ -17,10 +17,10 @@ class X2(Reader):
     name = "x2"
 
     def detect(self, bounce: Bounce) -> bool:
-        return _text.starts_with(bounce.lines, _START) is not None
+        return bounce.find_line(_START) is not None
 
     def extract(self, bounce: Bounce) -> list[DsnRecipient]:
-        start = _text.starts_with(bounce.lines, _START)
+        start = bounce.find_line(_START)
         if start is None:
             return []
         blocks = _text.address_blocks(bounce.lines[start + 1 :])

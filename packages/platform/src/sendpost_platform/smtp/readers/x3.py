@@ -32,7 +32,7 @@ class X3(Reader):
     name = "x3"
 
     def detect(self, bounce: Bounce) -> bool:
-        return _start(bounce.lines) is not None
+        return _OPENING.lower() in bounce.lowered and _start(bounce.lines) is not None
 
     def extract(self, bounce: Bounce) -> list[DsnRecipient]:
         lines = bounce.lines

@@ -19,7 +19,7 @@ class X6(Reader):
     name = "x6"
 
     def detect(self, bounce: Bounce) -> bool:
-        return _text.starts_with(bounce.lines, _START) is not None
+        return bounce.find_line(_START) is not None
 
     def extract(self, bounce: Bounce) -> list[DsnRecipient]:
         records: list[DsnRecipient] = []
