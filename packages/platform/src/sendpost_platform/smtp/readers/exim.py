@@ -122,7 +122,8 @@ class Exim(Reader):
                     command = "DATA" if command and "DATA" in command else command
                     found.append((current, detail, command))
                 current = address
-                details = [found_line[1]] if found_line and found_line[1] else []
+                # MXLogic writes the reply on the address line: it is the remote's reply.
+                details = [f"said: {found_line[1]}"] if found_line and found_line[1] else []
             elif current is not None and line.strip():
                 details.append(line.strip())
         copy_for = None

@@ -12,7 +12,7 @@ import re
 
 STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
 """An enhanced status code (RFC 3463) anywhere in a text."""
-REPLY_CODE = re.compile(r"(?:^|[\s:;(\[])([245]\d\d)(?=[\s-]|$)")
+REPLY_CODE = re.compile(r"(?:^|[\s:;(\['])([245]\d\d)(?=[\s-]|$)")
 """A three-digit SMTP reply code standing on its own."""
 
 MAX_DIAGNOSTIC = 1500
