@@ -82,7 +82,7 @@ DSN_SHAPES: dict[str, Callable[[int], bytes]] = {
         + b" " * n
         + b"\r\n  550 no such user (#5.1.1)\r\n"
     ),
-    # The readers of smtp/text_readers.py (issue 14).
+    # The generic and early text readers of smtp/readers/ (issue 14).
     "text bounce: distinct addresses on one line": lambda n: _plain(
         b" ".join(b"<u%d@d.example>" % i for i in range(max(1, n // 16)))
     ),
