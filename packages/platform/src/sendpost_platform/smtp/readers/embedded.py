@@ -27,8 +27,7 @@ class EmbeddedFields(Reader):
     name = "embedded-rfc3464"
 
     def detect(self, bounce: Bounce) -> bool:
-        lowered = bounce.notification.lower()
-        return "final-recipient:" in lowered or "original-recipient:" in lowered
+        return "final-recipient:" in bounce.lowered or "original-recipient:" in bounce.lowered
 
     def extract(self, bounce: Bounce) -> list[DsnRecipient]:
         records: list[DsnRecipient] = []
