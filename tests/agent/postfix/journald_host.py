@@ -125,6 +125,15 @@ def main(work: Path, messages: int) -> dict[str, Any]:
                 agent_command(work, "check", ingest.url),
                 capture_output=True, text=True, timeout=60, check=False,
             )  # fmt: skip
+            # the same check as a user outside systemd-journal and adm (the system journal's
+            # files are root:systemd-journal 0640): it sees only its own entries (its config:
+            # /dev/null, the work directory is root's)
+            command = agent_command(work, "check", ingest.url)
+            command[command.index("--config") + 1] = "/dev/null"
+            unprivileged = subprocess.run(
+                ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *command],
+                capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
             agent = start_agent(work, ingest.url)
             for i, mid in enumerate(uuids[1:], start=1):
                 rig.send(mid, [f"accept-{i}@sink.test"])
@@ -141,6 +150,8 @@ def main(work: Path, messages: int) -> dict[str, Any]:
             return {
                 "check": check.stdout + check.stderr,
                 "check_status": check.returncode,
+                "unprivileged_check": unprivileged.stdout + unprivileged.stderr,
+                "unprivileged_status": unprivileged.returncode,
                 "agent_status": status,
                 "journal": journal_view(),
                 "uuids": uuids,

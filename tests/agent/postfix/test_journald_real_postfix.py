@@ -67,3 +67,14 @@ def test_every_message_is_reported_across_a_sigkill(host: dict[str, object]) -> 
     assert all(len(c) == 1 for c in copies.values())
     assert host["agent_status"] == 0
     assert "log journald (/var/log/mail.log does not exist" in str(host["agent_log"])
+
+
+def test_check_as_a_user_outside_systemd_journal(host: dict[str, object]) -> None:
+    """`check` run by a user outside systemd-journal (and adm) on the same host: it fails with
+    one line that says the journal cannot be read by this user and which group to add."""
+    assert host["unprivileged_status"] == 1, host["unprivileged_check"]
+    assert (
+        "FAIL the log: config: log-path='/var/log/mail.log': does not exist and the journal "
+        "cannot be read by this user (add it to the systemd-journal group); set log-path to "
+        "Postfix's log file, or to journald"
+    ) in str(host["unprivileged_check"]).splitlines()

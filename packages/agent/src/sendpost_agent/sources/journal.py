@@ -95,14 +95,21 @@ def holds_postfix(
     except (OSError, subprocess.TimeoutExpired) as exc:
         return False, f"journalctl could not be run: {exc}"
     where = f"the journal in {directory}" if directory is not None else "the journal"
-    if done.returncode != 0:
-        return False, f"journalctl failed ({_last_line(done.stderr) or done.returncode})"
     if done.stdout.strip():
         return True, f"{where} holds Postfix's log entries"
+    if _denied(done.stderr):
+        return False, f"{where} cannot be read by this user (add it to the systemd-journal group)"
+    if done.returncode != 0:
+        return False, f"journalctl failed ({_last_line(done.stderr) or done.returncode})"
     hint = _last_line(done.stderr)
-    if "permission" in hint.lower() or "not seeing messages" in hint:
-        return False, (f"{where} cannot be read by this user (add it to the systemd-journal group)")
     return False, f"{where} holds no Postfix log entries" + (f" ({hint})" if hint else "")
+
+
+def _denied(stderr: bytes) -> bool:
+    """journalctl's words for "this user may not read (all of) the journal": no file could be
+    opened, or only the user's own journal was (the hint about groups adm, systemd-journal)."""
+    text = stderr.decode("utf-8", "replace")
+    return "insufficient permissions" in text or "not seeing messages from other users" in text
 
 
 def _last_line(raw: bytes) -> str:
@@ -266,9 +273,8 @@ class JournalTail:
         with contextlib.suppress(BlockingIOError, OSError):
             while chunk := os.read(proc.stderr.fileno(), 65536):
                 self._stderr = (self._stderr + chunk)[-_STDERR_KEEP:]
-        hint = _last_line(self._stderr)
-        if "permission" in hint.lower() or "not seeing messages" in hint:
-            self.error = f"journal not readable: {hint}"
+        if _denied(self._stderr):
+            self.error = "the journal cannot be read by this user (add it to systemd-journal)"
 
     def _ended(self, proc: subprocess.Popen[bytes]) -> None:
         """journalctl closed its output: record why, and start it again later (from the
