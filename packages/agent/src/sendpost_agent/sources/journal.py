@@ -168,6 +168,8 @@ class JournalTail:
         self.entries = 0
         """Entries turned into lines since start (the journal's counterpart of a byte offset)."""
         self.skipped = 0
+        self.starts = 0
+        """journalctl processes started (one, unless it exited)."""
         self._journalctl = journalctl or journalctl_path()
         self._clock = clock
         self._position = start
@@ -256,6 +258,7 @@ class JournalTail:
             log.error("%s", self.error)
             self._next_start = self._clock() + self.restart_after
             return None
+        self.starts += 1
         assert proc.stdout is not None
         assert proc.stderr is not None
         os.set_blocking(proc.stdout.fileno(), False)
