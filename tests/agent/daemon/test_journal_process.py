@@ -20,6 +20,7 @@ from tests.support.fake_ingest import FakeIngest
 from tests.support.journal import Entry, append
 
 from .helpers import agent_env, expected_events
+from .loglines import log_text
 from .test_journal_source import lines, message_entries, noise
 
 
@@ -179,3 +180,42 @@ def test_check_says_which_source_and_why(tmp_path: Path, ingest: FakeIngest) -> 
         f"ok   the log: journal files in {journal} (log-path is journald; the journal in "
         f"{journal} holds Postfix's log entries)"
     ) in second.stdout.splitlines()
+
+
+def test_switching_from_the_file_to_the_journal(tmp_path: Path, ingest: FakeIngest) -> None:
+    """A state directory whose cursor is in a file, then log-path journald: the journal is read
+    from its start (the file cursor is not applied to it), with a warning; the journal's cursor
+    then replaces the file's."""
+    journal = _setup(tmp_path)
+    (tmp_path / "mail.log").write_text(log_text(100, 105))
+    with open(tmp_path / "agent.log", "ab") as log:
+        file_agent = subprocess.Popen(
+            [*_agent(tmp_path, "run", ingest.url), "--log-path", str(tmp_path / "mail.log"),
+             "--checkpoint-interval", "0.05", "--batch-wait", "0.05"],
+            env=agent_env(), stderr=log,
+        )  # fmt: skip
+    try:
+        assert ingest.wait_for(lambda s: len(s.events) >= 5)
+        file_agent.send_signal(signal.SIGTERM)
+        assert file_agent.wait(timeout=20) == 0
+    finally:
+        file_agent.kill()
+        file_agent.wait()
+    before = StateDb(tmp_path / "state" / DB_NAME).load()
+    assert before is not None
+    assert not isinstance(before.position, JournalPosition)
+    entries = message_entries(0, 10)
+    append(journal / "system.journal", entries)
+    expected = expected_events(lines(entries).decode())
+    proc = _start(tmp_path, ingest.url)
+    try:
+        assert ingest.wait_for(lambda s: set(expected) <= set(s.event_ids()))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    after = StateDb(tmp_path / "state" / DB_NAME).load()
+    assert after is not None
+    assert after.position == JournalPosition(_last_cursor(journal))
+    assert "the saved cursor is in" in (tmp_path / "agent.log").read_text()

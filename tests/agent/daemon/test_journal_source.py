@@ -10,11 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sendpost_agent import heartbeat
 from sendpost_agent.checkpoint import JournalPosition
 from sendpost_agent.errors import ConfigError
 from sendpost_agent.parse import adapter
 from sendpost_agent.sources.choice import choose, verdict
 from sendpost_agent.sources.journal import JournalTail, entry_line
+from sendpost_agent.telemetry import Status
 
 from tests.support.corpus import POSTFIX_LOGS
 from tests.support.journal import Entry, append, micros, syslog_entries
@@ -256,3 +258,14 @@ def test_choice_of_source(journal_dir: Path, tmp_path: Path) -> None:
     assert choose(default, journal_dir, default).path == default
     with pytest.raises(ConfigError, match="log-path: journald"):
         choose(tmp_path / "maillog", journal_dir, default)
+
+
+def test_the_heartbeat_names_the_journal() -> None:
+    """With the journald source the heartbeat's source is ``journald`` and the bytes behind are
+    unknown (None), not a size computed from a file that does not exist; a file is
+    ``file:PATH``."""
+    health = lambda: (200, {"reasons": []})  # noqa: E731
+    beat = heartbeat.build(Status(log_path="journald", wal_max_bytes=1000), health, 1.8e9)
+    assert (beat.source, beat.log_bytes_behind) == ("journald", None)
+    beat = heartbeat.build(Status(log_path="/var/log/mail.log", wal_max_bytes=1000), health, 1.8e9)
+    assert beat.source == "file:/var/log/mail.log"
