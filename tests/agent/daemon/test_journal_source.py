@@ -4,6 +4,7 @@ journalctl): the lines it gives, follow, restart from the cursor, rotation, the 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from sendpost_agent.checkpoint import JournalPosition
 from sendpost_agent.errors import ConfigError
 from sendpost_agent.parse import adapter
 from sendpost_agent.sources.choice import choose, verdict
-from sendpost_agent.sources.journal import JournalTail, entry_line
+from sendpost_agent.sources.journal import JournalTail, _decode, entry_line
 from sendpost_agent.telemetry import Status
 
 from tests.support.corpus import POSTFIX_LOGS
@@ -269,3 +270,12 @@ def test_the_heartbeat_names_the_journal() -> None:
     assert (beat.source, beat.log_bytes_behind) == ("journald", None)
     beat = heartbeat.build(Status(log_path="/var/log/mail.log", wal_max_bytes=1000), health, 1.8e9)
     assert beat.source == "file:/var/log/mail.log"
+
+
+def test_lines_that_are_not_json_are_skipped_alone() -> None:
+    """Decoding a chunk of journalctl's lines at once: one that is not JSON is None and the
+    others are kept; two broken halves that would join into one document do not."""
+    good = b'{"__CURSOR":"c1","MESSAGE":"m"}'
+    assert _decode([good, b"{broken", good]) == [json.loads(good), None, json.loads(good)]
+    assert _decode([b'{"a":1', b'"b":2}']) == [None, None]
+    assert _decode([good, good]) == [json.loads(good)] * 2
