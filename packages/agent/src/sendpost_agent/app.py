@@ -38,7 +38,7 @@ from sendpost_agent.http import StatusServer
 from sendpost_agent.parse import DEFAULT_INTERNAL_RELAYS, LogParser, adapter
 from sendpost_agent.ship import Clock, Sender, ShipLoop, SystemClock
 from sendpost_agent.sources import FileTail, JournalTail, LogSource
-from sendpost_agent.sources.choice import JOURNALD, Choice, check_file
+from sendpost_agent.sources.choice import JOURNALD, Choice
 from sendpost_agent.telemetry import Metrics, Status, health
 
 log = logging.getLogger("sendpost_agent")
@@ -46,9 +46,6 @@ log = logging.getLogger("sendpost_agent")
 # Queue IDs silent for 24 h are forgotten (and orphaned held lines dropped once their hold time
 # is over, which each line's time also checks): a pass over every entry, at most this often.
 EXPIRE_INTERVAL = 30.0
-
-
-check_log_readable = check_file  # the name commands.py and older tests know
 
 
 def prepare_state_dir(path: Path) -> int:
