@@ -200,7 +200,8 @@ def test_rotation_to_a_new_file_loses_and_repeats_nothing(
 
 def test_journalctl_that_cannot_read_is_an_error_not_lines(tmp_path: Path) -> None:
     """A journal directory that is not there: no lines, an error naming journalctl's exit,
-    and journalctl started again later, not in a busy loop."""
+    and journalctl started again later, not in a busy loop; once the directory is there, its
+    lines come and the error is cleared."""
     clock = [100.0]
     tail = JournalTail(None, tmp_path / "absent", restart_after=5.0, clock=lambda: clock[0])
     try:
@@ -217,6 +218,20 @@ def test_journalctl_that_cannot_read_is_an_error_not_lines(tmp_path: Path) -> No
         clock[0] += 0.1
         assert tail.read() is None
         assert tail.starts == 2
+        deadline = time.monotonic() + 20
+        while tail.running and time.monotonic() < deadline:  # (it fails again, at its pace)
+            assert tail.read() is None
+            time.sleep(0.01)
+        assert not tail.running
+        # the directory appears: the next start reads it, and the error is gone
+        entries = message_entries(0, 2)
+        (tmp_path / "absent").mkdir()
+        append(tmp_path / "absent" / "system.journal", entries)
+        clock[0] += 5.0
+        assert read_until(tail, len(lines(entries))) == lines(entries)
+        assert tail.error is None
+        assert read_quiet(tail, 0.2) == b""
+        assert tail.error is None
     finally:
         tail.close()
 

@@ -49,6 +49,8 @@ FIELDS = "MESSAGE,_HOSTNAME,SYSLOG_IDENTIFIER,SYSLOG_PID,_PID"
 POSTFIX_PROGRAMS = ("master", "qmgr", "pickup", "smtpd", "smtp", "cleanup", "postfix-script")
 MAX_ENTRY_BYTES = 1 << 20  # a JSON entry longer than this is skipped (Postfix lines are ~2 KB)
 _STDERR_KEEP = 4096
+HEALTHY_AFTER = 1.0  # seconds a journalctl runs before an error of the one before is cleared
+DENIED = "the journal cannot be read by this user (add it to the systemd-journal group)"
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
@@ -203,10 +205,16 @@ class JournalTail:
         self._skipping = False
         self._stderr = b""
         self._next_start = 0.0
+        self._started_at = 0.0
 
     @property
     def position(self) -> JournalPosition | None:
         return self._position
+
+    @property
+    def running(self) -> bool:
+        """Whether a journalctl is running (None started yet, or the last one exited)."""
+        return self._proc is not None
 
     def command(self) -> Sequence[str]:
         assert self._journalctl is not None
@@ -223,8 +231,12 @@ class JournalTail:
             assert proc.stdout is not None
             try:
                 data = os.read(proc.stdout.fileno(), self.chunk_bytes)
-            except BlockingIOError:
+            except BlockingIOError:  # journalctl runs and waits for entries
                 self._drain_stderr()
+                if _denied(self._stderr):
+                    self.error = DENIED
+                elif self._clock() - self._started_at >= HEALTHY_AFTER:
+                    self.error = None  # (not at once: a journalctl that fails needs a moment)
                 return None
             if not data:
                 self._ended(proc)
@@ -284,6 +296,7 @@ class JournalTail:
             self._next_start = self._clock() + self.restart_after
             return None
         self.starts += 1
+        self._started_at = self._clock()
         assert proc.stdout is not None
         assert proc.stderr is not None
         os.set_blocking(proc.stdout.fileno(), False)
@@ -301,8 +314,6 @@ class JournalTail:
         with contextlib.suppress(BlockingIOError, OSError):
             while chunk := os.read(proc.stderr.fileno(), 65536):
                 self._stderr = (self._stderr + chunk)[-_STDERR_KEEP:]
-        if _denied(self._stderr):
-            self.error = "the journal cannot be read by this user (add it to systemd-journal)"
 
     def _ended(self, proc: subprocess.Popen[bytes]) -> None:
         """journalctl closed its output: record why, and start it again later (from the
