@@ -294,3 +294,29 @@ def test_lines_that_are_not_json_are_skipped_alone() -> None:
     assert _decode([good, b"{broken", good]) == [json.loads(good), None, json.loads(good)]
     assert _decode([b'{"a":1', b'"b":2}']) == [None, None]
     assert _decode([good, good]) == [json.loads(good)] * 2
+
+
+def test_a_cursor_whose_file_was_vacuumed_goes_on_after_it(
+    journal_dir: Path, tails: list[JournalTail]
+) -> None:
+    """The rotated file that held the saved cursor is deleted (journald's vacuuming) before the
+    restart: the source goes on with the entries after it in the remaining files, once each,
+    none from before the cursor (the vacuumed file's unread entries are gone, as lines of a
+    deleted log file are)."""
+    journal = journal_dir / "system.journal"
+    entries = message_entries(0, 40)
+    old, new = entries[:100], entries[100:]
+    append(journal, old)
+    first = JournalTail(None, journal_dir, chunk_bytes=4096)
+    tails.append(first)
+    read_until(first, 1)
+    position = first.position
+    first.close()
+    rotated = journal_dir / "system@0b5e0d1f2c3a4b5c8d9e0f1a2b3c4d5e-01-01.journal"
+    os.rename(journal, rotated)
+    append(journal, new)
+    rotated.unlink()
+    again = JournalTail(position, journal_dir)
+    tails.append(again)
+    assert read_until(again, len(lines(new))) == lines(new)
+    assert read_quiet(again) == b""

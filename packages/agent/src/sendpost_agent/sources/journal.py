@@ -16,9 +16,11 @@ Which entries: ``SYSLOG_FACILITY=2`` (mail). Postfix opens syslog with ``syslog_
 and program without listing them, and is exactly what Debian's rsyslog writes to mail.log.
 
 Position: the ``__CURSOR`` of the last entry whose line :meth:`JournalTail.read` returned
-(:class:`~sendpost_agent.checkpoint.JournalPosition`); a restart passes it as ``--after-cursor``,
-so the next entry is the first one not yet returned. A cursor whose entry was vacuumed still
-seeks to where it was (journalctl's cursor seek is by sequence number and time). Like
+(:class:`~sendpost_agent.checkpoint.JournalPosition`). A restart passes it as ``--cursor`` (not
+``--after-cursor``) and drops the first entry if it is that one: journalctl's ``--after-cursor``
+skips one entry past where the cursor seeks to, which, when the cursor's entry is gone (its file
+vacuumed), is the first entry not yet read. The seek itself is by sequence number and time, so a
+vacuumed cursor still lands where it was. Like
 :class:`~sendpost_agent.sources.file.FileTail`, nothing here sleeps; the one clock read decides
 when a journalctl that exited is started again (``restart_after`` seconds later).
 """
@@ -72,12 +74,13 @@ def _where(directory: Path | None) -> list[str]:
 def follow_command(
     journalctl: str, after: JournalPosition | None, directory: Path | None
 ) -> list[str]:
-    """The journalctl command line of :class:`JournalTail`: every mail entry after ``after``
-    (from the journal's start without one), then new ones as they come."""
+    """The journalctl command line of :class:`JournalTail`: every mail entry from ``after`` (its
+    own entry first, if it is still there; from the journal's start without one), then new ones
+    as they come."""
     cmd = [journalctl, "--follow", "--no-tail", "--output=json", "--all", "--no-pager"]
     cmd += [f"--output-fields={FIELDS}", *_where(directory)]
     if after is not None:
-        cmd.append(f"--after-cursor={after.cursor}")
+        cmd.append(f"--cursor={after.cursor}")
     return [*cmd, MAIL_FACILITY]
 
 
@@ -206,6 +209,7 @@ class JournalTail:
         self._stderr = b""
         self._next_start = 0.0
         self._started_at = 0.0
+        self._first = True  # the next entry is the first of this journalctl's
 
     @property
     def position(self) -> JournalPosition | None:
@@ -263,6 +267,9 @@ class JournalTail:
                 log.warning("journalctl wrote a line that is not an entry: %r", raw[:200])
                 self.skipped += 1
                 continue
+            first, self._first = self._first, False
+            if first and self._position is not None and cursor == self._position.cursor:
+                continue  # --cursor starts with the entry already read, when it is still there
             line = entry_line(entry)
             if line is None:
                 self.skipped += 1
@@ -302,8 +309,9 @@ class JournalTail:
         os.set_blocking(proc.stdout.fileno(), False)
         os.set_blocking(proc.stderr.fileno(), False)
         self._proc, self._pending, self._skipping, self._stderr = proc, b"", False, b""
+        self._first = True
         where = f"journal files in {self.directory}" if self.directory else "the system journal"
-        after = f"after cursor {self._position.cursor}" if self._position else "from its start"
+        after = f"from cursor {self._position.cursor}" if self._position else "from its start"
         log.info("reading %s (%s), %s", where, MAIL_FACILITY, after)
         return proc
 
