@@ -48,25 +48,27 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from sendpost_agent.app import Agent, check_log_readable
+    from sendpost_agent.app import Agent
+    from sendpost_agent.sources.choice import choose
 
     try:
         settings = settings_from(args, os.environ)
-        check_log_readable(settings.log_path)
+        choice = choose(settings.log_path, settings.journal_directory)
         logging.basicConfig(
             level=settings.log_level,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
             stream=sys.stderr,
         )
         logging.getLogger("httpx").setLevel(logging.WARNING)
-        return asyncio.run(Agent(settings).run())
+        return asyncio.run(Agent(settings, choice=choice).run())
     except ConfigError as exc:
         print(f"sendpost-agent: {exc}", file=sys.stderr)
         return 2
 
 
 def check_command(args: argparse.Namespace) -> int:
-    from sendpost_agent.app import check_log_readable
+    from sendpost_agent.sources.choice import choose
+    from sendpost_agent.sources.choice import verdict as source_verdict
 
     try:
         settings = settings_from(args, os.environ)
@@ -76,8 +78,10 @@ def check_command(args: argparse.Namespace) -> int:
     print("ok   settings are valid")
     problems = 0
     try:
-        check_log_readable(settings.log_path)
-        print(f"ok   the log {settings.log_path} can be read")
+        choice = choose(settings.log_path, settings.journal_directory)
+        ok, line = source_verdict(choice, settings.journal_directory)
+        print(line)
+        problems += not ok
     except ConfigError as exc:
         print(f"FAIL the log: {exc}")
         problems += 1

@@ -161,7 +161,18 @@ class Settings:
         "Event ingestion URL of the platform.",
     )
     log_path: Path = _setting(  # noqa: RUF009 - a field() with metadata, not a shared default
-        Path("/var/log/mail.log"), _path, "The mail log to follow."
+        Path("/var/log/mail.log"),
+        _path,
+        "The mail log to follow, or `journald`: Postfix's entries in the systemd journal. The "
+        "default, when `/var/log/mail.log` does not exist, reads the journal if it holds "
+        "Postfix's entries (docs/agent-sources.md).",
+    )
+    journal_directory: Path | None = _setting(  # noqa: RUF009
+        None,
+        _path,
+        "With `journald`: read the journal files in this directory (`journalctl --directory`) "
+        "instead of the system journal.",
+        "the system journal",
     )
     state_dir: Path = _setting(  # noqa: RUF009
         Path("/var/lib/sendpost-agent"),
