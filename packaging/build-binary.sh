@@ -11,8 +11,7 @@
 #                                 as LIBDIR (/usr/lib/sendpost-agent): the executable, PyInstaller's
 #                                 _internal/ and glibc/ with the C library and its loader, which the
 #                                 executable names as its interpreter (so nothing is unpacked at
-#                                 start and the host's libc is never used);
-#   OUT_DIR/SHA256SUMS            checksums of the single file.
+#                                 start and the host's libc is never used).
 #
 # The interpreter is Debian's own /usr/bin/python3.11 (apt-get install python3.11-dev), named by
 # its path, and every tool runs with a fixed PATH: whichever python3.11 comes first on the
@@ -106,5 +105,4 @@ patchelf --set-interpreter "$LIBDIR/glibc/$loader" --force-rpath --set-rpath "$L
 rm -rf "$out/sendpost-agent.dir"
 cp -a "$tree" "$out/sendpost-agent.dir"
 install -m 0755 "$work/sendpost-agent" "$out/sendpost-agent"
-(cd "$out" && sha256sum sendpost-agent >SHA256SUMS)
 say "$out/sendpost-agent ($(du -h "$out/sendpost-agent" | cut -f1)): $("$out/sendpost-agent" --version)"
