@@ -66,4 +66,5 @@ cp "$dist/sendpost-agent.asc" "$dist/yum/RPM-GPG-KEY-sendpost-agent"
 # Checksums of every download, signed: install.sh checks them before it installs anything.
 (cd "$dist" && sha256sum sendpost-agent "$deb" "$rpm" install.sh >SHA256SUMS)
 sign --armor --detach-sign -o "$dist/SHA256SUMS.asc" "$dist/SHA256SUMS"
+gpgconf --kill gpg-agent 2>/dev/null || true
 echo "$dist"

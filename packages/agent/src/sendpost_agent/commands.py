@@ -9,11 +9,16 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
+from sendpost_agent import frozen
 from sendpost_agent.config import ENV_PREFIX, FIELDS, Settings, load
 from sendpost_agent.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sendpost_agent.app import Agent
 
 
 def _add_settings(parser: argparse.ArgumentParser) -> None:
@@ -59,10 +64,22 @@ def run_command(args: argparse.Namespace) -> int:
             stream=sys.stderr,
         )
         logging.getLogger("httpx").setLevel(logging.WARNING)
-        return asyncio.run(Agent(settings).run())
+        return asyncio.run(_run_watched(Agent(settings)))
     except ConfigError as exc:
         print(f"sendpost-agent: {exc}", file=sys.stderr)
         return 2
+
+
+async def _run_watched(agent: Agent) -> int:
+    """Run the agent; stop it as SIGTERM would if a launcher of the single file is killed."""
+    loop = asyncio.get_running_loop()
+
+    def launcher_gone() -> None:
+        logging.getLogger(__name__).warning("the launcher of this executable was killed: stopping")
+        loop.call_soon_threadsafe(agent.stop.set)
+
+    with frozen.watch(launcher_gone):
+        return await agent.run()
 
 
 def check_command(args: argparse.Namespace) -> int:
