@@ -1,15 +1,32 @@
-"""Builds shared by the packaging tests: one PyInstaller build per session, in a temp dir."""
+"""Builds shared by the packaging tests, cached under build/ between runs.
+
+The executables are rebuilt only when their inputs change (the packaging scripts, the agent's and
+the wire package's sources, uv.lock: their hash names the cache); the Debian 11 root is made once
+with debootstrap and kept.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 PACKAGING = ROOT / "packaging"
+CACHE = ROOT / "build" / "test-packaging"
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+# Where the packages install the unpacked build (build-binary.sh's LIBDIR).
+LIBDIR = "/usr/lib/sendpost-agent"
+
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None,
+    reason="needs root and unshare(1) to enter another root",
+)
 
 
 def _script(name: str, *args: Path, timeout: float) -> str:
@@ -24,25 +41,121 @@ def _script(name: str, *args: Path, timeout: float) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
-@pytest.fixture(scope="session")
-def agent_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The one-file executable, built from a fresh venv by packaging/build-binary.sh."""
-    base = tmp_path_factory.mktemp("agent-build")
-    _script("build-binary.sh", base / "dist", base / "work", timeout=240)
-    return base / "dist" / "sendpost-agent"
+def _inputs_hash() -> str:
+    digest = hashlib.sha256()
+    tracked = subprocess.run(
+        ["git", "ls-files", "-s", "--", "packaging", "packages/agent", "packages/wire", "uv.lock"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+        timeout=30,
+    ).stdout
+    digest.update(tracked)
+    # Uncommitted edits count too: the content of every file git lists.
+    for line in tracked.decode().splitlines():
+        path = ROOT / line.split("\t", 1)[1]
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 @pytest.fixture(scope="session")
-def deb_package(agent_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def build_dir() -> Path:
+    """build-binary.sh's OUT_DIR: the single file and the unpacked tree (cached by inputs)."""
+    out = CACHE / f"binary-{_inputs_hash()}"
+    if not (out / "done").exists():
+        if CACHE.exists():
+            for old in CACHE.glob("binary-*"):
+                shutil.rmtree(old)
+        _script("build-binary.sh", out / "dist", CACHE / "work", timeout=600)
+        (out / "done").touch()
+    return out / "dist"
+
+
+@pytest.fixture(scope="session")
+def agent_binary(build_dir: Path) -> Path:
+    """The single-file executable (staticx around PyInstaller's one-file build)."""
+    return build_dir / "sendpost-agent"
+
+
+@pytest.fixture(scope="session")
+def agent_tree(build_dir: Path) -> Path:
+    """The unpacked build the packages install as /usr/lib/sendpost-agent."""
+    return build_dir / "sendpost-agent.dir"
+
+
+@pytest.fixture(scope="session")
+def deb_package(agent_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("deb")
-    return Path(_script("build-deb.sh", agent_binary, out, timeout=120))
+    return Path(_script("build-deb.sh", agent_tree, out, timeout=120))
 
 
 @pytest.fixture(scope="session")
-def rpm_package(agent_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def rpm_package(agent_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shutil.which("rpmbuild") is None:
         pytest.skip(
             "rpmbuild is not installed (Debian package `rpm`; scripts/bootstrap.sh adds it)"
         )
     out = tmp_path_factory.mktemp("rpm")
-    return Path(_script("build-rpm.sh", agent_binary, out, timeout=120))
+    return Path(_script("build-rpm.sh", agent_tree, out, timeout=120))
+
+
+@pytest.fixture(scope="session")
+def debian11_root() -> Path:
+    """A minimal Debian 11 (bullseye, glibc 2.31) root from debootstrap, made once under build/."""
+    root = ROOT / "build" / "debootstrap" / "bullseye"
+    if not root.exists():
+        if os.geteuid() != 0 or shutil.which("debootstrap") is None:
+            pytest.skip("debootstrap needs root and the debootstrap package")
+        partial = root.with_name("bullseye.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(
+            ["debootstrap", "--variant=minbase", "bullseye", str(partial), DEBIAN_MIRROR],
+            capture_output=True,
+            text=True,
+            timeout=1200,
+            check=False,
+        )
+        assert result.returncode == 0, f"debootstrap failed:\n{result.stdout[-2000:]}"
+        partial.rename(root)
+    return root
+
+
+@pytest.fixture
+def overlay(tmp_path: Path) -> Iterator[Callable[[Path], Path]]:
+    """Mount a writable copy-on-write view of a root (overlayfs), unmounted afterwards."""
+    mounts: list[Path] = []
+
+    def mount(lower: Path) -> Path:
+        base = tmp_path / f"overlay{len(mounts)}"
+        for part in ("upper", "work", "merged"):
+            (base / part).mkdir(parents=True)
+        subprocess.run(
+            ["mount", "-t", "overlay", "overlay", "-o",
+             f"lowerdir={lower},upperdir={base / 'upper'},workdir={base / 'work'}",
+             str(base / "merged")],
+            check=True, timeout=30,
+        )  # fmt: skip
+        mounts.append(base / "merged")
+        return base / "merged"
+
+    yield mount
+    for merged in reversed(mounts):
+        subprocess.run(["umount", str(merged)], check=False, timeout=30)
+
+
+def in_root(
+    root: Path, *command: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run COMMAND with ROOT as / (its own mount and PID namespaces, a fresh /proc)."""
+    (root / "proc").mkdir(exist_ok=True)
+    (root / "tmp").mkdir(mode=0o1777, exist_ok=True)
+    return subprocess.run(
+        ["unshare", "--mount", "--pid", "--fork", f"--root={root}", "--mount-proc", *command],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env if env is not None else {"PATH": "/usr/bin:/bin", "TZ": "UTC"},
+        check=False,
+    )
