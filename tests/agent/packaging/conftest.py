@@ -87,7 +87,9 @@ def agent_tree(build_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def deb_package(agent_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("deb")
-    return Path(_script("build-deb.sh", agent_tree, out, timeout=120))
+    deb = Path(_script("build-deb.sh", agent_tree, out, timeout=120))
+    _checksums(deb)
+    return deb
 
 
 @pytest.fixture(scope="session")
@@ -97,7 +99,31 @@ def rpm_package(agent_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> P
             "rpmbuild is not installed (Debian package `rpm`; scripts/bootstrap.sh adds it)"
         )
     out = tmp_path_factory.mktemp("rpm")
-    return Path(_script("build-rpm.sh", agent_tree, out, timeout=120))
+    rpm = Path(_script("build-rpm.sh", agent_tree, out, timeout=120))
+    _checksums(rpm)
+    return rpm
+
+
+def _checksums(package: Path) -> None:
+    """SHA256SUMS beside the package, as on the download site (install.sh checks it)."""
+    digest = hashlib.sha256(package.read_bytes()).hexdigest()
+    (package.parent / "SHA256SUMS").write_text(f"{digest}  {package.name}\n")
+
+
+@pytest.fixture(scope="session")
+def dist_dir(
+    agent_binary: Path,
+    deb_package: Path,
+    rpm_package: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    """What `make packages` publishes: the downloads, signed SHA256SUMS, apt and yum repositories
+    (build-repos.sh, with a test key generated in a fresh GnuPG home)."""
+    dist = tmp_path_factory.mktemp("dist")
+    for path in (agent_binary, deb_package, rpm_package, PACKAGING / "install.sh"):
+        shutil.copy(path, dist / path.name)
+    _script("build-repos.sh", dist, tmp_path_factory.mktemp("gnupg"), timeout=120)
+    return dist
 
 
 @pytest.fixture(scope="session")
