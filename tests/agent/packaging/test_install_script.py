@@ -223,7 +223,7 @@ def test_signature_is_checked_with_the_public_key(dist_dir: Path, tmp_path: Path
             check=True,
             timeout=60,
             capture_output=True,
-        ).stdout  # fmt: skip
+        ).stdout
     )
     subprocess.run(["gpgconf", "--homedir", str(other_home), "--kill", "gpg-agent"], timeout=30)
     bad = _install(*common, "--root", str(bad_root), "--public-key", str(other_key), key="k")
