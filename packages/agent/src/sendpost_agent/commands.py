@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from sendpost_agent import frozen
-from sendpost_agent.config import ENV_PREFIX, FIELDS, Settings, load
+from sendpost_agent.config import ENV_PREFIX, FIELDS, Settings, load, tls_verify
 from sendpost_agent.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -58,6 +58,7 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         settings = settings_from(args, os.environ)
         check_log_readable(settings.log_path)
+        tls_verify(settings.endpoint, os.environ)
         logging.basicConfig(
             level=settings.log_level,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -98,17 +99,62 @@ def check_command(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"FAIL the log: {exc}")
         problems += 1
-    verdict = probe_endpoint(settings)
-    print(verdict[1])
-    problems += not verdict[0]
+    for ok, line in (*check_state_and_listen(settings), probe_endpoint(settings)):
+        print(line)
+        problems += not ok
     return 1 if problems else 0
+
+
+def check_state_and_listen(settings: Settings) -> list[tuple[bool, str]]:
+    """The state directory can be written (or created) and locked; the listen address is free,
+    unless an agent already running with this state directory holds both."""
+    import fcntl
+    import socket
+    import tempfile
+
+    state, (host, port) = settings.state_dir, settings.listen
+    running = False
+    if state.is_dir():
+        try:
+            tempfile.TemporaryFile(dir=state).close()
+            fd = os.open(state / "lock", os.O_RDWR | os.O_CREAT, 0o640)
+        except OSError as exc:
+            return [(False, f"FAIL the state directory {state} is not usable: {exc.strerror}")]
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            running = True
+        finally:
+            os.close(fd)
+        results = [(True, f"ok   the state directory {state} can be written")]
+    else:
+        parent = next((p for p in state.parents if p.exists()), Path("/"))
+        if state.exists() or not os.access(parent, os.W_OK | os.X_OK):
+            why = "is not a directory" if state.exists() else f"cannot be created in {parent}"
+            return [(False, f"FAIL the state directory {state} {why}")]
+        results = [(True, f"ok   the state directory {state} will be created")]
+    if running:
+        results[0] = (True, f"ok   the state directory {state} is in use by the running agent")
+        return [*results, (True, f"ok   the running agent listens on {host}:{port}")]
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        return [*results, (False, f"FAIL cannot listen on {host}:{port}: {reason}")]
+    return [*results, (True, f"ok   {host}:{port} is free to listen on")]
 
 
 def probe_endpoint(settings: Settings) -> tuple[bool, str]:
     """Ask the endpoint about the key with an empty batch (2xx or 400 mean the key is accepted)."""
     try:
+        verify = tls_verify(settings.endpoint, os.environ)
+    except ConfigError as exc:
+        return False, f"FAIL TLS: {exc}"
+    try:
         response = httpx.post(
             settings.endpoint,
+            verify=verify,
             content=b'{"events":[]}',
             headers={"X-SP-Event-ApiKey": settings.api_key, "Content-Type": "application/json"},
             timeout=settings.request_timeout,
