@@ -61,3 +61,58 @@ def test_bundle_holds_no_platform_module(agent_tree: Path, tmp_path: Path) -> No
     modules = {name.split(".")[0] for name in ZlibArchiveReader(str(pyz_path)).toc}
     forbidden = {"sendpost_platform", "fastapi", "sqlalchemy", "psycopg", "starlette", "pydantic"}
     assert ({"sendpost_agent", "sendpost_wire"} <= modules, modules & forbidden) == (True, set())
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text()
+        found += [int(child) for child in text.split()]
+    return found
+
+
+@pytest.mark.parametrize("victim", ["staticx", "pyinstaller", "python"])
+def test_sigkill_of_a_launcher_leaves_nothing(
+    agent_binary: Path, tmp_path: Path, victim: str
+) -> None:
+    """SIGKILL of any process of the single file's chain (staticx's bootloader, PyInstaller's,
+    the interpreter): the others exit, the state lock is free again and nothing unpacked is left
+    in TMPDIR."""
+    import fcntl
+    import signal
+    import time
+
+    from tests.support.fake_ingest import FakeIngest
+
+    tmpdir, state, log = tmp_path / "tmp", tmp_path / "state", tmp_path / "mail.log"
+    tmpdir.mkdir()
+    log.touch()
+    with FakeIngest(keys={"k"}) as ingest, (tmp_path / "err").open("w") as err:
+        top = subprocess.Popen(
+            [str(agent_binary), "run", "--api-key", "k", "--endpoint", ingest.url,
+             "--log-path", str(log), "--state-dir", str(state), "--listen", "127.0.0.1:0"],
+            env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmpdir)}, stderr=err,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while "sendpost-agent running" not in (tmp_path / "err").read_text():
+            assert top.poll() is None, "the agent exited at start"
+            assert time.monotonic() < deadline, "the agent did not start"
+            time.sleep(0.2)
+        middle = _children(top.pid)[0]
+        python = _children(middle)[0]
+        assert len(list(tmpdir.iterdir())) == 2  # staticx-* and _MEI*
+        target = {"staticx": top.pid, "pyinstaller": middle, "python": python}[victim]
+        os.kill(target, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while any(Path(f"/proc/{pid}/stat").exists() and
+                  Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+                  for pid in (middle, python)):  # fmt: skip
+            assert time.monotonic() < deadline, "a process of the chain is still running"
+            time.sleep(0.2)
+        top.wait(timeout=30)
+    assert list(tmpdir.iterdir()) == []
+    fd = os.open(state / "lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if an orphan still holds it
+    finally:
+        os.close(fd)
