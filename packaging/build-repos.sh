@@ -5,7 +5,8 @@
 #
 # DIST holds sendpost-agent (the single file), the .deb, the .rpm and install.sh. Adds
 #   DIST/SHA256SUMS, DIST/SHA256SUMS.asc   checksums of every download, and their signature;
-#   DIST/sendpost-agent.asc                the public key (ASCII armour) to check them with;
+#   DIST/sendpost-agent.asc, .gpg          the public key to check them with (ASCII armour, and a
+#                                          binary keyring for apt's signed-by);
 #   DIST/apt/                              an apt repository (apt-ftparchive): dists/stable with
 #                                          InRelease and Release.gpg, pool/main;
 #   DIST/yum/                              a yum/dnf repository (createrepo_c), repomd.xml.asc.
@@ -32,6 +33,8 @@ fi
 fingerprint=$(gpg --batch --with-colons --list-secret-keys | awk -F: '$1 == "fpr" {print $10; exit}')
 sign() { gpg --batch --yes --quiet --trust-model always --pinentry-mode loopback --passphrase '' -u "$fingerprint" "$@"; }
 gpg --batch --yes --armor --export "$fingerprint" >"$dist/sendpost-agent.asc"
+# The same key as a binary keyring, for apt's signed-by (/usr/share/keyrings/).
+gpg --batch --yes --export "$fingerprint" >"$dist/sendpost-agent.gpg"
 
 deb=$(cd "$dist" && ls sendpost-agent_*.deb)
 rpm=$(cd "$dist" && ls sendpost-agent-*.rpm)
