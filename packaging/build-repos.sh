@@ -9,9 +9,11 @@
 #                                          binary keyring for apt's signed-by);
 #   DIST/apt/                              an apt repository (apt-ftparchive): dists/stable with
 #                                          InRelease and Release.gpg, pool/main;
-#   DIST/yum/                              a yum/dnf repository (createrepo_c), repomd.xml.asc.
+#   DIST/yum/                              a yum/dnf repository (createrepo_c), repomd.xml.asc;
+#                                          the .rpm itself is signed too (rpmsign).
 # KEY_DIR (default build/repo-key) is a GnuPG home: its first secret key signs; when it has none,
 # a test key without passphrase is generated there (a release build passes the real key's home).
+# RSA, not Ed25519: rpm before 4.16 (RHEL 8, Amazon Linux 2) cannot check EdDSA signatures.
 set -euo pipefail
 
 [[ $# -ge 1 && $# -le 2 ]] || { echo "usage: $0 DIST [KEY_DIR]" >&2; exit 2; }
@@ -21,14 +23,14 @@ dist=$(cd "$1" && pwd)
 mkdir -p "${2:-$here/../build/repo-key}"
 export GNUPGHOME=$(cd "${2:-$here/../build/repo-key}" && pwd)
 chmod 0700 "$GNUPGHOME"
-for tool in gpg apt-ftparchive createrepo_c; do
-    command -v "$tool" >/dev/null || die "$tool not found (apt-get install gpg apt-utils createrepo-c)"
+for tool in gpg apt-ftparchive createrepo_c rpmsign; do
+    command -v "$tool" >/dev/null || die "$tool not found (apt-get install gpg apt-utils createrepo-c rpm)"
 done
 
 if ! gpg --batch --list-secret-keys 2>/dev/null | grep -q '^sec'; then
     gpg --batch --quiet --pinentry-mode loopback --passphrase '' \
         --quick-generate-key "SendPost agent test repository <packages@sendpost.invalid>" \
-        ed25519 sign never
+        rsa3072 sign never
 fi
 fingerprint=$(gpg --batch --with-colons --list-secret-keys | awk -F: '$1 == "fpr" {print $10; exit}')
 sign() { gpg --batch --yes --quiet --trust-model always --pinentry-mode loopback --passphrase '' -u "$fingerprint" "$@"; }
@@ -38,6 +40,10 @@ gpg --batch --yes --export "$fingerprint" >"$dist/sendpost-agent.gpg"
 
 deb=$(cd "$dist" && ls sendpost-agent_*.deb)
 rpm=$(cd "$dist" && ls sendpost-agent-*.rpm)
+
+# The .rpm carries its own signature (yum/dnf gpgcheck=1); apt checks the repository's instead.
+HOME="$GNUPGHOME" rpmsign --addsign --define "_gpg_name $fingerprint" \
+    --define "_gpg_path $GNUPGHOME" --define "__gpg $(command -v gpg)" "$dist/$rpm" >/dev/null
 
 # apt: pool/main/s/sendpost-agent/*.deb, Packages for each architecture, a signed Release.
 rm -rf "$dist/apt"
