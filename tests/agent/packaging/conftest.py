@@ -1,8 +1,8 @@
 """Builds shared by the packaging tests, cached under build/ between runs.
 
-The executables are rebuilt only when their inputs change (the packaging scripts, the agent's and
-the wire package's sources, uv.lock: their hash names the cache); the Debian 11 root is made once
-with debootstrap and kept.
+The executables are rebuilt only when their inputs change (build-binary.sh and the spec, the
+agent's and the wire package's sources, uv.lock: their hash names the cache); the Debian 11
+root is made once with debootstrap and kept.
 """
 
 from __future__ import annotations
@@ -20,6 +20,14 @@ ROOT = Path(__file__).resolve().parents[3]
 PACKAGING = ROOT / "packaging"
 CACHE = ROOT / "build" / "test-packaging"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
+# What the executables are built from (a change to any of them rebuilds the cached build).
+BINARY_INPUTS = (
+    "packaging/build-binary.sh",
+    "packaging/sendpost-agent.spec",
+    "packages/agent",
+    "packages/wire",
+    "uv.lock",
+)
 # Where the packages install the unpacked build (build-binary.sh's LIBDIR).
 LIBDIR = "/usr/lib/sendpost-agent"
 
@@ -44,7 +52,7 @@ def _script(name: str, *args: Path, timeout: float) -> str:
 def _inputs_hash() -> str:
     digest = hashlib.sha256()
     tracked = subprocess.run(
-        ["git", "ls-files", "-s", "--", "packaging", "packages/agent", "packages/wire", "uv.lock"],
+        ["git", "ls-files", "-s", "--", *BINARY_INPUTS],
         cwd=ROOT,
         capture_output=True,
         check=True,

@@ -116,3 +116,22 @@ def test_sigkill_of_a_launcher_leaves_nothing(
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if an orphan still holds it
     finally:
         os.close(fd)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a noexec tmpfs needs root")
+def test_noexec_tmpdir_fails_cleanly(agent_binary: Path, tmp_path: Path) -> None:
+    """With TMPDIR on a noexec mount (CIS-hardened /tmp) the single file cannot run what it
+    unpacks: it says so in one line, exits non-zero and leaves nothing behind (the packages,
+    which unpack nothing, are the way for such hosts; or TMPDIR on an exec mount)."""
+    tmpdir = tmp_path / "noexec"
+    tmpdir.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "noexec,size=64m", "tmpfs", str(tmpdir)],
+                   check=True, timeout=30)  # fmt: skip
+    try:
+        result = _run([str(agent_binary), "--version"], {"TMPDIR": str(tmpdir)})
+        left = list(tmpdir.iterdir())
+    finally:
+        subprocess.run(["umount", str(tmpdir)], check=True, timeout=30)
+    assert result.returncode != 0
+    assert [line for line in result.stderr.splitlines() if "Permission denied" in line] != []
+    assert left == []
