@@ -137,3 +137,22 @@ def test_deb_installs_and_runs_in_debian_11(
     }
     assert (state.stat().st_mode & 0o777, state.stat().st_uid) == (0o750, users["sendpost-agent"])
     _answers_three_commands(root, "/usr/bin/sendpost-agent")
+
+
+def test_no_library_points_outside_the_tree(agent_tree: Path) -> None:
+    """No bundled ELF file has an RPATH or RUNPATH but the program's own (a pyenv or conda
+    python3.11 first on PATH once left its lib directory in dozens of them): the build uses
+    Debian's /usr/bin/python3.11 by path, and the tests build with pyenv's shims on PATH."""
+    from elftools.elf.dynamic import DynamicSection
+    from elftools.elf.elffile import ELFFile
+
+    paths: dict[str, set[str]] = {}
+    for elf_path in glibc_floor._elf_files(agent_tree):
+        with elf_path.open("rb") as handle:
+            for section in ELFFile(handle).iter_sections():
+                if isinstance(section, DynamicSection):
+                    for tag in section.iter_tags():
+                        if tag.entry.d_tag in ("DT_RPATH", "DT_RUNPATH"):
+                            value = tag.rpath if tag.entry.d_tag == "DT_RPATH" else tag.runpath
+                            paths.setdefault(value, set()).add(elf_path.name)
+    assert paths == {f"{LIBDIR}/glibc": {"sendpost-agent"}}
