@@ -108,7 +108,6 @@ def test_install_script_without_systemd(
         started = in_root(root, "/usr/bin/timeout", "8", *command.split(), env=SBIN_PATH)
         assert started.returncode == 124, started.stderr  # still running when timeout stopped it
         assert "sendpost-agent running" in started.stderr
-        assert "sendpost-agent stopped" in started.stderr
 
         again = in_root(root, *args, env=SBIN_PATH, timeout=300)
         assert again.returncode == 0, again.stdout + again.stderr
