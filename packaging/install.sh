@@ -79,7 +79,7 @@ parse_args() {
         local flag=$1
         case $flag in
             -h | --help)
-                sed -n '2,/^$/{s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" 2>/dev/null \
+                sed -n '2,/^set /{/^#/{s/^# \{0,1\}//;p;}}' "${BASH_SOURCE[0]}" 2>/dev/null \
                     || say "usage: bash install.sh --api-key KEY [--mta postfix] [--endpoint URL]"
                 exit 0
                 ;;

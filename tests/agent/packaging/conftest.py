@@ -31,6 +31,10 @@ BINARY_INPUTS = (
 # Where the packages install the unpacked build (build-binary.sh's LIBDIR).
 LIBDIR = "/usr/lib/sendpost-agent"
 
+# The first of these tests on a fresh checkout builds the executables and may debootstrap
+# Debian 11 (minutes on a shared machine): more than the suite's default 300 s per test.
+SLOW = [pytest.mark.slow, pytest.mark.timeout(1200)]
+
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("unshare") is None,
     reason="needs root and unshare(1) to enter another root",

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from sendpost_agent import __version__
 
-from tests.agent.packaging.conftest import ROOT
+from tests.agent.packaging.conftest import ROOT, SLOW
 from tests.support.corpus import POSTFIX_LOGS
 
-pytestmark = pytest.mark.slow
+pytestmark = SLOW
 
 VENV_AGENT = ROOT / ".venv" / "bin" / "sendpost-agent"
 GOLDEN_LOG = ROOT / "tests" / "agent" / "parse" / "golden" / "lifecycle.log"

@@ -9,13 +9,12 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from sendpost_agent import __version__
 
-from tests.agent.packaging.conftest import in_root, needs_root
+from tests.agent.packaging.conftest import SLOW, in_root, needs_root
 from tests.support.fake_ingest import FakeIngest
 
-pytestmark = [pytest.mark.slow, needs_root]
+pytestmark = [*SLOW, needs_root]
 
 SBIN_PATH = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "TZ": "UTC", "LC_ALL": "C"}
 

@@ -114,6 +114,7 @@ def _check_install(package: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_install_deb_into_root(deb_package: Path, tmp_path: Path) -> None:
     """With the real .deb: unpacked into --root, config written with the key (0640), and the
     packaged executable's `check` passes against a live endpoint."""
@@ -121,12 +122,14 @@ def test_install_deb_into_root(deb_package: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_install_rpm_into_root(rpm_package: Path, tmp_path: Path) -> None:
     """The same with the real .rpm."""
     _check_install(rpm_package, tmp_path)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_reinstall_keeps_local_settings(deb_package: Path, tmp_path: Path) -> None:
     """A second run with a new key replaces the four managed keys and keeps the operator's
     other settings and comments."""
@@ -180,6 +183,7 @@ def test_api_key_sources(source: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_tampered_package_is_not_installed(deb_package: Path, tmp_path: Path) -> None:
     """A package whose SHA-256 is not the one in SHA256SUMS is refused before anything is
     written."""
@@ -197,6 +201,7 @@ def test_tampered_package_is_not_installed(deb_package: Path, tmp_path: Path) ->
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_signature_is_checked_with_the_public_key(dist_dir: Path, tmp_path: Path) -> None:
     """With --public-key, SHA256SUMS.asc must verify with that key: the key build-repos.sh
     signed with passes, another key is refused before anything is installed."""

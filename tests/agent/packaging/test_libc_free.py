@@ -9,13 +9,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from sendpost_agent import __version__
 
-from tests.agent.packaging.conftest import LIBDIR, PACKAGING, ROOT, in_root, needs_root
+from tests.agent.packaging.conftest import LIBDIR, PACKAGING, ROOT, SLOW, in_root, needs_root
 from tests.support.fake_ingest import FakeIngest
 
-pytestmark = pytest.mark.slow
+pytestmark = SLOW
 
 sys.path.insert(0, str(PACKAGING))
 import glibc_floor  # noqa: E402

@@ -5,10 +5,11 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import pytest
 from sendpost_agent import __version__
 
-pytestmark = pytest.mark.slow
+from tests.agent.packaging.conftest import SLOW
+
+pytestmark = SLOW
 
 
 def _out(*command: str) -> str:

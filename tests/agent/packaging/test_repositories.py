@@ -9,9 +9,9 @@ import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import pytest
+from tests.agent.packaging.conftest import SLOW
 
-pytestmark = pytest.mark.slow
+pytestmark = SLOW
 
 REPO_NS = {"r": "http://linux.duke.edu/metadata/repo", "c": "http://linux.duke.edu/metadata/common"}
 
