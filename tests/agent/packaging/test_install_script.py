@@ -235,3 +235,41 @@ def test_signature_is_checked_with_the_public_key(dist_dir: Path, tmp_path: Path
     assert bad.returncode == 1
     assert "does not verify with" in bad.stderr
     assert list(bad_root.iterdir()) == []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_download_is_verified_then_installed(dist_dir: Path, tmp_path: Path) -> None:
+    """Without --package the script fetches SHA256SUMS (and its signature) from the download
+    site over HTTP, then the package listed for this machine, checks both and installs it."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            """No request log on stderr."""
+
+    handler = functools.partial(Quiet, directory=str(dist_dir))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    root = tmp_path / "root"
+    root.mkdir()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENDPOST_AGENT_")}
+    env |= {"SENDPOST_AGENT_PACKAGE_BASE": base, "SENDPOST_AGENT_API_KEY": "k"}
+    try:
+        result = subprocess.run(
+            ["bash", str(INSTALL), "--root", str(root), "--no-start", "--public-key",
+             str(dist_dir / "sendpost-agent.asc"), "--log-path", "/var/log/mail.log"],
+            capture_output=True, text=True, timeout=300, env=env,
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    deb = next(dist_dir.glob("sendpost-agent_*.deb")).name
+    assert f"downloading {base}/{deb}" in result.stderr
+    assert "the signature of SHA256SUMS is good" in result.stdout, result.stderr
+    assert f"SHA-256 of {deb} is correct" in result.stdout
+    assert (root / "usr" / "lib" / "sendpost-agent" / "sendpost-agent").is_file()
