@@ -21,6 +21,7 @@ from pathlib import Path
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.gnuversions import GNUVerDefSection, GNUVerNeedSection
+from elftools.elf.segments import InterpSegment
 
 _GLIBC = re.compile(r"GLIBC_(\d+(?:\.\d+)+)")
 _LIBRARY = re.compile(r"\.so(\.|$)")
@@ -50,7 +51,7 @@ def _read(path: Path) -> tuple[str | None, set[tuple[int, ...]], set[tuple[int, 
         except ELFError:
             return None, set(), set()
         for segment in elf.iter_segments():
-            if segment["p_type"] == "PT_INTERP":
+            if isinstance(segment, InterpSegment):
                 interp = segment.get_interp_name()
         for section in elf.iter_sections():
             if isinstance(section, GNUVerNeedSection):
