@@ -11,9 +11,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 UV_VERSION=0.13.9
-APT_PACKAGES=(postfix pflogsumm swaks rpm gcc chromium systemd systemd-journal-remote)
-# The agent's compiled scanner needs Python's headers; Debian's python3.11 keeps them apart.
-if ! python3.11 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null; then
+# systemd, systemd-journal-remote: the agent's journald source and its tests (real journal files).
+# patchelf, debootstrap, apt-utils, createrepo-c, gpg: the agent's packages (make packages)
+# and their tests (a Debian 11 root).
+APT_PACKAGES=(postfix pflogsumm swaks rpm gcc chromium patchelf debootstrap apt-utils createrepo-c gpg
+    systemd systemd-journal-remote)
+# The agent's compiled scanner and its packaged build need the headers of Debian's own
+# python3.11 (packaging/build-binary.sh builds with /usr/bin/python3.11), kept apart in -dev.
+if ! /usr/bin/python3.11 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null; then
     APT_PACKAGES+=(python3.11-dev)
 fi
 

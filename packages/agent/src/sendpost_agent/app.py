@@ -32,7 +32,7 @@ from sendpost_agent.checkpoint import (
     SourcePosition,
     StateDb,
 )
-from sendpost_agent.config import Settings
+from sendpost_agent.config import Settings, tls_verify
 from sendpost_agent.errors import ConfigError, StateCorrupt
 from sendpost_agent.http import StatusServer
 from sendpost_agent.parse import DEFAULT_INTERNAL_RELAYS, LogParser, adapter
@@ -177,6 +177,7 @@ class Agent:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop.set)
         client = httpx.AsyncClient(
+            verify=tls_verify(s.endpoint, os.environ),
             timeout=s.request_timeout,
             transport=self.transport,
             limits=httpx.Limits(max_connections=s.max_in_flight),

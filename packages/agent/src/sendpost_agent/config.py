@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import ssl
 import sys
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
@@ -360,3 +361,22 @@ __all__ = [
     "load",
     "markdown",
 ]
+
+
+def tls_verify(endpoint: str, env: Mapping[str, str]) -> ssl.SSLContext | bool:
+    """What the HTTP client verifies the endpoint with: nothing for ``http://`` (no TLS, so a
+    broken ``SSL_CERT_FILE`` does not matter), else the trust store httpx would use (certifi,
+    or ``SSL_CERT_FILE``/``SSL_CERT_DIR`` when set), loaded once here so that an unusable one is
+    a :class:`ConfigError` naming the variable instead of a traceback."""
+    if not endpoint.lower().startswith("https://"):
+        return False
+    import httpx  # the daemon's dependency: `parse` never gets here
+
+    try:
+        return httpx.create_ssl_context(verify=True, trust_env=True)
+    except (OSError, ssl.SSLError) as exc:
+        name = "SSL_CERT_FILE" if env.get("SSL_CERT_FILE") else "SSL_CERT_DIR"
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(
+            name, env.get(name, ""), f"cannot load the CA certificates for https: {reason}"
+        ) from None
