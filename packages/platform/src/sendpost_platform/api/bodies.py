@@ -7,7 +7,8 @@ own body against its documented 1 MiB limit and validates it with the wire schem
 
 - **size**: over :func:`limit_for` the path → 413 ``payload_too_large``, from ``Content-Length``
   before reading anything, or as soon as a streamed body passes the limit; never more than the
-  limit is held. The send API allows :data:`SEND_MAX_BODY_BYTES` (a message may be 10 MiB,
+  limit is held. The send API (both paths) allows :data:`SEND_MAX_BODY_BYTES` (a message and
+  its attachments may be 10 MiB each,
   ``sending.MAX_MESSAGE_BYTES``, and JSON escaping adds to it); every other route
   :data:`MAX_BODY_BYTES`.
 - **JSON**: a body that parses as JSON (content type JSON or none, as FastAPI reads it) must
@@ -29,11 +30,11 @@ from typing import Any
 from fastapi.responses import JSONResponse
 
 from sendpost_platform.api.ingest import PATH as INGEST_PATH
-from sendpost_platform.api.send import PATH as SEND_PATH
+from sendpost_platform.api.send import SEND_PATHS
 from sendpost_platform.errors import ApiError, BadRequest, PayloadTooLarge
 
 MAX_BODY_BYTES = 1024 * 1024
-SEND_MAX_BODY_BYTES = 24 * 1024 * 1024
+SEND_MAX_BODY_BYTES = 32 * 1024 * 1024
 MAX_DEPTH = 32
 
 Scope = MutableMapping[str, Any]
@@ -46,7 +47,7 @@ _NO_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def _is_send(path: str) -> bool:
-    return path.rstrip("/") == SEND_PATH.rstrip("/")
+    return path.rstrip("/") in {p.rstrip("/") for p in SEND_PATHS}
 
 
 def limit_for(path: str) -> int | None:

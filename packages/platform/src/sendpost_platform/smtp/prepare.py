@@ -2,15 +2,20 @@
 
 ``prepare(message, signer, options)`` builds, in order:
 
-1. a MIME message with a text part, an HTML part, or ``multipart/alternative`` with both;
-2. ``From``/``To``/``Cc``/``Reply-To`` (written by ``email.headerregistry``, see
+1. the subject, HTML and text rendered with the recipient's custom fields (``{{name}}``,
+   ``domain/handlebars.py``; HTML-escaped in HTML; ``{{unsubscribe}}`` is the unsubscribe link),
+   the ``preText`` preheader as a hidden block at the top of the HTML body;
+2. a MIME message with a text part, an HTML part, or ``multipart/alternative`` with both, inside
+   ``multipart/mixed`` with one base64 part per attachment (its content type from its filename)
+   when there are attachments;
+3. ``From``/``To``/``Cc``/``Reply-To`` (written by ``email.headerregistry``, see
    ``domain/addresses.py``), ``Subject``, ``Date``, ``Message-ID: <{uuid}@{sender domain}>``, the
    caller's custom headers, and ``X-Sendpost-Message-UUID``, ``-Account-ID``, ``-SubAccount-ID``,
    ``-TPSP-ID``, ``-TPSP-Type``;
-3. ``List-Unsubscribe: <{base}/track/tpsp/unsubscribe/{token}>`` (plus a ``mailto:`` when one is
+4. ``List-Unsubscribe: <{base}/track/tpsp/unsubscribe/{token}>`` (plus a ``mailto:`` when one is
    configured) with ``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 8058);
-4. when asked: rewritten links (signed click URLs) and the open pixel in the HTML part;
-5. the DKIM signature with the sender domain's key, applied last over the final bytes.
+5. when asked: rewritten links (signed click URLs) and the open pixel in the HTML part;
+6. the DKIM signature with the sender domain's key, applied last over the final bytes.
 
 The envelope sender is ``bounces+{uuid}+{subAccountId}@sp-bounce.{sender domain}``, so the bounce
 processor can tie any DSN back to its message. Nothing here reads a clock, the database or the
@@ -24,16 +29,19 @@ never as text to write.
 
 from __future__ import annotations
 
+import base64
 import binascii
 import email.utils
 import functools
+import mimetypes
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from urllib.parse import quote
 
-from sendpost_platform.domain import tracking
+from sendpost_platform.domain import handlebars, tracking
 from sendpost_platform.domain.addresses import (
     MAX_HEADER_NAME,
     Mailbox,
@@ -78,6 +86,36 @@ def is_reserved_header(name: str) -> bool:
     return lowered in RESERVED_HEADERS or lowered.startswith("x-sendpost-")
 
 
+_TYPES = mimetypes.MimeTypes(filenames=())
+"""Python's own table only, so a content type never depends on the host's mime.types."""
+
+
+def content_type_of(filename: str) -> str:
+    """The MIME type for a file name's extension (``application/octet-stream`` if unknown)."""
+    guessed, _encoding = _TYPES.guess_type(filename, strict=False)
+    return guessed or "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class StoredAttachment:
+    """One attachment: its file name, content type and content (base64, no whitespace)."""
+
+    filename: str
+    content_type: str
+    content: str
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "filename": self.filename,
+            "contentType": self.content_type,
+            "content": self.content,
+        }
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> StoredAttachment:
+        return cls(str(value["filename"]), str(value["contentType"]), str(value["content"]))
+
+
 @dataclass(frozen=True)
 class StoredMessage:
     """Everything preparation needs about one message for one recipient."""
@@ -88,7 +126,7 @@ class StoredMessage:
     provider_id: str
     recipient: str
     from_email: str
-    subject: str
+    subject: str | None
     submitted_at: datetime
     from_name: str | None = None
     to: Sequence[Mailbox] = ()
@@ -100,6 +138,10 @@ class StoredMessage:
     track_opens: bool = False
     track_clicks: bool = False
     tpsp_type: str = TPSP_TYPE_CUSTOM_SMTP
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    """This recipient's custom fields, for ``{{name}}`` placeholders."""
+    pre_text: str | None = None
+    attachments: Sequence[StoredAttachment] = ()
 
     @property
     def sender_domain(self) -> str:
@@ -137,10 +179,55 @@ def envelope_sender(uuid: str, subaccount_id: str, sender_domain: str) -> str:
     return f"bounces+{uuid}+{subaccount_id}@{BOUNCE_SUBDOMAIN}.{sender_domain}"
 
 
+UNSUBSCRIBE_FIELD = "unsubscribe"
+"""The reserved custom field: the recipient's unsubscribe link."""
+
+PREHEADER_STYLE = (
+    "display:none;font-size:1px;line-height:1px;max-height:0;max-width:0;"
+    "opacity:0;overflow:hidden;mso-hide:all;color:transparent"
+)
+
+
+@functools.lru_cache(maxsize=32)
+def _template(text: str) -> handlebars.Template:
+    """Parsed once per text (every recipient of a request shares it; the API parsed it first,
+    so a :class:`~sendpost_platform.domain.handlebars.TemplateError` here is a ValueError the
+    relay treats as a message that cannot be prepared)."""
+    return handlebars.parse(text)
+
+
+def fields_of(message: StoredMessage, options: PrepareOptions) -> dict[str, Any]:
+    """The values placeholders read: the message's fields and the unsubscribe link."""
+    token = tracking.TrackingToken(tracking.TrackKind.unsubscribe, message.uuid)
+    link = tracking.track_url(options.public_base_url, options.tracking_secret, token)
+    return {**message.fields, UNSUBSCRIBE_FIELD: link}
+
+
+def _rendered(text: str | None, fields: Mapping[str, Any], *, escape: bool) -> str | None:
+    if text is None:
+        return None
+    return handlebars.render(_template(text), fields, escape=escape)
+
+
+def with_preheader(body: str, pre_text: str) -> str:
+    """``body`` with a hidden block holding ``pre_text`` (already escaped) right after its
+    ``<body ...>`` tag, or at the very start when it has none."""
+    lowered = body.lower()
+    start = lowered.find("<body")
+    end = lowered.find(">", start) if start >= 0 else -1
+    at = end + 1 if end >= 0 else 0
+    block = f'<div style="{PREHEADER_STYLE}">{pre_text}</div>'
+    return body[:at] + block + body[at:]
+
+
 def _html(message: StoredMessage, options: PrepareOptions) -> str | None:
-    body = message.html_body
+    fields = fields_of(message, options)
+    body = _rendered(message.html_body, fields, escape=True)
     if body is None:
         return None
+    pre_text = _rendered(message.pre_text, fields, escape=True)
+    if pre_text:
+        body = with_preheader(body, pre_text)
     if message.track_clicks:
         body = tracking.rewrite_links(
             body, options.public_base_url, options.tracking_secret, message.uuid
@@ -210,30 +297,66 @@ def _text_part(body: str, subtype: str) -> str:
     )
 
 
-def _boundary(uuid: str, parts: Sequence[str]) -> str:
+def _boundary(seed: str, parts: Sequence[str]) -> str:
     """A multipart boundary derived from the message UUID (so preparation stays a pure
     function), lengthened in the unlikely case that a part contains it."""
-    boundary = f"=_sp_{uuid}"
+    boundary = f"=_sp_{seed}"
     while any(boundary in part for part in parts):
         boundary += "_"
     return boundary
 
 
+def _content(message: StoredMessage, options: PrepareOptions) -> str:
+    """The message's text entity: one ``text/*`` part or ``multipart/alternative``."""
+    html_body = _html(message, options)
+    text_body = _rendered(message.text_body, fields_of(message, options), escape=False)
+    if text_body is not None and html_body is not None:
+        parts = [_text_part(text_body, "plain"), _text_part(html_body, "html")]
+        return _multipart("alternative", message.uuid, parts)
+    if html_body is not None:
+        return _ending(_text_part(html_body, "html"))
+    return _ending(_text_part(text_body or "", "plain"))
+
+
+def _multipart(subtype: str, uuid: str, parts: Sequence[str]) -> str:
+    boundary = _boundary(f"{subtype[0]}_{uuid}", parts)
+    delimiter = f"\r\n--{boundary}\r\n"
+    return (
+        f'Content-Type: multipart/{subtype}; boundary="{boundary}"\r\n\r\n'
+        f"--{boundary}\r\n" + delimiter.join(parts) + f"\r\n--{boundary}--\r\n"
+    )
+
+
+def _parameter(name: str, value: str) -> str:
+    """A MIME parameter: quoted when plain printable ASCII, else RFC 2231 UTF-8."""
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return f'{name}="{value}"'
+    return f"{name}*=utf-8''{quote(value, safe='')}"
+
+
+@functools.lru_cache(maxsize=32)
+def _attachment_part(attachment: StoredAttachment) -> str:
+    """One attachment entity, base64 in 76-character lines (cached: every recipient of a
+    request shares it)."""
+    check_safe("attachment filename", attachment.filename)
+    check_safe("attachment content type", attachment.content_type)
+    data = base64.b64decode(attachment.content, validate=True)
+    encoded = base64.encodebytes(data).decode("ascii").replace("\n", "\r\n")
+    return (
+        f"Content-Type: {attachment.content_type}; {_parameter('name', attachment.filename)}\r\n"
+        f"Content-Disposition: attachment; {_parameter('filename', attachment.filename)}\r\n"
+        "Content-Transfer-Encoding: base64\r\n\r\n" + encoded.removesuffix("\r\n")
+    )
+
+
 def _body(message: StoredMessage, options: PrepareOptions) -> str:
     """The MIME headers and body of the message (everything after its own headers)."""
-    html_body = _html(message, options)
-    if message.text_body is not None and html_body is not None:
-        parts = [_text_part(message.text_body, "plain"), _text_part(html_body, "html")]
-        boundary = _boundary(message.uuid, parts)
-        delimiter = f"\r\n--{boundary}\r\n"
-        return (
-            "MIME-Version: 1.0\r\n"
-            f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'
-            f"--{boundary}\r\n" + delimiter.join(parts) + f"\r\n--{boundary}--\r\n"
-        )
-    if html_body is not None:
-        return "MIME-Version: 1.0\r\n" + _ending(_text_part(html_body, "html"))
-    return "MIME-Version: 1.0\r\n" + _ending(_text_part(message.text_body or "", "plain"))
+    content = _content(message, options)
+    if not message.attachments:
+        return "MIME-Version: 1.0\r\n" + content
+    parts = [content.removesuffix("\r\n")]
+    parts += [_attachment_part(a) for a in message.attachments]
+    return "MIME-Version: 1.0\r\n" + _multipart("mixed", message.uuid, parts)
 
 
 def _ending(entity: str) -> str:
@@ -256,8 +379,9 @@ def _address_headers(message: StoredMessage) -> str:
 def headers_of(message: StoredMessage, options: PrepareOptions) -> list[tuple[str, str]]:
     """The message's own unstructured headers, in order, after the address headers (the MIME
     headers come with the body)."""
+    subject = _rendered(message.subject, fields_of(message, options), escape=False)
     return [
-        ("Subject", message.subject),
+        *([] if subject is None else [("Subject", subject)]),
         ("Date", email.utils.format_datetime(message.submitted_at)),
         ("Message-ID", f"<{message.uuid}@{message.sender_domain}>"),
         *message.headers.items(),

@@ -1,0 +1,158 @@
+"""Handlebars-style ``{{name}}`` substitution, the subset SendPost documents for ``customFields``.
+
+A template is parsed once (:func:`parse`) into literal text and placeholders, then rendered per
+recipient (:func:`render`). Supported:
+
+- ``{{name}}``: the value, HTML-escaped when rendering HTML (``&<>"'``), as is elsewhere;
+- ``{{{name}}}``: the value never escaped (Handlebars' "triple-stash");
+- ``name`` may be dotted (``{{order.total}}``) to reach into nested ``customFields`` objects, and
+  may have spaces around it (``{{ name }}``).
+
+A name that no field defines renders as the empty string (Handlebars' own rule), so a copy without
+a value reads "Hello ," rather than "Hello {{firstName}}". Values render as text: strings as they
+are, ``true``/``false``, numbers in JSON form, ``null`` as nothing. Anything else between ``{{``
+and ``}}`` (helpers such as ``{{#if}}``, ``{{> partial}}``, comments, expressions with spaces) is
+refused by :func:`parse` with :class:`TemplateError`, so nothing the customer wrote silently
+renders as literal text. A ``{{`` with no ``}}`` after it is literal text.
+
+Cost: parsing is one left-to-right scan (``str.find`` only, no regular expression), linear in the
+template; rendering is linear in the output. :func:`rendered_size` gives a copy's size without
+rendering it, in time proportional to the number of distinct names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+MAX_NAME = 128
+"""Longest placeholder name (dots included)."""
+
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+
+
+class TemplateError(ValueError):
+    """A ``{{...}}`` that is not a supported placeholder; ``offset`` is where it starts."""
+
+    def __init__(self, message: str, offset: int) -> None:
+        super().__init__(f"{message} (at character {offset})")
+        self.offset = offset
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Placeholder:
+    name: str
+    raw: bool
+    """True for ``{{{name}}}``: never HTML-escaped."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Template:
+    parts: tuple[str | Placeholder, ...]
+
+    def names(self) -> set[str]:
+        return {p.name for p in self.parts if isinstance(p, Placeholder)}
+
+
+def _is_name(text: str) -> bool:
+    if not text or len(text) > MAX_NAME:
+        return False
+    return all(part and set(part) <= _NAME_CHARS for part in text.split("."))
+
+
+def parse(text: str) -> Template:
+    """The template in ``text``; raises :class:`TemplateError` on an unsupported ``{{...}}``."""
+    parts: list[str | Placeholder] = []
+    position = 0
+    while True:
+        start = text.find("{{", position)
+        if start < 0:
+            break
+        raw = text.startswith("{{{", start)
+        opener, closer = ("{{{", "}}}") if raw else ("{{", "}}")
+        end = text.find(closer, start + len(opener))
+        if end < 0:
+            break  # no closing braces anywhere after: the rest is text
+        inner = text[start + len(opener) : end].strip()
+        if not _is_name(inner):
+            shown = inner if len(inner) <= 40 else inner[:39] + "…"
+            raise TemplateError(
+                f"{opener}{shown}{closer} is not supported: only {{{{name}}}} and"
+                f" {{{{{{name}}}}}} placeholders (letters, digits, _ and -, dotted for nested"
+                f" fields, at most {MAX_NAME} characters)",
+                start,
+            )
+        if start > position:
+            parts.append(text[position:start])
+        parts.append(Placeholder(inner, raw))
+        position = end + len(closer)
+    if position < len(text):
+        parts.append(text[position:])
+    return Template(tuple(parts))
+
+
+def lookup(fields: Mapping[str, Any], name: str) -> Any:
+    """The value of a dotted ``name`` in ``fields`` (None when any step is missing)."""
+    value: Any = fields
+    for step in name.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(step)
+    return value
+
+
+def as_text(value: Any) -> str:
+    """How a field value reads in a message."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def render(template: Template, fields: Mapping[str, Any], *, escape: bool) -> str:
+    """``template`` with each placeholder replaced by its value from ``fields``."""
+    out = []
+    for part in template.parts:
+        if isinstance(part, str):
+            out.append(part)
+            continue
+        text = as_text(lookup(fields, part.name))
+        out.append(html.escape(text) if escape and not part.raw else text)
+    return "".join(out)
+
+
+def _utf8_size(text: str) -> int:
+    return len(text.encode())
+
+
+def rendered_size(
+    template: Template,
+    fields: Mapping[str, Any],
+    *,
+    escape: bool,
+    unit: Callable[[str], int] = _utf8_size,
+) -> int:
+    """The size of :func:`render`'s result (UTF-8 bytes, or ``unit``), counted per distinct
+    name rather than rendered."""
+    counts = Counter((p.name, p.raw) for p in template.parts if isinstance(p, Placeholder))
+    size = sum(unit(p) for p in template.parts if isinstance(p, str))
+    for (name, raw), count in counts.items():
+        text = as_text(lookup(fields, name))
+        if escape and not raw:
+            text = html.escape(text)
+        size += count * unit(text)
+    return size
+
+
+def used_values(templates: Iterable[Template], fields: Mapping[str, Any]) -> dict[str, str]:
+    """The text of every value the templates use, by name (for checks on what will be written)."""
+    return {
+        name: as_text(lookup(fields, name)) for template in templates for name in template.names()
+    }
