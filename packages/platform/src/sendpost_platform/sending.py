@@ -116,6 +116,14 @@ class SendRequest:
     webhook_endpoint: str | None = None
     attachments: Sequence[StoredAttachment] = ()
 
+    @classmethod
+    def to_each(cls, recipients: Sequence[Mailbox], **fields: Any) -> SendRequest:
+        """A request with one copy per recipient and no custom fields (as the API builds for a
+        ``to`` list without cc, bcc or customFields)."""
+        copies = tuple(Copy((m,)) for m in recipients)
+        deliveries = tuple(Delivery(m.email, i) for i, m in enumerate(recipients))
+        return cls(copies=copies, deliveries=deliveries, **fields)
+
     def content(self) -> dict[str, Any]:
         """What the relay needs to prepare each message (``relay_worker`` reads it back): bcc
         appears only as deliveries, never in a copy's headers."""
