@@ -139,10 +139,10 @@ def test_boundary_and_long_lines(signer: DomainSigner) -> None:
     """A body containing the boundary derived from the UUID gets a longer one; a line too long
     for SMTP is sent quoted-printable and decodes back unchanged."""
     uuid = "8a4c2a3e-5a38-4d6f-9a8e-0c1b2d3e4f50"
-    text = f"before\n--=_sp_{uuid}\nafter"
+    text = f"before\n--=_sp_a_{uuid}\nafter"
     html = "<p>" + "x" * 2000 + "</p>"
     msg = parsed(prepare(stored(text_body=text, html_body=html), signer, OPTIONS).data)
-    assert f"=_sp_{uuid}_" == msg.get_boundary()
+    assert f"=_sp_a_{uuid}_" == msg.get_boundary()
     plain, rich = list(msg.iter_parts())
     assert text.replace("\n", "\r\n") == plain.get_content()
     assert "quoted-printable" == rich["Content-Transfer-Encoding"]

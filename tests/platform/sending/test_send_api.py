@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 from sendpost_platform.sending import NO_RETURN_PATH
 from sendpost_platform.store import domains, events, relay, suppressions
 from sendpost_wire import EventType
@@ -167,3 +168,28 @@ async def test_pool_without_live_providers_is_refused(sending: SendingSetup) -> 
     )
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "ippool"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"", "is required: a JSON object"), (b"{not json", "is not valid JSON"), (b"[1]", None)],
+)
+async def test_a_body_that_is_not_a_send_request_is_422(
+    sending: SendingSetup, content: bytes, message: str | None
+) -> None:
+    """No body, a body that is not JSON, or JSON that is not an object: 422 naming ``body``
+    (SendPost's status for a body it cannot process), never 400."""
+    async with sending.client() as client:
+        response = await client.post(
+            "/api/v1/subaccount/email/",
+            content=content,
+            headers={
+                "X-SubAccount-ApiKey": sending.seed.account.subaccount_key,
+                "content-type": "application/json",
+            },
+        )
+    assert response.status_code == 422, response.text
+    [error] = response.json()["errors"]
+    assert error["field"] == "body"
+    if message is not None:
+        assert error["message"].startswith(message)

@@ -15,8 +15,10 @@ own body against its documented 1 MiB limit and validates it with the wire schem
   nest at most :data:`MAX_DEPTH` levels, and no string or key in it may hold a NUL or a lone
   surrogate (text no database can store, nor any header or message carry) → else 400
   ``bad_request`` naming the field (``body.to.0``). A body that is not JSON goes on to the
-  route, which answers for it as before. The send API checks NUL in values itself, as the
-  header-injection refusal it is (422 ``header_injection`` naming the field, ``api/send.py``).
+  route, which answers for it as before. The send API answers these with 422 instead (as
+  SendPost does for a body it cannot process), and also a body that is missing or not JSON
+  (:func:`send_problems`); it checks NUL in values itself, as the header-injection refusal it
+  is (422 ``header_injection`` naming the field, ``api/send_body.py``).
 
 The body read here is replayed to the app unchanged.
 """
@@ -31,7 +33,7 @@ from fastapi.responses import JSONResponse
 
 from sendpost_platform.api.ingest import PATH as INGEST_PATH
 from sendpost_platform.api.send import SEND_PATHS
-from sendpost_platform.errors import ApiError, BadRequest, PayloadTooLarge
+from sendpost_platform.errors import ApiError, BadRequest, PayloadTooLarge, Unprocessable
 
 MAX_BODY_BYTES = 1024 * 1024
 SEND_MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -122,6 +124,20 @@ def json_problems(body: bytes, *, nul_in_values: bool = True) -> list[dict[str, 
     return problems
 
 
+def send_problems(body: bytes) -> list[dict[str, str]]:
+    """The send API's body must be JSON (whatever the content type says), without lone
+    surrogates or deep nesting; NUL is the route's to name (``api/send_body.py``)."""
+    if not body.strip():
+        return [{"field": "body", "message": "is required: a JSON object"}]
+    try:
+        json.loads(body)
+    except RecursionError:
+        pass  # json_problems names it
+    except ValueError as exc:  # UnicodeDecodeError included
+        return [{"field": "body", "message": f"is not valid JSON: {exc}"}]
+    return json_problems(body, nul_in_values=False)
+
+
 class BodyLimits:
     """The middleware (module docstring)."""
 
@@ -136,10 +152,15 @@ class BodyLimits:
         if limit is None:
             await self.app(scope, receive, send)
             return
+        is_send = _is_send(scope["path"])
         try:
             body = await _read(scope, receive, limit)
-            if body and _is_json(scope):
-                problems = json_problems(body, nul_in_values=not _is_send(scope["path"]))
+            if is_send and scope["method"] == "POST":
+                problems = send_problems(body)
+                if problems:
+                    raise Unprocessable("invalid request body", errors=problems)
+            elif body and _is_json(scope):
+                problems = json_problems(body)
                 if problems:
                     raise BadRequest("invalid request body", errors=problems)
         except ApiError as exc:
