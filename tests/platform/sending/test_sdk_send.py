@@ -14,6 +14,7 @@ from typing import Any
 
 import dkim as dkimpy
 import pytest
+import sendpost_python_sdk as sdk
 import sqlalchemy as sa
 from sendpost_platform.smtp import dkim
 from sendpost_platform.store import domains, suppressions
@@ -377,3 +378,30 @@ def test_webhook_endpoint_goes_through_the_egress_guard(sending: SendingSetup) -
         rig.send(base_body(webhookEndpoint="http://127.0.0.1:8080/hook"))
     assert refused.value.status == 422
     assert "loopback" in str(refused.value.body)
+
+
+def test_openapi_publishes_the_send_schemas(sending: SendingSetup) -> None:
+    """/openapi.json gives both send calls their request schema (every field of the SDK's model,
+    unknown ones not allowed) and the EmailResponse list, and the template endpoints theirs."""
+    document = sending.app().openapi()
+    schemas = document["components"]["schemas"]
+    for path, model in (
+        ("/api/v1/subaccount/email/", sdk.EmailMessageObject),
+        ("/api/v1/subaccount/email/template", sdk.EmailMessageWithTemplate),
+    ):
+        operation = document["paths"][path]["post"]
+        ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        schema = schemas[ref.rsplit("/", 1)[1]]
+        sdk_names = {info.alias or name for name, info in model.model_fields.items()}
+        assert sdk_names <= set(schema["properties"])
+        assert schema["additionalProperties"] is False
+        answer = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        assert answer["items"]["$ref"] == "#/components/schemas/EmailResponse"
+        assert {"400", "422"} <= set(operation["responses"])
+    response_names = {info.alias or n for n, info in sdk.EmailResponse.model_fields.items()}
+    assert response_names == set(schemas["EmailResponse"]["properties"])
+    templates = document["paths"]["/api/v1/subaccount/template/"]
+    assert templates["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"] == (
+        "#/components/schemas/TemplateInput"
+    )
+    assert {"get", "post"} == set(templates)
