@@ -51,11 +51,11 @@ from sendpost_platform.domain.suppression import normalize_address
 from sendpost_platform.domain.tracking import tracking_secret
 from sendpost_platform.egress import EgressPolicy
 from sendpost_platform.smtp import dkim
+from sendpost_platform.smtp.mime import StoredAttachment
 from sendpost_platform.smtp.prepare import (
     DomainSigner,
     PreparedMessage,
     PrepareOptions,
-    StoredAttachment,
     StoredMessage,
     prepare,
 )

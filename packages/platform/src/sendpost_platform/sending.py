@@ -40,7 +40,8 @@ from sqlalchemy.engine import Connection
 from sendpost_platform.domain.addresses import Mailbox, is_address
 from sendpost_platform.domain.routing import EmptyPoolError, Pool, choose_provider
 from sendpost_platform.domain.suppression import normalize_address
-from sendpost_platform.smtp.prepare import StoredAttachment, sender_domain_of
+from sendpost_platform.smtp.mime import StoredAttachment
+from sendpost_platform.smtp.prepare import sender_domain_of
 from sendpost_platform.store import domains, events, messages, pools, providers, relay, suppressions
 
 NO_RETURN_PATH = "No verified return path domain configured for sender domain"

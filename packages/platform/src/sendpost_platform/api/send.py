@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection
 
 from sendpost_platform.api import send_models
 from sendpost_platform.api.auth import SubAccountDep
-from sendpost_platform.api.deps import ContextDep
+from sendpost_platform.api.deps import AppContext, ContextDep
 from sendpost_platform.api.send_body import HeaderInjection, InvalidSend, build_request, validate
 from sendpost_platform.domain.routing import EmptyPoolError
 from sendpost_platform.egress import EgressPolicy
@@ -84,12 +84,7 @@ def _template_of(
 
 
 def parse_send_request(
-    ctx_policy: EgressPolicy,
-    conn: Connection,
-    sub: SubAccount,
-    body: Any,
-    *,
-    needs_template: bool = False,
+    ctx: AppContext, sub: SubAccount, body: Any, *, needs_template: bool = False
 ) -> SendRequest:
     """Validate a send body (``api/send_body.py``), with its template from the store."""
     model: type[send_models.EmailMessageObject] = (
@@ -101,12 +96,14 @@ def parse_send_request(
             "no template named",
             errors=[{"field": "template", "message": "template or templateId is required"}],
         )
-    template = _template_of(conn, sub, message)
+    with ctx.store.read() as conn:
+        template = _template_of(conn, sub, message)
+    policy = EgressPolicy.from_settings(ctx.settings)
 
     def resolve(host: str, port: int) -> object:
-        return anyio.from_thread.run(ctx_policy.resolve, host, port)
+        return anyio.from_thread.run(policy.resolve, host, port)
 
-    return build_request(message, template, policy=ctx_policy, resolve=resolve)
+    return build_request(message, template, resolve=resolve)
 
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -190,12 +187,15 @@ def send_email_with_template(
 
 
 def _handle(
-    ctx: Any, sub: SubAccount, body: Any, idempotency_key: str | None, *, needs_template: bool
+    ctx: AppContext,
+    sub: SubAccount,
+    body: Any,
+    idempotency_key: str | None,
+    *,
+    needs_template: bool,
 ) -> Any:
     key = _idempotency_key(idempotency_key)
-    policy = EgressPolicy.from_settings(ctx.settings)
-    with ctx.store.read() as conn:
-        send = parse_send_request(policy, conn, sub, body, needs_template=needs_template)
+    send = parse_send_request(ctx, sub, body, needs_template=needs_template)
     digest = hashlib.sha256(
         json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
     ).hexdigest()

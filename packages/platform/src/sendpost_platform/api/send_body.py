@@ -39,7 +39,7 @@ from sendpost_platform.domain.addresses import (
     unsafe_characters,
 )
 from sendpost_platform.domain.suppression import normalize_address
-from sendpost_platform.egress import EgressPolicy, EgressRefused
+from sendpost_platform.egress import EgressRefused
 from sendpost_platform.errors import Unprocessable
 from sendpost_platform.sending import (
     MAX_ATTACHMENT_BYTES,
@@ -48,12 +48,8 @@ from sendpost_platform.sending import (
     Delivery,
     SendRequest,
 )
-from sendpost_platform.smtp.prepare import (
-    UNSUBSCRIBE_FIELD,
-    StoredAttachment,
-    content_type_of,
-    is_reserved_header,
-)
+from sendpost_platform.smtp.mime import StoredAttachment, content_type_of
+from sendpost_platform.smtp.prepare import UNSUBSCRIBE_FIELD, is_reserved_header
 from sendpost_platform.store.templates import StoredTemplate
 
 _HEADER_NAME = re.compile(rf"^[!-9;-~]{{1,{MAX_HEADER_NAME}}}$")
@@ -224,7 +220,7 @@ def _attachments(value: Sequence[m.Attachment] | None, errors: _Errors) -> list[
 
 
 def check_webhook_url(
-    url: str | None, policy: EgressPolicy, run: Callable[[str, int], object], errors: _Errors
+    url: str | None, run: Callable[[str, int], object], errors: _Errors
 ) -> str | None:
     """An http(s) URL whose host the egress guard allows; ``run(host, port)`` resolves and
     checks it (``EgressPolicy.resolve``, run from the request's thread)."""
@@ -258,7 +254,6 @@ def build_request(
     message: m.EmailMessageObject,
     template: StoredTemplate | None,
     *,
-    policy: EgressPolicy,
     resolve: Callable[[str, int], object],
 ) -> SendRequest:
     """The request to submit (module docstring); raises :class:`InvalidSend` or
@@ -289,7 +284,7 @@ def build_request(
     for i, group in enumerate(message.groups or ()):
         errors.unsafe_in(f"groups[{i}]", group)
     attachments = _attachments(message.attachments, errors)
-    webhook = check_webhook_url(message.webhookEndpoint, policy, resolve, errors)
+    webhook = check_webhook_url(message.webhookEndpoint, resolve, errors)
     variables = _fields(message.templateVariables, "templateVariables", errors)
 
     # copies and deliveries (an address gets the first copy it appears in)

@@ -29,11 +29,8 @@ never as text to write.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import email.utils
 import functools
-import mimetypes
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,9 +49,13 @@ from sendpost_platform.domain.addresses import (
     text_header,
 )
 from sendpost_platform.smtp import dkim
-
-MAX_7BIT_LINE = 990
-"""Longest body line sent as it is; longer lines (or non-ASCII text) go quoted-printable."""
+from sendpost_platform.smtp.mime import (
+    StoredAttachment,
+    attachment_part,
+    ending,
+    multipart,
+    text_part,
+)
 
 TPSP_TYPE_CUSTOM_SMTP = "custom-smtp"
 BOUNCE_SUBDOMAIN = "sp-bounce"
@@ -84,36 +85,6 @@ RESERVED_HEADERS: frozenset[str] = frozenset(
 def is_reserved_header(name: str) -> bool:
     lowered = name.strip().lower()
     return lowered in RESERVED_HEADERS or lowered.startswith("x-sendpost-")
-
-
-_TYPES = mimetypes.MimeTypes(filenames=())
-"""Python's own table only, so a content type never depends on the host's mime.types."""
-
-
-def content_type_of(filename: str) -> str:
-    """The MIME type for a file name's extension (``application/octet-stream`` if unknown)."""
-    guessed, _encoding = _TYPES.guess_type(filename, strict=False)
-    return guessed or "application/octet-stream"
-
-
-@dataclass(frozen=True)
-class StoredAttachment:
-    """One attachment: its file name, content type and content (base64, no whitespace)."""
-
-    filename: str
-    content_type: str
-    content: str
-
-    def to_json(self) -> dict[str, str]:
-        return {
-            "filename": self.filename,
-            "contentType": self.content_type,
-            "content": self.content,
-        }
-
-    @classmethod
-    def from_json(cls, value: Mapping[str, Any]) -> StoredAttachment:
-        return cls(str(value["filename"]), str(value["contentType"]), str(value["content"]))
 
 
 @dataclass(frozen=True)
@@ -188,9 +159,10 @@ PREHEADER_STYLE = (
 )
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=8)
 def _template(text: str) -> handlebars.Template:
-    """Parsed once per text (every recipient of a request shares it; the API parsed it first,
+    """Parsed once per text (every recipient of a request shares its subject and bodies; a few
+    entries only, as a body may be 10 MiB; the API parsed it first,
     so a :class:`~sendpost_platform.domain.handlebars.TemplateError` here is a ValueError the
     relay treats as a message that cannot be prepared)."""
     return handlebars.parse(text)
@@ -275,78 +247,16 @@ def _header(name: str, value: str) -> str:
     return text_header(name, value)
 
 
-def _crlf_lines(text: str) -> str:
-    """Any mix of line endings (LF, CRLF, CR) as CRLF, the only line ending SMTP carries."""
-    return "\r\n".join(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
-
-
-@functools.lru_cache(maxsize=64)
-def _text_part(body: str, subtype: str) -> str:
-    """One ``text/*`` entity (its MIME headers, a blank line, the encoded body): 7bit when the
-    text is ASCII with short lines, else quoted-printable UTF-8 (RFC 2045 6.7). Cached, because
-    every recipient of a send request shares its text body."""
-    normal = body.replace("\r\n", "\n").replace("\r", "\n")
-    if normal.isascii() and all(len(line) < MAX_7BIT_LINE for line in normal.split("\n")):
-        charset, encoding, encoded = "us-ascii", "7bit", normal
-    else:
-        charset, encoding = "utf-8", "quoted-printable"
-        encoded = binascii.b2a_qp(normal.encode("utf-8"), istext=True).decode("ascii")
-    return (
-        f'Content-Type: text/{subtype}; charset="{charset}"\r\n'
-        f"Content-Transfer-Encoding: {encoding}\r\n\r\n" + _crlf_lines(encoded)
-    )
-
-
-def _boundary(seed: str, parts: Sequence[str]) -> str:
-    """A multipart boundary derived from the message UUID (so preparation stays a pure
-    function), lengthened in the unlikely case that a part contains it."""
-    boundary = f"=_sp_{seed}"
-    while any(boundary in part for part in parts):
-        boundary += "_"
-    return boundary
-
-
 def _content(message: StoredMessage, options: PrepareOptions) -> str:
     """The message's text entity: one ``text/*`` part or ``multipart/alternative``."""
     html_body = _html(message, options)
     text_body = _rendered(message.text_body, fields_of(message, options), escape=False)
     if text_body is not None and html_body is not None:
-        parts = [_text_part(text_body, "plain"), _text_part(html_body, "html")]
-        return _multipart("alternative", message.uuid, parts)
+        parts = [text_part(text_body, "plain"), text_part(html_body, "html")]
+        return multipart("alternative", message.uuid, parts)
     if html_body is not None:
-        return _ending(_text_part(html_body, "html"))
-    return _ending(_text_part(text_body or "", "plain"))
-
-
-def _multipart(subtype: str, uuid: str, parts: Sequence[str]) -> str:
-    boundary = _boundary(f"{subtype[0]}_{uuid}", parts)
-    delimiter = f"\r\n--{boundary}\r\n"
-    return (
-        f'Content-Type: multipart/{subtype}; boundary="{boundary}"\r\n\r\n'
-        f"--{boundary}\r\n" + delimiter.join(parts) + f"\r\n--{boundary}--\r\n"
-    )
-
-
-def _parameter(name: str, value: str) -> str:
-    """A MIME parameter: quoted when plain printable ASCII, else RFC 2231 UTF-8."""
-    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
-        return f'{name}="{value}"'
-    return f"{name}*=utf-8''{quote(value, safe='')}"
-
-
-@functools.lru_cache(maxsize=32)
-def _attachment_part(attachment: StoredAttachment) -> str:
-    """One attachment entity, base64 in 76-character lines (cached: every recipient of a
-    request shares it)."""
-    check_safe("attachment filename", attachment.filename)
-    check_safe("attachment content type", attachment.content_type)
-    data = base64.b64decode(attachment.content, validate=True)
-    encoded = base64.encodebytes(data).decode("ascii").replace("\n", "\r\n")
-    return (
-        f"Content-Type: {attachment.content_type}; {_parameter('name', attachment.filename)}\r\n"
-        f"Content-Disposition: attachment; {_parameter('filename', attachment.filename)}\r\n"
-        "Content-Transfer-Encoding: base64\r\n\r\n" + encoded.removesuffix("\r\n")
-    )
+        return ending(text_part(html_body, "html"))
+    return ending(text_part(text_body or "", "plain"))
 
 
 def _body(message: StoredMessage, options: PrepareOptions) -> str:
@@ -355,14 +265,8 @@ def _body(message: StoredMessage, options: PrepareOptions) -> str:
     if not message.attachments:
         return "MIME-Version: 1.0\r\n" + content
     parts = [content.removesuffix("\r\n")]
-    parts += [_attachment_part(a) for a in message.attachments]
-    return "MIME-Version: 1.0\r\n" + _multipart("mixed", message.uuid, parts)
-
-
-def _ending(entity: str) -> str:
-    """The message ends with CRLF: SMTP adds one anyway, and DKIM verifiers disagree on how
-    to canonicalise a last line without it."""
-    return entity if entity.endswith("\r\n") else entity + "\r\n"
+    parts += [attachment_part(a) for a in message.attachments]
+    return "MIME-Version: 1.0\r\n" + multipart("mixed", message.uuid, parts)
 
 
 def _address_headers(message: StoredMessage) -> str:
