@@ -64,9 +64,11 @@ def test_any_text_parses_or_is_refused_and_sizes_agree(text: str, fields: dict[s
         parsed = parse(text)
     except TemplateError:
         return
-    for escape in (True, False):
+    memo: dict[tuple[int, bool, bool], int] = {}
+    for escape in (True, False, True):
         rendered = render(parsed, fields, escape=escape)
         assert len(rendered.encode()) == rendered_size(parsed, fields, escape=escape)
+        assert len(rendered) == rendered_size(parsed, fields, escape=escape, chars=True, memo=memo)
 
 
 @pytest.mark.slow

@@ -341,6 +341,10 @@ REFUSALS: dict[str, tuple[dict[str, Any], str]] = {
         "headers.List-Unsubscribe",
     ),
     "no pool": ({"ippool": "nope"}, "ippool"),
+    "too many placeholders": (
+        {"htmlBody": "".join(f"{{{{v{i}}}}}" for i in range(1001))},
+        "htmlBody",
+    ),
     "sender": ({"from": {"email": "not-an-address"}}, "from.email"),
 }
 

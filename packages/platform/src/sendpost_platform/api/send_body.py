@@ -168,10 +168,17 @@ def _template(text: str | None, field: str, errors: _Errors) -> handlebars.Templ
         errors.add(field, "contains a NUL character, which no message may carry")
         return None
     try:
-        return handlebars.parse(text)
+        parsed = handlebars.parse(text)
     except handlebars.TemplateError as exc:
         errors.add(field, str(exc))
         return None
+    if len(parsed.counts) > handlebars.MAX_PLACEHOLDERS:
+        errors.add(
+            field,
+            f"uses {len(parsed.counts)} distinct placeholders, over {handlebars.MAX_PLACEHOLDERS}",
+        )
+        return None
+    return parsed
 
 
 def _headers(value: Mapping[str, str] | None, errors: _Errors) -> dict[str, str]:
@@ -375,6 +382,7 @@ def _check_rendering(
     """Per copy: the subject's values are header-safe and it stays one line long; the rendered
     message fits :data:`MAX_MESSAGE_BYTES`. Counted, not rendered (``handlebars.rendered_size``)."""
     fixed = sum(len(k) + len(v) + 4 for k, v in headers.items())
+    memo: dict[tuple[int, bool, bool], int] = {}
     subject_names = sorted(subject.names()) if subject is not None else []
     for delivery, layers in zip(deliveries, sources, strict=True):
         for path, layer in layers:
@@ -384,14 +392,14 @@ def _check_rendering(
                     errors.unsafe_in(f"{path}.{name}", handlebars.as_text(value))
         fields = delivery.fields
         if subject is not None:
-            length = handlebars.rendered_size(subject, fields, escape=False, unit=len)
+            length = handlebars.rendered_size(subject, fields, escape=False, chars=True, memo=memo)
             if length > MAX_TEXT:
                 errors.add(
                     "subject",
                     f"renders to {length} characters for {delivery.address}, over {MAX_TEXT}",
                 )
         size = fixed + sum(
-            handlebars.rendered_size(t, fields, escape=escape)
+            handlebars.rendered_size(t, fields, escape=escape, memo=memo)
             for t, escape in ((subject, False), (html, True), (text, False), (pre_text, True))
             if t is not None
         )

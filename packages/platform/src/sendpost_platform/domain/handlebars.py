@@ -17,7 +17,8 @@ renders as literal text. A ``{{`` with no ``}}`` after it is literal text.
 
 Cost: parsing is one left-to-right scan (``str.find`` only, no regular expression), linear in the
 template; rendering is linear in the output. :func:`rendered_size` gives a copy's size without
-rendering it, in time proportional to the number of distinct names.
+rendering it, in time proportional to the number of distinct placeholders (the API caps them,
+``MAX_PLACEHOLDERS`` per text, as it checks the size of every copy).
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ import dataclasses
 import html
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 MAX_NAME = 128
 """Longest placeholder name (dots included)."""
+MAX_PLACEHOLDERS = 1000
+"""Most distinct placeholders a text may use (checked by the API, not by :func:`parse`)."""
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
@@ -53,9 +56,13 @@ class Placeholder:
 @dataclasses.dataclass(frozen=True, slots=True)
 class Template:
     parts: tuple[str | Placeholder, ...]
+    counts: tuple[tuple[Placeholder, int], ...] = ()
+    """Each distinct placeholder and how often it appears (for :func:`rendered_size`)."""
+    literal_bytes: int = 0
+    literal_chars: int = 0
 
     def names(self) -> set[str]:
-        return {p.name for p in self.parts if isinstance(p, Placeholder)}
+        return {p.name for p, _count in self.counts}
 
 
 def _is_name(text: str) -> bool:
@@ -92,7 +99,14 @@ def parse(text: str) -> Template:
         position = end + len(closer)
     if position < len(text):
         parts.append(text[position:])
-    return Template(tuple(parts))
+    counts = Counter(p for p in parts if isinstance(p, Placeholder))
+    literals = [p for p in parts if isinstance(p, str)]
+    return Template(
+        tuple(parts),
+        tuple(counts.items()),
+        sum(len(p.encode()) for p in literals),
+        sum(len(p) for p in literals),
+    )
 
 
 def lookup(fields: Mapping[str, Any], name: str) -> Any:
@@ -128,26 +142,32 @@ def render(template: Template, fields: Mapping[str, Any], *, escape: bool) -> st
     return "".join(out)
 
 
-def _utf8_size(text: str) -> int:
-    return len(text.encode())
-
-
 def rendered_size(
     template: Template,
     fields: Mapping[str, Any],
     *,
     escape: bool,
-    unit: Callable[[str], int] = _utf8_size,
+    chars: bool = False,
+    memo: dict[tuple[int, bool, bool], int] | None = None,
 ) -> int:
-    """The size of :func:`render`'s result (UTF-8 bytes, or ``unit``), counted per distinct
-    name rather than rendered."""
-    counts = Counter((p.name, p.raw) for p in template.parts if isinstance(p, Placeholder))
-    size = sum(unit(p) for p in template.parts if isinstance(p, str))
-    for (name, raw), count in counts.items():
-        text = as_text(lookup(fields, name))
-        if escape and not raw:
-            text = html.escape(text)
-        size += count * unit(text)
+    """The size of :func:`render`'s result in UTF-8 bytes (or characters), counted per
+    distinct placeholder rather than rendered: the cost is the number of distinct placeholders
+    and the length of the values they use. ``memo`` (the caller's, for one request) keeps each
+    value's size by identity, so a value shared by every copy is measured once."""
+    size = template.literal_chars if chars else template.literal_bytes
+    for placeholder, count in template.counts:
+        value = lookup(fields, placeholder.name)
+        escaped = escape and not placeholder.raw
+        key = (id(value), escaped, chars)
+        known = None if memo is None else memo.get(key)
+        if known is None:
+            text = as_text(value)
+            if escaped:
+                text = html.escape(text)
+            known = len(text) if chars else len(text.encode())
+            if memo is not None and isinstance(value, str):
+                memo[key] = known
+        size += count * known
     return size
 
 
