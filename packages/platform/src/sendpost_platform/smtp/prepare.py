@@ -168,11 +168,15 @@ def _template(text: str) -> handlebars.Template:
     return handlebars.parse(text)
 
 
-def fields_of(message: StoredMessage, options: PrepareOptions) -> dict[str, Any]:
-    """The values placeholders read: the message's fields and the unsubscribe link."""
+def unsubscribe_url(message: StoredMessage, options: PrepareOptions) -> str:
+    """The recipient's signed one-click unsubscribe link."""
     token = tracking.TrackingToken(tracking.TrackKind.unsubscribe, message.uuid)
-    link = tracking.track_url(options.public_base_url, options.tracking_secret, token)
-    return {**message.fields, UNSUBSCRIBE_FIELD: link}
+    return tracking.track_url(options.public_base_url, options.tracking_secret, token)
+
+
+def fields_of(message: StoredMessage, unsubscribe: str) -> dict[str, Any]:
+    """The values placeholders read: the message's fields and the unsubscribe link."""
+    return {**message.fields, UNSUBSCRIBE_FIELD: unsubscribe}
 
 
 def _rendered(text: str | None, fields: Mapping[str, Any], *, escape: bool) -> str | None:
@@ -192,8 +196,7 @@ def with_preheader(body: str, pre_text: str) -> str:
     return body[:at] + block + body[at:]
 
 
-def _html(message: StoredMessage, options: PrepareOptions) -> str | None:
-    fields = fields_of(message, options)
+def _html(message: StoredMessage, options: PrepareOptions, fields: Mapping[str, Any]) -> str | None:
     body = _rendered(message.html_body, fields, escape=True)
     if body is None:
         return None
@@ -211,9 +214,8 @@ def _html(message: StoredMessage, options: PrepareOptions) -> str | None:
     return body
 
 
-def _list_unsubscribe(message: StoredMessage, options: PrepareOptions) -> str:
-    token = tracking.TrackingToken(tracking.TrackKind.unsubscribe, message.uuid)
-    parts = [f"<{tracking.track_url(options.public_base_url, options.tracking_secret, token)}>"]
+def _list_unsubscribe(message: StoredMessage, options: PrepareOptions, url: str) -> str:
+    parts = [f"<{url}>"]
     if options.unsubscribe_mailto:
         subject = quote(f"unsubscribe {message.uuid}")
         parts.append(f"<mailto:{options.unsubscribe_mailto}?subject={subject}>")
@@ -247,10 +249,10 @@ def _header(name: str, value: str) -> str:
     return text_header(name, value)
 
 
-def _content(message: StoredMessage, options: PrepareOptions) -> str:
+def _content(message: StoredMessage, options: PrepareOptions, fields: Mapping[str, Any]) -> str:
     """The message's text entity: one ``text/*`` part or ``multipart/alternative``."""
-    html_body = _html(message, options)
-    text_body = _rendered(message.text_body, fields_of(message, options), escape=False)
+    html_body = _html(message, options, fields)
+    text_body = _rendered(message.text_body, fields, escape=False)
     if text_body is not None and html_body is not None:
         parts = [text_part(text_body, "plain"), text_part(html_body, "html")]
         return multipart("alternative", message.uuid, parts)
@@ -259,9 +261,9 @@ def _content(message: StoredMessage, options: PrepareOptions) -> str:
     return ending(text_part(text_body or "", "plain"))
 
 
-def _body(message: StoredMessage, options: PrepareOptions) -> str:
+def _body(message: StoredMessage, options: PrepareOptions, fields: Mapping[str, Any]) -> str:
     """The MIME headers and body of the message (everything after its own headers)."""
-    content = _content(message, options)
+    content = _content(message, options, fields)
     if not message.attachments:
         return "MIME-Version: 1.0\r\n" + content
     parts = [content.removesuffix("\r\n")]
@@ -280,16 +282,18 @@ def _address_headers(message: StoredMessage) -> str:
     return head
 
 
-def headers_of(message: StoredMessage, options: PrepareOptions) -> list[tuple[str, str]]:
+def headers_of(
+    message: StoredMessage, options: PrepareOptions, unsubscribe: str
+) -> list[tuple[str, str]]:
     """The message's own unstructured headers, in order, after the address headers (the MIME
     headers come with the body)."""
-    subject = _rendered(message.subject, fields_of(message, options), escape=False)
+    subject = _rendered(message.subject, fields_of(message, unsubscribe), escape=False)
     return [
         *([] if subject is None else [("Subject", subject)]),
         ("Date", email.utils.format_datetime(message.submitted_at)),
         ("Message-ID", f"<{message.uuid}@{message.sender_domain}>"),
         *message.headers.items(),
-        ("List-Unsubscribe", _list_unsubscribe(message, options)),
+        ("List-Unsubscribe", _list_unsubscribe(message, options, unsubscribe)),
         ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
         ("X-Sendpost-Message-UUID", message.uuid),
         ("X-Sendpost-Account-ID", message.account_id),
@@ -305,11 +309,15 @@ def render(message: StoredMessage, options: PrepareOptions) -> bytes:
     Written directly rather than through the ``email`` package's generator, which costs more
     than all the rest of preparation: the message's own headers are plain ASCII here (anything
     else is RFC 2047-encoded by :func:`_header`), and the body is one or two ``text/*`` parts,
-    7bit or quoted-printable, under a ``multipart/alternative`` when there are two. The tests
-    parse the result back with the ``email`` package and verify its DKIM signature."""
+    7bit or quoted-printable, under a ``multipart/alternative`` when there are two, and under
+    ``multipart/mixed`` with the attachments (``smtp/mime.py``). The tests parse the result back
+    with the ``email`` package and verify its DKIM signature."""
+    unsubscribe = unsubscribe_url(message, options)
     head = _address_headers(message)
-    head += "".join(_header(name, value) for name, value in headers_of(message, options))
-    return (head + _body(message, options)).encode("ascii")
+    headers = headers_of(message, options, unsubscribe)
+    head += "".join(_header(name, value) for name, value in headers)
+    body = _body(message, options, fields_of(message, unsubscribe))
+    return (head + body).encode("ascii")
 
 
 def prepare(
