@@ -409,3 +409,26 @@ def test_openapi_publishes_the_send_schemas(sending: SendingSetup) -> None:
         "#/components/schemas/TemplateInput"
     )
     assert {"get", "post"} == set(templates)
+
+
+async def test_shared_values_are_stored_once(rig: SdkRig) -> None:
+    """templateVariables and a recipient's customFields are stored once per request and per
+    copy, not once per recipient (a large value shared by 1,000 recipients must not be stored
+    1,000 times), and still render in every copy."""
+    shared, own = "S" * 5000, "O" * 5000
+    to = [{"email": f"accept-{i}@example.org"} for i in range(5)]
+    to[0] = {
+        "email": "accept-0@example.org",
+        "customFields": {"own": own},
+        "bcc": [{"email": f"accept-b{j}@example.org"} for j in range(5)],
+    }
+    body = base_body(to=to, templateVariables={"shared": shared}, textBody="{{shared}}|{{own}}")
+    # templateVariables is not in the SDK's EmailMessageObject (its template call has it)
+    assert rig.http.post("/api/v1/subaccount/email/", json=body).status_code == 200
+    with rig.setup.store.read() as conn:
+        [content] = conn.execute(sa.text("SELECT content FROM send_requests")).scalars()
+    stored = content if isinstance(content, str) else json.dumps(content)
+    assert (stored.count(shared), stored.count(own)) == (1, 1)
+    got = await rig.relay()
+    assert got["accept-b4@example.org"].text("text/plain").strip() == f"{shared}|{own}"
+    assert got["accept-4@example.org"].text("text/plain").strip() == f"{shared}|"

@@ -38,7 +38,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from sendpost_wire import EventType
@@ -50,6 +50,7 @@ from sendpost_platform.domain.addresses import mailboxes, optional_mailbox
 from sendpost_platform.domain.suppression import normalize_address
 from sendpost_platform.domain.tracking import tracking_secret
 from sendpost_platform.egress import EgressPolicy
+from sendpost_platform.sending import fields_for
 from sendpost_platform.smtp import dkim
 from sendpost_platform.smtp.mime import StoredAttachment
 from sendpost_platform.smtp.prepare import (
@@ -390,10 +391,12 @@ def stored_message(claimed: relay.ClaimedMessage, content: dict[str, Any]) -> St
     (``sending.SendRequest.content``): the recipient's copy (To and Cc) and custom fields.
     Content written before copies existed (no ``version``) shows the request's ``to`` and ``cc``
     as they were."""
+    fields: Mapping[str, Any]
     if content.get("version") == 2:
         delivery = content["deliveries"][normalize_address(claimed.recipient)]
         copy = content["copies"][delivery["copy"]]
-        to, cc, fields = copy["to"], copy["cc"], dict(delivery["fields"])
+        to, cc = copy["to"], copy["cc"]
+        fields = fields_for(content["variables"], copy["fields"], delivery["fields"])
     else:
         to, cc, fields = content.get("to"), content.get("cc"), {}
     return StoredMessage(

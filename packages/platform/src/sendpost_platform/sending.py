@@ -37,6 +37,7 @@ from typing import Any
 from sendpost_wire import EventType
 from sqlalchemy.engine import Connection
 
+from sendpost_platform.domain import handlebars
 from sendpost_platform.domain.addresses import Mailbox, is_address
 from sendpost_platform.domain.routing import EmptyPoolError, Pool, choose_provider
 from sendpost_platform.domain.suppression import normalize_address
@@ -77,25 +78,36 @@ class ErrorCode(enum.IntEnum):
 
 @dataclasses.dataclass(frozen=True)
 class Copy:
-    """What one copy's address headers show."""
+    """What one copy's address headers show, and its recipient's custom fields."""
 
     to: Sequence[Mailbox]
     cc: Sequence[Mailbox] = ()
+    fields: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "to": [m.to_json() for m in self.to if is_address(m.email)],
             "cc": [m.to_json() for m in self.cc if is_address(m.email)],
+            "fields": dict(self.fields),
         }
 
 
 @dataclasses.dataclass(frozen=True)
 class Delivery:
-    """One envelope recipient: the copy it gets and the fields that copy is rendered with."""
+    """One envelope recipient: the copy it gets and its own custom fields (a cc or bcc entry's,
+    over its copy's)."""
 
     address: str
     copy: int
     fields: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def fields_for(
+    variables: Mapping[str, Any], copy_fields: Mapping[str, Any], own: Mapping[str, Any]
+) -> Mapping[str, Any]:
+    """The values a delivery's copy is rendered with: its own fields, then its copy's, then the
+    request's ``templateVariables`` (each stored once, never merged into copies)."""
+    return handlebars.Layers(own, copy_fields, variables)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +128,7 @@ class SendRequest:
     groups: Sequence[str] = ()
     webhook_endpoint: str | None = None
     attachments: Sequence[StoredAttachment] = ()
+    variables: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def to_each(cls, recipients: Sequence[Mailbox], **fields: Any) -> SendRequest:
@@ -141,6 +154,7 @@ class SendRequest:
             "trackOpens": self.track_opens,
             "trackClicks": self.track_clicks,
             "attachments": [a.to_json() for a in self.attachments],
+            "variables": dict(self.variables),
             "copies": [c.to_json() for c in self.copies],
             "deliveries": {
                 normalize_address(d.address): {"copy": d.copy, "fields": dict(d.fields)}

@@ -294,37 +294,38 @@ def build_request(
     webhook = check_webhook_url(message.webhookEndpoint, resolve, errors)
     variables = _fields(message.templateVariables, "templateVariables", errors)
 
-    # copies and deliveries (an address gets the first copy it appears in)
+    # copies and deliveries (an address gets the first copy it appears in); each layer of
+    # fields is kept once, with the path that names it in an error
     copies: list[Copy] = []
     deliveries: list[Delivery] = []
     sources: list[Sequence[tuple[str, Mapping[str, Any]]]] = []
     seen: set[str] = set()
     top_cc = [_mailbox(c, f"cc[{i}]", errors) for i, c in enumerate(message.cc or ())]
+    base = ("templateVariables", variables)
 
     def deliver(
-        mailbox: Mailbox, copy: int, layers: Sequence[tuple[str, Mapping[str, Any]]]
+        mailbox: Mailbox,
+        copy: int,
+        copy_layer: tuple[str, Mapping[str, Any]],
+        own: tuple[str, Mapping[str, Any]],
     ) -> None:
         key = normalize_address(mailbox.email)
         if key in seen:
             return
         seen.add(key)
-        merged: dict[str, Any] = {}
-        for _path, layer in layers:
-            merged.update(layer)
-        deliveries.append(Delivery(mailbox.email, copy, merged))
-        sources.append(layers)
+        deliveries.append(Delivery(mailbox.email, copy, own[1]))
+        sources.append((own, copy_layer, base))
 
-    base: list[tuple[str, Mapping[str, Any]]] = [("templateVariables", variables)]
     to_boxes = []
     for i, recipient in enumerate(message.to):
         field = f"to[{i}]"
         box = _mailbox(recipient, field, errors)
         to_boxes.append(box)
         own_path = f"{field}.customFields"
-        own = [*base, (own_path, _fields(recipient.customFields, own_path, errors))]
+        own = (own_path, _fields(recipient.customFields, own_path, errors))
         cc = [_mailbox(c, f"{field}.cc[{j}]", errors) for j, c in enumerate(recipient.cc or ())]
-        copies.append(Copy((box,), (*cc, *top_cc)))
-        deliver(box, i, own)
+        copies.append(Copy((box,), (*cc, *top_cc), own[1]))
+        deliver(box, i, own, ("", {}))
         for kind, entries, boxes in (
             ("cc", recipient.cc or (), cc),
             ("bcc", recipient.bcc or (), None),
@@ -333,7 +334,7 @@ def build_request(
                 path = f"{field}.{kind}[{j}]"
                 copy_box = boxes[j] if boxes is not None else _mailbox(entry, path, errors)
                 layer = _fields(entry.customFields, f"{path}.customFields", errors)
-                deliver(copy_box, i, [*own, (f"{path}.customFields", layer)])
+                deliver(copy_box, i, own, (f"{path}.customFields", layer))
     if message.cc or message.bcc:
         copies.append(Copy(tuple(to_boxes), tuple(top_cc)))
         shared = len(copies) - 1
@@ -342,7 +343,7 @@ def build_request(
                 path = f"{kind}[{j}]"
                 box = top_cc[j] if kind == "cc" else _mailbox(entry, path, errors)
                 layer = _fields(entry.customFields, f"{path}.customFields", errors)
-                deliver(box, shared, [*base, (f"{path}.customFields", layer)])
+                deliver(box, shared, ("", {}), (f"{path}.customFields", layer))
     if len(deliveries) > m.MAX_RECIPIENTS:
         errors.add("to", f"at most {m.MAX_RECIPIENTS} recipients (to, cc and bcc together)")
     errors.raise_any()
@@ -366,6 +367,7 @@ def build_request(
         attachments=tuple(attachments),
         copies=tuple(copies),
         deliveries=tuple(deliveries),
+        variables=variables,
     )
 
 
@@ -390,7 +392,7 @@ def _check_rendering(
                 value = handlebars.lookup(layer, name)
                 if value is not None:
                     errors.unsafe_in(f"{path}.{name}", handlebars.as_text(value))
-        fields = delivery.fields
+        fields = handlebars.Layers(*(layer for _path, layer in layers))
         if subject is not None:
             length = handlebars.rendered_size(subject, fields, escape=False, chars=True, memo=memo)
             if length > MAX_TEXT:

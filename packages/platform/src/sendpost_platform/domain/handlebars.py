@@ -27,7 +27,7 @@ import dataclasses
 import html
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 MAX_NAME = 128
@@ -107,6 +107,26 @@ def parse(text: str) -> Template:
         sum(len(p.encode()) for p in literals),
         sum(len(p) for p in literals),
     )
+
+
+class Layers(Mapping[str, Any]):
+    """Fields given in layers, read without merging them: the first layer that has a name
+    wins (a recipient's own fields over its copy's, over the request's variables)."""
+
+    def __init__(self, *layers: Mapping[str, Any]) -> None:
+        self._layers = layers
+
+    def __getitem__(self, key: str) -> Any:
+        for layer in self._layers:
+            if key in layer:
+                return layer[key]
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys(k for layer in self._layers for k in layer))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def lookup(fields: Mapping[str, Any], name: str) -> Any:

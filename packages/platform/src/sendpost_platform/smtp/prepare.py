@@ -174,9 +174,9 @@ def unsubscribe_url(message: StoredMessage, options: PrepareOptions) -> str:
     return tracking.track_url(options.public_base_url, options.tracking_secret, token)
 
 
-def fields_of(message: StoredMessage, unsubscribe: str) -> dict[str, Any]:
-    """The values placeholders read: the message's fields and the unsubscribe link."""
-    return {**message.fields, UNSUBSCRIBE_FIELD: unsubscribe}
+def fields_of(message: StoredMessage, unsubscribe: str) -> Mapping[str, Any]:
+    """The values placeholders read: the unsubscribe link, then the message's fields."""
+    return handlebars.Layers({UNSUBSCRIBE_FIELD: unsubscribe}, message.fields)
 
 
 def _rendered(text: str | None, fields: Mapping[str, Any], *, escape: bool) -> str | None:
