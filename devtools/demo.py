@@ -3,7 +3,8 @@
 Starts the platform (embedded SQLite), an account, a sender domain verified through a local DNS
 server, a private Postfix registered as the account's Custom SMTP provider (the live SMTP test runs
 against it), an IP pool and ``sendpost-agent run`` on Postfix's log (see ``devtools.stack``). Then
-it sends a batch through the send API to a local receiving server that accepts some recipients,
+it sends a batch through the send API (with SendPost's official Python SDK, its host pointed at
+the platform) to a local receiving server that accepts some recipients,
 rejects some permanently and defers others (the deferred ones expire in Postfix's queue after one
 attempt: soft bounces), waits for every message's final event and prints:
 
@@ -137,7 +138,7 @@ def run(once: bool, keep: bool) -> int:
     with Stack(say=say, keep=keep) as stack:
         batch = recipients()
         sent = stack.send(batch)
-        say(f"sent {len(sent)} messages with one POST /api/v1/subaccount/email/ "
+        say(f"sent {len(sent)} messages with one SDK EmailApi.send_email call "
             f"({', '.join(f'{c} {p}-*' for p, c, _ in PLAN)}@sink.test)")  # fmt: skip
         say(f"waiting (at most {WAIT_SECONDS}s) for every message's final event ...")
         outcome = stack.wait_for_outcomes(sent, timeout=WAIT_SECONDS)

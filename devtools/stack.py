@@ -50,6 +50,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sendpost_python_sdk.api.email_api import EmailApi
+from sendpost_python_sdk.api_client import ApiClient
+from sendpost_python_sdk.configuration import Configuration
+from sendpost_python_sdk.models.email_message_object import EmailMessageObject
 
 from devtools.dns import DnsServer
 from devtools.postfix import DISCARD, PostfixInstance, PostfixSettings, free_port
@@ -323,21 +327,34 @@ class Stack(Service):
 
     # -- sending and reading events -------------------------------------------------------------
 
-    def send(self, recipients: Iterable[str], subject: str = "Hello from the demo") -> list[Sent]:
-        """One send API request; every recipient becomes its own message (its own UUID)."""
-        body = {
-            "from": {"email": SENDER, "name": "Demo Shop"},
-            "to": list(recipients),
-            "subject": subject,
-            "textBody": "Hello! This message went through the whole SendPost Custom SMTP loop.",
-            "ippool": POOL,
-        }
-        headers = {"X-SubAccount-ApiKey": self.account["subaccount_key"]}
-        answer = self.api("POST", "/api/v1/subaccount/email/", 200, json=body, headers=headers)
-        refused = [r for r in answer if r["errorCode"] != 0]
+    def send(self, recipients: Iterable[str], subject: str = "Hello {{name}}") -> list[Sent]:
+        """One send request through SendPost's official Python SDK (pointed at this platform by
+        its host alone); every recipient becomes its own message (its own UUID), its name
+        rendered into the subject and body from its custom fields."""
+        config = Configuration(
+            host=f"{self.base_url}/api/v1",
+            api_key={"subAccountAuth": self.account["subaccount_key"]},
+        )
+        message = EmailMessageObject.from_dict(
+            {
+                "from": {"email": SENDER, "name": "Demo Shop"},
+                "to": [
+                    {"email": r, "customFields": {"name": r.split("@", 1)[0]}} for r in recipients
+                ],
+                "subject": subject,
+                "textBody": "Hello {{name}}! This message went through the whole SendPost"
+                " Custom SMTP loop.",
+                "ippool": POOL,
+                "groups": ["demo"],
+            }
+        )
+        assert message is not None
+        with ApiClient(config) as client:
+            answer = EmailApi(client).send_email(message)
+        refused = [r for r in answer if r.error_code != 0]
         if refused:
             raise StackError(f"the send API dropped messages: {refused}")
-        return [Sent(r["to"], r["messageId"]) for r in answer]
+        return [Sent(str(r.to), str(r.message_id)) for r in answer]
 
     def receiving_server_said(self, recipient: str) -> str:
         """What the sink answered for this recipient: ``250 …``, or its last rejection."""

@@ -103,6 +103,10 @@ def test_no_operation_answers_500(
         "POST /api/v1/tpsp/test/custom-smtp",
         "PATCH /api/v1/tpsp/custom-smtp/{provider_id}",
         "PUT /api/v1/tpsp/custom-smtp/{provider_id}",
+        "POST /api/v1/subaccount/email/",
+        "POST /api/v1/subaccount/email/template",
+        "POST /api/v1/subaccount/template/",
+        "PUT /api/v1/subaccount/template/{template_id}",
     } <= set(checked)
 
 

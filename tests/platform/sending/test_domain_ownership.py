@@ -121,7 +121,7 @@ def platform(
 def email_from(sender: str) -> dict[str, Any]:
     return {
         "from": {"email": sender, "name": "CEO"},
-        "to": ["accept-1@example.org"],
+        "to": [{"email": "accept-1@example.org"}],
         "subject": "Wire transfer",
         "textBody": "Please pay the attached invoice today.",
         "ippool": "main",
@@ -212,4 +212,4 @@ async def test_nothing_verified_still_drops_with_the_contract_reason(
         sent = await client.post(
             "/api/v1/subaccount/email/", json=email_from("ceo@bob.test"), headers=tenant.sends
         )
-    assert [(1, NO_RETURN_PATH)] == [(r["errorCode"], r["message"]) for r in sent.json()]
+    assert [(3, NO_RETURN_PATH)] == [(r["errorCode"], r["message"]) for r in sent.json()]

@@ -38,7 +38,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from sendpost_wire import EventType
@@ -47,9 +47,12 @@ from sendpost_platform.clock import Clock
 from sendpost_platform.config import Settings
 from sendpost_platform.crypto import CryptoError, SecretBox
 from sendpost_platform.domain.addresses import mailboxes, optional_mailbox
+from sendpost_platform.domain.suppression import normalize_address
 from sendpost_platform.domain.tracking import tracking_secret
 from sendpost_platform.egress import EgressPolicy
+from sendpost_platform.sending import fields_for
 from sendpost_platform.smtp import dkim
+from sendpost_platform.smtp.mime import StoredAttachment
 from sendpost_platform.smtp.prepare import (
     DomainSigner,
     PreparedMessage,
@@ -291,25 +294,7 @@ class RelayJob:
         signer = self._signers.get(claimed.domain_id)
         if content is None or signer is None or not signer.key.private_key:
             raise _Unpreparable("the sender domain or its DKIM key is gone")
-        stored = StoredMessage(
-            uuid=claimed.message_uuid,
-            account_id=str(claimed.account_id),
-            subaccount_id=str(claimed.subaccount_id),
-            provider_id=str(claimed.provider_id),
-            recipient=claimed.recipient,
-            from_email=content["from"],
-            from_name=content.get("fromName"),
-            to=mailboxes(content.get("to")),
-            cc=mailboxes(content.get("cc")),
-            reply_to=optional_mailbox(content.get("replyTo")),
-            subject=content["subject"],
-            submitted_at=claimed.submitted_at,
-            text_body=content.get("textBody"),
-            html_body=content.get("htmlBody"),
-            headers=dict(content.get("headers") or {}),
-            track_opens=bool(content.get("trackOpens")),
-            track_clicks=bool(content.get("trackClicks")),
-        )
+        stored = stored_message(claimed, content)
         return prepare(stored, signer, self._options)
 
     def _ready(
@@ -399,3 +384,40 @@ class RelayJob:
             description=description,
             details={"attempts": claimed.attempt, "stage": result.stage},
         )
+
+
+def stored_message(claimed: relay.ClaimedMessage, content: dict[str, Any]) -> StoredMessage:
+    """The message to prepare for one claimed recipient from its request's stored content
+    (``sending.SendRequest.content``): the recipient's copy (To and Cc) and custom fields.
+    Content written before copies existed (no ``version``) shows the request's ``to`` and ``cc``
+    as they were."""
+    fields: Mapping[str, Any]
+    if content.get("version") == 2:
+        delivery = content["deliveries"][normalize_address(claimed.recipient)]
+        copy = content["copies"][delivery["copy"]]
+        to, cc = copy["to"], copy["cc"]
+        fields = fields_for(content["variables"], copy["fields"], delivery["fields"])
+    else:
+        to, cc, fields = content.get("to"), content.get("cc"), {}
+    return StoredMessage(
+        uuid=claimed.message_uuid,
+        account_id=str(claimed.account_id),
+        subaccount_id=str(claimed.subaccount_id),
+        provider_id=str(claimed.provider_id),
+        recipient=claimed.recipient,
+        from_email=content["from"],
+        from_name=content.get("fromName"),
+        to=mailboxes(to),
+        cc=mailboxes(cc),
+        reply_to=optional_mailbox(content.get("replyTo")),
+        subject=content.get("subject"),
+        submitted_at=claimed.submitted_at,
+        text_body=content.get("textBody"),
+        html_body=content.get("htmlBody"),
+        headers=dict(content.get("headers") or {}),
+        track_opens=bool(content.get("trackOpens")),
+        track_clicks=bool(content.get("trackClicks")),
+        fields=fields,
+        pre_text=content.get("preText"),
+        attachments=tuple(StoredAttachment.from_json(a) for a in content.get("attachments") or ()),
+    )

@@ -106,6 +106,11 @@ messages = sa.Table(
     sa.Column("state", sa.String(32), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # The send request's ``groups`` (a JSON list of strings, the message's tags; NULL: none).
+    sa.Column("groups", sa.JSON, nullable=True),
+    # The send request's ``webhookEndpoint`` (an http(s) URL checked by the egress guard; NULL:
+    # the account's webhooks only), read by the webhook dispatcher.
+    sa.Column("webhook_endpoint", sa.Text, nullable=True),
     sa.Index(None, "account_id", "created_at"),
 )
 
@@ -365,4 +370,20 @@ event_outbox = sa.Table(
     sa.Column("message_uuid", sa.String(36), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Index(None, "consumer", "id"),
+)
+
+# --- send API: templates (subject, HTML and text with {{placeholders}}) per sub-account ------
+
+templates = sa.Table(
+    "templates",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("subaccount_id", sa.BigInteger, nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("subject", sa.Text, nullable=True),
+    sa.Column("html_body", sa.Text, nullable=True),
+    sa.Column("text_body", sa.Text, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("subaccount_id", "name"),
 )
