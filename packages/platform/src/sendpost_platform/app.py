@@ -33,6 +33,11 @@ ROUTER_MODULES: tuple[str, ...] = (
     "sendpost_platform.dashboard.routes",
     "sendpost_platform.api.domains",
     "sendpost_platform.api.pools",
+    "sendpost_platform.api.suppressions",
+    "sendpost_platform.api.subaccounts",
+    "sendpost_platform.api.messages",
+    "sendpost_platform.api.stats",
+    "sendpost_platform.api.ips",
     "sendpost_platform.api.send",
     "sendpost_platform.api.tracking",
 )

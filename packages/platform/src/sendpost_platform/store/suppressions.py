@@ -27,6 +27,7 @@ def add_suppression(
     reason: str,
     now: dt.datetime,
     message_uuid: str | None = None,
+    smtp_error: str | None = None,
 ) -> bool:
     """Suppress a recipient; False when it already was (the first reason is kept)."""
     new_id = insert_ignore(
@@ -38,6 +39,7 @@ def add_suppression(
             "recipient_key": normalize_address(recipient),
             "reason": reason,
             "message_uuid": message_uuid,
+            "smtp_error": smtp_error,
             "created_at": now,
         },
         conflict=("subaccount_id", "recipient_key"),
@@ -77,3 +79,27 @@ def remove_suppression(conn: Connection, *, subaccount_id: int, recipient: str) 
         )
     )
     return bool(result.rowcount)
+
+
+def find_suppressions(
+    conn: Connection,
+    *,
+    subaccount_id: int,
+    since: dt.datetime,
+    until: dt.datetime,
+    limit: int,
+    offset: int = 0,
+    search: str | None = None,
+    reasons: Iterable[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Suppressions added in ``[since, until)``, oldest first (``search``: address contains)."""
+    c = suppressions.c
+    query = sa.select(suppressions).where(
+        c.subaccount_id == subaccount_id, c.created_at >= since, c.created_at < until
+    )
+    if search:
+        query = query.where(c.recipient_key.contains(normalize_address(search), autoescape=True))
+    if reasons is not None:
+        query = query.where(c.reason.in_(list(reasons)))
+    rows = conn.execute(query.order_by(c.created_at, c.id).offset(offset).limit(limit))
+    return [dict(r._mapping) for r in rows]
