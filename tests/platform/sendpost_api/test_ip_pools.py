@@ -36,7 +36,9 @@ def test_every_operation_round_trips(sdk: Sdk) -> None:
         0,
         "{}",
     )
-    assert created.id is not None and created.created and created.created > 10**18
+    assert created.id is not None
+    assert created.created
+    assert created.created > 10**18
     assert [p.name for p in api.get_all_ip_pools()] == ["main"]
     assert api.get_ip_pool_by_id(created.id).to_dict() == created.to_dict()
     rules = {"0": json.dumps([f"TPSP_{first}"]), "others": json.dumps([f"TPSP_{second.id}"])}
@@ -49,7 +51,8 @@ def test_every_operation_round_trips(sdk: Sdk) -> None:
     assert json.loads(updated.routing_meta_data or "") == rules
     assert updated.name == "main"
     gone = api.delete_ip_pool(created.id)
-    assert gone.id == created.id and "deleted" in (gone.message or "")
+    assert gone.id == created.id
+    assert "deleted" in (gone.message or "")
     with pytest.raises(NotFoundException):
         api.get_ip_pool_by_id(created.id)
 

@@ -4,8 +4,9 @@ to publish, verification.
 SendPost's ``DomainApi``:
 
 - ``POST /api/v1/subaccount/domain`` ``{"name"}`` (``CreateDomainRequest``) → 201 ``Domain``: a
-  DKIM key is generated (RSA-2048, selector ``SENDPOST_DKIM_SELECTOR``); ``dkim`` and
-  ``returnPath`` are the records to publish (``{host, type, textValue}``).
+  DKIM key is generated (RSA-2048, selector ``SENDPOST_DKIM_SELECTOR``; this platform also takes
+  ``selector`` and ``dkimAlgorithm``: ``rsa`` | ``ed25519``); ``dkim`` and ``returnPath`` are
+  the records to publish (``{host, type, textValue}``).
 - ``GET /api/v1/subaccount/domain`` (``limit``, ``offset``, ``search``),
   ``GET /api/v1/subaccount/domain/{domain_id}``, ``DELETE`` (→ 200 ``{id, message}``; 409 while
   messages of the domain wait for relay).
@@ -30,7 +31,7 @@ own purpose label) and never leaves the platform. The dashboard adds and checks 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import Field, StrictStr
@@ -198,9 +199,12 @@ async def check_domain(
 
 
 class CreateDomainRequest(RequestModel):
-    """SendPost's ``CreateDomainRequest``."""
+    """SendPost's ``CreateDomainRequest``, plus this platform's ``selector`` and
+    ``dkimAlgorithm`` (``rsa`` by default, or ``ed25519``)."""
 
     name: StrictStr = Field(max_length=253)
+    selector: StrictStr | None = Field(default=None, max_length=63)
+    dkim_algorithm: Literal["rsa", "ed25519"] = "rsa"
 
 
 class DnsRecord(ResponseModel):
@@ -231,10 +235,9 @@ def _failure(domain: domains.SenderDomain, purpose: RecordPurpose, verified: boo
         return ""
     for check in domain.last_check.get("checks", []):
         if check.get("purpose") == purpose.value:
-            if check.get("error"):
-                return str(check["error"])
             found = ", ".join(str(f) for f in check.get("found", [])) or "nothing"
-            return f"{check.get('type')} {check.get('name')}: found {found}"
+            why = check.get("error") or f"found {found}"
+            return f"{check.get('type')} {check.get('name')}: {why}"
     return ""
 
 
@@ -269,7 +272,7 @@ def create_sub_account_domain(
 ) -> Domain:
     """Add a sender domain (201, as SendPost answers) with a new DKIM key."""
     try:
-        created = add_domain(ctx, sub.account_id, {"name": body.name})
+        created = add_domain(ctx, sub.account_id, body.model_dump(by_alias=True, exclude_none=True))
     except BadRequest as exc:
         raise Unprocessable(exc.message, errors=exc.errors) from None
     return domain_out(ctx, created)
