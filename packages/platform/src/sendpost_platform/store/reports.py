@@ -1,13 +1,13 @@
 """Read models for SendPost's message and statistics APIs (``api/messages.py``,
 ``api/stats.py``): a message with the request it came from, and event counts per UTC day.
 
-Statistics count the CS* events (``sendpost_wire.EventType``) by the day they occurred:
-``processed`` CSProcessed, ``sent`` CSSent, ``dropped`` CSDropped before any relay attempt
-(source ``api``: suppressed, invalid, no verified return path), ``smtpDropped`` CSDropped by the
-relay after its retries, ``delivered`` CSDelivered, ``softBounced`` CSSoftBounced,
-``hardBounced`` CSHardBounced, ``opened`` CSOpen, ``clicked`` CSClick, ``unsubscribed``
-CSUnsubscribe, ``spam`` CSSpamReport. ``deferred`` (CSDeferred) has no SendPost field; the
-answers add it under that name.
+Statistics count the CS* events (``sendpost_wire.EventType``) by the UTC day they occurred:
+``processed`` CSProcessed, ``sent`` CSSent, ``dropped`` CSDropped without an SMTP attempt
+(suppressed, invalid, no verified return path), ``smtpDropped`` CSDropped by the relay after
+its retries (reason ``Relay failed after N attempts``), ``delivered`` CSDelivered,
+``softBounced`` CSSoftBounced, ``hardBounced`` CSHardBounced, ``opened`` CSOpen, ``clicked``
+CSClick, ``unsubscribed`` CSUnsubscribe, ``spam`` CSSpamReport. ``deferred`` (CSDeferred) has
+no SendPost field; the answers add it under that name.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ from sqlalchemy.engine import Connection
 
 from sendpost_platform.store.dashboard_queries import Buckets, bucket_index
 from sendpost_platform.store.schema import events, messages, relay_queue, send_requests
+
+RELAY_FAILED = "Relay failed after"
+"""How the relay's reason for a drop after its retries begins (``relay_worker.py``)."""
 
 COUNTS: tuple[str, ...] = (
     "processed",
@@ -146,9 +149,12 @@ def daily_counts(
         (until - since).days + 1,
     )
     e = events.c
-    inner = sa.select(bucket_index(buckets).label("day"), e.event_type, e.source).where(
-        e.account_id == account_id, e.occurred_at >= buckets.start, e.occurred_at < buckets.end
-    )
+    # A drop after relay attempts (smtpDropped) says so in its reason; every other drop
+    # (suppressed, invalid, no verified return path) happened before anything was sent.
+    after_relay = sa.case((e.reason.like(f"{RELAY_FAILED}%"), "smtp"), else_="pre")
+    inner = sa.select(
+        bucket_index(buckets).label("day"), e.event_type, after_relay.label("source")
+    ).where(e.account_id == account_id, e.occurred_at >= buckets.start, e.occurred_at < buckets.end)
     if subaccount_ids is not None:
         inner = inner.where(e.subaccount_id.in_(sorted(set(subaccount_ids))))
     sub = inner.subquery()
@@ -160,7 +166,7 @@ def daily_counts(
     for index, event_type, source, n in conn.execute(query):
         row = counts[days[int(index)]]
         if event_type == EventType.CSDropped:
-            row["dropped" if source == "api" else "smtpDropped"] += int(n)
+            row["smtpDropped" if source == "smtp" else "dropped"] += int(n)
         elif event_type in _NAMES:
             row[_NAMES[event_type]] += int(n)
     return counts
