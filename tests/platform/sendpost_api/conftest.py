@@ -11,10 +11,16 @@ from collections.abc import Iterator
 
 import pytest
 import sendpost_python_sdk as sp
+from sendpost_platform.clock import ManualClock
 from sendpost_platform.config import Settings
+from sendpost_platform.relay_worker import RelayJob
+from sendpost_platform.smtp import dkim
+from sendpost_platform.store import Store
 
 from devtools.dns import DnsServer
 from tests.platform.conftest import Seed
+from tests.platform.sending.conftest import SendingSetup, build_setup
+from tests.platform.sending.smtp_servers import ScriptedSmtp
 from tests.support.live_platform import LivePlatform
 
 
@@ -64,3 +70,39 @@ def sdk(settings: Settings, seed: Seed, dns_server: DnsServer) -> Iterator[Sdk]:
         )
         with sp.ApiClient(config) as client:
             yield Sdk(live, seed, client)
+
+
+@dataclasses.dataclass
+class MailSdk:
+    """A sending set-up (verified ``shop.example``, pool ``main``, provider aimed at a loopback
+    SMTP sink) with the platform served over loopback HTTP and the SDK aimed at it."""
+
+    setup: SendingSetup
+    live: LivePlatform
+    client: sp.ApiClient
+
+    def relay_job(self) -> RelayJob:
+        return self.setup.relay_job()
+
+
+@pytest.fixture(scope="session")
+def domain_key() -> dkim.DkimKey:
+    return dkim.generate_key()
+
+
+@pytest.fixture
+def mail_sdk(
+    store: Store, clock: ManualClock, seed: Seed, domain_key: dkim.DkimKey
+) -> Iterator[MailSdk]:
+    with ScriptedSmtp() as sink:
+        setup = build_setup(store, clock, seed, sink, domain_key)
+        with LivePlatform(setup.settings, seed) as live:
+            config = sp.Configuration(
+                host=f"{live.base}/api/v1",
+                api_key={
+                    "accountAuth": seed.account.account_key,
+                    "subAccountAuth": seed.account.subaccount_key,
+                },
+            )
+            with sp.ApiClient(config) as client:
+                yield MailSdk(setup, live, client)

@@ -55,7 +55,8 @@ REASON_CODES: dict[str, int] = {
     SuppressionReason.spam_report: 3,
 }
 """Stored reason → SendPost's ``reason`` code."""
-REASON_TEXT = {0: "Manual", 1: "Unsubscribe", 2: "Hard Bounce", 3: "Spam Complaint"}
+REASON_TEXT = {0: "manual", 1: "unsubscribe", 2: "hardBounce", 3: "spamComplaint"}
+"""``reasonText``: SendPost's type names (its SDK accepts only these)."""
 TYPES: dict[str, SuppressionReason] = {
     "manual": SuppressionReason.manual,
     "unsubscribe": SuppressionReason.unsubscribe,

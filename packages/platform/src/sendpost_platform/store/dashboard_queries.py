@@ -156,6 +156,8 @@ class Buckets:
 def bucket_index(buckets: Buckets) -> sa.ColumnElement[int]:
     """The interval of ``events.occurred_at`` within ``buckets`` (0-based), as SQL."""
     edges = buckets.edges()[1:]
+    if not edges:  # one interval: SQL has no CASE without a WHEN
+        return sa.literal(0, sa.Integer)
     return sa.case(
         *((events.c.occurred_at < edge, i) for i, edge in enumerate(edges)),
         else_=len(edges),
