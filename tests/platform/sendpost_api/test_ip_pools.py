@@ -108,7 +108,7 @@ def test_strategies_in_sendpost_encoding(
 @pytest.mark.parametrize(
     ("request_body", "field"),
     [
-        ({"name": "x", "tpsps": [1], "ips": [{"publicIP": "192.0.2.1"}]}, "ips"),
+        ({"name": "x", "tpsps": [1], "ips": [{"publicIP": "192.0.2.1"}]}, "ips[0].publicIP"),
         ({"name": "x", "routingStrategy": 7, "tpsps": [1]}, "routingStrategy"),
         (
             {"name": "x", "routingStrategy": 1, "routingMetaData": '{"0": ["IP_5"]}'},

@@ -435,7 +435,7 @@ def _overflowing_to(conn: Connection, account_id: int, name: str) -> list[str]:
 
 def _no_ips(ips: list[EIP] | None) -> None:
     if ips:
-        raise refuse([("ips", _NO_IPS)])
+        raise refuse([(f"ips[{i}].publicIP", _NO_IPS) for i in range(len(ips))])
 
 
 @router.post(PATH, responses={409: {"description": "A pool of that name exists"}, **UNPROCESSABLE})
