@@ -8,8 +8,9 @@ SendPost's ``StatsApi`` and ``StatsAApi`` (``from``/``to`` are ``YYYY-MM-DD``, b
 - ``GET /api/v1/account/stat`` → ``[AccountStats]`` ``{date, stat}`` per day (31 days);
   ``GET /api/v1/account/stat/aggregate`` → ``AggregateStats`` (366), over every sub-account,
   deleted ones included.
-- By group (``.../group``, ``/account/stat/group``, ``/account/stat/aggregate/group``): 501
-  ``not_implemented`` until messages carry their ``groups``.
+- By group (``.../group``, ``/account/stat/group``, ``/account/stat/aggregate/group``): the
+  ``group`` parameter is refused (422 naming ``query.group``) until messages carry their
+  ``groups``: counting nothing would look like a group that sent nothing.
 
 What each count is: ``store/reports.py`` (``dropped`` before relay, ``smtpDropped`` by the relay
 after its retries; ``deferred`` is added).
@@ -18,14 +19,14 @@ after its retries; ``deferred`` is added).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
 from sendpost_platform.api.auth import AccountDep
 from sendpost_platform.api.deps import ContextDep, IdPath
 from sendpost_platform.api.sendpost import ERROR_CONTENT, ResponseModel, SendPostRoute
-from sendpost_platform.errors import ApiError, BadRequest, NotFound
+from sendpost_platform.errors import BadRequest, NotFound, Unprocessable
 from sendpost_platform.store import accounts, reports
 
 router = APIRouter(tags=["statistics"], route_class=SendPostRoute)
@@ -62,11 +63,6 @@ class AccountStats(ResponseModel):
 
     date: dt.date
     stat: Stat
-
-
-class NotImplementedHere(ApiError):
-    status: ClassVar[int] = 501
-    code: ClassVar[str] = "not_implemented"
 
 
 def _range(since: dt.date, until: dt.date, most: int) -> None:
@@ -106,7 +102,7 @@ def _total(days: dict[dt.date, dict[str, int]]) -> Stat:
 From = Annotated[dt.date, Query(alias="from")]
 To = Annotated[dt.date, Query()]
 _NO_GROUPS: dict[int | str, dict[str, Any]] = {
-    501: {"description": "Statistics by group are not available yet", **ERROR_CONTENT}
+    422: {"description": "Statistics by group are not available yet", **ERROR_CONTENT}
 }
 
 
@@ -148,9 +144,10 @@ def get_account_aggregate_stats(ctx: ContextDep, account: AccountDep, from_: Fro
     return _total(_counts(ctx, account.id, from_, to, None))
 
 
-def _no_groups() -> NotImplementedHere:
-    return NotImplementedHere(
-        "statistics by group need the groups messages are sent with, which are not stored yet"
+def _no_groups() -> Unprocessable:
+    return Unprocessable(
+        "statistics by group need the groups messages are sent with, which are not stored yet",
+        errors=[{"field": "query.group", "message": "groups are not stored yet"}],
     )
 
 
@@ -167,14 +164,14 @@ def get_aggregate_stats_by_group(
     raise _no_groups()
 
 
-@router.get("/api/v1/account/stat/group", status_code=501, responses=_NO_GROUPS)
+@router.get("/api/v1/account/stat/group", status_code=422, responses=_NO_GROUPS)
 def get_account_stats_by_group(
     account: AccountDep, group: Annotated[str, Query(max_length=200)], from_: From, to: To
 ) -> Any:
     raise _no_groups()
 
 
-@router.get("/api/v1/account/stat/aggregate/group", status_code=501, responses=_NO_GROUPS)
+@router.get("/api/v1/account/stat/aggregate/group", status_code=422, responses=_NO_GROUPS)
 def get_account_aggregate_stats_by_group(
     account: AccountDep, group: Annotated[str, Query(max_length=200)], from_: From, to: To
 ) -> Any:
