@@ -52,7 +52,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import sendpost_python_sdk as sendpost
+from sendpost_python_sdk.api.domain_api import DomainApi
+from sendpost_python_sdk.api.ip_pools_api import IPPoolsApi
+from sendpost_python_sdk.api_client import ApiClient
+from sendpost_python_sdk.configuration import Configuration
+from sendpost_python_sdk.models.create_domain_request import CreateDomainRequest
+from sendpost_python_sdk.models.ip_pool_create_request import IPPoolCreateRequest
 
 from devtools.dns import DnsServer
 from devtools.postfix import DISCARD, PostfixInstance, PostfixSettings, free_port
@@ -244,21 +249,21 @@ class Stack(Service):
         self.say(f"account {self.account['account_id']} with sub-account "
                  f"{self.account['subaccount_id']} (sendpost-platform create-account)")  # fmt: skip
 
-    def sdk(self) -> sendpost.ApiClient:
+    def sdk(self) -> ApiClient:
         """SendPost's official SDK aimed at this platform, with both keys of the account."""
-        config = sendpost.Configuration(
+        config = Configuration(
             host=f"{self.base_url}/api/v1",
             api_key={
                 "accountAuth": self.account["account_key"],
                 "subAccountAuth": self.account["subaccount_key"],
             },
         )
-        return sendpost.ApiClient(config)
+        return ApiClient(config)
 
     def _create_domain(self) -> None:
         with self.sdk() as client:
-            created = sendpost.DomainApi(client).create_sub_account_domain(
-                sendpost.CreateDomainRequest(name=SENDER_DOMAIN)
+            created = DomainApi(client).create_sub_account_domain(
+                CreateDomainRequest(name=SENDER_DOMAIN)
             )
         for record in (created.dkim, created.return_path):
             if record is None or not (record.host and record.type and record.text_value):
@@ -312,10 +317,8 @@ class Stack(Service):
 
     def _create_pool(self) -> None:
         with self.sdk() as client:
-            sendpost.IPPoolsApi(client).create_ip_pool(
-                sendpost.IPPoolCreateRequest(
-                    name=POOL, tpsps=[self.provider["id"]], routing_strategy=0
-                )
+            IPPoolsApi(client).create_ip_pool(
+                IPPoolCreateRequest(name=POOL, tpsps=[self.provider["id"]])
             )
         self.say(f"IP pool {POOL!r} routes to provider {self.provider['id']}")
 

@@ -85,24 +85,28 @@ def message_out(record: reports.MessageRecord) -> Message:
         None,
     )
     sender = EmailAddress(email=record.sender, name=content.get("fromName") or None)
-    return Message(
-        message_id=record.uuid,
-        sub_account_id=record.subaccount_id,
-        submitted_at=nanos(record.created_at),
-        from_=sender,
-        reply_to=_address(content.get("replyTo")),
-        to=mine or EmailAddress(email=record.recipient),
-        header_to=next((a for a in header_to if a is not None), None) if content else None,
-        header_cc=[a for a in map(_address, content.get("cc", [])) if a] if content else None,
-        ip_pool=content.get("ippool"),
-        headers=content.get("headers") if content else None,
-        subject=content.get("subject"),
-        html_body=content.get("htmlBody"),
-        text_body=content.get("textBody"),
-        track_opens=content.get("trackOpens"),
-        track_clicks=content.get("trackClicks"),
-        state=record.state,
-        tpsp_id=record.provider_id,
+    return Message.model_validate(
+        {
+            "message_id": record.uuid,
+            "sub_account_id": record.subaccount_id,
+            "submitted_at": nanos(record.created_at),
+            "from_": sender,
+            "reply_to": _address(content.get("replyTo")),
+            "to": mine or EmailAddress(email=record.recipient),
+            "header_to": next((a for a in header_to if a is not None), None),
+            "header_cc": [a for a in map(_address, content.get("cc", [])) if a]
+            if content
+            else None,
+            "ip_pool": content.get("ippool"),
+            "headers": content.get("headers") if content else None,
+            "subject": content.get("subject"),
+            "html_body": content.get("htmlBody"),
+            "text_body": content.get("textBody"),
+            "track_opens": content.get("trackOpens"),
+            "track_clicks": content.get("trackClicks"),
+            "state": record.state,
+            "tpsp_id": record.provider_id,
+        }
     )
 
 

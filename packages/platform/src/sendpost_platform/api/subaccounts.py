@@ -20,7 +20,7 @@ always empty, ``isPlus`` and ``blocked`` always false. Names are unique per acco
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import Field, StrictStr
@@ -97,7 +97,9 @@ def _find(conn: Connection, account_id: int, subaccount_id: int) -> accounts.Sub
     return found
 
 
-_CLASH = {409: {"description": "The account has a sub-account of that name"}}
+_CLASH: dict[int | str, dict[str, Any]] = {
+    409: {"description": "The account has a sub-account of that name"}
+}
 
 
 @router.post(PATH, status_code=201, responses={**_CLASH, **UNPROCESSABLE})

@@ -103,14 +103,16 @@ class DeleteSuppressionResponse(ResponseModel):
 
 def suppression_out(row: dict[str, Any]) -> Suppression:
     code = REASON_CODES.get(row["reason"], 0)
-    return Suppression(
-        id=row["id"],
-        email=row["recipient_key"],
-        reason=code,
-        reason_text=REASON_TEXT[code],
-        smtp_error=row.get("smtp_error") or "",
-        message_uuid=row.get("message_uuid") or "",
-        created=nanos(row["created_at"]),
+    return Suppression.model_validate(
+        {
+            "id": row["id"],
+            "email": row["recipient_key"],
+            "reason": code,
+            "reason_text": REASON_TEXT[code],
+            "smtp_error": row.get("smtp_error") or "",
+            "message_uuid": row.get("message_uuid") or "",
+            "created": nanos(row["created_at"]),
+        }
     )
 
 
