@@ -12,7 +12,7 @@ import re
 import httpx
 import pytest
 import sendpost_python_sdk as sp
-from sendpost_platform.store import events
+from sendpost_platform.store import events, providers
 from sendpost_platform.worker import Worker, build_jobs
 from sendpost_python_sdk.exceptions import NotFoundException, UnprocessableEntityException
 from sendpost_wire import EventType
@@ -30,7 +30,7 @@ def send(mail: MailSdk, *recipients: str, **fields: object) -> list[sp.EmailResp
         subject="Hello",
         text_body="Hello there",
         html_body='<p>Hello <a href="https://shop.example/x">there</a></p>',
-        ippool="main",
+        ippool=fields.pop("ippool", "main"),
         **fields,
     )
     return sp.EmailApi(mail.client).send_email(message)
@@ -235,3 +235,38 @@ async def test_messages_and_statistics(mail_sdk: MailSdk) -> None:
     assert (aggregate.processed, aggregate.delivered, aggregate.hard_bounced) == (2, 1, 0)
     with pytest.raises(NotFoundException):
         stats.account_subaccount_stat_subaccount_id_get(today, today, sub_id + 1000)
+
+
+async def test_overflow_pool_carries_mail_when_the_pool_has_no_live_provider(
+    mail_sdk: MailSdk,
+) -> None:
+    """A pool whose providers were all deleted sends through its overflow pool (its provider
+    relays the message); without shouldOverflow the same send is refused naming ``ippool``."""
+    mail = mail_sdk
+    seed = mail.setup.seed
+    doomed, _ = seed.other_provider("doomed")
+    pools_api = sp.IPPoolsApi(mail.client)
+    pools_api.create_ip_pool(
+        sp.IPPoolCreateRequest(
+            name="edge", tpsps=[doomed.id], should_overflow=True, overflow_pool_name="main"
+        )
+    )
+    pools_api.create_ip_pool(sp.IPPoolCreateRequest(name="lonely", tpsps=[doomed.id]))
+    with mail.setup.store.write() as conn:
+        providers.delete_provider(
+            conn,
+            account_id=seed.account.account_id,
+            provider_id=doomed.id,
+            now=mail.setup.clock.now(),
+        )
+    [result] = send(mail, "accept-1@example.org", ippool="edge")
+    assert result.error_code == 0
+    found = sp.MessageApi(mail.client).get_message_by_id(result.message_id or "")
+    assert found.ip_pool == "edge"
+    assert await relay(mail) == 1  # by the main pool's provider: the only one aimed at the sink
+    assert [r.rcpt_tos for r in mail.setup.sink.received()] == [("accept-1@example.org",)]
+    with pytest.raises(sp.ApiException) as refused:
+        send(mail, "accept-1@example.org", ippool="lonely")
+    # The send API's status for a body it cannot route (400 today, SendPost documents 422).
+    assert refused.value.status in (400, 422)
+    assert '"ippool"' in (refused.value.body or "")

@@ -64,6 +64,13 @@ TYPES: dict[str, SuppressionReason] = {
     "spamComplaint": SuppressionReason.spam_report,
 }
 """SendPost's type names (request lists and the ``type`` filter) → stored reasons."""
+_ATTRS = {
+    "manual": "manual",
+    "unsubscribe": "unsubscribe",
+    "hardBounce": "hard_bounce",
+    "spamComplaint": "spam_complaint",
+}
+"""SendPost's type names → :class:`CreateSuppressionRequest` attributes."""
 
 
 class SuppressionEmail(RequestModel):
@@ -150,14 +157,6 @@ def create_suppression(
             if r["recipient_key"] in {e for e, _ in wanted}
         }
     return [suppression_out(stored[e]) for e in dict.fromkeys(e for e, _ in wanted)]
-
-
-_ATTRS = {
-    "manual": "manual",
-    "unsubscribe": "unsubscribe",
-    "hardBounce": "hard_bounce",
-    "spamComplaint": "spam_complaint",
-}
 
 
 @router.get(PATH)
