@@ -67,10 +67,13 @@ router = APIRouter(tags=["IP pools"], route_class=SendPostRoute)
 
 
 def summary(pool: pools.StoredPool) -> dict[str, Any]:
+    """The dashboard's view of a pool (strategy names, members with their rules)."""
     return {
         "id": pool.id,
         "name": pool.name,
         "strategy": pool.strategy,
+        "routingStrategy": STRATEGY_CODES.index(Strategy(pool.strategy)),
+        "overflowTo": pool.overflow.pool_name if pool.overflow.should else None,
         "providers": [
             {
                 "id": int(m.provider_id),
