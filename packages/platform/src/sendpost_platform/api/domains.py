@@ -64,7 +64,8 @@ _BOX = "domains.key_box"
 router = APIRouter(tags=["domains"], route_class=SendPostRoute)
 
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-_DOMAIN = re.compile(rf"^(?:{_LABEL}\.)+[a-z]{{2,63}}$")
+DOMAIN_NAME = re.compile(rf"^(?:{_LABEL}\.)+[a-z]{{2,63}}$")
+"""A domain name as this platform takes one (lower case, without the final dot)."""
 _SELECTOR = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
 
 
@@ -109,7 +110,7 @@ def add_domain(ctx: AppContext, account_id: int, body: Any) -> domains.SenderDom
         raise BadRequest("the body must be a JSON object")
     errors = []
     name = body.get("name")
-    if not isinstance(name, str) or not _DOMAIN.match(name.strip().lower().rstrip(".")):
+    if not isinstance(name, str) or not DOMAIN_NAME.match(name.strip().lower().rstrip(".")):
         errors.append({"field": "name", "message": "must be a domain name such as example.com"})
     selector = body.get("selector", ctx.settings.dkim_selector)
     if not isinstance(selector, str) or not _SELECTOR.match(selector.lower()):

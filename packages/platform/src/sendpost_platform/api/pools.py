@@ -47,6 +47,7 @@ from sqlalchemy.engine import Connection
 
 from sendpost_platform.api.auth import AccountDep
 from sendpost_platform.api.deps import AppContext, ContextDep, IdPath
+from sendpost_platform.api.domains import DOMAIN_NAME
 from sendpost_platform.api.sendpost import (
     UNPROCESSABLE,
     DeleteResponse,
@@ -207,7 +208,6 @@ EMAIL_TYPES: dict[str, str] = {
 _TYPE_KEYS = {name: key for key, name in EMAIL_TYPES.items() if key != "11"}
 
 _ENTITY = re.compile(r"TPSP_([1-9][0-9]{0,17})")
-_SENDER_DOMAIN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 _NO_IPS = "Custom SMTP has no dedicated IPs; pools route through tpsps (TPSP_<provider id>)"
 
 
@@ -244,7 +244,7 @@ def _rule_key(strategy: Strategy, key: str, field: str, problems: list[tuple[str
         return name
     if text in ("others", "*"):
         return "*"
-    if not _SENDER_DOMAIN.fullmatch(text):
+    if not DOMAIN_NAME.match(text):
         problems.append((field, "keys are sender domains (shop.example) or others"))
         return ""
     return text

@@ -151,11 +151,7 @@ def create_suppression(
                 reason=reason.value,
                 now=now,
             )
-        stored = {
-            r["recipient_key"]: r
-            for r in suppressions.list_suppressions(conn, subaccount_id=sub.id)
-            if r["recipient_key"] in {e for e, _ in wanted}
-        }
+        stored = suppressions.suppressions_of(conn, sub.id, (e for e, _ in wanted))
     return [suppression_out(stored[e]) for e in dict.fromkeys(e for e, _ in wanted)]
 
 

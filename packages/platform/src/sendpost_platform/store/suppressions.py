@@ -103,3 +103,20 @@ def find_suppressions(
         query = query.where(c.reason.in_(list(reasons)))
     rows = conn.execute(query.order_by(c.created_at, c.id).offset(offset).limit(limit))
     return [dict(r._mapping) for r in rows]
+
+
+def suppressions_of(
+    conn: Connection, subaccount_id: int, recipients: Iterable[str]
+) -> dict[str, dict[str, Any]]:
+    """The sub-account's suppression rows for ``recipients``, by normalised address."""
+    keys = sorted({normalize_address(r) for r in recipients})
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(keys), 500):
+        rows = conn.execute(
+            sa.select(suppressions).where(
+                suppressions.c.subaccount_id == subaccount_id,
+                suppressions.c.recipient_key.in_(keys[start : start + 500]),
+            )
+        )
+        found.update({r.recipient_key: dict(r._mapping) for r in rows})
+    return found
