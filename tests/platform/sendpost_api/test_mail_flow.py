@@ -7,12 +7,13 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
+import json
 import re
 
 import httpx
 import pytest
 import sendpost_python_sdk as sp
-from sendpost_platform.store import events, providers
+from sendpost_platform.store import events, messages, providers
 from sendpost_platform.worker import Worker, build_jobs
 from sendpost_python_sdk.exceptions import NotFoundException, UnprocessableEntityException
 from sendpost_wire import EventType
@@ -193,8 +194,8 @@ async def test_messages_and_statistics(mail_sdk: MailSdk) -> None:
         ).status_code == 200
     await Worker(build_jobs(mail.setup.settings, mail.setup.store, mail.setup.clock)).drain()
 
-    messages = sp.MessageApi(mail.client)
-    found = messages.get_message_by_id(sent.message_id or "")
+    message_api = sp.MessageApi(mail.client)
+    found = message_api.get_message_by_id(sent.message_id or "")
     assert (found.message_id, found.sub_account_id) == (
         sent.message_id,
         mail.setup.seed.account.subaccount_id,
@@ -211,11 +212,11 @@ async def test_messages_and_statistics(mail_sdk: MailSdk) -> None:
     )
     expected_ns = (now - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
     assert found.submitted_at == expected_ns * 1000
-    listed = messages.get_all_messages(now - dt.timedelta(hours=1), now + dt.timedelta(hours=1))
+    listed = message_api.get_all_messages(now - dt.timedelta(hours=1), now + dt.timedelta(hours=1))
     assert {m.message_id for m in listed} == {sent.message_id, dropped.message_id}
-    assert messages.get_all_messages(now + DAY, now + 2 * DAY) == []
+    assert message_api.get_all_messages(now + DAY, now + 2 * DAY) == []
     with pytest.raises(NotFoundException):
-        messages.get_message_by_id("00000000-0000-0000-0000-000000000000")
+        message_api.get_message_by_id("00000000-0000-0000-0000-000000000000")
 
     today = now.date()
     sub_id = mail.setup.seed.account.subaccount_id
@@ -270,3 +271,26 @@ async def test_overflow_pool_carries_mail_when_the_pool_has_no_live_provider(
     # The send API's status for a body it cannot route (400 today, SendPost documents 422).
     assert refused.value.status in (400, 422)
     assert '"ippool"' in (refused.value.body or "")
+
+
+async def test_email_provider_rules_route_as_sendpost_numbers_them(mail_sdk: MailSdk) -> None:
+    """A pool made through the SDK with routingStrategy 1 and rules keyed by SendPost's email
+    types (0 Gmail, 3 Microsoft, others) routes each recipient to the provider its rule names:
+    the message records that provider, and the Gmail one reaches the sink's provider."""
+    mail = mail_sdk
+    sink_provider = mail.setup.seed.provider.id
+    other, _ = mail.setup.seed.other_provider("other")
+    rules = {
+        "0": f'["TPSP_{sink_provider}"]',
+        "3": f'["TPSP_{other.id}"]',
+        "others": [f"TPSP_{other.id}"],
+    }
+    sp.IPPoolsApi(mail.client).create_ip_pool(
+        sp.IPPoolCreateRequest(
+            name="by-type", routing_strategy=1, routing_meta_data=json.dumps(rules)
+        )
+    )
+    results = send(mail, "a@gmail.com", "b@outlook.com", "c@example.org", ippool="by-type")
+    with mail.setup.store.read() as conn:
+        routed = [messages.get_message(conn, r.message_id or "") for r in results]
+    assert [m.provider_id if m else None for m in routed] == [sink_provider, other.id, other.id]
