@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import sendpost_python_sdk as sp
+from sendpost_platform.store import accounts, messages
 from sendpost_python_sdk.exceptions import (
     ConflictException,
     ForbiddenException,
@@ -12,6 +13,7 @@ from sendpost_python_sdk.exceptions import (
 )
 
 from devtools.dns import DnsServer
+from tests.platform.conftest import add_provider
 from tests.platform.sendpost_api.conftest import Sdk
 
 
@@ -129,3 +131,49 @@ def test_dedicated_ips_are_refused_with_a_reason(sdk: Sdk) -> None:
         other.configuration.api_key["accountAuth"] = "wrong"
         with pytest.raises(UnauthorizedException):
             sp.IPApi(other).get_all_ips()
+
+
+def test_another_accounts_resources_are_not_found(sdk: Sdk) -> None:
+    """A pool, domain, sub-account, message and sub-account statistics of another account are
+    404 with this account's keys, and never listed."""
+    store, clock = sdk.seed.store, sdk.seed.clock
+    with store.write() as conn:
+        stranger = accounts.create_account(conn, name="Stranger", now=clock.now())
+        provider, _ = add_provider(conn, stranger.account_id, clock)
+        message = messages.insert_message(
+            conn,
+            account_id=stranger.account_id,
+            subaccount_id=stranger.subaccount_id,
+            recipient="r@example.org",
+            sender="s@example.org",
+            now=clock.now(),
+        )
+    with sdk.for_subaccount(stranger.subaccount_key) as theirs:
+        theirs.configuration.api_key["accountAuth"] = stranger.account_key
+        pool = sp.IPPoolsApi(theirs).create_ip_pool(
+            sp.IPPoolCreateRequest(name="theirs", tpsps=[provider.id])
+        )
+        domain = sp.DomainApi(theirs).create_sub_account_domain(
+            sp.CreateDomainRequest(name="theirs.example")
+        )
+    assert pool.id is not None
+    assert domain.id is not None
+    today = clock.now().date()
+    calls = [
+        lambda: sp.IPPoolsApi(sdk.client).get_ip_pool_by_id(pool.id),
+        lambda: sp.IPPoolsApi(sdk.client).delete_ip_pool(pool.id),
+        lambda: sp.DomainApi(sdk.client).get_sub_account_domain(str(domain.id)),
+        lambda: sp.DomainApi(sdk.client).delete_sub_account_domain(str(domain.id)),
+        lambda: sp.SubAccountApi(sdk.client).get_sub_account(stranger.subaccount_id),
+        lambda: sp.SubAccountApi(sdk.client).delete_sub_account(stranger.subaccount_id),
+        lambda: sp.MessageApi(sdk.client).get_message_by_id(message.uuid),
+        lambda: sp.StatsApi(sdk.client).account_subaccount_stat_subaccount_id_get(
+            today, today, stranger.subaccount_id
+        ),
+    ]
+    for call in calls:
+        with pytest.raises(NotFoundException):
+            call()
+    assert sp.IPPoolsApi(sdk.client).get_all_ip_pools() == []
+    assert sp.DomainApi(sdk.client).get_all_domains() == []
+    assert [s.name for s in sp.SubAccountApi(sdk.client).get_all_sub_accounts()] == ["Acme"]
