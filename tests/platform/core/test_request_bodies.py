@@ -31,7 +31,7 @@ def routes(seed: Seed) -> list[tuple[str, str, str, dict[str, Any], str]]:
         "testFrom": "t@sender.example",
         "testTo": "c@example.com",
     }
-    pool = {"name": "main", "strategy": "round_robin", "providers": [{"id": seed.provider.id}]}
+    pool = {"name": "main", "routingStrategy": 0, "tpsps": [seed.provider.id]}
     send = {
         "from": {"email": "news@sender.example"},
         "to": [{"email": "a@example.org"}],
@@ -44,8 +44,8 @@ def routes(seed: Seed) -> list[tuple[str, str, str, dict[str, Any], str]]:
         ("POST", "/api/v1/tpsp/custom-smtp", json.dumps(account), provider, "name"),
         ("POST", "/api/v1/tpsp/test/custom-smtp", json.dumps(account), provider, "name"),
         ("PATCH", f"/api/v1/tpsp/custom-smtp/{seed.provider.id}", json.dumps(account), {}, "name"),
-        ("POST", "/api/v1/ippools", json.dumps(account), pool, "name"),
-        ("POST", "/api/v1/domains", json.dumps(account), {"name": "shop.example"}, "name"),
+        ("POST", "/api/v1/account/ippool", json.dumps(account), pool, "name"),
+        ("POST", "/api/v1/subaccount/domain", json.dumps(sub), {"name": "shop.example"}, "name"),
         ("POST", "/api/v1/subaccount/email/", json.dumps(sub), send, "subject"),
     ]
 
@@ -122,7 +122,7 @@ async def test_bodies_over_the_limit_are_413_by_length_or_stream(
         response = await call(client, method, path, headers, too_big)
         assert (413, "payload_too_large") == (response.status_code, response.json()["code"])
     response = await client.post(
-        "/api/v1/ippools",
+        "/api/v1/account/ippool",
         content=stream(),
         headers={"X-Account-ApiKey": seed.account.account_key, "content-type": "application/json"},
     )

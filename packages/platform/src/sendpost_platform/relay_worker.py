@@ -10,7 +10,9 @@ One pass (:meth:`RelayJob.run_once`), per provider with due messages:
 3. commit each outcome: 2xx → ``CSSent`` with code and reply; a failure → retry
    ``relay_retry_schedule[n-1]`` after attempt *n*, and once the schedule is exhausted
    ``CSDropped`` with the last code and reply. A message that cannot be prepared (its domain or
-   provider is gone, its key cannot be opened) is dropped at once. The outcomes of all lanes
+   provider is gone, its key cannot be opened) is dropped at once, and so is one whose recipient
+   the sub-account suppressed after it was accepted (checked at the claim: reason
+   ``Recipient is suppressed``). The outcomes of all lanes
    waiting are committed in one transaction (:class:`_GroupCommit`). A lane's next message goes
    through MAIL, RCPT and DATA meanwhile, but its data is written only once that commit is done.
 
@@ -50,7 +52,7 @@ from sendpost_platform.domain.addresses import mailboxes, optional_mailbox
 from sendpost_platform.domain.suppression import normalize_address
 from sendpost_platform.domain.tracking import tracking_secret
 from sendpost_platform.egress import EgressPolicy
-from sendpost_platform.sending import fields_for
+from sendpost_platform.sending import SUPPRESSED, fields_for
 from sendpost_platform.smtp import dkim
 from sendpost_platform.smtp.mime import StoredAttachment
 from sendpost_platform.smtp.prepare import (
@@ -61,7 +63,24 @@ from sendpost_platform.smtp.prepare import (
     prepare,
 )
 from sendpost_platform.smtp.relay import ProviderEndpoint, RelayClient, RelayResult
-from sendpost_platform.store import Store, domains, events, providers, relay
+from sendpost_platform.store import Store, domains, events, providers, relay, suppressions
+from sendpost_platform.store.reports import RELAY_FAILED
+
+SUPPRESSED_STAGE = "suppressed"
+"""The stage of a claimed message dropped because its recipient is now suppressed."""
+
+
+def _suppressed(conn: Any, claimed: list[relay.ClaimedMessage]) -> set[str]:
+    """UUIDs of the claimed messages whose recipient the sub-account has suppressed by now."""
+    by_sub: dict[int, list[relay.ClaimedMessage]] = collections.defaultdict(list)
+    for message in claimed:
+        by_sub[message.subaccount_id].append(message)
+    found: set[str] = set()
+    for sub_id, batch in by_sub.items():
+        blocked = suppressions.suppressed_among(conn, sub_id, [m.recipient for m in batch])
+        found |= {m.message_uuid for m in batch if normalize_address(m.recipient) in blocked}
+    return found
+
 
 log = logging.getLogger("sendpost_platform.relay")
 
@@ -180,7 +199,7 @@ class RelayJob:
         claimed, context = await asyncio.to_thread(self._claim, provider_id)
         if not claimed:
             return 0
-        endpoint, contents = context
+        endpoint, contents, suppressed = context
         # One lane per connection, each relaying one message at a time. A lane writes a
         # message's data only once its previous message's outcome is committed (MAIL, RCPT and
         # DATA go ahead meanwhile), so at most one message per lane is ever accepted by the
@@ -204,7 +223,7 @@ class RelayJob:
                 if committer.error is not None or self.clock.now() >= start_by:
                     unsent.append(message)
                     continue
-                ready = self._ready(message, endpoint, contents)
+                ready = self._ready(message, endpoint, contents, suppressed)
                 if isinstance(ready, _Outcome):
                     outcome = ready
                 else:
@@ -237,7 +256,9 @@ class RelayJob:
 
     def _claim(
         self, provider_id: int
-    ) -> tuple[list[relay.ClaimedMessage], tuple[ProviderEndpoint | None, dict[int, Any]]]:
+    ) -> tuple[
+        list[relay.ClaimedMessage], tuple[ProviderEndpoint | None, dict[int, Any], set[str]]
+    ]:
         lease = dt.timedelta(seconds=self.settings.relay_lease)
         with self.store.write() as conn:
             claimed = relay.claim(
@@ -249,14 +270,15 @@ class RelayJob:
                 limit=self.settings.relay_batch_size,
             )
             if not claimed:
-                return [], (None, {})
+                return [], (None, {}, set())
             provider = providers.get_provider_by_id(conn, provider_id)
             contents = relay.request_contents(conn, {m.request_id for m in claimed})
             for domain_id in {m.domain_id for m in claimed} - set(self._signers):
                 domain = domains.get_domain_by_id(conn, domain_id)
                 if domain is not None:
                     self._signers[domain_id] = self._signer(domain)
-        return claimed, (self._endpoint(provider), contents)
+            suppressed = _suppressed(conn, claimed)
+        return claimed, (self._endpoint(provider), contents, suppressed)
 
     def _signer(self, domain: domains.SenderDomain) -> DomainSigner:
         try:
@@ -302,8 +324,12 @@ class RelayJob:
         claimed: relay.ClaimedMessage,
         endpoint: ProviderEndpoint | None,
         contents: dict[int, Any],
+        suppressed: set[str],
     ) -> PreparedMessage | _Outcome:
-        """The message to send, or the outcome of a message that cannot be sent at all."""
+        """The message to send, or the outcome of a message that cannot be sent at all (its
+        recipient was suppressed since it was accepted, say)."""
+        if claimed.message_uuid in suppressed:
+            return _Outcome(claimed, RelayResult(False, SUPPRESSED_STAGE, None, SUPPRESSED), False)
         if endpoint is None:
             return _Outcome(
                 claimed, RelayResult(False, "prepare", None, "provider unavailable"), False
@@ -364,8 +390,10 @@ class RelayJob:
         else:
             event_type, description = EventType.CSDropped, result.summary()
             reason = (
-                f"Relay failed after {claimed.attempt} attempts"
+                f"{RELAY_FAILED} {claimed.attempt} attempts"
                 if outcome.retryable
+                else SUPPRESSED
+                if result.stage == SUPPRESSED_STAGE
                 else "Invalid message: cannot be prepared for relay"
             )
         return events.NewEvent(

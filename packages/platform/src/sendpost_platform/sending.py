@@ -62,7 +62,8 @@ class DomainNotProven(Exception):
         super().__init__(
             f"this account has not proven that it controls {domain.domain!r}: publish the DKIM"
             f" TXT record {domain.selector}._domainkey.{domain.domain} listed by"
-            f" GET /api/v1/domains/{domain.id}, then POST /api/v1/domains/{domain.id}/verify"
+            f" GET /api/v1/subaccount/domain/{domain.id}, then"
+            f" POST /api/v1/subaccount/domain/{domain.id}/verify"
         )
         self.domain = domain
 
@@ -161,6 +162,7 @@ class SendRequest:
                 for d in self.deliveries
                 if is_address(d.address)
             },
+            "ippool": self.ippool,
         }
 
 
@@ -190,13 +192,19 @@ def submit(
     now: dt.datetime,
 ) -> list[Submitted]:
     """Create, route and queue (or drop) one message per recipient; see the module docstring.
-    Raises :class:`EmptyPoolError` when the pool has no live provider, :class:`DomainNotProven`
+    Raises :class:`EmptyPoolError` when the pool has no live provider (nor, with
+    ``shouldOverflow``, its overflow pool), :class:`DomainNotProven`
     when the account has not proven control of the sender domain."""
     sender_domain = sender_domain_of(request.from_email)
     domain = domains.find_domain(conn, account_id=account_id, domain=sender_domain)
     if domain is not None and domain.return_path_verified and not domain.dkim_verified:
         raise DomainNotProven(domain)
     routing = _live_pool(conn, pool, account_id)
+    if not routing.members and pool.overflow.should and pool.overflow.pool_name:
+        # SendPost's overflow: this pool is unavailable, route through the named one (one hop).
+        target = pools.find_pool(conn, account_id=account_id, name=pool.overflow.pool_name)
+        if target is not None:
+            pool, routing = target, _live_pool(conn, target, account_id)
     if not routing.members:
         raise EmptyPoolError("the IP pool has no providers")
     recipients = [d.address for d in request.deliveries]

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 
 from sendpost_platform.domain.suppression import SuppressionReason
 from sendpost_platform.store import suppressions
-from sendpost_platform.store.schema import unparsed_bounces
+from sendpost_platform.store.schema import events, unparsed_bounces
 
 if TYPE_CHECKING:
     from sendpost_platform.processing import HardBounce
@@ -78,8 +78,22 @@ def unparsed_bytes_since(conn: Connection, *, provider_id: int | None, since: dt
     return int(conn.execute(query).scalar_one())
 
 
+def _smtp_error(conn: Connection, event_id: int) -> str | None:
+    """The bounce event's reply as SendPost's ``smtpError`` shows it: code, status, text."""
+    row = conn.execute(
+        sa.select(events.c.smtp_code, events.c.enhanced_status, events.c.description).where(
+            events.c.id == event_id
+        )
+    ).first()
+    if row is None:
+        return None
+    parts = [str(p) for p in (row.smtp_code, row.enhanced_status, row.description) if p]
+    return " ".join(parts)[:2000] or None
+
+
 def suppress_hard_bounce(conn: Connection, bounce: HardBounce) -> None:
-    """Suppress the hard-bounced recipient for the message's sub-account (first reason kept)."""
+    """Suppress the hard-bounced recipient for the message's sub-account (first reason kept),
+    with the receiving server's reply."""
     suppressions.add_suppression(
         conn,
         account_id=bounce.account_id,
@@ -88,4 +102,5 @@ def suppress_hard_bounce(conn: Connection, bounce: HardBounce) -> None:
         reason=SuppressionReason.hard_bounce.value,
         now=bounce.occurred_at,
         message_uuid=bounce.message_uuid,
+        smtp_error=_smtp_error(conn, bounce.event_id),
     )
