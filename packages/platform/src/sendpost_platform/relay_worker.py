@@ -40,7 +40,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sendpost_wire import EventType
@@ -52,7 +52,7 @@ from sendpost_platform.domain.addresses import mailboxes, optional_mailbox
 from sendpost_platform.domain.suppression import normalize_address
 from sendpost_platform.domain.tracking import tracking_secret
 from sendpost_platform.egress import EgressPolicy
-from sendpost_platform.sending import SUPPRESSED, fields_for
+from sendpost_platform.sending import SUPPRESSED, copy_for
 from sendpost_platform.smtp import dkim
 from sendpost_platform.smtp.mime import StoredAttachment
 from sendpost_platform.smtp.prepare import (
@@ -416,17 +416,9 @@ class RelayJob:
 
 def stored_message(claimed: relay.ClaimedMessage, content: dict[str, Any]) -> StoredMessage:
     """The message to prepare for one claimed recipient from its request's stored content
-    (``sending.SendRequest.content``): the recipient's copy (To and Cc) and custom fields.
-    Content written before copies existed (no ``version``) shows the request's ``to`` and ``cc``
-    as they were."""
-    fields: Mapping[str, Any]
-    if content.get("version") == 2:
-        delivery = content["deliveries"][normalize_address(claimed.recipient)]
-        copy = content["copies"][delivery["copy"]]
-        to, cc = copy["to"], copy["cc"]
-        fields = fields_for(content["variables"], copy["fields"], delivery["fields"])
-    else:
-        to, cc, fields = content.get("to"), content.get("cc"), {}
+    (``sending.SendRequest.content``): the recipient's copy (To and Cc) and custom fields
+    (``sending.copy_for``)."""
+    to, cc, fields = copy_for(content, claimed.recipient)
     return StoredMessage(
         uuid=claimed.message_uuid,
         account_id=str(claimed.account_id),

@@ -166,6 +166,23 @@ class SendRequest:
         }
 
 
+def copy_for(
+    content: Mapping[str, Any], recipient: str
+) -> tuple[list[Any], list[Any], Mapping[str, Any]]:
+    """The To and Cc (stored mailboxes) and the custom fields of ``recipient``'s copy of a stored
+    request (:meth:`SendRequest.content`). Content written before copies existed (no
+    ``version``) shows the request's ``to`` and ``cc`` as they were, with no fields. A recipient
+    with no delivery (an invalid address, dropped at once) has an empty copy."""
+    if content.get("version") == 2:
+        delivery = content["deliveries"].get(normalize_address(recipient))
+        if delivery is None:
+            return [], [], {}
+        copy = content["copies"][delivery["copy"]]
+        fields = fields_for(content["variables"], copy["fields"], delivery["fields"])
+        return copy["to"], copy["cc"], fields
+    return list(content.get("to") or ()), list(content.get("cc") or ()), {}
+
+
 @dataclasses.dataclass(frozen=True)
 class Submitted:
     to: str

@@ -29,6 +29,7 @@ from sendpost_platform.api.sendpost import ResponseModel, SendPostRoute, nanos
 from sendpost_platform.domain.addresses import Mailbox
 from sendpost_platform.domain.suppression import normalize_address
 from sendpost_platform.errors import BadRequest, NotFound
+from sendpost_platform.sending import copy_for
 from sendpost_platform.store import reports
 
 PATH = "/api/v1/account/message"
@@ -75,7 +76,8 @@ def _address(value: Any) -> EmailAddress | None:
 
 def message_out(record: reports.MessageRecord) -> Message:
     content = record.content or {}
-    header_to = [_address(v) for v in content.get("to", [])]
+    to_json, cc_json = ([], []) if not content else copy_for(content, record.recipient)[:2]
+    header_to = [_address(v) for v in to_json]
     mine = next(
         (
             a
@@ -94,9 +96,7 @@ def message_out(record: reports.MessageRecord) -> Message:
             "reply_to": _address(content.get("replyTo")),
             "to": mine or EmailAddress(email=record.recipient),
             "header_to": next((a for a in header_to if a is not None), None),
-            "header_cc": [a for a in map(_address, content.get("cc", [])) if a]
-            if content
-            else None,
+            "header_cc": [a for a in map(_address, cc_json) if a] if content else None,
             "ip_pool": content.get("ippool"),
             "headers": content.get("headers") if content else None,
             "subject": content.get("subject"),
