@@ -238,6 +238,39 @@ async def test_messages_and_statistics(mail_sdk: MailSdk) -> None:
         stats.account_subaccount_stat_subaccount_id_get(today, today, sub_id + 1000)
 
 
+
+async def test_statistics_by_group(mail_sdk: MailSdk) -> None:
+    """The three by-group statistics count only the events of messages sent with that group
+    (the send API's ``groups``, kept on the message): another group's and an untagged
+    message's events are not counted, and a group nobody used counts zero."""
+    mail = mail_sdk
+    [welcome] = send(mail, "accept-1@example.org", groups=["welcome", "transactional"])
+    send(mail, "accept-2@example.org", groups=["newsletter"])
+    send(mail, "accept-3@example.org")
+    assert await relay(mail) == 3
+    async with httpx.AsyncClient(base_url=mail.live.base) as client:
+        delivered = agent_event(welcome.message_id or "", "delivered")
+        assert (
+            await post_events(client, mail.setup.seed.ingest_key, [delivered])
+        ).status_code == 200
+    await Worker(build_jobs(mail.setup.settings, mail.setup.store, mail.setup.clock)).drain()
+
+    today = mail.setup.clock.now().date()
+    sub_id = mail.setup.seed.account.subaccount_id
+    stats, account = sp.StatsApi(mail.client), sp.StatsAApi(mail.client)
+    sub_total = stats.get_aggregate_stats_by_group("welcome", today - DAY, today, sub_id)
+    assert (sub_total.processed, sub_total.sent, sub_total.delivered) == (1, 1, 1)
+    other = account.get_account_aggregate_stats_by_group("transactional", today - DAY, today)
+    assert (other.processed, other.sent, other.delivered) == (1, 1, 1)
+    news = account.get_account_aggregate_stats_by_group("newsletter", today - DAY, today)
+    assert (news.processed, news.sent, news.delivered) == (1, 1, 0)
+    daily = account.get_account_stats_by_group("welcome", today - DAY, today)
+    assert [(d.processed, d.delivered) for d in daily] == [(0, 0), (1, 1)]
+    unused = account.get_account_aggregate_stats_by_group("nobody", today - DAY, today)
+    assert (unused.processed, unused.sent) == (0, 0)
+    with pytest.raises(NotFoundException):
+        stats.get_aggregate_stats_by_group("welcome", today, today, sub_id + 1000)
+
 async def test_overflow_pool_carries_mail_when_the_pool_has_no_live_provider(
     mail_sdk: MailSdk,
 ) -> None:

@@ -23,9 +23,6 @@ REFUSED = {
     ("PUT", "/api/v1/account/ip/{ip_id}"): "404",
     ("DELETE", "/api/v1/account/ip/{ip_id}"): "404",
     ("PUT", "/api/v1/account/ip/allocate"): "404",
-    ("GET", "/api/v1/account/subaccount/stat/{subaccount_id}/group"): "422",
-    ("GET", "/api/v1/account/stat/group"): "422",
-    ("GET", "/api/v1/account/stat/aggregate/group"): "422",
 }
 
 

@@ -8,9 +8,10 @@ SendPost's ``StatsApi`` and ``StatsAApi`` (``from``/``to`` are ``YYYY-MM-DD``, b
 - ``GET /api/v1/account/stat`` → ``[AccountStats]`` ``{date, stat}`` per day (31 days);
   ``GET /api/v1/account/stat/aggregate`` → ``AggregateStats`` (366), over every sub-account,
   deleted ones included.
-- By group (``.../group``, ``/account/stat/group``, ``/account/stat/aggregate/group``): the
-  ``group`` parameter is refused (422 naming ``query.group``) until messages carry their
-  ``groups``: counting nothing would look like a group that sent nothing.
+- By group (``/account/subaccount/stat/{id}/group`` → ``AggregateStat``, ``/account/stat/group``
+  → ``[Stat]`` per day, ``/account/stat/aggregate/group`` → ``AggregateStat``): the same counts
+  for the events of messages sent with that group (the send API's ``groups``, kept on the
+  message).
 
 What each count is: ``store/reports.py`` (``dropped`` before relay, ``smtpDropped`` by the relay
 after its retries; ``deferred`` is added).
@@ -26,7 +27,7 @@ from fastapi import APIRouter, Query
 from sendpost_platform.api.auth import AccountDep
 from sendpost_platform.api.deps import ContextDep, IdPath
 from sendpost_platform.api.sendpost import ERROR_CONTENT, ResponseModel, SendPostRoute
-from sendpost_platform.errors import BadRequest, NotFound, Unprocessable
+from sendpost_platform.errors import BadRequest, NotFound
 from sendpost_platform.store import accounts, reports
 
 router = APIRouter(tags=["statistics"], route_class=SendPostRoute)
@@ -81,7 +82,12 @@ def _sub(ctx: ContextDep, account_id: int, subaccount_id: int) -> None:
 
 
 def _counts(
-    ctx: ContextDep, account_id: int, since: dt.date, until: dt.date, sub: int | None
+    ctx: ContextDep,
+    account_id: int,
+    since: dt.date,
+    until: dt.date,
+    sub: int | None,
+    group: str | None = None,
 ) -> dict[dt.date, dict[str, int]]:
     with ctx.store.read() as conn:
         return reports.daily_counts(
@@ -90,6 +96,7 @@ def _counts(
             since=since,
             until=until,
             subaccount_ids=None if sub is None else [sub],
+            group=group,
         )
 
 
@@ -144,35 +151,45 @@ def get_account_aggregate_stats(ctx: ContextDep, account: AccountDep, from_: Fro
     return _total(_counts(ctx, account.id, from_, to, None))
 
 
-def _no_groups() -> Unprocessable:
-    return Unprocessable(
-        "statistics by group need the groups messages are sent with, which are not stored yet",
-        errors=[{"field": "query.group", "message": "groups are not stored yet"}],
-    )
+Group = Annotated[
+    str,
+    Query(
+        min_length=1,
+        max_length=200,
+        description="A group the messages were sent with (the send API's `groups`)",
+    ),
+]
 
 
-@router.get(
-    "/api/v1/account/subaccount/stat/{subaccount_id}/group", status_code=501, responses=_NO_GROUPS
-)
+@router.get("/api/v1/account/subaccount/stat/{subaccount_id}/group")
 def get_aggregate_stats_by_group(
+    ctx: ContextDep,
     account: AccountDep,
     subaccount_id: IdPath,
-    group: Annotated[str, Query(max_length=200)],
+    group: Group,
     from_: From,
     to: To,
-) -> Any:
-    raise _no_groups()
+) -> Stat:
+    """One sub-account's counts over the range, for the messages sent with ``group``."""
+    _range(from_, to, AGGREGATE_DAYS)
+    _sub(ctx, account.id, subaccount_id)
+    return _total(_counts(ctx, account.id, from_, to, subaccount_id, group))
 
 
-@router.get("/api/v1/account/stat/group", status_code=422, responses=_NO_GROUPS)
+@router.get("/api/v1/account/stat/group")
 def get_account_stats_by_group(
-    account: AccountDep, group: Annotated[str, Query(max_length=200)], from_: From, to: To
-) -> Any:
-    raise _no_groups()
+    ctx: ContextDep, account: AccountDep, group: Group, from_: From, to: To
+) -> list[DailyStat]:
+    """The account's counts per day, for the messages sent with ``group``."""
+    _range(from_, to, DAILY_DAYS)
+    days = _counts(ctx, account.id, from_, to, None, group)
+    return [DailyStat.model_validate({**c, "date": d}) for d, c in days.items()]
 
 
-@router.get("/api/v1/account/stat/aggregate/group", status_code=422, responses=_NO_GROUPS)
+@router.get("/api/v1/account/stat/aggregate/group")
 def get_account_aggregate_stats_by_group(
-    account: AccountDep, group: Annotated[str, Query(max_length=200)], from_: From, to: To
-) -> Any:
-    raise _no_groups()
+    ctx: ContextDep, account: AccountDep, group: Group, from_: From, to: To
+) -> Stat:
+    """The account's counts over the range, for the messages sent with ``group``."""
+    _range(from_, to, AGGREGATE_DAYS)
+    return _total(_counts(ctx, account.id, from_, to, None, group))

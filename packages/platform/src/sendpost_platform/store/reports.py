@@ -19,6 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sendpost_wire import EventType
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
 from sendpost_platform.store.dashboard_queries import Buckets, bucket_index
@@ -140,9 +141,11 @@ def daily_counts(
     since: dt.date,
     until: dt.date,
     subaccount_ids: Iterable[int] | None = None,
+    group: str | None = None,
 ) -> dict[dt.date, dict[str, int]]:
     """Event counts per UTC day from ``since`` to ``until`` (inclusive), every day present
-    (the day of each event by ``dashboard_queries.bucket_index``, on both databases)."""
+    (the day of each event by ``dashboard_queries.bucket_index``, on both databases); with
+    ``group``, only the events of messages sent with that group (``messages.groups``)."""
     buckets = Buckets(
         dt.datetime.combine(since, dt.time(), dt.UTC),
         dt.timedelta(days=1),
@@ -157,6 +160,11 @@ def daily_counts(
     ).where(e.account_id == account_id, e.occurred_at >= buckets.start, e.occurred_at < buckets.end)
     if subaccount_ids is not None:
         inner = inner.where(e.subaccount_id.in_(sorted(set(subaccount_ids))))
+    if group is not None:
+        tagged = sa.select(messages.c.uuid).where(
+            messages.c.account_id == account_id, _has_group(conn, group)
+        )
+        inner = inner.where(e.message_uuid.in_(tagged))
     sub = inner.subquery()
     query = sa.select(sub.c.day, sub.c.event_type, sub.c.source, sa.func.count()).group_by(
         sub.c.day, sub.c.event_type, sub.c.source
@@ -173,3 +181,11 @@ def daily_counts(
 
 
 _NAMES: dict[int, str] = {int(t): name for t, name in _BY_TYPE.items()}
+
+
+def _has_group(conn: Connection, group: str) -> sa.ColumnElement[bool]:
+    """``messages.groups`` (a JSON list of strings) holds ``group``, exactly."""
+    if conn.dialect.name == "postgresql":
+        return sa.cast(messages.c.groups, JSONB).op("?")(group)
+    each = sa.func.json_each(messages.c.groups).table_valued("value")
+    return sa.exists(sa.select(1).select_from(each).where(each.c.value == group))
