@@ -34,8 +34,8 @@ Rules
 Saving
 ------
 Every queue ID whose entry in ``queues`` or ``orphans`` may have changed is added to
-:attr:`Correlator.touched` (the code that changes an entry adds its ID, here and in the
-compiled twin), so a save writes those entries only (docs/wal.md, "Correlation state").
+:attr:`Correlator.touched` (the code that changes an entry adds its ID), so a save writes
+those entries only (docs/wal.md, "Correlation state").
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sendpost_agent.parse.events import Reply, analyse_reply, event_type_for
-from sendpost_agent.parse.postfix.scan import NATIVE, Prepared, prepare
+from sendpost_agent.parse.postfix.scan import Prepared, prepare
 from sendpost_agent.parse.records import (
     SOURCE_INHERITED,
     Delivery,
@@ -65,10 +65,6 @@ MAX_RECENT = 100_000
 STATE_VERSION = 1
 _NO_SOURCE = 99
 _QUEUED_AS = re.compile(r"queued as ([0-9A-Za-z]{5,})")
-
-# The line-local event fields: the compiled twins when built (the same code; tested equal).
-_prepare = NATIVE.prepare if NATIVE is not None else prepare
-_analyse_reply = NATIVE.analyse_reply if NATIVE is not None else analyse_reply
 
 Held = list[Any]  # [encoded record, micros]
 Out = list[tuple[str, int | None, Prepared]]
@@ -387,7 +383,7 @@ class Correlator:
             event_type = event_type_for(status, dsn)
             if event_type is None:
                 return
-            prepared = _prepare(event_type, _analyse_reply(text), recipient, dsn, qid, line,
+            prepared = prepare(event_type, analyse_reply(text), recipient, dsn, qid, line,
                                 final)  # fmt: skip
         if prepared.event_type == "deferred":
             pending[recipient] = [text, dsn] if final is None else [text, dsn, final]
@@ -405,8 +401,8 @@ class Correlator:
         ] or [(None, "", None, None)]
         pending.clear()
         for rcpt, text, dsn, final in items:
-            reply = _analyse_reply(text) if text else Reply(None, f"message {rec.status}", None)
-            prepared = _prepare("soft_bounced", reply, rcpt, dsn, rec.queue_id, rec.line, final)
+            reply = analyse_reply(text) if text else Reply(None, f"message {rec.status}", None)
+            prepared = prepare("soft_bounced", reply, rcpt, dsn, rec.queue_id, rec.line, final)
             out.append((q["u"], micros, prepared))
 
     # -- hop candidates ---------------------------------------------------------------------
@@ -454,7 +450,7 @@ class Correlator:
         for data, micros in hop["l"]:
             rec = _decode(data)
             assert isinstance(rec, Delivery)
-            prepared = _prepare("delivered", _analyse_reply(rec.text), rec.recipient, rec.dsn,
+            prepared = prepare("delivered", analyse_reply(rec.text), rec.recipient, rec.dsn,
                                 rec.queue_id, rec.line, rec.final_recipient)  # fmt: skip
             out.append((hop["u"], micros, prepared))
 
