@@ -2,13 +2,13 @@
 
 Everything else is declared in pyproject.toml. The modules named in ``compiled.MODULES`` are
 compiled as they are (Cython's pure-Python mode: the ``.py`` files are the only source) into
-extension modules beside them; ``_built.py`` records the CRC-32 of each source compiled, so that
-a stale build is noticed. Without a C compiler the build still succeeds (``optional=True``) and
-the same modules run as Python.
+extension modules beside them, with the C types that the ``.pxd`` file of the same name
+declares (Cython's "augmenting .pxd"); ``_built.py`` records the CRC-32 of each source
+compiled, so that a stale build is noticed. Without a C compiler the build still succeeds
+(``optional=True``) and the same modules run as Python.
 """
 
-import ast
-import zlib
+import importlib.util
 from pathlib import Path
 
 from Cython.Build import cythonize
@@ -16,14 +16,14 @@ from setuptools import Extension, setup
 
 HERE = Path(__file__).parent
 SELECTOR = HERE / "src/sendpost_agent/parse/compiled.py"
-MODULES = next(
-    ast.literal_eval(node.value)
-    for node in ast.parse(SELECTOR.read_text()).body
-    if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "MODULES"
-)
-sources = {name: "src/" + name.replace(".", "/") + ".py" for name in MODULES}
-# compiled.checksum's rule: the CRC-32 of the file, in hex
-digests = {name: f"{zlib.crc32((HERE / path).read_bytes()):08x}" for name, path in sources.items()}
+_spec = importlib.util.spec_from_file_location("compiled", SELECTOR)
+assert _spec is not None
+assert _spec.loader is not None
+compiled = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(compiled)  # MODULES and checksum (it imports nothing of the agent)
+
+sources = {name: "src/" + name.replace(".", "/") + ".py" for name in compiled.MODULES}
+digests = {name: compiled.checksum(str(HERE / path)) for name, path in sources.items()}
 SELECTOR.with_name("_built.py").write_text(
     '"""Written by setup.py: the CRC-32 of each module it compiled (see compiled.py)."""\n\n'
     f"DIGESTS = {digests!r}\n"
@@ -35,6 +35,9 @@ setup(
             Extension(name, [path], extra_compile_args=["-O2"], optional=True)
             for name, path in sources.items()
         ],
-        compiler_directives={"language_level": 3},
+        # The types Cython compiles with are in the .pxd files beside the modules; the Python
+        # annotations are for mypy (an ``int`` there is any Python int, not a C integer).
+        compiler_directives={"language_level": 3, "annotation_typing": False},
+        include_path=["src"],
     )
 )

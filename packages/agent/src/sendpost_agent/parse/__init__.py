@@ -13,7 +13,7 @@
 Importing this package loads no adapter: :func:`adapter` imports the one asked for.
 """
 
-from sendpost_agent.parse.compiled import CODE
+from sendpost_agent.parse import compiled
 from sendpost_agent.parse.mta import REGISTRY, LogParser, Mta, ParseStats, StateChanges, adapter
 from sendpost_agent.parse.records import (
     Delivery,
@@ -25,6 +25,9 @@ from sendpost_agent.parse.records import (
     UuidSeen,
 )
 from sendpost_agent.parse.relays import DEFAULT_INTERNAL_RELAYS
+
+CODE = compiled.choose()
+"""``"compiled"`` or ``"python"``: how the parser's modules run in this process (compiled.py)."""
 
 __all__ = [
     "CODE",

@@ -5,10 +5,10 @@ written. ``setup.py`` (run by ``make setup`` / ``uv sync``) compiles those same 
 into extension modules next to them (``events.cpython-311-x86_64-linux-gnu.so`` beside
 ``events.py``), which Python's import system prefers; without a C compiler the build still
 succeeds and the ``.py`` files run. It also records the CRC-32 of each source it compiled in the
-generated ``_built.py``.
+generated ``_built.py`` (with the ``.pxd`` file that gives a module its C types, if any).
 
 :func:`choose` runs when ``sendpost_agent.parse`` is first imported, before any of these
-modules, and returns :data:`CODE`:
+modules (its result is ``sendpost_agent.parse.CODE``):
 
 * ``"compiled"``: every module has its extension and each was built from its current source;
 * ``"python"``: ``SENDPOST_AGENT_PURE_PYTHON=1`` (the CI's second pass), nothing built, or a
@@ -16,7 +16,8 @@ modules, and returns :data:`CODE`:
   the folders holding these modules import ``.py`` files only (a source-only finder in
   ``sys.path_importer_cache``), so a built extension is never mixed with newer Python.
 
-No other module of the agent imports anything from here but :data:`CODE`.
+setup.py loads this file on its own (for :data:`MODULES` and :func:`checksum`): it imports
+nothing of the agent.
 """
 
 from __future__ import annotations
@@ -41,10 +42,15 @@ ENV_PURE = "SENDPOST_AGENT_PURE_PYTHON"
 _SRC = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def checksum(path: str) -> str:
-    """What setup.py records of each source it compiles: its CRC-32, in hex (a change check)."""
-    with open(path, "rb") as handle:
-        return f"{zlib.crc32(handle.read()):08x}"
+def checksum(source: str) -> str:
+    """What setup.py records of each module it compiles: the CRC-32, in hex, of its ``.py`` file
+    followed by its ``.pxd`` file when it has one (a change check)."""
+    crc = 0
+    for path in (source, source[:-3] + ".pxd"):
+        if os.path.exists(path):
+            with open(path, "rb") as handle:
+                crc = zlib.crc32(handle.read(), crc)
+    return f"{crc:08x}"
 
 
 def _files(module: str) -> tuple[str, list[str]]:
@@ -96,7 +102,3 @@ def _python_only() -> str:
     for folder in {os.path.dirname(_files(module)[0]) for module in MODULES}:
         sys.path_importer_cache[folder] = importlib.machinery.FileFinder(folder, *loaders)
     return "python"
-
-
-CODE = choose()
-"""``"compiled"`` or ``"python"``: what parses in this process."""

@@ -10,7 +10,7 @@
 Rules and their reasons: docs/parsing.md.
 """
 
-from sendpost_agent.parse.compiled import CODE
+from sendpost_agent.parse import CODE
 from sendpost_agent.parse.mta import Mta
 from sendpost_agent.parse.postfix.lines import parse_line
 from sendpost_agent.parse.postfix.pipeline import Pipeline
