@@ -122,7 +122,7 @@ class Pipeline:
                 if hops:
                     corr.seen(op[1], out)
                 q = queues.get(op[1])
-                if q is None or q["s"] > op[3]:
+                if q is None or q.source > op[3]:
                     learn(op[1], op[2], op[3], out)
             elif kind == OP_REMOVED:
                 corr.removed(op[1], out)
@@ -240,11 +240,12 @@ class Pipeline:
         touched, corr.touched = corr.touched, set()
         if self._complete:
             self._complete = False
-            return StateChanges(head, dict(corr.queues), dict(corr.orphans), True)
-        queues, orphans = corr.queues, corr.orphans
+            queues = {qid: q.to_json() for qid, q in corr.queues.items()}
+            return StateChanges(head, queues, dict(corr.orphans), True)
+        orphans = corr.orphans
         return StateChanges(
             head,
-            {qid: queues.get(qid) for qid in touched},
+            {qid: corr.entry(qid) for qid in touched},
             {qid: orphans.get(qid) for qid in touched},
             False,
         )
