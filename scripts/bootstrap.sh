@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything the project needs on a fresh Debian machine with Python 3.11:
 #   - the Debian packages the demo and the tests use (Postfix, pflogsumm, swaks, rpm, gcc
-#     with Python's headers for the agent's compiled scanner, and Chromium for the dashboard's
+#     with Python's headers to compile the agent's parser (Cython), and Chromium for the dashboard's
 #     browser tests, which Playwright drives at /usr/bin/chromium), via apt-get;
 #   - uv (pinned) in .tools/uv, then .venv from uv.lock with both deployables installed.
 # Safe to run again: each step is skipped when already done.
@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 UV_VERSION=0.13.9
 APT_PACKAGES=(postfix pflogsumm swaks rpm gcc chromium)
-# The agent's compiled scanner needs Python's headers; Debian's python3.11 keeps them apart.
+# Compiling the agent's parser needs Python's headers; Debian's python3.11 keeps them apart.
 if ! python3.11 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null; then
     APT_PACKAGES+=(python3.11-dev)
 fi

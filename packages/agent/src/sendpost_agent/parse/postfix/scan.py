@@ -7,10 +7,8 @@ order of the log — the year of classic timestamps, the queue ID → UUID state
 :meth:`~sendpost_agent.parse.postfix.pipeline.Pipeline.apply`, which replays the operations in
 order.
 
-Pure, and its result is plain picklable data, so ``sendpost-agent parse`` runs it in worker
-processes over consecutive chunks of a file while the main process applies the results in
-order; the daemon runs both halves in one process (:meth:`Pipeline.feed`). Either way the same
-two functions run, so the events are the same.
+Pure, and its result is plain picklable data. ``sendpost-agent parse`` and the daemon run both
+halves in turn on each buffer (:meth:`Pipeline.feed_json`).
 
 Operations (tuples, first item the kind):
 
