@@ -11,8 +11,9 @@ generated ``_built.py`` (with the ``.pxd`` file that gives a module its C types,
 modules (its result is ``sendpost_agent.parse.CODE``):
 
 * ``"compiled"``: every module has its extension and each was built from its current source;
-* ``"python"``: ``SENDPOST_AGENT_PURE_PYTHON=1`` (the CI's second pass), nothing built, or a
-  source changed since it was built (a ``RuntimeWarning``: rebuild with ``make setup``). Then
+* ``"python"``: ``SENDPOST_AGENT_PURE_PYTHON=1`` (the CI's second pass) where the ``.py``
+  files are (the single executable carries the compiled modules only: it ignores the switch),
+  nothing built, or a source changed since it was built (a ``RuntimeWarning``: rebuild with ``make setup``). Then
   the folders holding these modules import ``.py`` files only (a source-only finder in
   ``sys.path_importer_cache``), so a built extension is never mixed with newer Python.
 
@@ -72,7 +73,8 @@ def _recorded() -> dict[str, str]:
 def choose() -> str:
     """``"compiled"`` or ``"python"`` (module docstring); for ``"python"``, the source-only
     finders are in place before it returns."""
-    if os.environ.get(ENV_PURE, "") not in ("", "0"):
+    sources = all(os.path.exists(_files(module)[0]) for module in MODULES)
+    if sources and os.environ.get(ENV_PURE, "") not in ("", "0"):
         return _python_only()
     recorded = _recorded()
     stale = []
