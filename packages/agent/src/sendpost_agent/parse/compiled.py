@@ -13,9 +13,10 @@ modules (its result is ``sendpost_agent.parse.CODE``):
 * ``"compiled"``: every module has its extension and each was built from its current source;
 * ``"python"``: ``SENDPOST_AGENT_PURE_PYTHON=1`` (the CI's second pass) where the ``.py``
   files are (the single executable carries the compiled modules only: it ignores the switch),
-  nothing built, or a source changed since it was built (a ``RuntimeWarning``: rebuild with ``make setup``). Then
-  the folders holding these modules import ``.py`` files only (a source-only finder in
-  ``sys.path_importer_cache``), so a built extension is never mixed with newer Python.
+  nothing built, or a source changed since it was built (a ``RuntimeWarning``: rebuild with
+  ``make setup``). Then the folders holding these modules import ``.py`` files only (a
+  source-only finder in ``sys.path_importer_cache``), so a built extension is never mixed with
+  newer Python.
 
 setup.py loads this file on its own (for :data:`MODULES` and :func:`checksum`): it imports
 nothing of the agent.
