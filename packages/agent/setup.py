@@ -24,10 +24,13 @@ _spec.loader.exec_module(compiled)  # MODULES and checksum (it imports nothing o
 
 sources = {name: "src/" + name.replace(".", "/") + ".py" for name in compiled.MODULES}
 digests = {name: compiled.checksum(str(HERE / path)) for name, path in sources.items()}
-SELECTOR.with_name("_built.py").write_text(
+BUILT = SELECTOR.with_name("_built.py")
+record = (
     '"""Written by setup.py: the CRC-32 of each module it compiled (see compiled.py)."""\n\n'
     f"DIGESTS = {digests!r}\n"
 )
+if not BUILT.exists() or BUILT.read_text() != record:  # unchanged: left alone (uv's cache key)
+    BUILT.write_text(record)
 
 setup(
     ext_modules=cythonize(
