@@ -24,7 +24,7 @@ typecheck:
 pytest:
 	$(VENV)/pytest $(PYTEST_ARGS)
 
-# The agent's suite again with the compiled scanner switched off: the pure-Python parser must
+# The agent's suite again with the parser's modules run as Python, not compiled: they must
 # give the same results (tests that only mean something compiled skip, saying why).
 pytest-pure:
 	SENDPOST_AGENT_PURE_PYTHON=1 $(VENV)/pytest tests/agent $(PYTEST_ARGS)

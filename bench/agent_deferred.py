@@ -17,10 +17,13 @@ writes per second and the time one save of the correlation state takes.
    lines, then one save of the cursor with its state through the agent's own store (the
    current code's API, or the old ``CursorStore.save(Cursor(...))`` when run against an older
    checkout); ``--saves`` rounds, median and worst.
+4. Entry size, in this process: ``tracemalloc``'s bytes per held queue ID once the backlog is
+   fed (``--entries-only``: only this).
 
 Targets: < 3% of a core, < 100 MB RSS, a save < 50 ms.
 
     .venv/bin/python bench/agent_deferred.py [--deferred 100000] [--rate 300] [--seconds 60]
+                                             [--saves 20] [--saves-only | --entries-only]
 """
 
 from __future__ import annotations
@@ -243,6 +246,33 @@ def measure_saves(args: argparse.Namespace, work: Path) -> str:
     )
 
 
+def measure_entries(args: argparse.Namespace) -> str:
+    """Bytes of Python memory per held queue ID (``tracemalloc``, in this process): the backlog
+    fed to a pipeline in 1 MB chunks, the whole state taken once as the first save does."""
+    import gc
+    import tracemalloc
+
+    from sendpost_agent.parse.postfix import Pipeline
+
+    text = backlog(args.deferred, time.time()).encode()
+    pipeline = Pipeline(track_changes=True)
+    tracemalloc.start()
+    pos = 0
+    while pos < len(text):
+        end = text.rfind(b"\n", pos, pos + (1 << 20)) + 1 or len(text)
+        pipeline.feed_jsonl(text[pos:end])
+        pos = end
+    pipeline.changes()
+    gc.collect()
+    current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return (
+        f"correlator entries: {current / args.deferred:,.0f} bytes of Python memory per held "
+        f"queue ID ({current / 1e6:.1f} MB for {args.deferred}; "
+        f"peak while reading {peak / 1e6:.1f} MB)"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--deferred", type=int, default=100_000, help="queue IDs held")
@@ -250,13 +280,18 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--saves", type=int, default=20)
     parser.add_argument("--saves-only", action="store_true", help="skip the agent process")
+    parser.add_argument("--entries-only", action="store_true", help="only the bytes per entry")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="agent-deferred-"))
     print(f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
     try:
+        if args.entries_only:
+            print(measure_entries(args))
+            return 0
         if not args.saves_only:
             print(run_agent(args, work), flush=True)
         print(measure_saves(args, work))
+        print(measure_entries(args))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     load = os.getloadavg()[0]

@@ -97,8 +97,8 @@ def test_saved_changes_add_up_to_the_whole_state(
     tmp_path: Path, path: Path | None, feed: str
 ) -> None:
     """Saving only what changed, after every few lines, leaves on disk exactly the state the
-    pipeline holds (its snapshot): no change is missed, by the Python path (``feed``) or the
-    compiled fused path (``feed_json``), including held lines, orphans, links and removals."""
+    pipeline holds (its snapshot): no change is missed, whether events are taken as objects
+    (``feed``) or as JSON (``feed_json``), including held lines, orphans, links and removals."""
     data = path.read_bytes() if path else LINKS
     data += log_text(0, 30).encode()  # deferred, never removed: pending recipients stay
     pipeline = Pipeline(track_changes=True)

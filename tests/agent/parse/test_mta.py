@@ -18,12 +18,13 @@ def test_mta_setting_accepts_exactly_the_registered_adapters() -> None:
 
 
 def test_postfix_adapter_names_the_scanner_in_use() -> None:
-    """The adapter says which code parses: the compiled scanner unless switched off or not built,
-    as the Postfix scanner module decided."""
-    from sendpost_agent.parse.postfix import scan
+    """The adapter says which code parses: the compiled modules unless switched off, not built
+    or stale, as sendpost_agent.parse.compiled decided; the Postfix modules are what it says."""
+    from sendpost_agent.parse import CODE
+    from sendpost_agent.parse.postfix import pipeline
 
-    expected = "compiled" if scan.NATIVE is not None else "python"
-    assert expected == adapter("postfix").scanner
+    assert CODE == adapter("postfix").scanner
+    assert str(pipeline.__file__).endswith(".py") == (CODE == "python")
 
 
 def test_importing_the_parse_package_loads_no_adapter() -> None:

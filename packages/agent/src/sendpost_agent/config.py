@@ -32,8 +32,9 @@ MTAS = tuple(MTA_ADAPTERS)  # the `mta` setting's values: the adapters registere
 # "unknown setting". Name → what it does (listed in the generated reference).
 ENV_SWITCHES = {
     ENV_PREFIX + "CONFIG": "The YAML file, when `--config` is not given.",
-    ENV_PREFIX + "PURE_PYTHON": "`1` switches off the compiled scanner (same events, slower); "
-    "read when the parser is imported, by `run`, `check` and `parse` alike.",
+    ENV_PREFIX + "PURE_PYTHON": "`1` runs the parser's modules as Python, not compiled "
+    "(same events, slower); read when the parser is imported, by `run`, `check` and `parse` "
+    "alike.",
 }
 
 

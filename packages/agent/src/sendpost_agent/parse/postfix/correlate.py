@@ -34,8 +34,8 @@ Rules
 Saving
 ------
 Every queue ID whose entry in ``queues`` or ``orphans`` may have changed is added to
-:attr:`Correlator.touched` (the code that changes an entry adds its ID, here and in the
-compiled twin), so a save writes those entries only (docs/wal.md, "Correlation state").
+:attr:`Correlator.touched` (the code that changes an entry adds its ID), so a save writes
+those entries only (docs/wal.md, "Correlation state").
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from sendpost_agent.parse.events import Reply, analyse_reply, event_type_for
-from sendpost_agent.parse.postfix.scan import NATIVE, Prepared, prepare
+from sendpost_agent.parse.postfix.scan import Prepared, prepare
 from sendpost_agent.parse.records import (
     SOURCE_INHERITED,
     Delivery,
@@ -66,11 +66,8 @@ STATE_VERSION = 1
 _NO_SOURCE = 99
 _QUEUED_AS = re.compile(r"queued as ([0-9A-Za-z]{5,})")
 
-# The line-local event fields: the compiled twins when built (the same code; tested equal).
-_prepare = NATIVE.prepare if NATIVE is not None else prepare
-_analyse_reply = NATIVE.analyse_reply if NATIVE is not None else analyse_reply
-
 Held = list[Any]  # [encoded record, micros]
+_T = TypeVar("_T", str, str | None)
 Out = list[tuple[str, int | None, Prepared]]
 """Events as they leave the correlator: (UUID, log time in µs or None, line-local fields)."""
 
@@ -91,11 +88,93 @@ def _decode(data: list[Any]) -> Delivery | Expired:
     return Expired(*data[1:])
 
 
-def _new_queue() -> dict[str, Any]:
-    # u: uuid, s: source rank, t: last log time (µs), h: held lines, p: pending recipients
-    # (recipient -> [last deferral text, dsn(, final recipient)]), c: child queue IDs waiting
-    # for our UUID
-    return {"u": None, "s": _NO_SOURCE, "t": None, "h": [], "p": {}, "c": []}
+Pending = tuple[str | None, str, str | None, str | None]
+"""A deferred recipient: (recipient, last deferral text, dsn, final recipient)."""
+
+
+class Queue:
+    """What the correlator holds per queue ID, compact (100,000 deferred queue IDs are held
+    during a provider outage): ``uuid`` and ``source`` (its rank, ``SOURCE_*``), ``t`` the log
+    time (µs) of its last line, ``held`` its lines waiting for the UUID (``[encoded record,
+    µs]``), ``pending`` its deferred recipients, ``children`` the queue IDs waiting for its UUID.
+    An empty list or map is None; one pending recipient is a :data:`Pending` tuple, several a
+    dict recipient → the rest of it. Saved as JSON (:meth:`to_json`, the format of state
+    version 1: ``{"u", "s", "t", "h", "p": {recipient: [text, dsn(, final)]}, "c"}``)."""
+
+    __slots__ = ("children", "held", "pending", "source", "t", "uuid")
+
+    def __init__(self, uuid: str | None, source: int, t: int | None) -> None:
+        self.uuid = uuid
+        self.source = source
+        self.t = t
+        self.held: list[Held] | None = None
+        self.pending: Pending | dict[str, tuple[str, str | None, str | None]] | None = None
+        self.children: list[str] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        pending = {
+            rcpt: [text, dsn] if final is None else [text, dsn, final]
+            for rcpt, text, dsn, final in self.pending_items()
+        }
+        return {"u": self.uuid, "s": self.source, "t": self.t, "h": self.held or [],
+                "p": pending, "c": self.children or []}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Queue:
+        q = cls(data["u"], data["s"], data["t"])
+        q.held = data["h"] or None
+        q.children = data["c"] or None
+        for rcpt, last in data["p"].items():
+            q.defer(rcpt, last[0], last[1], last[2] if len(last) > 2 else None)
+        return q
+
+    def defer(self, rcpt: str, text: str, dsn: str | None, final: str | None) -> None:
+        """``rcpt`` is pending, with this deferral's text and dsn (the texts of an outage are
+        mostly the same: kept once, see :func:`_shared`)."""
+        text, dsn = _shared(text), _shared(dsn)
+        p = self.pending
+        if p is None or (isinstance(p, tuple) and p[0] == rcpt):
+            self.pending = (rcpt, text, dsn, final)
+        elif isinstance(p, tuple):
+            self.pending = {str(p[0]): p[1:], rcpt: (text, dsn, final)}
+        else:
+            p[rcpt] = (text, dsn, final)
+
+    def settle(self, rcpt: str) -> None:
+        """``rcpt`` is no longer pending."""
+        p = self.pending
+        if isinstance(p, tuple):
+            if p[0] == rcpt:
+                self.pending = None
+        elif p is not None:
+            p.pop(rcpt, None)
+
+    def pending_items(self) -> list[Pending]:
+        """The pending recipients, in the order they were first deferred."""
+        p = self.pending
+        if p is None:
+            return []
+        if isinstance(p, tuple):
+            return [p]
+        return [(rcpt, *rest) for rcpt, rest in p.items()]
+
+
+_SHARED: dict[str | None, str | None] = {}
+_SHARED_MAX, _SHARED_TEXT = 4096, 512
+
+
+def _shared(text: _T) -> _T:
+    """One object per distinct short text (a deferral text or dsn): at most
+    :data:`_SHARED_MAX` texts of at most :data:`_SHARED_TEXT` characters are kept; when full,
+    the table starts again (the texts already shared stay shared)."""
+    if text is None or len(text) > _SHARED_TEXT:
+        return text
+    kept = _SHARED.get(text)
+    if kept is None:
+        if len(_SHARED) >= _SHARED_MAX:
+            _SHARED.clear()
+        _SHARED[text] = kept = text
+    return kept
 
 
 class Correlator:
@@ -106,7 +185,7 @@ class Correlator:
 
     def __init__(self, is_internal: Callable[[str], bool], state: dict[str, Any] | None = None):
         self._is_internal = is_internal
-        self.queues: dict[str, dict[str, Any]] = {}
+        self.queues: dict[str, Queue] = {}
         self.orphans: dict[str, dict[str, Any]] = {}  # removed, no UUID: {"h": held, "d": deadline}
         self.held = 0
         self.last_us: int | None = None
@@ -133,13 +212,13 @@ class Correlator:
         if state:
             if state.get("version") != STATE_VERSION:
                 raise ValueError(f"unknown correlator state version {state.get('version')!r}")
-            self.queues = state["queues"]
+            self.queues = {qid: Queue.from_json(q) for qid, q in state["queues"].items()}
             self.orphans = state["orphans"]
             self.last_us = state["last_us"]
             self.orphans_due = min((o["d"] for o in self.orphans.values()), default=None)
-            self.holding = deque(qid for qid, q in self.queues.items() if q["h"])
+            self.holding = deque(qid for qid, q in self.queues.items() if q.held)
             self.orphan_order = deque(sorted((o["d"], qid) for qid, o in self.orphans.items()))
-            self.held = sum(len(q["h"]) for q in self.queues.values()) + sum(
+            self.held = sum(len(q.held or ()) for q in self.queues.values()) + sum(
                 len(o["h"]) for o in self.orphans.values()
             )
             self.hops = state.get("hops", {})
@@ -150,15 +229,21 @@ class Correlator:
             self.hop_lines = sum(len(h["l"]) for h in self.hops.values())
 
     def state(self) -> dict[str, Any]:
-        """Everything the correlator knows, as JSON-serialisable data."""
+        """Everything the correlator knows, as JSON-serialisable data (a pass over every entry:
+        the daemon saves :meth:`entry` of the changed ones instead)."""
         return {
             "version": STATE_VERSION,
-            "queues": self.queues,
+            "queues": {qid: q.to_json() for qid, q in self.queues.items()},
             "orphans": self.orphans,
             "last_us": self.last_us,
             "hops": self.hops,
             "recent": self.recent,
         }
+
+    def entry(self, qid: str) -> dict[str, Any] | None:
+        """The saved form of ``qid``'s entry in ``queues`` (None: none)."""
+        q = self.queues.get(qid)
+        return None if q is None else q.to_json()
 
     # -- input ------------------------------------------------------------------------------
 
@@ -180,16 +265,9 @@ class Correlator:
             self.seen(qid, out)
         q = self.queues.get(qid)
         if q is None:
-            self.queues[qid] = {
-                "u": uuid,
-                "s": source,
-                "t": self.last_us,
-                "h": [],
-                "p": {},
-                "c": [],
-            }
+            self.queues[qid] = Queue(uuid, source, self.last_us)
             return
-        q["t"] = self.last_us
+        q.t = self.last_us
         self._learn(q, uuid, source, out)
 
     def removed(self, qid: str, out: Out) -> None:
@@ -199,7 +277,7 @@ class Correlator:
         if self.hops:
             self.seen(qid, out)
         q = self.queues.pop(qid, None)
-        if q is not None and q["h"]:
+        if q is not None and q.held:
             self.park(qid, q)
         recent = self.recent
         recent[qid] = self.last_us or 0
@@ -234,20 +312,21 @@ class Correlator:
         self.hops_resolved += len(hop["l"])
         self._link_child(qid, hop["u"], out)
 
-    def park(self, qid: str, q: dict[str, Any]) -> None:
+    def park(self, qid: str, q: Queue) -> None:
         """The held lines of a removed queue ID: dropped if it had a UUID, else kept a while."""
+        held = q.held or []
         self.touched.add(qid)
-        if q["u"] is None:
+        if q.uuid is None:
             deadline = (self.last_us or 0) + HOLD_US
             earlier = self.orphans.pop(qid, None)  # the same short ID, removed twice
             if earlier is not None:
                 self._give_up(len(earlier["h"]))
-            self.orphans[qid] = {"h": q["h"], "d": deadline}
+            self.orphans[qid] = {"h": held, "d": deadline}
             self.orphan_order.append((deadline, qid))
             if self.orphans_due is None:
                 self.orphans_due = deadline
         else:
-            self.held -= len(q["h"])
+            self.held -= len(held)
 
     def reinjected(self, qid: str, parent_qid: str, out: Out) -> None:
         """smtpd logged ``qid`` with ``orig_queue_id=parent_qid``."""
@@ -256,10 +335,12 @@ class Correlator:
             self.seen(parent_qid, out)
         q = self._queue(qid)
         parent = self._queue(parent_qid)
-        if parent["u"] is not None:
-            self._learn(q, parent["u"], SOURCE_INHERITED, out)
-        elif qid not in parent["c"]:
-            parent["c"].append(qid)
+        if parent.uuid is not None:
+            self._learn(q, parent.uuid, SOURCE_INHERITED, out)
+        elif parent.children is None:
+            parent.children = [qid]
+        elif qid not in parent.children:
+            parent.children.append(qid)
 
     def outcome(self, rec: Delivery | Expired, micros: int | None, out: Out) -> None:
         """A delivery or expiry line: an event now, or held until the UUID is known."""
@@ -274,35 +355,41 @@ class Correlator:
         else:
             micros = self.last_us
         q = self._queue(rec.queue_id)
-        if q["u"] is None:
-            if not q["h"]:
-                self.holding.append(rec.queue_id)
-            q["h"].append([_encode(rec), micros])
-            self.held += 1
-            if self.held > MAX_HELD:
-                self._drop_oldest_held()
+        if q.uuid is None:
+            self._hold(q, rec.queue_id, rec, micros)
         else:
             self._apply(q, rec, micros, out)
 
-    def _queue(self, qid: str) -> dict[str, Any]:
+    def _hold(self, q: Queue, qid: str, rec: Delivery | Expired, micros: int | None) -> None:
+        """A line of ``qid`` waits for its UUID."""
+        if q.held is None:
+            q.held = []
+        if not q.held:
+            self.holding.append(qid)
+        q.held.append([_encode(rec), micros])
+        self.held += 1
+        if self.held > MAX_HELD:
+            self._drop_oldest_held()
+
+    def _queue(self, qid: str) -> Queue:
         self.touched.add(qid)
         q = self.queues.get(qid)
         if q is None:
-            q = self.queues[qid] = _new_queue()
-        q["t"] = self.last_us
+            q = self.queues[qid] = Queue(None, _NO_SOURCE, None)
+        q.t = self.last_us
         return q
 
-    def _learn(self, q: dict[str, Any], uuid: str, source: int, out: Out) -> None:
-        if source >= q["s"]:
+    def _learn(self, q: Queue, uuid: str, source: int, out: Out) -> None:
+        if source >= q.source:
             return
-        q["u"], q["s"] = uuid, source
-        if q["h"]:
-            held, q["h"] = q["h"], []
+        q.uuid, q.source = uuid, source
+        if q.held:
+            held, q.held = q.held, None
             self.held -= len(held)
             for data, micros in held:
                 self._apply(q, _decode(data), micros, out)
-        if q["c"]:
-            children, q["c"] = q["c"], []
+        if q.children:
+            children, q.children = q.children, None
             for child in children:
                 self._link_child(child, uuid, out)
 
@@ -311,8 +398,7 @@ class Correlator:
         orphan = self.orphans.pop(child, None)
         if orphan is not None:
             self.held -= len(orphan["h"])
-            tmp = _new_queue()
-            tmp["u"], tmp["s"] = uuid, SOURCE_INHERITED
+            tmp = Queue(uuid, SOURCE_INHERITED, None)
             for data, micros in orphan["h"]:
                 self._apply(tmp, _decode(data), micros, out)
             return
@@ -320,9 +406,7 @@ class Correlator:
             self.seen(child, out)
         self._learn(self._queue(child), uuid, SOURCE_INHERITED, out)
 
-    def _apply(
-        self, q: dict[str, Any], rec: Delivery | Expired, micros: int | None, out: Out
-    ) -> None:
+    def _apply(self, q: Queue, rec: Delivery | Expired, micros: int | None, out: Out) -> None:
         if isinstance(rec, Expired):
             self._expire_message(q, rec, micros, out)
         else:
@@ -347,34 +431,24 @@ class Correlator:
                 self.release_hops(micros, out)
         else:
             micros = self.last_us
-        self.touched.add(qid)
-        q = self.queues.get(qid)
-        if q is None:
-            q = self.queues[qid] = _new_queue()
-        q["t"] = self.last_us
-        if q["u"] is not None:
+        q = self._queue(qid)
+        if q.uuid is not None:
             self._deliver(q, qid, line, recipient, relay, status, dsn, text, micros, out, prepared,
                           final)  # fmt: skip
             return
         rec = Delivery(qid, stamp, line, recipient, relay, status, dsn, text, final)
-        if not q["h"]:
-            self.holding.append(qid)
-        q["h"].append([_encode(rec), micros])
-        self.held += 1
-        if self.held > MAX_HELD:
-            self._drop_oldest_held()
+        self._hold(q, qid, rec, micros)
 
     def _deliver(
-        self, q: dict[str, Any], qid: str, line: str, recipient: str, relay: str, status: str,
+        self, q: Queue, qid: str, line: str, recipient: str, relay: str, status: str,
         dsn: str | None, text: str, micros: int | None, out: Out,
         prepared: Prepared | None = None, final: str | None = None,
     ) -> None:  # fmt: skip
-        uuid: str = q["u"]
-        pending: dict[str, list[Any]] = q["p"]
+        uuid = str(q.uuid)
         if status == "sent" and "queued as" in text and self._is_internal(relay):
             hop = _QUEUED_AS.findall(text)
             if hop:
-                pending.pop(recipient, None)
+                q.settle(recipient)
                 child = hop[-1]
                 if child in self.queues or child in self.orphans or self._removed_lately(child):
                     self.hops_resolved += 1
@@ -387,27 +461,21 @@ class Correlator:
             event_type = event_type_for(status, dsn)
             if event_type is None:
                 return
-            prepared = _prepare(event_type, _analyse_reply(text), recipient, dsn, qid, line,
+            prepared = prepare(event_type, analyse_reply(text), recipient, dsn, qid, line,
                                 final)  # fmt: skip
         if prepared.event_type == "deferred":
-            pending[recipient] = [text, dsn] if final is None else [text, dsn, final]
-        elif pending:
-            pending.pop(recipient, None)
+            q.defer(recipient, text, dsn, final)
+        elif q.pending is not None:
+            q.settle(recipient)
         out.append((uuid, micros, prepared))
 
-    def _expire_message(
-        self, q: dict[str, Any], rec: Expired, micros: int | None, out: Out
-    ) -> None:
-        pending: dict[str, list[Any]] = q["p"]
-        items: list[tuple[str | None, str, str | None, str | None]] = [
-            (rcpt, last[0], last[1], last[2] if len(last) > 2 else None)
-            for rcpt, last in pending.items()
-        ] or [(None, "", None, None)]
-        pending.clear()
+    def _expire_message(self, q: Queue, rec: Expired, micros: int | None, out: Out) -> None:
+        items = q.pending_items() or [(None, "", None, None)]
+        q.pending = None
         for rcpt, text, dsn, final in items:
-            reply = _analyse_reply(text) if text else Reply(None, f"message {rec.status}", None)
-            prepared = _prepare("soft_bounced", reply, rcpt, dsn, rec.queue_id, rec.line, final)
-            out.append((q["u"], micros, prepared))
+            reply = analyse_reply(text) if text else Reply(None, f"message {rec.status}", None)
+            prepared = prepare("soft_bounced", reply, rcpt, dsn, rec.queue_id, rec.line, final)
+            out.append((str(q.uuid), micros, prepared))
 
     # -- hop candidates ---------------------------------------------------------------------
 
@@ -454,7 +522,7 @@ class Correlator:
         for data, micros in hop["l"]:
             rec = _decode(data)
             assert isinstance(rec, Delivery)
-            prepared = _prepare("delivered", _analyse_reply(rec.text), rec.recipient, rec.dsn,
+            prepared = prepare("delivered", analyse_reply(rec.text), rec.recipient, rec.dsn,
                                 rec.queue_id, rec.line, rec.final_recipient)  # fmt: skip
             out.append((hop["u"], micros, prepared))
 
@@ -492,10 +560,10 @@ class Correlator:
         while self.holding:
             qid = self.holding.popleft()
             q = self.queues.get(qid)
-            if q is not None and q["h"] and q["u"] is None:
+            if q is not None and q.held and q.uuid is None:
                 self.touched.add(qid)
-                self._give_up(len(q["h"]))
-                q["h"] = []
+                self._give_up(len(q.held))
+                q.held = None
                 return
 
     def _give_up(self, count: int) -> None:
@@ -510,9 +578,9 @@ class Correlator:
         if not forget:
             return
         limit = now_us - TTL_US
-        for qid in [k for k, q in self.queues.items() if q["t"] is not None and q["t"] < limit]:
+        for qid in [k for k, q in self.queues.items() if q.t is not None and q.t < limit]:
             self.touched.add(qid)
-            self._give_up(len(self.queues.pop(qid)["h"]))
+            self._give_up(len(self.queues.pop(qid).held or ()))
         for qid in [k for k, o in self.orphans.items() if o["d"] < now_us]:
             self.touched.add(qid)
             self._give_up(len(self.orphans.pop(qid)["h"]))
@@ -525,6 +593,6 @@ class Correlator:
         for qid in list(self.orphans):
             self._give_up(len(self.orphans.pop(qid)["h"]))
         for q in self.queues.values():
-            if q["h"]:
-                self._give_up(len(q["h"]))
-                q["h"] = []
+            if q.held:
+                self._give_up(len(q.held))
+                q.held = None

@@ -33,7 +33,6 @@ from sendpost_agent.parse.mta import ParseStats, StateChanges
 from sendpost_agent.parse.postfix.correlate import STATE_VERSION as CORRELATOR_STATE_VERSION
 from sendpost_agent.parse.postfix.correlate import Correlator, Out
 from sendpost_agent.parse.postfix.scan import (
-    NATIVE,
     OP_DELIVERY,
     OP_EXPIRED,
     OP_REINJECTED,
@@ -42,7 +41,6 @@ from sendpost_agent.parse.postfix.scan import (
     Prepared,
     Scanned,
     scan,
-    scan_python,
 )
 from sendpost_agent.parse.relays import DEFAULT_INTERNAL_RELAYS, InternalRelays
 from sendpost_agent.parse.timestamps import YearGuess, from_micros, to_micros
@@ -94,49 +92,16 @@ class Pipeline:
 
     def feed_json(self, data: bytes) -> list[str]:
         """:meth:`feed`, each event as its compact JSON object (ASCII, the same object as
-        ``json.dumps(event.to_wire())``), without building the event objects.
-
-        With the compiled scanner an ASCII buffer takes its fused path (``_fastscan.feed_json``:
-        scan, correlation and rendering in one pass, the correlator's own methods for all but
-        the plain delivery of a known message); otherwise ``render(apply(scan(data)))``."""
-        if not data:
-            return []
-        done = self._fused(data, joined=False)
-        if done is not None:
-            return done  # type: ignore[no-any-return]
-        return self._unfused(data)
+        ``json.dumps(event.to_wire())``), without building the event objects."""
+        return self.render(self.apply(scan(data))) if data else []
 
     def feed_jsonl(self, data: bytes | bytearray | memoryview) -> bytes:
         """:meth:`feed_json` as JSON lines (each event followed by a newline) in one bytes
         object; ``data`` may be any buffer (``parse`` passes views of one reused buffer)."""
         if not data:
             return b""
-        done = self._fused(data, joined=True)
-        if done is not None:
-            return done  # type: ignore[no-any-return]
-        return "".join(text + "\n" for text in self._unfused(bytes(data))).encode()
-
-    def _fused(self, data: bytes | bytearray | memoryview, *, joined: bool) -> Any:
-        """The compiled fused path's events, or None (not built, or declined)."""
-        if NATIVE is None:
-            return None
-        done = NATIVE.feed_json(
-            data, self._correlator, self._resolve, self.render, _stamp_json, joined
-        )
-        if done is None:
-            return None
-        events, lines, parsed, truncated, counts, from_orig_to = done
-        self._count(lines, parsed, truncated, 0, 0)
-        self.stats.recipients_from_orig_to += from_orig_to
-        totals = self.stats.events
-        for name, count in counts.items():
-            totals[name] = totals.get(name, 0) + count
-        return events
-
-    def _unfused(self, data: bytes) -> list[str]:
-        """``render(apply(scan(data)))``; when the compiled scanner is built it has already
-        declined this buffer, so the Python scan is called directly."""
-        return self.render(self.apply(scan_python(data) if NATIVE is not None else scan(data)))
+        events = self.render(self.apply(scan(bytes(data))))
+        return ("\n".join(events) + "\n").encode() if events else b""
 
     def apply(self, scanned: Scanned) -> Out:
         """The order-dependent half of :meth:`feed`: year inference and correlation of the
@@ -157,7 +122,7 @@ class Pipeline:
                 if hops:
                     corr.seen(op[1], out)
                 q = queues.get(op[1])
-                if q is None or q["s"] > op[3]:
+                if q is None or q.source > op[3]:
                     learn(op[1], op[2], op[3], out)
             elif kind == OP_REMOVED:
                 corr.removed(op[1], out)
@@ -272,15 +237,15 @@ class Pipeline:
                 "recent": corr.recent,
             },
         }
-        touched = set(corr.touched)  # the set itself stays: the compiled scanner holds it
-        corr.touched.clear()
+        touched, corr.touched = corr.touched, set()
         if self._complete:
             self._complete = False
-            return StateChanges(head, dict(corr.queues), dict(corr.orphans), True)
-        queues, orphans = corr.queues, corr.orphans
+            queues = {qid: q.to_json() for qid, q in corr.queues.items()}
+            return StateChanges(head, queues, dict(corr.orphans), True)
+        orphans = corr.orphans
         return StateChanges(
             head,
-            {qid: queues.get(qid) for qid in touched},
+            {qid: corr.entry(qid) for qid in touched},
             {qid: orphans.get(qid) for qid in touched},
             False,
         )

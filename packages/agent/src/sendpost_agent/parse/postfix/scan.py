@@ -7,10 +7,8 @@ order of the log — the year of classic timestamps, the queue ID → UUID state
 :meth:`~sendpost_agent.parse.postfix.pipeline.Pipeline.apply`, which replays the operations in
 order.
 
-Pure, and its result is plain picklable data, so ``sendpost-agent parse`` runs it in worker
-processes over consecutive chunks of a file while the main process applies the results in
-order; the daemon runs both halves in one process (:meth:`Pipeline.feed`). Either way the same
-two functions run, so the events are the same.
+Pure, and its result is plain picklable data. ``sendpost-agent parse`` and the daemon run both
+halves in turn on each buffer (:meth:`Pipeline.feed_json`).
 
 Operations (tuples, first item the kind):
 
@@ -28,10 +26,7 @@ Operations (tuples, first item the kind):
 from __future__ import annotations
 
 import bisect
-import os
 import re
-import warnings
-import zlib
 from collections.abc import Iterable
 from json.encoder import encode_basestring_ascii as _json_str
 from typing import Any, NamedTuple
@@ -182,19 +177,8 @@ class Scanned(NamedTuple):
 
 
 def scan(data: bytes) -> Scanned:
-    """The operations of a buffer of whole lines (see the module docstring): by the compiled
-    scanner when it is built and takes the buffer, else by :func:`scan_python`."""
-    if NATIVE is not None:
-        found = NATIVE.scan(data)
-        if found is not None:
-            ops, lines, parsed, truncated = found
-            return Scanned(ops, lines, parsed, truncated, 0, 0)
-    return scan_python(data)
-
-
-def scan_python(data: bytes) -> Scanned:
-    """:func:`scan` in pure Python: any buffer (invalid UTF-8, long lines, lines without their
-    syslog envelope)."""
+    """The operations of a buffer of whole lines (see the module docstring): any buffer
+    (invalid UTF-8, long lines, lines without their syslog envelope)."""
     lines = data.count(b"\n")
     if data[-1:] != b"\n" and data:
         lines += 1
@@ -335,36 +319,3 @@ def _long_lines(text: str) -> list[tuple[int, int]]:
 def _inside(spans: list[tuple[int, int]], at: int) -> bool:
     i = bisect.bisect_right(spans, (at, _BIG)) - 1
     return i >= 0 and spans[i][0] <= at <= spans[i][1]
-
-
-def _load_native() -> Any:
-    """The compiled scanner (``_fastscan.pyx``), or None: not built (no C compiler at install
-    time), switched off with ``SENDPOST_AGENT_PURE_PYTHON=1``, or built from another version of
-    its source (a warning: rebuild with ``make setup``)."""
-    if os.environ.get("SENDPOST_AGENT_PURE_PYTHON", "") not in ("", "0"):
-        return None
-    try:
-        from sendpost_agent.parse.postfix import _fastscan  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    source = os.path.join(os.path.dirname(__file__), "_fastscan.pyx")
-    if os.path.exists(source) and _checksum(source) != _fastscan.SOURCE_DIGEST:
-        warnings.warn(
-            f"{source} changed since it was compiled; using the pure-Python scanner until "
-            "`make setup` rebuilds it",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        return None
-    _fastscan.bind(Prepared, _HEADS)
-    return _fastscan
-
-
-def _checksum(path: str) -> str:
-    """What setup.py records of the source it compiles: its CRC-32, in hex (a change check)."""
-    with open(path, "rb") as handle:
-        return f"{zlib.crc32(handle.read()):08x}"
-
-
-NATIVE: Any = _load_native()
-"""The compiled scanner module when in use, else None."""
