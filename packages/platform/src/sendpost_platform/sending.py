@@ -32,6 +32,7 @@ from sqlalchemy.engine import Connection
 from sendpost_platform.domain.addresses import Mailbox, is_address
 from sendpost_platform.domain.routing import EmptyPoolError, Pool, choose_provider
 from sendpost_platform.domain.suppression import normalize_address
+from sendpost_platform.recorder import RECORDER
 from sendpost_platform.smtp.prepare import sender_domain_of
 from sendpost_platform.store import domains, events, messages, pools, providers, relay, suppressions
 
@@ -151,6 +152,7 @@ def submit(
     request_id: int | None = None
     sequence = pools.next_sequence(conn, pool.id, len(recipients))
     results = []
+    group: list[events.NewEvent] = []
     for index, recipient in enumerate(recipients):
         drop: tuple[ErrorCode, str] | None = None
         if not is_address(recipient):
@@ -181,7 +183,7 @@ def submit(
             provider_id=provider_id,
             state="queued" if drop is None else "dropped",
         )
-        _event(conn, message, EventType.CSProcessed, now)
+        group.append(message_event(message, EventType.CSProcessed, now))
         if drop is None:
             assert domain is not None
             assert provider_id is not None
@@ -204,13 +206,13 @@ def submit(
             results.append(Submitted(recipient, message.uuid, now, ErrorCode.queued, "queued"))
         else:
             code, reason = drop
-            _event(conn, message, EventType.CSDropped, now, reason=reason)
+            group.append(message_event(message, EventType.CSDropped, now, reason=reason))
             results.append(Submitted(recipient, message.uuid, now, code, reason))
+    RECORDER.record(conn, group)
     return results
 
 
-def _event(
-    conn: Connection,
+def message_event(
     message: messages.Message,
     event_type: EventType,
     now: dt.datetime,
@@ -220,25 +222,20 @@ def _event(
     description: str | None = None,
     source: str = "api",
     details: dict[str, Any] | None = None,
-) -> None:
-    events.record_event(
-        conn,
-        events.NewEvent(
-            message_uuid=message.uuid,
-            account_id=message.account_id,
-            subaccount_id=message.subaccount_id,
-            provider_id=message.provider_id,
-            recipient=message.recipient,
-            event_type=int(event_type),
-            occurred_at=now,
-            received_at=now,
-            source=source,
-            reason=reason,
-            smtp_code=smtp_code,
-            description=description if description is not None else reason,
-            details=details,
-        ),
+) -> events.NewEvent:
+    """The event ``event_type`` of a platform message (for the recorder)."""
+    return events.NewEvent(
+        message_uuid=message.uuid,
+        account_id=message.account_id,
+        subaccount_id=message.subaccount_id,
+        provider_id=message.provider_id,
+        recipient=message.recipient,
+        event_type=int(event_type),
+        occurred_at=now,
+        received_at=now,
+        source=source,
+        reason=reason,
+        smtp_code=smtp_code,
+        description=description if description is not None else reason,
+        details=details,
     )
-
-
-record_message_event = _event
