@@ -24,10 +24,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from sendpost_platform.domain import dedup
+from sendpost_platform.store.dialect import insert_many
 from sendpost_platform.store.schema import (
     event_outbox,
     events,
@@ -105,13 +105,6 @@ Key = tuple[str, str, str]
 
 # Statements built once: recording runs for every group of events, and building and cache-keying
 # them each time would cost a noticeable share of the work.
-_INSERT_PLAIN = sa.insert(events).returning(events.c.id, sort_by_parameter_order=True)
-_INSERT_SLOTTED = {
-    name: module.insert(events)
-    .on_conflict_do_nothing(index_elements=list(SLOT_CONFLICT))
-    .returning(events.c.id, *_KEY_COLUMNS)
-    for name, module in (("postgresql", postgresql), ("sqlite", sqlite))
-}
 _UPDATE_DETAILS = (
     sa.update(events)
     .where(events.c.id == sa.bindparam("b_id"))
@@ -125,7 +118,6 @@ _UPDATE_REPLACED = (
         **{name: sa.bindparam(f"b_{name}") for name in _REPLACED},
     )
 )
-_INSERT_OUTBOX = sa.insert(event_outbox)
 
 
 @dataclasses.dataclass(slots=True)
@@ -158,7 +150,8 @@ def record_events(
 
     plain = [i for i, values in enumerate(rows) if values["dedup_slot"] is None]
     if plain:
-        ids = conn.execute(_INSERT_PLAIN, [rows[i] for i in plain]).scalars().all()
+        inserted = insert_many(conn, events, [rows[i] for i in plain], returning=("id",))
+        ids = sorted(int(r.id) for r in inserted)  # they ascend in the order given
         for i, new_id in zip(plain, ids, strict=True):
             results[i] = Recorded(Outcome.INSERTED, int(new_id), new_events[i].event_type)
 
@@ -184,8 +177,7 @@ def record_events(
         if recorded.stored
         for consumer in consumers
     ]
-    if outbox:
-        conn.execute(_INSERT_OUTBOX, outbox)
+    insert_many(conn, event_outbox, outbox)
     return done
 
 
@@ -197,16 +189,24 @@ def _record_slotted(
     results: list[Recorded | None],
 ) -> None:
     keys = sorted(by_key)
-    statement = _INSERT_SLOTTED[conn.dialect.name]
-    inserted = conn.execute(statement, [rows[by_key[k][0]] for k in keys]).all()
+    inserted = insert_many(
+        conn,
+        events,
+        [rows[by_key[k][0]] for k in keys],
+        conflict=SLOT_CONFLICT,
+        returning=("id", *SLOT_CONFLICT),
+    )
     state: dict[Key, _Row] = {}
+    fresh = set()
     for row in inserted:
         key = (row.message_uuid, row.recipient_key, row.dedup_slot)
-        first = by_key[key][0]
-        event = new_events[first]
-        results[first] = Recorded(Outcome.INSERTED, int(row.id), event.event_type)
-        state[key] = _Row(int(row.id), event.report(), event.details)
-    clashed = [k for k in keys if k not in state]
+        fresh.add(key)
+        occurrences = by_key[key]
+        event = new_events[occurrences[0]]
+        results[occurrences[0]] = Recorded(Outcome.INSERTED, int(row.id), event.event_type)
+        if len(occurrences) > 1:  # later reports in the group are decided against this one
+            state[key] = _Row(int(row.id), event.report(), event.details)
+    clashed = [k for k in keys if k not in fresh]
     if clashed:
         found = conn.execute(
             sa.select(events.c.id, events.c.details, *_KEY_COLUMNS, *_report_columns())
@@ -218,8 +218,7 @@ def _record_slotted(
             key = (row.message_uuid, row.recipient_key, row.dedup_slot)
             report = dedup.Report(**{name: row._mapping[name] for name in dedup.Report.__slots__})
             state[key] = _Row(int(row.id), report, row.details)
-    for key in keys:
-        current = state[key]
+    for key, current in state.items():
         for i in by_key[key]:
             if results[i] is None:
                 results[i] = _decide(current, new_events[i], rows[i])

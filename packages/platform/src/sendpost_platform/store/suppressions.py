@@ -13,11 +13,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from sendpost_platform.domain.suppression import normalize_address
-from sendpost_platform.store.dialect import insert_ignore
+from sendpost_platform.store.dialect import insert_ignore, insert_many
 from sendpost_platform.store.schema import suppressions
 
 
@@ -66,26 +65,24 @@ def add_suppressions(conn: Connection, rows: Sequence[NewSuppression]) -> set[tu
         unique.setdefault((row.subaccount_id, normalize_address(row.recipient)), row)
     if not unique:
         return set()
-    module: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = (
-        module.insert(suppressions)
-        .values(
-            [
-                {
-                    "account_id": row.account_id,
-                    "subaccount_id": key[0],
-                    "recipient_key": key[1],
-                    "reason": row.reason,
-                    "message_uuid": row.message_uuid,
-                    "created_at": row.created_at,
-                }
-                for key, row in sorted(unique.items())
-            ]
-        )
-        .on_conflict_do_nothing(index_elements=["subaccount_id", "recipient_key"])
-        .returning(suppressions.c.subaccount_id, suppressions.c.recipient_key)
+    inserted = insert_many(
+        conn,
+        suppressions,
+        [
+            {
+                "account_id": row.account_id,
+                "subaccount_id": key[0],
+                "recipient_key": key[1],
+                "reason": row.reason,
+                "message_uuid": row.message_uuid,
+                "created_at": row.created_at,
+            }
+            for key, row in sorted(unique.items())
+        ],
+        conflict=("subaccount_id", "recipient_key"),
+        returning=("subaccount_id", "recipient_key"),
     )
-    return {(int(r.subaccount_id), r.recipient_key) for r in conn.execute(statement)}
+    return {(int(r.subaccount_id), r.recipient_key) for r in inserted}
 
 
 def suppressed_among(conn: Connection, subaccount_id: int, recipients: Iterable[str]) -> set[str]:
