@@ -264,7 +264,7 @@ class IngestProcessor:
                 conn, collections.Counter((x.provider_id, "ingest.dead_lettered") for x in letters)
             )
             dead_letters.add(conn, letters, now=now)
-        ingest_store.mark_processed(conn, [b.id for b, _ in parsed], now=now)
+        ingest_store.mark_processed(conn, [b.id for b, _ in parsed], now=self.clock.now())
         for batch, error in unreadable:
             log.error("dead-lettering unreadable batch %s", batch.id)
             self._dead_letter_batches(conn, [batch], error)
