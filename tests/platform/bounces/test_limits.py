@@ -20,8 +20,7 @@ import uvicorn
 from sendpost_platform.app import create_app
 from sendpost_platform.clock import ManualClock
 from sendpost_platform.config import Settings
-from sendpost_platform.domain.classify import Classification, classify
-from sendpost_platform.processing import Classifier
+from sendpost_platform.domain.classify import Classification, Classifier, classify
 from sendpost_platform.smtp.bounce_guard import Limits, LogBudget, client_key
 from sendpost_platform.smtp.bounce_server import BounceProcessor, BounceServer, build_bounce_server
 from sendpost_platform.store import Store

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from sendpost_platform.clock import ManualClock
+from sendpost_platform.recorder import RECORDER
 from sendpost_platform.store import Store, accounts
 from sendpost_platform.store import events as event_store
 from sendpost_wire import EventType
@@ -22,21 +23,24 @@ def add_event(
     seed: Seed, message_uuid: str, event_type: EventType, minute: int, **extra: Any
 ) -> int:
     with seed.store.write() as conn:
-        recorded = event_store.record_event(
+        [recorded] = RECORDER.record(
             conn,
-            event_store.NewEvent(
-                message_uuid=message_uuid,
-                account_id=extra.pop("account_id", seed.account.account_id),
-                subaccount_id=seed.account.subaccount_id,
-                provider_id=extra.pop("provider_id", seed.provider.id),
-                event_type=int(event_type),
-                recipient=extra.pop("recipient", "user@example.com"),
-                occurred_at=T0 + dt.timedelta(minutes=minute),
-                received_at=T0,
-                source="agent",
-                **extra,
-            ),
+            [
+                event_store.NewEvent(
+                    message_uuid=message_uuid,
+                    account_id=extra.pop("account_id", seed.account.account_id),
+                    subaccount_id=seed.account.subaccount_id,
+                    provider_id=extra.pop("provider_id", seed.provider.id),
+                    event_type=int(event_type),
+                    recipient=extra.pop("recipient", "user@example.com"),
+                    occurred_at=T0 + dt.timedelta(minutes=minute),
+                    received_at=T0,
+                    source="agent",
+                    **extra,
+                ),
+            ],
         )
+    assert recorded.event_id is not None
     return recorded.event_id
 
 

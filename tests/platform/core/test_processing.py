@@ -10,7 +10,8 @@ import httpx
 import sqlalchemy as sa
 from sendpost_platform.clock import ManualClock
 from sendpost_platform.config import Settings
-from sendpost_platform.processing import HardBounce, IngestProcessor
+from sendpost_platform.processing import IngestProcessor
+from sendpost_platform.recorder import HardBounce
 from sendpost_platform.store import Store, counters, ingest
 from sendpost_platform.store import events as event_store
 from sendpost_platform.store.schema import ingest_batches
@@ -206,7 +207,7 @@ async def test_hard_bounce_calls_the_suppression_hook_once(
 ) -> None:
     """The hook sees each hard bounce that becomes the event of record, not merged repeats."""
     seen: list[HardBounce] = []
-    processor = IngestProcessor(store, clock, on_hard_bounce=lambda _conn, hb: seen.append(hb))
+    processor = IngestProcessor(store, clock, on_hard_bounces=lambda _conn, hbs: seen.extend(hbs))
     message = seed.message(recipient="gone@example.com")
     for events in (
         [agent_event(message.uuid, "bounced", **SOFT)],

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import httpx
+from sendpost_platform.recorder import RECORDER
 from sendpost_platform.store import events as event_store
 from sendpost_wire import EventType
 
@@ -41,12 +42,15 @@ def add_event(
     }
     values.update(extra)
     with seed.store.write() as conn:
-        recorded = event_store.record_event(
+        [recorded] = RECORDER.record(
             conn,
-            event_store.NewEvent(
-                message_uuid=message_uuid, event_type=int(event_type), occurred_at=at, **values
-            ),
+            [
+                event_store.NewEvent(
+                    message_uuid=message_uuid, event_type=int(event_type), occurred_at=at, **values
+                ),
+            ],
         )
+    assert recorded.event_id is not None
     return recorded.event_id
 
 

@@ -9,12 +9,15 @@ Per batch, per event (SPEC "Processing"):
 3. ``delivered`` → CSDelivered;
 4. ``bounced`` / ``soft_bounced`` → CSHardBounced or CSSoftBounced by
    :func:`sendpost_platform.domain.classify.classify` (the agent's label is only a hint);
-5. stored through :func:`~sendpost_platform.store.events.record_event` (deduplication), keeping
-   the reason, codes and raw text; a hard bounce that became the event of record calls the
-   ``on_hard_bounce`` hook (suppression) in the same transaction.
+5. stored through the event recorder (``recorder.py``: deduplication, outbox, suppression of
+   hard bounces, counters), keeping the reason, codes and raw text.
 
-A claim of several batches is one transaction: events, counters and ``processed_at`` commit
-together. One bad event never costs the others (SPEC "Wire contract"):
+A claim of several batches (fair across providers, see ``store/ingest.py``) is one transaction
+and one group for the recorder: the events of every batch of the claim are recorded together,
+one round trip per table, and a reply text that recurs in the group is classified once. Events,
+counters and ``processed_at`` commit together; a crash before the commit leaves the batches
+unprocessed, and the replay is harmless (the unique index). One bad event never costs the others
+(SPEC "Wire contract"):
 
 - an event the validator refuses (a batch stored before the validator was as strict as the
   store, or by a buggy client path) is dead-lettered — a row in ``ingest_dead_letters`` with
@@ -23,27 +26,27 @@ together. One bad event never costs the others (SPEC "Wire contract"):
 - a batch whose body cannot be read at all is dead-lettered whole (``error`` set on the batch,
   a dead letter holding the body, ``ingest.batches_failed`` counted);
 - if the claim's transaction still fails for a reason other than the database being
-  unavailable, the processor retries the batches one per transaction, each event in a savepoint,
-  and dead-letters just the event the database refused.
+  unavailable, the processor retries the batches one per transaction, each event in a savepoint
+  (recorded on its own), and dead-letters just the event the database refused.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
 import datetime as dt
 import json
 import logging
-from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 from sendpost_wire import AgentEvent, BatchError, EventType, split_batch
 from sqlalchemy.engine import Connection
 
 from sendpost_platform.clock import Clock
-from sendpost_platform.domain.classify import Classification, classify
+from sendpost_platform.domain.classify import Classification, Classifier, classify
 from sendpost_platform.errors import StoreError
+from sendpost_platform.recorder import RECORDER, CounterKey, HardBounceHook, Recorder
 from sendpost_platform.store import Store, counters, dead_letters, messages
 from sendpost_platform.store import events as event_store
 from sendpost_platform.store import ingest as ingest_store
@@ -51,23 +54,21 @@ from sendpost_platform.store import ingest as ingest_store
 log = logging.getLogger("sendpost_platform.processing")
 
 SOURCE_AGENT = "agent"
-Classifier = Callable[..., Classification]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class HardBounce:
-    """What the suppression hook gets when a hard bounce becomes the event of record."""
+def memoised(classifier: Classifier) -> Classifier:
+    """``classifier`` remembering its answers (for one group: a flood of bounces repeats a few
+    reply texts; the classifier's cost is linear in the text, see docs/security.md)."""
+    seen: dict[tuple[object, ...], Classification] = {}
 
-    account_id: int
-    subaccount_id: int
-    recipient: str
-    message_uuid: str
-    event_id: int
-    reason: str | None
-    occurred_at: dt.datetime
+    def classify_once(**kwargs: Any) -> Classification:
+        key = tuple(kwargs.values())
+        verdict = seen.get(key)
+        if verdict is None:
+            verdict = seen[key] = classifier(**kwargs)
+        return verdict
 
-
-HardBounceHook = Callable[[Connection, HardBounce], None]
+    return classify_once
 
 
 def agent_event_to_new_event(
@@ -136,14 +137,18 @@ class IngestProcessor:
         *,
         claim_batches: int = 20,
         classifier: Classifier = classify,
-        on_hard_bounce: HardBounceHook | None = None,
+        on_hard_bounces: HardBounceHook | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.claim_batches = claim_batches
         self.classifier = classifier
-        self.on_hard_bounce = on_hard_bounce
+        self.recorder = (
+            RECORDER if on_hard_bounces is None else Recorder(on_hard_bounces=on_hard_bounces)
+        )
         self._one_at_a_time = False
+        self._last_provider = -1
+        """The last provider this processor's previous claim served (the fair rotation)."""
 
     async def run_once(self) -> int:
         """Process one claim of batches; returns how many batches were handled."""
@@ -154,7 +159,7 @@ class IngestProcessor:
             return self._process_single()
         try:
             with self.store.write() as conn:
-                claimed = ingest_store.claim(conn, limit=self.claim_batches)
+                claimed = self._claim(conn, self.claim_batches)
                 self._process(conn, claimed, isolate=False)
         except (StoreError, sa.exc.OperationalError):
             raise
@@ -164,11 +169,17 @@ class IngestProcessor:
             return self._process_single()
         return len(claimed)
 
+    def _claim(self, conn: Connection, limit: int) -> list[ingest_store.Batch]:
+        claimed = ingest_store.claim(conn, limit=limit, after_provider=self._last_provider)
+        if claimed:
+            self._last_provider = max(b.provider_id for b in claimed)
+        return claimed
+
     def _process_single(self) -> int:
         claimed: list[ingest_store.Batch] = []
         try:
             with self.store.write() as conn:
-                claimed = ingest_store.claim(conn, limit=1)
+                claimed = self._claim(conn, 1)
                 self._process(conn, claimed, isolate=True)
         except (StoreError, sa.exc.OperationalError):
             raise
@@ -196,8 +207,9 @@ class IngestProcessor:
             ],
             now=now,
         )
-        for batch in batches:
-            counters.add(conn, batch.provider_id, "ingest.batches_failed")
+        counters.add_keyed(
+            conn, collections.Counter((b.provider_id, "ingest.batches_failed") for b in batches)
+        )
 
     def _process(
         self, conn: Connection, claimed: list[ingest_store.Batch], *, isolate: bool
@@ -227,8 +239,19 @@ class IngestProcessor:
                 for r in rejected
             )
         known = messages.get_messages(conn, (e.message_id for _, evs in parsed for _, e in evs))
-        for batch, agent_events in parsed:
-            letters.extend(self._process_batch(conn, batch, agent_events, known, isolate=isolate))
+        classifier = memoised(self.classifier)
+        if isolate:
+            for batch, agent_events in parsed:
+                letters.extend(self._process_isolated(conn, batch, agent_events, known, classifier))
+        else:
+            counts: collections.Counter[CounterKey] = collections.Counter()
+            group: list[event_store.NewEvent] = []
+            for batch, agent_events in parsed:
+                for _, event in agent_events:
+                    new = self._new_event(batch, event, known, classifier, counts)
+                    if new is not None:
+                        group.append(new)
+            self.recorder.record(conn, group, count_as="ingest", counts=counts)
         if letters:
             for letter in letters:
                 log.warning(
@@ -237,33 +260,33 @@ class IngestProcessor:
                     letter.batch_id,
                     dead_letters.safe_text(letter.reason, 200),
                 )
-                counters.add(conn, letter.provider_id, "ingest.dead_lettered")
+            counters.add_keyed(
+                conn, collections.Counter((x.provider_id, "ingest.dead_lettered") for x in letters)
+            )
             dead_letters.add(conn, letters, now=now)
-        ingest_store.mark_processed(conn, [b.id for b, _ in parsed], now=now)
+        ingest_store.mark_processed(conn, [b.id for b, _ in parsed], now=self.clock.now())
         for batch, error in unreadable:
             log.error("dead-lettering unreadable batch %s", batch.id)
             self._dead_letter_batches(conn, [batch], error)
 
-    def _process_batch(
+    def _process_isolated(
         self,
         conn: Connection,
         batch: ingest_store.Batch,
         agent_events: list[tuple[int, AgentEvent]],
         known: dict[str, messages.Message],
-        *,
-        isolate: bool,
+        classifier: Classifier,
     ) -> list[dead_letters.DeadLetter]:
-        """Store one batch's events; with ``isolate`` each in a savepoint, and an event the
-        database refuses is returned as a dead letter instead of failing the batch."""
-        counts: collections.Counter[str] = collections.Counter()
+        """Store one batch's events each in a savepoint; an event that fails is returned as a
+        dead letter instead of failing the batch."""
         letters: list[dead_letters.DeadLetter] = []
         for index, event in agent_events:
-            if not isolate:
-                counts.update(self._process_event(conn, batch, event, known))
-                continue
             try:
                 with conn.begin_nested():
-                    outcome = self._process_event(conn, batch, event, known)
+                    counts: collections.Counter[CounterKey] = collections.Counter()
+                    new = self._new_event(batch, event, known, classifier, counts)
+                    group = [] if new is None else [new]
+                    self.recorder.record(conn, group, count_as="ingest", counts=counts)
             except sa.exc.OperationalError:
                 raise
             except Exception as exc:
@@ -277,52 +300,32 @@ class IngestProcessor:
                         _raw_at(batch.body, index),
                     )
                 )
-                continue
-            counts.update(outcome)
-        counters.add_many(conn, batch.provider_id, counts)
         return letters
 
-    def _process_event(
+    def _new_event(
         self,
-        conn: Connection,
         batch: ingest_store.Batch,
         event: AgentEvent,
         known: dict[str, messages.Message],
-    ) -> tuple[str, ...]:
-        """Store one valid event; returns the counter it adds to (none for an ignored one)."""
+        classifier: Classifier,
+        counts: collections.Counter[CounterKey],
+    ) -> event_store.NewEvent | None:
+        """The event to record for one valid agent event, or None (counted in ``counts`` when
+        it is out of scope or deferred)."""
         message = known.get(event.message_id)
         if message is None or message.provider_id != batch.provider_id:
-            return ("ingest.discarded_out_of_scope",)
+            counts[(batch.provider_id, "ingest.discarded_out_of_scope")] += 1
+            return None
         if event.event_type == "deferred":
-            return ("ingest.deferred",)
-        new = agent_event_to_new_event(
+            counts[(batch.provider_id, "ingest.deferred")] += 1
+            return None
+        return agent_event_to_new_event(
             event,
             message,
             provider_id=batch.provider_id,
             received_at=batch.received_at,
-            classifier=self.classifier,
+            classifier=classifier,
         )
-        if new is None:
-            return ()
-        recorded = event_store.record_event(conn, new)
-        if (
-            self.on_hard_bounce is not None
-            and recorded.event_type == EventType.CSHardBounced
-            and recorded.outcome in (event_store.Outcome.INSERTED, event_store.Outcome.UPGRADED)
-        ):
-            self.on_hard_bounce(
-                conn,
-                HardBounce(
-                    account_id=message.account_id,
-                    subaccount_id=message.subaccount_id,
-                    recipient=new.recipient or message.recipient,
-                    message_uuid=message.uuid,
-                    event_id=recorded.event_id,
-                    reason=new.reason,
-                    occurred_at=new.occurred_at,
-                ),
-            )
-        return (f"ingest.{recorded.outcome.value}",)
 
 
 def _raw_at(body: bytes, index: int) -> bytes:

@@ -52,6 +52,7 @@ from sendpost_platform.domain.addresses import mailboxes, optional_mailbox
 from sendpost_platform.domain.suppression import normalize_address
 from sendpost_platform.domain.tracking import tracking_secret
 from sendpost_platform.egress import EgressPolicy
+from sendpost_platform.recorder import RECORDER
 from sendpost_platform.sending import SUPPRESSED, copy_for
 from sendpost_platform.smtp import dkim
 from sendpost_platform.smtp.mime import StoredAttachment
@@ -374,7 +375,7 @@ class RelayJob:
             lost = len(planned) - len(kept)
             if lost:
                 log.warning("%d claim(s) expired before their outcome was recorded", lost)
-            relay.insert_events(
+            RECORDER.record(
                 conn,
                 [
                     self._event(planned[k.claimed.message_uuid][0], now)

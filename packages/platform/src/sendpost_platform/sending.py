@@ -41,6 +41,7 @@ from sendpost_platform.domain import handlebars
 from sendpost_platform.domain.addresses import Mailbox, is_address
 from sendpost_platform.domain.routing import EmptyPoolError, Pool, choose_provider
 from sendpost_platform.domain.suppression import normalize_address
+from sendpost_platform.recorder import RECORDER
 from sendpost_platform.smtp.mime import StoredAttachment
 from sendpost_platform.smtp.prepare import sender_domain_of
 from sendpost_platform.store import domains, events, messages, pools, providers, relay, suppressions
@@ -230,6 +231,7 @@ def submit(
     sequence = pools.next_sequence(conn, pool.id, len(recipients))
     groups = list(request.groups) or None
     results = []
+    group: list[events.NewEvent] = []
     for index, recipient in enumerate(recipients):
         drop: tuple[ErrorCode, str] | None = None
         if not is_address(recipient):
@@ -260,7 +262,7 @@ def submit(
             groups=groups,
             webhook_endpoint=request.webhook_endpoint,
         )
-        _event(conn, message, EventType.CSProcessed, now)
+        group.append(message_event(message, EventType.CSProcessed, now))
         if drop is None:
             assert domain is not None
             assert provider_id is not None
@@ -283,13 +285,13 @@ def submit(
             results.append(Submitted(recipient, message.uuid, now, ErrorCode.queued, SUBMITTED))
         else:
             code, reason = drop
-            _event(conn, message, EventType.CSDropped, now, reason=reason)
+            group.append(message_event(message, EventType.CSDropped, now, reason=reason))
             results.append(Submitted(recipient, message.uuid, now, code, reason))
+    RECORDER.record(conn, group)
     return results
 
 
-def _event(
-    conn: Connection,
+def message_event(
     message: messages.Message,
     event_type: EventType,
     now: dt.datetime,
@@ -299,25 +301,20 @@ def _event(
     description: str | None = None,
     source: str = "api",
     details: dict[str, Any] | None = None,
-) -> None:
-    events.record_event(
-        conn,
-        events.NewEvent(
-            message_uuid=message.uuid,
-            account_id=message.account_id,
-            subaccount_id=message.subaccount_id,
-            provider_id=message.provider_id,
-            recipient=message.recipient,
-            event_type=int(event_type),
-            occurred_at=now,
-            received_at=now,
-            source=source,
-            reason=reason,
-            smtp_code=smtp_code,
-            description=description if description is not None else reason,
-            details=details,
-        ),
+) -> events.NewEvent:
+    """The event ``event_type`` of a platform message (for the recorder)."""
+    return events.NewEvent(
+        message_uuid=message.uuid,
+        account_id=message.account_id,
+        subaccount_id=message.subaccount_id,
+        provider_id=message.provider_id,
+        recipient=message.recipient,
+        event_type=int(event_type),
+        occurred_at=now,
+        received_at=now,
+        source=source,
+        reason=reason,
+        smtp_code=smtp_code,
+        description=description if description is not None else reason,
+        details=details,
     )
-
-
-record_message_event = _event

@@ -23,7 +23,6 @@ from sendpost_platform.config import Settings
 from sendpost_platform.processing import IngestProcessor
 from sendpost_platform.relay_worker import RelayJob
 from sendpost_platform.store import Store
-from sendpost_platform.store import bounces as bounce_store
 
 log = logging.getLogger("sendpost_platform.worker")
 
@@ -37,12 +36,7 @@ class Job(Protocol):
 def build_jobs(settings: Settings, store: Store, clock: Clock) -> list[Job]:
     """Every background job of the platform, in the order one pass runs them."""
     jobs: list[Job] = [
-        IngestProcessor(
-            store,
-            clock,
-            claim_batches=settings.worker_claim_batches,
-            on_hard_bounce=bounce_store.suppress_hard_bounce,
-        ),
+        IngestProcessor(store, clock, claim_batches=settings.worker_claim_batches),
         RelayJob(store, settings, clock),
     ]
     return jobs

@@ -13,7 +13,7 @@ signed token is the credential, see ``domain/tracking.py``).
 - ``GET unsubscribe/{token}``: a page with a confirmation button (link scanners that prefetch
   URLs must not unsubscribe anyone); ``POST unsubscribe/{token}`` (the button, or a mail client's
   RFC 8058 one-click ``List-Unsubscribe=One-Click``): the recipient is suppressed for the
-  sub-account and CSUnsubscribe recorded (once).
+  sub-account and CSUnsubscribe recorded (once), both by the event recorder.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from sendpost_wire import EventType
 from sqlalchemy.engine import Connection
 
 from sendpost_platform.api.deps import AppContext, ContextDep
-from sendpost_platform.domain.suppression import SuppressionReason
 from sendpost_platform.domain.tracking import (
     TRACK_PATH,
     InvalidTokenError,
@@ -38,8 +37,9 @@ from sendpost_platform.domain.tracking import (
     tracking_secret,
 )
 from sendpost_platform.errors import NotFound
-from sendpost_platform.sending import record_message_event
-from sendpost_platform.store import counters, messages, suppressions
+from sendpost_platform.recorder import RECORDER
+from sendpost_platform.sending import message_event
+from sendpost_platform.store import counters, messages
 from sendpost_platform.store import events as event_store
 
 router = APIRouter(tags=["tracking"], include_in_schema=True)
@@ -65,27 +65,22 @@ def _record(
         message = messages.get_message(conn, token.message_uuid)
         if message is None:
             return None
-        if event_type is EventType.CSUnsubscribe:
-            added = suppressions.add_suppression(
-                conn,
-                account_id=message.account_id,
-                subaccount_id=message.subaccount_id,
-                recipient=message.recipient,
-                reason=SuppressionReason.unsubscribe.value,
-                now=now,
-                message_uuid=message.uuid,
-            )
-            if not added:
-                return message
-        elif _seen_enough(conn, message, event_type, now, url):
+        if event_type is not EventType.CSUnsubscribe and _seen_enough(
+            conn, message, event_type, now, url
+        ):
             return message
-        record_message_event(
+        # An unsubscribe suppresses the recipient; the recorder stores it once (see recorder.py).
+        RECORDER.record(
             conn,
-            message,
-            event_type,
-            now,
-            source="tracking",
-            details={"url": url} if url else None,
+            [
+                message_event(
+                    message,
+                    event_type,
+                    now,
+                    source="tracking",
+                    details={"url": url} if url else None,
+                )
+            ],
         )
     return message
 

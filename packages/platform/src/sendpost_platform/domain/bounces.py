@@ -22,8 +22,7 @@ import dataclasses
 import re
 import uuid as uuid_mod
 from collections.abc import Iterable
-
-from sendpost_platform.smtp.dsn import DsnRecipient
+from typing import Generic, Protocol, TypeVar
 
 BOUNCE_SUBDOMAIN = "sp-bounce"
 _ADDRESS = re.compile(r"^bounces\+([0-9a-fA-F-]{32,36})\+(\d{1,19})@sp-bounce\.([^@\s]+)$", re.I)
@@ -37,11 +36,28 @@ class BounceAddress:
     """The domain after ``sp-bounce.``, lower-cased."""
 
 
+class RecipientBlock(Protocol):
+    """What attribution reads of one recipient block of a report (``smtp/dsn.py``'s
+    ``DsnRecipient`` has it; this module does not depend on the parser)."""
+
+    @property
+    def final_recipient(self) -> str | None: ...
+
+    @property
+    def original_recipient(self) -> str | None: ...
+
+    @property
+    def terminal(self) -> bool: ...
+
+
+B = TypeVar("B", bound=RecipientBlock)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
-class Attributed:
+class Attributed(Generic[B]):
     """One failed recipient block of a report, attributed to the message's recipient."""
 
-    recipient: DsnRecipient
+    recipient: B
     matched: bool
     """True when the block names the message's recipient; False when it was inferred."""
 
@@ -88,7 +104,7 @@ def _key(address: str | None) -> str:
     return (address or "").strip().lower()
 
 
-def attribute(recipients: Iterable[DsnRecipient], message_recipient: str) -> list[Attributed]:
+def attribute(recipients: Iterable[B], message_recipient: str) -> list[Attributed[B]]:
     """The terminal recipient blocks that concern ``message_recipient`` (see module docstring)."""
     terminal = [r for r in recipients if r.terminal]
     wanted = _key(message_recipient)

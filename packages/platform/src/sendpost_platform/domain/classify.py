@@ -75,6 +75,8 @@ MAX_CLASSIFIED_CHARS = 2048
 in the corpus has 714; SMTP reply lines are at most 512 octets). Longer text is cut, so one
 verdict costs bounded time whatever an agent or a bounce sends."""
 
+Classifier = Callable[..., Classification]
+"""What producers take to classify a failure (:func:`classify`, or a stand-in in tests)."""
 _Matcher = Callable[[str], object]
 """A test on the (cut) reply text: anything truthy means it matched."""
 

@@ -37,9 +37,15 @@ _SLOTS = {
 }
 
 
+_SLOT_OF = {int(t): _SLOTS.get(t) for t in EventType}
+
+
 def dedup_slot(event_type: int) -> str | None:
     """The uniqueness slot of an event type, or None when events of that type may repeat."""
-    return _SLOTS.get(EventType(event_type))
+    try:
+        return _SLOT_OF[event_type]
+    except KeyError:
+        raise ValueError(f"{event_type!r} is not a valid EventType") from None
 
 
 def recipient_key(recipient: str | None) -> str:

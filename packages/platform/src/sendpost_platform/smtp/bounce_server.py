@@ -16,8 +16,8 @@ Conversation (replies are part of the contract; tests pin them down):
     are counted (``bounce.delayed`` ...) and ignored;
   * each ``failed`` block about the message's recipient is classified with
     :func:`~sendpost_platform.domain.classify.classify` and stored as CSHardBounced or
-    CSSoftBounced, source ``dsn``, through :func:`~sendpost_platform.store.events.record_event`
-    — the very function agent processing uses, so an agent report and a DSN for the same
+    CSSoftBounced, source ``dsn``, through the event recorder (``recorder.py``)
+    — the very one agent processing uses, so an agent report and a DSN for the same
     (message, recipient) deduplicate together (first kept, the other merged, hard upgrades
     soft, soft never overwrites hard). The event keeps the reason, status, reply code, SMTP
     command and the raw diagnostic; the DSN fields are in ``details``. A hard bounce that
@@ -59,9 +59,9 @@ from sqlalchemy.engine import Connection
 from sendpost_platform.clock import Clock
 from sendpost_platform.config import Settings
 from sendpost_platform.domain.bounces import Attributed, attribute, parse_bounce_address, rejection
-from sendpost_platform.domain.classify import classify
+from sendpost_platform.domain.classify import Classifier, classify
 from sendpost_platform.errors import ConfigError, StoreError
-from sendpost_platform.processing import Classifier, HardBounce, HardBounceHook
+from sendpost_platform.recorder import RECORDER, HardBounceHook, Recorder
 from sendpost_platform.smtp.bounce_guard import (
     ConnectionGate,
     Doorman,
@@ -70,7 +70,7 @@ from sendpost_platform.smtp.bounce_guard import (
     Pacer,
     RefusalLog,
 )
-from sendpost_platform.smtp.dsn import DsnReport, parse_report
+from sendpost_platform.smtp.dsn import DsnRecipient, DsnReport, parse_report
 from sendpost_platform.store import Store, counters, messages
 from sendpost_platform.store import bounces as bounce_store
 from sendpost_platform.store import events as event_store
@@ -119,7 +119,7 @@ class Processed:
 
 
 def dsn_event(
-    item: Attributed,
+    item: Attributed[DsnRecipient],
     message: messages.Message,
     report: DsnReport,
     *,
@@ -181,13 +181,15 @@ class BounceProcessor:
         clock: Clock,
         *,
         classifier: Classifier = classify,
-        on_hard_bounce: HardBounceHook = bounce_store.suppress_hard_bounce,
+        on_hard_bounces: HardBounceHook | None = None,
         unparsed_quota: int | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.classifier = classifier
-        self.on_hard_bounce = on_hard_bounce
+        self.recorder = (
+            RECORDER if on_hard_bounces is None else Recorder(on_hard_bounces=on_hard_bounces)
+        )
         self.unparsed_quota = unparsed_quota
         """Bytes of unparsed messages kept per provider per :data:`UNPARSED_QUOTA_WINDOW`."""
 
@@ -270,8 +272,8 @@ class BounceProcessor:
         counts["bounce.other_recipient"] += terminal - len(chosen)
         ignored = sum(counts.values())
         envelope = _envelope_address(envelope_to, message.uuid)
-        for item in chosen:
-            new = dsn_event(
+        group = [
+            dsn_event(
                 item,
                 message,
                 report,
@@ -279,26 +281,16 @@ class BounceProcessor:
                 received_at=now,
                 classifier=self.classifier,
             )
-            recorded = event_store.record_event(conn, new)
-            outcomes[recorded.outcome.value] += 1
-            counts[f"bounce.{recorded.outcome.value}"] += 1
-            if recorded.event_type == EventType.CSHardBounced and recorded.outcome in (
-                event_store.Outcome.INSERTED,
-                event_store.Outcome.UPGRADED,
-            ):
-                self.on_hard_bounce(
-                    conn,
-                    HardBounce(
-                        account_id=message.account_id,
-                        subaccount_id=message.subaccount_id,
-                        recipient=message.recipient,
-                        message_uuid=message.uuid,
-                        event_id=recorded.event_id,
-                        reason=new.reason,
-                        occurred_at=now,
-                    ),
-                )
-        counters.add_many(conn, message.provider_id or 0, +counts)
+            for item in chosen
+        ]
+        provider = message.provider_id or 0
+        recorded = self.recorder.record(
+            conn,
+            group,
+            count_as="bounce",
+            counts={(provider, name): n for name, n in counts.items() if n > 0},
+        )
+        outcomes.update(r.outcome.value for r in recorded)
         return outcomes, ignored
 
 

@@ -9,8 +9,10 @@ key's provider), ``ingest.deferred``, ``ingest.delivered``, ``ingest.bounced``,
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from sendpost_platform.store.dialect import upsert_add
@@ -23,8 +25,28 @@ def add(conn: Connection, provider_id: int, name: str, amount: int = 1) -> None:
 
 
 def add_many(conn: Connection, provider_id: int, amounts: Mapping[str, int]) -> None:
-    for name in sorted(amounts):
-        add(conn, provider_id, name, amounts[name])
+    add_keyed(conn, {(provider_id, name): amount for name, amount in amounts.items()})
+
+
+def add_keyed(conn: Connection, amounts: Mapping[tuple[int, str], int]) -> None:
+    """Add to several ``(provider_id, name)`` counters in one statement. Rows are written in
+    key order, so concurrent writers lock them in the same order (no deadlock), and a group's
+    transaction holds them only from this statement to its commit."""
+    rows = [
+        {"provider_id": key[0], "name": key[1], "value": amount}
+        for key, amount in sorted(amounts.items())
+        if amount
+    ]
+    if not rows:
+        return
+    module: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = module.insert(counters).values(rows)
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=["provider_id", "name"],
+            set_={"value": counters.c.value + statement.excluded.value},
+        )
+    )
 
 
 def get(conn: Connection, provider_id: int, name: str) -> int:

@@ -7,6 +7,11 @@
   turn writers); read-only connections (``execution_options(readonly=True)``) use a plain
   ``BEGIN``. Several connections may wait for the write lock up to ``busy_timeout``.
 - PostgreSQL commits are durable with the server's default ``synchronous_commit=on``.
+- ``insert_many`` writes many rows in one statement: on PostgreSQL ``INSERT ... SELECT FROM
+  unnest(array, array, ...)`` with one array parameter per column, a short statement that psycopg
+  and the server parse once whatever the row count (a multi-row ``VALUES`` list of thousands of
+  rows costs more to parse than to insert); on SQLite SQLAlchemy's multi-row insert.
+  ``among(column, values)`` is ``= ANY(array)`` on PostgreSQL and ``IN (...)`` on SQLite.
 - ``insert_ignore`` / ``upsert_add`` use each dialect's ``ON CONFLICT``; ``FOR UPDATE SKIP
   LOCKED`` is rendered on PostgreSQL and ignored by SQLAlchemy on SQLite (one process there).
 - :class:`UTCDateTime` stores naive UTC on SQLite and ``timestamptz`` on PostgreSQL, and always
@@ -16,6 +21,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -125,3 +131,129 @@ def upsert_add(
         index_elements=list(key), set_={column: table.c[column] + stmt.excluded[column]}
     )
     conn.execute(stmt)
+
+
+def insert_many(
+    conn: Connection,
+    table: sa.Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    conflict: Sequence[str] | None = None,
+    returning: Sequence[str] = (),
+) -> list[sa.Row[Any]]:
+    """INSERT ``rows`` (all with the same keys) in one statement; with ``conflict``, rows that
+    clash on those columns are skipped (``ON CONFLICT DO NOTHING``). Returns the ``returning``
+    columns of the inserted rows. On PostgreSQL the rows are inserted in the order given, so
+    serial IDs ascend in that order (what :func:`insert_many` callers rely on to match IDs)."""
+    if not rows:
+        return []
+    names = tuple(rows[0])
+    key = (conn.dialect.name, table.name, names, tuple(conflict or ()), tuple(returning))
+    if conn.dialect.name == "postgresql":
+        params: dict[str, Any] = {}
+        varying = []
+        for i, name in enumerate(names):
+            values = [row[name] for row in rows]
+            if isinstance(table.c[name].type, sa.JSON):
+                values = [None if v is None else json.dumps(v) for v in values]
+            first = values[0]
+            same = i > 0 and all(v == first and type(v) is type(first) for v in values)
+            params[f"p{i}"] = first if same else values
+            varying.append(not same)
+        shape = (*key, tuple(varying))
+        sql = _UNNEST_SQL.get(shape)
+        if sql is None:
+            sql = _UNNEST_SQL[shape] = _unnest_insert(
+                conn, table, names, varying, conflict, returning
+            )
+        result = conn.exec_driver_sql(sql, params)
+        return list(result.all()) if returning else []
+    # SQLite: multi-row VALUES in chunks under the variable limit, values converted by the
+    # columns' own bind processors (what SQLAlchemy would store), without its per-row overhead.
+    processors = _PROCESSORS.get(key)
+    if processors is None:
+        processors = _PROCESSORS[key] = [
+            table.c[name].type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+            for name in names
+        ]
+    columns = list(zip(names, processors, strict=True))
+    per_chunk = max(1, _SQLITE_VARIABLES // len(names))
+    found: list[sa.Row[Any]] = []
+    for start in range(0, len(rows), per_chunk):
+        chunk = rows[start : start + per_chunk]
+        params_list: list[Any] = []
+        for row in chunk:
+            for name, process in columns:
+                value = row[name]
+                params_list.append(value if process is None else process(value))
+        sql = _values_insert(table, names, len(chunk), conflict, returning)
+        result = conn.exec_driver_sql(sql, tuple(params_list))
+        if returning:
+            found += result.all()
+    return found
+
+
+_UNNEST_SQL: dict[tuple[Any, ...], str] = {}
+_PROCESSORS: dict[tuple[Any, ...], list[Any]] = {}
+_SQLITE_VARIABLES = 32_000
+
+
+def _values_insert(
+    table: sa.Table,
+    names: Sequence[str],
+    count: int,
+    conflict: Sequence[str] | None,
+    returning: Sequence[str],
+) -> str:
+    row = "(" + ", ".join("?" * len(names)) + ")"
+    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES "  # noqa: S608 (schema names)
+    sql += ", ".join([row] * count)
+    if conflict is not None:
+        sql += f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
+    if returning:
+        sql += f" RETURNING {', '.join(returning)}"
+    return sql
+
+
+def _unnest_insert(
+    conn: Connection,
+    table: sa.Table,
+    names: Sequence[str],
+    varying: Sequence[bool],
+    conflict: Sequence[str] | None,
+    returning: Sequence[str],
+) -> str:
+    """The statement of :func:`insert_many` on PostgreSQL: an array per column whose values
+    vary, one value for a column that has the same in every row (the group's account, source,
+    received_at ...). For psycopg, ``%(pN)b`` sends each parameter in binary, which costs far
+    less than quoting thousands of values as text."""
+    arrays, selected = [], []
+    for i, name in enumerate(names):
+        column = table.c[name]
+        is_json = isinstance(column.type, sa.JSON)
+        pg_type = "text" if is_json else column.type.compile(dialect=conn.dialect)
+        if varying[i]:
+            arrays.append(f"CAST(%(p{i})b AS {pg_type}[])")
+            value = f"u.c{len(arrays) - 1}"
+        else:
+            value = f"CAST(%(p{i})b AS {pg_type})"
+        selected.append(f"CAST({value} AS json)" if is_json else value)
+    aliases = ", ".join(f"c{i}" for i in range(len(arrays)))
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {', '.join(selected)} "  # noqa: S608
+        f"FROM unnest({', '.join(arrays)}) WITH ORDINALITY AS u({aliases}, n) ORDER BY u.n"
+    )
+    if conflict is not None:
+        sql += f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
+    if returning:
+        sql += f" RETURNING {', '.join(returning)}"
+    return sql
+
+
+def among(conn: Connection, column: sa.ColumnElement[Any], values: Sequence[Any]) -> Any:
+    """``column`` is one of ``values``: one array parameter on PostgreSQL, ``IN`` on SQLite."""
+    if conn.dialect.name == "postgresql":
+        return column == sa.any_(
+            sa.bindparam(None, list(values), type_=postgresql.ARRAY(column.type))
+        )
+    return column.in_(list(values))

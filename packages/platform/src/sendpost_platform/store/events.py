@@ -1,7 +1,18 @@
-"""Stored events: recording with deduplication, and the filtered, paginated listing.
+"""Stored events: batch recording with deduplication and the outbox, and the filtered listing.
 
-Everything that stores an event (agent processing, relay, bounce processor, tracking) calls
-:func:`record_event`; dedup rules are in ``domain/dedup.py``, enforced by the unique index.
+:func:`record_events` is the storage half of the event recorder (``recorder.py``, which every
+producer calls: it adds the suppression side effects and the counters). Dedup rules are in
+``domain/dedup.py``, enforced by the unique index. A group of events costs one round trip per
+table, however many events it holds:
+
+1. events that may repeat (no dedup slot) are inserted in one statement;
+2. the first event of each ``(message, recipient, slot)`` key is inserted with
+   ``INSERT ... ON CONFLICT DO NOTHING RETURNING``, keys in sorted order (concurrent workers take
+   the unique index's entries in the same order, so they queue instead of deadlocking);
+3. only the keys that clashed with a stored row, or that occur more than once in the group, are
+   read back (one ``SELECT ... FOR UPDATE``), decided in memory in the group's order with
+   :func:`~sendpost_platform.domain.dedup.decide`, and written back (one ``UPDATE`` per shape);
+4. one ``event_outbox`` row per new or upgraded event and consumer, in the group's order.
 """
 
 from __future__ import annotations
@@ -16,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from sendpost_platform.domain import dedup
-from sendpost_platform.store.dialect import insert_ignore
+from sendpost_platform.store.dialect import insert_many
 from sendpost_platform.store.schema import (
     event_outbox,
     events,
@@ -75,73 +86,176 @@ class Outcome(enum.Enum):
 @dataclasses.dataclass(frozen=True, slots=True)
 class Recorded:
     outcome: Outcome
-    event_id: int
+    event_id: int | None
+    """The event of record; None when nothing was stored for the report (an unsubscribe of a
+    recipient already suppressed, see ``recorder.py``)."""
     event_type: int
     """The type of the event of record after this call (an upgrade changes it)."""
 
-
-_REPORT_COLUMNS = [events.c[name] for name in ("id", "details", *dedup.Report.__slots__)]
-
-
-def record_event(conn: Connection, event: NewEvent) -> Recorded:
-    """Store ``event``, or merge it into the event it duplicates (see ``domain/dedup.py``).
-
-    A new event, and an upgraded one (its type changed), is also put in the outbox for each of
-    :data:`OUTBOX_CONSUMERS`; a dropped or merged duplicate is not."""
-    recorded = _record(conn, event)
-    if recorded.outcome in (Outcome.INSERTED, Outcome.UPGRADED):
-        conn.execute(
-            sa.insert(event_outbox),
-            [
-                {
-                    "consumer": consumer,
-                    "event_id": recorded.event_id,
-                    "account_id": event.account_id,
-                    "message_uuid": event.message_uuid,
-                    "created_at": event.received_at,
-                }
-                for consumer in OUTBOX_CONSUMERS
-            ],
-        )
-    return recorded
+    @property
+    def stored(self) -> bool:
+        """Whether the event is new or replaced the one of record (it goes to the outbox)."""
+        return self.outcome in (Outcome.INSERTED, Outcome.UPGRADED)
 
 
-def _record(conn: Connection, event: NewEvent) -> Recorded:
-    slot = dedup.dedup_slot(event.event_type)
-    values = dataclasses.asdict(event)
-    values["recipient_key"] = dedup.recipient_key(event.recipient)
-    values["dedup_slot"] = slot
-    if slot is None:
-        new_id = conn.execute(sa.insert(events).values(**values).returning(events.c.id))
-        return Recorded(Outcome.INSERTED, new_id.scalar_one(), event.event_type)
-    inserted = insert_ignore(conn, events, values, conflict=SLOT_CONFLICT)
-    if inserted is not None:
-        return Recorded(Outcome.INSERTED, inserted, event.event_type)
-    row = conn.execute(
-        sa.select(*_REPORT_COLUMNS)
-        .where(
-            events.c.message_uuid == event.message_uuid,
-            events.c.recipient_key == values["recipient_key"],
-            events.c.dedup_slot == slot,
-        )
-        .with_for_update()
-    ).one()
-    existing = dedup.Report(**{name: row._mapping[name] for name in dedup.Report.__slots__})
-    action = dedup.decide(existing, event.report(), row.details)
+_FIELDS = tuple(f.name for f in dataclasses.fields(NewEvent))
+_REPLACED = (*dedup.Report.__slots__, "recipient", "subaccount_id", "provider_id")
+_KEY_COLUMNS = [events.c[name] for name in SLOT_CONFLICT]
+Key = tuple[str, str, str]
+
+# Statements built once: recording runs for every group of events, and building and cache-keying
+# them each time would cost a noticeable share of the work.
+_UPDATE_DETAILS = (
+    sa.update(events)
+    .where(events.c.id == sa.bindparam("b_id"))
+    .values(details=sa.bindparam("b_details"))
+)
+_UPDATE_REPLACED = (
+    sa.update(events)
+    .where(events.c.id == sa.bindparam("b_id"))
+    .values(
+        details=sa.bindparam("b_details"),
+        **{name: sa.bindparam(f"b_{name}") for name in _REPLACED},
+    )
+)
+
+
+@dataclasses.dataclass(slots=True)
+class _Row:
+    """The event of record of one key while a group is decided."""
+
+    id: int
+    report: dedup.Report
+    details: dict[str, Any] | None
+    replaced: dict[str, Any] | None = None
+    dirty: bool = False
+
+
+def record_events(
+    conn: Connection, new_events: Sequence[NewEvent], *, consumers: Sequence[str] = OUTBOX_CONSUMERS
+) -> list[Recorded]:
+    """Store a group of events (see the module docstring); one result per event, in order.
+
+    Two reports for the same key in one group are decided in order, exactly as if they had been
+    recorded one after the other."""
+    if not new_events:
+        return []
+    rows = []
+    for event in new_events:
+        values = {name: getattr(event, name) for name in _FIELDS}
+        values["recipient_key"] = dedup.recipient_key(event.recipient)
+        values["dedup_slot"] = dedup.dedup_slot(event.event_type)
+        rows.append(values)
+    results: list[Recorded | None] = [None] * len(rows)
+
+    plain = [i for i, values in enumerate(rows) if values["dedup_slot"] is None]
+    if plain:
+        inserted = insert_many(conn, events, [rows[i] for i in plain], returning=("id",))
+        ids = sorted(int(r.id) for r in inserted)  # they ascend in the order given
+        for i, new_id in zip(plain, ids, strict=True):
+            results[i] = Recorded(Outcome.INSERTED, int(new_id), new_events[i].event_type)
+
+    by_key: dict[Key, list[int]] = {}
+    for i, values in enumerate(rows):
+        if values["dedup_slot"] is not None:
+            key = (values["message_uuid"], values["recipient_key"], values["dedup_slot"])
+            by_key.setdefault(key, []).append(i)
+    if by_key:
+        _record_slotted(conn, new_events, rows, by_key, results)
+
+    done = [r for r in results if r is not None]
+    assert len(done) == len(rows)
+    outbox = [
+        {
+            "consumer": consumer,
+            "event_id": recorded.event_id,
+            "account_id": event.account_id,
+            "message_uuid": event.message_uuid,
+            "created_at": event.received_at,
+        }
+        for event, recorded in zip(new_events, done, strict=True)
+        if recorded.stored
+        for consumer in consumers
+    ]
+    insert_many(conn, event_outbox, outbox)
+    return done
+
+
+def _record_slotted(
+    conn: Connection,
+    new_events: Sequence[NewEvent],
+    rows: list[dict[str, Any]],
+    by_key: dict[Key, list[int]],
+    results: list[Recorded | None],
+) -> None:
+    keys = sorted(by_key)
+    inserted = insert_many(
+        conn,
+        events,
+        [rows[by_key[k][0]] for k in keys],
+        conflict=SLOT_CONFLICT,
+        returning=("id", *SLOT_CONFLICT),
+    )
+    state: dict[Key, _Row] = {}
+    fresh = set()
+    for row in inserted:
+        key = (row.message_uuid, row.recipient_key, row.dedup_slot)
+        fresh.add(key)
+        occurrences = by_key[key]
+        event = new_events[occurrences[0]]
+        results[occurrences[0]] = Recorded(Outcome.INSERTED, int(row.id), event.event_type)
+        if len(occurrences) > 1:  # later reports in the group are decided against this one
+            state[key] = _Row(int(row.id), event.report(), event.details)
+    clashed = [k for k in keys if k not in fresh]
+    if clashed:
+        found = conn.execute(
+            sa.select(events.c.id, events.c.details, *_KEY_COLUMNS, *_report_columns())
+            .where(sa.tuple_(*_KEY_COLUMNS).in_(clashed))
+            .order_by(*_KEY_COLUMNS)
+            .with_for_update()
+        ).all()
+        for row in found:
+            key = (row.message_uuid, row.recipient_key, row.dedup_slot)
+            report = dedup.Report(**{name: row._mapping[name] for name in dedup.Report.__slots__})
+            state[key] = _Row(int(row.id), report, row.details)
+    for key, current in state.items():
+        for i in by_key[key]:
+            if results[i] is None:
+                results[i] = _decide(current, new_events[i], rows[i])
+    details_only = [
+        {"b_id": r.id, "b_details": r.details} for r in state.values() if r.dirty and not r.replaced
+    ]
+    replaced = [
+        {"b_id": r.id, "b_details": r.details, **{f"b_{k}": v for k, v in r.replaced.items()}}
+        for r in state.values()
+        if r.dirty and r.replaced
+    ]
+    if details_only:
+        conn.execute(_UPDATE_DETAILS, details_only)
+    if replaced:
+        conn.execute(_UPDATE_REPLACED, replaced)
+
+
+def _report_columns() -> list[sa.Column[Any]]:
+    return [events.c[name] for name in dedup.Report.__slots__]
+
+
+def _decide(current: _Row, event: NewEvent, values: dict[str, Any]) -> Recorded:
+    """Apply one more report for a key to its event of record (in memory)."""
+    incoming = event.report()
+    action = dedup.decide(current.report, incoming, current.details)
     if action is dedup.Action.DROP:
-        return Recorded(Outcome.DUPLICATE, row.id, existing.event_type)
+        return Recorded(Outcome.DUPLICATE, current.id, current.report.event_type)
+    current.dirty = True
     if action is dedup.Action.MERGE:
-        details = dedup.merged_details(row.details, event.report())
-        conn.execute(sa.update(events).where(events.c.id == row.id).values(details=details))
-        return Recorded(Outcome.MERGED, row.id, existing.event_type)
-    details = dedup.merged_details({**(row.details or {}), **(event.details or {})}, existing)
-    replace = {
-        k: values[k]
-        for k in (*dedup.Report.__slots__, "recipient", "subaccount_id", "provider_id")
-        if k in values
-    }
-    conn.execute(sa.update(events).where(events.c.id == row.id).values(**replace, details=details))
-    return Recorded(Outcome.UPGRADED, row.id, event.event_type)
+        current.details = dedup.merged_details(current.details, incoming)
+        return Recorded(Outcome.MERGED, current.id, current.report.event_type)
+    current.details = dedup.merged_details(
+        {**(current.details or {}), **(event.details or {})}, current.report
+    )
+    current.replaced = {name: values[name] for name in _REPLACED}
+    current.report = incoming
+    return Recorded(Outcome.UPGRADED, current.id, event.event_type)
 
 
 # --- listing ----------------------------------------------------------------------------------

@@ -9,6 +9,13 @@ Invariants:
   batch unprocessed, to be claimed again; the unique dedup index makes any replay harmless.
 - On PostgreSQL, :func:`claim` takes the rows ``FOR UPDATE SKIP LOCKED``, so concurrent workers
   take disjoint batches and never wait for each other.
+- Claims are fair across providers (each provider is one agent of one tenant): a claim of up to
+  ``limit`` batches takes the providers with pending batches in rotation, starting after the
+  last one the caller served, up to ``limit`` of them, and gives each an equal share of the
+  claim (its oldest batches). A provider's flood therefore fills only its own share: another
+  provider's batch is claimed by the next claim of any worker as long as at most ``limit``
+  providers have batches pending, and within ``ceil(providers / limit)`` claims otherwise (the
+  bound in ``docs/events.md``, pinned by ``tests/platform/core/test_fairness.py``).
 """
 
 from __future__ import annotations
@@ -104,16 +111,80 @@ def insert_batches(
     return [int(r[0]) for r in result]
 
 
-def claim(conn: Connection, *, limit: int) -> list[Batch]:
-    """Lock up to ``limit`` unprocessed batches, oldest first, skipping ones others hold."""
-    rows = conn.execute(
-        sa.select(batches.c.id, batches.c.provider_id, batches.c.received_at, batches.c.body)
-        .where(batches.c.processed_at.is_(None))
-        .order_by(batches.c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
+def pending_providers(conn: Connection, *, after: int, limit: int) -> list[int]:
+    """Up to ``limit`` providers with pending batches, in ID order starting after ``after`` and
+    wrapping around. A skip scan of ``ix_ingest_batches_pending_provider`` (one index probe per
+    provider), so its cost does not grow with the backlog."""
+    found = _providers_from(conn, after, limit)
+    if len(found) < limit:
+        found += [p for p in _providers_from(conn, -1, limit - len(found)) if p not in found]
+    return found
+
+
+_PROVIDERS_FROM = sa.text(
+    """
+    WITH RECURSIVE p(provider_id) AS (
+        SELECT (SELECT provider_id FROM ingest_batches
+                WHERE processed_at IS NULL AND provider_id > :after
+                ORDER BY provider_id LIMIT 1)
+        UNION ALL
+        SELECT (SELECT b.provider_id FROM ingest_batches b
+                WHERE b.processed_at IS NULL AND b.provider_id > p.provider_id
+                ORDER BY b.provider_id LIMIT 1)
+        FROM p WHERE p.provider_id IS NOT NULL
     )
-    return [Batch(r.id, r.provider_id, r.received_at, bytes(r.body)) for r in rows]
+    SELECT provider_id FROM p WHERE provider_id IS NOT NULL LIMIT :limit
+    """
+)
+
+
+def _providers_from(conn: Connection, after: int, limit: int) -> list[int]:
+    rows = conn.execute(_PROVIDERS_FROM, {"after": after, "limit": limit})
+    return [int(r[0]) for r in rows]
+
+
+_CLAIM_PG = sa.text(
+    """
+    SELECT b.id, b.provider_id, b.received_at, b.body
+    FROM unnest(CAST(:providers AS bigint[])) AS p(provider_id)
+    CROSS JOIN LATERAL (
+        SELECT id, provider_id, received_at, body FROM ingest_batches
+        WHERE provider_id = p.provider_id AND processed_at IS NULL
+        ORDER BY id LIMIT :share
+        FOR UPDATE SKIP LOCKED
+    ) AS b
+    """
+).columns(
+    sa.column("id", sa.BigInteger),
+    sa.column("provider_id", sa.BigInteger),
+    batches.c.received_at,
+    sa.column("body", sa.LargeBinary),
+)
+
+
+def claim(conn: Connection, *, limit: int, after_provider: int = -1) -> list[Batch]:
+    """Lock up to ``limit`` unprocessed batches, shared fairly among the providers with pending
+    batches (rotation starting after ``after_provider``, see the module docstring), skipping
+    ones other workers hold; in ID order."""
+    providers = pending_providers(conn, after=after_provider, limit=limit)
+    if not providers:
+        return []
+    share = max(1, limit // len(providers))
+    if conn.dialect.name == "postgresql":
+        rows = list(conn.execute(_CLAIM_PG, {"providers": providers, "share": share}))
+    else:  # one writer at a time: no rows can be held by anyone else
+        rows = []
+        for provider_id in providers:
+            rows += conn.execute(
+                sa.select(
+                    batches.c.id, batches.c.provider_id, batches.c.received_at, batches.c.body
+                )
+                .where(batches.c.provider_id == provider_id, batches.c.processed_at.is_(None))
+                .order_by(batches.c.id)
+                .limit(share)
+            ).all()
+    rows.sort(key=lambda r: int(r.id))
+    return [Batch(int(r.id), int(r.provider_id), r.received_at, bytes(r.body)) for r in rows]
 
 
 def mark_processed(

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from sendpost_platform.store.dialect import among
 from sendpost_platform.store.schema import messages
 
 
@@ -95,6 +96,9 @@ def get_messages(conn: Connection, uuids: Iterable[str]) -> dict[str, Message]:
     """The messages among ``uuids`` that exist, by UUID."""
     wanted = sorted(set(uuids))
     found: dict[str, Message] = {}
+    if conn.dialect.name == "postgresql" and wanted:
+        query = sa.select(*_COLUMNS).where(among(conn, messages.c.uuid, wanted))
+        return {row.uuid: Message(*row) for row in conn.execute(query)}
     for start in range(0, len(wanted), 500):
         chunk = wanted[start : start + 500]
         for row in conn.execute(sa.select(*_COLUMNS).where(messages.c.uuid.in_(chunk))):

@@ -27,11 +27,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sendpost_platform.domain import dedup
-from sendpost_platform.store.events import NewEvent
 from sendpost_platform.store.schema import (
     custom_smtp_providers,
-    events,
     messages,
     relay_attempts,
     relay_queue,
@@ -297,7 +294,7 @@ class Outcome:
     next_attempt_at: dt.datetime | None
 
 
-# The statements of finish_many and insert_events, built once: the relay commits a few outcomes
+# The statements of finish_many, built once: the relay commits a few outcomes
 # at a time (one transaction per group of connections waiting), so building and cache-keying
 # them on every commit would cost more than running them.
 _HELD = (
@@ -338,8 +335,6 @@ _END_MESSAGES = (
     .where(messages.c.uuid.in_(sa.bindparam("b_uuids", expanding=True)))
     .values(state=sa.bindparam("b_state"), updated_at=sa.bindparam("b_now"))
 )
-_INSERT_EVENTS = sa.insert(events)
-_EVENT_FIELDS = tuple(f.name for f in dataclasses.fields(NewEvent))
 
 
 def finish_many(
@@ -394,22 +389,6 @@ def finish_many(
         if ended:
             conn.execute(_END_MESSAGES, {"b_uuids": ended, "b_state": state, "b_now": now})
     return kept
-
-
-def insert_events(conn: Connection, new_events: Sequence[NewEvent]) -> None:
-    """Store the relay's events (CSSent, CSDropped) in one statement. These types have no dedup
-    slot (see ``domain/dedup.py``), so this is exactly what ``events.record_event`` does for
-    each of them, without a round trip per event."""
-    rows = []
-    for event in new_events:
-        if dedup.dedup_slot(event.event_type) is not None:
-            raise ValueError(f"event type {event.event_type} needs record_event (dedup)")
-        values = {name: getattr(event, name) for name in _EVENT_FIELDS}
-        values["recipient_key"] = dedup.recipient_key(event.recipient)
-        values["dedup_slot"] = None
-        rows.append(values)
-    if rows:
-        conn.execute(_INSERT_EVENTS, rows)
 
 
 def queue_entry(conn: Connection, message_uuid: str) -> dict[str, Any] | None:

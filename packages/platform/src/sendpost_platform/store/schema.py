@@ -134,6 +134,14 @@ ingest_batches = sa.Table(
         sqlite_where=sa.text("processed_at IS NULL"),
         postgresql_where=sa.text("processed_at IS NULL"),
     ),
+    # The fair claim's skip scan over providers with pending batches (store/ingest.py).
+    sa.Index(
+        "ix_ingest_batches_pending_provider",
+        "provider_id",
+        "id",
+        sqlite_where=sa.text("processed_at IS NULL"),
+        postgresql_where=sa.text("processed_at IS NULL"),
+    ),
 )
 
 events = sa.Table(

@@ -1,20 +1,22 @@
 """Suppressed recipients per sub-account (the rules: ``domain/suppression.py``).
 
-Writers: the tracking endpoints (unsubscribe), the bounce processor and agent processing (hard
-bounces) call :func:`add_suppression`; the send API checks :func:`suppressed_among`.
+Writers: the event recorder (``recorder.py``: unsubscribes and hard bounces, in set form through
+:func:`add_suppressions`) and the dashboard (manual, :func:`add_suppression`); the send API
+checks :func:`suppressed_among`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from sendpost_platform.domain.suppression import normalize_address
-from sendpost_platform.store.dialect import insert_ignore
+from sendpost_platform.store.dialect import insert_ignore, insert_many
 from sendpost_platform.store.schema import suppressions
 
 
@@ -45,6 +47,47 @@ def add_suppression(
         conflict=("subaccount_id", "recipient_key"),
     )
     return new_id is not None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewSuppression:
+    account_id: int
+    subaccount_id: int
+    recipient: str
+    reason: str
+    created_at: dt.datetime
+    message_uuid: str | None = None
+    smtp_error: str | None = None
+    """For a hard bounce, the receiving server's reply as SendPost's ``smtpError`` shows it."""
+
+
+def add_suppressions(conn: Connection, rows: Sequence[NewSuppression]) -> set[tuple[int, str]]:
+    """Suppress several recipients in one statement (the first reason of each is kept); returns
+    the ``(subaccount_id, normalised address)`` pairs that were not suppressed before."""
+    unique: dict[tuple[int, str], NewSuppression] = {}
+    for row in rows:
+        unique.setdefault((row.subaccount_id, normalize_address(row.recipient)), row)
+    if not unique:
+        return set()
+    inserted = insert_many(
+        conn,
+        suppressions,
+        [
+            {
+                "account_id": row.account_id,
+                "subaccount_id": key[0],
+                "recipient_key": key[1],
+                "reason": row.reason,
+                "message_uuid": row.message_uuid,
+                "smtp_error": row.smtp_error,
+                "created_at": row.created_at,
+            }
+            for key, row in sorted(unique.items())
+        ],
+        conflict=("subaccount_id", "recipient_key"),
+        returning=("subaccount_id", "recipient_key"),
+    )
+    return {(int(r.subaccount_id), r.recipient_key) for r in inserted}
 
 
 def suppressed_among(conn: Connection, subaccount_id: int, recipients: Iterable[str]) -> set[str]:
