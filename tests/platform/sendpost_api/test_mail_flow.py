@@ -238,7 +238,6 @@ async def test_messages_and_statistics(mail_sdk: MailSdk) -> None:
         stats.account_subaccount_stat_subaccount_id_get(today, today, sub_id + 1000)
 
 
-
 async def test_statistics_by_group(mail_sdk: MailSdk) -> None:
     """The three by-group statistics count only the events of messages sent with that group
     (the send API's ``groups``, kept on the message): another group's and an untagged
@@ -270,6 +269,7 @@ async def test_statistics_by_group(mail_sdk: MailSdk) -> None:
     assert (unused.processed, unused.sent) == (0, 0)
     with pytest.raises(NotFoundException):
         stats.get_aggregate_stats_by_group("welcome", today, today, sub_id + 1000)
+
 
 async def test_overflow_pool_carries_mail_when_the_pool_has_no_live_provider(
     mail_sdk: MailSdk,
