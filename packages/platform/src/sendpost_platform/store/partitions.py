@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sendpost_platform.store.dialect import among
+from sendpost_platform.store.dialect import UTCDateTime, among
 from sendpost_platform.store.schema import events, ingest_batches, messages
 
 if TYPE_CHECKING:
@@ -53,7 +53,8 @@ CLOCK_SKEW = dt.timedelta(days=1)
 """How far an MTA's clock (which stamps ``occurred_at``) may be behind the platform's."""
 UNKNOWN_MESSAGE = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 """``partition_at`` of a slotted event whose message is not in ``messages`` (no producer records
-one; still one fixed value per message, so dedup holds). It lands in the default partition."""
+one; still one fixed value per message, so dedup holds). It lands in the default partition, which
+time-window queries always include, and retention removes it by ``occurred_at``."""
 PARTITIONS_AHEAD = 3
 """Daily partitions the worker keeps created beyond today."""
 
@@ -88,13 +89,16 @@ def partition_times(
 def window_bounds(
     since: dt.datetime | None, until: dt.datetime | None
 ) -> list[sa.ColumnElement[bool]]:
-    """Conditions on ``events.partition_at`` implied by ``since <= occurred_at < until``."""
+    """The condition on ``events.partition_at`` implied by ``since <= occurred_at < until``
+    (events of unknown messages, all at ``UNKNOWN_MESSAGE``, are always included)."""
     where = []
     if since is not None:
         where.append(events.c.partition_at >= since - EVENT_LAG_BOUND)
     if until is not None:
         where.append(events.c.partition_at < until + CLOCK_SKEW)
-    return where
+    if not where:
+        return []
+    return [sa.or_(sa.and_(*where), events.c.partition_at == UNKNOWN_MESSAGE)]
 
 
 # --- PostgreSQL: creating and dropping daily partitions ----------------------------------------
@@ -194,8 +198,12 @@ def apply_retention(conn: Connection, now: dt.datetime, retention: Retention) ->
     old_batches = sa.and_(
         ingest_batches.c.processed_at.is_not(None), ingest_batches.c.processed_at < batch_cutoff
     )
+    expired = sa.or_(
+        sa.and_(events.c.partition_at < event_cutoff, events.c.partition_at != UNKNOWN_MESSAGE),
+        sa.and_(events.c.partition_at == UNKNOWN_MESSAGE, events.c.occurred_at < event_cutoff),
+    )
     if conn.dialect.name != "postgresql":
-        rows = conn.execute(sa.delete(events).where(events.c.partition_at < event_cutoff)).rowcount
+        rows = conn.execute(sa.delete(events).where(expired)).rowcount
         rows += conn.execute(sa.delete(ingest_batches).where(old_batches)).rowcount
         return Dropped([], rows)
     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK})
@@ -215,8 +223,14 @@ def apply_retention(conn: Connection, now: dt.datetime, retention: Retention) ->
         if keep is None:
             conn.exec_driver_sql(f"DROP TABLE {name}")
             dropped.append(name)
-    rows = conn.exec_driver_sql(
-        "DELETE FROM events_default WHERE partition_at < %(cutoff)s", {"cutoff": event_cutoff}
+    rows = conn.execute(
+        sa.text(
+            "DELETE FROM events_default WHERE (partition_at < :cutoff AND partition_at <> :unknown)"
+            " OR (partition_at = :unknown AND occurred_at < :cutoff)"
+        ).bindparams(
+            sa.bindparam("cutoff", event_cutoff, type_=UTCDateTime()),
+            sa.bindparam("unknown", UNKNOWN_MESSAGE, type_=UTCDateTime()),
+        )
     ).rowcount
     rows += conn.exec_driver_sql(
         "DELETE FROM ingest_batches_default WHERE processed_at < %(cutoff)s",
