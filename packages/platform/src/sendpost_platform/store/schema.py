@@ -13,10 +13,10 @@ schema. One documented exception, PostgreSQL only (migration ``0013_partitions``
 Deduplication is enforced by the database: ``events`` has a unique index on
 ``(message_uuid, recipient_key, dedup_slot, partition_at)``, where ``partition_at`` is the same
 for every slotted event of a message (its creation time, see ``store/partitions.py``), so it is
-unique on ``(message_uuid, recipient_key, dedup_slot)``. ``dedup_slot`` is ``"delivered"`` for CSDelivered
-and ``"bounce"`` for CSHardBounced/CSSoftBounced (one terminal bounce per recipient), NULL for
-event kinds that may repeat (NULLs never clash). ``recipient_key`` is the lower-cased recipient
-("" when unknown).
+unique on ``(message_uuid, recipient_key, dedup_slot)``. ``dedup_slot`` is ``"delivered"`` for
+CSDelivered and ``"bounce"`` for CSHardBounced/CSSoftBounced (one terminal bounce per recipient),
+NULL for event kinds that may repeat (NULLs never clash). ``recipient_key`` is the lower-cased
+recipient ("" when unknown).
 """
 
 from __future__ import annotations
