@@ -121,7 +121,9 @@ def main() -> int:
             ).fetchone()
             outbox = c.execute("SELECT pg_total_relation_size('event_outbox')").fetchone()
             count = c.execute("SELECT count(*) FROM events").fetchone()
-        assert sizes is not None and outbox is not None and count is not None
+        assert sizes is not None
+        assert outbox is not None
+        assert count is not None
         heap, indexes = int(sizes[0]), int(sizes[1])
         events = int(count[0])
         per_event = (heap + indexes) / events
