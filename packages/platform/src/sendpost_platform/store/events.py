@@ -214,6 +214,11 @@ def _record_slotted(
         found = conn.execute(
             sa.select(events.c.id, events.c.details, *_KEY_COLUMNS, *_report_columns())
             .where(sa.tuple_(*_KEY_COLUMNS).in_(clashed))
+            .where(
+                events.c.partition_at.in_(
+                    sorted({rows[by_key[k][0]]["partition_at"] for k in clashed})
+                )
+            )
             .order_by(*_KEY_COLUMNS)
             .with_for_update()
         ).all()
