@@ -240,3 +240,29 @@ async def test_time_window_queries_of_the_api_and_dashboard_prune_partitions(
     [(statement, parameters)] = [(s, p) for s, p in statements if "FROM events" in s]
     everything = scanned(seed.store, statement, parameters)
     assert {f"events_p{first + dt.timedelta(days=n):%Y%m%d}" for n in range(30)} <= everything
+
+
+@on_postgres
+def test_retention_gives_up_on_a_busy_table_instead_of_queueing_everyone_behind_it(
+    seed: Seed, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While a long read holds ``events``, the job's DROP waits at most LOCK_TIMEOUT, leaves the
+    partition, and logs; once the read ends, the next run drops it."""
+    seed.clock.advance(days=360)
+    day = seed.clock.now().date()
+    with seed.store.write() as conn:
+        parts.ensure_partitions(conn, day)
+    seed.clock.advance(days=3)
+    job = parts.PartitionJob(
+        seed.store, seed.clock, parts.Retention(dt.timedelta(days=1), dt.timedelta(days=1))
+    )
+    with seed.store.engine.connect() as reader:
+        reader.execute(sa.select(sa.func.count()).select_from(events))  # holds its lock
+        job.run()
+        with seed.store.read() as conn:
+            assert day in parts.daily_partitions(conn, "events")
+        assert "partition maintenance postponed" in caplog.text
+        reader.rollback()
+    job.run()
+    with seed.store.read() as conn:
+        assert day not in parts.daily_partitions(conn, "events")

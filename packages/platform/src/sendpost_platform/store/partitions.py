@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from sendpost_platform.errors import StoreError
 from sendpost_platform.store.dialect import UTCDateTime, among
 from sendpost_platform.store.schema import events, ingest_batches, messages
 
@@ -150,12 +151,24 @@ def create_partition(conn: Connection, table: str, day: dt.date) -> str:
     return name
 
 
+LOCK_TIMEOUT = "2s"
+"""How long partition DDL waits for a table lock before giving up until the next run: dropping
+a partition needs an exclusive lock on the parent table, and waiting behind a long query would
+queue every insert and read behind the DDL."""
+
+
+def _maintenance(conn: Connection) -> None:
+    """One maintainer at a time (transaction-scoped advisory lock); DDL gives up on busy tables."""
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK})
+    conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+
+
 def ensure_partitions(conn: Connection, today: dt.date, *, ahead: int = PARTITIONS_AHEAD) -> int:
     """Create the missing daily partitions from ``today`` to ``ahead`` days after it, for both
     tables (PostgreSQL; a no-op on SQLite). Returns how many were created."""
     if conn.dialect.name != "postgresql":
         return 0
-    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK})
+    _maintenance(conn)
     created = 0
     for table in PARTITIONED:
         existing = daily_partitions(conn, table)
@@ -206,7 +219,7 @@ def apply_retention(conn: Connection, now: dt.datetime, retention: Retention) ->
         rows = conn.execute(sa.delete(events).where(expired)).rowcount
         rows += conn.execute(sa.delete(ingest_batches).where(old_batches)).rowcount
         return Dropped([], rows)
-    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK})
+    _maintenance(conn)
     dropped = []
     for day, name in sorted(daily_partitions(conn, "events").items()):
         if _start(day + dt.timedelta(days=1)) <= event_cutoff:
@@ -256,10 +269,17 @@ class PartitionJob:
     def run(self) -> int:
         """Create partitions ahead and apply retention now; returns partitions created."""
         now = self.clock.now()
-        with self.store.write() as conn:
-            created = ensure_partitions(conn, _day(now))
-        with self.store.write() as conn:
-            dropped = apply_retention(conn, now, self.retention)
+        created, dropped = 0, Dropped([], 0)
+        try:
+            with self.store.write() as conn:
+                created = ensure_partitions(conn, _day(now))
+        except StoreError as exc:  # lock_timeout: tables busy, the next run retries
+            log.warning("partition maintenance postponed: %s", exc)
+        try:
+            with self.store.write() as conn:
+                dropped = apply_retention(conn, now, self.retention)
+        except StoreError as exc:
+            log.warning("partition maintenance postponed: %s", exc)
         if created or dropped.partitions or dropped.rows:
             log.info(
                 "partitions: %d created, dropped %s, %d rows deleted",
