@@ -39,9 +39,14 @@ lock:
 clean:
 	rm -rf .venv .tools .mypy_cache .ruff_cache .pytest_cache
 
-# The agent's distribution in dist/: the single executable, the .deb, the .rpm, install.sh.
+# The agent's distribution in dist/: the single executable (no dependency on the host's C
+# library), the .deb and .rpm (the unpacked build in /usr/lib/sendpost-agent), install.sh,
+# signed SHA256SUMS and a signed apt and yum repository (test key in build/repo-key unless
+# REPO_KEY names a GnuPG home). Debian's own /usr/bin/python3.11 builds it, whatever is on PATH.
+REPO_KEY ?= build/repo-key
 packages: setup
 	packaging/build-binary.sh dist build/agent-binary
-	packaging/build-deb.sh dist/sendpost-agent dist
-	packaging/build-rpm.sh dist/sendpost-agent dist
+	packaging/build-deb.sh dist/sendpost-agent.dir dist
+	packaging/build-rpm.sh dist/sendpost-agent.dir dist
 	cp packaging/install.sh dist/install.sh
+	packaging/build-repos.sh dist $(REPO_KEY)

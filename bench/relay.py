@@ -137,15 +137,15 @@ def _setup(url: str, port: int, messages: int, html: str, algorithm: str = "rsa"
         assert pool is not None
     per_request = 100
     for start in range(0, messages, per_request):
-        request = SendRequest(
+        request = SendRequest.to_each(
+            [
+                Mailbox(f"user{i}@example.org")
+                for i in range(start, min(messages, start + per_request))
+            ],
             from_email="news@bench.example",
             from_name="Bench",
             subject="Benchmark message",
             ippool="main",
-            to=[
-                Mailbox(f"user{i}@example.org")
-                for i in range(start, min(messages, start + per_request))
-            ],
             text_body="Hello, this is a benchmark message.\n" * 20,
             html_body=html,
             track_clicks=True,

@@ -2,13 +2,17 @@
 
 Starts the platform (embedded SQLite), an account, a sender domain verified through a local DNS
 server, a private Postfix registered as the account's Custom SMTP provider (the live SMTP test runs
-against it), an IP pool and ``sendpost-agent run`` on Postfix's log (see ``devtools.stack``). Then
-it sends a batch through the send API to a local receiving server that accepts some recipients,
+against it), an IP pool (the domain and the pool through SendPost's SDK) and ``sendpost-agent
+run`` on Postfix's log (see ``devtools.stack``). Then it sends a batch through the send API (with
+SendPost's official Python SDK, its host pointed at the platform) to a local receiving server that
+accepts some recipients,
 rejects some permanently and defers others (the deferred ones expire in Postfix's queue after one
 attempt: soft bounces), waits for every message's final event and prints:
 
 - the events by type, read back from ``GET /api/v1/events``;
 - each recipient: what the receiving server answered, the final event and who reported it;
+- the same run through SendPost's SDK: today's statistics and the suppressions added
+  automatically (hard bounces);
 - the URLs to look at (dashboard, events API, the agent's health and metrics).
 
 Then it keeps everything running until Ctrl-C (``--once``, or no terminal on stdin as in CI:
@@ -22,12 +26,16 @@ Run: ``make demo`` or ``.venv/bin/python -m devtools.demo [--once] [--keep]``.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import signal
 import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
 from types import FrameType
+
+from sendpost_python_sdk.api.stats_a_api import StatsAApi
+from sendpost_python_sdk.api.suppression_api import SuppressionApi
 
 from devtools.postfix import PostfixError
 from devtools.processes import StackError
@@ -109,6 +117,20 @@ def report(stack: Stack, sent: Sequence[Sent], outcome: Outcome, deferred: float
     return wrong
 
 
+def print_sendpost_view(stack: Stack) -> None:
+    """The same run as SendPost's SDK sees it: today's counts and the automatic suppressions."""
+    today = dt.datetime.now(dt.UTC).date()
+    with stack.sdk() as client:
+        counts = StatsAApi(client).get_account_aggregate_stats(today, today)
+        suppressed = SuppressionApi(client).get_suppression_list(today, today, limit=100)
+    shown = ("processed", "sent", "dropped", "delivered", "soft_bounced", "hard_bounced")
+    print("\nSendPost's SDK (StatsAApi.get_account_aggregate_stats, today):")
+    print("  " + ", ".join(f"{name} {getattr(counts, name)}" for name in shown))
+    reasons = Counter(s.reason_text for s in suppressed)
+    print("SuppressionApi.get_suppression_list (added automatically today): "
+          + (", ".join(f"{n} {r}" for r, n in sorted(reasons.items())) or "none"))  # fmt: skip
+
+
 def print_urls(stack: Stack) -> None:
     key = stack.account["account_key"]
     base = stack.base_url
@@ -118,6 +140,8 @@ Look around:
   account key      {key}
   events API       curl -s -H 'X-Account-ApiKey: {key}' '{base}/api/v1/events?limit=20'
   one type         curl -s -H 'X-Account-ApiKey: {key}' '{base}/api/v1/events?type=CSSoftBounced'
+  SendPost's APIs  {base}/api/v1/account/stat/aggregate?from=YYYY-MM-DD&to=YYYY-MM-DD, .../ippool,
+                   /api/v1/subaccount/suppression (docs/api.md; /openapi.json)
   agent            http://127.0.0.1:{stack.agent.port}/health  http://127.0.0.1:{stack.agent.port}/metrics
   Postfix log      {stack.postfix.log_path}
   logs             {stack.workdir}/platform.log  {stack.workdir}/agent.log""")
@@ -137,13 +161,14 @@ def run(once: bool, keep: bool) -> int:
     with Stack(say=say, keep=keep) as stack:
         batch = recipients()
         sent = stack.send(batch)
-        say(f"sent {len(sent)} messages with one POST /api/v1/subaccount/email/ "
+        say(f"sent {len(sent)} messages with one SDK EmailApi.send_email call "
             f"({', '.join(f'{c} {p}-*' for p, c, _ in PLAN)}@sink.test)")  # fmt: skip
         say(f"waiting (at most {WAIT_SECONDS}s) for every message's final event ...")
         outcome = stack.wait_for_outcomes(sent, timeout=WAIT_SECONDS)
         deferred = stack.agent.metric("events_total", 'type="deferred"')
         say("every message has its final event")
         wrong = report(stack, sent, outcome, deferred)
+        print_sendpost_view(stack)
         print_urls(stack)
         if wrong:
             print(f"\nMISMATCH for {', '.join(wrong)}", file=sys.stderr)

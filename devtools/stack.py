@@ -18,15 +18,17 @@ What ``start()`` does, in order, each step through the real interfaces:
    directory, its HTTP API and bounce processor on free loopback ports, the resolver pointed at
    the DNS server, short worker and relay-retry timers;
 3. ``sendpost-platform create-account --json``;
-4. ``POST /api/v1/domains``, then the DNS records it lists (DKIM TXT, ``sp-bounce`` CNAME) are
-   published in the DNS server and ``POST /api/v1/domains/{id}/verify`` must say verified;
+4. the domain through SendPost's SDK (``DomainApi.create_sub_account_domain``), then the DNS
+   records it lists (``dkim`` TXT, ``returnPath`` CNAME) are published in the DNS server and
+   ``POST /api/v1/subaccount/domain/{id}/verify`` must say verified;
 5. a private Postfix (``devtools.postfix``) relaying to the sink, with Postfix's non-delivery
    notifications to ``sp-bounce.*`` routed to the platform's bounce processor (or discarded with
    ``notifications_to_platform=False``, so that every bounce comes from the agent), and one-attempt
    queue lifetimes so that deferred recipients expire (``status=expired`` → soft bounce) within a
    second or two;
 6. ``POST /api/v1/tpsp/custom-smtp`` pointing at that Postfix (the live SMTP test runs against
-   it) → the provider and its ingestion key; ``POST /api/v1/ippools`` with that provider;
+   it) → the provider and its ingestion key; an IP pool routing to it through the SDK
+   (``IPPoolsApi.create_ip_pool``, ``tpsps`` = the provider);
 7. ``sendpost-agent run`` as a subprocess on Postfix's log with the ingestion key.
 
 ``stop()`` (also on ``with`` exit and at interpreter exit) stops the agent, the platform,
@@ -50,6 +52,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sendpost_python_sdk.api.domain_api import DomainApi
+from sendpost_python_sdk.api.email_api import EmailApi
+from sendpost_python_sdk.api.ip_pools_api import IPPoolsApi
+from sendpost_python_sdk.api_client import ApiClient
+from sendpost_python_sdk.configuration import Configuration
+from sendpost_python_sdk.models.create_domain_request import CreateDomainRequest
+from sendpost_python_sdk.models.email_message_object import EmailMessageObject
+from sendpost_python_sdk.models.ip_pool_create_request import IPPoolCreateRequest
 
 from devtools.dns import DnsServer
 from devtools.postfix import DISCARD, PostfixInstance, PostfixSettings, free_port
@@ -241,12 +251,30 @@ class Stack(Service):
         self.say(f"account {self.account['account_id']} with sub-account "
                  f"{self.account['subaccount_id']} (sendpost-platform create-account)")  # fmt: skip
 
+    def sdk(self) -> ApiClient:
+        """SendPost's official SDK aimed at this platform, with both keys of the account."""
+        config = Configuration(
+            host=f"{self.base_url}/api/v1",
+            api_key={
+                "accountAuth": self.account["account_key"],
+                "subAccountAuth": self.account["subaccount_key"],
+            },
+        )
+        return ApiClient(config)
+
     def _create_domain(self) -> None:
-        created = self.api("POST", "/api/v1/domains", 201, json={"name": SENDER_DOMAIN})
-        for record in created["dnsRecords"]:
-            self.dns.add(record["name"], record["type"], record["value"])
-            self.say(f"  published {record['type']} {record['name']}")
-        self.domain = self.api("POST", f"/api/v1/domains/{created['id']}/verify", 200)
+        with self.sdk() as client:
+            created = DomainApi(client).create_sub_account_domain(
+                CreateDomainRequest(name=SENDER_DOMAIN)
+            )
+        for record in (created.dkim, created.return_path):
+            if record is None or not (record.host and record.type and record.text_value):
+                raise StackError(f"the domain lists an incomplete record: {created.to_json()}")
+            self.dns.add(record.host, record.type, record.text_value)
+            self.say(f"  published {record.type} {record.host}")
+        path = f"/api/v1/subaccount/domain/{created.id}/verify"
+        headers = {"X-SubAccount-ApiKey": self.account["subaccount_key"]}
+        self.domain = self.api("POST", path, 200, headers=headers)
         if not self.domain["verified"]:
             raise StackError(f"domain verification failed: {json.dumps(self.domain)}")
         self.say(f"sender domain {SENDER_DOMAIN}: DKIM and return path verified through DNS")
@@ -290,8 +318,10 @@ class Stack(Service):
                  "passed (connect, EHLO, MAIL, RCPT, DATA, QUIT)")  # fmt: skip
 
     def _create_pool(self) -> None:
-        body = {"name": POOL, "strategy": "round_robin", "providers": [{"id": self.provider["id"]}]}
-        self.api("POST", "/api/v1/ippools", 201, json=body)
+        with self.sdk() as client:
+            IPPoolsApi(client).create_ip_pool(
+                IPPoolCreateRequest(name=POOL, tpsps=[self.provider["id"]])
+            )
         self.say(f"IP pool {POOL!r} routes to provider {self.provider['id']}")
 
     @property
@@ -323,21 +353,34 @@ class Stack(Service):
 
     # -- sending and reading events -------------------------------------------------------------
 
-    def send(self, recipients: Iterable[str], subject: str = "Hello from the demo") -> list[Sent]:
-        """One send API request; every recipient becomes its own message (its own UUID)."""
-        body = {
-            "from": {"email": SENDER, "name": "Demo Shop"},
-            "to": list(recipients),
-            "subject": subject,
-            "textBody": "Hello! This message went through the whole SendPost Custom SMTP loop.",
-            "ippool": POOL,
-        }
-        headers = {"X-SubAccount-ApiKey": self.account["subaccount_key"]}
-        answer = self.api("POST", "/api/v1/subaccount/email/", 200, json=body, headers=headers)
-        refused = [r for r in answer if r["errorCode"] != 0]
+    def send(self, recipients: Iterable[str], subject: str = "Hello {{name}}") -> list[Sent]:
+        """One send request through SendPost's official Python SDK (pointed at this platform by
+        its host alone); every recipient becomes its own message (its own UUID), its name
+        rendered into the subject and body from its custom fields."""
+        config = Configuration(
+            host=f"{self.base_url}/api/v1",
+            api_key={"subAccountAuth": self.account["subaccount_key"]},
+        )
+        message = EmailMessageObject.from_dict(
+            {
+                "from": {"email": SENDER, "name": "Demo Shop"},
+                "to": [
+                    {"email": r, "customFields": {"name": r.split("@", 1)[0]}} for r in recipients
+                ],
+                "subject": subject,
+                "textBody": "Hello {{name}}! This message went through the whole SendPost"
+                " Custom SMTP loop.",
+                "ippool": POOL,
+                "groups": ["demo"],
+            }
+        )
+        assert message is not None
+        with ApiClient(config) as client:
+            answer = EmailApi(client).send_email(message)
+        refused = [r for r in answer if r.error_code != 0]
         if refused:
             raise StackError(f"the send API dropped messages: {refused}")
-        return [Sent(r["to"], r["messageId"]) for r in answer]
+        return [Sent(str(r.to), str(r.message_id)) for r in answer]
 
     def receiving_server_said(self, recipient: str) -> str:
         """What the sink answered for this recipient: ``250 …``, or its last rejection."""

@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
 # Set up everything the project needs on a fresh Debian machine with Python 3.11:
 #   - the Debian packages the demo and the tests use (Postfix, pflogsumm, swaks, rpm, gcc
-#     with Python's headers for the agent's compiled scanner, and Chromium for the dashboard's
-#     browser tests, which Playwright drives at /usr/bin/chromium), via apt-get;
+#     with Python's headers for the agent's compiled scanner, Chromium for the dashboard's
+#     browser tests, which Playwright drives at /usr/bin/chromium, and systemd's journalctl with
+#     systemd-journal-remote, which writes the real journal files the journald source's tests
+#     read), via apt-get;
 #   - uv (pinned) in .tools/uv, then .venv from uv.lock with both deployables installed.
 # Safe to run again: each step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 UV_VERSION=0.13.9
-APT_PACKAGES=(postfix pflogsumm swaks rpm gcc chromium)
-# The agent's compiled scanner needs Python's headers; Debian's python3.11 keeps them apart.
-if ! python3.11 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null; then
+# systemd, systemd-journal-remote: the agent's journald source and its tests (real journal files).
+# patchelf, debootstrap, apt-utils, createrepo-c, gpg: the agent's packages (make packages)
+# and their tests (a Debian 11 root).
+APT_PACKAGES=(postfix pflogsumm swaks rpm gcc chromium patchelf debootstrap apt-utils createrepo-c gpg
+    systemd systemd-journal-remote)
+# The agent's compiled scanner and its packaged build need the headers of Debian's own
+# python3.11 (packaging/build-binary.sh builds with /usr/bin/python3.11), kept apart in -dev.
+if ! /usr/bin/python3.11 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null; then
     APT_PACKAGES+=(python3.11-dev)
 fi
 

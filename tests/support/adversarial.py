@@ -82,7 +82,7 @@ DSN_SHAPES: dict[str, Callable[[int], bytes]] = {
         + b" " * n
         + b"\r\n  550 no such user (#5.1.1)\r\n"
     ),
-    # The readers of smtp/text_readers.py (issue 14).
+    # The generic and early text readers of smtp/readers/ (issue 14).
     "text bounce: distinct addresses on one line": lambda n: _plain(
         b" ".join(b"<u%d@d.example>" % i for i in range(max(1, n // 16)))
     ),
@@ -110,6 +110,38 @@ DSN_SHAPES: dict[str, Callable[[int], bytes]] = {
     ),
     "text bounce: '<' and '@' repeated, no separator": lambda n: _plain(
         b"Subject: x\r\n" + _repeat(b"<@<a@", n)
+    ),
+    # The per-format readers of smtp/readers/ (issue 14).
+    "Sendmail transcript: replies and verdicts repeated": lambda n: _plain(
+        b"   ----- Transcript of session follows -----\r\n"
+        + _repeat(b">>> RCPT To:<a@b.example>\r\n<<< 550 x\r\n550 <a@b.example>... x\r\n", n)
+    ),
+    "Sendmail, forwarded quoted: '> ' lines": lambda n: _plain(
+        b"> ----- Transcript of session follows -----\r\n"
+        + _repeat(b"> <<< 550 a@b.example\r\n", n)
+    ),
+    "Sendmail 'permanent fatal errors': distinct addresses": lambda n: _plain(
+        b"----- The following addresses had permanent fatal errors -----\r\n"
+        + b"".join(b"<u%d@d.example>\r\n" % i for i in range(max(1, n // 18)))
+    ),
+    "Exchange 2003: recipient lines and reasons": lambda n: _plain(
+        b"did not reach the following recipient(s):\r\n\r\n"
+        + _repeat(b"a@b.example on Thu\r\n    The recipient name is not recognized\r\n", n)
+    ),
+    "Office 365: distinct addresses listed": lambda n: _plain(
+        b"Delivery has failed to these recipients or groups:\r\n\r\n"
+        + b"".join(b"u%d@d.example\r\n" % i for i in range(max(1, n // 16)))
+    ),
+    "X-Failed-Recipients headers, distinct addresses": lambda n: (
+        b"From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>\r\n"
+        + b"".join(b"X-Failed-Recipients: u%d@d.example\r\n" % i for i in range(max(1, n // 36)))
+        + b"Subject: Delivery Status Notification (Failure)\r\n\r\nfailed\r\n"
+    ),
+    "SES JSON notification: nested brackets": lambda n: _plain(
+        b'{"notificationType": "Bounce", "bounce": ' + b"[" * (n // 2) + b"]" * (n // 2) + b"}"
+    ),
+    "Exim: bare local parts as address lines": lambda n: _plain(
+        b"The following address(es) failed:\r\n\r\n" + _repeat(b"  abc\r\n    x\r\n", n)
     ),
 }
 

@@ -135,7 +135,10 @@ def test_run_with_unreadable_log_prints_one_line_and_fails(
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1
-    assert f"sendpost-agent: config: log-path='{tmp_path / 'nope.log'}': does not exist" == err[0]
+    assert err[0] == (
+        f"sendpost-agent: config: log-path='{tmp_path / 'nope.log'}': does not exist "
+        "(if Postfix logs only to the systemd journal: log-path: journald)"
+    )
 
 
 def test_generated_config_reference_is_up_to_date() -> None:

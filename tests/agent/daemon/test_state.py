@@ -9,11 +9,20 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sendpost_agent.checkpoint import DB_NAME, LEGACY_NAME, Cursor, FileId, Position, StateDb
+from sendpost_agent.checkpoint import (
+    DB_NAME,
+    LEGACY_NAME,
+    Cursor,
+    FileId,
+    JournalPosition,
+    Position,
+    StateDb,
+)
 from sendpost_agent.errors import StateCorrupt, StateUnavailable
 from sendpost_agent.parse.postfix import Pipeline
 
@@ -279,3 +288,68 @@ def test_a_state_database_that_cannot_be_opened_is_left_alone(tmp_path: Path) ->
         db.load()
     assert (path / "keep").read_text() == "x"
     assert not (tmp_path / "state.db.corrupt").exists()
+
+
+# The version 1 schema, as agents before the journald source created it.
+_VERSION_1 = """
+CREATE TABLE cursor (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    dev INTEGER NOT NULL, ino INTEGER NOT NULL, fingerprint TEXT NOT NULL,
+    fp_len INTEGER NOT NULL, path TEXT NOT NULL, offset INTEGER NOT NULL, head TEXT
+);
+CREATE TABLE queues (qid TEXT PRIMARY KEY, entry TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE orphans (qid TEXT PRIMARY KEY, entry TEXT NOT NULL) WITHOUT ROWID;
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A state.db of version 1 (no journal column) keeps its file cursor and its correlation
+    state; it becomes version 2, and a journal cursor can then be saved in it."""
+    path = tmp_path / DB_NAME
+    pipeline = Pipeline(track_changes=True)
+    pipeline.feed_json(log_text(0, 20).encode())
+    changes = pipeline.changes()
+    with sqlite3.connect(path) as db:
+        db.executescript(_VERSION_1)
+        db.execute(
+            "INSERT INTO cursor VALUES (1, 1, 2, ?, 512, '/var/log/mail.log', 777, ?)",
+            (FILE.fingerprint, json.dumps(changes.head)),
+        )
+        db.executemany(
+            "INSERT INTO queues VALUES (?, ?)",
+            [(q, json.dumps(e)) for q, e in changes.queues.items() if e is not None],
+        )
+    db.close()
+    loaded = _reopen(path)
+    assert loaded is not None
+    assert loaded.position == _position(777)
+    assert loaded.parser_state == _json(pipeline.snapshot())
+    store = StateDb(path)
+    assert store._connect().execute("PRAGMA user_version").fetchone()[0] == 2
+    store.save(JournalPosition("s=1;i=2"), pipeline)
+    store.close()
+    again = _reopen(path)
+    assert again is not None
+    assert again.position == JournalPosition("s=1;i=2")
+
+
+def test_journal_and_file_positions_replace_each_other(tmp_path: Path) -> None:
+    """The one cursor row holds a journal cursor or a file position, whichever was saved last,
+    with the correlation state saved with it."""
+    store = StateDb(tmp_path / DB_NAME)
+    pipeline = Pipeline(track_changes=True)
+    cursor = "s=8f77;i=1c2;b=0b5e;m=9a;t=64d1;x=3f"
+    pipeline.feed_json(log_text(0, 5).encode())
+    store.save(JournalPosition(cursor), pipeline)
+    assert _reopen(tmp_path / DB_NAME) == Cursor(
+        JournalPosition(cursor), _json(pipeline.snapshot())
+    )
+    pipeline.feed_json(log_text(5, 9).encode())
+    store.save(_position(10), pipeline)
+    assert _reopen(tmp_path / DB_NAME) == Cursor(_position(10), _json(pipeline.snapshot()))
+    store.save(JournalPosition(cursor + "0"), pipeline)
+    store.close()
+    loaded = _reopen(tmp_path / DB_NAME)
+    assert loaded is not None
+    assert loaded.position == JournalPosition(cursor + "0")

@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 from sendpost_agent import __version__
 
-from tests.agent.packaging.conftest import ROOT
+from tests.agent.packaging.conftest import ROOT, SLOW
 from tests.support.corpus import POSTFIX_LOGS
 
-pytestmark = pytest.mark.slow
+pytestmark = SLOW
 
 VENV_AGENT = ROOT / ".venv" / "bin" / "sendpost-agent"
 GOLDEN_LOG = ROOT / "tests" / "agent" / "parse" / "golden" / "lifecycle.log"
 CORPUS_LOG = POSTFIX_LOGS / "youyo-postfix-log-parser.log"
-# What a bare Linux host has without any Python: the C library family and zlib.
-HOST_LIBS = ("libm.so.6", "librt.so.1", "libutil.so.1", "libresolv.so.2", "libnss_files.so.2")
 
 
 def _run(command: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -53,38 +50,88 @@ def test_size_stays_small(agent_binary: Path) -> None:
     assert size < 25 * 1024**2, f"{size} bytes"
 
 
-def test_bundle_holds_no_platform_module(agent_binary: Path) -> None:
+def test_bundle_holds_no_platform_module(agent_tree: Path, tmp_path: Path) -> None:
     """The bundled module list has the agent and wire packages and none of the platform's."""
     from PyInstaller.archive.readers import CArchiveReader, ZlibArchiveReader
 
-    archive = CArchiveReader(str(agent_binary))
+    archive = CArchiveReader(str(agent_tree / "sendpost-agent"))
     pyz_name = next(name for name in archive.toc if name.endswith(".pyz"))
-    pyz_path = agent_binary.parent / "bundle.pyz"
+    pyz_path = tmp_path / "bundle.pyz"
     pyz_path.write_bytes(archive.extract(pyz_name))
     modules = {name.split(".")[0] for name in ZlibArchiveReader(str(pyz_path)).toc}
     forbidden = {"sendpost_platform", "fastapi", "sqlalchemy", "psycopg", "starlette", "pydantic"}
     assert ({"sendpost_agent", "sendpost_wire"} <= modules, modules & forbidden) == (True, set())
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("chroot") is None, reason="needs chroot")
-def test_runs_in_a_root_without_python(agent_binary: Path, tmp_path: Path) -> None:
-    """In a chroot holding only the executable, the C library and zlib (no Python anywhere),
-    with an empty environment, `parse` gives the same events as on the build host."""
-    root = tmp_path / "root"
-    (root / "tmp").mkdir(parents=True)
-    (root / "data").mkdir()
-    shutil.copy(agent_binary, root / "sendpost-agent")
-    shutil.copy(GOLDEN_LOG, root / "data" / "mail.log")
-    ldd = _run(["ldd", str(agent_binary)]).stdout
-    libs = [part for part in ldd.split() if part.startswith("/")]
-    libdir = Path("/lib/x86_64-linux-gnu")
-    libs += [str(libdir / name) for name in HOST_LIBS if (libdir / name).exists()]
-    for lib in libs:
-        target = root / lib.lstrip("/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(lib, target)
-    assert list(root.rglob("*python*")) == []
-    expected = _run([str(VENV_AGENT), "parse", str(GOLDEN_LOG)], {"TZ": "UTC"})
-    chroot = str(shutil.which("chroot"))
-    result = _run([chroot, str(root), "/sendpost-agent", "parse", "/data/mail.log"], {"TZ": "UTC"})
-    assert (result.returncode, result.stdout) == (0, expected.stdout)
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text()
+        found += [int(child) for child in text.split()]
+    return found
+
+
+@pytest.mark.parametrize("victim", ["staticx", "pyinstaller", "python"])
+def test_sigkill_of_a_launcher_leaves_nothing(
+    agent_binary: Path, tmp_path: Path, victim: str
+) -> None:
+    """SIGKILL of any process of the single file's chain (staticx's bootloader, PyInstaller's,
+    the interpreter): the others exit, the state lock is free again and nothing unpacked is left
+    in TMPDIR."""
+    import fcntl
+    import signal
+    import time
+
+    from tests.support.fake_ingest import FakeIngest
+
+    tmpdir, state, log = tmp_path / "tmp", tmp_path / "state", tmp_path / "mail.log"
+    tmpdir.mkdir()
+    log.touch()
+    with FakeIngest(keys={"k"}) as ingest, (tmp_path / "err").open("w") as err:
+        top = subprocess.Popen(
+            [str(agent_binary), "run", "--api-key", "k", "--endpoint", ingest.url,
+             "--log-path", str(log), "--state-dir", str(state), "--listen", "127.0.0.1:0"],
+            env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmpdir)}, stderr=err,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while "sendpost-agent running" not in (tmp_path / "err").read_text():
+            assert top.poll() is None, "the agent exited at start"
+            assert time.monotonic() < deadline, "the agent did not start"
+            time.sleep(0.2)
+        middle = _children(top.pid)[0]
+        python = _children(middle)[0]
+        assert len(list(tmpdir.iterdir())) == 2  # staticx-* and _MEI*
+        target = {"staticx": top.pid, "pyinstaller": middle, "python": python}[victim]
+        os.kill(target, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while any(Path(f"/proc/{pid}/stat").exists() and
+                  Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+                  for pid in (middle, python)):  # fmt: skip
+            assert time.monotonic() < deadline, "a process of the chain is still running"
+            time.sleep(0.2)
+        top.wait(timeout=30)
+    assert list(tmpdir.iterdir()) == []
+    fd = os.open(state / "lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if an orphan still holds it
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a noexec tmpfs needs root")
+def test_noexec_tmpdir_fails_cleanly(agent_binary: Path, tmp_path: Path) -> None:
+    """With TMPDIR on a noexec mount (CIS-hardened /tmp) the single file cannot run what it
+    unpacks: it says so in one line, exits non-zero and leaves nothing behind (the packages,
+    which unpack nothing, are the way for such hosts; or TMPDIR on an exec mount)."""
+    tmpdir = tmp_path / "noexec"
+    tmpdir.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "noexec,size=64m", "tmpfs", str(tmpdir)],
+                   check=True, timeout=30)  # fmt: skip
+    try:
+        result = _run([str(agent_binary), "--version"], {"TMPDIR": str(tmpdir)})
+        left = list(tmpdir.iterdir())
+    finally:
+        subprocess.run(["umount", str(tmpdir)], check=True, timeout=30)
+    assert result.returncode != 0
+    assert [line for line in result.stderr.splitlines() if "Permission denied" in line] != []
+    assert left == []

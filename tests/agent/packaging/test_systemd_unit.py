@@ -31,13 +31,14 @@ def _directives(text: str) -> dict[tuple[str, str], list[str]]:
 
 
 def test_service_identity_and_command() -> None:
-    """Runs as sendpost-agent with adm for the log, with the packaged config file."""
+    """Runs as sendpost-agent with adm for the log file and systemd-journal for the journal,
+    with the packaged config file."""
     unit = _directives(UNIT.read_text())
     service = {key: values for (section, key), values in unit.items() if section == "Service"}
     assert {k: service[k] for k in ("User", "Group", "SupplementaryGroups", "ExecStart")} == {
         "User": ["sendpost-agent"],
         "Group": ["sendpost-agent"],
-        "SupplementaryGroups": ["adm"],
+        "SupplementaryGroups": ["adm", "systemd-journal"],
         "ExecStart": ["/usr/bin/sendpost-agent run --config /etc/sendpost-agent/config.yaml"],
     }
     assert unit[("Install", "WantedBy")] == ["multi-user.target"]

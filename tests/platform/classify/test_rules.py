@@ -142,6 +142,8 @@ def test_agent_soft_bounce_hint_is_used_only_without_codes() -> None:
         ('unknown user: "kijitora"', "user_unknown"),
         ("User unknown in local recipient table", "user_unknown"),
         ('procmail: Couldn\'t create "/var/mail/x"', "system"),
+        # DNS answered "try again" (a temporary failure on our side's resolver): not the domain.
+        ("Name service error for domain example.com: Host not found, try again", "network"),
     ],
 )
 def test_postfix_texts_without_codes(text: str, reason: str) -> None:
@@ -212,6 +214,19 @@ def test_sender_side_problems_are_never_hard(
         (550, "5.1.1", "DATA", "550 5.1.1 User unknown", False),
         # X.2.1 (mailbox disabled) with "User Unknown": the specific text wins, hard.
         (550, "5.2.1", "RCPT TO", "550 5.2.1 <a@b.example>... User Unknown", True),
+        # A refusal that gives no reason about the recipient: soft.
+        (550, "5.0.0", "RCPT TO", "550 <a@b.example>: Recipient address rejected.", False),
+        (550, "5.0.0", None, "550 #5.1.0 Address rejected.", False),
+        (542, "5.0.0", None, "542 a@b.example Rejected", False),
+        (None, None, None, "Unable to deliver message to <a@b.example>", False),
+        # A DNS lookup to try again is no missing domain: soft.
+        (
+            None,
+            None,
+            None,
+            "Name service error for domain b.example: Host not found, try again",
+            False,
+        ),
     ],
 )
 def test_issue_14_policy_cases(

@@ -103,6 +103,21 @@ def test_no_operation_answers_500(
         "POST /api/v1/tpsp/test/custom-smtp",
         "PATCH /api/v1/tpsp/custom-smtp/{provider_id}",
         "PUT /api/v1/tpsp/custom-smtp/{provider_id}",
+        "POST /api/v1/subaccount/email/",
+        "POST /api/v1/subaccount/email/template",
+        "POST /api/v1/subaccount/template/",
+        "PUT /api/v1/subaccount/template/{template_id}",
+        "POST /api/v1/account/ippool",
+        "PUT /api/v1/account/ippool/{ippool_id}",
+        "POST /api/v1/subaccount/domain",
+        "POST /api/v1/subaccount/suppression",
+        "DELETE /api/v1/subaccount/suppression",
+        "POST /api/v1/account/subaccount/",
+        "PUT /api/v1/account/subaccount/{subaccount_id}",
+        "GET /api/v1/account/message",
+        "GET /api/v1/account/subaccount/stat/{subaccount_id}",
+        "GET /api/v1/account/stat/aggregate",
+        "PUT /api/v1/account/ip/allocate",
     } <= set(checked)
 
 

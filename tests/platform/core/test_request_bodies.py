@@ -31,10 +31,10 @@ def routes(seed: Seed) -> list[tuple[str, str, str, dict[str, Any], str]]:
         "testFrom": "t@sender.example",
         "testTo": "c@example.com",
     }
-    pool = {"name": "main", "strategy": "round_robin", "providers": [{"id": seed.provider.id}]}
+    pool = {"name": "main", "routingStrategy": 0, "tpsps": [seed.provider.id]}
     send = {
-        "from": "news@sender.example",
-        "to": ["a@example.org"],
+        "from": {"email": "news@sender.example"},
+        "to": [{"email": "a@example.org"}],
         "subject": "Hello",
         "textBody": "Hi",
         "ippool": "main",
@@ -44,8 +44,8 @@ def routes(seed: Seed) -> list[tuple[str, str, str, dict[str, Any], str]]:
         ("POST", "/api/v1/tpsp/custom-smtp", json.dumps(account), provider, "name"),
         ("POST", "/api/v1/tpsp/test/custom-smtp", json.dumps(account), provider, "name"),
         ("PATCH", f"/api/v1/tpsp/custom-smtp/{seed.provider.id}", json.dumps(account), {}, "name"),
-        ("POST", "/api/v1/ippools", json.dumps(account), pool, "name"),
-        ("POST", "/api/v1/domains", json.dumps(account), {"name": "shop.example"}, "name"),
+        ("POST", "/api/v1/account/ippool", json.dumps(account), pool, "name"),
+        ("POST", "/api/v1/subaccount/domain", json.dumps(sub), {"name": "shop.example"}, "name"),
         ("POST", "/api/v1/subaccount/email/", json.dumps(sub), send, "subject"),
     ]
 
@@ -67,19 +67,20 @@ async def test_lone_surrogates_and_nul_are_400_naming_the_field(
 ) -> None:
     """A lone surrogate or NUL in a value, or a lone surrogate in a key, of the providers,
     pools, domains and send APIs → 400 naming the field (was a 500 from the database or the
-    error renderer). The send API refuses NUL in its subject as the header injection it is:
-    422 ``header_injection`` naming the field."""
+    error renderer); the send API answers 422 (SendPost's status for a body it cannot process)
+    and refuses NUL in its subject as the header injection it is (``header_injection``)."""
     method, path, headers, body, field = routes(seed)[index]
     send = path.startswith("/api/v1/subaccount/email")
+    bad = 422 if send else 400
     cases = [
-        ({**body, field: f"x{SURROGATE}"}, f"body.{field}", "contains a lone surrogate", 400),
+        ({**body, field: f"x{SURROGATE}"}, f"body.{field}", "contains a lone surrogate", bad),
         (
             {**body, field: "x\x00y"},
             field if send else f"body.{field}",
             "contains NUL" if send else "contains a NUL character",
             422 if send else 400,
         ),
-        ({**body, f"k{SURROGATE}": 1}, "body.k\\ud800", "key contains a lone surrogate", 400),
+        ({**body, f"k{SURROGATE}": 1}, "body.k\\ud800", "key contains a lone surrogate", bad),
     ]
     for sent, name, message, status in cases:
         response = await call(client, method, path, headers, json.dumps(sent).encode())
@@ -91,12 +92,13 @@ async def test_lone_surrogates_and_nul_are_400_naming_the_field(
 @pytest.mark.parametrize("index", range(6))
 async def test_deep_nesting_is_400(client: httpx.AsyncClient, seed: Seed, index: int) -> None:
     """Nesting past the limit (40 levels, and 100,000 levels: past the decoder's recursion
-    limit) in any API body → 400, not 500."""
+    limit) in any API body → 400 (422 for the send API), not 500."""
     method, path, headers, body, field = routes(seed)[index]
+    bad = 422 if path.startswith("/api/v1/subaccount/email") else 400
     for depth, name in ((40, f"body.{field}" + ".0" * 31), (100_000, "body")):
         content = json.dumps({**body, field: "@"}).replace('"@"', "[" * depth + "]" * depth)
         response = await call(client, method, path, headers, content.encode())
-        assert 400 == response.status_code, response.text
+        assert bad == response.status_code, response.text
         expected = [{"field": name, "message": "nested deeper than 32 levels"}]
         assert expected == response.json()["errors"]
 
@@ -120,7 +122,7 @@ async def test_bodies_over_the_limit_are_413_by_length_or_stream(
         response = await call(client, method, path, headers, too_big)
         assert (413, "payload_too_large") == (response.status_code, response.json()["code"])
     response = await client.post(
-        "/api/v1/ippools",
+        "/api/v1/account/ippool",
         content=stream(),
         headers={"X-Account-ApiKey": seed.account.account_key, "content-type": "application/json"},
     )
@@ -131,12 +133,12 @@ async def test_bodies_over_the_limit_are_413_by_length_or_stream(
 async def test_send_has_a_larger_limit_and_ingest_keeps_its_own(
     client: httpx.AsyncClient, seed: Seed
 ) -> None:
-    """Send takes a 2 MiB message body (a message may be 10 MiB) but not one over 24 MiB; the
+    """Send takes a 2 MiB message body (a message may be 10 MiB) but not one over 32 MiB; the
     ingestion endpoint keeps its documented 1 MiB limit with its own message."""
     method, path, headers, send, _ = routes(seed)[5]
     big = json.dumps({**send, "textBody": "x" * (2 * 1024 * 1024)}).encode()
     response = await call(client, method, path, headers, big)
-    assert 400 == response.status_code  # passed the size check: the route says no such pool
+    assert 422 == response.status_code  # passed the size check: the route says no such pool
     assert [{"field": "ippool", "message": "no IP pool named 'main'"}] == response.json()["errors"]
     huge = json.dumps({**send, "textBody": "x" * bodies.SEND_MAX_BODY_BYTES}).encode()
     response = await call(client, method, path, headers, huge)
@@ -150,14 +152,14 @@ async def test_send_has_a_larger_limit_and_ingest_keeps_its_own(
     assert "over the 1048576-byte limit" in response.json()["error"]
 
 
-async def test_nul_in_a_message_body_is_400_naming_it(
+async def test_nul_in_a_message_body_is_422_naming_it(
     client: httpx.AsyncClient, seed: Seed
 ) -> None:
-    """NUL in textBody or htmlBody (SMTP may not carry it) is refused with 400 naming the body
+    """NUL in textBody or htmlBody (SMTP may not carry it) is refused with 422 naming the body
     field, like any other bad value, and nothing is stored."""
     method, path, headers, body, _field = routes(seed)[5]
     for key in ("textBody", "htmlBody"):
         sent = {**body, key: "Hi\x00there"}
         response = await call(client, method, path, headers, json.dumps(sent).encode())
-        assert 400 == response.status_code, response.text
+        assert 422 == response.status_code, response.text
         assert [key] == [e["field"] for e in response.json()["errors"]]

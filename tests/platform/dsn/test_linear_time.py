@@ -16,8 +16,10 @@ import re
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
-from sendpost_platform.smtp import dsn
 from sendpost_platform.smtp.dsn import parse_report
+from sendpost_platform.smtp.readers.qmail import qmail_block
+from sendpost_platform.smtp.readers.rfc3464 import postfix_paragraph
+from sendpost_platform.smtp.readers.text import address_token, paragraphs
 
 from tests.support.adversarial import DSN_SHAPES
 from tests.support.scaling import measure_growth
@@ -57,8 +59,8 @@ def _group(match: re.Match[str] | None, *groups: int) -> object:
 def test_address_helper_agrees_with_the_old_regex(text: str) -> None:
     """_address_token finds what the old address regex found, with search and with match."""
     text = text.strip()
-    assert _group(_OLD_ADDRESS.search(text), 1) == dsn._address_token(text, anchored=False)
-    assert _group(_OLD_ADDRESS.match(text), 1) == dsn._address_token(text, anchored=True)
+    assert _group(_OLD_ADDRESS.search(text), 1) == address_token(text, anchored=False)
+    assert _group(_OLD_ADDRESS.match(text), 1) == address_token(text, anchored=True)
 
 
 @given(_TEXT)
@@ -67,14 +69,14 @@ def test_address_helper_agrees_with_the_old_regex(text: str) -> None:
 def test_postfix_paragraph_helper_agrees_with_the_old_regex(text: str) -> None:
     """_postfix_paragraph reads a stripped paragraph exactly as the old regex did."""
     text = text.strip()
-    assert _group(_OLD_POSTFIX_PARAGRAPH.match(text), 1, 2) == dsn._postfix_paragraph(text)
+    assert _group(_OLD_POSTFIX_PARAGRAPH.match(text), 1, 2) == postfix_paragraph(text)
 
 
 @given(_TEXT)
 @example(" <a@b>: \n \n x")
 def test_qmail_block_helper_agrees_with_the_old_regex(text: str) -> None:
     """_qmail_block reads a block exactly as the old regex did."""
-    assert _group(_OLD_QMAIL_BLOCK.match(text), 1, 2) == dsn._qmail_block(text)
+    assert _group(_OLD_QMAIL_BLOCK.match(text), 1, 2) == qmail_block(text)
 
 
 @given(st.lists(st.sampled_from(["a", " ", "\t", "\n", "\r", "\x0c", "\n\n", "b c"])).map("".join))
@@ -82,6 +84,6 @@ def test_paragraphs_are_the_old_split(text: str) -> None:
     """_paragraphs gives the non-blank pieces of splitting at '\\n\\s*\\n' (the old way): the
     same pieces of stripped text, the same stripped pieces of any text."""
     old = [p for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
-    assert old == dsn._paragraphs(text.strip())
+    assert old == paragraphs(text.strip())
     old = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
-    assert old == [p.strip() for p in dsn._paragraphs(text)]
+    assert old == [p.strip() for p in paragraphs(text)]

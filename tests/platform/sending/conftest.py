@@ -86,6 +86,8 @@ class SendingSetup:
         return httpx.AsyncClient(transport=transport, base_url="http://platform.test")
 
     async def send(self, **body: Any) -> list[dict[str, Any]]:
+        """Send through the API (SendPost's body shape); addresses given as plain strings in
+        ``to``, ``cc``, ``bcc`` or ``from`` become ``{"email": ...}`` objects."""
         payload = {
             "from": {"email": f"news@{DOMAIN}", "name": "Shop"},
             "to": ["accept-1@example.org"],
@@ -93,8 +95,14 @@ class SendingSetup:
             "textBody": "Hello there",
             "htmlBody": '<p>Hello <a href="https://shop.example/x">there</a></p>',
             "ippool": "main",
+            "trackOpens": False,
+            "trackClicks": False,
             **body,
         }
+        for key in ("to", "cc", "bcc"):
+            if key in payload:
+                payload[key] = [as_address(item) for item in payload[key]]
+        payload["from"] = as_address(payload["from"])
         async with self.client() as client:
             response = await client.post(
                 "/api/v1/subaccount/email/",
@@ -105,6 +113,11 @@ class SendingSetup:
         result = response.json()
         assert isinstance(result, list)
         return result
+
+
+def as_address(item: Any) -> Any:
+    """``"a@b.c"`` as ``{"email": "a@b.c"}``; anything else as it is."""
+    return {"email": item} if isinstance(item, str) else item
 
 
 @pytest.fixture

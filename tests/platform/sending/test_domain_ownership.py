@@ -47,10 +47,6 @@ class Tenant:
     account: accounts.NewAccount
 
     @property
-    def manage(self) -> dict[str, str]:
-        return {"X-Account-ApiKey": self.account.account_key}
-
-    @property
     def sends(self) -> dict[str, str]:
         return {"X-SubAccount-ApiKey": self.account.subaccount_key}
 
@@ -92,9 +88,9 @@ class Platform:
         return Tenant(account)
 
     def publish(self, domain: dict[str, Any], *purposes: str) -> None:
-        for record in domain["dnsRecords"]:
-            if record["purpose"] in purposes:
-                self.dns.add(record["name"], record["type"], record["value"])
+        for purpose in purposes:
+            record = domain[purpose]
+            self.dns.add(record["host"], record["type"], record["textValue"])
 
     def messages_of(self, tenant: Tenant) -> int:
         query = sa.select(sa.func.count()).where(messages.c.account_id == tenant.account.account_id)
@@ -121,7 +117,7 @@ def platform(
 def email_from(sender: str) -> dict[str, Any]:
     return {
         "from": {"email": sender, "name": "CEO"},
-        "to": ["accept-1@example.org"],
+        "to": [{"email": "accept-1@example.org"}],
         "subject": "Wire transfer",
         "textBody": "Please pay the attached invoice today.",
         "ippool": "main",
@@ -132,11 +128,13 @@ async def add_and_verify(
     client: httpx.AsyncClient, tenant: Tenant, selector: str
 ) -> tuple[dict[str, Any], str]:
     created = await client.post(
-        "/api/v1/domains", json={"name": DOMAIN, "selector": selector}, headers=tenant.manage
+        "/api/v1/subaccount/domain",
+        json={"name": DOMAIN, "selector": selector},
+        headers=tenant.sends,
     )
     assert 201 == created.status_code, created.text
     domain = created.json()
-    return domain, f"/api/v1/domains/{domain['id']}/verify"
+    return domain, f"/api/v1/subaccount/domain/{domain['id']}/verify"
 
 
 def verified(answer: httpx.Response) -> tuple[bool, bool, bool]:
@@ -153,11 +151,11 @@ async def test_domain_proven_by_another_account_needs_its_own_proof(platform: Pl
     owner, intruder = platform.tenant("Bob"), platform.tenant("Mallory")
     async with platform.client() as client:
         bob_domain, bob_verify = await add_and_verify(client, owner, "b1")
-        platform.publish(bob_domain, "dkim", "return_path")
-        assert (True, True, True) == verified(await client.post(bob_verify, headers=owner.manage))
+        platform.publish(bob_domain, "dkim", "returnPath")
+        assert (True, True, True) == verified(await client.post(bob_verify, headers=owner.sends))
 
         a_domain, a_verify = await add_and_verify(client, intruder, "a1")
-        answer = await client.post(a_verify, headers=intruder.manage)
+        answer = await client.post(a_verify, headers=intruder.sends)
         assert (False, True, False) == verified(answer)
 
         refused = await client.post(
@@ -177,7 +175,7 @@ async def test_domain_proven_by_another_account_needs_its_own_proof(platform: Pl
         assert [0] == [r["errorCode"] for r in sent.json()]
 
         platform.publish(a_domain, "dkim")
-        assert (True, True, True) == verified(await client.post(a_verify, headers=intruder.manage))
+        assert (True, True, True) == verified(await client.post(a_verify, headers=intruder.sends))
         accepted = await client.post(
             "/api/v1/subaccount/email/", json=email_from("ceo@bob.test"), headers=intruder.sends
         )
@@ -195,8 +193,8 @@ async def test_domain_proven_by_another_account_needs_its_own_proof(platform: Pl
     assert 2 == await job.run_once()
     await job.close()
     [relayed] = [r for r in platform.sink.received() if result["messageId"].encode() in r.data]
-    a_dkim = next(r for r in a_domain["dnsRecords"] if r["purpose"] == "dkim")
-    lookup = txt_lookup({a_dkim["name"]: a_dkim["value"]})
+    a_dkim = a_domain["dkim"]
+    lookup = txt_lookup({a_dkim["host"]: a_dkim["textValue"]})
     assert b"s=a1" in relayed.data
     assert dkimpy.verify(relayed.data, dnsfunc=lookup) is True
 
@@ -212,4 +210,4 @@ async def test_nothing_verified_still_drops_with_the_contract_reason(
         sent = await client.post(
             "/api/v1/subaccount/email/", json=email_from("ceo@bob.test"), headers=tenant.sends
         )
-    assert [(1, NO_RETURN_PATH)] == [(r["errorCode"], r["message"]) for r in sent.json()]
+    assert [(3, NO_RETURN_PATH)] == [(r["errorCode"], r["message"]) for r in sent.json()]

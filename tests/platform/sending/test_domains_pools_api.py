@@ -1,4 +1,5 @@
-"""Domains API (DKIM key, DNS records, verification over real DNS) and IP pools API."""
+"""Domains API at SendPost's path (DKIM key, DNS records, verification over real DNS) and
+the IP pools API's provider check."""
 
 from __future__ import annotations
 
@@ -38,6 +39,10 @@ async def api(
 
 
 def key(seed: Seed) -> dict[str, str]:
+    return {"X-SubAccount-ApiKey": seed.account.subaccount_key}
+
+
+def account_key(seed: Seed) -> dict[str, str]:
     return {"X-Account-ApiKey": seed.account.account_key}
 
 
@@ -47,93 +52,70 @@ async def test_domain_records_and_verification(
     """Creating a domain lists its DKIM TXT and sp-bounce CNAME; publishing them verifies it."""
     async with api:
         created = await api.post(
-            "/api/v1/domains", json={"name": "Shop.Example", "selector": "s1"}, headers=key(seed)
+            "/api/v1/subaccount/domain",
+            json={"name": "Shop.Example", "selector": "s1"},
+            headers=key(seed),
         )
         assert created.status_code == 201, created.text
         domain = created.json()
-        records = {r["purpose"]: r for r in domain["dnsRecords"]}
-        assert (records["dkim"]["type"], records["dkim"]["name"]) == (
+        assert (domain["dkim"]["type"], domain["dkim"]["host"]) == (
             "TXT",
             "s1._domainkey.shop.example",
         )
-        assert records["dkim"]["value"].startswith("v=DKIM1; k=rsa; p=")
-        assert records["return_path"] == {
-            "purpose": "return_path",
+        assert domain["dkim"]["textValue"].startswith("v=DKIM1; k=rsa; p=")
+        assert domain["returnPath"] == {
             "type": "CNAME",
-            "name": "sp-bounce.shop.example",
-            "value": "bounce.sendpost.example",
+            "host": "sp-bounce.shop.example",
+            "textValue": "bounce.sendpost.example",
         }
-        path = f"/api/v1/domains/{domain['id']}/verify"
+        path = f"/api/v1/subaccount/domain/{domain['id']}/verify"
         before = (await api.post(path, headers=key(seed))).json()
         assert (before["dkimVerified"], before["returnPathVerified"]) == (False, False)
-        for record in records.values():
-            dns_server.add(record["name"], record["type"], record["value"])
+        assert before["dkimFailureReason"].startswith("TXT s1._domainkey.shop.example: ")
+        for record in (domain["dkim"], domain["returnPath"]):
+            dns_server.add(record["host"], record["type"], record["textValue"])
         after = (await api.post(path, headers=key(seed))).json()
         assert (after["dkimVerified"], after["returnPathVerified"], after["verified"]) == (
             True,
             True,
             True,
         )
+        assert after["dkimFailureReason"] == ""
         duplicate = await api.post(
-            "/api/v1/domains", json={"name": "shop.example"}, headers=key(seed)
+            "/api/v1/subaccount/domain", json={"name": "shop.example"}, headers=key(seed)
         )
         assert duplicate.status_code == 409
-        listed = (await api.get("/api/v1/domains", headers=key(seed))).json()
+        listed = (await api.get("/api/v1/subaccount/domain", headers=key(seed))).json()
         assert [d["name"] for d in listed] == ["shop.example"]
+        old = await api.get("/api/v1/domains", headers=account_key(seed))
+        assert old.status_code == 404
 
 
 async def test_ed25519_domain_and_bad_fields(api: httpx.AsyncClient, seed: Seed) -> None:
-    """Ed25519 is available on request; bad names, selectors and algorithms are each named."""
+    """Ed25519 is available on request; bad names, selectors and algorithms are each named
+    (422, SendPost's status for a body it cannot process)."""
     async with api:
         ed = await api.post(
-            "/api/v1/domains",
+            "/api/v1/subaccount/domain",
             json={"name": "ed.example", "dkimAlgorithm": "ed25519"},
             headers=key(seed),
         )
         assert ed.status_code == 201
-        assert ed.json()["dnsRecords"][0]["value"].startswith("v=DKIM1; k=ed25519; p=")
+        assert ed.json()["dkim"]["textValue"].startswith("v=DKIM1; k=ed25519; p=")
         bad = await api.post(
-            "/api/v1/domains",
-            json={"name": "no spaces", "selector": "-x", "dkimAlgorithm": "dsa"},
+            "/api/v1/subaccount/domain",
+            json={"name": "no spaces", "selector": "-x"},
             headers=key(seed),
         )
-        assert bad.status_code == 400
-        assert [e["field"] for e in bad.json()["errors"]] == ["name", "selector", "dkimAlgorithm"]
-
-
-async def test_pool_crud(api: httpx.AsyncClient, seed: Seed) -> None:
-    """Pools are created, read, updated and deleted; members keep weights and rules."""
-    other, _ = seed.other_provider("second")
-    body = {
-        "name": "main",
-        "strategy": "weighted",
-        "providers": [{"id": seed.provider.id, "weight": 2}, {"id": other.id, "weight": 3}],
-    }
-    async with api:
-        created = await api.post("/api/v1/ippools", json=body, headers=key(seed))
-        assert created.status_code == 201, created.text
-        pool = created.json()
-        assert [(p["id"], p["weight"]) for p in pool["providers"]] == [
-            (seed.provider.id, 2),
-            (other.id, 3),
-        ]
-        update = {
-            "name": "main",
-            "strategy": "mailbox_provider",
-            "providers": [
-                {"id": seed.provider.id, "mailboxProviders": ["gmail"]},
-                {"id": other.id, "mailboxProviders": ["others"]},
-            ],
-        }
-        url = f"/api/v1/ippools/{pool['id']}"
-        updated = await api.put(url, json=update, headers=key(seed))
-        assert updated.status_code == 200
-        assert updated.json()["strategy"] == "mailbox_provider"
-        fetched = (await api.get(url, headers=key(seed))).json()
-        assert [p["mailboxProviders"] for p in fetched["providers"]] == [["gmail"], ["others"]]
-        assert (await api.post("/api/v1/ippools", json=body, headers=key(seed))).status_code == 409
-        assert (await api.delete(url, headers=key(seed))).status_code == 204
-        assert (await api.get(url, headers=key(seed))).status_code == 404
+        assert bad.status_code == 422
+        assert [e["field"] for e in bad.json()["errors"]] == ["name", "selector"]
+        algorithm = await api.post(
+            "/api/v1/subaccount/domain",
+            json={"name": "ok.example", "dkimAlgorithm": "dsa"},
+            headers=key(seed),
+        )
+        assert algorithm.status_code == 422
+        assert [e["field"] for e in algorithm.json()["errors"]] == ["dkimAlgorithm"]
 
 
 async def test_pool_refuses_foreign_or_unknown_providers(
@@ -147,16 +129,11 @@ async def test_pool_refuses_foreign_or_unknown_providers(
     with store.write() as conn:
         stranger = accounts.create_account(conn, name="Other", now=clock.now())
         foreign, _ = add_provider(conn, stranger.account_id, clock)
-    body = {
-        "name": "p",
-        "strategy": "round_robin",
-        "providers": [{"id": foreign.id}, {"id": 99999}, {"id": seed.provider.id, "weight": 0}],
-    }
+    body = {"name": "p", "routingStrategy": 0, "tpsps": [foreign.id, 99999, seed.provider.id]}
     async with api:
-        response = await api.post("/api/v1/ippools", json=body, headers=key(seed))
-    assert response.status_code == 400
-    assert [e["field"] for e in response.json()["errors"]] == [
-        "providers[0].id",
-        "providers[1].id",
-        "providers[2].weight",
+        response = await api.post("/api/v1/account/ippool", json=body, headers=account_key(seed))
+    assert response.status_code == 422
+    assert [e["message"] for e in response.json()["errors"]] == [
+        f"no Custom SMTP provider {foreign.id} in this account",
+        "no Custom SMTP provider 99999 in this account",
     ]

@@ -139,11 +139,49 @@ def test_boundary_and_long_lines(signer: DomainSigner) -> None:
     """A body containing the boundary derived from the UUID gets a longer one; a line too long
     for SMTP is sent quoted-printable and decodes back unchanged."""
     uuid = "8a4c2a3e-5a38-4d6f-9a8e-0c1b2d3e4f50"
-    text = f"before\n--=_sp_{uuid}\nafter"
+    text = f"before\n--=_sp_a_{uuid}\nafter"
     html = "<p>" + "x" * 2000 + "</p>"
     msg = parsed(prepare(stored(text_body=text, html_body=html), signer, OPTIONS).data)
-    assert f"=_sp_{uuid}_" == msg.get_boundary()
+    assert f"=_sp_a_{uuid}_" == msg.get_boundary()
     plain, rich = list(msg.iter_parts())
     assert text.replace("\n", "\r\n") == plain.get_content()
     assert "quoted-printable" == rich["Content-Transfer-Encoding"]
     assert html == rich.get_content()
+
+
+def test_no_subject_means_no_subject_header(signer: DomainSigner) -> None:
+    """``subject`` is optional (as in SendPost's SDK): without one the message has no Subject
+    header, and its signature still verifies."""
+    out = prepare(stored(subject=None), signer, OPTIONS)
+    message = parsed(out.data)
+    assert message["Subject"] is None
+    lookup = txt_lookup({"sp1._domainkey.shop.example": dkim.txt_record(signer.key)})
+    assert dkimpy.verify(out.data, dnsfunc=lookup) is True
+
+
+def test_fields_preheader_and_unsubscribe_link(signer: DomainSigner) -> None:
+    """Custom fields render in subject, text and HTML (escaped there); the preheader is hidden
+    right after <body>, or first in an HTML body without one; ``{{unsubscribe}}`` is the same
+    signed link as List-Unsubscribe."""
+    message = parsed(
+        prepare(
+            stored(
+                subject="Hi {{name}}",
+                text_body="Hi {{name}} {{unsubscribe}}",
+                html_body="<html><BODY class=x><p>{{name}}</p></BODY></html>",
+                pre_text="Peek {{name}}",
+                fields={"name": "A&B"},
+            ),
+            signer,
+            OPTIONS,
+        ).data
+    )
+    assert message["Subject"] == "Hi A&B"
+    plain, rich = list(message.iter_parts())
+    link = str(message["List-Unsubscribe"]).strip("<>")
+    assert plain.get_content().strip() == f"Hi A&B {link}"
+    html = rich.get_content()
+    assert html.startswith('<html><BODY class=x><div style="display:none;')
+    assert "Peek A&amp;B</div><p>A&amp;B</p>" in html
+    bare = parsed(prepare(stored(html_body="<p>x</p>", pre_text="P"), signer, OPTIONS).data)
+    assert list(bare.iter_parts())[1].get_content().startswith('<div style="display:none;')

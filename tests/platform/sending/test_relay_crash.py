@@ -44,12 +44,12 @@ def queue(sending: SendingSetup, count: int) -> list[str]:
     """``count`` messages to distinct recipients, queued for relay; their recipients."""
     recipients = [f"user{i}@example.org" for i in range(count)]
     for start in range(0, count, 100):
-        request = SendRequest(
+        request = SendRequest.to_each(
+            [Mailbox(r) for r in recipients[start : start + 100]],
             from_email=f"news@{DOMAIN}",
             from_name="Shop",
             subject="Crash test",
             ippool="main",
-            to=[Mailbox(r) for r in recipients[start : start + 100]],
             text_body="Hello there\n" * 20,
             html_body='<p>Hello <a href="https://shop.example/x">there</a></p>',
             track_opens=True,

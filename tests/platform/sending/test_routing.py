@@ -73,11 +73,18 @@ def test_mailbox_provider_strategy_routes_by_recipient_domain() -> None:
         ("a@outlook.com", "microsoft"),
         ("a@ymail.com", "yahoo"),
         ("a@icloud.com", "apple"),
+        ("a@comcast.net", "comcast"),
+        ("a@yandex.ru", "yandex"),
+        ("a@gmx.de", "gmx"),
+        ("a@mail.ru", "mailru"),
+        ("a@zoho.com", "zoho"),
+        ("a@qq.com", "qq"),
         ("a@example.org", "others"),
     ],
 )
 def test_mailbox_provider_of(recipient: str, expected: str) -> None:
-    """Recipient domains map to their mailbox provider, unknown ones to 'others'."""
+    """Recipient domains map to their mailbox provider (SendPost's email types), unknown ones
+    to 'others'."""
     assert expected == mailbox_provider_of(recipient)
 
 

@@ -14,7 +14,7 @@ from tests.platform.sending.conftest import DOMAIN, SendingSetup
 
 BODY: dict[str, Any] = {
     "from": {"email": f"news@{DOMAIN}", "name": "Shop"},
-    "to": ["accept-1@example.org", "accept-2@example.org"],
+    "to": [{"email": "accept-1@example.org"}, {"email": "accept-2@example.org"}],
     "subject": "Hello",
     "textBody": "Hello there",
     "ippool": "main",

@@ -23,13 +23,22 @@ from prometheus_client import CollectorRegistry
 
 from sendpost_agent import heartbeat
 from sendpost_agent.buffer import Wal, WalPos
-from sendpost_agent.checkpoint import DB_NAME, LEGACY_NAME, Cursor, Position, StateDb
-from sendpost_agent.config import Settings
+from sendpost_agent.checkpoint import (
+    DB_NAME,
+    LEGACY_NAME,
+    Cursor,
+    JournalPosition,
+    Position,
+    SourcePosition,
+    StateDb,
+)
+from sendpost_agent.config import Settings, tls_verify
 from sendpost_agent.errors import ConfigError, StateCorrupt
 from sendpost_agent.http import StatusServer
 from sendpost_agent.parse import DEFAULT_INTERNAL_RELAYS, LogParser, adapter
 from sendpost_agent.ship import Clock, Sender, ShipLoop, SystemClock
-from sendpost_agent.sources import FileTail, LogSource
+from sendpost_agent.sources import FileTail, JournalTail, LogSource
+from sendpost_agent.sources.choice import JOURNALD, Choice
 from sendpost_agent.telemetry import Metrics, Status, health
 
 log = logging.getLogger("sendpost_agent")
@@ -37,17 +46,6 @@ log = logging.getLogger("sendpost_agent")
 # Queue IDs silent for 24 h are forgotten (and orphaned held lines dropped once their hold time
 # is over, which each line's time also checks): a pass over every entry, at most this often.
 EXPIRE_INTERVAL = 30.0
-
-
-def check_log_readable(path: Path) -> None:
-    """Raise :class:`ConfigError` naming ``log-path`` when the log cannot be opened."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        raise ConfigError("log-path", str(path), "does not exist") from None
-    except OSError as exc:
-        raise ConfigError("log-path", str(path), f"cannot be read: {exc.strerror}") from None
-    os.close(fd)
 
 
 def prepare_state_dir(path: Path) -> int:
@@ -72,14 +70,19 @@ class Agent:
         registry: CollectorRegistry | None = None,
         clock: Clock | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        choice: Choice | None = None,
     ) -> None:
+        """``choice``: the source ``run`` chose (sources/choice.py); without one, ``log-path``
+        as it is (``journald`` or a file, which may appear later)."""
         self.settings = settings
+        journal = settings.log_path == JOURNALD
+        self.choice = choice or Choice(journal, None if journal else settings.log_path, "")
         self.registry = registry or CollectorRegistry(auto_describe=True)
         self.clock = clock or SystemClock()
         self.transport = transport
         self.mta = adapter(settings.mta)
         self.metrics = Metrics(self.registry)
-        self.status = Status(log_path=str(settings.log_path), wal_max_bytes=settings.wal_max_bytes)
+        self.status = Status(log_path=self.choice.name, wal_max_bytes=settings.wal_max_bytes)
         self.stop = asyncio.Event()
         self.listening: tuple[str, int] | None = None
         self._space = asyncio.Event()
@@ -157,19 +160,14 @@ class Agent:
         self.metrics.wal_capacity.set(s.wal_max_bytes)
         cursor = self._load_cursor()
         pipeline = self._pipeline(cursor)
-        rotations = self.metrics.log_rotations
-        source = FileTail(
-            s.log_path,
-            cursor.position if cursor else None,
-            s.read_chunk_bytes,
-            on_rotation=lambda kind: rotations.labels(kind).inc(),
-        )
+        source = self._source(cursor.position if cursor else None)
         self.refresh()
         server = StatusServer(*s.listen, self.registry, self.health)
         self.listening = await server.start()
         log.info(
-            "sendpost-agent running: log %s, endpoint %s, parser %s, status on http://%s:%d/health",
-            s.log_path,
+            "sendpost-agent running: log %s%s, endpoint %s, parser %s, status on http://%s:%d/health",
+            self.choice.name,
+            f" ({self.choice.reason})" if self.choice.reason else "",
             s.endpoint,
             f"{self.mta.name} ({self.mta.scanner})",
             *self.listening,
@@ -179,6 +177,7 @@ class Agent:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop.set)
         client = httpx.AsyncClient(
+            verify=tls_verify(s.endpoint, os.environ),
             timeout=s.request_timeout,
             transport=self.transport,
             limits=httpx.Limits(max_connections=s.max_in_flight),
@@ -232,9 +231,31 @@ class Agent:
         log.info("sendpost-agent stopped; %d events wait in the WAL", self.wal.pending_events)
         return 0
 
+    def _source(self, start: SourcePosition | None) -> LogSource:
+        """The chosen source, from ``start`` when that is a position of the same kind (a cursor
+        of the other kind: the source's start, as without a cursor)."""
+        s = self.settings
+        if self.choice.journal:
+            if start is not None and not isinstance(start, JournalPosition):
+                log.warning("the saved cursor is in %s, not the journal: reading the journal "
+                            "from its start", start.path)  # fmt: skip
+                start = None
+            return JournalTail(start, s.journal_directory, s.read_chunk_bytes)
+        if start is not None and not isinstance(start, Position):
+            log.warning("the saved cursor is in the journal: reading %s from its start", s.log_path)
+            start = None
+        rotations = self.metrics.log_rotations
+        assert self.choice.path is not None
+        return FileTail(
+            self.choice.path,
+            start,
+            s.read_chunk_bytes,
+            on_rotation=lambda kind: rotations.labels(kind).inc(),
+        )
+
     async def _read(self, source: LogSource, pipeline: LogParser, shipper: ShipLoop) -> None:
         s, wal, metrics = self.settings, self.wal, self.metrics
-        saved: Position | None = source.position
+        saved: SourcePosition | None = source.position
         last_save = self.clock.monotonic()
         last_expire: float | None = None
         # False while a chunk's lines are consumed but their events not yet in the WAL: if that
@@ -290,7 +311,7 @@ class Agent:
                     shipper.appended(end)
                 metrics.observe_parse(pipeline.stats)
                 position = source.position
-                if position is not None:
+                if isinstance(position, Position):
                     self.status.log_offset = position.offset
                     metrics.log_offset.set(position.offset)
                 if due():

@@ -1,17 +1,20 @@
 """The cursor and the correlation state: ``{state-dir}/state.db``, SQLite from the standard library.
 
-The cursor says where in which log file the agent has read up to; the correlation state is what
-the parser knew at that point (queue ID → message UUID, held lines, pending recipients). Both are
-saved together, every ``checkpoint-interval`` while lines are read.
+The cursor says where in which log file (or up to which journal entry) the agent has read; the
+correlation state is what the parser knew at that point (queue ID → message UUID, held lines,
+pending recipients). Both are saved together, every ``checkpoint-interval`` while lines are read.
 
-Schema (``PRAGMA user_version`` 1)::
+Schema (``PRAGMA user_version`` 2)::
 
-    cursor(id = 1, dev, ino, fingerprint, fp_len, path, offset, head)  one row; head: JSON
+    cursor(id = 1, dev, ino, fingerprint, fp_len, path, offset, head, journal)
+                                      one row; head: JSON; journal: a journald cursor or NULL
     queues(qid PRIMARY KEY, entry)    one row per queue ID the correlator holds; entry: JSON
     orphans(qid PRIMARY KEY, entry)   removed queue IDs whose held lines wait for a parent
 
 ``head`` is the parser state without its ``queues`` and ``orphans`` (year inference, the log
-clock); :func:`~sendpost_agent.parse.mta.whole_state` puts the three back together.
+clock); :func:`~sendpost_agent.parse.mta.whole_state` puts the three back together. ``journal``
+is set when the agent reads the systemd journal (:class:`JournalPosition`; the file columns are
+then zero and ``path`` is ``journald``), NULL when it reads a file (:class:`Position`).
 
 Invariants
 ----------
@@ -40,6 +43,10 @@ from its start (duplicates, never loss).
 
 Migration
 ---------
+Version 1 had no ``journal`` column: :meth:`StateDb.load` adds it (NULL: a file position) and
+sets version 2 in one transaction. An older agent refuses version 2 as unknown, moves the
+database aside and reads its log from the start (duplicates with the same ``event_id``, no loss).
+
 Agents before this format kept both in ``{state-dir}/cursor``, one JSON document (``version`` 1)
 rewritten whole at every save. When the database holds no cursor yet and that file exists,
 :meth:`StateDb.load` imports it in one transaction, then deletes it; a crash between the two
@@ -64,18 +71,22 @@ if TYPE_CHECKING:
 
 DB_NAME = "state.db"
 LEGACY_NAME = "cursor"
-USER_VERSION = 1
+USER_VERSION = 2
+JOURNAL_PATH = "journald"  # the ``path`` of a journal position's row
 LEGACY_VERSION = 1
 _SCHEMA = """
 CREATE TABLE cursor (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     dev INTEGER NOT NULL, ino INTEGER NOT NULL, fingerprint TEXT NOT NULL,
-    fp_len INTEGER NOT NULL, path TEXT NOT NULL, offset INTEGER NOT NULL, head TEXT
+    fp_len INTEGER NOT NULL, path TEXT NOT NULL, offset INTEGER NOT NULL, head TEXT,
+    journal TEXT
 );
 CREATE TABLE queues (qid TEXT PRIMARY KEY, entry TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE orphans (qid TEXT PRIMARY KEY, entry TEXT NOT NULL) WITHOUT ROWID;
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;
 """
+_UPGRADE_1 = "ALTER TABLE cursor ADD COLUMN journal TEXT; PRAGMA user_version = 2;"
+_SELECT = "SELECT dev, ino, fingerprint, fp_len, path, offset, head, journal FROM cursor"
 _SUFFIXES = ("", "-wal", "-shm")  # the database and SQLite's files beside it
 # per table: forget all, forget one, write one
 _QUEUES = (
@@ -133,8 +144,20 @@ class Position:
 
 
 @dataclasses.dataclass(frozen=True)
+class JournalPosition:
+    """A read position in the systemd journal: every entry up to and including the one of
+    ``cursor`` (journalctl's ``__CURSOR``) has been consumed."""
+
+    cursor: str
+
+
+SourcePosition = Position | JournalPosition
+"""Where a log source has read up to: in a file or in the journal."""
+
+
+@dataclasses.dataclass(frozen=True)
 class Cursor:
-    position: Position
+    position: SourcePosition
     parser_state: dict[str, Any] | None
 
 
@@ -173,6 +196,8 @@ class StateDb:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
                 db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+            elif version == 1:
+                db.executescript(f"BEGIN IMMEDIATE; {_UPGRADE_1} COMMIT;")
             elif version != USER_VERSION:
                 raise StateCorrupt(f"{self.path}: unknown version {version!r}")
         except sqlite3.OperationalError as exc:
@@ -195,9 +220,7 @@ class StateDb:
         old-format cursor file, if one is there); :class:`StateCorrupt` if it can't be decoded."""
         db = self._connect()
         try:
-            row = db.execute(
-                "SELECT dev, ino, fingerprint, fp_len, path, offset, head FROM cursor"
-            ).fetchone()
+            row = db.execute(_SELECT).fetchone()
         except sqlite3.Error as exc:
             raise StateCorrupt(f"{self.path}: cannot read the cursor ({exc})") from None
         if row is None:
@@ -206,9 +229,7 @@ class StateDb:
                 return None
             head, queues, orphans = split_state(legacy.parser_state)
             self._write(legacy.position, head, queues, orphans, complete=True)
-            row = db.execute(
-                "SELECT dev, ino, fingerprint, fp_len, path, offset, head FROM cursor"
-            ).fetchone()
+            row = db.execute(_SELECT).fetchone()
         if self.legacy is not None and self.legacy.exists():  # imported (now or before a crash)
             self.legacy.unlink()
             fsync_dir(self.legacy.parent)
@@ -217,10 +238,16 @@ class StateDb:
     def _decode(self, row: tuple[Any, ...]) -> Cursor:
         db = self._connect()
         try:
-            dev, ino, fingerprint, fp_len, path, offset, head = row
-            position = Position(
-                FileId(int(dev), int(ino), str(fingerprint), int(fp_len)), int(offset), str(path)
-            )
+            dev, ino, fingerprint, fp_len, path, offset, head, journal = row
+            position: SourcePosition
+            if journal is not None:
+                position = JournalPosition(str(journal))
+            else:
+                position = Position(
+                    FileId(int(dev), int(ino), str(fingerprint), int(fp_len)),
+                    int(offset),
+                    str(path),
+                )
             if head is None:
                 return Cursor(position, None)
             parser = json.loads(head)
@@ -264,7 +291,7 @@ class StateDb:
 
     # -- saving -------------------------------------------------------------------------------
 
-    def save(self, position: Position, pipeline: LogParser) -> None:
+    def save(self, position: SourcePosition, pipeline: LogParser) -> None:
         """One transaction: ``position`` and what changed in ``pipeline`` since its last save."""
         changes = pipeline.changes()
         try:
@@ -275,21 +302,25 @@ class StateDb:
 
     def _write(
         self,
-        position: Position,
+        position: SourcePosition,
         head: dict[str, Any] | None,
         queues: dict[str, Any],
         orphans: dict[str, Any],
         complete: bool,
     ) -> None:
         db = self._connect()
-        f = position.file
+        where: tuple[int, int, str, int, str, int, str | None]
+        if isinstance(position, JournalPosition):
+            where = (0, 0, "", 0, JOURNAL_PATH, 0, position.cursor)
+        else:
+            f = position.file
+            where = (f.dev, f.ino, f.fingerprint, f.fp_len, position.path, position.offset, None)
         db.execute("BEGIN IMMEDIATE")
         try:
             db.execute(
-                "INSERT OR REPLACE INTO cursor VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
-                (f.dev, f.ino, f.fingerprint, f.fp_len, position.path, position.offset,
-                 None if head is None else _json(head)),
-            )  # fmt: skip
+                "INSERT OR REPLACE INTO cursor VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*where[:6], None if head is None else _json(head), where[6]),
+            )
             for (clear, delete, upsert), entries in ((_QUEUES, queues), (_ORPHANS, orphans)):
                 if complete:
                     db.execute(clear)

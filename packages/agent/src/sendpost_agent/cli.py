@@ -22,6 +22,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    finally:
+        # The single file's launchers, if one was killed: remove what it unpacked.
+        from sendpost_agent import frozen
+
+        frozen.clean_up()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["parse"]:
         # Straight to `parse`, without importing the daemon's dependencies: operators and

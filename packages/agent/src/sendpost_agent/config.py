@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import ssl
 import sys
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
@@ -161,7 +162,18 @@ class Settings:
         "Event ingestion URL of the platform.",
     )
     log_path: Path = _setting(  # noqa: RUF009 - a field() with metadata, not a shared default
-        Path("/var/log/mail.log"), _path, "The mail log to follow."
+        Path("/var/log/mail.log"),
+        _path,
+        "The mail log to follow, or `journald`: Postfix's entries in the systemd journal. The "
+        "default, when `/var/log/mail.log` does not exist, reads the journal if it holds "
+        "Postfix's entries (docs/agent-sources.md).",
+    )
+    journal_directory: Path | None = _setting(  # noqa: RUF009
+        None,
+        _path,
+        "With `journald`: read the journal files in this directory (`journalctl --directory`) "
+        "instead of the system journal.",
+        "the system journal",
     )
     state_dir: Path = _setting(  # noqa: RUF009
         Path("/var/lib/sendpost-agent"),
@@ -349,3 +361,22 @@ __all__ = [
     "load",
     "markdown",
 ]
+
+
+def tls_verify(endpoint: str, env: Mapping[str, str]) -> ssl.SSLContext | bool:
+    """What the HTTP client verifies the endpoint with: nothing for ``http://`` (no TLS, so a
+    broken ``SSL_CERT_FILE`` does not matter), else the trust store httpx would use (certifi,
+    or ``SSL_CERT_FILE``/``SSL_CERT_DIR`` when set), loaded once here so that an unusable one is
+    a :class:`ConfigError` naming the variable instead of a traceback."""
+    if not endpoint.lower().startswith("https://"):
+        return False
+    import httpx  # the daemon's dependency: `parse` never gets here
+
+    try:
+        return httpx.create_ssl_context(verify=True, trust_env=True)
+    except (OSError, ssl.SSLError) as exc:
+        name = "SSL_CERT_FILE" if env.get("SSL_CERT_FILE") else "SSL_CERT_DIR"
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(
+            name, env.get(name, ""), f"cannot load the CA certificates for https: {reason}"
+        ) from None

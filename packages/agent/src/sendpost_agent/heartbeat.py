@@ -45,6 +45,11 @@ def bytes_behind(path: str, offset: int) -> int | None:
     return max(0, size - offset)
 
 
+def _source(name: str) -> str:
+    """The heartbeat's ``source``: ``journald`` or ``file:PATH``."""
+    return name if name == "journald" else f"file:{name}"
+
+
 def build(
     status: Status, health: Callable[[], tuple[int, dict[str, object]]], now: float
 ) -> Heartbeat:
@@ -55,10 +60,12 @@ def build(
     last_ship = dt.datetime.fromtimestamp(status.last_ship, dt.UTC) if status.last_ship else None
     return Heartbeat(
         agent_version=__version__,
-        source=f"file:{status.log_path}"[:512],
+        source=_source(status.log_path)[:512],
         healthy=code == 200,
         problems=problems,
-        log_bytes_behind=bytes_behind(status.log_path, status.log_offset),
+        log_bytes_behind=None
+        if status.log_path == "journald"
+        else bytes_behind(status.log_path, status.log_offset),
         wal_events=status.wal_events,
         wal_bytes=status.wal_bytes,
         last_error=status.last_error[:512] if status.last_error else None,

@@ -10,10 +10,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from sendpost_agent.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +37,14 @@ class StatusServer:
         self._server: asyncio.Server | None = None
 
     async def start(self) -> tuple[str, int]:
-        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        """Listen; a taken or impossible address is a :class:`ConfigError` naming ``listen``."""
+        try:
+            self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise ConfigError(
+                "listen", f"{self.host}:{self.port}", f"cannot listen there: {reason}"
+            ) from None
         address = self._server.sockets[0].getsockname()
         self.port = int(address[1])
         return str(address[0]), self.port

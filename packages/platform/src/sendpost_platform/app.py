@@ -2,8 +2,9 @@
 
 To add an API module, put ``router = APIRouter()`` in it and add its dotted name to
 :data:`ROUTER_MODULES`; if it needs components built once per app, give it a
-``setup(ctx: AppContext) -> None`` that stores them in ``ctx.extras``. Background jobs are listed
-in ``worker.build_jobs``.
+``setup(ctx: AppContext) -> None`` that stores them in ``ctx.extras``; request body models its
+routes read themselves go in its ``SCHEMAS`` (published in ``/openapi.json``). Background jobs
+are listed in ``worker.build_jobs``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import importlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request, Response
+from pydantic import BaseModel
 
 from sendpost_platform import __version__
 from sendpost_platform.api import bodies, errors, openapi
@@ -33,7 +35,13 @@ ROUTER_MODULES: tuple[str, ...] = (
     "sendpost_platform.dashboard.routes",
     "sendpost_platform.api.domains",
     "sendpost_platform.api.pools",
+    "sendpost_platform.api.suppressions",
+    "sendpost_platform.api.subaccounts",
+    "sendpost_platform.api.messages",
+    "sendpost_platform.api.stats",
+    "sendpost_platform.api.ips",
     "sendpost_platform.api.send",
+    "sendpost_platform.api.templates",
     "sendpost_platform.api.tracking",
 )
 
@@ -79,14 +87,16 @@ def create_app(
     app.state.ctx = ctx
     errors.install(app)
     app.add_middleware(bodies.BodyLimits)  # size limits and JSON every route can take
+    schemas: list[type[BaseModel]] = []
     for name in ROUTER_MODULES:
         module = importlib.import_module(name)
         setup = getattr(module, "setup", None)
         if setup is not None:
             setup(ctx)
         app.include_router(module.router)
+        schemas += getattr(module, "SCHEMAS", ())
 
-    openapi.install(app)
+    openapi.install(app, schemas)
     errors.install_fallback(app, PREFIX, _error_page(ctx))
 
     @app.get("/health", tags=["operations"], summary="Liveness")

@@ -57,6 +57,8 @@ class HardBounce:
     event_id: int
     reason: str | None
     occurred_at: dt.datetime
+    smtp_error: str | None = None
+    """The reply as SendPost's ``smtpError`` shows it: code, status, text."""
 
 
 HardBounceHook = Callable[[Connection, Sequence[HardBounce]], None]
@@ -74,6 +76,7 @@ def suppress_hard_bounces(conn: Connection, bounces: Sequence[HardBounce]) -> No
                 reason=SuppressionReason.hard_bounce.value,
                 message_uuid=b.message_uuid,
                 created_at=b.occurred_at,
+                smtp_error=b.smtp_error,
             )
             for b in bounces
         ],
@@ -167,7 +170,14 @@ def _hard_bounce(event: NewEvent, recorded: Recorded) -> HardBounce:
         event_id=recorded.event_id,
         reason=event.reason,
         occurred_at=event.occurred_at,
+        smtp_error=smtp_error(event),
     )
+
+
+def smtp_error(event: NewEvent) -> str | None:
+    """A bounce's reply as SendPost's ``smtpError`` shows it: code, status, text (≤ 2,000)."""
+    parts = [str(p) for p in (event.smtp_code, event.enhanced_status, event.description) if p]
+    return " ".join(parts)[:2000] or None
 
 
 RECORDER = Recorder()

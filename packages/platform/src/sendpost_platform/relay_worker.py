@@ -10,7 +10,9 @@ One pass (:meth:`RelayJob.run_once`), per provider with due messages:
 3. commit each outcome: 2xx → ``CSSent`` with code and reply; a failure → retry
    ``relay_retry_schedule[n-1]`` after attempt *n*, and once the schedule is exhausted
    ``CSDropped`` with the last code and reply. A message that cannot be prepared (its domain or
-   provider is gone, its key cannot be opened) is dropped at once. The outcomes of all lanes
+   provider is gone, its key cannot be opened) is dropped at once, and so is one whose recipient
+   the sub-account suppressed after it was accepted (checked at the claim: reason
+   ``Recipient is suppressed``). The outcomes of all lanes
    waiting are committed in one transaction (:class:`_GroupCommit`). A lane's next message goes
    through MAIL, RCPT and DATA meanwhile, but its data is written only once that commit is done.
 
@@ -38,7 +40,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from sendpost_wire import EventType
@@ -47,10 +49,13 @@ from sendpost_platform.clock import Clock
 from sendpost_platform.config import Settings
 from sendpost_platform.crypto import CryptoError, SecretBox
 from sendpost_platform.domain.addresses import mailboxes, optional_mailbox
+from sendpost_platform.domain.suppression import normalize_address
 from sendpost_platform.domain.tracking import tracking_secret
 from sendpost_platform.egress import EgressPolicy
 from sendpost_platform.recorder import RECORDER
+from sendpost_platform.sending import SUPPRESSED, fields_for
 from sendpost_platform.smtp import dkim
+from sendpost_platform.smtp.mime import StoredAttachment
 from sendpost_platform.smtp.prepare import (
     DomainSigner,
     PreparedMessage,
@@ -59,7 +64,24 @@ from sendpost_platform.smtp.prepare import (
     prepare,
 )
 from sendpost_platform.smtp.relay import ProviderEndpoint, RelayClient, RelayResult
-from sendpost_platform.store import Store, domains, events, providers, relay
+from sendpost_platform.store import Store, domains, events, providers, relay, suppressions
+from sendpost_platform.store.reports import RELAY_FAILED
+
+SUPPRESSED_STAGE = "suppressed"
+"""The stage of a claimed message dropped because its recipient is now suppressed."""
+
+
+def _suppressed(conn: Any, claimed: list[relay.ClaimedMessage]) -> set[str]:
+    """UUIDs of the claimed messages whose recipient the sub-account has suppressed by now."""
+    by_sub: dict[int, list[relay.ClaimedMessage]] = collections.defaultdict(list)
+    for message in claimed:
+        by_sub[message.subaccount_id].append(message)
+    found: set[str] = set()
+    for sub_id, batch in by_sub.items():
+        blocked = suppressions.suppressed_among(conn, sub_id, [m.recipient for m in batch])
+        found |= {m.message_uuid for m in batch if normalize_address(m.recipient) in blocked}
+    return found
+
 
 log = logging.getLogger("sendpost_platform.relay")
 
@@ -178,7 +200,7 @@ class RelayJob:
         claimed, context = await asyncio.to_thread(self._claim, provider_id)
         if not claimed:
             return 0
-        endpoint, contents = context
+        endpoint, contents, suppressed = context
         # One lane per connection, each relaying one message at a time. A lane writes a
         # message's data only once its previous message's outcome is committed (MAIL, RCPT and
         # DATA go ahead meanwhile), so at most one message per lane is ever accepted by the
@@ -202,7 +224,7 @@ class RelayJob:
                 if committer.error is not None or self.clock.now() >= start_by:
                     unsent.append(message)
                     continue
-                ready = self._ready(message, endpoint, contents)
+                ready = self._ready(message, endpoint, contents, suppressed)
                 if isinstance(ready, _Outcome):
                     outcome = ready
                 else:
@@ -235,7 +257,9 @@ class RelayJob:
 
     def _claim(
         self, provider_id: int
-    ) -> tuple[list[relay.ClaimedMessage], tuple[ProviderEndpoint | None, dict[int, Any]]]:
+    ) -> tuple[
+        list[relay.ClaimedMessage], tuple[ProviderEndpoint | None, dict[int, Any], set[str]]
+    ]:
         lease = dt.timedelta(seconds=self.settings.relay_lease)
         with self.store.write() as conn:
             claimed = relay.claim(
@@ -247,14 +271,15 @@ class RelayJob:
                 limit=self.settings.relay_batch_size,
             )
             if not claimed:
-                return [], (None, {})
+                return [], (None, {}, set())
             provider = providers.get_provider_by_id(conn, provider_id)
             contents = relay.request_contents(conn, {m.request_id for m in claimed})
             for domain_id in {m.domain_id for m in claimed} - set(self._signers):
                 domain = domains.get_domain_by_id(conn, domain_id)
                 if domain is not None:
                     self._signers[domain_id] = self._signer(domain)
-        return claimed, (self._endpoint(provider), contents)
+            suppressed = _suppressed(conn, claimed)
+        return claimed, (self._endpoint(provider), contents, suppressed)
 
     def _signer(self, domain: domains.SenderDomain) -> DomainSigner:
         try:
@@ -292,25 +317,7 @@ class RelayJob:
         signer = self._signers.get(claimed.domain_id)
         if content is None or signer is None or not signer.key.private_key:
             raise _Unpreparable("the sender domain or its DKIM key is gone")
-        stored = StoredMessage(
-            uuid=claimed.message_uuid,
-            account_id=str(claimed.account_id),
-            subaccount_id=str(claimed.subaccount_id),
-            provider_id=str(claimed.provider_id),
-            recipient=claimed.recipient,
-            from_email=content["from"],
-            from_name=content.get("fromName"),
-            to=mailboxes(content.get("to")),
-            cc=mailboxes(content.get("cc")),
-            reply_to=optional_mailbox(content.get("replyTo")),
-            subject=content["subject"],
-            submitted_at=claimed.submitted_at,
-            text_body=content.get("textBody"),
-            html_body=content.get("htmlBody"),
-            headers=dict(content.get("headers") or {}),
-            track_opens=bool(content.get("trackOpens")),
-            track_clicks=bool(content.get("trackClicks")),
-        )
+        stored = stored_message(claimed, content)
         return prepare(stored, signer, self._options)
 
     def _ready(
@@ -318,8 +325,12 @@ class RelayJob:
         claimed: relay.ClaimedMessage,
         endpoint: ProviderEndpoint | None,
         contents: dict[int, Any],
+        suppressed: set[str],
     ) -> PreparedMessage | _Outcome:
-        """The message to send, or the outcome of a message that cannot be sent at all."""
+        """The message to send, or the outcome of a message that cannot be sent at all (its
+        recipient was suppressed since it was accepted, say)."""
+        if claimed.message_uuid in suppressed:
+            return _Outcome(claimed, RelayResult(False, SUPPRESSED_STAGE, None, SUPPRESSED), False)
         if endpoint is None:
             return _Outcome(
                 claimed, RelayResult(False, "prepare", None, "provider unavailable"), False
@@ -380,8 +391,10 @@ class RelayJob:
         else:
             event_type, description = EventType.CSDropped, result.summary()
             reason = (
-                f"Relay failed after {claimed.attempt} attempts"
+                f"{RELAY_FAILED} {claimed.attempt} attempts"
                 if outcome.retryable
+                else SUPPRESSED
+                if result.stage == SUPPRESSED_STAGE
                 else "Invalid message: cannot be prepared for relay"
             )
         return events.NewEvent(
@@ -400,3 +413,40 @@ class RelayJob:
             description=description,
             details={"attempts": claimed.attempt, "stage": result.stage},
         )
+
+
+def stored_message(claimed: relay.ClaimedMessage, content: dict[str, Any]) -> StoredMessage:
+    """The message to prepare for one claimed recipient from its request's stored content
+    (``sending.SendRequest.content``): the recipient's copy (To and Cc) and custom fields.
+    Content written before copies existed (no ``version``) shows the request's ``to`` and ``cc``
+    as they were."""
+    fields: Mapping[str, Any]
+    if content.get("version") == 2:
+        delivery = content["deliveries"][normalize_address(claimed.recipient)]
+        copy = content["copies"][delivery["copy"]]
+        to, cc = copy["to"], copy["cc"]
+        fields = fields_for(content["variables"], copy["fields"], delivery["fields"])
+    else:
+        to, cc, fields = content.get("to"), content.get("cc"), {}
+    return StoredMessage(
+        uuid=claimed.message_uuid,
+        account_id=str(claimed.account_id),
+        subaccount_id=str(claimed.subaccount_id),
+        provider_id=str(claimed.provider_id),
+        recipient=claimed.recipient,
+        from_email=content["from"],
+        from_name=content.get("fromName"),
+        to=mailboxes(to),
+        cc=mailboxes(cc),
+        reply_to=optional_mailbox(content.get("replyTo")),
+        subject=content.get("subject"),
+        submitted_at=claimed.submitted_at,
+        text_body=content.get("textBody"),
+        html_body=content.get("htmlBody"),
+        headers=dict(content.get("headers") or {}),
+        track_opens=bool(content.get("trackOpens")),
+        track_clicks=bool(content.get("trackClicks")),
+        fields=fields,
+        pre_text=content.get("preText"),
+        attachments=tuple(StoredAttachment.from_json(a) for a in content.get("attachments") or ()),
+    )

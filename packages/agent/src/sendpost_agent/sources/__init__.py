@@ -1,13 +1,15 @@
 """Where log lines come from: :class:`LogSource`, the interface the daemon's reader uses
-(app.py), and :class:`FileTail`, the one source today (a file followed through rotation).
-A journald source would be a second class with the same three members."""
+(app.py), and its two sources: :class:`FileTail` (a file followed through rotation) and
+:class:`JournalTail` (the mail entries of the systemd journal, as the same lines). Which one
+runs: ``choice.py``."""
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from sendpost_agent.checkpoint import Position
+from sendpost_agent.checkpoint import SourcePosition
 from sendpost_agent.sources.file import FileTail
+from sendpost_agent.sources.journal import JournalTail
 
 
 class LogSource(Protocol):
@@ -17,7 +19,7 @@ class LogSource(Protocol):
     """Why the log cannot be read right now (shown in /health), else None."""
 
     @property
-    def position(self) -> Position | None:
+    def position(self) -> SourcePosition | None:
         """Where the next read starts (saved as the cursor); None before the log was found."""
         ...
 
@@ -28,4 +30,4 @@ class LogSource(Protocol):
     def close(self) -> None: ...
 
 
-__all__ = ["FileTail", "LogSource"]
+__all__ = ["FileTail", "JournalTail", "LogSource"]

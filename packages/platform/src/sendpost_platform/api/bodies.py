@@ -7,15 +7,18 @@ own body against its documented 1 MiB limit and validates it with the wire schem
 
 - **size**: over :func:`limit_for` the path → 413 ``payload_too_large``, from ``Content-Length``
   before reading anything, or as soon as a streamed body passes the limit; never more than the
-  limit is held. The send API allows :data:`SEND_MAX_BODY_BYTES` (a message may be 10 MiB,
+  limit is held. The send API (both paths) allows :data:`SEND_MAX_BODY_BYTES` (a message and
+  its attachments may be 10 MiB each,
   ``sending.MAX_MESSAGE_BYTES``, and JSON escaping adds to it); every other route
   :data:`MAX_BODY_BYTES`.
 - **JSON**: a body that parses as JSON (content type JSON or none, as FastAPI reads it) must
   nest at most :data:`MAX_DEPTH` levels, and no string or key in it may hold a NUL or a lone
   surrogate (text no database can store, nor any header or message carry) → else 400
   ``bad_request`` naming the field (``body.to.0``). A body that is not JSON goes on to the
-  route, which answers for it as before. The send API checks NUL in values itself, as the
-  header-injection refusal it is (422 ``header_injection`` naming the field, ``api/send.py``).
+  route, which answers for it as before. The send API answers these with 422 instead (as
+  SendPost does for a body it cannot process), and also a body that is missing or not JSON
+  (:func:`send_problems`); it checks NUL in values itself, as the header-injection refusal it
+  is (422 ``header_injection`` naming the field, ``api/send_body.py``).
 
 The body read here is replayed to the app unchanged.
 """
@@ -29,11 +32,11 @@ from typing import Any
 from fastapi.responses import JSONResponse
 
 from sendpost_platform.api.ingest import PATH as INGEST_PATH
-from sendpost_platform.api.send import PATH as SEND_PATH
-from sendpost_platform.errors import ApiError, BadRequest, PayloadTooLarge
+from sendpost_platform.api.send import SEND_PATHS
+from sendpost_platform.errors import ApiError, BadRequest, PayloadTooLarge, Unprocessable
 
 MAX_BODY_BYTES = 1024 * 1024
-SEND_MAX_BODY_BYTES = 24 * 1024 * 1024
+SEND_MAX_BODY_BYTES = 32 * 1024 * 1024
 MAX_DEPTH = 32
 
 Scope = MutableMapping[str, Any]
@@ -46,7 +49,7 @@ _NO_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def _is_send(path: str) -> bool:
-    return path.rstrip("/") == SEND_PATH.rstrip("/")
+    return path.rstrip("/") in {p.rstrip("/") for p in SEND_PATHS}
 
 
 def limit_for(path: str) -> int | None:
@@ -121,6 +124,20 @@ def json_problems(body: bytes, *, nul_in_values: bool = True) -> list[dict[str, 
     return problems
 
 
+def send_problems(body: bytes) -> list[dict[str, str]]:
+    """The send API's body must be JSON (whatever the content type says), without lone
+    surrogates or deep nesting; NUL is the route's to name (``api/send_body.py``)."""
+    if not body.strip():
+        return [{"field": "body", "message": "is required: a JSON object"}]
+    try:
+        json.loads(body)
+    except RecursionError:
+        pass  # json_problems names it
+    except ValueError as exc:  # UnicodeDecodeError included
+        return [{"field": "body", "message": f"is not valid JSON: {exc}"}]
+    return json_problems(body, nul_in_values=False)
+
+
 class BodyLimits:
     """The middleware (module docstring)."""
 
@@ -135,10 +152,15 @@ class BodyLimits:
         if limit is None:
             await self.app(scope, receive, send)
             return
+        is_send = _is_send(scope["path"])
         try:
             body = await _read(scope, receive, limit)
-            if body and _is_json(scope):
-                problems = json_problems(body, nul_in_values=not _is_send(scope["path"]))
+            if is_send and scope["method"] == "POST":
+                problems = send_problems(body)
+                if problems:
+                    raise Unprocessable("invalid request body", errors=problems)
+            elif body and _is_json(scope):
+                problems = json_problems(body)
                 if problems:
                     raise BadRequest("invalid request body", errors=problems)
         except ApiError as exc:

@@ -11,10 +11,12 @@ unavailable). A client generated from the document then knows every status it mu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -93,13 +95,24 @@ def _is_fastapi_validation(response: Any) -> bool:
     return bool(schema.get("$ref", "").endswith("/HTTPValidationError"))
 
 
-def install(app: FastAPI) -> None:
+def with_schemas(document: dict[str, Any], models: Sequence[type[BaseModel]]) -> dict[str, Any]:
+    """Add the JSON schemas of request bodies that routes read themselves (a router module's
+    ``SCHEMAS``, referred to by its routes' ``openapi_extra``) to the document's components."""
+    components = document.setdefault("components", {}).setdefault("schemas", {})
+    for model in models:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(schema.pop("$defs", {}))
+        components[model.__name__] = schema
+    return document
+
+
+def install(app: FastAPI, schemas: Sequence[type[BaseModel]] = ()) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             document = get_openapi(
                 title=app.title, version=app.version, routes=app.routes, description=app.description
             )
-            app.openapi_schema = with_errors(document)
+            app.openapi_schema = with_errors(with_schemas(document, schemas))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -47,7 +47,7 @@ def _domains_page(
     checked: dict[str, Any] | None = None,
     name: str = "",
 ) -> Response:
-    found = domain_api.list_domains(ctx, viewer)
+    found = [domain_api.summary(ctx, d) for d in domain_api.list_for(ctx, viewer.id)]
     return renderer(ctx).page(
         request,
         "domains.html",
@@ -74,7 +74,7 @@ def add_domain(
     if isinstance(viewer, Response):
         return viewer
     try:
-        domain_api.create_domain(ctx, viewer, {"name": name[:300]})
+        domain_api.add_domain(ctx, viewer.id, {"name": name[:300]})
     except ApiError as exc:
         detail = "; ".join(str(e.get("message", "")) for e in exc.errors) or str(exc)
         return _domains_page(
@@ -90,7 +90,8 @@ async def verify_domain(
     if isinstance(viewer, Response):
         return viewer
     try:
-        checked = await domain_api.verify_domain(ctx, viewer, domain_id)
+        updated, report = await domain_api.check_domain(ctx, viewer.id, domain_id)
+        checked = {**domain_api.summary(ctx, updated), "checks": report}
     except ApiError as exc:
         return renderer(ctx).error(request, exc.status, "Not checked", str(exc), viewer)
     return await run_in_threadpool(lambda: _domains_page(request, ctx, viewer, checked=checked))
@@ -105,7 +106,7 @@ def _pools_page(
     problem: str | None = None,
     form: dict[str, Any] | None = None,
 ) -> Response:
-    found = pool_api.list_pools(ctx, viewer)
+    found = pool_api.dashboard_pools(ctx, viewer)
     with ctx.store.read() as conn:
         labels = dashboard_queries.provider_labels(conn, viewer.id)
     return renderer(ctx).page(
@@ -146,7 +147,7 @@ async def add_pool(request: Request, ctx: ContextDep, viewer: Editor) -> Respons
         "providers": [{"id": int(v)} for v in chosen if v.isdigit() and len(v) < 19],
     }
     try:
-        await run_in_threadpool(pool_api.create_pool, ctx, viewer, body)
+        await run_in_threadpool(pool_api.dashboard_create, ctx, viewer, body)
     except ApiError as exc:
         detail = "; ".join(
             f"{e.get('field', '')}: {e.get('message', '')}" for e in exc.errors

@@ -322,6 +322,7 @@ _SOFT_KEYWORDS: tuple[tuple[str, _Matcher], ...] = (
             r"lost connection",
             r"no route to host",
             r"network is unreachable",
+            r"host not found, try again",
             r"too many hops",
             r"hop count",
             r"mail loop",

@@ -7,7 +7,8 @@ counter the store increments per pool), so the distribution over many picks is e
 - ``weighted``: a smooth weighted round robin; over every ``sum(weights)`` consecutive picks each
   member is chosen exactly ``weight`` times, interleaved (2/3/1/4 → 20 %/30 %/10 %/40 %).
 - ``mailbox_provider``: members list the recipient mailbox providers they carry (``gmail``,
-  ``yahoo``, ``microsoft``, ``apple``, ``aol``, ``others``); the recipient's domain selects them.
+  ``yahoo``, ``microsoft``, ``apple``, ``aol``, ``comcast``, ``yandex``, ``gmx``, ``mailru``,
+  ``zoho``, ``qq``, ``others``: SendPost's email types); the recipient's domain selects them.
 - ``sending_domain``: members list the sender domains they carry; a member with no list (or ``*``)
   takes the rest.
 
@@ -41,6 +42,12 @@ MAILBOX_PROVIDERS: dict[str, frozenset[str]] = {
     ),
     "apple": frozenset({"icloud.com", "me.com", "mac.com"}),
     "aol": frozenset({"aol.com", "aim.com"}),
+    "comcast": frozenset({"comcast.net"}),
+    "yandex": frozenset({"yandex.ru", "yandex.com", "ya.ru"}),
+    "gmx": frozenset({"gmx.com", "gmx.net", "gmx.de"}),
+    "mailru": frozenset({"mail.ru", "inbox.ru", "list.ru", "bk.ru"}),
+    "zoho": frozenset({"zoho.com", "zohomail.com"}),
+    "qq": frozenset({"qq.com", "foxmail.com"}),
 }
 """Recipient domains per mailbox provider; any other domain belongs to ``others``."""
 

@@ -2,15 +2,20 @@
 
 ``prepare(message, signer, options)`` builds, in order:
 
-1. a MIME message with a text part, an HTML part, or ``multipart/alternative`` with both;
-2. ``From``/``To``/``Cc``/``Reply-To`` (written by ``email.headerregistry``, see
+1. the subject, HTML and text rendered with the recipient's custom fields (``{{name}}``,
+   ``domain/handlebars.py``; HTML-escaped in HTML; ``{{unsubscribe}}`` is the unsubscribe link),
+   the ``preText`` preheader as a hidden block at the top of the HTML body;
+2. a MIME message with a text part, an HTML part, or ``multipart/alternative`` with both, inside
+   ``multipart/mixed`` with one base64 part per attachment (its content type from its filename)
+   when there are attachments;
+3. ``From``/``To``/``Cc``/``Reply-To`` (written by ``email.headerregistry``, see
    ``domain/addresses.py``), ``Subject``, ``Date``, ``Message-ID: <{uuid}@{sender domain}>``, the
    caller's custom headers, and ``X-Sendpost-Message-UUID``, ``-Account-ID``, ``-SubAccount-ID``,
    ``-TPSP-ID``, ``-TPSP-Type``;
-3. ``List-Unsubscribe: <{base}/track/tpsp/unsubscribe/{token}>`` (plus a ``mailto:`` when one is
+4. ``List-Unsubscribe: <{base}/track/tpsp/unsubscribe/{token}>`` (plus a ``mailto:`` when one is
    configured) with ``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 8058);
-4. when asked: rewritten links (signed click URLs) and the open pixel in the HTML part;
-5. the DKIM signature with the sender domain's key, applied last over the final bytes.
+5. when asked: rewritten links (signed click URLs) and the open pixel in the HTML part;
+6. the DKIM signature with the sender domain's key, applied last over the final bytes.
 
 The envelope sender is ``bounces+{uuid}+{subAccountId}@sp-bounce.{sender domain}``, so the bounce
 processor can tie any DSN back to its message. Nothing here reads a clock, the database or the
@@ -24,16 +29,16 @@ never as text to write.
 
 from __future__ import annotations
 
-import binascii
 import email.utils
 import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from urllib.parse import quote
 
-from sendpost_platform.domain import tracking
+from sendpost_platform.domain import handlebars, tracking
 from sendpost_platform.domain.addresses import (
     MAX_HEADER_NAME,
     Mailbox,
@@ -44,9 +49,13 @@ from sendpost_platform.domain.addresses import (
     text_header,
 )
 from sendpost_platform.smtp import dkim
-
-MAX_7BIT_LINE = 990
-"""Longest body line sent as it is; longer lines (or non-ASCII text) go quoted-printable."""
+from sendpost_platform.smtp.mime import (
+    StoredAttachment,
+    attachment_part,
+    ending,
+    multipart,
+    text_part,
+)
 
 TPSP_TYPE_CUSTOM_SMTP = "custom-smtp"
 BOUNCE_SUBDOMAIN = "sp-bounce"
@@ -88,7 +97,7 @@ class StoredMessage:
     provider_id: str
     recipient: str
     from_email: str
-    subject: str
+    subject: str | None
     submitted_at: datetime
     from_name: str | None = None
     to: Sequence[Mailbox] = ()
@@ -100,6 +109,10 @@ class StoredMessage:
     track_opens: bool = False
     track_clicks: bool = False
     tpsp_type: str = TPSP_TYPE_CUSTOM_SMTP
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    """This recipient's custom fields, for ``{{name}}`` placeholders."""
+    pre_text: str | None = None
+    attachments: Sequence[StoredAttachment] = ()
 
     @property
     def sender_domain(self) -> str:
@@ -137,10 +150,59 @@ def envelope_sender(uuid: str, subaccount_id: str, sender_domain: str) -> str:
     return f"bounces+{uuid}+{subaccount_id}@{BOUNCE_SUBDOMAIN}.{sender_domain}"
 
 
-def _html(message: StoredMessage, options: PrepareOptions) -> str | None:
-    body = message.html_body
+UNSUBSCRIBE_FIELD = "unsubscribe"
+"""The reserved custom field: the recipient's unsubscribe link."""
+
+PREHEADER_STYLE = (
+    "display:none;font-size:1px;line-height:1px;max-height:0;max-width:0;"
+    "opacity:0;overflow:hidden;mso-hide:all;color:transparent"
+)
+
+
+@functools.lru_cache(maxsize=8)
+def _template(text: str) -> handlebars.Template:
+    """Parsed once per text (every recipient of a request shares its subject and bodies; a few
+    entries only, as a body may be 10 MiB; the API parsed it first,
+    so a :class:`~sendpost_platform.domain.handlebars.TemplateError` here is a ValueError the
+    relay treats as a message that cannot be prepared)."""
+    return handlebars.parse(text)
+
+
+def unsubscribe_url(message: StoredMessage, options: PrepareOptions) -> str:
+    """The recipient's signed one-click unsubscribe link."""
+    token = tracking.TrackingToken(tracking.TrackKind.unsubscribe, message.uuid)
+    return tracking.track_url(options.public_base_url, options.tracking_secret, token)
+
+
+def fields_of(message: StoredMessage, unsubscribe: str) -> Mapping[str, Any]:
+    """The values placeholders read: the unsubscribe link, then the message's fields."""
+    return handlebars.Layers({UNSUBSCRIBE_FIELD: unsubscribe}, message.fields)
+
+
+def _rendered(text: str | None, fields: Mapping[str, Any], *, escape: bool) -> str | None:
+    if text is None:
+        return None
+    return handlebars.render(_template(text), fields, escape=escape)
+
+
+def with_preheader(body: str, pre_text: str) -> str:
+    """``body`` with a hidden block holding ``pre_text`` (already escaped) right after its
+    ``<body ...>`` tag, or at the very start when it has none."""
+    lowered = body.lower()
+    start = lowered.find("<body")
+    end = lowered.find(">", start) if start >= 0 else -1
+    at = end + 1 if end >= 0 else 0
+    block = f'<div style="{PREHEADER_STYLE}">{pre_text}</div>'
+    return body[:at] + block + body[at:]
+
+
+def _html(message: StoredMessage, options: PrepareOptions, fields: Mapping[str, Any]) -> str | None:
+    body = _rendered(message.html_body, fields, escape=True)
     if body is None:
         return None
+    pre_text = _rendered(message.pre_text, fields, escape=True)
+    if pre_text:
+        body = with_preheader(body, pre_text)
     if message.track_clicks:
         body = tracking.rewrite_links(
             body, options.public_base_url, options.tracking_secret, message.uuid
@@ -152,9 +214,8 @@ def _html(message: StoredMessage, options: PrepareOptions) -> str | None:
     return body
 
 
-def _list_unsubscribe(message: StoredMessage, options: PrepareOptions) -> str:
-    token = tracking.TrackingToken(tracking.TrackKind.unsubscribe, message.uuid)
-    parts = [f"<{tracking.track_url(options.public_base_url, options.tracking_secret, token)}>"]
+def _list_unsubscribe(message: StoredMessage, options: PrepareOptions, url: str) -> str:
+    parts = [f"<{url}>"]
     if options.unsubscribe_mailto:
         subject = quote(f"unsubscribe {message.uuid}")
         parts.append(f"<mailto:{options.unsubscribe_mailto}?subject={subject}>")
@@ -188,58 +249,26 @@ def _header(name: str, value: str) -> str:
     return text_header(name, value)
 
 
-def _crlf_lines(text: str) -> str:
-    """Any mix of line endings (LF, CRLF, CR) as CRLF, the only line ending SMTP carries."""
-    return "\r\n".join(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
-
-
-@functools.lru_cache(maxsize=64)
-def _text_part(body: str, subtype: str) -> str:
-    """One ``text/*`` entity (its MIME headers, a blank line, the encoded body): 7bit when the
-    text is ASCII with short lines, else quoted-printable UTF-8 (RFC 2045 6.7). Cached, because
-    every recipient of a send request shares its text body."""
-    normal = body.replace("\r\n", "\n").replace("\r", "\n")
-    if normal.isascii() and all(len(line) < MAX_7BIT_LINE for line in normal.split("\n")):
-        charset, encoding, encoded = "us-ascii", "7bit", normal
-    else:
-        charset, encoding = "utf-8", "quoted-printable"
-        encoded = binascii.b2a_qp(normal.encode("utf-8"), istext=True).decode("ascii")
-    return (
-        f'Content-Type: text/{subtype}; charset="{charset}"\r\n'
-        f"Content-Transfer-Encoding: {encoding}\r\n\r\n" + _crlf_lines(encoded)
-    )
-
-
-def _boundary(uuid: str, parts: Sequence[str]) -> str:
-    """A multipart boundary derived from the message UUID (so preparation stays a pure
-    function), lengthened in the unlikely case that a part contains it."""
-    boundary = f"=_sp_{uuid}"
-    while any(boundary in part for part in parts):
-        boundary += "_"
-    return boundary
-
-
-def _body(message: StoredMessage, options: PrepareOptions) -> str:
-    """The MIME headers and body of the message (everything after its own headers)."""
-    html_body = _html(message, options)
-    if message.text_body is not None and html_body is not None:
-        parts = [_text_part(message.text_body, "plain"), _text_part(html_body, "html")]
-        boundary = _boundary(message.uuid, parts)
-        delimiter = f"\r\n--{boundary}\r\n"
-        return (
-            "MIME-Version: 1.0\r\n"
-            f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'
-            f"--{boundary}\r\n" + delimiter.join(parts) + f"\r\n--{boundary}--\r\n"
-        )
+def _content(message: StoredMessage, options: PrepareOptions, fields: Mapping[str, Any]) -> str:
+    """The message's text entity: one ``text/*`` part or ``multipart/alternative``."""
+    html_body = _html(message, options, fields)
+    text_body = _rendered(message.text_body, fields, escape=False)
+    if text_body is not None and html_body is not None:
+        parts = [text_part(text_body, "plain"), text_part(html_body, "html")]
+        return multipart("alternative", message.uuid, parts)
     if html_body is not None:
-        return "MIME-Version: 1.0\r\n" + _ending(_text_part(html_body, "html"))
-    return "MIME-Version: 1.0\r\n" + _ending(_text_part(message.text_body or "", "plain"))
+        return ending(text_part(html_body, "html"))
+    return ending(text_part(text_body or "", "plain"))
 
 
-def _ending(entity: str) -> str:
-    """The message ends with CRLF: SMTP adds one anyway, and DKIM verifiers disagree on how
-    to canonicalise a last line without it."""
-    return entity if entity.endswith("\r\n") else entity + "\r\n"
+def _body(message: StoredMessage, options: PrepareOptions, fields: Mapping[str, Any]) -> str:
+    """The MIME headers and body of the message (everything after its own headers)."""
+    content = _content(message, options, fields)
+    if not message.attachments:
+        return "MIME-Version: 1.0\r\n" + content
+    parts = [content.removesuffix("\r\n")]
+    parts += [attachment_part(a) for a in message.attachments]
+    return "MIME-Version: 1.0\r\n" + multipart("mixed", message.uuid, parts)
 
 
 def _address_headers(message: StoredMessage) -> str:
@@ -253,15 +282,18 @@ def _address_headers(message: StoredMessage) -> str:
     return head
 
 
-def headers_of(message: StoredMessage, options: PrepareOptions) -> list[tuple[str, str]]:
+def headers_of(
+    message: StoredMessage, options: PrepareOptions, unsubscribe: str
+) -> list[tuple[str, str]]:
     """The message's own unstructured headers, in order, after the address headers (the MIME
     headers come with the body)."""
+    subject = _rendered(message.subject, fields_of(message, unsubscribe), escape=False)
     return [
-        ("Subject", message.subject),
+        *([] if subject is None else [("Subject", subject)]),
         ("Date", email.utils.format_datetime(message.submitted_at)),
         ("Message-ID", f"<{message.uuid}@{message.sender_domain}>"),
         *message.headers.items(),
-        ("List-Unsubscribe", _list_unsubscribe(message, options)),
+        ("List-Unsubscribe", _list_unsubscribe(message, options, unsubscribe)),
         ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
         ("X-Sendpost-Message-UUID", message.uuid),
         ("X-Sendpost-Account-ID", message.account_id),
@@ -277,11 +309,15 @@ def render(message: StoredMessage, options: PrepareOptions) -> bytes:
     Written directly rather than through the ``email`` package's generator, which costs more
     than all the rest of preparation: the message's own headers are plain ASCII here (anything
     else is RFC 2047-encoded by :func:`_header`), and the body is one or two ``text/*`` parts,
-    7bit or quoted-printable, under a ``multipart/alternative`` when there are two. The tests
-    parse the result back with the ``email`` package and verify its DKIM signature."""
+    7bit or quoted-printable, under a ``multipart/alternative`` when there are two, and under
+    ``multipart/mixed`` with the attachments (``smtp/mime.py``). The tests parse the result back
+    with the ``email`` package and verify its DKIM signature."""
+    unsubscribe = unsubscribe_url(message, options)
     head = _address_headers(message)
-    head += "".join(_header(name, value) for name, value in headers_of(message, options))
-    return (head + _body(message, options)).encode("ascii")
+    headers = headers_of(message, options, unsubscribe)
+    head += "".join(_header(name, value) for name, value in headers)
+    body = _body(message, options, fields_of(message, unsubscribe))
+    return (head + body).encode("ascii")
 
 
 def prepare(

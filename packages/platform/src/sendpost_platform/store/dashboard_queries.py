@@ -154,6 +154,17 @@ class Buckets:
         return [self.start + self.step * i for i in range(self.count)]
 
 
+def bucket_index(buckets: Buckets) -> sa.ColumnElement[int]:
+    """The interval of ``events.occurred_at`` within ``buckets`` (0-based), as SQL."""
+    edges = buckets.edges()[1:]
+    if not edges:  # one interval: SQL has no CASE without a WHEN
+        return sa.literal(0, sa.Integer)
+    return sa.case(
+        *((events.c.occurred_at < edge, i) for i, edge in enumerate(edges)),
+        else_=len(edges),
+    )
+
+
 def counts_by_bucket(
     conn: Connection, account_id: int, buckets: Buckets, *, provider_id: int | None = None
 ) -> dict[tuple[int, int], int]:
@@ -165,12 +176,7 @@ def counts_by_bucket(
     """
     if buckets.count < 1:
         return {}
-    edges = buckets.edges()[1:]
-    index: sa.ColumnElement[int] = sa.case(
-        *((events.c.occurred_at < edge, i) for i, edge in enumerate(edges)),
-        else_=len(edges),
-    )
-    inner = sa.select(index.label("bucket"), events.c.event_type).where(
+    inner = sa.select(bucket_index(buckets).label("bucket"), events.c.event_type).where(
         events.c.account_id == account_id,
         events.c.occurred_at >= buckets.start,
         events.c.occurred_at < buckets.end,

@@ -150,15 +150,22 @@ def insert_many(
     names = tuple(rows[0])
     key = (conn.dialect.name, table.name, names, tuple(conflict or ()), tuple(returning))
     if conn.dialect.name == "postgresql":
-        sql = _UNNEST_SQL.get(key)
-        if sql is None:
-            sql = _UNNEST_SQL[key] = _unnest_insert(conn, table, names, conflict, returning)
         params: dict[str, Any] = {}
+        varying = []
         for i, name in enumerate(names):
             values = [row[name] for row in rows]
             if isinstance(table.c[name].type, sa.JSON):
                 values = [None if v is None else json.dumps(v) for v in values]
-            params[f"p{i}"] = values
+            first = values[0]
+            same = i > 0 and all(v == first and type(v) is type(first) for v in values)
+            params[f"p{i}"] = first if same else values
+            varying.append(not same)
+        shape = (*key, tuple(varying))
+        sql = _UNNEST_SQL.get(shape)
+        if sql is None:
+            sql = _UNNEST_SQL[shape] = _unnest_insert(
+                conn, table, names, varying, conflict, returning
+            )
         result = conn.exec_driver_sql(sql, params)
         return list(result.all()) if returning else []
     # SQLite: multi-row VALUES in chunks under the variable limit, values converted by the
@@ -212,21 +219,26 @@ def _unnest_insert(
     conn: Connection,
     table: sa.Table,
     names: Sequence[str],
+    varying: Sequence[bool],
     conflict: Sequence[str] | None,
     returning: Sequence[str],
 ) -> str:
-    """The statement of :func:`insert_many` on PostgreSQL (for psycopg: ``%(pN)b`` sends each
-    array in binary, which costs psycopg far less than quoting thousands of values as text)."""
+    """The statement of :func:`insert_many` on PostgreSQL: an array per column whose values
+    vary, one value for a column that has the same in every row (the group's account, source,
+    received_at ...). For psycopg, ``%(pN)b`` sends each parameter in binary, which costs far
+    less than quoting thousands of values as text."""
     arrays, selected = [], []
     for i, name in enumerate(names):
         column = table.c[name]
-        if isinstance(column.type, sa.JSON):
-            arrays.append(f"CAST(%(p{i})b AS text[])")
-            selected.append(f"CAST(u.c{i} AS json)")
+        is_json = isinstance(column.type, sa.JSON)
+        pg_type = "text" if is_json else column.type.compile(dialect=conn.dialect)
+        if varying[i]:
+            arrays.append(f"CAST(%(p{i})b AS {pg_type}[])")
+            value = f"u.c{len(arrays) - 1}"
         else:
-            arrays.append(f"CAST(%(p{i})b AS {column.type.compile(dialect=conn.dialect)}[])")
-            selected.append(f"u.c{i}")
-    aliases = ", ".join(f"c{i}" for i in range(len(names)))
+            value = f"CAST(%(p{i})b AS {pg_type})"
+        selected.append(f"CAST({value} AS json)" if is_json else value)
+    aliases = ", ".join(f"c{i}" for i in range(len(arrays)))
     sql = (
         f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {', '.join(selected)} "  # noqa: S608
         f"FROM unnest({', '.join(arrays)}) WITH ORDINALITY AS u({aliases}, n) ORDER BY u.n"

@@ -43,7 +43,11 @@ def insert_message(
     provider_id: int | None = None,
     state: str = "queued",
     message_uuid: str | None = None,
+    groups: list[str] | None = None,
+    webhook_endpoint: str | None = None,
 ) -> Message:
+    """A new message row; ``groups`` (the send request's tags) and ``webhook_endpoint`` are
+    stored on the row for the events API and the webhook dispatcher (see :func:`send_details`)."""
     message = Message(
         uuid=message_uuid or str(uuid_mod.uuid4()),
         account_id=account_id,
@@ -54,9 +58,33 @@ def insert_message(
         state=state,
     )
     conn.execute(
-        sa.insert(messages).values(**dataclasses.asdict(message), created_at=now, updated_at=now)
+        sa.insert(messages).values(
+            **dataclasses.asdict(message),
+            created_at=now,
+            updated_at=now,
+            groups=groups,
+            webhook_endpoint=webhook_endpoint,
+        )
     )
     return message
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SendDetails:
+    groups: list[str]
+    webhook_endpoint: str | None
+
+
+def send_details(conn: Connection, message_uuid: str) -> SendDetails | None:
+    """The send request's ``groups`` and ``webhookEndpoint`` stored on a message."""
+    row = conn.execute(
+        sa.select(messages.c.groups, messages.c.webhook_endpoint).where(
+            messages.c.uuid == message_uuid
+        )
+    ).first()
+    if row is None:
+        return None
+    return SendDetails(list(row.groups or []), row.webhook_endpoint)
 
 
 def get_message(conn: Connection, message_uuid: str) -> Message | None:

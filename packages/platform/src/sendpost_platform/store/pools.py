@@ -21,6 +21,14 @@ from sendpost_platform.store.schema import ip_pool_members, ip_pools
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Overflow:
+    """Where mail goes when no provider of the pool is live (``should`` off: nowhere)."""
+
+    should: bool = False
+    pool_name: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class StoredPool:
     id: int
     account_id: int
@@ -29,6 +37,7 @@ class StoredPool:
     members: tuple[PoolMember, ...]
     created_at: dt.datetime
     updated_at: dt.datetime
+    overflow: Overflow = dataclasses.field(default_factory=lambda: Overflow())
 
     def routing(self) -> Pool:
         return Pool(Strategy(self.strategy), self.members)
@@ -66,6 +75,7 @@ def _pools(conn: Connection, rows: Sequence[Any]) -> list[StoredPool]:
             tuple(members[r.id]),
             r.created_at,
             r.updated_at,
+            Overflow(bool(r.should_overflow), r.overflow_pool_name),
         )
         for r in rows
     ]
@@ -98,12 +108,16 @@ def create_pool(
     strategy: str,
     members: Sequence[PoolMember],
     now: dt.datetime,
+    overflow: Overflow | None = None,
 ) -> StoredPool | None:
     """Insert a pool; None when the account already has one of that name."""
+    overflow = overflow or Overflow()
     values = {
         "account_id": account_id,
         "name": name,
         "strategy": strategy,
+        "should_overflow": overflow.should,
+        "overflow_pool_name": overflow.pool_name,
         "sequence": 0,
         "created_at": now,
         "updated_at": now,
@@ -147,14 +161,22 @@ def update_pool(
     strategy: str,
     members: Sequence[PoolMember],
     now: dt.datetime,
+    overflow: Overflow | None = None,
 ) -> StoredPool | None:
     """Replace a pool's settings and members; None if the pool is unknown."""
     if get_pool(conn, account_id=account_id, pool_id=pool_id) is None:
         return None
+    overflow = overflow or Overflow()
     conn.execute(
         sa.update(ip_pools)
         .where(ip_pools.c.id == pool_id)
-        .values(name=name, strategy=strategy, updated_at=now)
+        .values(
+            name=name,
+            strategy=strategy,
+            should_overflow=overflow.should,
+            overflow_pool_name=overflow.pool_name,
+            updated_at=now,
+        )
     )
     _write_members(conn, pool_id, members)
     return get_pool(conn, account_id=account_id, pool_id=pool_id)

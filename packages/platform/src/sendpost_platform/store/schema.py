@@ -52,6 +52,8 @@ subaccounts = sa.Table(
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    # Set when deleted over the API (its messages and events stay; its key stops working).
+    sa.Column("deleted_at", UTCDateTime, nullable=True),
     sa.Index(None, "account_id"),
 )
 
@@ -111,6 +113,11 @@ messages = sa.Table(
     sa.Column("state", sa.String(32), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # The send request's ``groups`` (a JSON list of strings, the message's tags; NULL: none).
+    sa.Column("groups", sa.JSON, nullable=True),
+    # The send request's ``webhookEndpoint`` (an http(s) URL checked by the egress guard; NULL:
+    # the account's webhooks only), read by the webhook dispatcher.
+    sa.Column("webhook_endpoint", sa.Text, nullable=True),
     sa.Index(None, "account_id", "created_at"),
 )
 
@@ -211,6 +218,10 @@ ip_pools = sa.Table(
     sa.Column("strategy", sa.String(32), nullable=False),
     # Routing counter: incremented per routed message, drives the deterministic strategies.
     sa.Column("sequence", sa.BigInteger, nullable=False, server_default="0"),
+    # SendPost's overflow: when no provider of this pool is live, route through the pool named
+    # here (api/pools.py).
+    sa.Column("should_overflow", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("overflow_pool_name", sa.String(200), nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.UniqueConstraint("account_id", "name"),
@@ -240,8 +251,11 @@ suppressions = sa.Table(
     sa.Column("recipient_key", sa.String(320), nullable=False),
     sa.Column("reason", sa.String(32), nullable=False),
     sa.Column("message_uuid", sa.String(36), nullable=True),
+    # The receiving server's reply, for hard-bounce suppressions.
+    sa.Column("smtp_error", sa.Text, nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.UniqueConstraint("subaccount_id", "recipient_key"),
+    sa.Index(None, "subaccount_id", "created_at"),
 )
 
 send_requests = sa.Table(
@@ -381,4 +395,20 @@ event_outbox = sa.Table(
     sa.Column("message_uuid", sa.String(36), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Index(None, "consumer", "id"),
+)
+
+# --- send API: templates (subject, HTML and text with {{placeholders}}) per sub-account ------
+
+templates = sa.Table(
+    "templates",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("subaccount_id", sa.BigInteger, nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("subject", sa.Text, nullable=True),
+    sa.Column("html_body", sa.Text, nullable=True),
+    sa.Column("text_body", sa.Text, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("subaccount_id", "name"),
 )

@@ -29,6 +29,7 @@ def add_suppression(
     reason: str,
     now: dt.datetime,
     message_uuid: str | None = None,
+    smtp_error: str | None = None,
 ) -> bool:
     """Suppress a recipient; False when it already was (the first reason is kept)."""
     new_id = insert_ignore(
@@ -40,6 +41,7 @@ def add_suppression(
             "recipient_key": normalize_address(recipient),
             "reason": reason,
             "message_uuid": message_uuid,
+            "smtp_error": smtp_error,
             "created_at": now,
         },
         conflict=("subaccount_id", "recipient_key"),
@@ -55,6 +57,8 @@ class NewSuppression:
     reason: str
     created_at: dt.datetime
     message_uuid: str | None = None
+    smtp_error: str | None = None
+    """For a hard bounce, the receiving server's reply as SendPost's ``smtpError`` shows it."""
 
 
 def add_suppressions(conn: Connection, rows: Sequence[NewSuppression]) -> set[tuple[int, str]]:
@@ -75,6 +79,7 @@ def add_suppressions(conn: Connection, rows: Sequence[NewSuppression]) -> set[tu
                 "recipient_key": key[1],
                 "reason": row.reason,
                 "message_uuid": row.message_uuid,
+                "smtp_error": row.smtp_error,
                 "created_at": row.created_at,
             }
             for key, row in sorted(unique.items())
@@ -117,3 +122,44 @@ def remove_suppression(conn: Connection, *, subaccount_id: int, recipient: str) 
         )
     )
     return bool(result.rowcount)
+
+
+def find_suppressions(
+    conn: Connection,
+    *,
+    subaccount_id: int,
+    since: dt.datetime,
+    until: dt.datetime,
+    limit: int,
+    offset: int = 0,
+    search: str | None = None,
+    reasons: Iterable[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Suppressions added in ``[since, until)``, oldest first (``search``: address contains)."""
+    c = suppressions.c
+    query = sa.select(suppressions).where(
+        c.subaccount_id == subaccount_id, c.created_at >= since, c.created_at < until
+    )
+    if search:
+        query = query.where(c.recipient_key.contains(normalize_address(search), autoescape=True))
+    if reasons is not None:
+        query = query.where(c.reason.in_(list(reasons)))
+    rows = conn.execute(query.order_by(c.created_at, c.id).offset(offset).limit(limit))
+    return [dict(r._mapping) for r in rows]
+
+
+def suppressions_of(
+    conn: Connection, subaccount_id: int, recipients: Iterable[str]
+) -> dict[str, dict[str, Any]]:
+    """The sub-account's suppression rows for ``recipients``, by normalised address."""
+    keys = sorted({normalize_address(r) for r in recipients})
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(keys), 500):
+        rows = conn.execute(
+            sa.select(suppressions).where(
+                suppressions.c.subaccount_id == subaccount_id,
+                suppressions.c.recipient_key.in_(keys[start : start + 500]),
+            )
+        )
+        found.update({r.recipient_key: dict(r._mapping) for r in rows})
+    return found

@@ -1,7 +1,7 @@
 """ingest_batches: a partial index on (provider_id, id) of pending batches, for the fair claim
 
 Revision ID: 0011_recorder
-Revises: 0008_outbox
+Revises: 0010_sendpost_resources
 Create Date: 2026-12-04 21:40:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011_recorder"
-down_revision = "0008_outbox"
+down_revision = "0010_sendpost_resources"
 branch_labels = None
 depends_on = None
 
