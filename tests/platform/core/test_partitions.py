@@ -13,9 +13,8 @@ import pytest
 import sqlalchemy as sa
 from sendpost_platform.config import Settings
 from sendpost_platform.recorder import RECORDER
-from sendpost_platform.store import Store, ingest
+from sendpost_platform.store import Store, ingest, reports
 from sendpost_platform.store import dashboard_queries as dq
-from sendpost_platform.store import reports
 from sendpost_platform.store import events as event_store
 from sendpost_platform.store import partitions as parts
 from sendpost_platform.store.schema import events, ingest_batches
