@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import threading
 import uuid
+from collections.abc import Mapping
 
 import pytest
 import sqlalchemy as sa
@@ -21,12 +23,35 @@ from sendpost_platform.store.schema import events, metadata, subaccounts
 from tests.platform.conftest import Seed, add_provider
 from tests.platform.core.helpers import agent_event
 
+PARTITION = re.compile(r"^(events|ingest_batches)_(p\d{8}|default)$")
+
 
 def test_migrations_produce_exactly_the_declared_schema(store: Store) -> None:
-    """Alembic finds no difference between the migrated database and ``schema.py``."""
+    """Alembic finds no difference between the migrated database and ``schema.py``; the one
+    documented exception (``schema.py``'s docstring): on PostgreSQL ``events`` and
+    ``ingest_batches`` are range-partitioned (checked here), and their partitions, tables of
+    their own, are left out of the comparison."""
+
+    def declared(name: str | None, kind: str, parents: Mapping[str, str | None]) -> bool:
+        table = name if kind == "table" else parents.get("table_name")
+        return not PARTITION.match(table or "")
+
     with store.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+        context = MigrationContext.configure(conn, opts={"include_name": declared})
+        diff = compare_metadata(context, metadata)
+        partitioned = {}
+        if not store.is_sqlite:
+            rows = conn.exec_driver_sql(
+                "SELECT c.relname, pg_get_partkeydef(c.oid) FROM pg_class c"
+                " WHERE c.relkind = 'p' AND c.relnamespace = current_schema()::regnamespace"
+            )
+            partitioned = dict(rows.all())
     assert diff == []
+    if not store.is_sqlite:
+        assert partitioned == {
+            "events": "RANGE (partition_at)",
+            "ingest_batches": "RANGE (received_at)",
+        }
 
 
 def test_keys_are_stored_only_as_sha256(store: Store, clock: ManualClock) -> None:

@@ -119,6 +119,20 @@ class Settings:
         env="SENDPOST_WORKER_CLAIM_BATCHES",
         doc="Ingested batches one worker claims and processes per transaction.",
     )
+    event_retention: float = setting(
+        30 * 86400.0,
+        env="SENDPOST_EVENT_RETENTION",
+        doc="How long stored events are kept (the accounts' event retention). On PostgreSQL "
+        "whole daily partitions are dropped once their day is older; on SQLite rows are deleted.",
+        unit=DURATION,
+    )
+    ingest_batch_retention: float = setting(
+        3 * 86400.0,
+        env="SENDPOST_INGEST_BATCH_RETENTION",
+        doc="How long a raw ingested batch is kept after it was processed (for replays and "
+        "investigation); unprocessed batches are never removed.",
+        unit=DURATION,
+    )
     # --- sending (relay, DNS, tracking): add fields below ---------------------------------------
     public_base_url: str = setting(
         "http://127.0.0.1:8080",

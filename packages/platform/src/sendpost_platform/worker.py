@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 from collections.abc import Sequence
 from typing import Protocol
@@ -23,6 +24,7 @@ from sendpost_platform.config import Settings
 from sendpost_platform.processing import IngestProcessor
 from sendpost_platform.relay_worker import RelayJob
 from sendpost_platform.store import Store
+from sendpost_platform.store.partitions import PartitionJob, Retention
 
 log = logging.getLogger("sendpost_platform.worker")
 
@@ -38,6 +40,14 @@ def build_jobs(settings: Settings, store: Store, clock: Clock) -> list[Job]:
     jobs: list[Job] = [
         IngestProcessor(store, clock, claim_batches=settings.worker_claim_batches),
         RelayJob(store, settings, clock),
+        PartitionJob(
+            store,
+            clock,
+            Retention(
+                events=dt.timedelta(seconds=settings.event_retention),
+                batches=dt.timedelta(seconds=settings.ingest_batch_retention),
+            ),
+        ),
     ]
     return jobs
 

@@ -13,6 +13,7 @@ import datetime as dt
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from sendpost_platform.store.partitions import window_bounds
 from sendpost_platform.store.schema import (
     accounts,
     dashboard_signouts,
@@ -179,6 +180,7 @@ def counts_by_bucket(
         events.c.account_id == account_id,
         events.c.occurred_at >= buckets.start,
         events.c.occurred_at < buckets.end,
+        *window_bounds(buckets.start, buckets.end),
     )
     if provider_id is not None:
         inner = inner.where(events.c.provider_id == provider_id)
@@ -199,6 +201,7 @@ def counts_by_provider(
             events.c.account_id == account_id,
             events.c.occurred_at >= since,
             events.c.occurred_at < until,
+            *window_bounds(since, until),
         )
         .group_by(events.c.provider_id, events.c.event_type)
     )

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection
 
 from sendpost_platform.domain import dedup
 from sendpost_platform.store.dialect import insert_many
+from sendpost_platform.store.partitions import partition_times, window_bounds
 from sendpost_platform.store.schema import (
     event_outbox,
     events,
@@ -37,6 +38,7 @@ from sendpost_platform.store.schema import (
 )
 
 SLOT_CONFLICT = ("message_uuid", "recipient_key", "dedup_slot")
+_UNIQUE = (*SLOT_CONFLICT, "partition_at")  # the unique index (store/partitions.py)
 
 OUTBOX_CONSUMERS = ("webhooks",)
 """Who gets an ``event_outbox`` row for each new (or upgraded) event, in the event's transaction."""
@@ -146,6 +148,7 @@ def record_events(
         values["recipient_key"] = dedup.recipient_key(event.recipient)
         values["dedup_slot"] = dedup.dedup_slot(event.event_type)
         rows.append(values)
+    partition_times(conn, rows, (i for i, v in enumerate(rows) if v["dedup_slot"] is not None))
     results: list[Recorded | None] = [None] * len(rows)
 
     plain = [i for i, values in enumerate(rows) if values["dedup_slot"] is None]
@@ -193,7 +196,7 @@ def _record_slotted(
         conn,
         events,
         [rows[by_key[k][0]] for k in keys],
-        conflict=SLOT_CONFLICT,
+        conflict=_UNIQUE,
         returning=("id", *SLOT_CONFLICT),
     )
     state: dict[Key, _Row] = {}
@@ -211,6 +214,11 @@ def _record_slotted(
         found = conn.execute(
             sa.select(events.c.id, events.c.details, *_KEY_COLUMNS, *_report_columns())
             .where(sa.tuple_(*_KEY_COLUMNS).in_(clashed))
+            .where(
+                events.c.partition_at.in_(
+                    sorted({rows[by_key[k][0]]["partition_at"] for k in clashed})
+                )
+            )
             .order_by(*_KEY_COLUMNS)
             .with_for_update()
         ).all()
@@ -332,7 +340,7 @@ def _filtered(query: sa.Select[Any], where: EventFilter) -> sa.Select[Any]:
         query = query.where(events.c.occurred_at >= where.since)
     if where.until is not None:
         query = query.where(events.c.occurred_at < where.until)
-    return query
+    return query.where(*window_bounds(where.since, where.until))
 
 
 def list_events(

@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
 from sendpost_platform.store.dashboard_queries import Buckets, bucket_index
+from sendpost_platform.store.partitions import window_bounds
 from sendpost_platform.store.schema import events, messages, relay_queue, send_requests
 
 RELAY_FAILED = "Relay failed after"
@@ -157,7 +158,12 @@ def daily_counts(
     after_relay = sa.case((e.reason.like(f"{RELAY_FAILED}%"), "smtp"), else_="pre")
     inner = sa.select(
         bucket_index(buckets).label("day"), e.event_type, after_relay.label("source")
-    ).where(e.account_id == account_id, e.occurred_at >= buckets.start, e.occurred_at < buckets.end)
+    ).where(
+        e.account_id == account_id,
+        e.occurred_at >= buckets.start,
+        e.occurred_at < buckets.end,
+        *window_bounds(buckets.start, buckets.end),
+    )
     if subaccount_ids is not None:
         inner = inner.where(e.subaccount_id.in_(sorted(set(subaccount_ids))))
     if group is not None:

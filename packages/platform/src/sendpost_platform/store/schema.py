@@ -5,13 +5,18 @@ timestamp a :class:`~sendpost_platform.store.dialect.UTCDateTime`, keys stored o
 
 Adding tables or columns (e.g. for sending): define them here, in a section of your own at the
 end, against the same ``metadata``, and write a migration whose ``down_revision`` is the current
-head. ``tests/platform/test_store.py`` checks that the migrations produce exactly this schema.
+head. ``tests/platform/core/test_store.py`` checks that the migrations produce exactly this
+schema. One documented exception, PostgreSQL only (migration ``0013_partitions``): ``events`` and
+``ingest_batches`` are range-partitioned by day, their primary keys include the partition column
+(``(id, partition_at)``, ``(id, received_at)``), and their partitions are tables of their own.
 
 Deduplication is enforced by the database: ``events`` has a unique index on
-``(message_uuid, recipient_key, dedup_slot)``. ``dedup_slot`` is ``"delivered"`` for CSDelivered
-and ``"bounce"`` for CSHardBounced/CSSoftBounced (one terminal bounce per recipient), NULL for
-event kinds that may repeat (NULLs never clash). ``recipient_key`` is the lower-cased recipient
-("" when unknown).
+``(message_uuid, recipient_key, dedup_slot, partition_at)``, where ``partition_at`` is the same
+for every slotted event of a message (its creation time, see ``store/partitions.py``), so it is
+unique on ``(message_uuid, recipient_key, dedup_slot)``. ``dedup_slot`` is ``"delivered"`` for
+CSDelivered and ``"bounce"`` for CSHardBounced/CSSoftBounced (one terminal bounce per recipient),
+NULL for event kinds that may repeat (NULLs never clash). ``recipient_key`` is the lower-cased
+recipient ("" when unknown).
 """
 
 from __future__ import annotations
@@ -166,7 +171,10 @@ events = sa.Table(
     sa.Column("source", sa.String(16), nullable=False),
     sa.Column("agent_event_id", sa.String(200), nullable=True),
     sa.Column("details", sa.JSON, nullable=True),
-    sa.UniqueConstraint("message_uuid", "recipient_key", "dedup_slot"),
+    # The time the row is partitioned by on PostgreSQL (store/partitions.py): the message's
+    # creation for events with a dedup slot, ``occurred_at`` for the others.
+    sa.Column("partition_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("message_uuid", "recipient_key", "dedup_slot", "partition_at"),
     sa.Index(None, "account_id", "occurred_at", "id"),
     sa.Index(None, "message_uuid"),
 )
