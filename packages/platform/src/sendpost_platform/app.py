@@ -35,6 +35,7 @@ ROUTER_MODULES: tuple[str, ...] = (
     "sendpost_platform.api.pools",
     "sendpost_platform.api.send",
     "sendpost_platform.api.tracking",
+    "sendpost_platform.api.webhooks",
 )
 
 

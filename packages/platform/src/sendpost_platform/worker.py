@@ -24,6 +24,7 @@ from sendpost_platform.processing import IngestProcessor
 from sendpost_platform.relay_worker import RelayJob
 from sendpost_platform.store import Store
 from sendpost_platform.store import bounces as bounce_store
+from sendpost_platform.webhook_dispatch import WebhookDispatcher
 
 log = logging.getLogger("sendpost_platform.worker")
 
@@ -44,6 +45,7 @@ def build_jobs(settings: Settings, store: Store, clock: Clock) -> list[Job]:
             on_hard_bounce=bounce_store.suppress_hard_bounce,
         ),
         RelayJob(store, settings, clock),
+        WebhookDispatcher(store, settings, clock),
     ]
     return jobs
 
