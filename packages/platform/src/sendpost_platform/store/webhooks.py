@@ -273,6 +273,7 @@ def fan_out(conn: Connection, *, limit: int, now: dt.datetime, reader: FanOutRea
         )
     ]
     rows: list[dict[str, Any]] = []
+    made: set[tuple[str, str]] = set()  # (event_key, target): an upgraded event seen twice
     for entry in outbox:
         event = stored.get(int(entry.event_id))
         message = facts.get(entry.message_uuid)
@@ -303,15 +304,18 @@ def fan_out(conn: Connection, *, limit: int, now: dt.datetime, reader: FanOutRea
             "created_at": entry.created_at,
         }
         first = int(event.id) in firsts
-        for hook in hooks:
-            if hook.account_id == entry.account_id and rules.wanted(
-                hook.switches, int(event.event_type), first_of_kind=first
-            ):
-                rows.append({**base, "webhook_id": hook.id, "url": None, "target": f"w{hook.id}"})
+        targets: list[tuple[int | None, str | None, str]] = [
+            (hook.id, None, f"w{hook.id}")
+            for hook in hooks
+            if hook.account_id == entry.account_id
+            and rules.wanted(hook.switches, int(event.event_type), first_of_kind=first)
+        ]
         if message.webhook_endpoint:
-            rows.append(
-                {**base, "webhook_id": None, "url": message.webhook_endpoint, "target": "m"}
-            )
+            targets.append((None, message.webhook_endpoint, MESSAGE_TARGET))
+        for webhook_id, url, target in targets:
+            if (base["event_key"], target) not in made:
+                made.add((base["event_key"], target))
+                rows.append({**base, "webhook_id": webhook_id, "url": url, "target": target})
     if rows:
         conn.execute(sa.insert(webhook_deliveries), rows)
     conn.execute(sa.delete(event_outbox).where(event_outbox.c.id.in_([r.id for r in outbox])))
