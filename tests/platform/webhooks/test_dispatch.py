@@ -44,7 +44,9 @@ async def test_an_event_is_posted_once_signed_in_sendposts_payload_shape(
     await drain(dispatcher)
     [got] = receiver.received()
     body = WebhookObject.from_json(got.body.decode())
-    assert body is not None and body.event is not None and body.email_message is not None
+    assert body is not None
+    assert body.event is not None
+    assert body.email_message is not None
     assert (
         f"cs-{recorded.event_id}-60",
         "delivered",
