@@ -217,7 +217,7 @@ class Settings:
         doc="Webhook POSTs one dispatcher process has in flight at once.",
     )
     webhook_endpoint_concurrency: int = setting(
-        8,
+        16,
         env="SENDPOST_WEBHOOK_ENDPOINT_CONCURRENCY",
         doc="Webhook POSTs one dispatcher process has in flight to one endpoint (URL) at once.",
     )

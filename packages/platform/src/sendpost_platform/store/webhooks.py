@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -399,20 +399,14 @@ def _live_webhooks() -> sa.Select[Any]:
     )
 
 
-def claim(
-    conn: Connection,
-    *,
-    worker_id: str,
-    now: dt.datetime,
-    lease: dt.timedelta,
-    limit: int,
-    room: Callable[[str], int],
-) -> list[ClaimedDelivery]:
-    """Claim up to ``limit`` due deliveries, at most ``room(url)`` for each endpoint."""
+def due(conn: Connection, *, now: dt.datetime, limit: int) -> list[tuple[int, str]]:
+    """Up to ``limit`` deliveries that may be claimed now, oldest due first, as (id, URL): pending,
+    due, not claimed, of a live webhook (or a message endpoint), and the first pending one of
+    their message to their target. Runs in a read transaction; :func:`take` claims."""
     d = webhook_deliveries
     earlier = d.alias("earlier")
     url = sa.func.coalesce(d.c.url, webhooks.c.url).label("target_url")
-    candidates = conn.execute(
+    rows = conn.execute(
         sa.select(d.c.id, url)
         .select_from(d.outerjoin(webhooks, webhooks.c.id == d.c.webhook_id))
         .where(
@@ -428,18 +422,29 @@ def claim(
             ),
         )
         .order_by(d.c.next_attempt_at, d.c.id)
-        .limit(limit * 4)
+        .limit(limit)
     ).all()
-    chosen: list[int] = []
-    taken: dict[str, int] = {}
-    for row in candidates:
-        if len(chosen) >= limit:
-            break
-        target = row.target_url
-        if taken.get(target, 0) >= room(target):
-            continue
-        taken[target] = taken.get(target, 0) + 1
-        chosen.append(int(row.id))
+    return [(int(r.id), str(r.target_url)) for r in rows]
+
+
+def outbox_waiting(conn: Connection) -> bool:
+    """Whether any outbox row waits for the webhooks (a cheap read before a write)."""
+    query = sa.select(event_outbox.c.id).where(event_outbox.c.consumer == CONSUMER).limit(1)
+    return conn.execute(query).first() is not None
+
+
+def take(
+    conn: Connection,
+    chosen: Sequence[int],
+    *,
+    worker_id: str,
+    now: dt.datetime,
+    lease: dt.timedelta,
+) -> list[ClaimedDelivery]:
+    """Claim those of ``chosen`` (from :func:`due`) still unclaimed, until ``now + lease``
+    (``FOR UPDATE SKIP LOCKED``: another dispatcher's concurrent claim wins, never both). A
+    delivery found due stays first of its message: deliveries are only ever added after it."""
+    d = webhook_deliveries
     if not chosen:
         return []
     locked = conn.execute(
