@@ -7,7 +7,7 @@ latency, with one and two dispatcher processes on PostgreSQL.
 
 Each run uses a fresh PostgreSQL database (created on ``--server``, dropped afterwards), an
 account with one webhook (every switch on) pointing at the receiver: the loopback HTTP server
-of ``tests/support/webhook_receiver.py`` in a process of its own, answering 200 and recording
+of ``devtools/webhook_receiver.py`` in a process of its own, answering 200 and recording
 each request's eventId and arrival time. Dispatchers are real ``sendpost-platform worker``
 processes (``SENDPOST_WEBHOOK_ENDPOINT_CONCURRENCY`` from the flag, batch 500).
 
@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def _receiver(ready: Any, stop: Any, out: Any) -> None:
-    from tests.support.webhook_receiver import WebhookReceiver
+    from devtools.webhook_receiver import WebhookReceiver
 
     with WebhookReceiver() as receiver:
         ready.put(receiver.port)
@@ -171,7 +171,7 @@ def _dispatchers(count: int, url: str, secret_key: str, cap: int) -> list[subpro
 
 
 def _verify(sample: Any, secret: str) -> bool:
-    from tests.support.webhook_receiver import verify_signature
+    from devtools.webhook_receiver import verify_signature
 
     if sample is None:
         return False

@@ -19,8 +19,8 @@ from sendpost_platform.store import webhooks as store_webhooks
 from sendpost_platform.webhook_dispatch import WebhookDispatcher
 from sendpost_wire import EventType
 
+from devtools.webhook_receiver import WebhookReceiver
 from tests.platform.conftest import Seed
-from tests.support.webhook_receiver import WebhookReceiver
 
 
 @pytest.fixture

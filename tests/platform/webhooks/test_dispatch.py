@@ -21,9 +21,9 @@ from sendpost_platform.webhook_dispatch import WebhookDispatcher
 from sendpost_python_sdk.models.webhook_object import WebhookObject
 from sendpost_wire import EventType
 
+from devtools.webhook_receiver import WebhookReceiver
 from tests.platform.conftest import Seed
 from tests.platform.webhooks.conftest import add_webhook, drain, record
-from tests.support.webhook_receiver import WebhookReceiver
 
 
 def delivered(receiver: WebhookReceiver) -> list[str]:

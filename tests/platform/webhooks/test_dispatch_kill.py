@@ -27,9 +27,9 @@ from sendpost_platform.config import Settings
 from sendpost_platform.store.schema import event_outbox, webhook_deliveries
 from sendpost_wire import EventType
 
+from devtools.webhook_receiver import WebhookReceiver
 from tests.platform.conftest import Seed
 from tests.platform.webhooks.conftest import add_webhook, record
-from tests.support.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.slow
 

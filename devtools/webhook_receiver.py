@@ -1,5 +1,5 @@
 """A webhook receiver on loopback: a small HTTP/1.1 server (asyncio streams) that records every
-POST and answers by path, so tests and ``bench/webhooks.py`` can point webhooks at it.
+POST and answers by path, so tests, ``bench/webhooks.py`` and the demo can point webhooks at it.
 
 Paths (the last segment picks the behaviour; anything before it is free, e.g. ``/hook/a/ok``):
 
