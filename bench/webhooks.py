@@ -2,7 +2,7 @@
 latency, with one and two dispatcher processes on PostgreSQL.
 
     .venv/bin/python bench/webhooks.py [--events 10000] [--dispatchers 1,2] [--rate 1000]
-                                       [--seconds 10] [--endpoint-concurrency 64]
+                                       [--seconds 10] [--endpoint-concurrency 16]
                                        [--server postgresql://postgres@127.0.0.1:5432]
 
 Each run uses a fresh PostgreSQL database (created on ``--server``, dropped afterwards), an
@@ -197,7 +197,6 @@ def run(args: argparse.Namespace, dispatchers: int, mode: str) -> bool:
                 keys, _ = setup.record(uuids[start : start + 500])
                 committed.update(dict.fromkeys(keys, 0.0))
             load = os.getloadavg()[0]
-            cpu0 = os.times()
             procs = _dispatchers(dispatchers, url, setup.secret_key, args.endpoint_concurrency)
             _wait_all(setup, len(committed), timeout=300)
         else:
@@ -207,7 +206,6 @@ def run(args: argparse.Namespace, dispatchers: int, mode: str) -> bool:
             warm, _ = setup.record(uuids[-1:])  # dispatchers up once this one is delivered
             _wait_all(setup, 1, timeout=120)
             load = os.getloadavg()[0]
-            cpu0 = os.times()
             per_tick = 10
             interval = per_tick / args.rate
             began = time.monotonic()
@@ -221,7 +219,6 @@ def run(args: argparse.Namespace, dispatchers: int, mode: str) -> bool:
             produced = time.monotonic() - began
             _wait_all(setup, len(committed) + 1, timeout=300)
             committed.update(dict.fromkeys(warm, 0.0))
-        cpu1 = os.times()
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
@@ -237,7 +234,6 @@ def run(args: argparse.Namespace, dispatchers: int, mode: str) -> bool:
         first_at.setdefault(key, at)
     missing = len(set(committed) - set(first_at))
     verified = _verify(sample, setup.secret)
-    del cpu0, cpu1
     if mode == "throughput":
         times = sorted(first_at.values())
         span = times[-1] - times[0] if len(times) > 1 else float("nan")
@@ -284,7 +280,7 @@ def main() -> int:
     parser.add_argument("--dispatchers", default="1,2")
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--endpoint-concurrency", type=int, default=64)
+    parser.add_argument("--endpoint-concurrency", type=int, default=16)
     parser.add_argument("--server", default="postgresql://postgres@127.0.0.1:5432")
     parser.add_argument("--mode", choices=("both", "throughput", "latency"), default="both")
     args = parser.parse_args()

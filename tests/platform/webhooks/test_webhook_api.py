@@ -88,7 +88,8 @@ def test_re_enabling_a_disabled_webhook_through_the_sdk_replays_it(
 ) -> None:
     """A webhook the dispatcher disabled (status disabled, disabledAt, disabledReason) is shown
     so through get_webhook; update_webhook with enabled=true makes it active again with no
-    disabledAt, and its failed deliveries are pending again."""
+    disabledAt, and its failed deliveries are pending again; POST .../replay sends failed
+    deliveries again and says how many."""
     created = api.create_webhook(NewWebhook(url="http://127.0.0.1:9/hook"))
     assert created.id is not None
     now = seed.clock.now()
@@ -129,6 +130,19 @@ def test_re_enabling_a_disabled_webhook_through_the_sdk_replays_it(
         again.disabled_reason,
         delivery["status"],
         delivery["attempts"],
+    )
+    with seed.store.write() as conn:
+        conn.execute(store_webhooks.webhook_deliveries.update().values(status="failed"))
+    client = api.api_client
+    replayed = client.rest_client.request(
+        "POST",
+        f"{client.configuration.host}/account/webhook/{created.id}/replay",
+        headers={"X-Account-ApiKey": seed.account.account_key},
+    )
+    replayed.read()
+    assert (200, {"id": created.id, "replayed": 1}) == (
+        replayed.status,
+        json.loads(replayed.data),
     )
 
 

@@ -39,6 +39,13 @@ READ_ONLY = ("id", "status", "disabledAt", "disabledReason", "created", "success
 
 router = APIRouter(tags=["Webhooks"])
 
+_REFUSED: dict[int | str, dict[str, Any]] = {
+    422: {
+        "description": "A field is missing, invalid, read-only or unknown (``errors`` names each), "
+        "or the URL's host is a refused address class (``addressClass``)"
+    }
+}
+
 
 def _ns(when: dt.datetime | None) -> int:
     return 0 if when is None else int(when.timestamp()) * 1_000_000_000 + when.microsecond * 1000
@@ -141,7 +148,7 @@ def _egress(ctx: AppContext) -> EgressPolicy:
     return EgressPolicy.from_settings(ctx.settings)
 
 
-@router.post(PATH, status_code=201)
+@router.post(PATH, status_code=201, responses=_REFUSED)
 async def create_webhook(
     ctx: ContextDep, account: AccountDep, body: Annotated[Any, Body()]
 ) -> dict[str, Any]:
@@ -190,7 +197,7 @@ def get_webhook(ctx: ContextDep, account: AccountDep, webhook_id: IdPath) -> dic
     return webhook_json(found)
 
 
-@router.put(PATH + "/{webhook_id}")
+@router.put(PATH + "/{webhook_id}", responses=_REFUSED)
 async def update_webhook(
     ctx: ContextDep, account: AccountDep, webhook_id: IdPath, body: Annotated[Any, Body()]
 ) -> dict[str, Any]:
