@@ -418,3 +418,25 @@ async def test_the_messages_own_webhook_endpoint_gets_its_events(
         targets = conn.execute(sa.select(webhook_deliveries.c.target)).scalars().all()
     assert ["m"] == targets
     assert json.loads(got.body)["event"]["typeName"] == "sent"
+
+
+async def test_closing_hands_back_the_deliveries_in_flight(
+    seed: Seed, hook_settings: Settings, receiver: WebhookReceiver, clock: ManualClock, store: Store
+) -> None:
+    """A dispatcher closed (SIGTERM) while a POST is in flight cancels it and releases its claim
+    at once, so another dispatcher sends it without waiting for the lease."""
+    hook_id, _ = add_webhook(seed, hook_settings, receiver.url("/t/slow"))
+    record(seed, seed.message().uuid, EventType.CSDelivered)
+    leaving = WebhookDispatcher(store, hook_settings, clock, worker_id="leaving")
+    await leaving.run_once()
+    with seed.store.read() as conn:
+        [claimed] = store_webhooks.deliveries_of(conn, hook_id)
+    await leaving.close()
+    with seed.store.read() as conn:
+        [released] = store_webhooks.deliveries_of(conn, hook_id)
+    assert ("leaving", "pending", None, 0) == (
+        claimed["claimed_by"],
+        released["status"],
+        released["claimed_by"],
+        released["attempts"],
+    )

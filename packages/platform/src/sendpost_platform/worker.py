@@ -83,3 +83,15 @@ class Worker:
             if done == 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.idle_interval)
+        await self.close()
+
+    async def close(self) -> None:
+        """Let each job that holds resources (connections, claims) give them back, 10 s each."""
+        for job in self.jobs:
+            close = getattr(job, "close", None)
+            if close is None:
+                continue
+            try:
+                await asyncio.wait_for(close(), 10)
+            except Exception:
+                log.exception("closing job %s failed", job.name)
