@@ -179,6 +179,8 @@ class WebhookReceiver:
                     return
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
             return
+        except asyncio.CancelledError:
+            return  # the server is stopping: end quietly (the stream's callback reads the result)
         finally:
             self._writers.discard(writer)
             if task is not None:
