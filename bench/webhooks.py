@@ -248,10 +248,13 @@ def run(args: argparse.Namespace, dispatchers: int, mode: str) -> bool:
             (first_at[k] - at) * 1000 for k, at in committed.items() if at and k in first_at
         )
         p99 = lat[int(len(lat) * 0.99) - 1] if lat else float("nan")
+        times = sorted(at for k, at in first_at.items() if committed.get(k))
+        span = times[-1] - times[0] if len(times) > 1 else float("nan")
         print(
             f"latency: {dispatchers} dispatcher(s), {len(lat)} events at {len(lat) / produced:,.0f}"
             f"/s (target {args.rate:,.0f}/s), commit→receipt p50 {statistics.median(lat):.0f} ms, "
-            f"p99 {p99:.0f} ms, max {lat[-1]:.0f} ms, missing {missing}, "
+            f"p99 {p99:.0f} ms, max {lat[-1]:.0f} ms, received at {len(times) / span:,.0f}/s, "
+            f"missing {missing}, "
             f"signature {'ok' if verified else 'BAD'}, load at start {load:.2f}"
         )
     return missing == 0 and verified

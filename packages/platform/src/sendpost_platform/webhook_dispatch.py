@@ -8,8 +8,9 @@ One pass (:meth:`WebhookDispatcher.run_once`):
 3. claim due deliveries up to the free room (``webhook_concurrency`` in flight per process,
    ``webhook_endpoint_concurrency`` per endpoint URL) with a lease of ``webhook_lease``, and start
    one task per delivery; the tasks run on while the worker's other jobs run;
-4. when nothing new happened, wait up to 0.2 s for a POST to finish, and 10 ms more for the
-   others, so that outcomes are committed, and room claimed, many at a time.
+4. when no delivery could be started (no room, or none due) while POSTs are in flight, wait up
+   to 0.2 s for one to finish, and 10 ms more for the others, so that outcomes are committed,
+   and room claimed, many at a time (not one pass of transactions per finished POST).
 
 One attempt (:meth:`WebhookDispatcher._attempt`) resolves the URL's host, refuses loopback,
 private, link-local and metadata addresses unless ``SENDPOST_ALLOW_PRIVATE_NETWORKS`` is on
@@ -151,8 +152,9 @@ class WebhookDispatcher:
     async def run_once(self) -> int:
         done = await self._commit()
         done += await asyncio.to_thread(self._fan_out)
-        done += await self._start_claimed()
-        if done == 0 and self._in_flight:
+        started = await self._start_claimed()
+        done += started
+        if started == 0 and self._in_flight:
             await asyncio.wait(
                 list(self._in_flight), timeout=0.2, return_when=asyncio.FIRST_COMPLETED
             )
