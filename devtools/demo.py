@@ -13,6 +13,8 @@ attempt: soft bounces), waits for every message's final event and prints:
 - each recipient: what the receiving server answered, the final event and who reported it;
 - the same run through SendPost's SDK: today's statistics and the suppressions added
   automatically (hard bounces);
+- the webhook deliveries a local receiver got (a webhook with every switch on is created with
+  the SDK's ``WebhookApi`` first), each with its signature checked (docs/webhooks.md);
 - the URLs to look at (dashboard, events API, the agent's health and metrics).
 
 Then it keeps everything running until Ctrl-C (``--once``, or no terminal on stdin as in CI:
@@ -26,6 +28,7 @@ Run: ``make demo`` or ``.venv/bin/python -m devtools.demo [--once] [--keep]``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import signal
 import sys
@@ -40,6 +43,7 @@ from sendpost_python_sdk.api.suppression_api import SuppressionApi
 from devtools.postfix import PostfixError
 from devtools.processes import StackError
 from devtools.stack import Outcome, Sent, Stack
+from devtools.webhook_receiver import WebhookReceiver
 
 # local-part prefix -> (how many, the final event the receiving server's answer must lead to)
 PLAN: tuple[tuple[str, int, str], ...] = (
@@ -131,6 +135,42 @@ def print_sendpost_view(stack: Stack) -> None:
           + (", ".join(f"{n} {r}" for r, n in sorted(reasons.items())) or "none"))  # fmt: skip
 
 
+def add_webhook(stack: Stack, receiver: WebhookReceiver) -> None:
+    """A webhook with every switch on, created with the SDK, its secret kept for the receiver."""
+    import json
+
+    from sendpost_python_sdk.api.webhook_api import WebhookApi
+    from sendpost_python_sdk.api_client import ApiClient
+    from sendpost_python_sdk.configuration import Configuration
+    from sendpost_python_sdk.models.new_webhook import NewWebhook
+
+    config = Configuration(host=f"{stack.base_url}/api/v1")
+    config.api_key["accountAuth"] = stack.account["account_key"]
+    switches = dict.fromkeys(("processed", "sent", "unique_open", "unique_click"), True)
+    created = WebhookApi(ApiClient(config)).create_webhook_with_http_info(
+        NewWebhook(url=receiver.url("/demo/ok"), **switches)
+    )
+    receiver.secrets["/demo/"] = json.loads(created.raw_data)["secret"]
+
+
+def report_webhooks(receiver: WebhookReceiver, outcome: Outcome) -> None:
+    """The deliveries the receiver got, once one per stored event arrived (at most 15 s)."""
+    stored = len(outcome.events)
+    with contextlib.suppress(AssertionError):  # printed as it stands: shows what arrived
+        receiver.wait_until(lambda got: len({r.event_id for r in got}) >= stored, timeout=15)
+    rows = [
+        [
+            r.payload["event"]["typeName"],
+            r.payload["event"]["to"],
+            r.event_id,
+            "ok" if r.verified else "BAD",
+        ]
+        for r in receiver.received()
+    ]
+    print(f"\nWebhook deliveries the receiver got ({len(rows)} for {stored} stored events):\n")
+    print(format_table(("typeName", "to", "eventId", "signature"), rows))
+
+
 def print_urls(stack: Stack) -> None:
     key = stack.account["account_key"]
     base = stack.base_url
@@ -158,7 +198,9 @@ def run(once: bool, keep: bool) -> int:
         print(f"[{time.monotonic() - started:5.1f}s] {line}", flush=True)
 
     say("starting the platform, DNS, Postfix, the receiving server and the agent ...")
-    with Stack(say=say, keep=keep) as stack:
+    with Stack(say=say, keep=keep) as stack, WebhookReceiver() as hooks:
+        add_webhook(stack, hooks)
+        say(f"webhook (every event type) -> {hooks.url('/demo/ok')}")
         batch = recipients()
         sent = stack.send(batch)
         say(f"sent {len(sent)} messages with one SDK EmailApi.send_email call "
@@ -169,6 +211,7 @@ def run(once: bool, keep: bool) -> int:
         say("every message has its final event")
         wrong = report(stack, sent, outcome, deferred)
         print_sendpost_view(stack)
+        report_webhooks(hooks, outcome)
         print_urls(stack)
         if wrong:
             print(f"\nMISMATCH for {', '.join(wrong)}", file=sys.stderr)

@@ -43,6 +43,7 @@ ROUTER_MODULES: tuple[str, ...] = (
     "sendpost_platform.api.send",
     "sendpost_platform.api.templates",
     "sendpost_platform.api.tracking",
+    "sendpost_platform.api.webhooks",
 )
 
 

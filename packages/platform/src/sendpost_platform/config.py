@@ -189,8 +189,68 @@ class Settings:
     allow_private_networks: bool = setting(
         False,
         env="SENDPOST_ALLOW_PRIVATE_NETWORKS",
-        doc="Development only: let the SMTP test, the relay and `SENDPOST_DNS_NAMESERVER` reach "
-        "loopback, private, link-local, CGNAT, multicast, reserved and metadata addresses.",
+        doc="Development only: let the SMTP test, the relay, webhooks and "
+        "`SENDPOST_DNS_NAMESERVER` reach loopback, private, link-local, CGNAT, multicast, "
+        "reserved and metadata addresses.",
+    )
+    # --- webhooks (webhook_dispatch.py, docs/webhooks.md) ---------------------------------------
+    webhook_retry_schedule: tuple[float, ...] = setting(
+        (60.0, 300.0, 1800.0, 7200.0, 86400.0),
+        env="SENDPOST_WEBHOOK_RETRY_SCHEDULE",
+        doc="Delays after each failed webhook attempt; when exhausted the delivery is `failed` "
+        "(kept, and sent again when the webhook is re-enabled or replayed).",
+        unit=DURATIONS,
+    )
+    webhook_quick_retries: int = setting(
+        2,
+        env="SENDPOST_WEBHOOK_QUICK_RETRIES",
+        doc="Tries of one attempt on a network error, 408, 429 or 5xx before it counts as "
+        "failed (stamina, backoff 0.2 s doubling to 2 s; 1: no quick retry).",
+    )
+    webhook_timeout: float = setting(
+        10.0,
+        env="SENDPOST_WEBHOOK_TIMEOUT",
+        doc="Time an endpoint has to answer one POST.",
+        unit=DURATION,
+    )
+    webhook_lease: float = setting(
+        120.0,
+        env="SENDPOST_WEBHOOK_LEASE",
+        doc="How long a dispatcher's claim on a delivery lasts; a dead dispatcher's claims "
+        "are taken over then.",
+        unit=DURATION,
+    )
+    webhook_batch_size: int = setting(
+        500,
+        env="SENDPOST_WEBHOOK_BATCH_SIZE",
+        doc="Outbox rows fanned out, and deliveries claimed, per dispatcher pass.",
+    )
+    webhook_concurrency: int = setting(
+        256,
+        env="SENDPOST_WEBHOOK_CONCURRENCY",
+        doc="Webhook POSTs one dispatcher process has in flight at once.",
+    )
+    webhook_endpoint_concurrency: int = setting(
+        16,
+        env="SENDPOST_WEBHOOK_ENDPOINT_CONCURRENCY",
+        doc="Webhook POSTs one dispatcher process has in flight to one endpoint (URL) at once.",
+    )
+    webhook_degrade_after: int = setting(
+        3,
+        env="SENDPOST_WEBHOOK_DEGRADE_AFTER",
+        doc="Consecutive failed attempts after which a webhook's status is `degraded`.",
+    )
+    webhook_disable_after: int = setting(
+        50,
+        env="SENDPOST_WEBHOOK_DISABLE_AFTER",
+        doc="Consecutive failed attempts after which a webhook is `disabled` (its deliveries "
+        "wait until it is re-enabled).",
+    )
+    webhook_retry_after_cap: float = setting(
+        3600.0,
+        env="SENDPOST_WEBHOOK_RETRY_AFTER_CAP",
+        doc="Longest `Retry-After` honoured; a longer one is cut to this.",
+        unit=DURATION,
     )
     # --- bounce processor (SMTP server for DSNs to `sp-bounce.{domain}`) -------------------------
     bounce_listen: str = setting(
@@ -272,6 +332,14 @@ class Settings:
             ("SENDPOST_BOUNCE_IDLE_TIMEOUT", self.bounce_idle_timeout),
             ("SENDPOST_BOUNCE_SESSION_LIMIT", self.bounce_session_limit),
             ("SENDPOST_BOUNCE_STORE_RATE", self.bounce_store_rate),
+            ("SENDPOST_WEBHOOK_QUICK_RETRIES", self.webhook_quick_retries),
+            ("SENDPOST_WEBHOOK_TIMEOUT", self.webhook_timeout),
+            ("SENDPOST_WEBHOOK_LEASE", self.webhook_lease),
+            ("SENDPOST_WEBHOOK_BATCH_SIZE", self.webhook_batch_size),
+            ("SENDPOST_WEBHOOK_CONCURRENCY", self.webhook_concurrency),
+            ("SENDPOST_WEBHOOK_ENDPOINT_CONCURRENCY", self.webhook_endpoint_concurrency),
+            ("SENDPOST_WEBHOOK_DEGRADE_AFTER", self.webhook_degrade_after),
+            ("SENDPOST_WEBHOOK_DISABLE_AFTER", self.webhook_disable_after),
         ):
             if number <= 0:
                 raise ConfigError(variable, str(number), "must be greater than 0")

@@ -25,6 +25,7 @@ from sendpost_platform.processing import IngestProcessor
 from sendpost_platform.relay_worker import RelayJob
 from sendpost_platform.store import Store
 from sendpost_platform.store.partitions import PartitionJob, Retention
+from sendpost_platform.webhook_dispatch import WebhookDispatcher
 
 log = logging.getLogger("sendpost_platform.worker")
 
@@ -48,6 +49,7 @@ def build_jobs(settings: Settings, store: Store, clock: Clock) -> list[Job]:
                 batches=dt.timedelta(seconds=settings.ingest_batch_retention),
             ),
         ),
+        WebhookDispatcher(store, settings, clock),
     ]
     return jobs
 
@@ -85,3 +87,15 @@ class Worker:
             if done == 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.idle_interval)
+        await self.close()
+
+    async def close(self) -> None:
+        """Let each job that holds resources (connections, claims) give them back, 10 s each."""
+        for job in self.jobs:
+            close = getattr(job, "close", None)
+            if close is None:
+                continue
+            try:
+                await asyncio.wait_for(close(), 10)
+            except Exception:
+                log.exception("closing job %s failed", job.name)

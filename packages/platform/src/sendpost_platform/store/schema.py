@@ -412,3 +412,75 @@ templates = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.UniqueConstraint("subaccount_id", "name"),
 )
+
+# --- webhooks (issue 13): SendPost's webhook objects and their delivery queue -------------------
+# The dispatcher (``webhook_dispatch.py``) turns ``event_outbox`` rows of consumer ``webhooks``
+# into ``webhook_deliveries`` (one per matching webhook, and one for the message's own
+# ``webhookEndpoint``), deleting the outbox rows in the same transaction. See docs/webhooks.md.
+
+webhooks = sa.Table(
+    "webhooks",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("account_id", sa.BigInteger, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    # The switches, by their SendPost names ({"delivered": true, "uniqueOpen": false, ...}).
+    sa.Column("switches", sa.JSON, nullable=False),
+    # The signing secret, sealed with the platform secret (crypto.SecretBox, purpose "webhook").
+    sa.Column("secret_encrypted", sa.Text, nullable=False),
+    # active | degraded | disabled (domain/webhooks.py: health rules).
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("failure_streak", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("disabled_at", UTCDateTime, nullable=True),
+    sa.Column("disabled_reason", sa.Text, nullable=True),
+    sa.Column("delivered_count", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("failed_count", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index(None, "account_id"),
+)
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    # NULL: the message's own webhookEndpoint (``url`` is then set).
+    sa.Column("webhook_id", sa.BigInteger, nullable=True),
+    sa.Column("account_id", sa.BigInteger, nullable=False),
+    sa.Column("url", sa.String(2048), nullable=True),
+    # Deliveries of one message to one target go in id order: "w{webhook_id}" or "m".
+    sa.Column("target", sa.String(32), nullable=False),
+    sa.Column("message_uuid", sa.String(36), nullable=False),
+    sa.Column("event_id", sa.BigInteger, nullable=False),
+    # The payload's eventId, and the payload exactly as every attempt sends it.
+    sa.Column("event_key", sa.String(64), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    # pending → done (2xx) | failed (retries exhausted); only pending rows are claimed.
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("claimed_by", sa.String(64), nullable=True),
+    sa.Column("claimed_until", UTCDateTime, nullable=True),
+    sa.Column("last_status", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    # When the event's transaction committed its outbox row (commit → receipt latency).
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.Index(
+        "ix_webhook_deliveries_due",
+        "next_attempt_at",
+        "id",
+        sqlite_where=sa.text("status = 'pending'"),
+        postgresql_where=sa.text("status = 'pending'"),
+    ),
+    sa.Index(
+        "ix_webhook_deliveries_order",
+        "target",
+        "message_uuid",
+        "id",
+        sqlite_where=sa.text("status = 'pending'"),
+        postgresql_where=sa.text("status = 'pending'"),
+    ),
+    sa.Index(None, "webhook_id", "status"),
+)

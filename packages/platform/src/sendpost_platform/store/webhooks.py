@@ -1,0 +1,642 @@
+"""Webhooks and their delivery queue (``webhooks``, ``webhook_deliveries``).
+
+Life of an event on its way out::
+
+    event_outbox (consumer "webhooks")
+        ──fan_out──▶ webhook_deliveries: pending ──claim──▶ pending + claimed_by/claimed_until
+                                            ▲                          │ finish
+                                            └── retry: next_attempt_at ┤
+                                                                       ├─▶ done    (2xx)
+                                                                       └─▶ failed  (schedule
+                                                                            exhausted; replay
+                                                                            sets it pending)
+
+- :func:`fan_out` turns outbox rows into one delivery per enabled webhook of the account whose
+  switches want the event, plus one for the message's ``webhookEndpoint`` (when the ``messages``
+  table has that column and the message set it), and deletes the outbox rows, in one
+  transaction. On PostgreSQL one dispatcher fans out at a time (a transaction-level advisory
+  lock), so delivery ids follow outbox ids across processes.
+- :func:`claim` takes due deliveries for one dispatcher until ``claimed_until`` (a lease), with
+  ``FOR UPDATE SKIP LOCKED`` on PostgreSQL. A delivery is due only when no earlier delivery of
+  the same message to the same target is still pending: **in order per message**. A dispatcher
+  that dies leaves its claims to expire; another takes them then (at least once).
+- :func:`finish_many` applies outcomes only where the claim is still the dispatcher's, and moves
+  each webhook's health (``domain/webhooks.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from sendpost_platform.domain import webhooks as rules
+from sendpost_platform.store.schema import (
+    event_outbox,
+    events,
+    messages,
+    relay_queue,
+    send_requests,
+    webhook_deliveries,
+    webhooks,
+)
+
+CONSUMER = "webhooks"
+PENDING = "pending"
+DONE = "done"
+FAILED = "failed"
+MESSAGE_TARGET = "m"
+_FANOUT_LOCK = 0x5E4D_0013
+"""PostgreSQL advisory lock key held by the dispatcher that fans out."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoredWebhook:
+    id: int
+    account_id: int
+    url: str
+    enabled: bool
+    switches: dict[str, bool]
+    status: str
+    failure_streak: int
+    disabled_at: dt.datetime | None
+    disabled_reason: str | None
+    delivered_count: int
+    failed_count: int
+    created_at: dt.datetime
+    secret_encrypted: str
+
+
+def _webhook(row: Any) -> StoredWebhook:
+    m = row._mapping
+    return StoredWebhook(
+        id=int(m["id"]),
+        account_id=int(m["account_id"]),
+        url=m["url"],
+        enabled=bool(m["enabled"]),
+        switches={**rules.SWITCHES, **dict(m["switches"])},
+        status=m["status"],
+        failure_streak=int(m["failure_streak"]),
+        disabled_at=m["disabled_at"],
+        disabled_reason=m["disabled_reason"],
+        delivered_count=int(m["delivered_count"]),
+        failed_count=int(m["failed_count"]),
+        created_at=m["created_at"],
+        secret_encrypted=m["secret_encrypted"],
+    )
+
+
+# --- the webhook objects ------------------------------------------------------------------------
+
+
+def create_webhook(
+    conn: Connection,
+    *,
+    account_id: int,
+    url: str,
+    enabled: bool,
+    switches: dict[str, bool],
+    secret_encrypted: str,
+    now: dt.datetime,
+) -> StoredWebhook:
+    new_id = conn.execute(
+        sa.insert(webhooks)
+        .values(
+            account_id=account_id,
+            url=url,
+            enabled=enabled,
+            switches=switches,
+            secret_encrypted=secret_encrypted,
+            status=rules.ACTIVE,
+            failure_streak=0,
+            delivered_count=0,
+            failed_count=0,
+            created_at=now,
+            updated_at=now,
+        )
+        .returning(webhooks.c.id)
+    ).scalar_one()
+    found = get_webhook(conn, account_id=account_id, webhook_id=int(new_id))
+    assert found is not None
+    return found
+
+
+def get_webhook(conn: Connection, *, account_id: int, webhook_id: int) -> StoredWebhook | None:
+    row = conn.execute(
+        sa.select(webhooks).where(webhooks.c.id == webhook_id, webhooks.c.account_id == account_id)
+    ).first()
+    return None if row is None else _webhook(row)
+
+
+def list_webhooks(
+    conn: Connection, *, account_id: int, limit: int, offset: int, search: str | None
+) -> list[StoredWebhook]:
+    query = sa.select(webhooks).where(webhooks.c.account_id == account_id)
+    if search:
+        escaped = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(sa.func.lower(webhooks.c.url).like(f"%{escaped}%", escape="\\"))
+    rows = conn.execute(query.order_by(webhooks.c.id).limit(limit).offset(offset))
+    return [_webhook(r) for r in rows]
+
+
+def update_webhook(
+    conn: Connection,
+    *,
+    account_id: int,
+    webhook_id: int,
+    url: str,
+    enabled: bool,
+    switches: dict[str, bool],
+    now: dt.datetime,
+) -> StoredWebhook | None:
+    """Replace the webhook's settings. Enabling a ``disabled`` webhook re-enables it: status
+    ``active``, streak 0, and its failed deliveries are replayed (see :func:`replay`)."""
+    current = get_webhook(conn, account_id=account_id, webhook_id=webhook_id)
+    if current is None:
+        return None
+    values: dict[str, Any] = {
+        "url": url,
+        "enabled": enabled,
+        "switches": switches,
+        "updated_at": now,
+    }
+    if enabled and current.status == rules.DISABLED:
+        values.update(status=rules.ACTIVE, failure_streak=0, disabled_at=None, disabled_reason=None)
+    conn.execute(sa.update(webhooks).where(webhooks.c.id == webhook_id).values(**values))
+    if enabled and current.status == rules.DISABLED:
+        replay(conn, webhook_id=webhook_id, now=now)
+    return get_webhook(conn, account_id=account_id, webhook_id=webhook_id)
+
+
+def replay(conn: Connection, *, webhook_id: int, now: dt.datetime) -> int:
+    """Send the webhook's failed deliveries again from the start of the schedule; how many."""
+    return int(
+        conn.execute(
+            sa.update(webhook_deliveries)
+            .where(
+                webhook_deliveries.c.webhook_id == webhook_id,
+                webhook_deliveries.c.status == FAILED,
+            )
+            .values(
+                status=PENDING,
+                attempts=0,
+                next_attempt_at=now,
+                claimed_by=None,
+                claimed_until=None,
+                finished_at=None,
+            )
+        ).rowcount
+    )
+
+
+def delete_webhook(conn: Connection, *, account_id: int, webhook_id: int) -> bool:
+    """Delete the webhook and its deliveries not yet made."""
+    deleted = conn.execute(
+        sa.delete(webhooks).where(webhooks.c.id == webhook_id, webhooks.c.account_id == account_id)
+    ).rowcount
+    if deleted:
+        conn.execute(
+            sa.delete(webhook_deliveries).where(
+                webhook_deliveries.c.webhook_id == webhook_id,
+                webhook_deliveries.c.status != DONE,
+            )
+        )
+    return bool(deleted)
+
+
+# --- fan-out ----------------------------------------------------------------------------------
+
+
+def _try_fanout_lock(conn: Connection) -> bool:
+    if conn.dialect.name != "postgresql":
+        return True  # SQLite: writers are serialised (BEGIN IMMEDIATE)
+    return bool(
+        conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(_FANOUT_LOCK))).scalar_one()
+    )
+
+
+def fan_out(conn: Connection, *, limit: int, now: dt.datetime) -> int:
+    """Turn up to ``limit`` outbox rows into deliveries; returns the outbox rows consumed."""
+    if not _try_fanout_lock(conn):
+        return 0
+    outbox = conn.execute(
+        sa.select(event_outbox)
+        .where(event_outbox.c.consumer == CONSUMER)
+        .order_by(event_outbox.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if not outbox:
+        return 0
+    event_ids = sorted({int(r.event_id) for r in outbox})
+    stored = {
+        int(r.id): r
+        for r in conn.execute(sa.select(events).where(events.c.id.in_(event_ids))).all()
+    }
+    facts = _message_facts(conn, {r.message_uuid for r in outbox})
+    firsts = _first_of_kind(
+        conn, [e for e in stored.values() if e.event_type in rules.UNIQUE_SWITCH]
+    )
+    accounts = sorted({int(r.account_id) for r in outbox})
+    hooks = [
+        _webhook(r)
+        for r in conn.execute(
+            sa.select(webhooks)
+            .where(webhooks.c.account_id.in_(accounts), webhooks.c.enabled.is_(True))
+            .order_by(webhooks.c.id)
+        )
+    ]
+    rows: list[dict[str, Any]] = []
+    made: set[tuple[str, str]] = set()  # (event_key, target): an upgraded event seen twice
+    for entry in outbox:
+        event = stored.get(int(entry.event_id))
+        message = facts.get(entry.message_uuid)
+        if event is None or message is None or event.event_type not in rules.SENDPOST_TYPES:
+            continue
+        body = json.dumps(
+            rules.payload(
+                event_id=int(event.id),
+                event_type=int(event.event_type),
+                occurred_at=event.occurred_at,
+                recipient=event.recipient,
+                smtp_code=event.smtp_code,
+                description=event.description,
+                details=event.details,
+                message=message,
+            ),
+            separators=(",", ":"),
+        )
+        base = {
+            "account_id": int(entry.account_id),
+            "message_uuid": entry.message_uuid,
+            "event_id": int(event.id),
+            "event_key": rules.event_key(int(event.id), int(event.event_type)),
+            "body": body,
+            "status": PENDING,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": entry.created_at,
+        }
+        first = int(event.id) in firsts
+        targets: list[tuple[int | None, str | None, str]] = [
+            (hook.id, None, f"w{hook.id}")
+            for hook in hooks
+            if hook.account_id == entry.account_id
+            and rules.wanted(hook.switches, int(event.event_type), first_of_kind=first)
+        ]
+        if message.webhook_endpoint:
+            targets.append((None, message.webhook_endpoint, MESSAGE_TARGET))
+        for webhook_id, url, target in targets:
+            if (base["event_key"], target) not in made:
+                made.add((base["event_key"], target))
+                rows.append({**base, "webhook_id": webhook_id, "url": url, "target": target})
+    if rows:
+        conn.execute(sa.insert(webhook_deliveries), rows)
+    conn.execute(sa.delete(event_outbox).where(event_outbox.c.id.in_([r.id for r in outbox])))
+    return len(outbox)
+
+
+def _message_facts(conn: Connection, uuids: set[str]) -> dict[str, rules.MessageFacts]:
+    columns: list[Any] = [
+        messages.c.uuid,
+        messages.c.account_id,
+        messages.c.subaccount_id,
+        messages.c.sender,
+        messages.c.recipient,
+        messages.c.created_at,
+        send_requests.c.content,
+        messages.c.webhook_endpoint,
+    ]
+    query = (
+        sa.select(*columns)
+        .select_from(
+            messages.outerjoin(
+                relay_queue, relay_queue.c.message_uuid == messages.c.uuid
+            ).outerjoin(send_requests, send_requests.c.id == relay_queue.c.request_id)
+        )
+        .where(messages.c.uuid.in_(sorted(uuids)))
+    )
+    found: dict[str, rules.MessageFacts] = {}
+    for r in conn.execute(query):
+        m = r._mapping
+        found[m["uuid"]] = rules.MessageFacts(
+            uuid=m["uuid"],
+            account_id=int(m["account_id"]),
+            subaccount_id=m["subaccount_id"],
+            sender=m["sender"],
+            recipient=m["recipient"],
+            submitted_at=m["created_at"],
+            content=dict(m["content"]) if m["content"] else None,
+            webhook_endpoint=m["webhook_endpoint"],
+        )
+    return found
+
+
+def _first_of_kind(conn: Connection, candidates: Sequence[Any]) -> set[int]:
+    """The ids among ``candidates`` that are their message's first event of their type."""
+    if not candidates:
+        return set()
+    rows = conn.execute(
+        sa.select(sa.func.min(events.c.id))
+        .where(
+            events.c.message_uuid.in_(sorted({c.message_uuid for c in candidates})),
+            events.c.event_type.in_([int(t) for t in rules.UNIQUE_SWITCH]),
+        )
+        .group_by(events.c.message_uuid, events.c.event_type)
+    )
+    return {int(r[0]) for r in rows}
+
+
+# --- claims and outcomes ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    id: int
+    webhook_id: int | None
+    account_id: int
+    url: str
+    event_key: str
+    body: str
+    attempt: int
+    """1 for the first attempt."""
+    secret_encrypted: str | None
+
+
+def _live_webhooks() -> sa.Select[Any]:
+    return sa.select(webhooks.c.id).where(
+        webhooks.c.enabled.is_(True), webhooks.c.status != rules.DISABLED
+    )
+
+
+def due(conn: Connection, *, now: dt.datetime, limit: int) -> list[tuple[int, str]]:
+    """Up to ``limit`` deliveries that may be claimed now, oldest due first, as (id, URL): pending,
+    due, not claimed, of a live webhook (or a message endpoint), and the first pending one of
+    their message to their target. Runs in a read transaction; :func:`take` claims."""
+    d = webhook_deliveries
+    earlier = d.alias("earlier")
+    url = sa.func.coalesce(d.c.url, webhooks.c.url).label("target_url")
+    rows = conn.execute(
+        sa.select(d.c.id, url)
+        .select_from(d.outerjoin(webhooks, webhooks.c.id == d.c.webhook_id))
+        .where(
+            d.c.status == PENDING,
+            d.c.next_attempt_at <= now,
+            sa.or_(d.c.claimed_until.is_(None), d.c.claimed_until <= now),
+            sa.or_(d.c.webhook_id.is_(None), d.c.webhook_id.in_(_live_webhooks())),
+            ~sa.exists().where(
+                earlier.c.target == d.c.target,
+                earlier.c.message_uuid == d.c.message_uuid,
+                earlier.c.id < d.c.id,
+                earlier.c.status == PENDING,
+            ),
+        )
+        .order_by(d.c.next_attempt_at, d.c.id)
+        .limit(limit)
+    ).all()
+    return [(int(r.id), str(r.target_url)) for r in rows]
+
+
+def outbox_waiting(conn: Connection) -> bool:
+    """Whether any outbox row waits for the webhooks (a cheap read before a write)."""
+    query = sa.select(event_outbox.c.id).where(event_outbox.c.consumer == CONSUMER).limit(1)
+    return conn.execute(query).first() is not None
+
+
+def take(
+    conn: Connection,
+    chosen: Sequence[int],
+    *,
+    worker_id: str,
+    now: dt.datetime,
+    lease: dt.timedelta,
+) -> list[ClaimedDelivery]:
+    """Claim those of ``chosen`` (from :func:`due`) still unclaimed, until ``now + lease``
+    (``FOR UPDATE SKIP LOCKED``: another dispatcher's concurrent claim wins, never both). A
+    delivery found due stays first of its message: deliveries are only ever added after it."""
+    d = webhook_deliveries
+    if not chosen:
+        return []
+    locked = conn.execute(
+        sa.select(d.c.id)
+        .where(
+            d.c.id.in_(chosen),
+            d.c.status == PENDING,
+            sa.or_(d.c.claimed_until.is_(None), d.c.claimed_until <= now),
+        )
+        .with_for_update(skip_locked=True)
+    ).scalars()
+    ids = sorted(int(i) for i in locked)
+    if not ids:
+        return []
+    conn.execute(
+        sa.update(d).where(d.c.id.in_(ids)).values(claimed_by=worker_id, claimed_until=now + lease)
+    )
+    rows = conn.execute(
+        sa.select(
+            d.c.id,
+            d.c.webhook_id,
+            d.c.account_id,
+            d.c.event_key,
+            d.c.body,
+            d.c.attempts,
+            sa.func.coalesce(d.c.url, webhooks.c.url).label("target_url"),
+            webhooks.c.secret_encrypted,
+        )
+        .select_from(d.outerjoin(webhooks, webhooks.c.id == d.c.webhook_id))
+        .where(d.c.id.in_(ids))
+        .order_by(d.c.id)
+    ).all()
+    endpoint_secrets = _endpoint_secrets(
+        conn, {int(r.account_id) for r in rows if r.webhook_id is None}
+    )
+    return [
+        ClaimedDelivery(
+            id=int(r.id),
+            webhook_id=None if r.webhook_id is None else int(r.webhook_id),
+            account_id=int(r.account_id),
+            url=r.target_url,
+            event_key=r.event_key,
+            body=r.body,
+            attempt=int(r.attempts) + 1,
+            secret_encrypted=(
+                r.secret_encrypted
+                if r.webhook_id is not None
+                else endpoint_secrets.get(int(r.account_id))
+            ),
+        )
+        for r in rows
+    ]
+
+
+def _endpoint_secrets(conn: Connection, account_ids: set[int]) -> dict[int, str]:
+    """The secret a message's own ``webhookEndpoint`` is signed with: that of the account's
+    oldest webhook (docs/webhooks.md)."""
+    if not account_ids:
+        return {}
+    rows = conn.execute(
+        sa.select(webhooks.c.account_id, webhooks.c.secret_encrypted)
+        .where(webhooks.c.account_id.in_(sorted(account_ids)))
+        .order_by(webhooks.c.id.desc())
+    )
+    return {int(r.account_id): r.secret_encrypted for r in rows}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outcome:
+    delivery: ClaimedDelivery
+    ok: bool
+    status: int | None
+    """The HTTP status, None for a network failure."""
+    error: str
+    next_attempt_at: dt.datetime | None
+    """When to try again; None ends the delivery (done when ``ok``, else failed)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HealthPolicy:
+    degrade_after: int
+    disable_after: int
+
+
+def finish_many(
+    conn: Connection,
+    outcomes: Sequence[Outcome],
+    *,
+    worker_id: str,
+    now: dt.datetime,
+    health: HealthPolicy,
+) -> list[Outcome]:
+    """Apply outcomes whose claim this dispatcher still holds; returns them."""
+    if not outcomes:
+        return []
+    d = webhook_deliveries
+    held = set(
+        conn.execute(
+            sa.select(d.c.id)
+            .where(
+                d.c.id.in_([o.delivery.id for o in outcomes]),
+                d.c.claimed_by == worker_id,
+                d.c.status == PENDING,
+            )
+            .with_for_update()
+        ).scalars()
+    )
+    kept = [o for o in outcomes if o.delivery.id in held]
+    if not kept:
+        return []
+    conn.execute(
+        sa.update(d)
+        .where(d.c.id == sa.bindparam("b_id"))
+        .values(
+            status=sa.bindparam("b_status"),
+            attempts=sa.bindparam("b_attempts"),
+            next_attempt_at=sa.bindparam("b_next"),
+            claimed_by=None,
+            claimed_until=None,
+            last_status=sa.bindparam("b_http"),
+            last_error=sa.bindparam("b_error"),
+            finished_at=sa.bindparam("b_finished"),
+        ),
+        [
+            {
+                "b_id": o.delivery.id,
+                "b_status": DONE if o.ok else (PENDING if o.next_attempt_at else FAILED),
+                "b_attempts": o.delivery.attempt,
+                "b_next": o.next_attempt_at or now,
+                "b_http": o.status,
+                "b_error": o.error[:1000] or None,
+                "b_finished": None if o.next_attempt_at else now,
+            }
+            for o in kept
+        ],
+    )
+    _update_health(conn, [o for o in kept if o.delivery.webhook_id is not None], now, health)
+    return kept
+
+
+def _update_health(
+    conn: Connection, outcomes: Sequence[Outcome], now: dt.datetime, policy: HealthPolicy
+) -> None:
+    ids = sorted({o.delivery.webhook_id for o in outcomes if o.delivery.webhook_id is not None})
+    if not ids:
+        return
+    current = {
+        int(r.id): r
+        for r in conn.execute(
+            sa.select(
+                webhooks.c.id,
+                webhooks.c.status,
+                webhooks.c.failure_streak,
+                webhooks.c.disabled_at,
+                webhooks.c.disabled_reason,
+            )
+            .where(webhooks.c.id.in_(ids))
+            .order_by(webhooks.c.id)
+            .with_for_update()
+        )
+    }
+    for webhook_id in ids:
+        row = current.get(webhook_id)
+        if row is None:
+            continue  # deleted meanwhile
+        state = rules.Health(row.status, int(row.failure_streak), row.disabled_reason)
+        disabled_at = row.disabled_at
+        ok = failed = 0
+        for o in outcomes:
+            if o.delivery.webhook_id != webhook_id:
+                continue
+            if o.ok:
+                ok += 1
+                if state.status != rules.DISABLED:
+                    state = rules.after_success()
+            else:
+                failed += 1
+                if state.status != rules.DISABLED:
+                    problem = f"HTTP {o.status}" if o.status is not None else o.error
+                    state = rules.after_failure(
+                        state.failure_streak,
+                        degrade_after=policy.degrade_after,
+                        disable_after=policy.disable_after,
+                        problem=problem,
+                    )
+                    if state.status == rules.DISABLED:
+                        disabled_at = now
+        conn.execute(
+            sa.update(webhooks)
+            .where(webhooks.c.id == webhook_id)
+            .values(
+                status=state.status,
+                failure_streak=state.failure_streak,
+                disabled_at=disabled_at,
+                disabled_reason=state.disabled_reason,
+                delivered_count=webhooks.c.delivered_count + ok,
+                failed_count=webhooks.c.failed_count + failed,
+            )
+        )
+
+
+def release(conn: Connection, ids: Sequence[int], *, worker_id: str) -> None:
+    """Hand back claimed deliveries this dispatcher did not attempt: due again at once."""
+    if not ids:
+        return
+    d = webhook_deliveries
+    conn.execute(
+        sa.update(d)
+        .where(d.c.id.in_(list(ids)), d.c.claimed_by == worker_id, d.c.status == PENDING)
+        .values(claimed_by=None, claimed_until=None)
+    )
+
+
+def deliveries_of(conn: Connection, webhook_id: int) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        sa.select(webhook_deliveries)
+        .where(webhook_deliveries.c.webhook_id == webhook_id)
+        .order_by(webhook_deliveries.c.id)
+    )
+    return [dict(r._mapping) for r in rows]
