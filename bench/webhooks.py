@@ -122,29 +122,29 @@ class Setup:
 
     def record(self, uuids: list[str]) -> tuple[list[str], float]:
         """Record CSDelivered for each message in one transaction; (eventIds, commit time)."""
+        from sendpost_platform.recorder import RECORDER
         from sendpost_platform.store import events
         from sendpost_wire import EventType
 
-        keys = []
         with self.store.write() as conn:
             now = self.clock.now()
-            for uuid in uuids:
-                recorded = events.record_event(
-                    conn,
-                    events.NewEvent(
-                        message_uuid=uuid,
-                        account_id=self.account.account_id,
-                        subaccount_id=self.account.subaccount_id,
-                        event_type=int(EventType.CSDelivered),
-                        occurred_at=now,
-                        received_at=now,
-                        source="agent",
-                        recipient=None,
-                        smtp_code=250,
-                        description="250 2.0.0 OK",
-                    ),
+            new = [
+                events.NewEvent(
+                    message_uuid=uuid,
+                    account_id=self.account.account_id,
+                    subaccount_id=self.account.subaccount_id,
+                    event_type=int(EventType.CSDelivered),
+                    occurred_at=now,
+                    received_at=now,
+                    source="agent",
+                    recipient=None,
+                    smtp_code=250,
+                    description="250 2.0.0 OK",
                 )
-                keys.append(f"cs-{recorded.event_id}-{int(EventType.CSDelivered)}")
+                for uuid in uuids
+            ]
+            recorded = RECORDER.record(conn, new)
+        keys = [f"cs-{r.event_id}-{int(EventType.CSDelivered)}" for r in recorded]
         return keys, time.time()
 
 

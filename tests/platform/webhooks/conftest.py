@@ -13,6 +13,7 @@ from sendpost_platform.clock import ManualClock
 from sendpost_platform.config import Settings
 from sendpost_platform.crypto import SecretBox
 from sendpost_platform.domain import webhooks as rules
+from sendpost_platform.recorder import RECORDER
 from sendpost_platform.store import Store
 from sendpost_platform.store import events as event_store
 from sendpost_platform.store import webhooks as store_webhooks
@@ -86,7 +87,8 @@ def record(
         **fields,  # type: ignore[arg-type]
     )
     with seed.store.write() as conn:
-        return event_store.record_event(conn, event)
+        [recorded] = RECORDER.record(conn, [event])
+    return recorded
 
 
 @pytest.fixture
