@@ -42,6 +42,9 @@ class Reply(NamedTuple):
     command: str | None
 
 
+_new_reply = tuple.__new__  # what Reply(...) calls, without the keyword handling
+
+
 def analyse_reply(text: str) -> Reply:
     """Split a status text into server code, description and SMTP command (module docstring).
 
@@ -76,12 +79,12 @@ def analyse_reply(text: str) -> Reply:
         and "0" <= body[2] <= "9"
         and (len(body) == 3 or body[3] in " -")
     ):
-        code = int(body[:3])
+        code = ord(body[0]) * 100 + ord(body[1]) * 10 + ord(body[2]) - 5328  # int(body[:3])
         body = body[3:].lstrip(" -")
     description = body.strip() or None
     if description is not None and len(description) > MAX_TEXT:
         description = description[:MAX_TEXT]
-    return Reply(code, description, command)
+    return _new_reply(Reply, (code, description, command))
 
 
 def event_type_for(status: str, dsn: str | None) -> str | None:
@@ -100,7 +103,7 @@ def event_type_for(status: str, dsn: str | None) -> str | None:
 def event_id(line: str, event_type: str, recipient: str | None) -> str:
     """Deterministic id: the same log line gives the same id in every run and after restarts."""
     key = f"{line}\x1f{event_type}\x1f{recipient or ''}".encode("utf-8", "surrogatepass")
-    return blake2b(key, digest_size=16).hexdigest()
+    return blake2b(key, digest_size=16).digest().hex()
 
 
 def clean_enhanced(dsn: str | None) -> str | None:
