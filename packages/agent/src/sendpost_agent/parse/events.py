@@ -103,7 +103,7 @@ def event_type_for(status: str, dsn: str | None) -> str | None:
 def event_id(line: str, event_type: str, recipient: str | None) -> str:
     """Deterministic id: the same log line gives the same id in every run and after restarts."""
     key = f"{line}\x1f{event_type}\x1f{recipient or ''}".encode("utf-8", "surrogatepass")
-    return blake2b(key, digest_size=16).digest().hex()
+    return blake2b(key, digest_size=16).hexdigest()
 
 
 def clean_enhanced(dsn: str | None) -> str | None:
