@@ -42,6 +42,9 @@ class Reply(NamedTuple):
     command: str | None
 
 
+_new_reply = tuple.__new__  # what Reply(...) calls, without the keyword handling
+
+
 def analyse_reply(text: str) -> Reply:
     """Split a status text into server code, description and SMTP command (module docstring).
 
@@ -76,12 +79,12 @@ def analyse_reply(text: str) -> Reply:
         and "0" <= body[2] <= "9"
         and (len(body) == 3 or body[3] in " -")
     ):
-        code = int(body[:3])
+        code = ord(body[0]) * 100 + ord(body[1]) * 10 + ord(body[2]) - 5328  # int(body[:3])
         body = body[3:].lstrip(" -")
     description = body.strip() or None
     if description is not None and len(description) > MAX_TEXT:
         description = description[:MAX_TEXT]
-    return Reply(code, description, command)
+    return _new_reply(Reply, (code, description, command))
 
 
 def event_type_for(status: str, dsn: str | None) -> str | None:

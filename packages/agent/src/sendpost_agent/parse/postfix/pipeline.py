@@ -26,7 +26,9 @@ Counters (:class:`ParseStats`):
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+import gc
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from sendpost_agent.parse.mta import ParseStats, StateChanges
@@ -88,19 +90,26 @@ class Pipeline:
 
     def feed(self, data: bytes) -> list[AgentEvent]:
         """Process zero or more complete lines; returns their events in log order."""
-        return [_event(*item) for item in self.apply(scan(data))] if data else []
+        if not data:
+            return []
+        with _no_gc():
+            return [_event(*item) for item in self.apply(scan(data))]
 
     def feed_json(self, data: bytes) -> list[str]:
         """:meth:`feed`, each event as its compact JSON object (ASCII, the same object as
         ``json.dumps(event.to_wire())``), without building the event objects."""
-        return self.render(self.apply(scan(data))) if data else []
+        if not data:
+            return []
+        with _no_gc():
+            return self.render(self.apply(scan(data)))
 
     def feed_jsonl(self, data: bytes | bytearray | memoryview) -> bytes:
         """:meth:`feed_json` as JSON lines (each event followed by a newline) in one bytes
         object; ``data`` may be any buffer (``parse`` passes views of one reused buffer)."""
         if not data:
             return b""
-        events = self.render(self.apply(scan(bytes(data))))
+        with _no_gc():
+            events = self.render(self.apply(scan(bytes(data))))
         return ("\n".join(events) + "\n").encode() if events else b""
 
     def apply(self, scanned: Scanned) -> Out:
@@ -265,6 +274,23 @@ class Pipeline:
         micros = self._years.resolve(stamp)
         self._last_stamp, self._last_micros = stamp, micros
         return micros
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """The cyclic garbage collector paused while one buffer is processed. A buffer allocates
+    hundreds of thousands of small tuples and strings (none in a reference cycle), which would
+    otherwise start a collection every 700 allocations, each walking the correlator's state:
+    with it paused, ``parse`` of the benchmark log takes ≈ 20% less CPU (docs/benchmarks.md).
+    Reference counting still frees everything; the collector runs again after the buffer."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _event(uuid: str, micros: int | None, p: Prepared) -> AgentEvent:
