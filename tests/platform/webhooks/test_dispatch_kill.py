@@ -55,6 +55,9 @@ class Dispatchers:
             SENDPOST_WEBHOOK_RETRY_SCHEDULE=",".join(["0.2"] * 40),
             SENDPOST_WEBHOOK_BATCH_SIZE="100",
             SENDPOST_WEBHOOK_ENDPOINT_CONCURRENCY="32",
+            # The seed's events carry the test clock's date (2026-02-19); the worker runs on the
+            # real clock, and its retention job would delete them as older than 30 days.
+            SENDPOST_EVENT_RETENTION="3650d",
         )
         self.running: list[subprocess.Popen[bytes]] = []
 
