@@ -16,8 +16,6 @@ import collections
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -31,6 +29,7 @@ from sendpost_wire import EventType
 
 from tests.platform.sending.conftest import DOMAIN, SendingSetup
 from tests.platform.sending.smtp_servers import Received
+from tests.support.worker_processes import WorkerProcesses
 
 pytestmark = pytest.mark.slow
 
@@ -68,12 +67,12 @@ def queue(sending: SendingSetup, count: int) -> list[str]:
     return recipients
 
 
-class Workers:
+class Workers(WorkerProcesses):
     """``sendpost-platform worker`` processes on the test's database, relaying to its sink."""
 
     def __init__(self, sending: SendingSetup) -> None:
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("SENDPOST_")}
-        self.env.update(
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SENDPOST_")}
+        env.update(
             SENDPOST_DATABASE_URL=sending.settings.database_url,
             SENDPOST_SECRET_KEY=sending.settings.secret_key,
             SENDPOST_PUBLIC_BASE_URL=sending.settings.public_base_url,
@@ -84,34 +83,7 @@ class Workers:
             SENDPOST_WORKER_IDLE_INTERVAL="0.1",
             SENDPOST_ALLOW_PRIVATE_NETWORKS="true",  # the provider listens on loopback
         )
-        self.running: list[subprocess.Popen[bytes]] = []
-
-    def start(self) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "sendpost_platform.cli", "worker"],
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self.running.append(proc)
-        return proc
-
-    def kill(self, proc: subprocess.Popen[bytes]) -> None:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-        self.running.remove(proc)
-
-    def stop(self, proc: subprocess.Popen[bytes]) -> None:
-        """SIGTERM: the worker finishes the pass it is in, then exits."""
-        proc.send_signal(signal.SIGCONT)
-        proc.terminate()
-        assert 0 == proc.wait(timeout=120)
-        self.running.remove(proc)
-
-    def close(self) -> None:
-        for proc in self.running:
-            proc.kill()
-            proc.wait(timeout=30)
+        super().__init__(env, stop_timeout=120)
 
 
 @pytest.fixture

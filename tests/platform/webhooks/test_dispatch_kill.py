@@ -14,9 +14,6 @@ from __future__ import annotations
 import collections
 import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +27,7 @@ from sendpost_wire import EventType
 from devtools.webhook_receiver import WebhookReceiver
 from tests.platform.conftest import Seed
 from tests.platform.webhooks.conftest import add_webhook, record
+from tests.support.worker_processes import WorkerProcesses
 
 pytestmark = pytest.mark.slow
 
@@ -40,12 +38,12 @@ LEASE = 4.0
 MAX_EVENTS = 800
 
 
-class Dispatchers:
+class Dispatchers(WorkerProcesses):
     """``sendpost-platform worker`` processes on the test's database."""
 
     def __init__(self, settings: Settings) -> None:
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("SENDPOST_")}
-        self.env.update(
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SENDPOST_")}
+        env.update(
             SENDPOST_DATABASE_URL=settings.database_url,
             SENDPOST_SECRET_KEY=settings.secret_key,
             SENDPOST_ALLOW_PRIVATE_NETWORKS="true",  # the receiver listens on loopback
@@ -59,32 +57,7 @@ class Dispatchers:
             # real clock, and its retention job would delete them as older than 30 days.
             SENDPOST_EVENT_RETENTION="3650d",
         )
-        self.running: list[subprocess.Popen[bytes]] = []
-
-    def start(self) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "sendpost_platform.cli", "worker"],
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self.running.append(proc)
-        return proc
-
-    def kill(self, proc: subprocess.Popen[bytes]) -> None:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-        self.running.remove(proc)
-
-    def stop(self, proc: subprocess.Popen[bytes]) -> None:
-        proc.terminate()
-        assert 0 == proc.wait(timeout=30)
-        self.running.remove(proc)
-
-    def close(self) -> None:
-        for proc in self.running:
-            proc.kill()
-            proc.wait(timeout=30)
+        super().__init__(env, stop_timeout=30)
 
 
 @pytest.fixture
