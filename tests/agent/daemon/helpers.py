@@ -60,3 +60,12 @@ async def until(condition: Callable[[], bool], seconds: float = 20.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached before the deadline")
         await asyncio.sleep(0.01)
+
+
+def copies_by_id(events: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """Each event ID posted, with the distinct bodies (canonical JSON) posted under it: one
+    body per ID means every repeat was byte-identical."""
+    copies: dict[str, set[str]] = {}
+    for event in events:
+        copies.setdefault(str(event["event_id"]), set()).add(json.dumps(event, sort_keys=True))
+    return copies

@@ -19,7 +19,7 @@ from sendpost_agent.checkpoint import DB_NAME, JournalPosition, StateDb
 from tests.support.fake_ingest import FakeIngest
 from tests.support.journal import Entry, append
 
-from .helpers import agent_env, expected_events
+from .helpers import agent_env, copies_by_id, expected_events
 from .loglines import log_text
 from .test_journal_source import lines, message_entries, noise
 
@@ -147,9 +147,7 @@ def test_sigkill_at_random_moments_with_rotations_loses_nothing(
     finally:
         proc.kill()
         proc.wait()
-    copies: dict[str, set[str]] = {}
-    for event in ingest.events:
-        copies.setdefault(str(event["event_id"]), set()).add(json.dumps(event, sort_keys=True))
+    copies = copies_by_id(ingest.events)
     assert set(expected) == set(copies)
     assert {json.dumps(e, sort_keys=True) for e in expected.values()} == {
         next(iter(c)) for c in copies.values()

@@ -19,7 +19,7 @@ from sendpost_agent.checkpoint import DB_NAME, StateDb
 
 from tests.support.fake_ingest import FakeIngest
 
-from .helpers import agent_env, expected_events
+from .helpers import agent_env, copies_by_id, expected_events
 from .loglines import log_text
 
 
@@ -137,9 +137,7 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path, ingest: FakeIng
     finally:
         proc.kill()
         proc.wait()
-    copies: dict[str, set[str]] = {}
-    for event in ingest.events:
-        copies.setdefault(str(event["event_id"]), set()).add(json.dumps(event, sort_keys=True))
+    copies = copies_by_id(ingest.events)
     assert set(expected) == set(copies)
     assert {json.dumps(e, sort_keys=True) for e in expected.values()} == {
         next(iter(c)) for c in copies.values()
@@ -181,8 +179,6 @@ def test_sigkill_with_torn_state_saves_loses_nothing(tmp_path: Path, ingest: Fak
     finally:
         proc.kill()
         proc.wait()
-    copies: dict[str, set[str]] = {}
-    for event in ingest.events:
-        copies.setdefault(str(event["event_id"]), set()).add(json.dumps(event, sort_keys=True))
+    copies = copies_by_id(ingest.events)
     assert set(expected) == set(copies)
     assert all(len(c) == 1 for c in copies.values())
