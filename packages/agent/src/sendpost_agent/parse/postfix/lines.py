@@ -172,7 +172,8 @@ def status_text(text: str, start: int, end: int | None = None) -> str:
 def stamp_of(text: str, start: int, end: int) -> str | None:
     """The timestamp in ``TIMESTAMP HOST PROGRAM[PID`` = ``text[start:end]``: all but the
     last two space-separated tokens."""
-    parts = text[start:end].rsplit(" ", 2)
-    if len(parts) < 3:
+    pid = text.rfind(" ", start, end)  # before PROGRAM[PID
+    host = text.rfind(" ", start, pid) if pid > start else -1  # before HOST
+    if host < start:
         return None
-    return parts[0].rstrip() or None
+    return text[start:host].rstrip() or None

@@ -198,10 +198,10 @@ def scan(data: bytes) -> Scanned:
     parsed = truncated = invalid = 0
     line_end = -1
     for m in _matches(text):
-        at = m.start()
+        at, after = m.span()
         if at < line_end:
             continue  # the rest of a line already decided
-        line_end = find("\n", m.end())
+        line_end = find("\n", after)
         if line_end < 0:
             line_end = len(text)
         if long_lines and _inside(long_lines, at):
@@ -219,6 +219,34 @@ def scan(data: bytes) -> Scanned:
             append((OP_RECORD, rec))
             continue
         kind: int = m.lastindex or 0
+        if kind in (GROUP_TEXT, GROUP_STATUS):
+            qid, to, bare, orig, orig_bare, relay, dsn, status = m.group(
+                GROUP_QID, GROUP_TO, GROUP_TO_BARE, GROUP_ORIG_TO, GROUP_ORIG_TO_BARE,
+                GROUP_RELAY, GROUP_DSN, GROUP_STATUS,
+            )  # fmt: skip
+            if orig is None and orig_bare is None:
+                recipient, final = (to if to is not None else bare), None
+            else:
+                recipient, final = recipients(to, bare, orig, orig_bare)
+            status = status.lower()
+            start = rfind("\n", 0, at) + 1
+            stamp = stamp_of(text, start, at) if at > start else None
+            if kind == GROUP_TEXT:
+                close = rfind(")", after, line_end)
+                body = text[after : close if close >= 0 else line_end]
+            else:
+                body = ""
+            line = text[start:line_end]
+            event_type = event_type_for(status, dsn)
+            prepared = (
+                None
+                if event_type is None
+                else prepare(event_type, analyse_reply(body), recipient, dsn, qid, line, final)
+            )
+            append((OP_DELIVERY, qid, stamp, line, recipient, relay, status, dsn, body,
+                    prepared, final))  # fmt: skip
+            parsed += 1
+            continue
         qid = m[GROUP_QID]
         source = uuid_sources.get(kind)
         if source is not None:
@@ -234,36 +262,11 @@ def scan(data: bytes) -> Scanned:
         else:
             start = rfind("\n", 0, at) + 1
             stamp = stamp_of(text, start, at) if at > start else None
-            if kind in (GROUP_TEXT, GROUP_STATUS):
-                to, bare, orig, orig_bare, relay, dsn, status = m.group(
-                    GROUP_TO, GROUP_TO_BARE, GROUP_ORIG_TO, GROUP_ORIG_TO_BARE, GROUP_RELAY,
-                    GROUP_DSN, GROUP_STATUS,
-                )  # fmt: skip
-                if orig is None and orig_bare is None:
-                    recipient, final = (to if to is not None else bare), None
-                else:
-                    recipient, final = recipients(to, bare, orig, orig_bare)
-                status = status.lower()
-                if kind == GROUP_TEXT:
-                    close = rfind(")", m.end(), line_end)
-                    body = text[m.end() : close if close >= 0 else line_end]
-                else:
-                    body = ""
-                line = text[start:line_end]
-                event_type = event_type_for(status, dsn)
-                prepared = (
-                    None
-                    if event_type is None
-                    else prepare(event_type, analyse_reply(body), recipient, dsn, qid, line, final)
-                )
-                append((OP_DELIVERY, qid, stamp, line, recipient, relay, status, dsn, body,
-                        prepared, final))  # fmt: skip
-            else:
-                rec = record_from_match(m, stamp, text, start, line_end)
-                if isinstance(rec, Expired):
-                    append((OP_EXPIRED, rec))
-                elif isinstance(rec, Reinjected):
-                    append((OP_REINJECTED, rec))
+            rec = record_from_match(m, stamp, text, start, line_end)
+            if isinstance(rec, Expired):
+                append((OP_EXPIRED, rec))
+            elif isinstance(rec, Reinjected):
+                append((OP_REINJECTED, rec))
         parsed += 1
     return Scanned(ops, lines, parsed, truncated, len(long_lines), invalid)
 
