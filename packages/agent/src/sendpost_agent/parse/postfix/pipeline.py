@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -117,32 +117,7 @@ class Pipeline:
         operations :func:`~sendpost_agent.parse.postfix.scan.scan` found. Returns (UUID, time,
         line-local fields) per event; see :meth:`render`."""
         out: Out = []
-        corr = self._correlator
-        queues, learn, delivery, hops = corr.queues, corr.learn, corr.delivery, corr.hops
-        resolve = self._resolve
-        for op in scanned.ops:
-            kind = op[0]
-            if kind == OP_DELIVERY:
-                _, qid, stamp, line, recipient, relay, status, dsn, text, prepared, final = op
-                micros = resolve(stamp) if stamp else None
-                delivery(qid, stamp, line, recipient, relay, status, dsn, text, micros, out,
-                         prepared, final)  # fmt: skip
-            elif kind == OP_UUID:
-                if hops:
-                    corr.seen(op[1], out)
-                q = queues.get(op[1])
-                if q is None or q.source > op[3]:
-                    learn(op[1], op[2], op[3], out)
-            elif kind == OP_REMOVED:
-                corr.removed(op[1], out)
-            elif kind == OP_EXPIRED:
-                rec = op[1]
-                corr.outcome(rec, resolve(rec.stamp) if rec.stamp else None, out)
-            elif kind == OP_REINJECTED:
-                corr.reinjected(op[1].queue_id, op[1].parent, out)
-            else:
-                rec = op[1]
-                corr.on_record(rec, resolve(rec.stamp) if rec.stamp else None, out)
+        _replay(self._correlator, scanned.ops, self._resolve, out)
         self._count(
             scanned.lines, scanned.parsed, scanned.truncated, scanned.too_long,
             scanned.invalid_utf8,
@@ -274,6 +249,36 @@ class Pipeline:
         micros = self._years.resolve(stamp)
         self._last_stamp, self._last_micros = stamp, micros
         return micros
+
+
+def _replay(corr: Correlator, ops: list[tuple[Any, ...]], resolve: Callable[[str], int | None],
+            out: Out) -> None:  # fmt: skip
+    """Apply :func:`scan`'s operations to the correlator in log order (:meth:`Pipeline.apply`);
+    ``resolve`` gives a timestamp's log time."""
+    queues, hops = corr.queues, corr.hops
+    for op in ops:
+        kind = op[0]
+        if kind == OP_DELIVERY:
+            _, qid, stamp, line, recipient, relay, status, dsn, text, prepared, final = op
+            micros = resolve(stamp) if stamp else None
+            corr.delivery(qid, stamp, line, recipient, relay, status, dsn, text, micros, out,
+                          prepared, final)  # fmt: skip
+        elif kind == OP_UUID:
+            if hops:
+                corr.seen(op[1], out)
+            q = queues.get(op[1])
+            if q is None or q.source > op[3]:
+                corr.learn(op[1], op[2], op[3], out)
+        elif kind == OP_REMOVED:
+            corr.removed(op[1], out)
+        elif kind == OP_EXPIRED:
+            rec = op[1]
+            corr.outcome(rec, resolve(rec.stamp) if rec.stamp else None, out)
+        elif kind == OP_REINJECTED:
+            corr.reinjected(op[1].queue_id, op[1].parent, out)
+        else:
+            rec = op[1]
+            corr.on_record(rec, resolve(rec.stamp) if rec.stamp else None, out)
 
 
 @contextmanager

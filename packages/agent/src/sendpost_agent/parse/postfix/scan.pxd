@@ -2,11 +2,15 @@
 import cython
 
 @cython.locals(text=str, at=Py_ssize_t, line_end=Py_ssize_t, start=Py_ssize_t,
-               kind=Py_ssize_t, parsed=Py_ssize_t, truncated=Py_ssize_t, invalid=Py_ssize_t,
+               after=Py_ssize_t, kind=Py_ssize_t, parsed=Py_ssize_t, truncated=Py_ssize_t, invalid=Py_ssize_t,
                lines=Py_ssize_t, close=Py_ssize_t, dirty=bint,
                ops=list, best=dict, body=str, line=str, status=str)
 cpdef scan(bytes data)
 
-@cython.locals(c=str, d=str, r=str, e=str, m=str, f=str, tail=str, head=str, eid=str)
+@cython.locals(c=str, d=str, r=str, e=str, m=str, f=str, tail=str, head=str, eid=str,
+               seen=tuple)
 cpdef prepare(str event_type, object reply, object recipient, object dsn, str queue_id,
               str line, object final=*)
+
+@cython.locals(member=str)
+cpdef str _command_json(str command)

@@ -106,7 +106,11 @@ class Prepared(NamedTuple):
 
 
 _new_prepared = tuple.__new__  # what Prepared(...) calls, without the keyword handling
-_ENHANCED_SEEN: dict[str | None, str | None] = {None: None}
+# The few distinct dsn= values and SMTP commands of a log, with their JSON members rendered once
+# (at most _MAX_SEEN each: a damaged log cannot grow them).
+_DSN_JSON: dict[str | None, tuple[str | None, str]] = {}
+_COMMAND_JSON: dict[str, str] = {}
+_MAX_SEEN = 1000
 _TYPES = ("delivered", "bounced", "soft_bounced", "deferred")
 _HEADS = {name: f'","event_type":"{name}"' for name in _TYPES}
 
@@ -128,11 +132,13 @@ def prepare(
     recipient = recipient or None
     if final is not None and ("@" not in final or len(final) > MAX_RECIPIENT or "\x00" in final):
         final = None
-    enhanced = _ENHANCED_SEEN.get(dsn, "")
-    if enhanced == "":
+    seen = _DSN_JSON.get(dsn)
+    if seen is None:
         enhanced = clean_enhanced(dsn)
-        if len(_ENHANCED_SEEN) < 1000:
-            _ENHANCED_SEEN[dsn] = enhanced
+        seen = (enhanced, "" if enhanced is None else f',"enhanced_status":"{enhanced}"')
+        if len(_DSN_JSON) < _MAX_SEEN:
+            _DSN_JSON[dsn] = seen
+    enhanced, e = seen
     eid = event_id(line, event_type, recipient)
     if len(queue_id) > MAX_QUEUE_ID:
         queue_id = queue_id[:MAX_QUEUE_ID]
@@ -150,8 +156,7 @@ def prepare(
     c = "" if code is None else f',"smtp_code":{code}'
     d = "" if description is None else ',"smtp_description":' + _json_str(description)
     r = "" if recipient is None else ',"recipient":' + _json_str(recipient)
-    e = "" if enhanced is None else f',"enhanced_status":"{enhanced}"'
-    m = "" if command is None else ',"smtp_command":' + _json_str(command)
+    m = "" if command is None else _command_json(command)
     f = "" if final is None else ',"final_recipient":' + _json_str(final)
     tail = f'{c}{d}{r},"event_id":"{eid}"{e}{m},"queue_id":{_json_str(queue_id)}{f}}}'
     head = _HEADS.get(event_type) or f'","event_type":{_json_str(event_type)[1:]}'
@@ -159,6 +164,16 @@ def prepare(
         event_type, code, description, recipient, eid, enhanced, command, queue_id, head, tail,
         final,
     ))  # fmt: skip
+
+
+def _command_json(command: str) -> str:
+    """The ``smtp_command`` member for ``command``."""
+    member = _COMMAND_JSON.get(command)
+    if member is None:
+        member = ',"smtp_command":' + _json_str(command)
+        if len(_COMMAND_JSON) < _MAX_SEEN:
+            _COMMAND_JSON[command] = member
+    return member
 
 
 def _no_nul(text: str | None) -> str | None:
@@ -194,19 +209,18 @@ def scan(data: bytes) -> Scanned:
     best: dict[str, int] = {}  # queue ID -> best UUID source emitted in this buffer
     uuid_sources = _UUID_SOURCES
     event_type_for = _event_type_for
-    find, rfind = text.find, text.rfind
     parsed = truncated = invalid = 0
     line_end = -1
     for m in _matches(text):
         at, after = m.span()
         if at < line_end:
             continue  # the rest of a line already decided
-        line_end = find("\n", after)
+        line_end = text.find("\n", after)
         if line_end < 0:
             line_end = len(text)
         if long_lines and _inside(long_lines, at):
             continue  # counted as too_long
-        if dirty and _SURROGATE.search(text, rfind("\n", 0, at) + 1, line_end):
+        if dirty and _SURROGATE.search(text, text.rfind("\n", 0, at) + 1, line_end):
             rec = _repaired(text, at)
             if isinstance(rec, Unparsed):
                 if rec.reason == "truncated":
@@ -229,10 +243,10 @@ def scan(data: bytes) -> Scanned:
             else:
                 recipient, final = recipients(to, bare, orig, orig_bare)
             status = status.lower()
-            start = rfind("\n", 0, at) + 1
+            start = text.rfind("\n", 0, at) + 1
             stamp = stamp_of(text, start, at) if at > start else None
             if kind == GROUP_TEXT:
-                close = rfind(")", after, line_end)
+                close = text.rfind(")", after, line_end)
                 body = text[after : close if close >= 0 else line_end]
             else:
                 body = ""
@@ -260,7 +274,7 @@ def scan(data: bytes) -> Scanned:
             truncated += 1
             continue
         else:
-            start = rfind("\n", 0, at) + 1
+            start = text.rfind("\n", 0, at) + 1
             stamp = stamp_of(text, start, at) if at > start else None
             rec = record_from_match(m, stamp, text, start, line_end)
             if isinstance(rec, Expired):
