@@ -110,7 +110,10 @@ class Pipeline:
             return b""
         with _no_gc():
             events = self.render(self.apply(scan(bytes(data))))
-        return ("\n".join(events) + "\n").encode() if events else b""
+        if not events:
+            return b""
+        events.append("")  # the last event's newline, without copying the joined text again
+        return "\n".join(events).encode()
 
     def apply(self, scanned: Scanned) -> Out:
         """The order-dependent half of :meth:`feed`: year inference and correlation of the
