@@ -149,6 +149,24 @@ def test_compiled_modules_are_built_and_current() -> None:
         assert module.__file__.endswith(".py") == PURE, module.__file__
 
 
+def test_the_correlator_classes_are_the_extension_types_of_their_pxd() -> None:
+    """Compiled, Queue and Correlator are the extension types correlate.pxd declares: no
+    per-instance dict (their fields are C struct members), so an undeclared attribute cannot be
+    set; run as Python, Correlator is a plain class and Queue keeps its __slots__."""
+    from sendpost_agent.parse.postfix.correlate import Correlator, Queue
+
+    corr = Correlator(lambda relay: False)
+    queue = Queue(None, 99, None)
+    assert hasattr(corr, "__dict__") == PURE
+    if not PURE:
+        with pytest.raises(AttributeError):
+            corr.undeclared = 1  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError):
+        queue.undeclared = 1  # type: ignore[attr-defined]
+    corr.hops_resolved += 1  # declared fields stay writable from Python (the pipeline's counters)
+    assert 1 == corr.hops_resolved
+
+
 @pytest.mark.skipif(PURE, reason="compares the compiled modules with Python; here they are off")
 def test_a_stale_build_is_refused_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
     """A module whose source changed since it was compiled (its recorded CRC differs) makes

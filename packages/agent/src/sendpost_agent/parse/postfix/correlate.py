@@ -179,7 +179,10 @@ def _shared(text: _T) -> _T:
 
 class Correlator:
     """See the module docstring. ``is_internal(relay)`` says whether a ``relay=`` value is a
-    hop to our own content filter or Postfix instance."""
+    hop to our own content filter or Postfix instance.
+
+    Compiled, this class and :class:`Queue` are extension types whose attributes are the C
+    fields that ``correlate.pxd`` declares: a new attribute must be declared there too."""
 
     max_held = MAX_HELD
 
