@@ -1,16 +1,22 @@
 """The webhook dispatcher: a worker job that delivers events to webhooks (docs/webhooks.md).
 
-One pass (:meth:`WebhookDispatcher.run_once`):
+One pass (:meth:`WebhookDispatcher._pass`) is one write transaction (none when idle):
 
-1. commit the outcomes of the POSTs that finished since the last pass, all in one transaction
-   (``store/webhooks.py``: ``finish_many`` and the webhooks' health);
-2. fan out up to ``webhook_batch_size`` outbox rows into deliveries (one dispatcher at a time);
-3. claim due deliveries up to the free room (``webhook_concurrency`` in flight per process,
-   ``webhook_endpoint_concurrency`` per endpoint URL) with a lease of ``webhook_lease``, and start
-   one task per delivery; the tasks run on while the worker's other jobs run;
-4. when no delivery could be started (no room, or none due) while POSTs are in flight, wait up
-   to 0.2 s for one to finish, and 10 ms more for the others, so that outcomes are committed,
-   and room claimed, many at a time (not one pass of transactions per finished POST).
+1. commit the outcomes of the POSTs finished since the last pass (``store/webhooks.py``:
+   ``finish_many``; the webhooks' health, whose rows it locks, last of all);
+2. hand back claims that waited too long for a lane (see below);
+3. fan out up to ``webhook_batch_size`` outbox rows into deliveries (one dispatcher at a time);
+4. claim due deliveries into per-endpoint queues: for each URL about ``QUEUE_SECONDS`` of its
+   measured pace (at least two per lane, at most one batch), within one batch per pass and
+   ``webhook_concurrency`` + one batch held by the process, with a lease of ``webhook_lease``.
+
+Then lanes start: per URL up to ``webhook_endpoint_concurrency`` tasks (at most
+``webhook_concurrency`` in all), each POSTing its URL's queued deliveries one after another on
+a keep-alive connection until the queue is empty. :meth:`WebhookDispatcher.run_once` runs a
+pass and, when it moved nothing while deliveries are held, waits for a lane's signal (its
+queue running low, ``WAKE_AFTER`` outcomes waiting, a lane ending) or ``WAIT``, and passes
+again; so outcomes are committed, and claims made, many at a time. A delivery not started
+within a quarter of the lease after its claim is handed back instead (due again at once).
 
 One attempt (:meth:`WebhookDispatcher._attempt`) resolves the URL's host, refuses loopback,
 private, link-local and metadata addresses unless ``SENDPOST_ALLOW_PRIVATE_NETWORKS`` is on
@@ -24,7 +30,8 @@ and once the schedule is exhausted it is ``failed`` (replayed when the webhook i
 At least once: an outcome is committed after the POST, so a dispatcher killed in between leaves
 its claims to expire, and the deliveries are POSTed again by whoever claims them next, with the
 same body (same ``eventId``). A claim is never held past half its lease by a live dispatcher:
-the request timeout and the quick retries are bounded to a quarter of it.
+an attempt starts within a quarter of the lease after the claim, and the request timeout and
+the quick retries are bounded to a quarter of it.
 """
 
 from __future__ import annotations
