@@ -15,7 +15,9 @@ processes (``SENDPOST_WEBHOOK_ENDPOINT_CONCURRENCY`` from the flag, batch 500).
   event recorder before the dispatchers start (not timed); timed from the first request the
   receiver got to the last (dispatcher start-up excluded). Every event must arrive.
 - **Latency**: with the dispatchers running and warmed up, events are recorded at ``--rate``
-  per second for ``--seconds`` (10 events per transaction, every 10 ms); the latency of each is
+  per second for ``--seconds`` (``--per-commit`` events per transaction, 10 by default: one
+  transaction every 10 ms at 1,000/s; a producer that falls behind catches up without pausing,
+  and the rate it reached is printed); the latency of each is
   its arrival at the receiver minus the moment its transaction committed. p50/p99/max printed.
 
 The signature of the first request is verified with the recipe of docs/webhooks.md. The exit
@@ -198,7 +200,8 @@ def run(args: argparse.Namespace, dispatchers: int, mode: str) -> bool:
                 committed.update(dict.fromkeys(keys, 0.0))
             load = os.getloadavg()[0]
             procs = _dispatchers(dispatchers, url, setup.secret_key, args.endpoint_concurrency)
-            _wait_all(setup, len(committed), timeout=300)
+            meter = Meter([p.pid for p in procs], receiver.pid or 0)
+            _wait_all(setup, len(committed), timeout=300, meter=meter)
         else:
             total = int(args.rate * args.seconds)
             uuids = setup.messages(total + 1)
@@ -206,7 +209,9 @@ def run(args: argparse.Namespace, dispatchers: int, mode: str) -> bool:
             warm, _ = setup.record(uuids[-1:])  # dispatchers up once this one is delivered
             _wait_all(setup, 1, timeout=120)
             load = os.getloadavg()[0]
-            per_tick = 10
+            meter = Meter([p.pid for p in procs], receiver.pid or 0)
+            meter.start = meter.sample(0)
+            per_tick = args.per_commit
             interval = per_tick / args.rate
             began = time.monotonic()
             for tick, start in enumerate(range(0, total, per_tick)):
@@ -217,8 +222,10 @@ def run(args: argparse.Namespace, dispatchers: int, mode: str) -> bool:
                 keys, at = setup.record(uuids[start : start + per_tick])
                 committed.update(dict.fromkeys(keys, at))
             produced = time.monotonic() - began
+            meter.end = meter.sample(len(committed))
             _wait_all(setup, len(committed) + 1, timeout=300)
             committed.update(dict.fromkeys(warm, 0.0))
+        retried = _retried(setup)
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
@@ -240,8 +247,8 @@ def run(args: argparse.Namespace, dispatchers: int, mode: str) -> bool:
         print(
             f"throughput: {dispatchers} dispatcher(s), {len(committed)} events, "
             f"{len(committed) / span:,.0f} events/s (first→last receipt {span:.2f}s), "
-            f"missing {missing}, duplicates {len(arrivals) - len(first_at)}, "
-            f"signature {'ok' if verified else 'BAD'}, load at start {load:.2f}"
+            f"missing {missing}, duplicates {len(arrivals) - len(first_at)}, {retried}, "
+            f"signature {'ok' if verified else 'BAD'}, load at start {load:.2f}; {meter.summary()}"
         )
     else:
         lat = sorted(
@@ -254,14 +261,69 @@ def run(args: argparse.Namespace, dispatchers: int, mode: str) -> bool:
             f"latency: {dispatchers} dispatcher(s), {len(lat)} events at {len(lat) / produced:,.0f}"
             f"/s (target {args.rate:,.0f}/s), commit→receipt p50 {statistics.median(lat):.0f} ms, "
             f"p99 {p99:.0f} ms, max {lat[-1]:.0f} ms, received at {len(times) / span:,.0f}/s, "
-            f"missing {missing}, "
-            f"signature {'ok' if verified else 'BAD'}, load at start {load:.2f}"
+            f"missing {missing}, {retried}, "
+            f"signature {'ok' if verified else 'BAD'}, load at start {load:.2f}; "
+            f"over the producing span {meter.summary()}"
         )
     return missing == 0 and verified
 
 
-def _wait_all(setup: Setup, count: int, *, timeout: float) -> None:
-    """Until ``count`` deliveries are done (polled in the database, bounded)."""
+def _retried(setup: Setup) -> str:
+    """How many deliveries needed more than one attempt, and their last errors."""
+    import sqlalchemy as sa
+    from sendpost_platform.store.schema import webhook_deliveries as d
+
+    with setup.store.read() as conn:
+        rows = conn.execute(
+            sa.select(d.c.last_error, sa.func.count())
+            .where(d.c.attempts > 1)
+            .group_by(d.c.last_error)
+        ).all()
+    return f"retried {sum(n for _, n in rows)}" + "".join(f"; {e}: {n}" for e, n in rows)
+
+
+def _cpu(pids: list[int]) -> float:
+    """CPU seconds (user + system) the processes have used so far (Linux ``/proc``)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            return float("nan")
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+class Meter:
+    """CPU seconds of the dispatchers and of the receiver over a span of deliveries: sampled
+    when the first counted delivery is seen done and when the last is."""
+
+    def __init__(self, dispatchers: list[int], receiver: int) -> None:
+        self.dispatchers = dispatchers
+        self.receiver = receiver
+        self.start: tuple[int, float, float] | None = None
+        self.end: tuple[int, float, float] | None = None
+
+    def sample(self, done: int) -> tuple[int, float, float]:
+        return (done, _cpu(self.dispatchers), _cpu([self.receiver]))
+
+    def summary(self) -> str:
+        if self.start is None or self.end is None or self.end[0] <= self.start[0]:
+            return "cpu n/a"
+        events = self.end[0] - self.start[0]
+        disp = self.end[1] - self.start[1]
+        recv = self.end[2] - self.start[2]
+        return (
+            f"dispatcher cpu {disp:.2f}s ({events / disp:,.0f} events/cpu-s), "
+            f"receiver cpu {recv:.2f}s ({events / recv:,.0f} events/cpu-s)"
+        )
+
+
+def _wait_all(
+    setup: Setup, count: int, *, timeout: float, meter: Meter | None = None, after: int = 0
+) -> None:
+    """Until ``count`` deliveries are done (polled in the database, bounded); ``meter`` samples
+    CPU when more than ``after`` are done, and at the end."""
     import sqlalchemy as sa
     from sendpost_platform.store.schema import webhook_deliveries
 
@@ -271,9 +333,13 @@ def _wait_all(setup: Setup, count: int, *, timeout: float) -> None:
             done = conn.execute(
                 sa.select(sa.func.count()).where(webhook_deliveries.c.status == "done")
             ).scalar_one()
+        if meter is not None and meter.start is None and done > after:
+            meter.start = meter.sample(done)
         if done >= count:
+            if meter is not None:
+                meter.end = meter.sample(done)
             return
-        time.sleep(0.05)  # polling, bounded by the deadline
+        time.sleep(0.02)  # polling, bounded by the deadline
     raise SystemExit(f"only {done} of {count} events delivered in {timeout:.0f}s")
 
 
@@ -284,6 +350,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--endpoint-concurrency", type=int, default=16)
+    parser.add_argument("--per-commit", type=int, default=10, help="latency: events per commit")
     parser.add_argument("--server", default="postgresql://postgres@127.0.0.1:5432")
     parser.add_argument("--mode", choices=("both", "throughput", "latency"), default="both")
     args = parser.parse_args()

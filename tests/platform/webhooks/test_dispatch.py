@@ -437,3 +437,29 @@ async def test_closing_hands_back_the_deliveries_in_flight(
         released["claimed_by"],
         released["attempts"],
     )
+
+
+async def test_closing_hands_back_the_deliveries_claimed_ahead(
+    seed: Seed, hook_settings: Settings, clock: ManualClock, store: Store
+) -> None:
+    """With one lane per endpoint the dispatcher claims ahead (two per lane for an endpoint it
+    has not measured yet): closed while the first POST is in flight, it hands back that one and
+    the one waiting in its queue, unattempted, and the third was never claimed."""
+    settings = dataclasses.replace(
+        hook_settings, webhook_endpoint_concurrency=1, webhook_lease=60.0, webhook_timeout=10.0
+    )
+    with WebhookReceiver(slow_seconds=10.0) as slow:  # still in flight at close, however busy
+        hook_id, _ = add_webhook(seed, settings, slow.url("/q/slow"))
+        for i in range(3):
+            record(seed, seed.message(recipient=f"q{i}@example.com").uuid, EventType.CSSent)
+        leaving = WebhookDispatcher(store, settings, clock, worker_id="ahead")
+        await leaving.run_once()
+        with seed.store.read() as conn:
+            claimed = [r["claimed_by"] for r in store_webhooks.deliveries_of(conn, hook_id)]
+        await leaving.close()
+    with seed.store.read() as conn:
+        after = [
+            (r["status"], r["claimed_by"], r["attempts"])
+            for r in store_webhooks.deliveries_of(conn, hook_id)
+        ]
+    assert (["ahead", "ahead", None], [("pending", None, 0)] * 3) == (claimed, after)

@@ -251,6 +251,10 @@ def _bounce(settings: Settings, listen: str) -> int:
 
 
 def _worker(settings: Settings) -> int:
+    # SIGTERM during start-up (the imports below take a second or more on a busy machine) is
+    # kept and honoured once the loop runs: the worker then exits 0 without a pass.
+    early_stop: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, _frame: early_stop.append(signum))
     from sendpost_platform.clock import SystemClock
     from sendpost_platform.store import Store
     from sendpost_platform.worker import Worker, build_jobs
@@ -265,11 +269,14 @@ def _worker(settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        if early_stop:
+            stop.set()
         await worker.run(stop)
 
     try:
         asyncio.run(run())
     finally:
+        signal.signal(signal.SIGTERM, previous)
         store.dispose()
     return 0
 

@@ -1,16 +1,22 @@
 """The webhook dispatcher: a worker job that delivers events to webhooks (docs/webhooks.md).
 
-One pass (:meth:`WebhookDispatcher.run_once`):
+One pass (:meth:`WebhookDispatcher._pass`) is one write transaction (none when idle):
 
-1. commit the outcomes of the POSTs that finished since the last pass, all in one transaction
-   (``store/webhooks.py``: ``finish_many`` and the webhooks' health);
-2. fan out up to ``webhook_batch_size`` outbox rows into deliveries (one dispatcher at a time);
-3. claim due deliveries up to the free room (``webhook_concurrency`` in flight per process,
-   ``webhook_endpoint_concurrency`` per endpoint URL) with a lease of ``webhook_lease``, and start
-   one task per delivery; the tasks run on while the worker's other jobs run;
-4. when no delivery could be started (no room, or none due) while POSTs are in flight, wait up
-   to 0.2 s for one to finish, and 10 ms more for the others, so that outcomes are committed,
-   and room claimed, many at a time (not one pass of transactions per finished POST).
+1. commit the outcomes of the POSTs finished since the last pass (``store/webhooks.py``:
+   ``finish_many``; the webhooks' health, whose rows it locks, last of all);
+2. hand back claims that waited too long for a lane (see below);
+3. fan out up to ``webhook_batch_size`` outbox rows into deliveries (one dispatcher at a time);
+4. claim due deliveries into per-endpoint queues: for each URL about ``QUEUE_SECONDS`` of its
+   measured pace (at least two per lane, at most one batch), within one batch per pass and
+   ``webhook_concurrency`` + one batch held by the process, with a lease of ``webhook_lease``.
+
+Then lanes start: per URL up to ``webhook_endpoint_concurrency`` tasks (at most
+``webhook_concurrency`` in all), each POSTing its URL's queued deliveries one after another on
+a keep-alive connection until the queue is empty. :meth:`WebhookDispatcher.run_once` runs a
+pass and, when it moved nothing while deliveries are held, waits for a lane's signal (its
+queue running low, ``WAKE_AFTER`` outcomes waiting, a lane ending) or ``WAIT``, and passes
+again; so outcomes are committed, and claims made, many at a time. A delivery not started
+within a quarter of the lease after its claim is handed back instead (due again at once).
 
 One attempt (:meth:`WebhookDispatcher._attempt`) resolves the URL's host, refuses loopback,
 private, link-local and metadata addresses unless ``SENDPOST_ALLOW_PRIVATE_NETWORKS`` is on
@@ -24,12 +30,15 @@ and once the schedule is exhausted it is ``failed`` (replayed when the webhook i
 At least once: an outcome is committed after the POST, so a dispatcher killed in between leaves
 its claims to expire, and the deliveries are POSTed again by whoever claims them next, with the
 same body (same ``eventId``). A claim is never held past half its lease by a live dispatcher:
-the request timeout and the quick retries are bounded to a quarter of it.
+an attempt starts within a quarter of the lease after the claim, and the request timeout and
+the quick retries are bounded to a quarter of it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -37,8 +46,9 @@ import time
 import urllib.parse
 from collections import Counter
 
-import httpx
+import aiohttp
 import stamina
+from sqlalchemy.engine import Connection
 
 from sendpost_platform.clock import Clock
 from sendpost_platform.config import Settings
@@ -54,6 +64,17 @@ log = logging.getLogger("sendpost_platform.webhooks")
 QUICK_RETRY_AFTER_MAX = 2.0
 """A ``Retry-After`` up to this many seconds is waited for inside the attempt."""
 USER_AGENT = "SendPost-Webhooks/1.0"
+WAIT = 0.05
+"""Longest wait between passes while deliveries are held (new events are claimed then)."""
+QUEUE_SECONDS = 0.5
+"""Deliveries claimed ahead for an endpoint: this many seconds of its measured pace."""
+WAKE_AFTER = 200
+"""Finished attempts that start a pass at once (their outcomes committed together)."""
+SECRET_CACHE = 1024
+"""Decrypted webhook secrets kept in memory by one dispatcher."""
+RESPONSE_BODY_CAP = 64 * 1024
+"""A response body up to this size (by ``Content-Length``) is read so that the connection can
+be used again; a larger or chunked one is left unread and the connection closed."""
 
 
 class _Failed(Exception):
@@ -76,6 +97,14 @@ def _quick_retry(exc: Exception) -> bool | float:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class _Room:
+    total: int
+    per_url: dict[str, int]
+    new_url: int
+    """For an endpoint this process holds nothing of yet."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class _Result:
     ok: bool
     status: int | None
@@ -89,6 +118,23 @@ def pinned_request_url(url: str, address: str) -> str:
     host = f"[{address}]" if ":" in address else address
     netloc = host if parts.port is None else f"{host}:{parts.port}"
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+
+
+@dataclasses.dataclass(slots=True)
+class _Endpoint:
+    """One endpoint URL's share of this process: claimed deliveries waiting for a lane (with
+    the monotonic time of their claim), the lanes (tasks POSTing one delivery after another,
+    at most ``webhook_endpoint_concurrency``), and how fast it has been answering."""
+
+    queue: collections.deque[tuple[store_webhooks.ClaimedDelivery, float]] = dataclasses.field(
+        default_factory=collections.deque
+    )
+    lanes: int = 0
+    in_flight: int = 0
+    finished: int = 0
+    """Attempts finished since the last pass (for ``rate``)."""
+    rate: float = 0.0
+    """Attempts finished per second, smoothed over passes."""
 
 
 class WebhookDispatcher:
@@ -113,119 +159,214 @@ class WebhookDispatcher:
         )
         lease = settings.webhook_lease
         self._timeout = min(settings.webhook_timeout, lease / 4)
-        self._client = httpx.AsyncClient(
-            timeout=self._timeout,
-            follow_redirects=False,
-            limits=httpx.Limits(
-                max_connections=settings.webhook_concurrency,
-                max_keepalive_connections=settings.webhook_concurrency,
-            ),
-            headers={"User-Agent": USER_AGENT},
-        )
-        self._in_flight: dict[asyncio.Task[_Result], store_webhooks.ClaimedDelivery] = {}
-        self._per_url: Counter[str] = Counter()
+        self._start_within = lease / 4
+        """A claimed delivery not started this long (monotonic) after its claim is handed back:
+        with the attempt bounded to a quarter of the lease too, no claim is used past half."""
+        self._opened: dict[str, str] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._endpoints: dict[str, _Endpoint] = {}
+        self._lanes: set[asyncio.Task[None]] = set()
+        self._in_flight: dict[int, store_webhooks.ClaimedDelivery] = {}
         self._finished: list[store_webhooks.Outcome] = []
+        self._stale: list[int] = []
+        self._wake = asyncio.Event()
+        self._last_pass = time.monotonic()
 
     def sealed(self, secret: str) -> str:
         return self._secrets.seal(secret)
 
     async def close(self) -> None:
-        """Stop the POSTs in flight and hand their deliveries back (due again at once)."""
-        tasks = list(self._in_flight)
-        ids = [d.id for d in self._in_flight.values()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        """Stop the POSTs in flight and hand back every delivery not finished (due again at
+        once): those in flight and those waiting for a lane."""
+        lanes = list(self._lanes)
+        for lane in lanes:
+            lane.cancel()
+        await asyncio.gather(*lanes, return_exceptions=True)
+        ids = [d.id for d in self._in_flight.values()] + self._stale
+        for endpoint in self._endpoints.values():
+            ids.extend(d.id for d, _ in endpoint.queue)
         self._in_flight.clear()
-        await self._commit()
-        if ids:
-            await asyncio.to_thread(self._release, ids)
-        await self._client.aclose()
+        self._endpoints.clear()
+        self._stale = []
+        outcomes, self._finished = self._finished, []
+        if outcomes or ids:
+            await asyncio.to_thread(self._transact, outcomes, ids, None)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
-    def _release(self, ids: list[int]) -> None:
-        with self.store.write() as conn:
-            store_webhooks.release(conn, ids, worker_id=self.worker_id)
+    def _http(self) -> aiohttp.ClientSession:
+        """The keep-alive connections of this process (made in the running loop, on first use).
 
-    # --- one pass ---------------------------------------------------------------------------
+        aiohttp, not httpx: for many small POSTs it spent a tenth of the CPU per request
+        (docs/benchmarks.md, "Webhook dispatch"). No cookies are kept (one endpoint's cookie
+        must not reach another), no proxy or ``.netrc`` from the environment is used, and the
+        pool's key includes the TLS name, so a connection is reused for the same checked address
+        and name only."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=self.settings.webhook_concurrency, limit_per_host=0
+                ),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                timeout=aiohttp.ClientTimeout(total=self._timeout, sock_connect=self._timeout),
+                headers={"User-Agent": USER_AGENT},
+                trust_env=False,
+                auto_decompress=False,
+            )
+        return self._session
+
+    # --- passes -----------------------------------------------------------------------------
 
     async def run_once(self) -> int:
-        done = await self._commit()
-        done += await asyncio.to_thread(self._fan_out)
-        started = await self._start_claimed()
-        done += started
-        if started == 0 and self._in_flight:
-            await asyncio.wait(
-                list(self._in_flight), timeout=0.2, return_when=asyncio.FIRST_COMPLETED
-            )
-            # give the other POSTs 10 ms to finish too: one commit and one claim for all of them
-            if self._in_flight:
-                await asyncio.wait(list(self._in_flight), timeout=0.01)
-            done += await self._commit()
-        return done + len(self._in_flight) + len(self._finished)
+        """One pass; when it moved nothing while deliveries are held, wait (up to ``WAIT``) for
+        a lane to finish and pass again. Returns the work done plus the deliveries still held
+        (0 only when idle)."""
+        moved = await self._pass()
+        if moved == 0 and self._held():
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), WAIT)
+            moved = await self._pass()
+        return moved + self._held()
 
-    def _fan_out(self) -> int:
-        with self.store.read() as conn:
-            if not store_webhooks.outbox_waiting(conn):
-                return 0  # no write transaction for nothing (SQLite has one writer at a time)
-        with self.store.write() as conn:
-            return store_webhooks.fan_out(
-                conn,
-                limit=self.settings.webhook_batch_size,
-                now=self.clock.now(),
-            )
+    def _held(self) -> int:
+        return len(self._finished) + len(self._in_flight) + self._queued() + len(self._stale)
 
-    async def _start_claimed(self) -> int:
-        free = self.settings.webhook_concurrency - len(self._in_flight)
-        if free <= 0:
-            return 0
-        claimed = await asyncio.to_thread(self._claim, min(free, self.settings.webhook_batch_size))
+    def _queued(self) -> int:
+        return sum(len(e.queue) for e in self._endpoints.values())
+
+    async def _pass(self) -> int:
+        """One database transaction: commit finished outcomes, hand back stale claims, fan out
+        new outbox rows, claim due deliveries into the endpoints' queues; then start lanes."""
+        self._measure()
+        outcomes, self._finished = self._finished, []
+        stale, self._stale = self._stale, []
+        room = self._room()
+        claimed, fanned = await asyncio.to_thread(self._transact, outcomes, stale, room)
+        now = time.monotonic()
         for delivery in claimed:
-            self._per_url[delivery.url] += 1
-            task = asyncio.create_task(self._attempt(delivery))
-            self._in_flight[task] = delivery
-            task.add_done_callback(self._on_done)
-        return len(claimed)
+            endpoint = self._endpoints.setdefault(delivery.url, _Endpoint())
+            endpoint.queue.append((delivery, now))
+        self._start_lanes()
+        return len(outcomes) + fanned + len(claimed)
 
-    def _claim(self, limit: int) -> list[store_webhooks.ClaimedDelivery]:
-        """Pick due deliveries within the room per endpoint (a read), then claim them (a
-        write, only when there is something to claim)."""
+    def _measure(self) -> None:
+        now = time.monotonic()
+        elapsed = max(now - self._last_pass, 1e-3)
+        self._last_pass = now
+        for url, endpoint in list(self._endpoints.items()):
+            endpoint.rate = 0.7 * endpoint.rate + 0.3 * (endpoint.finished / elapsed)
+            endpoint.finished = 0
+            if not endpoint.queue and endpoint.lanes == 0 and endpoint.rate < 1.0:
+                del self._endpoints[url]
+
+    def _room(self) -> _Room:
+        """How many more deliveries to claim, per known endpoint and for any other: enough for
+        about ``QUEUE_SECONDS`` of the endpoint's measured pace (at least two per lane, at most
+        one batch), within one batch per pass and ``webhook_concurrency`` + one batch held."""
         cap = self.settings.webhook_endpoint_concurrency
+        batch = self.settings.webhook_batch_size
+        held = len(self._in_flight) + self._queued()
+        total = min(batch, self.settings.webhook_concurrency + batch - held)
+        per_url = {
+            url: max(0, self._depth(e) - len(e.queue) - e.in_flight)
+            for url, e in self._endpoints.items()
+        }
+        return _Room(total=max(0, total), per_url=per_url, new_url=2 * cap)
+
+    def _depth(self, endpoint: _Endpoint) -> int:
+        cap = self.settings.webhook_endpoint_concurrency
+        wanted = int(endpoint.rate * QUEUE_SECONDS)
+        return max(2 * cap, min(self.settings.webhook_batch_size, wanted))
+
+    def _transact(
+        self,
+        outcomes: list[store_webhooks.Outcome],
+        stale: list[int],
+        room: _Room | None,
+    ) -> tuple[list[store_webhooks.ClaimedDelivery], int]:
+        """The pass's one write transaction (none when there is nothing to write or claim:
+        SQLite has one writer at a time). Returns (claimed, outbox rows fanned out)."""
         now = self.clock.now()
-        with self.store.read() as conn:
-            candidates = store_webhooks.due(conn, now=now, limit=limit * 4)
+        if not outcomes and not stale:
+            if room is None or room.total == 0:
+                return [], 0
+            with self.store.read() as conn:
+                if not store_webhooks.outbox_waiting(conn) and not store_webhooks.due(
+                    conn, now=now, limit=1
+                ):
+                    return [], 0
+        with self.store.write() as conn:
+            kept = store_webhooks.finish_many(conn, outcomes, worker_id=self.worker_id, now=now)
+            store_webhooks.release(conn, stale, worker_id=self.worker_id)
+            claimed: list[store_webhooks.ClaimedDelivery] = []
+            fanned = 0
+            if room is not None and room.total > 0:
+                fanned = store_webhooks.fan_out(
+                    conn, limit=self.settings.webhook_batch_size, now=now
+                )
+                claimed = self._claim(conn, now, room)
+            store_webhooks.update_health(conn, kept, now=now, policy=self._health)
+        return claimed, fanned
+
+    def _claim(
+        self, conn: Connection, now: dt.datetime, room: _Room
+    ) -> list[store_webhooks.ClaimedDelivery]:
+        """Due deliveries within the room per endpoint, claimed (in the pass's transaction)."""
         chosen: list[int] = []
         taken: Counter[str] = Counter()
-        for delivery_id, url in candidates:
-            if len(chosen) >= limit:
+        for delivery_id, url in store_webhooks.due(conn, now=now, limit=room.total * 2):
+            if len(chosen) >= room.total:
                 break
-            if taken[url] + self._per_url[url] < cap:
+            if taken[url] < room.per_url.get(url, room.new_url):
                 taken[url] += 1
                 chosen.append(delivery_id)
-        if not chosen:
-            return []
-        with self.store.write() as conn:
-            return store_webhooks.take(
-                conn,
-                chosen,
-                worker_id=self.worker_id,
-                now=now,
-                lease=dt.timedelta(seconds=self.settings.webhook_lease),
-            )
+        return store_webhooks.take(
+            conn,
+            chosen,
+            worker_id=self.worker_id,
+            now=now,
+            lease=dt.timedelta(seconds=self.settings.webhook_lease),
+        )
 
-    def _on_done(self, task: asyncio.Task[_Result]) -> None:
-        delivery = self._in_flight.pop(task, None)
-        if delivery is None or task.cancelled():
-            return
-        self._per_url[delivery.url] -= 1
-        if self._per_url[delivery.url] <= 0:
-            del self._per_url[delivery.url]
-        error = task.exception()
-        if error is not None:  # a bug, not the endpoint's doing: retried like a failure
-            log.error("webhook delivery %s: %r", delivery.id, error, exc_info=error)
-            result = _Result(False, None, f"internal error: {error!r}"[:300], None)
-        else:
-            result = task.result()
-        self._finished.append(self._outcome(delivery, result))
+    def _start_lanes(self) -> None:
+        cap = self.settings.webhook_endpoint_concurrency
+        for url, endpoint in self._endpoints.items():
+            while (
+                endpoint.lanes < min(cap, len(endpoint.queue))
+                and len(self._lanes) < self.settings.webhook_concurrency
+            ):
+                endpoint.lanes += 1
+                lane = asyncio.create_task(self._lane(url, endpoint))
+                self._lanes.add(lane)
+                lane.add_done_callback(self._lanes.discard)
+
+    async def _lane(self, url: str, endpoint: _Endpoint) -> None:
+        """POST the endpoint's queued deliveries one after another until its queue is empty."""
+        try:
+            while endpoint.queue:
+                delivery, claimed_at = endpoint.queue.popleft()
+                if time.monotonic() - claimed_at > self._start_within:
+                    self._stale.append(delivery.id)
+                    continue
+                self._in_flight[delivery.id] = delivery
+                endpoint.in_flight += 1
+                try:
+                    result = await self._attempt(delivery)
+                except Exception as error:  # a bug, not the endpoint's doing: retried later
+                    log.error("webhook delivery %s: %r", delivery.id, error, exc_info=error)
+                    result = _Result(False, None, f"internal error: {error!r}"[:300], None)
+                finally:
+                    endpoint.in_flight -= 1
+                del self._in_flight[delivery.id]
+                self._finished.append(self._outcome(delivery, result))
+                endpoint.finished += 1
+                if len(endpoint.queue) < endpoint.lanes or len(self._finished) >= WAKE_AFTER:
+                    self._wake.set()
+        finally:
+            endpoint.lanes -= 1
+            self._wake.set()
 
     def _outcome(
         self, delivery: store_webhooks.ClaimedDelivery, result: _Result
@@ -244,30 +385,24 @@ class WebhookDispatcher:
             next_attempt_at=next_at,
         )
 
-    async def _commit(self) -> int:
-        if not self._finished:
-            return 0
-        outcomes, self._finished = self._finished, []
-        await asyncio.to_thread(self._record, outcomes)
-        return len(outcomes)
-
-    def _record(self, outcomes: list[store_webhooks.Outcome]) -> None:
-        with self.store.write() as conn:
-            store_webhooks.finish_many(
-                conn,
-                outcomes,
-                worker_id=self.worker_id,
-                now=self.clock.now(),
-                health=self._health,
-            )
-
     # --- one attempt ------------------------------------------------------------------------
+
+    def _open_secret(self, sealed: str) -> str:
+        """The webhook secret, decrypted once per sealed value (a rotated key or secret is a new
+        sealed value); at most ``SECRET_CACHE`` kept."""
+        secret = self._opened.get(sealed)
+        if secret is None:
+            secret = self._secrets.open(sealed)
+            if len(self._opened) >= SECRET_CACHE:
+                self._opened.clear()
+            self._opened[sealed] = secret
+        return secret
 
     async def _attempt(self, delivery: store_webhooks.ClaimedDelivery) -> _Result:
         secret = None
         if delivery.secret_encrypted is not None:
             try:
-                secret = self._secrets.open(delivery.secret_encrypted)
+                secret = self._open_secret(delivery.secret_encrypted)
             except CryptoError as exc:
                 return _Result(False, None, f"cannot open the webhook secret: {exc}", None)
         try:
@@ -308,19 +443,35 @@ class WebhookDispatcher:
         if secret is not None:
             headers[rules.SIGNATURE_HEADER] = rules.sign(secret, timestamp, body)
         try:
-            response = await self._client.post(
+            async with self._http().post(
                 pinned_request_url(delivery.url, target.addresses[0]),
-                content=body,
+                data=body,
                 headers=headers,
-                extensions={"sni_hostname": target.tls_name},
-            )
-        except httpx.HTTPError as exc:
-            raise _Failed(None, f"{type(exc).__name__}: {exc}"[:300], None) from None
-        if 200 <= response.status_code < 300:
-            return response.status_code
+                allow_redirects=False,
+                server_hostname=target.tls_name if parts.scheme == "https" else None,
+            ) as response:
+                status = response.status
+                retry_after = response.headers.get("Retry-After")
+                length = response.content_length
+                if length is not None and length <= RESPONSE_BODY_CAP:
+                    await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _Failed(None, _network_error(exc, self._timeout)[:300], None) from None
+        if 200 <= status < 300:
+            return status
         wait = rules.retry_after(
-            response.headers.get("Retry-After"),
-            now=self.clock.now(),
-            cap=self.settings.webhook_retry_after_cap,
+            retry_after, now=self.clock.now(), cap=self.settings.webhook_retry_after_cap
         )
-        raise _Failed(response.status_code, f"HTTP {response.status_code}", wait)
+        raise _Failed(status, f"HTTP {status}", wait)
+
+
+def _network_error(exc: BaseException, timeout: float) -> str:
+    """The recorded error of a failed POST: a kind (``ConnectTimeout``, ``ReadTimeout``,
+    ``ConnectError``, or aiohttp's exception name) and the detail."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return f"ConnectTimeout: {exc}"
+    if isinstance(exc, TimeoutError):
+        return f"ReadTimeout: no complete answer within {timeout:g} s"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"ConnectError: {exc}"
+    return f"{type(exc).__name__}: {exc}"
