@@ -128,6 +128,8 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path, ingest: FakeIng
         finally:
             proc.kill()
             proc.wait()
+    _append(log, written, written + 10)  # work for the last run, so that it is up before SIGTERM
+    written += 10
     expected = expected_events(log_text(0, written))
     proc = _start(tmp_path, ingest.url)
     try:
