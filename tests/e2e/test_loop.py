@@ -22,7 +22,7 @@ from devtools import demo
 from devtools.processes import deadline_loop
 from devtools.stack import TERMINAL, Outcome, Sent, Stack
 
-pytestmark = pytest.mark.postfix
+pytestmark = [pytest.mark.postfix, pytest.mark.slow]
 
 DEFERRING = ("defer-", "greylist-")
 

@@ -4,7 +4,7 @@
   marked ``postgres``; skipped with one summary line when the server at 127.0.0.1:5432 is
   unreachable). Use ``sqlite_store`` / ``pg_store`` for one dialect only.
 - PostgreSQL isolation: each pytest session creates its own schema in database ``test``
-  (``sp_test_<pid>_<random>``), migrates it once, truncates the tables before each test and
+  (``sp_test_<pid>_<random>``), migrates it once, empties the tables before each test and
   drops the schema at the end, so concurrent sessions never clash.
 - SQLite: migrated once per session into a template file, copied for each test.
 - ``settings``: with ``allow_private_networks`` on (the development switch of ``egress.py``),
@@ -85,10 +85,35 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def truncate_all(store: Store) -> None:
-    tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+BULK_ROWS = 1000
+"""A table holding more rows than this is truncated rather than deleted from."""
+
+
+def empty_all(store: Store) -> None:
+    """Every table empty and every sequence back at its start, as a fresh migration leaves them.
+
+    Mostly DELETE, not TRUNCATE: TRUNCATE gives each table, partition and index a new file
+    (about 0.5 s for this schema, before every PostgreSQL test), while deleting the few rows a
+    test wrote takes milliseconds. Children go before their parents, so no foreign key is in the
+    way. The odd table a test filled in bulk is truncated, so that the tests after it do not
+    scan its dead rows."""
+    tables = list(reversed(metadata.sorted_tables))
     with store.write() as conn:
-        conn.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        beyond = {
+            t: sa.select(sa.literal(1)).select_from(t).offset(BULK_ROWS).limit(1) for t in tables
+        }
+        bulk = [table for table, query in beyond.items() if conn.execute(query).first()]
+        if bulk:
+            names = ", ".join(f'"{t.name}"' for t in bulk)
+            conn.execute(sa.text(f"TRUNCATE {names} CASCADE"))
+        for table in tables:
+            conn.execute(table.delete())
+        conn.execute(
+            sa.text(
+                "SELECT setval(format('%I.%I', schemaname, sequencename), start_value, false)"
+                " FROM pg_sequences WHERE schemaname = current_schema()"
+            )
+        )
 
 
 @pytest.fixture
@@ -103,7 +128,7 @@ def sqlite_store(sqlite_template: Path, tmp_path: Path) -> Iterator[Store]:
 @pytest.fixture
 def pg_store(pg_schema_url: str) -> Iterator[Store]:
     store = Store.open(pg_schema_url, pool_size=4)
-    truncate_all(store)
+    empty_all(store)
     yield store
     store.dispose()
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import gc
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -69,12 +70,14 @@ def _size(size: int) -> str:
 
 def best_time(function: Callable[[], object], runs: int) -> float:
     """Seconds of this thread's CPU per call of ``function``, best of ``runs`` rounds."""
-    loops, best = 1, float("inf")
-    round_seconds = 0.0
+    loops = 1
+    round_seconds = _round(function, loops)
     while round_seconds < MIN_ROUND_SECONDS:
+        # As many calls as the last round says make MIN_ROUND_SECONDS, a tenth more against
+        # noise (not ×4 at a time, which overshot by up to 4 times in every round that follows).
+        wanted = loops * 1.1 * MIN_ROUND_SECONDS / max(round_seconds, 1e-6)
+        loops = max(loops + 1, min(100 * loops, math.ceil(wanted)))
         round_seconds = _round(function, loops)
-        if round_seconds < MIN_ROUND_SECONDS:
-            loops *= 4
     best = round_seconds / loops
     if round_seconds < LONG_ROUND_SECONDS:
         for _ in range(runs - 1):

@@ -109,6 +109,7 @@ def test_sigterm_saves_the_journal_cursor(tmp_path: Path, ingest: FakeIngest) ->
     assert _journalctl_children(journal) == []
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_with_rotations_loses_nothing(
     tmp_path: Path, ingest: FakeIngest
 ) -> None:

@@ -61,6 +61,7 @@ def smtp_server() -> Iterator[TestServer]:
         yield server
 
 
+@pytest.mark.slow
 def test_no_operation_answers_500(
     fuzz_env: tuple[FastAPI, dict[str, str]], smtp_server: TestServer
 ) -> None:

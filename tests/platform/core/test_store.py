@@ -20,7 +20,7 @@ from sendpost_platform.store import Store, accounts, counters, ingest, messages,
 from sendpost_platform.store.schema import accounts as accounts_table
 from sendpost_platform.store.schema import events, metadata, subaccounts
 
-from tests.platform.conftest import Seed, add_provider
+from tests.platform.conftest import BULK_ROWS, Seed, add_provider, empty_all
 from tests.platform.core.helpers import agent_event
 
 PARTITION = re.compile(r"^(events|ingest_batches)_(p\d{8}|default)$")
@@ -132,6 +132,50 @@ def test_counters_add_up(store: Store) -> None:
             counters.get(conn, 8, "x"),
             counters.get(conn, 7, "y"),
         ) == (5, 1, 0)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("extra_accounts", [0, BULK_ROWS + 1])
+def test_postgres_tests_start_on_empty_tables_and_fresh_sequences(
+    pg_store: Store, extra_accounts: int
+) -> None:
+    """What the ``pg_store`` fixture does before each test (``empty_all``) leaves every table of
+    the schema empty, however many rows it held, and every sequence where a fresh migration
+    leaves it; the schema stays migrated. Every table is one ``schema.py`` declares, so none is
+    left out."""
+    clock = ManualClock()
+    with pg_store.write() as conn:
+        account = accounts.create_account(conn, name="Acme", now=clock.now())
+        provider, _key = add_provider(conn, account.account_id, clock)
+    Seed(pg_store, clock, account, provider, _key).message()
+    if extra_accounts:
+        with pg_store.write() as conn:
+            conn.execute(
+                sa.insert(accounts_table),
+                [
+                    {"name": f"a{n}", "key_hash": f"{n:064x}", "created_at": clock.now()}
+                    for n in range(extra_accounts)
+                ],
+            )
+    empty_all(pg_store)
+    with pg_store.read() as conn:
+        tables = conn.exec_driver_sql(
+            "SELECT relname FROM pg_class WHERE relkind IN ('r', 'p') AND NOT relispartition"
+            " AND relnamespace = current_schema()::regnamespace"
+        ).scalars()
+        counts = {
+            name: conn.exec_driver_sql(f'SELECT count(*) FROM "{name}"').scalar_one()  # noqa: S608
+            for name in tables
+        }
+        used_sequences = conn.exec_driver_sql(
+            "SELECT sequencename FROM pg_sequences"
+            " WHERE schemaname = current_schema() AND last_value IS NOT NULL"
+        ).scalars()
+        assert [] == list(used_sequences)
+    assert {t.name: 0 for t in metadata.sorted_tables} | {"alembic_version": 1} == counts
+    pg_store.require_current_schema()
+    with pg_store.write() as conn:
+        assert 1 == accounts.create_account(conn, name="Next", now=clock.now()).account_id
 
 
 @pytest.mark.postgres
