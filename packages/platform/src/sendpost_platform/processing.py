@@ -251,7 +251,7 @@ class IngestProcessor:
                     new = self._new_event(batch, event, known, classifier, counts)
                     if new is not None:
                         group.append(new)
-            self.recorder.record(conn, group, count_as="ingest", counts=counts)
+            self.recorder.record(conn, group, count_as="ingest", counts=counts, known=known)
         if letters:
             for letter in letters:
                 log.warning(
@@ -286,7 +286,7 @@ class IngestProcessor:
                     counts: collections.Counter[CounterKey] = collections.Counter()
                     new = self._new_event(batch, event, known, classifier, counts)
                     group = [] if new is None else [new]
-                    self.recorder.record(conn, group, count_as="ingest", counts=counts)
+                    self.recorder.record(conn, group, count_as="ingest", counts=counts, known=known)
             except sa.exc.OperationalError:
                 raise
             except Exception as exc:

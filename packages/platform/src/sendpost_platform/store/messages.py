@@ -27,6 +27,10 @@ class Message:
     recipient: str
     sender: str
     state: str
+    created_at: dt.datetime | None = None
+    """When the message was accepted (``events.partition_at`` of its slotted events)."""
+    webhook_endpoint: str | None = None
+    """The send request's own ``webhookEndpoint`` (a consumer of its events)."""
 
 
 _COLUMNS = [messages.c[f.name] for f in dataclasses.fields(Message)]
@@ -56,15 +60,11 @@ def insert_message(
         recipient=recipient,
         sender=sender,
         state=state,
+        created_at=now,
+        webhook_endpoint=webhook_endpoint,
     )
     conn.execute(
-        sa.insert(messages).values(
-            **dataclasses.asdict(message),
-            created_at=now,
-            updated_at=now,
-            groups=groups,
-            webhook_endpoint=webhook_endpoint,
-        )
+        sa.insert(messages).values(**dataclasses.asdict(message), updated_at=now, groups=groups)
     )
     return message
 
