@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -33,7 +34,7 @@ from sqlalchemy.engine import Connection
 
 from sendpost_platform.domain import dedup
 from sendpost_platform.store import webhooks as webhook_store
-from sendpost_platform.store.dialect import insert_many
+from sendpost_platform.store.dialect import copy_insert, insert_many
 from sendpost_platform.store.messages import Message, get_messages
 from sendpost_platform.store.partitions import partition_times, window_bounds
 from sendpost_platform.store.schema import (
@@ -219,23 +220,32 @@ def _record_slotted(
     results: list[Recorded | None],
 ) -> None:
     keys = sorted(by_key)
-    inserted = insert_many(
-        conn,
-        events,
-        [rows[by_key[k][0]] for k in keys],
-        conflict=_UNIQUE,
-        returning=("id", *SLOT_CONFLICT),
-    )
+    firsts = [rows[by_key[k][0]] for k in keys]
+    returning = ("id", *SLOT_CONFLICT)
+    inserted: Sequence[Sequence[Any]]
+    if conn.dialect.name == "postgresql":
+        names = tuple(firsts[0])
+        inserted = copy_insert(
+            conn,
+            events,
+            names,
+            (tuple(_json(r[n]) if n == "details" else r[n] for n in names) for r in firsts),
+            order_by=SLOT_CONFLICT,
+            conflict=_UNIQUE,
+            returning=returning,
+        )
+    else:
+        inserted = insert_many(conn, events, firsts, conflict=_UNIQUE, returning=returning)
     state: dict[Key, _Row] = {}
     fresh = set()
-    for row in inserted:
-        key = (row.message_uuid, row.recipient_key, row.dedup_slot)
+    for new_id, *slot in inserted:
+        key = (slot[0], slot[1], slot[2])
         fresh.add(key)
         occurrences = by_key[key]
         event = new_events[occurrences[0]]
-        results[occurrences[0]] = Recorded(Outcome.INSERTED, int(row.id), event.event_type)
+        results[occurrences[0]] = Recorded(Outcome.INSERTED, int(new_id), event.event_type)
         if len(occurrences) > 1:  # later reports in the group are decided against this one
-            state[key] = _Row(int(row.id), event.report(), event.details)
+            state[key] = _Row(int(new_id), event.report(), event.details)
     clashed = [k for k in keys if k not in fresh]
     if clashed:
         found = conn.execute(
@@ -269,6 +279,10 @@ def _record_slotted(
         conn.execute(_UPDATE_DETAILS, details_only)
     if replaced:
         conn.execute(_UPDATE_REPLACED, replaced)
+
+
+def _json(value: object) -> str | None:
+    return None if value is None else json.dumps(value)
 
 
 def _report_columns() -> list[sa.Column[Any]]:
