@@ -26,6 +26,7 @@ import dataclasses
 import datetime as dt
 import enum
 import json
+import operator
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -114,6 +115,7 @@ class Recorded:
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(NewEvent))
+_field_values = operator.attrgetter(*_FIELDS)
 _REPLACED = (*dedup.Report.__slots__, "recipient", "subaccount_id", "provider_id")
 _KEY_COLUMNS = [events.c[name] for name in SLOT_CONFLICT]
 Key = tuple[str, str, str]
@@ -166,7 +168,7 @@ def record_events(
         found.update(get_messages(conn, missing))
     rows = []
     for event in new_events:
-        values = {name: getattr(event, name) for name in _FIELDS}
+        values = dict(zip(_FIELDS, _field_values(event), strict=True))
         values["recipient_key"] = dedup.recipient_key(event.recipient)
         values["dedup_slot"] = dedup.dedup_slot(event.event_type)
         rows.append(values)

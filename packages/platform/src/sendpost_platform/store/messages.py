@@ -34,6 +34,10 @@ class Message:
 
 
 _COLUMNS = [messages.c[f.name] for f in dataclasses.fields(Message)]
+_BY_UUIDS_PG = (
+    f"SELECT {', '.join(c.name for c in _COLUMNS)} FROM messages"  # noqa: S608 (schema names)
+    " WHERE uuid = ANY(string_to_array(%s, ','))"
+)
 
 
 def insert_message(
@@ -97,6 +101,13 @@ def get_messages(conn: Connection, uuids: Iterable[str]) -> dict[str, Message]:
     wanted = sorted(set(uuids))
     found: dict[str, Message] = {}
     if conn.dialect.name == "postgresql" and wanted:
+        if not any("," in uuid for uuid in wanted):
+            # The hot path of processing (a claim's thousands of messages): the UUIDs as one
+            # string the server splits, the rows as psycopg's tuples, which costs the client a
+            # fraction of an array parameter and SQLAlchemy's result rows.
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            cursor.execute(_BY_UUIDS_PG, (",".join(wanted),))
+            return {row[0]: Message(*row) for row in cursor.fetchall()}
         query = sa.select(*_COLUMNS).where(among(conn, messages.c.uuid, wanted))
         return {row.uuid: Message(*row) for row in conn.execute(query)}
     for start in range(0, len(wanted), 500):
