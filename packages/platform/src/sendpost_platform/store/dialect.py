@@ -49,6 +49,23 @@ class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):
         value = value.astimezone(dt.UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
+    def bind_processor(self, dialect: Dialect) -> Any:
+        """On SQLite, :meth:`process_bind_param` and SQLAlchemy's text format for SQLite
+        (``YYYY-MM-DD HH:MM:SS.ffffff``, what comparisons in SQL rely on) in one step: the
+        format is ``isoformat(" ", "microseconds")``, which costs a fraction of the two
+        processors chained (recording binds a few datetimes per event)."""
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        def process(value: dt.datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given to the store; use aware UTC datetimes")
+            return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+        return process
+
     def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
         if value is None:
             return None
@@ -278,19 +295,19 @@ def copy_insert(
             "text" if isinstance(table.c[n].type, sa.JSON) else _pg_type(conn, table.c[n])
             for n in names
         ]
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     create = f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS"
-    cursor.execute(f"{create} SELECT * FROM {table.name} WITH NO DATA")  # noqa: S608
-    with cursor.copy(f"COPY {stage} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types(types)
-        for row in rows:
-            copy.write_row(row)
-    cursor.execute(
-        f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {stage}"  # noqa: S608
-        f" ORDER BY {', '.join(order_by)}"
-        f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING RETURNING {', '.join(returning)}"
-    )
-    return list(cursor.fetchall())
+    with conn.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
+        cursor.execute(f"{create} SELECT * FROM {table.name} WITH NO DATA")  # noqa: S608
+        with cursor.copy(f"COPY {stage} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(types)
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute(
+            f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {stage}"  # noqa: S608
+            f" ORDER BY {', '.join(order_by)}"
+            f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING RETURNING {', '.join(returning)}"
+        )
+        return list(cursor.fetchall())
 
 
 _COPY_TYPES: dict[tuple[str, tuple[str, ...]], list[str]] = {}

@@ -105,9 +105,9 @@ def get_messages(conn: Connection, uuids: Iterable[str]) -> dict[str, Message]:
             # The hot path of processing (a claim's thousands of messages): the UUIDs as one
             # string the server splits, the rows as psycopg's tuples, which costs the client a
             # fraction of an array parameter and SQLAlchemy's result rows.
-            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            cursor.execute(_BY_UUIDS_PG, (",".join(wanted),))
-            return {row[0]: Message(*row) for row in cursor.fetchall()}
+            with conn.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
+                cursor.execute(_BY_UUIDS_PG, (",".join(wanted),))
+                return {row[0]: Message(*row) for row in cursor.fetchall()}
         query = sa.select(*_COLUMNS).where(among(conn, messages.c.uuid, wanted))
         return {row.uuid: Message(*row) for row in conn.execute(query)}
     for start in range(0, len(wanted), 500):
