@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sendpost_platform.recorder import RECORDER
 from sendpost_platform.store import counters, suppressions
 from sendpost_platform.store import events as event_store
+from sendpost_platform.store import webhooks as store_webhooks
 from sendpost_platform.store.events import NewEvent, Outcome
 from sendpost_platform.store.schema import event_outbox
 from sendpost_wire import EventType as E
@@ -67,9 +68,25 @@ def outbox_ids(seed: Seed) -> list[int]:
         return [int(i) for i in conn.execute(query).scalars()]
 
 
+def add_webhook(seed: Seed) -> None:
+    """A webhook of the seed's account (so its events go to the outbox); never dispatched."""
+    with seed.store.write() as conn:
+        store_webhooks.create_webhook(
+            conn,
+            account_id=seed.account.account_id,
+            url="https://hooks.example/x",
+            enabled=True,
+            switches={},
+            secret_encrypted="unused",
+            now=T0,
+        )
+
+
 def test_a_group_ends_as_the_same_reports_recorded_one_by_one(seed: Seed) -> None:
     """The same ten reports recorded as one group and one at a time give the same outcomes,
-    the same stored events (types, codes, texts, merged details) and the same outbox rows."""
+    the same stored events (types, codes, texts, merged details) and the same outbox rows (the
+    account has a webhook)."""
+    add_webhook(seed)
     grouped = [seed.message(recipient=f"user{n}@example.com").uuid for n in range(3)]
     single = [seed.message(recipient=f"user{n}@example.com").uuid for n in range(3)]
     with seed.store.write() as conn:
@@ -94,6 +111,7 @@ def test_a_group_ends_as_the_same_reports_recorded_one_by_one(seed: Seed) -> Non
     )
     assert timeline(seed, grouped) == timeline(seed, single)
     stored = [r.event_id for r in at_once if r.stored]
+    assert len(stored) == 6
     assert outbox_ids(seed) == stored + [r.event_id for r in one_by_one if r.stored]
 
 

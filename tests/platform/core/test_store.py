@@ -17,8 +17,10 @@ from sendpost_platform import keys
 from sendpost_platform.clock import ManualClock
 from sendpost_platform.processing import IngestProcessor
 from sendpost_platform.store import Store, accounts, counters, ingest, messages, providers
+from sendpost_platform.store.dialect import UTCDateTime
 from sendpost_platform.store.schema import accounts as accounts_table
 from sendpost_platform.store.schema import events, metadata, subaccounts
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
 from tests.platform.conftest import BULK_ROWS, Seed, add_provider, empty_all
 from tests.platform.core.helpers import agent_event
@@ -118,6 +120,26 @@ def test_timestamps_round_trip_as_aware_utc(seed: Seed, store: Store) -> None:
         )
         [batch] = ingest.claim(conn, limit=1)
     assert (batch_id, when, dt.UTC) == (batch.id, batch.received_at, batch.received_at.tzinfo)
+
+
+def test_sqlite_stores_utc_datetimes_in_sqlalchemys_text_format() -> None:
+    """On SQLite, UTCDateTime's own bind processor writes exactly the text SQLAlchemy's
+    DateTime would write for the same instant in UTC (comparisons in SQL are on that text),
+    for whole seconds, microseconds, other offsets and small years; naive values are refused."""
+    dialect = sqlite_dialect()
+    ours = UTCDateTime().bind_processor(dialect)
+    reference = sa.DateTime().dialect_impl(dialect).bind_processor(dialect)
+    values = [
+        dt.datetime(2026, 2, 19, 12, 0, tzinfo=dt.UTC),
+        dt.datetime(2026, 2, 19, 12, 0, 0, 123, tzinfo=dt.UTC),
+        dt.datetime(2026, 3, 1, 0, 30, 15, 999999, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+        dt.datetime(9, 1, 2, 3, 4, 5, 6, tzinfo=dt.UTC),
+    ]
+    for value in values:
+        assert ours(value) == reference(value.astimezone(dt.UTC).replace(tzinfo=None))
+    assert ours(None) is None
+    with pytest.raises(ValueError, match="naive"):
+        ours(dt.datetime(2026, 1, 1))
 
 
 def test_counters_add_up(store: Store) -> None:

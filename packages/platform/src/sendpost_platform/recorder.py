@@ -10,7 +10,7 @@ same transaction the recorder:
    (reason ``unsubscribe``); a report for a recipient already suppressed is not stored (an
    unsubscribe is recorded once);
 2. **stores** the events with deduplication and writes an ``event_outbox`` row per new or
-   upgraded event for each consumer (``store/events.py::record_events``);
+   upgraded event for each consumer that wants it (``store/events.py::record_events``);
 3. **suppresses hard bounces**: each CSHardBounced that became the event of record (new, or
    upgrading a soft bounce) suppresses its recipient (reason ``hard_bounce``, first reason kept);
 4. **counts**: ``{prefix}.{outcome}`` per event's provider when the producer asks for it, plus
@@ -36,11 +36,13 @@ from sendpost_platform.domain.suppression import SuppressionReason, normalize_ad
 from sendpost_platform.store import counters, suppressions
 from sendpost_platform.store.events import (
     OUTBOX_CONSUMERS,
+    Interest,
     NewEvent,
     Outcome,
     Recorded,
     record_events,
 )
+from sendpost_platform.store.messages import Message
 
 CounterKey = tuple[int, str]
 """``(provider_id, name)`` of a counter (provider 0: none)."""
@@ -90,10 +92,10 @@ class Recorder:
         self,
         *,
         on_hard_bounces: HardBounceHook = suppress_hard_bounces,
-        consumers: Sequence[str] = OUTBOX_CONSUMERS,
+        consumers: Mapping[str, Interest] = OUTBOX_CONSUMERS,
     ) -> None:
         self.on_hard_bounces = on_hard_bounces
-        self.consumers = tuple(consumers)
+        self.consumers = dict(consumers)
 
     def record(
         self,
@@ -102,10 +104,12 @@ class Recorder:
         *,
         count_as: str | None = None,
         counts: Mapping[CounterKey, int] | None = None,
+        known: Mapping[str, Message] | None = None,
     ) -> list[Recorded]:
         """Record ``new_events`` (one result each, in order). With ``count_as``, each result
         adds one to ``{count_as}.{outcome}`` of its event's provider; ``counts`` are added in
-        the same statement."""
+        the same statement. ``known``: the group's messages, when the producer has read them
+        (by UUID; saves looking them up again)."""
         results: list[Recorded | None] = [None] * len(new_events)
         unsubscribes = [
             i for i, e in enumerate(new_events) if e.event_type == EventType.CSUnsubscribe
@@ -116,7 +120,9 @@ class Recorder:
                 if not is_new:
                     results[i] = Recorded(Outcome.DUPLICATE, None, new_events[i].event_type)
         to_store = [i for i, r in enumerate(results) if r is None]
-        stored = record_events(conn, [new_events[i] for i in to_store], consumers=self.consumers)
+        stored = record_events(
+            conn, [new_events[i] for i in to_store], consumers=self.consumers, known=known
+        )
         for i, recorded in zip(to_store, stored, strict=True):
             results[i] = recorded
         done = [r for r in results if r is not None]

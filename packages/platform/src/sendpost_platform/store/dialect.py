@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -48,6 +48,23 @@ class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):
             raise ValueError("naive datetime given to the store; use aware UTC datetimes")
         value = value.astimezone(dt.UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def bind_processor(self, dialect: Dialect) -> Any:
+        """On SQLite, :meth:`process_bind_param` and SQLAlchemy's text format for SQLite
+        (``YYYY-MM-DD HH:MM:SS.ffffff``, what comparisons in SQL rely on) in one step: the
+        format is ``isoformat(" ", "microseconds")``, which costs a fraction of the two
+        processors chained (recording binds a few datetimes per event)."""
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        def process(value: dt.datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given to the store; use aware UTC datetimes")
+            return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+        return process
 
     def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
         if value is None:
@@ -248,6 +265,67 @@ def _unnest_insert(
     if returning:
         sql += f" RETURNING {', '.join(returning)}"
     return sql
+
+
+def copy_insert(
+    conn: Connection,
+    table: sa.Table,
+    names: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    order_by: Sequence[str],
+    conflict: Sequence[str],
+    returning: Sequence[str],
+) -> list[tuple[Any, ...]]:
+    """PostgreSQL: INSERT ``rows`` (tuples of the ``names`` columns; JSON columns as JSON text,
+    which is also ``json``'s binary form)
+    in the order of the ``order_by`` columns, skipping rows that clash on ``conflict``
+    (``ON CONFLICT DO NOTHING``); returns the ``returning`` columns of the inserted rows.
+
+    The rows go by binary ``COPY`` into ``<table>_stage``, a temporary table with the columns
+    of ``table`` (none of its constraints) whose rows are deleted at commit (and gone with a
+    rollback). It is created, if missing, by every call (``IF NOT EXISTS``: one cheap
+    statement), so nothing is assumed of the session: behind a pooler in transaction mode
+    each server connection gets its own."""
+    stage = f"{table.name}_stage"
+    columns = ", ".join(names)
+    types = _COPY_TYPES.get((table.name, tuple(names)))
+    if types is None:
+        types = _COPY_TYPES[(table.name, tuple(names))] = [
+            "text" if isinstance(table.c[n].type, sa.JSON) else _pg_type(conn, table.c[n])
+            for n in names
+        ]
+    create = f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS"
+    with conn.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
+        cursor.execute(f"{create} SELECT * FROM {table.name} WITH NO DATA")  # noqa: S608
+        with cursor.copy(f"COPY {stage} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(types)
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute(
+            f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {stage}"  # noqa: S608
+            f" ORDER BY {', '.join(order_by)}"
+            f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING RETURNING {', '.join(returning)}"
+        )
+        return list(cursor.fetchall())
+
+
+_COPY_TYPES: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+
+
+def _pg_type(conn: Connection, column: sa.Column[Any]) -> str:
+    """The PostgreSQL type name of ``column`` as psycopg's COPY knows it."""
+    name = column.type.compile(dialect=conn.dialect).lower()
+    return _PG_ALIASES.get(name.split("(")[0], name.split("(")[0])
+
+
+_PG_ALIASES = {
+    "bigint": "int8",
+    "integer": "int4",
+    "smallint": "int2",
+    "varchar": "text",
+    "timestamp with time zone": "timestamptz",
+}
 
 
 def among(conn: Connection, column: sa.ColumnElement[Any], values: Sequence[Any]) -> Any:

@@ -12,7 +12,12 @@ table, however many events it holds:
 3. only the keys that clashed with a stored row, or that occur more than once in the group, are
    read back (one ``SELECT ... FOR UPDATE``), decided in memory in the group's order with
    :func:`~sendpost_platform.domain.dedup.decide`, and written back (one ``UPDATE`` per shape);
-4. one ``event_outbox`` row per new or upgraded event and consumer, in the group's order.
+4. one ``event_outbox`` row per new or upgraded event and consumer that wants it (for
+   ``webhooks``: the account has a webhook, or the message its own endpoint), in the group's
+   order.
+
+The group's messages are looked up once (``partition_at`` of slotted events, the message's
+endpoint); a producer that has already read them passes them as ``known``.
 """
 
 from __future__ import annotations
@@ -20,14 +25,18 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
-from collections.abc import Iterator, Sequence
+import json
+import operator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from sendpost_platform.domain import dedup
-from sendpost_platform.store.dialect import insert_many
+from sendpost_platform.store import webhooks as webhook_store
+from sendpost_platform.store.dialect import copy_insert, insert_many
+from sendpost_platform.store.messages import Message, get_messages
 from sendpost_platform.store.partitions import partition_times, window_bounds
 from sendpost_platform.store.schema import (
     event_outbox,
@@ -40,8 +49,13 @@ from sendpost_platform.store.schema import (
 SLOT_CONFLICT = ("message_uuid", "recipient_key", "dedup_slot")
 _UNIQUE = (*SLOT_CONFLICT, "partition_at")  # the unique index (store/partitions.py)
 
-OUTBOX_CONSUMERS = ("webhooks",)
-"""Who gets an ``event_outbox`` row for each new (or upgraded) event, in the event's transaction."""
+Interest = Callable[[Connection, Sequence[tuple[int, str | None]]], list[bool]]
+"""Which of a group's stored events a consumer wants, from each one's (account ID, message's
+``webhookEndpoint``)."""
+
+OUTBOX_CONSUMERS: Mapping[str, Interest] = {webhook_store.CONSUMER: webhook_store.wanted}
+"""Who gets an ``event_outbox`` row for a new (or upgraded) event it wants, in the event's
+transaction."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -101,6 +115,7 @@ class Recorded:
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(NewEvent))
+_field_values = operator.attrgetter(*_FIELDS)
 _REPLACED = (*dedup.Report.__slots__, "recipient", "subaccount_id", "provider_id")
 _KEY_COLUMNS = [events.c[name] for name in SLOT_CONFLICT]
 Key = tuple[str, str, str]
@@ -134,21 +149,30 @@ class _Row:
 
 
 def record_events(
-    conn: Connection, new_events: Sequence[NewEvent], *, consumers: Sequence[str] = OUTBOX_CONSUMERS
+    conn: Connection,
+    new_events: Sequence[NewEvent],
+    *,
+    consumers: Mapping[str, Interest] = OUTBOX_CONSUMERS,
+    known: Mapping[str, Message] | None = None,
 ) -> list[Recorded]:
     """Store a group of events (see the module docstring); one result per event, in order.
+    ``known``: messages of the group the caller has read (the others are looked up).
 
     Two reports for the same key in one group are decided in order, exactly as if they had been
     recorded one after the other."""
     if not new_events:
         return []
+    found = dict(known or {})
+    missing = {e.message_uuid for e in new_events} - found.keys()
+    if missing:
+        found.update(get_messages(conn, missing))
     rows = []
     for event in new_events:
-        values = {name: getattr(event, name) for name in _FIELDS}
+        values = dict(zip(_FIELDS, _field_values(event), strict=True))
         values["recipient_key"] = dedup.recipient_key(event.recipient)
         values["dedup_slot"] = dedup.dedup_slot(event.event_type)
         rows.append(values)
-    partition_times(conn, rows, (i for i, v in enumerate(rows) if v["dedup_slot"] is not None))
+    partition_times(rows, {uuid: m.created_at for uuid, m in found.items()})
     results: list[Recorded | None] = [None] * len(rows)
 
     plain = [i for i, values in enumerate(rows) if values["dedup_slot"] is None]
@@ -168,19 +192,25 @@ def record_events(
 
     done = [r for r in results if r is not None]
     assert len(done) == len(rows)
-    outbox = [
-        {
-            "consumer": consumer,
-            "event_id": recorded.event_id,
-            "account_id": event.account_id,
-            "message_uuid": event.message_uuid,
-            "created_at": event.received_at,
-        }
-        for event, recorded in zip(new_events, done, strict=True)
-        if recorded.stored
-        for consumer in consumers
-    ]
-    insert_many(conn, event_outbox, outbox)
+    stored = [(e, r) for e, r in zip(new_events, done, strict=True) if r.stored]
+    if stored and consumers:
+        candidates = []
+        for event, _ in stored:
+            message = found.get(event.message_uuid)
+            candidates.append((event.account_id, message.webhook_endpoint if message else None))
+        outbox = [
+            {
+                "consumer": consumer,
+                "event_id": recorded.event_id,
+                "account_id": event.account_id,
+                "message_uuid": event.message_uuid,
+                "created_at": event.received_at,
+            }
+            for consumer, wants in consumers.items()
+            for (event, recorded), wanted in zip(stored, wants(conn, candidates), strict=True)
+            if wanted
+        ]
+        insert_many(conn, event_outbox, outbox)
     return done
 
 
@@ -192,23 +222,32 @@ def _record_slotted(
     results: list[Recorded | None],
 ) -> None:
     keys = sorted(by_key)
-    inserted = insert_many(
-        conn,
-        events,
-        [rows[by_key[k][0]] for k in keys],
-        conflict=_UNIQUE,
-        returning=("id", *SLOT_CONFLICT),
-    )
+    firsts = [rows[by_key[k][0]] for k in keys]
+    returning = ("id", *SLOT_CONFLICT)
+    inserted: Sequence[Sequence[Any]]
+    if conn.dialect.name == "postgresql":
+        names = tuple(firsts[0])
+        inserted = copy_insert(
+            conn,
+            events,
+            names,
+            (tuple(_json(r[n]) if n == "details" else r[n] for n in names) for r in firsts),
+            order_by=SLOT_CONFLICT,
+            conflict=_UNIQUE,
+            returning=returning,
+        )
+    else:
+        inserted = insert_many(conn, events, firsts, conflict=_UNIQUE, returning=returning)
     state: dict[Key, _Row] = {}
     fresh = set()
-    for row in inserted:
-        key = (row.message_uuid, row.recipient_key, row.dedup_slot)
+    for new_id, *slot in inserted:
+        key = (slot[0], slot[1], slot[2])
         fresh.add(key)
         occurrences = by_key[key]
         event = new_events[occurrences[0]]
-        results[occurrences[0]] = Recorded(Outcome.INSERTED, int(row.id), event.event_type)
+        results[occurrences[0]] = Recorded(Outcome.INSERTED, int(new_id), event.event_type)
         if len(occurrences) > 1:  # later reports in the group are decided against this one
-            state[key] = _Row(int(row.id), event.report(), event.details)
+            state[key] = _Row(int(new_id), event.report(), event.details)
     clashed = [k for k in keys if k not in fresh]
     if clashed:
         found = conn.execute(
@@ -242,6 +281,10 @@ def _record_slotted(
         conn.execute(_UPDATE_DETAILS, details_only)
     if replaced:
         conn.execute(_UPDATE_REPLACED, replaced)
+
+
+def _json(value: object) -> str | None:
+    return None if value is None else json.dumps(value)
 
 
 def _report_columns() -> list[sa.Column[Any]]:

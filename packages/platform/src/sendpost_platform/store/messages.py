@@ -27,9 +27,17 @@ class Message:
     recipient: str
     sender: str
     state: str
+    created_at: dt.datetime | None = None
+    """When the message was accepted (``events.partition_at`` of its slotted events)."""
+    webhook_endpoint: str | None = None
+    """The send request's own ``webhookEndpoint`` (a consumer of its events)."""
 
 
 _COLUMNS = [messages.c[f.name] for f in dataclasses.fields(Message)]
+_BY_UUIDS_PG = (
+    f"SELECT {', '.join(c.name for c in _COLUMNS)} FROM messages"  # noqa: S608 (schema names)
+    " WHERE uuid = ANY(string_to_array(%s, ','))"
+)
 
 
 def insert_message(
@@ -56,15 +64,11 @@ def insert_message(
         recipient=recipient,
         sender=sender,
         state=state,
+        created_at=now,
+        webhook_endpoint=webhook_endpoint,
     )
     conn.execute(
-        sa.insert(messages).values(
-            **dataclasses.asdict(message),
-            created_at=now,
-            updated_at=now,
-            groups=groups,
-            webhook_endpoint=webhook_endpoint,
-        )
+        sa.insert(messages).values(**dataclasses.asdict(message), updated_at=now, groups=groups)
     )
     return message
 
@@ -97,6 +101,13 @@ def get_messages(conn: Connection, uuids: Iterable[str]) -> dict[str, Message]:
     wanted = sorted(set(uuids))
     found: dict[str, Message] = {}
     if conn.dialect.name == "postgresql" and wanted:
+        if not any("," in uuid for uuid in wanted):
+            # The hot path of processing (a claim's thousands of messages): the UUIDs as one
+            # string the server splits, the rows as psycopg's tuples, which costs the client a
+            # fraction of an array parameter and SQLAlchemy's result rows.
+            with conn.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
+                cursor.execute(_BY_UUIDS_PG, (",".join(wanted),))
+                return {row[0]: Message(*row) for row in cursor.fetchall()}
         query = sa.select(*_COLUMNS).where(among(conn, messages.c.uuid, wanted))
         return {row.uuid: Message(*row) for row in conn.execute(query)}
     for start in range(0, len(wanted), 500):

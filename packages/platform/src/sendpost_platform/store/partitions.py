@@ -30,15 +30,15 @@ import dataclasses
 import datetime as dt
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from sendpost_platform.errors import StoreError
-from sendpost_platform.store.dialect import UTCDateTime, among
-from sendpost_platform.store.schema import events, ingest_batches, messages
+from sendpost_platform.store.dialect import UTCDateTime
+from sendpost_platform.store.schema import events, ingest_batches
 
 if TYPE_CHECKING:
     from sendpost_platform.clock import Clock
@@ -66,25 +66,16 @@ _LOCK = 0x53504F5354  # pg_advisory_xact_lock key: one partition maintainer at a
 
 
 def partition_times(
-    conn: Connection, rows: Sequence[dict[str, object]], slotted: Iterable[int]
+    rows: Sequence[dict[str, object]], created: Mapping[str, dt.datetime | None]
 ) -> None:
-    """Set ``partition_at`` on each row of ``events`` to insert: its message's creation time
-    for the rows at ``slotted`` indexes, its ``occurred_at`` for the others."""
-    wanted = {str(rows[i]["message_uuid"]) for i in slotted}
-    created: dict[str, dt.datetime] = {}
-    ordered = sorted(wanted)
-    step = len(ordered) if conn.dialect.name == "postgresql" else 500  # one array on PostgreSQL
-    for start in range(0, len(ordered), max(step, 1)):
-        chunk = ordered[start : start + step]
-        query = sa.select(messages.c.uuid, messages.c.created_at).where(
-            among(conn, messages.c.uuid, chunk)
-        )
-        created.update({r.uuid: r.created_at for r in conn.execute(query)})
+    """Set ``partition_at`` on each row of ``events`` to insert: for a row with a dedup slot its
+    message's creation time (``created``, by message UUID; :data:`UNKNOWN_MESSAGE` for a message
+    not there), for the others its ``occurred_at``."""
     for row in rows:
         if row["dedup_slot"] is None:
             row["partition_at"] = row["occurred_at"]
         else:
-            row["partition_at"] = created.get(str(row["message_uuid"]), UNKNOWN_MESSAGE)
+            row["partition_at"] = created.get(str(row["message_uuid"])) or UNKNOWN_MESSAGE
 
 
 def window_bounds(

@@ -174,9 +174,9 @@ events = sa.Table(
     # The time the row is partitioned by on PostgreSQL (store/partitions.py): the message's
     # creation for events with a dedup slot, ``occurred_at`` for the others.
     sa.Column("partition_at", UTCDateTime, nullable=False),
+    # The unique index also serves lookups by message (it starts with ``message_uuid``).
     sa.UniqueConstraint("message_uuid", "recipient_key", "dedup_slot", "partition_at"),
     sa.Index(None, "account_id", "occurred_at", "id"),
-    sa.Index(None, "message_uuid"),
 )
 
 counters = sa.Table(

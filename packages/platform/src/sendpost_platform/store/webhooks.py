@@ -11,6 +11,9 @@ Life of an event on its way out::
                                                                             exhausted; replay
                                                                             sets it pending)
 
+- The recorder writes an outbox row for an event only when :func:`wanted` says so: the
+  account has a webhook or the message has a ``webhookEndpoint``. An event recorded before
+  its account's first webhook existed is not delivered to it.
 - :func:`fan_out` turns outbox rows into one delivery per enabled webhook of the account whose
   switches want the event, plus one for the message's ``webhookEndpoint`` (when the ``messages``
   table has that column and the message set it), and deletes the outbox rows, in one
@@ -210,6 +213,23 @@ def delete_webhook(conn: Connection, *, account_id: int, webhook_id: int) -> boo
 
 
 # --- fan-out ----------------------------------------------------------------------------------
+
+
+def wanted(conn: Connection, candidates: Sequence[tuple[int, str | None]]) -> list[bool]:
+    """Which events the webhooks consumer wants an outbox row for, given each one's account and
+    its message's own ``webhookEndpoint``: those of an account that has a webhook (whatever its
+    switches and state: :func:`fan_out` decides with what it finds then) or of a message with
+    an endpoint. One query of the (small) ``webhooks`` table for the accounts without one."""
+    asking = sorted({account for account, endpoint in candidates if not endpoint})
+    having: set[int] = set()
+    if asking:
+        having = {
+            int(r[0])
+            for r in conn.execute(
+                sa.select(webhooks.c.account_id).where(webhooks.c.account_id.in_(asking)).distinct()
+            )
+        }
+    return [bool(endpoint) or account in having for account, endpoint in candidates]
 
 
 def _try_fanout_lock(conn: Connection) -> bool:
