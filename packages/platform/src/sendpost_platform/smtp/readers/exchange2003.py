@@ -36,16 +36,5 @@ class Exchange2003(Reader):
         start = _text.starts_with(lines, _START)
         if start is None:
             return []
-        found: list[tuple[str, list[str]]] = []
-        for line in lines[start + 1 :]:
-            address = _recipient_line(line)
-            if address is not None:
-                if len(found) == _text.MAX_RECIPIENTS:
-                    break
-                found.append((address, []))
-            elif found and not line.strip():
-                if found[-1][1]:
-                    break
-            elif found and len(found[-1][1]) < _text.MAX_LINES:
-                found[-1][1].append(line)
+        found = _text.address_blocks(lines[start + 1 :], _recipient_line, strip=False)
         return [record(address, "\n".join(reason)) for address, reason in found]

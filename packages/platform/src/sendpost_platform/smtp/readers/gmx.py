@@ -50,18 +50,7 @@ class Gmx(Reader):
         start = _start(lines)
         if start is None:
             return []
-        found: list[tuple[str, list[str]]] = []
-        for line in lines[start + 1 :]:
-            address = _quoted_address(line)
-            if address is not None:
-                if len(found) == _text.MAX_RECIPIENTS:
-                    break
-                found.append((address, []))
-            elif found and not line.strip():
-                if found[-1][1]:
-                    break
-            elif found and len(found[-1][1]) < _text.MAX_LINES:
-                found[-1][1].append(line.strip())
+        found = _text.address_blocks(lines[start + 1 :], _quoted_address)
         records = []
         for address, details in found:
             text = "\n".join(details)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import email.message
 import email.policy
 import re
+from collections.abc import Callable
 
 STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
 """An enhanced status code (RFC 3463) anywhere in a text."""
@@ -180,21 +181,33 @@ def starts_with(lines: list[str], marker: str, *, limit: int | None = None) -> i
     return None
 
 
-def address_blocks(lines: list[str]) -> list[tuple[str, list[str]]]:
-    """qmail-style recipient blocks: a line ``<rcpt>:``, then the lines about it up to the next
-    such line or a blank line after them (at most :data:`MAX_RECIPIENTS` blocks of at most
-    :data:`MAX_LINES` lines). Reading stops at the first blank line after a block's text."""
+def qmail_recipient(line: str) -> str | None:
+    """The address of a qmail-style recipient line ``<rcpt>:``, else ``None``."""
+    head = bracketed(line.strip())
+    return head[0] if head is not None and head[1] == ":" else None
+
+
+def address_blocks(
+    lines: list[str],
+    recipient: Callable[[str], str | None] = qmail_recipient,
+    *,
+    strip: bool = True,
+) -> list[tuple[str, list[str]]]:
+    """Recipient blocks: a line for which ``recipient`` gives an address (by default the
+    qmail-style ``<rcpt>:``), then the lines about it up to the next such line or a blank line
+    after them (at most :data:`MAX_RECIPIENTS` blocks of at most :data:`MAX_LINES` lines, each
+    stripped unless ``strip`` is off). Reading stops at the first blank line after a block's
+    text."""
     found: list[tuple[str, list[str]]] = []
     for line in lines:
-        stripped = line.strip()
-        head = bracketed(stripped)
-        if head is not None and head[1] == ":":
+        address = recipient(line)
+        if address is not None:
             if len(found) == MAX_RECIPIENTS:
                 break
-            found.append((head[0], []))
-        elif found and not stripped:
+            found.append((address, []))
+        elif found and not line.strip():
             if found[-1][1]:
                 break
         elif found and len(found[-1][1]) < MAX_LINES:
-            found[-1][1].append(stripped)
+            found[-1][1].append(line.strip() if strip else line)
     return found
