@@ -6,13 +6,17 @@ import asyncio
 import dataclasses
 import json
 import os
+import signal
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
 from sendpost_agent.config import Settings
 from sendpost_agent.parse import adapter
+
+from tests.support.fake_ingest import FakeIngest
 
 
 def agent_env(**extra: str) -> dict[str, str]:
@@ -69,3 +73,18 @@ def copies_by_id(events: list[dict[str, Any]]) -> dict[str, set[str]]:
     for event in events:
         copies.setdefault(str(event["event_id"]), set()).add(json.dumps(event, sort_keys=True))
     return copies
+
+
+def last_run_copies(
+    proc: subprocess.Popen[bytes], ingest: FakeIngest, expected: Collection[str]
+) -> dict[str, set[str]]:
+    """The run after the kills: waits until every ``expected`` event ID has arrived, stops the
+    agent with SIGTERM (it must exit 0) and returns :func:`copies_by_id` of all that was posted."""
+    try:
+        assert ingest.wait_for(lambda s: set(expected) <= set(s.event_ids()), timeout=60)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    return copies_by_id(ingest.events)

@@ -19,7 +19,7 @@ from sendpost_agent.checkpoint import DB_NAME, JournalPosition, StateDb
 from tests.support.fake_ingest import FakeIngest
 from tests.support.journal import Entry, append
 
-from .helpers import agent_env, copies_by_id, expected_events
+from .helpers import agent_env, expected_events, last_run_copies
 from .loglines import log_text
 from .test_journal_source import lines, message_entries, noise
 
@@ -140,15 +140,7 @@ def test_sigkill_at_random_moments_with_rotations_loses_nothing(
     append(journal / "system.journal", batch)
     written += batch
     expected = expected_events(lines(written).decode())
-    proc = _start(tmp_path, ingest.url)
-    try:
-        assert ingest.wait_for(lambda s: set(expected) <= set(s.event_ids()), timeout=60)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=20) == 0
-    finally:
-        proc.kill()
-        proc.wait()
-    copies = copies_by_id(ingest.events)
+    copies = last_run_copies(_start(tmp_path, ingest.url), ingest, expected)
     assert set(expected) == set(copies)
     assert {json.dumps(e, sort_keys=True) for e in expected.values()} == {
         next(iter(c)) for c in copies.values()

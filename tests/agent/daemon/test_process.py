@@ -19,7 +19,7 @@ from sendpost_agent.checkpoint import DB_NAME, StateDb
 
 from tests.support.fake_ingest import FakeIngest
 
-from .helpers import agent_env, copies_by_id, expected_events
+from .helpers import agent_env, expected_events, last_run_copies
 from .loglines import log_text
 
 
@@ -132,15 +132,7 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path, ingest: FakeIng
     _append(log, written, written + 10)  # work for the last run, so that it is up before SIGTERM
     written += 10
     expected = expected_events(log_text(0, written))
-    proc = _start(tmp_path, ingest.url)
-    try:
-        assert ingest.wait_for(lambda s: set(expected) <= set(s.event_ids()), timeout=60)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=20) == 0
-    finally:
-        proc.kill()
-        proc.wait()
-    copies = copies_by_id(ingest.events)
+    copies = last_run_copies(_start(tmp_path, ingest.url), ingest, expected)
     assert set(expected) == set(copies)
     assert {json.dumps(e, sort_keys=True) for e in expected.values()} == {
         next(iter(c)) for c in copies.values()
@@ -175,14 +167,6 @@ def test_sigkill_with_torn_state_saves_loses_nothing(tmp_path: Path, ingest: Fak
     _append(log, written, written + 10)  # work for the last run, so that it is up before SIGTERM
     written += 10
     expected = expected_events(log_text(0, written))
-    proc = _start(tmp_path, ingest.url)
-    try:
-        assert ingest.wait_for(lambda s: set(expected) <= set(s.event_ids()), timeout=60)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=20) == 0
-    finally:
-        proc.kill()
-        proc.wait()
-    copies = copies_by_id(ingest.events)
+    copies = last_run_copies(_start(tmp_path, ingest.url), ingest, expected)
     assert set(expected) == set(copies)
     assert all(len(c) == 1 for c in copies.values())
