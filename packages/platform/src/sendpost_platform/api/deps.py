@@ -12,7 +12,8 @@ Use in a route::
 Sync (``def``) routes run in FastAPI's thread pool, which suits the synchronous store.
 
 Database IDs in paths and queries: use ``IdPath`` / ``IdQuery`` (1 ≤ id ≤ 2**62), so a huge
-number is a 400 naming the parameter rather than a driver overflow.
+number is a 400 naming the parameter rather than a driver overflow. Paged lists (SendPost's
+``limit``/``offset``): ``PageLimit`` (1–1000, none means all) and ``PageOffset`` (0–2**31).
 """
 
 from __future__ import annotations
@@ -48,3 +49,5 @@ ContextDep = Annotated[AppContext, Depends(get_context)]
 MAX_ID = 2**62
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 IdQuery = Annotated[int, Query(ge=1, le=MAX_ID)]
+PageLimit = Annotated[int | None, Query(ge=1, le=1000)]
+PageOffset = Annotated[int, Query(ge=0, le=2**31)]

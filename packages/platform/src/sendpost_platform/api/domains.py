@@ -38,7 +38,7 @@ from pydantic import Field, StrictStr
 from starlette.concurrency import run_in_threadpool
 
 from sendpost_platform.api.auth import SubAccountDep
-from sendpost_platform.api.deps import AppContext, ContextDep, IdPath
+from sendpost_platform.api.deps import AppContext, ContextDep, IdPath, PageLimit, PageOffset
 from sendpost_platform.api.sendpost import (
     UNPROCESSABLE,
     DeleteResponse,
@@ -283,8 +283,8 @@ def create_sub_account_domain(
 def get_all_domains(
     ctx: ContextDep,
     sub: SubAccountDep,
-    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
-    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+    limit: PageLimit = None,
+    offset: PageOffset = 0,
     search: Annotated[str | None, Query(max_length=253)] = None,
 ) -> list[Domain]:
     """The account's domains by name; ``search``: name contains."""

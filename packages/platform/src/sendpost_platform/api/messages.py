@@ -24,7 +24,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import Field
 
 from sendpost_platform.api.auth import AccountDep
-from sendpost_platform.api.deps import ContextDep
+from sendpost_platform.api.deps import ContextDep, PageOffset
 from sendpost_platform.api.sendpost import ResponseModel, SendPostRoute, nanos
 from sendpost_platform.domain.addresses import Mailbox
 from sendpost_platform.domain.suppression import normalize_address
@@ -121,7 +121,7 @@ def get_all_messages(
     from_: Annotated[dt.datetime, Query(alias="from")],
     to: Annotated[dt.datetime, Query()],
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+    offset: PageOffset = 0,
 ) -> list[Message]:
     """The account's messages created from ``from`` to ``to``, oldest first."""
     since, until = _utc(from_), _utc(to)

@@ -46,7 +46,7 @@ from pydantic import Field, StrictInt, StrictStr
 from sqlalchemy.engine import Connection
 
 from sendpost_platform.api.auth import AccountDep
-from sendpost_platform.api.deps import AppContext, ContextDep, IdPath
+from sendpost_platform.api.deps import AppContext, ContextDep, IdPath, PageLimit, PageOffset
 from sendpost_platform.api.domains import DOMAIN_NAME
 from sendpost_platform.api.sendpost import (
     UNPROCESSABLE,
@@ -469,8 +469,8 @@ def create_ip_pool(ctx: ContextDep, account: AccountDep, body: IPPoolCreateReque
 def get_all_ip_pools(
     ctx: ContextDep,
     account: AccountDep,
-    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
-    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+    limit: PageLimit = None,
+    offset: PageOffset = 0,
     search: Annotated[str | None, Query(max_length=100)] = None,
 ) -> list[IPPool]:
     """The account's pools by ID; ``search``: name contains (case-insensitive)."""

@@ -27,7 +27,7 @@ from pydantic import Field, StrictStr
 from sqlalchemy.engine import Connection
 
 from sendpost_platform.api.auth import AccountDep
-from sendpost_platform.api.deps import ContextDep, IdPath
+from sendpost_platform.api.deps import ContextDep, IdPath, PageLimit, PageOffset
 from sendpost_platform.api.sendpost import (
     UNPROCESSABLE,
     DeleteResponse,
@@ -120,8 +120,8 @@ def create_sub_account(ctx: ContextDep, account: AccountDep, body: NewSubAccount
 def get_all_sub_accounts(
     ctx: ContextDep,
     account: AccountDep,
-    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
-    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+    limit: PageLimit = None,
+    offset: PageOffset = 0,
     search: Annotated[str | None, Query(max_length=100)] = None,
 ) -> list[SubAccount]:
     with ctx.store.read() as conn:

@@ -28,7 +28,7 @@ from fastapi import APIRouter, Query
 from pydantic import Field, StrictStr
 
 from sendpost_platform.api.auth import SubAccountDep
-from sendpost_platform.api.deps import ContextDep
+from sendpost_platform.api.deps import ContextDep, PageOffset
 from sendpost_platform.api.sendpost import (
     UNPROCESSABLE,
     RequestModel,
@@ -162,7 +162,7 @@ def get_suppression_list(
     from_: Annotated[dt.date, Query(alias="from")],
     to: Annotated[dt.date, Query()],
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+    offset: PageOffset = 0,
     search: Annotated[str | None, Query(max_length=320)] = None,
     type: Annotated[str | None, Query(max_length=32)] = None,
 ) -> list[Suppression]:

@@ -26,7 +26,7 @@ from fastapi import APIRouter, Body, Query
 from fastapi.concurrency import run_in_threadpool
 
 from sendpost_platform.api.auth import AccountDep
-from sendpost_platform.api.deps import AppContext, ContextDep, IdPath
+from sendpost_platform.api.deps import AppContext, ContextDep, IdPath, PageOffset
 from sendpost_platform.crypto import SecretBox
 from sendpost_platform.domain import webhooks as rules
 from sendpost_platform.egress import EgressPolicy, EgressRefused
@@ -178,7 +178,7 @@ def list_webhooks(
     ctx: ContextDep,
     account: AccountDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
-    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+    offset: PageOffset = 0,
     search: Annotated[str | None, Query(max_length=200)] = None,
 ) -> list[dict[str, Any]]:
     with ctx.store.read() as conn:
