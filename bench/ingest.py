@@ -41,6 +41,8 @@ from fastapi.responses import JSONResponse
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._http import response_status  # noqa: E402 (the path above first)
+
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 INGEST_PATH = "/api/v1/tpsp/custom-smtp/events"
 NOOP_PATH = "/bench/noop"
@@ -107,17 +109,7 @@ async def _client(
         while time.monotonic() < deadline:
             writer.write(requests[n % len(requests)])
             n += 1
-            status_line = await reader.readline()
-            length = 0
-            while True:
-                line = await reader.readline()
-                if line in (b"\r\n", b""):
-                    break
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            await reader.readexactly(length)
-            if status_line.split()[1] == b"200":
+            if await response_status(reader) == b"200":
                 ok += 1
                 stored_events += 100
             else:

@@ -60,6 +60,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._http import response_status  # noqa: E402 (the path above first)
+
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 INGEST_PATH = "/api/v1/tpsp/custom-smtp/events"
 PLATFORM = str(Path(sys.executable).parent / "sendpost-platform")
@@ -199,17 +201,7 @@ async def _post_all(port: int, key: str, bodies: list[bytes], conns: int) -> dic
             index = state["next"]
             state["next"] += 1
             writer.write(requests[index])
-            status_line = await reader.readline()
-            length = 0
-            while True:
-                line = await reader.readline()
-                if line in (b"\r\n", b""):
-                    break
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            await reader.readexactly(length)
-            if status_line.split()[1] == b"200":
+            if await response_status(reader) == b"200":
                 state["acked"] += counts[index]
                 state["last"] = time.time()
                 if state["first"] is None:
