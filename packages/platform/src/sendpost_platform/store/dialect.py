@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -172,7 +172,7 @@ def insert_many(
         for i, name in enumerate(names):
             values = [row[name] for row in rows]
             if isinstance(table.c[name].type, sa.JSON):
-                values = [None if v is None else json.dumps(v) for v in values]
+                values = [_json_text(v) for v in values]
             first = values[0]
             same = i > 0 and all(v == first and type(v) is type(first) for v in values)
             params[f"p{i}"] = first if same else values
@@ -270,44 +270,52 @@ def _unnest_insert(
 def copy_insert(
     conn: Connection,
     table: sa.Table,
-    names: Sequence[str],
-    rows: Iterable[Sequence[Any]],
+    rows: Sequence[Mapping[str, Any]],
     *,
     order_by: Sequence[str],
     conflict: Sequence[str],
     returning: Sequence[str],
 ) -> list[tuple[Any, ...]]:
-    """PostgreSQL: INSERT ``rows`` (tuples of the ``names`` columns; JSON columns as JSON text,
-    which is also ``json``'s binary form)
-    in the order of the ``order_by`` columns, skipping rows that clash on ``conflict``
-    (``ON CONFLICT DO NOTHING``); returns the ``returning`` columns of the inserted rows.
+    """PostgreSQL: INSERT ``rows`` (all with the same keys, as for :func:`insert_many`; JSON
+    columns encoded here as :func:`insert_many` does) in the order of the ``order_by`` columns,
+    skipping rows that clash on ``conflict`` (``ON CONFLICT DO NOTHING``); returns the
+    ``returning`` columns of the inserted rows.
 
     The rows go by binary ``COPY`` into ``<table>_stage``, a temporary table with the columns
     of ``table`` (none of its constraints) whose rows are deleted at commit (and gone with a
     rollback). It is created, if missing, by every call (``IF NOT EXISTS``: one cheap
     statement), so nothing is assumed of the session: behind a pooler in transaction mode
     each server connection gets its own."""
+    if not rows:
+        return []
+    names = tuple(rows[0])
     stage = f"{table.name}_stage"
     columns = ", ".join(names)
-    types = _COPY_TYPES.get((table.name, tuple(names)))
+    types = _COPY_TYPES.get((table.name, names))
     if types is None:
-        types = _COPY_TYPES[(table.name, tuple(names))] = [
+        types = _COPY_TYPES[(table.name, names)] = [
             "text" if isinstance(table.c[n].type, sa.JSON) else _pg_type(conn, table.c[n])
             for n in names
         ]
+    json_columns = {n for n in names if isinstance(table.c[n].type, sa.JSON)}
     create = f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS"
     with conn.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
         cursor.execute(f"{create} SELECT * FROM {table.name} WITH NO DATA")  # noqa: S608
         with cursor.copy(f"COPY {stage} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(types)
             for row in rows:
-                copy.write_row(row)
+                copy.write_row([_json_text(row[n]) if n in json_columns else row[n] for n in names])
         cursor.execute(
             f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {stage}"  # noqa: S608
             f" ORDER BY {', '.join(order_by)}"
             f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING RETURNING {', '.join(returning)}"
         )
         return list(cursor.fetchall())
+
+
+def _json_text(value: object) -> str | None:
+    """A JSON column's value as its text (SQL NULL for ``None``), what both inserts send."""
+    return None if value is None else json.dumps(value)
 
 
 _COPY_TYPES: dict[tuple[str, tuple[str, ...]], list[str]] = {}

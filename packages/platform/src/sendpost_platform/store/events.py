@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
-import json
 import operator
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -226,12 +225,10 @@ def _record_slotted(
     returning = ("id", *SLOT_CONFLICT)
     inserted: Sequence[Sequence[Any]]
     if conn.dialect.name == "postgresql":
-        names = tuple(firsts[0])
         inserted = copy_insert(
             conn,
             events,
-            names,
-            (tuple(_json(r[n]) if n == "details" else r[n] for n in names) for r in firsts),
+            firsts,
             order_by=SLOT_CONFLICT,
             conflict=_UNIQUE,
             returning=returning,
@@ -281,10 +278,6 @@ def _record_slotted(
         conn.execute(_UPDATE_DETAILS, details_only)
     if replaced:
         conn.execute(_UPDATE_REPLACED, replaced)
-
-
-def _json(value: object) -> str | None:
-    return None if value is None else json.dumps(value)
 
 
 def _report_columns() -> list[sa.Column[Any]]:
