@@ -9,10 +9,13 @@ import dataclasses
 import datetime as dt
 import json
 
+import pytest
 import sqlalchemy as sa
+from sendpost_platform import webhook_dispatch
 from sendpost_platform.clock import ManualClock
 from sendpost_platform.config import Settings
 from sendpost_platform.domain import webhooks as rules
+from sendpost_platform.egress import CheckedTarget, EgressPolicy
 from sendpost_platform.store import Store
 from sendpost_platform.store import webhooks as store_webhooks
 from sendpost_platform.store.schema import event_outbox, webhook_deliveries
@@ -297,6 +300,42 @@ async def test_slow_endpoint_times_out_and_reset_connection_is_retried(
         reset["status"],
         reset["attempts"],
         [r.answered for r in receiver.received() if r.path == "/r/reset"],
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _CountingEgress(EgressPolicy):
+    """The real egress policy, noting each host it resolves and checks."""
+
+    lookups: list[str] = dataclasses.field(default_factory=list)
+
+    async def resolve(self, host: str, port: int) -> CheckedTarget:
+        self.lookups.append(host)
+        return await super().resolve(host, port)
+
+
+@pytest.mark.parametrize("keep_seconds", [webhook_dispatch.TARGET_SECONDS, 0.0])
+async def test_a_host_is_resolved_once_for_many_posts_until_its_check_is_stale(
+    seed: Seed,
+    hook_settings: Settings,
+    receiver: WebhookReceiver,
+    dispatcher: WebhookDispatcher,
+    monkeypatch: pytest.MonkeyPatch,
+    keep_seconds: float,
+) -> None:
+    """Three events for one webhook are three POSTs; the webhook's host is resolved and checked
+    once for all of them while the check is fresh (``TARGET_SECONDS``), and again for each POST
+    when a check is kept for no time at all."""
+    monkeypatch.setattr(webhook_dispatch, "TARGET_SECONDS", keep_seconds)
+    counting = _CountingEgress(dispatcher.egress.allow_private, dispatcher.egress.resolver)
+    dispatcher.egress = counting
+    add_webhook(seed, hook_settings, receiver.url("/dns/ok"))
+    for n in range(3):
+        record(seed, seed.message(recipient=f"user{n}@example.com").uuid, EventType.CSDelivered)
+    await drain(dispatcher)
+    assert (3, ["127.0.0.1"] * (1 if keep_seconds else 3)) == (
+        len(delivered(receiver)),
+        counting.lookups,
     )
 
 

@@ -54,7 +54,7 @@ from sendpost_platform.clock import Clock
 from sendpost_platform.config import Settings
 from sendpost_platform.crypto import CryptoError, SecretBox
 from sendpost_platform.domain import webhooks as rules
-from sendpost_platform.egress import EgressPolicy, EgressRefused
+from sendpost_platform.egress import CheckedTarget, EgressPolicy, EgressRefused
 from sendpost_platform.relay_worker import default_worker_id
 from sendpost_platform.store import Store
 from sendpost_platform.store import webhooks as store_webhooks
@@ -72,6 +72,12 @@ WAKE_AFTER = 200
 """Finished attempts that start a pass at once (their outcomes committed together)."""
 SECRET_CACHE = 1024
 """Decrypted webhook secrets kept in memory by one dispatcher."""
+TARGET_SECONDS = 30.0
+"""A webhook host's checked addresses are used for this long (monotonic) before it is resolved
+and checked again: one lookup per host and half-minute, not one per POST. The POST still
+connects only to an address that passed the egress check."""
+TARGET_CACHE = 1024
+"""Checked hosts kept in memory by one dispatcher."""
 RESPONSE_BODY_CAP = 64 * 1024
 """A response body up to this size (by ``Content-Length``) is read so that the connection can
 be used again; a larger or chunked one is left unread and the connection closed."""
@@ -163,6 +169,7 @@ class WebhookDispatcher:
         """A claimed delivery not started this long (monotonic) after its claim is handed back:
         with the attempt bounded to a quarter of the lease too, no claim is used past half."""
         self._opened: dict[str, str] = {}
+        self._targets: dict[tuple[str, int], tuple[float, CheckedTarget]] = {}
         self._session: aiohttp.ClientSession | None = None
         self._endpoints: dict[str, _Endpoint] = {}
         self._lanes: set[asyncio.Task[None]] = set()
@@ -398,6 +405,19 @@ class WebhookDispatcher:
             self._opened[sealed] = secret
         return secret
 
+    async def _target(self, host: str, port: int) -> CheckedTarget:
+        """``host`` resolved and checked by the egress policy, at most :data:`TARGET_SECONDS`
+        ago (a refusal or a failed lookup is not kept: it raises)."""
+        now = time.monotonic()
+        kept = self._targets.get((host, port))
+        if kept is not None and now - kept[0] < TARGET_SECONDS:
+            return kept[1]
+        target = await self.egress.resolve(host, port)
+        if len(self._targets) >= TARGET_CACHE:
+            self._targets.clear()
+        self._targets[(host, port)] = (now, target)
+        return target
+
     async def _attempt(self, delivery: store_webhooks.ClaimedDelivery) -> _Result:
         secret = None
         if delivery.secret_encrypted is not None:
@@ -427,7 +447,7 @@ class WebhookDispatcher:
         host = parts.hostname or ""
         port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
-            target = await self.egress.resolve(host, port)
+            target = await self._target(host, port)
         except OSError as exc:
             raise _Failed(None, str(exc), None) from None
         body = delivery.body.encode()
