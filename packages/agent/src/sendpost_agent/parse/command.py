@@ -36,6 +36,11 @@ if TYPE_CHECKING:
     from sendpost_wire import AgentEvent
 
 CHUNK = 8 * 1024 * 1024
+SPLIT_CHUNK = 1024 * 1024
+"""Buffer size with two processes: small enough that the two halves overlap from the start
+and that the buffers stay in the CPU cache (docs/benchmarks.md)."""
+SPLIT_MIN_BYTES = 4 * 1024 * 1024
+"""Inputs smaller than this are parsed in one process (a fork would cost more than it saves)."""
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -66,6 +71,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "(repeatable or comma-separated; default: the file's, else loopback)",
     )
     parser.add_argument("--stats", action="store_true", help="print counters on stderr")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        choices=(0, 1, 2),
+        default=0,
+        help="1: parse in this process only; 2: the line-local half in a second process "
+        "(same output); default 0: 2 for files of 4 MiB or more on a machine with two "
+        "CPUs or more, else 1",
+    )
     parser.add_argument(
         "files", nargs="+", metavar="FILE", help="log files, oldest first; - for standard input"
     )
@@ -145,10 +159,30 @@ def run(args: argparse.Namespace) -> int:
     pipeline = mta.parser(reference_time=reference, internal_relays=relays)
     out = sys.stdout.buffer
     try:
-        for name, handle in zip(names, handles, strict=True):
-            with handle:
-                for chunk in _ChunkReader(name, handle):
-                    _write(out, pipeline.feed_jsonl(chunk))
+        if _split(args.processes, mta, names, handles):
+            from sendpost_agent.parse import split
+
+            assert mta.scan_packed is not None
+            try:
+                split.feed_split(
+                    lambda: _all_chunks(names, handles, SPLIT_CHUNK),
+                    mta.scan_packed,
+                    pipeline.feed_packed_jsonl,
+                    pipeline.feed_jsonl,
+                    lambda events: _write(out, events),
+                    expected=(_Unreadable,),
+                )
+            except split.ChildError as exc:
+                if not exc.expected:
+                    raise
+                print(exc, file=sys.stderr)
+                return 2
+            finally:
+                for handle in handles:
+                    handle.close()
+        else:
+            for chunk in _all_chunks(names, handles, CHUNK):
+                _write(out, pipeline.feed_jsonl(chunk))
         _write(out, "".join(text + "\n" for text in pipeline.flush_json()).encode())
         out.flush()
     except _Unreadable as exc:
@@ -163,6 +197,31 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split(processes: int, mta: Mta, names: list[str], handles: list[io.BufferedReader]) -> bool:
+    """Whether to parse with two processes (``--processes``, else by input size and CPUs)."""
+    if processes == 1 or mta.scan_packed is None or not hasattr(os, "fork"):
+        return False
+    if processes == 2:
+        return True
+    size = 0
+    for name, handle in zip(names, handles, strict=True):
+        info = os.fstat(handle.fileno())
+        if name == "-" or not stat.S_ISREG(info.st_mode):
+            return False  # a pipe may be endless or slow: no gain in splitting it
+        size += info.st_size
+    from sendpost_agent.parse import split
+
+    return size >= SPLIT_MIN_BYTES and split.available()
+
+
+def _all_chunks(names: list[str], handles: list[io.BufferedReader], size: int
+                ) -> Iterator[memoryview]:  # fmt: skip
+    """The chunks of every input in turn (each handle closed after its last chunk)."""
+    for name, handle in zip(names, handles, strict=True):
+        with handle:
+            yield from _ChunkReader(name, handle, size)
+
+
 def _open(name: str) -> io.BufferedReader:
     if name == "-":
         return open(sys.stdin.fileno(), "rb", closefd=False)
@@ -175,12 +234,14 @@ def _open(name: str) -> io.BufferedReader:
 class _ChunkReader:
     """Whole lines in large chunks; a last line without a newline gets one.
 
-    Each chunk is a view of one reused buffer (no fresh memory per chunk, no copies): it is
-    valid until the next one is asked for. A line longer than the buffer gets a bigger one."""
+    Each chunk is a view of one reused buffer of ``size`` bytes (default :data:`CHUNK`; no
+    fresh memory per chunk, no copies): it is valid until the next one is asked for. A line
+    longer than the buffer gets a bigger one."""
 
-    def __init__(self, name: str, raw: io.BufferedReader) -> None:
+    def __init__(self, name: str, raw: io.BufferedReader, size: int = 0) -> None:
         self.name = name
         self.raw = raw
+        self.size = size
 
     def __iter__(self) -> Iterator[memoryview]:
         try:
@@ -190,7 +251,7 @@ class _ChunkReader:
         stream: io.BufferedIOBase = (
             gzip.GzipFile(fileobj=self.raw) if magic == _GZIP_MAGIC else self.raw
         )
-        buf = bytearray(CHUNK)
+        buf = bytearray(self.size or CHUNK)
         kept = 0  # bytes of an unfinished line at the start of buf
         while True:
             if kept == len(buf):  # one line fills the buffer: a bigger one, the line copied

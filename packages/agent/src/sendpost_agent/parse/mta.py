@@ -102,6 +102,12 @@ class LogParser(Protocol):
         """The same, one event per line with ``queue_id`` (``parse``)."""
         ...
 
+    def feed_packed_jsonl(self, packed: bytes | bytearray) -> bytes:
+        """:meth:`feed_jsonl` of a buffer the adapter's ``scan_packed`` did the line-local
+        half of (in another process: ``parse``, sendpost_agent.parse.split). Only adapters
+        with a ``scan_packed`` need it."""
+        ...
+
     def flush_json(self) -> list[str]:
         """At the end of the input: what was held back waiting for more lines."""
         ...
@@ -137,12 +143,15 @@ class Mta:
 
     ``parser`` builds a :class:`LogParser` (``state``: one a parser of this adapter saved, which
     it may refuse with ``ValueError``); ``scanner`` says which code runs (``compiled`` or
-    ``python``); ``parse_line`` reads one line into a record (tests, tools)."""
+    ``python``); ``parse_line`` reads one line into a record (tests, tools); ``scan_packed``,
+    if the adapter has one, does the line-local half of a buffer and returns it as bytes for
+    the parser's ``feed_packed_jsonl`` (``parse`` runs it in a second process)."""
 
     name: str
     parser: ParserFactory
     scanner: str
     parse_line: Callable[[bytes], Any]
+    scan_packed: Callable[[bytes], bytes] | None = None
 
 
 def _postfix() -> Mta:

@@ -13,13 +13,14 @@ Rules and their reasons: docs/parsing.md.
 from sendpost_agent.parse import CODE
 from sendpost_agent.parse.mta import Mta
 from sendpost_agent.parse.postfix.lines import parse_line
-from sendpost_agent.parse.postfix.pipeline import Pipeline
+from sendpost_agent.parse.postfix.pipeline import Pipeline, scan_packed
 
 ADAPTER = Mta(
     name="postfix",
     parser=Pipeline,
     scanner=CODE,
     parse_line=parse_line,
+    scan_packed=scan_packed,
 )
 
 __all__ = ["ADAPTER", "Pipeline", "parse_line"]

@@ -1,0 +1,218 @@
+"""Two processes for one parse: the line-local half of the buffers in a forked child, the
+order-dependent half in this process. Plumbing only: no parse rule is here.
+
+An adapter's parser splits its work in two (:class:`~sendpost_agent.parse.mta.Mta`'s
+``scan_packed`` and the parser's ``feed_packed_jsonl``): ``scan_packed(buffer)`` depends on the
+buffer alone and returns bytes; ``feed_packed_jsonl(packed)`` must see the buffers in log order
+and returns the events as JSON lines — the same bytes ``feed_jsonl(buffer)`` gives.
+
+:func:`feed_split` forks once (the modules are imported already, so the child starts in
+microseconds, with nothing to load). The child reads the input (``chunks``) and, for each
+buffer, either runs ``scan_packed`` and sends the result, or — a fraction ``share`` of the
+buffers, spread evenly — sends the buffer as it is, for this process to parse whole
+(``feed_jsonl``): that keeps both cores busy, since the order-dependent half (with the unpacking)
+is lighter than the line-local one (with the packing). Frames go
+through a pipe (a kind byte and a length, then the bytes), written by a thread of the child so
+that the child keeps scanning while this process is busy (at most ``depth`` frames wait).
+This process takes the frames in order, so the output is the single-process output, byte for
+byte.
+
+Failures are never silent: an exception in the child is sent as a frame and raised here
+(:class:`ChildError`, with the child's message and traceback); a child that dies without its
+end frame (killed, out of memory) raises :class:`ChildError` naming its exit status. If this
+process stops early (an exception, a closed stdout), the child is killed and reaped.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import os
+import queue
+import signal
+import struct
+import threading
+import traceback
+from collections.abc import Callable, Iterable
+
+_HEADER = struct.Struct("<BQ")
+_PACKED, _RAW, _END, _ERROR = range(4)
+_F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Linux), missing from Python 3.11's fcntl
+_PIPE_SIZE = 1 << 20  # the unprivileged maximum (/proc/sys/fs/pipe-max-size)
+
+
+class ChildError(Exception):
+    """The child failed. ``expected``: it raised one of the exception types the caller named
+    (``str(self)`` is then that exception's message); else ``str(self)`` says what happened,
+    with the child's traceback."""
+
+    def __init__(self, message: str, expected: bool) -> None:
+        super().__init__(message)
+        self.expected = expected
+
+
+def available() -> bool:
+    """Whether two processes can help here: ``fork`` exists and this process may run on two
+    CPUs or more."""
+    if not hasattr(os, "fork"):
+        return False
+    try:
+        return len(os.sched_getaffinity(0)) >= 2
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return (os.cpu_count() or 1) >= 2
+
+
+def feed_split(
+    chunks: Callable[[], Iterable[bytes | bytearray | memoryview]],
+    scan_packed: Callable[[bytes], bytes],
+    feed_packed: Callable[[bytes | bytearray], bytes],
+    feed_raw: Callable[[bytes | bytearray], bytes],
+    write: Callable[[bytes], object],
+    *,
+    share: float = 0.4,
+    depth: int = 4,
+    expected: tuple[type[BaseException], ...] = (),
+) -> None:
+    """Parse ``chunks()`` (called in the child) with two processes; each buffer's JSON lines go
+    to ``write`` in order. The fraction ``share`` of the buffers is parsed whole here."""
+    read_fd, write_fd = os.pipe()
+    try:
+        fcntl.fcntl(write_fd, _F_SETPIPE_SZ, _PIPE_SIZE)
+    except OSError:
+        pass  # a smaller pipe only means more, shorter reads
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        os.close(read_fd)
+        _child(write_fd, chunks, scan_packed, share, depth, expected)
+    os.close(write_fd)
+    done = False
+    try:
+        with io.FileIO(read_fd, "r", closefd=True) as pipe:
+            while True:
+                kind, body = _read_frame(pipe, pid)
+                if kind == _PACKED:
+                    write(feed_packed(body))
+                elif kind == _RAW:
+                    write(feed_raw(body))
+                elif kind == _END:
+                    break
+                else:
+                    is_expected, message = body[:1] == b"1", bytes(body[1:]).decode()
+                    done = True
+                    _reap(pid)
+                    raise ChildError(message, is_expected)
+        done = True
+        status = _reap(pid)
+        if status:
+            raise ChildError(f"the scanning process exited with status {status}", False)
+    finally:
+        if not done:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            _reap(pid)
+
+
+def _read_frame(pipe: io.FileIO, pid: int) -> tuple[int, bytearray]:
+    header = _read_exact(pipe, _HEADER.size, pid)
+    kind, size = _HEADER.unpack(header)
+    return kind, _read_exact(pipe, size, pid)
+
+
+def _read_exact(pipe: io.FileIO, size: int, pid: int) -> bytearray:
+    buf = bytearray(size)
+    with memoryview(buf) as view:
+        got = 0
+        while got < size:
+            n = pipe.readinto(view[got:])
+            if not n:
+                status = _reap(pid)
+                raise ChildError(
+                    f"the scanning process ended before the end of the input ({status})", False
+                )
+            got += n
+    return buf
+
+
+def _reap(pid: int) -> str:
+    """Wait for the child; its exit described ('' for a clean exit 0)."""
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return ""
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    code = os.WEXITSTATUS(status)
+    return f"exit status {code}" if code else ""
+
+
+def _child(
+    fd: int,
+    chunks: Callable[[], Iterable[bytes | bytearray | memoryview]],
+    scan_packed: Callable[[bytes], bytes],
+    share: float,
+    depth: int,
+    expected: tuple[type[BaseException], ...],
+) -> None:
+    """Scan and send; exit without running the parent's exit handlers or flushing its
+    buffers (they belong to the parent)."""
+    status = 0
+    frames: queue.Queue[tuple[int, bytes] | None] = queue.Queue(depth)
+    failed: list[BaseException] = []
+    writer = threading.Thread(target=_send_all, args=(fd, frames, failed), daemon=True)
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C: the parent handles it
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # the parent went away: just stop
+        writer.start()
+        n = 0
+        for chunk in chunks():
+            n += 1
+            if int(n * share) > int((n - 1) * share):  # share=0.4: buffers 3, 5, 8, 10, ...
+                frames.put((_RAW, bytes(chunk)))
+            else:
+                frames.put((_PACKED, scan_packed(bytes(chunk))))
+            if failed:
+                break
+        frames.put((_END, b""))
+    except BaseException as exc:  # noqa: BLE001 - everything goes to the parent
+        status = 1
+        if isinstance(exc, expected):
+            report = b"1" + str(exc).encode()
+        else:
+            text = "".join(traceback.format_exception(exc))
+            report = b"0" + f"the scanning process failed:\n{text}".encode()
+        try:
+            frames.put((_ERROR, report), timeout=5)
+        except queue.Full:
+            pass
+    finally:
+        try:
+            frames.put(None, timeout=5)
+            writer.join(30)
+        except BaseException:  # noqa: BLE001
+            status = 1
+        if failed:
+            status = 1
+        os._exit(status)
+
+
+def _send_all(fd: int, frames: queue.Queue[tuple[int, bytes] | None],
+              failed: list[BaseException]) -> None:  # fmt: skip
+    """The child's writer thread: frames to the pipe, in order, until ``None``."""
+    try:
+        while (item := frames.get()) is not None:
+            kind, body = item
+            _write_all(fd, _HEADER.pack(kind, len(body)))
+            _write_all(fd, body)
+    except BaseException as exc:  # noqa: BLE001 - the scanning thread stops on it
+        failed.append(exc)
+        while frames.get() is not None:  # unblock the scanning thread
+            pass
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    with memoryview(data) as view:
+        sent = 0
+        while sent < len(view):
+            sent += os.write(fd, view[sent:])
