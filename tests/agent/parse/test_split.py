@@ -27,7 +27,7 @@ REFERENCE = dt.datetime(2024, 1, 10, tzinfo=dt.UTC)
 def _real_logs() -> bytes:
     """Logs of real Postfix runs: the golden fixtures (captured from Postfix 3.7), the trace of
     the real-Postfix tests and, when present, the shared corpus of published Postfix logs."""
-    paths = sorted(GOLDEN.glob("*.log")) + [ROOT / "tests/agent/postfix/data/trace.log"]
+    paths = [*sorted(GOLDEN.glob("*.log")), ROOT / "tests/agent/postfix/data/trace.log"]
     if CORPUS.is_dir():
         paths += sorted(CORPUS.glob("*.log"))
     data = b""
@@ -100,8 +100,11 @@ def test_cli_two_processes_equal_one_on_a_real_log(tmp_path: Path) -> None:
     runs = [
         subprocess.run(
             [str(AGENT), "parse", "--stats", "--processes", n, str(log)],
-            capture_output=True, timeout=120, env=env, check=True,
-        )  # fmt: skip
+            capture_output=True,
+            timeout=120,
+            env=env,
+            check=True,
+        )
         for n in ("1", "2")
     ]
     assert runs[0].stdout.count(b"\n") > 100
@@ -119,14 +122,17 @@ def test_cli_unreadable_input_in_the_child_exits_2_naming_it(tmp_path: Path) -> 
     runs = [
         subprocess.run(
             [str(AGENT), "parse", "--processes", n, str(good), str(broken)],
-            capture_output=True, timeout=60, env=env,
-        )  # fmt: skip
+            capture_output=True,
+            timeout=60,
+            env=env,
+        )
         for n in ("1", "2")
     ]
     assert runs[0].returncode == runs[1].returncode == 2
     assert runs[0].stderr == runs[1].stderr
     assert str(broken).encode() in runs[1].stderr
-    assert runs[0].stdout == runs[1].stdout and runs[1].stdout.count(b"\n") > 20
+    assert runs[0].stdout == runs[1].stdout
+    assert runs[1].stdout.count(b"\n") > 20
 
 
 def test_an_exception_in_the_child_is_raised_with_its_traceback() -> None:

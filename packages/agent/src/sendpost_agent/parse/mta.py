@@ -102,7 +102,7 @@ class LogParser(Protocol):
         """The same, one event per line with ``queue_id`` (``parse``)."""
         ...
 
-    def feed_packed_jsonl(self, packed: bytes | bytearray) -> bytes:
+    def feed_packed_jsonl(self, packed: bytes | bytearray | memoryview) -> bytes:
         """:meth:`feed_jsonl` of a buffer the adapter's ``scan_packed`` did the line-local
         half of (in another process: ``parse``, sendpost_agent.parse.split). Only adapters
         with a ``scan_packed`` need it."""

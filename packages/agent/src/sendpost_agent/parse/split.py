@@ -25,6 +25,7 @@ process stops early (an exception, a closed stdout), the child is killed and rea
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import io
 import os
@@ -65,8 +66,8 @@ def available() -> bool:
 def feed_split(
     chunks: Callable[[], Iterable[bytes | bytearray | memoryview]],
     scan_packed: Callable[[bytes], bytes],
-    feed_packed: Callable[[bytes | bytearray], bytes],
-    feed_raw: Callable[[bytes | bytearray], bytes],
+    feed_packed: Callable[[memoryview], bytes],
+    feed_raw: Callable[[memoryview], bytes],
     write: Callable[[bytes], object],
     *,
     share: float = 0.4,
@@ -76,10 +77,8 @@ def feed_split(
     """Parse ``chunks()`` (called in the child) with two processes; each buffer's JSON lines go
     to ``write`` in order. The fraction ``share`` of the buffers is parsed whole here."""
     read_fd, write_fd = os.pipe()
-    try:
+    with contextlib.suppress(OSError):  # a smaller pipe only means more, shorter reads
         fcntl.fcntl(write_fd, _F_SETPIPE_SZ, _PIPE_SIZE)
-    except OSError:
-        pass  # a smaller pipe only means more, shorter reads
     pid = os.fork()
     if pid == 0:  # the child: never returns
         os.close(read_fd)
@@ -88,51 +87,61 @@ def feed_split(
     done = False
     try:
         with io.FileIO(read_fd, "r", closefd=True) as pipe:
+            frames = _Frames(pipe, pid)
             while True:
-                kind, body = _read_frame(pipe, pid)
-                if kind == _PACKED:
-                    write(feed_packed(body))
-                elif kind == _RAW:
-                    write(feed_raw(body))
-                elif kind == _END:
-                    break
-                else:
-                    is_expected, message = body[:1] == b"1", bytes(body[1:]).decode()
-                    done = True
-                    _reap(pid)
-                    raise ChildError(message, is_expected)
+                kind, body = frames.next()
+                with body:
+                    if kind == _PACKED:
+                        write(feed_packed(body))
+                    elif kind == _RAW:
+                        write(feed_raw(body))
+                    elif kind == _END:
+                        break
+                    else:
+                        is_expected, message = body[0] == ord("1"), bytes(body[1:]).decode()
+                        done = True
+                        _reap(pid)
+                        raise ChildError(message, is_expected)
         done = True
         status = _reap(pid)
         if status:
             raise ChildError(f"the scanning process exited with status {status}", False)
     finally:
         if not done:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             _reap(pid)
 
 
-def _read_frame(pipe: io.FileIO, pid: int) -> tuple[int, bytearray]:
-    header = _read_exact(pipe, _HEADER.size, pid)
-    kind, size = _HEADER.unpack(header)
-    return kind, _read_exact(pipe, size, pid)
+class _Frames:
+    """Frames from the pipe, each read into one reused buffer (a fresh multi-megabyte buffer
+    per frame would be fresh pages, page faults and zeroing each time): a frame's body is a
+    view valid until the next frame is read."""
 
+    def __init__(self, pipe: io.FileIO, pid: int) -> None:
+        self.pipe, self.pid = pipe, pid
+        self.buf = bytearray(_PIPE_SIZE)
 
-def _read_exact(pipe: io.FileIO, size: int, pid: int) -> bytearray:
-    buf = bytearray(size)
-    with memoryview(buf) as view:
-        got = 0
+    def next(self) -> tuple[int, memoryview]:
+        with memoryview(self.buf) as view:
+            self._fill(view[: _HEADER.size])
+            kind, size = _HEADER.unpack_from(self.buf)
+        if size > len(self.buf):
+            self.buf = bytearray(size + size // 4)
+        body = memoryview(self.buf)[:size]
+        self._fill(body)
+        return kind, body
+
+    def _fill(self, view: memoryview) -> None:
+        got, size = 0, len(view)
         while got < size:
-            n = pipe.readinto(view[got:])
+            n = self.pipe.readinto(view[got:])
             if not n:
-                status = _reap(pid)
+                status = _reap(self.pid)
                 raise ChildError(
                     f"the scanning process ended before the end of the input ({status})", False
                 )
             got += n
-    return buf
 
 
 def _reap(pid: int) -> str:
@@ -165,9 +174,7 @@ def _child(
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C: the parent handles it
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # the parent went away: just stop
         writer.start()
-        n = 0
-        for chunk in chunks():
-            n += 1
+        for n, chunk in enumerate(chunks(), 1):
             if int(n * share) > int((n - 1) * share):  # share=0.4: buffers 3, 5, 8, 10, ...
                 frames.put((_RAW, bytes(chunk)))
             else:
@@ -175,22 +182,20 @@ def _child(
             if failed:
                 break
         frames.put((_END, b""))
-    except BaseException as exc:  # noqa: BLE001 - everything goes to the parent
+    except BaseException as exc:
         status = 1
         if isinstance(exc, expected):
             report = b"1" + str(exc).encode()
         else:
             text = "".join(traceback.format_exception(exc))
             report = b"0" + f"the scanning process failed:\n{text}".encode()
-        try:
+        with contextlib.suppress(queue.Full):
             frames.put((_ERROR, report), timeout=5)
-        except queue.Full:
-            pass
     finally:
         try:
             frames.put(None, timeout=5)
             writer.join(30)
-        except BaseException:  # noqa: BLE001
+        except BaseException:
             status = 1
         if failed:
             status = 1
@@ -205,7 +210,7 @@ def _send_all(fd: int, frames: queue.Queue[tuple[int, bytes] | None],
             kind, body = item
             _write_all(fd, _HEADER.pack(kind, len(body)))
             _write_all(fd, body)
-    except BaseException as exc:  # noqa: BLE001 - the scanning thread stops on it
+    except BaseException as exc:
         failed.append(exc)
         while frames.get() is not None:  # unblock the scanning thread
             pass

@@ -114,7 +114,7 @@ class Pipeline:
         with _no_gc():
             return _lines(self.render(self.apply(scan(bytes(data)))))
 
-    def feed_packed_jsonl(self, packed: bytes | bytearray) -> bytes:
+    def feed_packed_jsonl(self, packed: bytes | bytearray | memoryview) -> bytes:
         """:meth:`feed_jsonl` of a buffer whose line-local half :func:`scan_packed` already did,
         maybe in another process (``parse`` with two processes): the same bytes out."""
         with _no_gc():
@@ -302,11 +302,12 @@ def pack(scanned: Scanned) -> bytes:
     )  # fmt: skip
 
 
-def unpack(packed: bytes | bytearray) -> Scanned:
+def unpack(packed: bytes | bytearray | memoryview) -> Scanned:
     """The inverse of :func:`pack` (Prepared tuples are left to :func:`_replay`)."""
-    ops, lines, parsed, truncated, too_long, invalid, rare = marshal.loads(packed)
+    # bytes from pack() in this program's own child, through a private pipe: trusted
+    ops, lines, parsed, truncated, too_long, invalid, rare = marshal.loads(packed)  # noqa: S302
     if rare:
-        for i, op in pickle.loads(rare):
+        for i, op in pickle.loads(rare):  # noqa: S301
             ops[i] = op
     return Scanned(ops, lines, parsed, truncated, too_long, invalid)
 
