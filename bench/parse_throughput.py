@@ -14,8 +14,9 @@
    a new set of messages, its timestamps shifted to follow the previous copy) until the log has
    at least ``--lines`` lines.
 3. Timed, ``--repeat`` rounds on the same file, each round running every tool once (best and
-   median wall time): the real ``.venv/bin/sendpost-agent parse LOG`` with stdout to /dev/null,
-   ``grep -c status= LOG`` and ``pflogsumm LOG``, after one untimed warm-up run of each (page
+   median wall time): the real ``.venv/bin/sendpost-agent parse LOG`` with stdout to /dev/null
+   (two processes on a machine with two CPUs or more, docs/parsing.md), the same with
+   ``--processes 1``, ``grep -c status= LOG`` and ``pflogsumm LOG``, after one untimed warm-up run of each (page
    cache; the agent's bytecode cache, as an installed command has it). Prints lines/s for each
    and the ratios.
 """
@@ -214,6 +215,7 @@ def main() -> int:
         print(f"log: {lines:,} lines, {size / 1e6:.1f} MB, from {source}")
         tools = {
             "sendpost-agent parse": [str(AGENT), "parse", str(path)],
+            "parse --processes 1": [str(AGENT), "parse", "--processes", "1", str(path)],
             "grep -c status=": ["grep", "-c", "status=", str(path)],
             "pflogsumm": [str(PFLOGSUMM), str(path)],
         }
@@ -234,6 +236,8 @@ def main() -> int:
             )
         agent = best["sendpost-agent parse"]
         print(f"parse vs pflogsumm: {best['pflogsumm'] / agent:.1f}x faster (target >= 8x)")
+        one = best["parse --processes 1"]
+        print(f"parse --processes 1 vs pflogsumm: {best['pflogsumm'] / one:.1f}x faster")
         floor = agent / best["grep -c status="]
         print(f"parse vs grep -c status= (the floor): {floor:.1f}x slower")
     finally:
