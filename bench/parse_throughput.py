@@ -16,9 +16,9 @@
 3. Timed, ``--repeat`` rounds on the same file, each round running every tool once (best and
    median wall time): the real ``.venv/bin/sendpost-agent parse LOG`` with stdout to /dev/null
    (two processes on a machine with two CPUs or more, docs/parsing.md), the same with
-   ``--processes 1``, ``grep -c status= LOG`` and ``pflogsumm LOG``, after one untimed warm-up run of each (page
-   cache; the agent's bytecode cache, as an installed command has it). Prints lines/s for each
-   and the ratios.
+   ``--processes 1``, ``grep -c status= LOG`` and ``pflogsumm LOG``, after one untimed warm-up
+   run of each (page cache; the agent's bytecode cache, as an installed command has it).
+   Prints lines/s for each and the ratios.
 """
 
 from __future__ import annotations
