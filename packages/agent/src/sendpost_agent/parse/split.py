@@ -8,12 +8,14 @@ and returns the events as JSON lines — the same bytes ``feed_jsonl(buffer)`` g
 
 :func:`feed_split` forks once (the modules are imported already, so the child starts in
 microseconds, with nothing to load). The child reads the input (``chunks``) and, for each
-buffer, either runs ``scan_packed`` and sends the result, or — a fraction ``share`` of the
-buffers, spread evenly — sends the buffer as it is, for this process to parse whole
-(``feed_jsonl``): that keeps both cores busy, since the order-dependent half (with the unpacking)
-is lighter than the line-local one (with the packing). Frames go
-through a pipe (a kind byte and a length, then the bytes), written by a thread of the child so
-that the child keeps scanning while this process is busy (at most ``depth`` frames wait).
+buffer, either runs ``scan_packed`` and sends the result, or sends the buffer as it is, for
+this process to parse whole (``feed_jsonl``): the order-dependent half (with the unpacking) is
+lighter than the line-local one (with the packing), so without that this process would wait.
+Which way a buffer goes balances itself: this process acknowledges each frame it has finished
+(one byte on a second pipe), and the child sends a buffer raw when at most one frame is
+unfinished — this process is about to run out of work — and scans it otherwise. (``share``
+fixes the fraction instead, for tests.) Frames go
+through a pipe (a kind byte and a length, then the bytes; the pipe holds 1 MiB, a few frames).
 This process takes the frames in order, so the output is the single-process output, byte for
 byte.
 
@@ -29,10 +31,8 @@ import contextlib
 import fcntl
 import io
 import os
-import queue
 import signal
 import struct
-import threading
 import traceback
 from collections.abc import Callable, Iterable
 
@@ -70,20 +70,23 @@ def feed_split(
     feed_raw: Callable[[memoryview], bytes],
     write: Callable[[bytes], object],
     *,
-    share: float = 0.4,
-    depth: int = 4,
+    share: float | None = None,
     expected: tuple[type[BaseException], ...] = (),
 ) -> None:
     """Parse ``chunks()`` (called in the child) with two processes; each buffer's JSON lines go
-    to ``write`` in order. The fraction ``share`` of the buffers is parsed whole here."""
+    to ``write`` in order. ``share``: parse this fraction of the buffers, spread evenly, here
+    (default: as many as keeps both processes busy)."""
     read_fd, write_fd = os.pipe()
+    ack_read, ack_write = os.pipe()
     with contextlib.suppress(OSError):  # a smaller pipe only means more, shorter reads
         fcntl.fcntl(write_fd, _F_SETPIPE_SZ, _PIPE_SIZE)
     pid = os.fork()
     if pid == 0:  # the child: never returns
         os.close(read_fd)
-        _child(write_fd, chunks, scan_packed, share, depth, expected)
+        os.close(ack_write)
+        _child(write_fd, ack_read, chunks, scan_packed, share, expected)
     os.close(write_fd)
+    os.close(ack_read)
     done = False
     try:
         with io.FileIO(read_fd, "r", closefd=True) as pipe:
@@ -93,8 +96,10 @@ def feed_split(
                 with body:
                     if kind == _PACKED:
                         write(feed_packed(body))
+                        _ack(ack_write)
                     elif kind == _RAW:
                         write(feed_raw(body))
+                        _ack(ack_write)
                     elif kind == _END:
                         break
                     else:
@@ -111,6 +116,13 @@ def feed_split(
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             _reap(pid)
+        os.close(ack_write)
+
+
+def _ack(fd: int) -> None:
+    """One frame done (the child may have exited already: then nobody needs to know)."""
+    with contextlib.suppress(BrokenPipeError):
+        os.write(fd, b".")
 
 
 class _Frames:
@@ -158,30 +170,31 @@ def _reap(pid: int) -> str:
 
 def _child(
     fd: int,
+    acks: int,
     chunks: Callable[[], Iterable[bytes | bytearray | memoryview]],
     scan_packed: Callable[[bytes], bytes],
-    share: float,
-    depth: int,
+    share: float | None,
     expected: tuple[type[BaseException], ...],
 ) -> None:
     """Scan and send; exit without running the parent's exit handlers or flushing its
     buffers (they belong to the parent)."""
     status = 0
-    frames: queue.Queue[tuple[int, bytes] | None] = queue.Queue(depth)
-    failed: list[BaseException] = []
-    writer = threading.Thread(target=_send_all, args=(fd, frames, failed), daemon=True)
     try:
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C: the parent handles it
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # the parent went away: just stop
-        writer.start()
+        os.set_blocking(acks, False)
+        done = 0  # frames the parent has finished
         for n, chunk in enumerate(chunks(), 1):
-            if int(n * share) > int((n - 1) * share):  # share=0.4: buffers 3, 5, 8, 10, ...
-                frames.put((_RAW, bytes(chunk)))
+            with contextlib.suppress(BlockingIOError):
+                done += len(os.read(acks, 65536))
+            # by default: raw when the parent has at most one frame left to do; with share=0.4:
+            # buffers 3, 5, 8, 10, ...
+            raw = n - 1 - done <= 1 if share is None else int(n * share) > int((n - 1) * share)
+            if raw:
+                _send(fd, _RAW, chunk)
             else:
-                frames.put((_PACKED, scan_packed(bytes(chunk))))
-            if failed:
-                break
-        frames.put((_END, b""))
+                _send(fd, _PACKED, scan_packed(bytes(chunk)))
+        _send(fd, _END, b"")
     except BaseException as exc:
         status = 1
         if isinstance(exc, expected):
@@ -189,34 +202,20 @@ def _child(
         else:
             text = "".join(traceback.format_exception(exc))
             report = b"0" + f"the scanning process failed:\n{text}".encode()
-        with contextlib.suppress(queue.Full):
-            frames.put((_ERROR, report), timeout=5)
+        with contextlib.suppress(BaseException):
+            _send(fd, _ERROR, report)
     finally:
-        try:
-            frames.put(None, timeout=5)
-            writer.join(30)
-        except BaseException:
-            status = 1
-        if failed:
-            status = 1
         os._exit(status)
 
 
-def _send_all(fd: int, frames: queue.Queue[tuple[int, bytes] | None],
-              failed: list[BaseException]) -> None:  # fmt: skip
-    """The child's writer thread: frames to the pipe, in order, until ``None``."""
-    try:
-        while (item := frames.get()) is not None:
-            kind, body = item
-            _write_all(fd, _HEADER.pack(kind, len(body)))
-            _write_all(fd, body)
-    except BaseException as exc:
-        failed.append(exc)
-        while frames.get() is not None:  # unblock the scanning thread
-            pass
+def _send(fd: int, kind: int, body: bytes | bytearray | memoryview) -> None:
+    """One frame: its header, then its bytes (blocking while the pipe is full)."""
+    with memoryview(body) as view:
+        _write_all(fd, _HEADER.pack(kind, view.nbytes))
+        _write_all(fd, view)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes | memoryview) -> None:
     with memoryview(data) as view:
         sent = 0
         while sent < len(view):
