@@ -35,10 +35,12 @@ from sendpost_agent.parse.relays import DEFAULT_INTERNAL_RELAYS
 if TYPE_CHECKING:
     from sendpost_wire import AgentEvent
 
-CHUNK = 8 * 1024 * 1024
-SPLIT_CHUNK = 1024 * 1024
-"""Buffer size with two processes: small enough that the two halves overlap from the start
-and that the buffers stay in the CPU cache (docs/benchmarks.md)."""
+CHUNK = 1024 * 1024
+"""Buffer size with one process (8 MiB before: 1 MiB takes less system time, the same user
+time; docs/benchmarks.md)."""
+SPLIT_CHUNK = 256 * 1024
+"""Buffer size with two processes: small frames, so that the two halves overlap from the start,
+a few frames fit in the pipe and the parent's share balances finely (docs/benchmarks.md)."""
 SPLIT_MIN_BYTES = 4 * 1024 * 1024
 """Inputs smaller than this are parsed in one process (a fork would cost more than it saves)."""
 _GZIP_MAGIC = b"\x1f\x8b"
