@@ -95,7 +95,7 @@ def test_cli_two_processes_equal_one_on_a_real_log(tmp_path: Path) -> None:
     larger than one buffer (copies of them): same stdout, same counters."""
     data = _real_logs()
     log = tmp_path / "mail.log"
-    log.write_bytes(data * (2 * command.SPLIT_CHUNK // len(data) + 2))
+    log.write_bytes(data * (4 * command.SPLIT_CHUNK // len(data) + 4))  # several buffers
     env = dict(os.environ, TZ="UTC")
     runs = [
         subprocess.run(
@@ -107,7 +107,7 @@ def test_cli_two_processes_equal_one_on_a_real_log(tmp_path: Path) -> None:
         )
         for n in ("1", "2")
     ]
-    assert runs[0].stdout.count(b"\n") > 100
+    assert runs[0].stdout.count(b"\n") > 50
     assert (runs[0].stdout, runs[0].stderr) == (runs[1].stdout, runs[1].stderr)
 
 
