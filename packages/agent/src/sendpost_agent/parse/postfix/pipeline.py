@@ -298,7 +298,7 @@ def pack(scanned: Scanned) -> bytes:
     return marshal.dumps(
         (ops, scanned.lines, scanned.parsed, scanned.truncated, scanned.too_long,
          scanned.invalid_utf8, pickle.dumps(rare, pickle.HIGHEST_PROTOCOL) if rare else b""),
-        2,  # version 2: no back-references (faster both ways; the same strings rarely repeat)
+        4,  # ASCII strings written as they are; version 2 re-encodes each one (slower both ways)
     )  # fmt: skip
 
 
@@ -313,7 +313,7 @@ def unpack(packed: bytes | bytearray | memoryview) -> Scanned:
 
 
 _RARE = (-1,)
-_EMPTY = marshal.dumps(([], 0, 0, 0, 0, 0, b""), 2)
+_EMPTY = marshal.dumps(([], 0, 0, 0, 0, 0, b""), 4)
 
 
 def _replay(corr: Correlator, ops: list[tuple[Any, ...]], resolve: Callable[[str], int | None],
