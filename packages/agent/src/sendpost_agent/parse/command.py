@@ -1,5 +1,5 @@
 """``sendpost-agent parse [--mta postfix] [--config FILE] [--internal-relay R]... [--stats]
-FILE...``: the offline view of the pipeline.
+[--processes N] FILE...``: the offline view of the pipeline.
 
 Reads whole log files (plain or gzip, told apart by their magic bytes; ``-`` is standard input)
 in the order given, through one parser of the MTA's adapter (:func:`~sendpost_agent.parse.adapter`:
@@ -10,7 +10,9 @@ the other keys are checked, not used); ``--internal-relay`` (repeatable, or comm
 names internal relays and wins over the file. ``--stats`` prints the counters on stderr (among
 them ``hops_resolved``, ``hops_unresolved``, ``recipients_from_orig_to``), and which scanner ran
 (``scanner compiled`` or ``scanner python``). A file that cannot be read or a bad setting: one
-line naming it on stderr, exit status 2.
+line naming it on stderr, exit status 2. ``--processes 2`` (the default for regular files of
+4 MiB or more on two CPUs) runs the line-local half of the parser in a forked second process
+(sendpost_agent.parse.split); the output is the same bytes.
 
 Kept free of the daemon's imports (httpx & co.): benchmarks time this command from start-up.
 """

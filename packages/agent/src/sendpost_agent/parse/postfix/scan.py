@@ -7,8 +7,9 @@ order of the log — the year of classic timestamps, the queue ID → UUID state
 :meth:`~sendpost_agent.parse.postfix.pipeline.Pipeline.apply`, which replays the operations in
 order.
 
-Pure, and its result is plain picklable data. ``sendpost-agent parse`` and the daemon run both
-halves in turn on each buffer (:meth:`Pipeline.feed_json`).
+Pure, and its result is plain data. The daemon runs both halves in turn on each buffer
+(:meth:`Pipeline.feed_json`); ``sendpost-agent parse`` may run this half in a second process
+(:func:`~sendpost_agent.parse.postfix.pipeline.scan_packed`, docs/parsing.md).
 
 Operations (tuples, first item the kind):
 
