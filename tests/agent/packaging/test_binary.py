@@ -46,6 +46,17 @@ def test_parse_matches_the_venv_command(agent_binary: Path, log: Path) -> None:
     )
 
 
+def test_parse_with_two_processes_in_the_executable(agent_binary: Path) -> None:
+    """`parse --processes 2` forks inside the frozen executable too, and prints what one
+    process prints."""
+    env = {k: v for k, v in os.environ.items() if k != "SENDPOST_AGENT_PURE_PYTHON"}
+    env["TZ"] = "UTC"
+    one = _run([str(agent_binary), "parse", "--stats", "--processes", "1", str(CORPUS_LOG)], env)
+    two = _run([str(agent_binary), "parse", "--stats", "--processes", "2", str(CORPUS_LOG)], env)
+    assert one.stdout != ""
+    assert (one.returncode, one.stdout, one.stderr) == (two.returncode, two.stdout, two.stderr)
+
+
 def test_size_stays_small(agent_binary: Path) -> None:
     """Only the agent's own dependencies are bundled: the file stays well under 25 MB (the
     platform's tree — SQLAlchemy, FastAPI, psycopg, cryptography — would push it far over)."""
