@@ -425,16 +425,29 @@ class WebhookDispatcher:
                 secret = self._open_secret(delivery.secret_encrypted)
             except CryptoError as exc:
                 return _Result(False, None, f"cannot open the webhook secret: {exc}", None)
+        began = time.monotonic()
         try:
+            try:
+                return _Result(True, await self._post(delivery, secret), "", None)
+            except _Failed as exc:
+                # The first try goes without stamina's set-up (most succeed); a failure is
+                # handed to stamina as its own first try, so its policy decides what follows.
+                budget = self.settings.webhook_lease / 4 - (time.monotonic() - began)
+                if self.settings.webhook_quick_retries <= 1 or budget <= 0:
+                    raise
+                first: _Failed | None = exc
             async for attempt in stamina.retry_context(
                 on=_quick_retry,
-                attempts=max(1, self.settings.webhook_quick_retries),
-                timeout=self.settings.webhook_lease / 4,
+                attempts=self.settings.webhook_quick_retries,
+                timeout=budget,
                 wait_initial=0.2,
                 wait_max=2.0,
                 wait_jitter=0.2,
             ):
                 with attempt:
+                    if first is not None:
+                        failed, first = first, None
+                        raise failed
                     status = await self._post(delivery, secret)
             return _Result(True, status, "", None)
         except _Failed as exc:
