@@ -44,7 +44,6 @@ import datetime as dt
 import logging
 import time
 import urllib.parse
-from collections import Counter
 
 import aiohttp
 import stamina
@@ -100,14 +99,6 @@ def _quick_retry(exc: Exception) -> bool | float:
     if exc.retry_after is None:
         return True
     return exc.retry_after if exc.retry_after <= QUICK_RETRY_AFTER_MAX else False
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Room:
-    total: int
-    per_url: dict[str, int]
-    new_url: int
-    """For an endpoint this process holds nothing of yet."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -268,7 +259,7 @@ class WebhookDispatcher:
             if not endpoint.queue and endpoint.lanes == 0 and endpoint.rate < 1.0:
                 del self._endpoints[url]
 
-    def _room(self) -> _Room:
+    def _room(self) -> store_webhooks.Room:
         """How many more deliveries to claim, per known endpoint and for any other: enough for
         about ``QUEUE_SECONDS`` of the endpoint's measured pace (at least two per lane, at most
         one batch), within one batch per pass and ``webhook_concurrency`` + one batch held."""
@@ -280,7 +271,7 @@ class WebhookDispatcher:
             url: max(0, self._depth(e) - len(e.queue) - e.in_flight)
             for url, e in self._endpoints.items()
         }
-        return _Room(total=max(0, total), per_url=per_url, new_url=2 * cap)
+        return store_webhooks.Room(total=max(0, total), per_url=per_url, new_url=2 * cap)
 
     def _depth(self, endpoint: _Endpoint) -> int:
         cap = self.settings.webhook_endpoint_concurrency
@@ -291,7 +282,7 @@ class WebhookDispatcher:
         self,
         outcomes: list[store_webhooks.Outcome],
         stale: list[int],
-        room: _Room | None,
+        room: store_webhooks.Room | None,
     ) -> tuple[list[store_webhooks.ClaimedDelivery], int]:
         """The pass's one write transaction (none when there is nothing to write or claim:
         SQLite has one writer at a time). Returns (claimed, outbox rows fanned out)."""
@@ -310,32 +301,30 @@ class WebhookDispatcher:
             claimed: list[store_webhooks.ClaimedDelivery] = []
             fanned = 0
             if room is not None and room.total > 0:
-                fanned = store_webhooks.fan_out(
-                    conn, limit=self.settings.webhook_batch_size, now=now
-                )
-                claimed = self._claim(conn, now, room)
+                lease = dt.timedelta(seconds=self.settings.webhook_lease)
+                claimed = self._claim(conn, now, room, lease)
+                if room.total > 0:
+                    fanned, new = store_webhooks.fan_out(
+                        conn,
+                        limit=min(room.total, self.settings.webhook_batch_size),
+                        now=now,
+                        claim=store_webhooks.Claim(self.worker_id, now + lease, room),
+                    )
+                    claimed += new
             store_webhooks.update_health(conn, kept, now=now, policy=self._health)
         return claimed, fanned
 
     def _claim(
-        self, conn: Connection, now: dt.datetime, room: _Room
+        self, conn: Connection, now: dt.datetime, room: store_webhooks.Room, lease: dt.timedelta
     ) -> list[store_webhooks.ClaimedDelivery]:
         """Due deliveries within the room per endpoint, claimed (in the pass's transaction)."""
         chosen: list[int] = []
-        taken: Counter[str] = Counter()
         for delivery_id, url in store_webhooks.due(conn, now=now, limit=room.total * 2):
-            if len(chosen) >= room.total:
+            if room.total <= 0:
                 break
-            if taken[url] < room.per_url.get(url, room.new_url):
-                taken[url] += 1
+            if room.take(url):
                 chosen.append(delivery_id)
-        return store_webhooks.take(
-            conn,
-            chosen,
-            worker_id=self.worker_id,
-            now=now,
-            lease=dt.timedelta(seconds=self.settings.webhook_lease),
-        )
+        return store_webhooks.take(conn, chosen, worker_id=self.worker_id, now=now, lease=lease)
 
     def _start_lanes(self) -> None:
         cap = self.settings.webhook_endpoint_concurrency

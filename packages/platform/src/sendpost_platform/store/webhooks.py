@@ -241,10 +241,46 @@ def _try_fanout_lock(conn: Connection) -> bool:
     )
 
 
-def fan_out(conn: Connection, *, limit: int, now: dt.datetime) -> int:
-    """Turn up to ``limit`` outbox rows into deliveries; returns the outbox rows consumed."""
+@dataclasses.dataclass(slots=True)
+class Room:
+    """How many more deliveries one dispatcher may claim in a pass: in all, per endpoint URL,
+    and for a URL it holds nothing of yet. :meth:`take` uses one up."""
+
+    total: int
+    per_url: dict[str, int]
+    new_url: int
+
+    def take(self, url: str) -> bool:
+        left = self.per_url.get(url, self.new_url)
+        if self.total <= 0 or left <= 0:
+            return False
+        self.total -= 1
+        self.per_url[url] = left - 1
+        return True
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Claim:
+    """Who claims (``worker_id``), until when, and within what room."""
+
+    worker_id: str
+    until: dt.datetime
+    room: Room
+
+
+def fan_out(
+    conn: Connection, *, limit: int, now: dt.datetime, claim: Claim | None = None
+) -> tuple[int, list[ClaimedDelivery]]:
+    """Turn up to ``limit`` outbox rows into deliveries; returns the outbox rows consumed and,
+    with ``claim``, the new deliveries claimed as they are inserted (within its room).
+
+    A new delivery is claimed at once only where :func:`due` and :func:`take` would have
+    claimed it: its webhook live (enabled, not disabled) or a message endpoint, and no pending
+    delivery of its message to its target before it, neither in the table (fan-out is one
+    transaction at a time, so every earlier one is there) nor earlier in this batch. That saves
+    the claim's read and update of rows just written; the others wait for :func:`due`."""
     if not _try_fanout_lock(conn):
-        return 0
+        return 0, []
     o, e = event_outbox, events
     outbox = conn.execute(
         sa.select(o.c.id, o.c.event_id, o.c.account_id, o.c.message_uuid, o.c.created_at)
@@ -254,7 +290,7 @@ def fan_out(conn: Connection, *, limit: int, now: dt.datetime) -> int:
         .with_for_update(skip_locked=True)
     ).all()
     if not outbox:
-        return 0
+        return 0, []
     event_ids = sorted({int(r.event_id) for r in outbox})
     stored = {
         int(r.id): r
@@ -328,9 +364,70 @@ def fan_out(conn: Connection, *, limit: int, now: dt.datetime) -> int:
             if (base["event_key"], target) not in made:
                 made.add((base["event_key"], target))
                 rows.append({**base, "webhook_id": webhook_id, "url": url, "target": target})
-    insert_many(conn, webhook_deliveries, rows)
+    claimed: list[ClaimedDelivery] = []
+    if claim is not None and rows:
+        claimed = _insert_claimed(conn, rows, hooks, claim)
+    else:
+        insert_many(conn, webhook_deliveries, rows)
     conn.execute(sa.delete(o).where(among(conn, o.c.id, [int(r.id) for r in outbox])))
-    return len(outbox)
+    return len(outbox), claimed
+
+
+def _insert_claimed(
+    conn: Connection, rows: list[dict[str, Any]], hooks: Sequence[StoredWebhook], claim: Claim
+) -> list[ClaimedDelivery]:
+    """Insert the fanned-out ``rows``, those that may be claimed now claimed by ``claim``
+    (:func:`fan_out`); returns the claimed ones in id order."""
+    d = webhook_deliveries
+    live = {h.id: h for h in hooks if h.status != rules.DISABLED}
+    waiting = set(
+        conn.execute(
+            sa.select(d.c.message_uuid, d.c.target).where(
+                d.c.status == PENDING,
+                among(conn, d.c.message_uuid, sorted({r["message_uuid"] for r in rows})),
+                among(conn, d.c.target, sorted({r["target"] for r in rows})),
+            )
+        ).tuples()
+    )
+    endpoint_secrets = _endpoint_secrets(
+        conn, {r["account_id"] for r in rows if r["webhook_id"] is None}
+    )
+    chosen: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        order = (row["message_uuid"], row["target"])
+        hook = live.get(row["webhook_id"]) if row["webhook_id"] is not None else None
+        url = row["url"] if row["webhook_id"] is None else None if hook is None else hook.url
+        mine = url is not None and order not in waiting and claim.room.take(url)
+        waiting.add(order)
+        row["claimed_by"] = claim.worker_id if mine else None
+        row["claimed_until"] = claim.until if mine else None
+        if mine:
+            chosen[(row["event_key"], row["target"])] = row
+    inserted = insert_many(conn, webhook_deliveries, rows, returning=("id", "event_key", "target"))
+    claimed: list[ClaimedDelivery] = []
+    for delivery_id, event_key, target in (tuple(r) for r in inserted):
+        made = chosen.get((event_key, target))
+        if made is None:
+            continue
+        webhook_id = made["webhook_id"]
+        claimed.append(
+            ClaimedDelivery(
+                id=int(delivery_id),
+                webhook_id=webhook_id,
+                account_id=made["account_id"],
+                url=made["url"] if webhook_id is None else live[webhook_id].url,
+                event_key=event_key,
+                body=made["body"],
+                attempt=1,
+                secret_encrypted=(
+                    endpoint_secrets.get(made["account_id"])
+                    if webhook_id is None
+                    else live[webhook_id].secret_encrypted
+                ),
+            )
+        )
+    claimed.sort(key=lambda c: c.id)
+    return claimed
 
 
 def _message_facts(conn: Connection, uuids: set[str]) -> dict[str, rules.MessageFacts]:
