@@ -5,10 +5,11 @@ One pass (:meth:`WebhookDispatcher._pass`) is one write transaction (none when i
 1. commit the outcomes of the POSTs finished since the last pass (``store/webhooks.py``:
    ``finish_many``; the webhooks' health, whose rows it locks, last of all);
 2. hand back claims that waited too long for a lane (see below);
-3. fan out up to ``webhook_batch_size`` outbox rows into deliveries (one dispatcher at a time);
-4. claim due deliveries into per-endpoint queues: for each URL about ``QUEUE_SECONDS`` of its
+3. claim due deliveries into per-endpoint queues: for each URL about ``QUEUE_SECONDS`` of its
    measured pace (at least two per lane, at most one batch), within one batch per pass and
-   ``webhook_concurrency`` + one batch held by the process, with a lease of ``webhook_lease``.
+   ``webhook_concurrency`` + one batch held by the process, with a lease of ``webhook_lease``;
+4. fan out as many outbox rows as that room has left (one dispatcher at a time), the new
+   deliveries that may be claimed inserted claimed (``store/webhooks.py``: ``fan_out``).
 
 Then lanes start: per URL up to ``webhook_endpoint_concurrency`` tasks (at most
 ``webhook_concurrency`` in all), each POSTing its URL's queued deliveries one after another on
