@@ -78,6 +78,8 @@ and checked again: one lookup per host and half-minute, not one per POST. The PO
 connects only to an address that passed the egress check."""
 TARGET_CACHE = 1024
 """Checked hosts kept in memory by one dispatcher."""
+ROUTE_CACHE = 1024
+"""Parsed webhook URLs kept in memory by one dispatcher."""
 RESPONSE_BODY_CAP = 64 * 1024
 """A response body up to this size (by ``Content-Length``) is read so that the connection can
 be used again; a larger or chunked one is left unread and the connection closed."""
@@ -116,6 +118,30 @@ def pinned_request_url(url: str, address: str) -> str:
     host = f"[{address}]" if ":" in address else address
     netloc = host if parts.port is None else f"{host}:{parts.port}"
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Route:
+    """What a POST needs of a webhook URL, parsed once per URL (see ``ROUTE_CACHE``)."""
+
+    host: str
+    port: int
+    https: bool
+    host_header: str
+    pinned: dict[str, str]
+    """The request URL per checked address (:func:`pinned_request_url`)."""
+
+    @classmethod
+    def of(cls, url: str) -> _Route:
+        parts = urllib.parse.urlsplit(url)
+        https = parts.scheme == "https"
+        return cls(
+            host=parts.hostname or "",
+            port=parts.port or (443 if https else 80),
+            https=https,
+            host_header=parts.netloc.rpartition("@")[2],
+            pinned={},
+        )
 
 
 @dataclasses.dataclass(slots=True)
@@ -162,6 +188,7 @@ class WebhookDispatcher:
         with the attempt bounded to a quarter of the lease too, no claim is used past half."""
         self._opened: dict[str, str] = {}
         self._targets: dict[tuple[str, int], tuple[float, CheckedTarget]] = {}
+        self._routes: dict[str, _Route] = {}
         self._session: aiohttp.ClientSession | None = None
         self._endpoints: dict[str, _Endpoint] = {}
         self._lanes: set[asyncio.Task[None]] = set()
@@ -445,19 +472,31 @@ class WebhookDispatcher:
         except EgressRefused as exc:
             return _Result(False, None, f"refused: {exc}", None)
 
+    def _route(self, url: str) -> _Route:
+        route = self._routes.get(url)
+        if route is None:
+            if len(self._routes) >= ROUTE_CACHE:
+                self._routes.clear()
+            route = self._routes[url] = _Route.of(url)
+        return route
+
     async def _post(self, delivery: store_webhooks.ClaimedDelivery, secret: str | None) -> int:
-        parts = urllib.parse.urlsplit(delivery.url)
-        host = parts.hostname or ""
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        route = self._route(delivery.url)
         try:
-            target = await self._target(host, port)
+            target = await self._target(route.host, route.port)
         except OSError as exc:
             raise _Failed(None, str(exc), None) from None
+        address = target.addresses[0]
+        request_url = route.pinned.get(address)
+        if request_url is None:
+            if len(route.pinned) >= 16:  # a host whose addresses keep changing
+                route.pinned.clear()
+            request_url = route.pinned[address] = pinned_request_url(delivery.url, address)
         body = delivery.body.encode()
         timestamp = int(time.time())
         headers = {
             "Content-Type": "application/json",
-            "Host": parts.netloc.rpartition("@")[2],
+            "Host": route.host_header,
             rules.EVENT_ID_HEADER: delivery.event_key,
             rules.TIMESTAMP_HEADER: str(timestamp),
         }
@@ -467,11 +506,11 @@ class WebhookDispatcher:
             headers[rules.SIGNATURE_HEADER] = rules.sign(secret, timestamp, body)
         try:
             async with self._http().post(
-                pinned_request_url(delivery.url, target.addresses[0]),
+                request_url,
                 data=body,
                 headers=headers,
                 allow_redirects=False,
-                server_hostname=target.tls_name if parts.scheme == "https" else None,
+                server_hostname=target.tls_name if route.https else None,
             ) as response:
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
