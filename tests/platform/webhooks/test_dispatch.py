@@ -502,3 +502,57 @@ async def test_closing_hands_back_the_deliveries_claimed_ahead(
             for r in store_webhooks.deliveries_of(conn, hook_id)
         ]
     assert (["ahead", "ahead", None], [("pending", None, 0)] * 3) == (claimed, after)
+
+
+def test_fan_out_claims_only_what_the_due_query_would_have_claimed(
+    seed: Seed, hook_settings: Settings
+) -> None:
+    """Fan-out with a claim takes a new delivery at once only when it is the first pending one
+    of its message to its target (a delivery left from an earlier fan-out, or an earlier event
+    in the same batch, keeps it unclaimed), its webhook is not disabled, and its URL has room;
+    the rest are stored unclaimed for :func:`due`, which then finds exactly them."""
+    live, _ = add_webhook(seed, hook_settings, "http://127.0.0.1:9/live")
+    off, _ = add_webhook(seed, hook_settings, "http://127.0.0.1:9/off")
+    busy = seed.message()
+    with seed.store.write() as conn:
+        conn.execute(
+            sa.update(store_webhooks.webhooks)
+            .where(store_webhooks.webhooks.c.id == off)
+            .values(status=rules.DISABLED)
+        )
+    record(seed, busy.uuid, EventType.CSProcessed)
+    now = seed.clock.now()
+    with seed.store.write() as conn:  # left pending from an earlier pass, not claimed
+        assert (1, []) == store_webhooks.fan_out(conn, limit=10, now=now)
+    record(seed, busy.uuid, EventType.CSSent)
+    fresh = [seed.message(recipient=f"f{i}@example.com") for i in range(3)]
+    for message in fresh:
+        record(seed, message.uuid, EventType.CSProcessed)
+        record(seed, message.uuid, EventType.CSSent)
+    room = store_webhooks.Room(total=10, per_url={}, new_url=2)
+    claim = store_webhooks.Claim("w", now + dt.timedelta(seconds=8), room)
+    with seed.store.write() as conn:
+        fanned, claimed = store_webhooks.fan_out(conn, limit=10, now=now, claim=claim)
+        due = store_webhooks.due(conn, now=now, limit=100)
+    claimed_events = [(c.url, json.loads(c.body)["event"]["messageId"]) for c in claimed]
+    expected = [("http://127.0.0.1:9/live", m.uuid) for m in fresh[:2]]
+    assert (7, expected, [c.attempt for c in claimed]) == (fanned, claimed_events, [1, 1])
+    assert all(c.webhook_id == live for c in claimed)
+    with seed.store.read() as conn:
+        rows = conn.execute(
+            sa.select(
+                webhook_deliveries.c.id,
+                webhook_deliveries.c.message_uuid,
+                webhook_deliveries.c.webhook_id,
+                webhook_deliveries.c.claimed_by,
+            )
+            .where(webhook_deliveries.c.webhook_id == live)
+            .order_by(webhook_deliveries.c.id)
+        ).all()
+    first_of = {}
+    for row in rows:
+        first_of.setdefault(row.message_uuid, row.id)
+    # due: the busy message's first delivery (from the earlier pass) and the third fresh
+    # message's first (no room left for it); never a later event of a message
+    assert sorted(r for r, _ in due) == sorted([first_of[busy.uuid], first_of[fresh[2].uuid]])
+    assert [r.claimed_by for r in rows if r.claimed_by] == ["w", "w"]

@@ -5,10 +5,11 @@ One pass (:meth:`WebhookDispatcher._pass`) is one write transaction (none when i
 1. commit the outcomes of the POSTs finished since the last pass (``store/webhooks.py``:
    ``finish_many``; the webhooks' health, whose rows it locks, last of all);
 2. hand back claims that waited too long for a lane (see below);
-3. fan out up to ``webhook_batch_size`` outbox rows into deliveries (one dispatcher at a time);
-4. claim due deliveries into per-endpoint queues: for each URL about ``QUEUE_SECONDS`` of its
+3. claim due deliveries into per-endpoint queues: for each URL about ``QUEUE_SECONDS`` of its
    measured pace (at least two per lane, at most one batch), within one batch per pass and
-   ``webhook_concurrency`` + one batch held by the process, with a lease of ``webhook_lease``.
+   ``webhook_concurrency`` + one batch held by the process, with a lease of ``webhook_lease``;
+4. fan out as many outbox rows as that room has left (one dispatcher at a time), the new
+   deliveries that may be claimed inserted claimed (``store/webhooks.py``: ``fan_out``).
 
 Then lanes start: per URL up to ``webhook_endpoint_concurrency`` tasks (at most
 ``webhook_concurrency`` in all), each POSTing its URL's queued deliveries one after another on
@@ -44,7 +45,6 @@ import datetime as dt
 import logging
 import time
 import urllib.parse
-from collections import Counter
 
 import aiohttp
 import stamina
@@ -78,6 +78,8 @@ and checked again: one lookup per host and half-minute, not one per POST. The PO
 connects only to an address that passed the egress check."""
 TARGET_CACHE = 1024
 """Checked hosts kept in memory by one dispatcher."""
+ROUTE_CACHE = 1024
+"""Parsed webhook URLs kept in memory by one dispatcher."""
 RESPONSE_BODY_CAP = 64 * 1024
 """A response body up to this size (by ``Content-Length``) is read so that the connection can
 be used again; a larger or chunked one is left unread and the connection closed."""
@@ -103,14 +105,6 @@ def _quick_retry(exc: Exception) -> bool | float:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class _Room:
-    total: int
-    per_url: dict[str, int]
-    new_url: int
-    """For an endpoint this process holds nothing of yet."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
 class _Result:
     ok: bool
     status: int | None
@@ -124,6 +118,30 @@ def pinned_request_url(url: str, address: str) -> str:
     host = f"[{address}]" if ":" in address else address
     netloc = host if parts.port is None else f"{host}:{parts.port}"
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Route:
+    """What a POST needs of a webhook URL, parsed once per URL (see ``ROUTE_CACHE``)."""
+
+    host: str
+    port: int
+    https: bool
+    host_header: str
+    pinned: dict[str, str]
+    """The request URL per checked address (:func:`pinned_request_url`)."""
+
+    @classmethod
+    def of(cls, url: str) -> _Route:
+        parts = urllib.parse.urlsplit(url)
+        https = parts.scheme == "https"
+        return cls(
+            host=parts.hostname or "",
+            port=parts.port or (443 if https else 80),
+            https=https,
+            host_header=parts.netloc.rpartition("@")[2],
+            pinned={},
+        )
 
 
 @dataclasses.dataclass(slots=True)
@@ -170,6 +188,7 @@ class WebhookDispatcher:
         with the attempt bounded to a quarter of the lease too, no claim is used past half."""
         self._opened: dict[str, str] = {}
         self._targets: dict[tuple[str, int], tuple[float, CheckedTarget]] = {}
+        self._routes: dict[str, _Route] = {}
         self._session: aiohttp.ClientSession | None = None
         self._endpoints: dict[str, _Endpoint] = {}
         self._lanes: set[asyncio.Task[None]] = set()
@@ -268,7 +287,7 @@ class WebhookDispatcher:
             if not endpoint.queue and endpoint.lanes == 0 and endpoint.rate < 1.0:
                 del self._endpoints[url]
 
-    def _room(self) -> _Room:
+    def _room(self) -> store_webhooks.Room:
         """How many more deliveries to claim, per known endpoint and for any other: enough for
         about ``QUEUE_SECONDS`` of the endpoint's measured pace (at least two per lane, at most
         one batch), within one batch per pass and ``webhook_concurrency`` + one batch held."""
@@ -280,7 +299,7 @@ class WebhookDispatcher:
             url: max(0, self._depth(e) - len(e.queue) - e.in_flight)
             for url, e in self._endpoints.items()
         }
-        return _Room(total=max(0, total), per_url=per_url, new_url=2 * cap)
+        return store_webhooks.Room(total=max(0, total), per_url=per_url, new_url=2 * cap)
 
     def _depth(self, endpoint: _Endpoint) -> int:
         cap = self.settings.webhook_endpoint_concurrency
@@ -291,7 +310,7 @@ class WebhookDispatcher:
         self,
         outcomes: list[store_webhooks.Outcome],
         stale: list[int],
-        room: _Room | None,
+        room: store_webhooks.Room | None,
     ) -> tuple[list[store_webhooks.ClaimedDelivery], int]:
         """The pass's one write transaction (none when there is nothing to write or claim:
         SQLite has one writer at a time). Returns (claimed, outbox rows fanned out)."""
@@ -310,32 +329,30 @@ class WebhookDispatcher:
             claimed: list[store_webhooks.ClaimedDelivery] = []
             fanned = 0
             if room is not None and room.total > 0:
-                fanned = store_webhooks.fan_out(
-                    conn, limit=self.settings.webhook_batch_size, now=now
-                )
-                claimed = self._claim(conn, now, room)
+                lease = dt.timedelta(seconds=self.settings.webhook_lease)
+                claimed = self._claim(conn, now, room, lease)
+                if room.total > 0:
+                    fanned, new = store_webhooks.fan_out(
+                        conn,
+                        limit=min(room.total, self.settings.webhook_batch_size),
+                        now=now,
+                        claim=store_webhooks.Claim(self.worker_id, now + lease, room),
+                    )
+                    claimed += new
             store_webhooks.update_health(conn, kept, now=now, policy=self._health)
         return claimed, fanned
 
     def _claim(
-        self, conn: Connection, now: dt.datetime, room: _Room
+        self, conn: Connection, now: dt.datetime, room: store_webhooks.Room, lease: dt.timedelta
     ) -> list[store_webhooks.ClaimedDelivery]:
         """Due deliveries within the room per endpoint, claimed (in the pass's transaction)."""
         chosen: list[int] = []
-        taken: Counter[str] = Counter()
         for delivery_id, url in store_webhooks.due(conn, now=now, limit=room.total * 2):
-            if len(chosen) >= room.total:
+            if room.total <= 0:
                 break
-            if taken[url] < room.per_url.get(url, room.new_url):
-                taken[url] += 1
+            if room.take(url):
                 chosen.append(delivery_id)
-        return store_webhooks.take(
-            conn,
-            chosen,
-            worker_id=self.worker_id,
-            now=now,
-            lease=dt.timedelta(seconds=self.settings.webhook_lease),
-        )
+        return store_webhooks.take(conn, chosen, worker_id=self.worker_id, now=now, lease=lease)
 
     def _start_lanes(self) -> None:
         cap = self.settings.webhook_endpoint_concurrency
@@ -425,16 +442,29 @@ class WebhookDispatcher:
                 secret = self._open_secret(delivery.secret_encrypted)
             except CryptoError as exc:
                 return _Result(False, None, f"cannot open the webhook secret: {exc}", None)
+        began = time.monotonic()
         try:
+            try:
+                return _Result(True, await self._post(delivery, secret), "", None)
+            except _Failed as exc:
+                # The first try goes without stamina's set-up (most succeed); a failure is
+                # handed to stamina as its own first try, so its policy decides what follows.
+                budget = self.settings.webhook_lease / 4 - (time.monotonic() - began)
+                if self.settings.webhook_quick_retries <= 1 or budget <= 0:
+                    raise
+                first: _Failed | None = exc
             async for attempt in stamina.retry_context(
                 on=_quick_retry,
-                attempts=max(1, self.settings.webhook_quick_retries),
-                timeout=self.settings.webhook_lease / 4,
+                attempts=self.settings.webhook_quick_retries,
+                timeout=budget,
                 wait_initial=0.2,
                 wait_max=2.0,
                 wait_jitter=0.2,
             ):
                 with attempt:
+                    if first is not None:
+                        failed, first = first, None
+                        raise failed
                     status = await self._post(delivery, secret)
             return _Result(True, status, "", None)
         except _Failed as exc:
@@ -442,19 +472,31 @@ class WebhookDispatcher:
         except EgressRefused as exc:
             return _Result(False, None, f"refused: {exc}", None)
 
+    def _route(self, url: str) -> _Route:
+        route = self._routes.get(url)
+        if route is None:
+            if len(self._routes) >= ROUTE_CACHE:
+                self._routes.clear()
+            route = self._routes[url] = _Route.of(url)
+        return route
+
     async def _post(self, delivery: store_webhooks.ClaimedDelivery, secret: str | None) -> int:
-        parts = urllib.parse.urlsplit(delivery.url)
-        host = parts.hostname or ""
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        route = self._route(delivery.url)
         try:
-            target = await self._target(host, port)
+            target = await self._target(route.host, route.port)
         except OSError as exc:
             raise _Failed(None, str(exc), None) from None
+        address = target.addresses[0]
+        request_url = route.pinned.get(address)
+        if request_url is None:
+            if len(route.pinned) >= 16:  # a host whose addresses keep changing
+                route.pinned.clear()
+            request_url = route.pinned[address] = pinned_request_url(delivery.url, address)
         body = delivery.body.encode()
         timestamp = int(time.time())
         headers = {
             "Content-Type": "application/json",
-            "Host": parts.netloc.rpartition("@")[2],
+            "Host": route.host_header,
             rules.EVENT_ID_HEADER: delivery.event_key,
             rules.TIMESTAMP_HEADER: str(timestamp),
         }
@@ -464,11 +506,11 @@ class WebhookDispatcher:
             headers[rules.SIGNATURE_HEADER] = rules.sign(secret, timestamp, body)
         try:
             async with self._http().post(
-                pinned_request_url(delivery.url, target.addresses[0]),
+                request_url,
                 data=body,
                 headers=headers,
                 allow_redirects=False,
-                server_hostname=target.tls_name if parts.scheme == "https" else None,
+                server_hostname=target.tls_name if route.https else None,
             ) as response:
                 status = response.status
                 retry_after = response.headers.get("Retry-After")

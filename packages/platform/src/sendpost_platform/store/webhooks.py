@@ -39,6 +39,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from sendpost_platform.domain import webhooks as rules
+from sendpost_platform.store.dialect import among, insert_many
 from sendpost_platform.store.schema import (
     event_outbox,
     events,
@@ -240,23 +241,71 @@ def _try_fanout_lock(conn: Connection) -> bool:
     )
 
 
-def fan_out(conn: Connection, *, limit: int, now: dt.datetime) -> int:
-    """Turn up to ``limit`` outbox rows into deliveries; returns the outbox rows consumed."""
+@dataclasses.dataclass(slots=True)
+class Room:
+    """How many more deliveries one dispatcher may claim in a pass: in all, per endpoint URL,
+    and for a URL it holds nothing of yet. :meth:`take` uses one up."""
+
+    total: int
+    per_url: dict[str, int]
+    new_url: int
+
+    def take(self, url: str) -> bool:
+        left = self.per_url.get(url, self.new_url)
+        if self.total <= 0 or left <= 0:
+            return False
+        self.total -= 1
+        self.per_url[url] = left - 1
+        return True
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Claim:
+    """Who claims (``worker_id``), until when, and within what room."""
+
+    worker_id: str
+    until: dt.datetime
+    room: Room
+
+
+def fan_out(
+    conn: Connection, *, limit: int, now: dt.datetime, claim: Claim | None = None
+) -> tuple[int, list[ClaimedDelivery]]:
+    """Turn up to ``limit`` outbox rows into deliveries; returns the outbox rows consumed and,
+    with ``claim``, the new deliveries claimed as they are inserted (within its room).
+
+    A new delivery is claimed at once only where :func:`due` and :func:`take` would have
+    claimed it: its webhook live (enabled, not disabled) or a message endpoint, and no pending
+    delivery of its message to its target before it, neither in the table (fan-out is one
+    transaction at a time, so every earlier one is there) nor earlier in this batch. That saves
+    the claim's read and update of rows just written; the others wait for :func:`due`."""
     if not _try_fanout_lock(conn):
-        return 0
+        return 0, []
+    o, e = event_outbox, events
     outbox = conn.execute(
-        sa.select(event_outbox)
-        .where(event_outbox.c.consumer == CONSUMER)
-        .order_by(event_outbox.c.id)
+        sa.select(o.c.id, o.c.event_id, o.c.account_id, o.c.message_uuid, o.c.created_at)
+        .where(o.c.consumer == CONSUMER)
+        .order_by(o.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
     if not outbox:
-        return 0
+        return 0, []
     event_ids = sorted({int(r.event_id) for r in outbox})
     stored = {
         int(r.id): r
-        for r in conn.execute(sa.select(events).where(events.c.id.in_(event_ids))).all()
+        for r in conn.execute(
+            sa.select(
+                e.c.id,
+                e.c.message_uuid,
+                e.c.event_type,
+                e.c.occurred_at,
+                e.c.recipient,
+                e.c.smtp_code,
+                e.c.description,
+                e.c.details,
+            ).where(among(conn, e.c.id, event_ids))
+        )
     }
     facts = _message_facts(conn, {r.message_uuid for r in outbox})
     firsts = _first_of_kind(
@@ -267,7 +316,7 @@ def fan_out(conn: Connection, *, limit: int, now: dt.datetime) -> int:
         _webhook(r)
         for r in conn.execute(
             sa.select(webhooks)
-            .where(webhooks.c.account_id.in_(accounts), webhooks.c.enabled.is_(True))
+            .where(among(conn, webhooks.c.account_id, accounts), webhooks.c.enabled.is_(True))
             .order_by(webhooks.c.id)
         )
     ]
@@ -315,10 +364,70 @@ def fan_out(conn: Connection, *, limit: int, now: dt.datetime) -> int:
             if (base["event_key"], target) not in made:
                 made.add((base["event_key"], target))
                 rows.append({**base, "webhook_id": webhook_id, "url": url, "target": target})
-    if rows:
-        conn.execute(sa.insert(webhook_deliveries), rows)
-    conn.execute(sa.delete(event_outbox).where(event_outbox.c.id.in_([r.id for r in outbox])))
-    return len(outbox)
+    claimed: list[ClaimedDelivery] = []
+    if claim is not None and rows:
+        claimed = _insert_claimed(conn, rows, hooks, claim)
+    else:
+        insert_many(conn, webhook_deliveries, rows)
+    conn.execute(sa.delete(o).where(among(conn, o.c.id, [int(r.id) for r in outbox])))
+    return len(outbox), claimed
+
+
+def _insert_claimed(
+    conn: Connection, rows: list[dict[str, Any]], hooks: Sequence[StoredWebhook], claim: Claim
+) -> list[ClaimedDelivery]:
+    """Insert the fanned-out ``rows``, those that may be claimed now claimed by ``claim``
+    (:func:`fan_out`); returns the claimed ones in id order."""
+    d = webhook_deliveries
+    live = {h.id: h for h in hooks if h.status != rules.DISABLED}
+    waiting = set(
+        conn.execute(
+            sa.select(d.c.message_uuid, d.c.target).where(
+                d.c.status == PENDING,
+                among(conn, d.c.message_uuid, sorted({r["message_uuid"] for r in rows})),
+                among(conn, d.c.target, sorted({r["target"] for r in rows})),
+            )
+        ).tuples()
+    )
+    endpoint_secrets = _endpoint_secrets(
+        conn, {r["account_id"] for r in rows if r["webhook_id"] is None}
+    )
+    chosen: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        order = (row["message_uuid"], row["target"])
+        hook = live.get(row["webhook_id"]) if row["webhook_id"] is not None else None
+        url = row["url"] if row["webhook_id"] is None else None if hook is None else hook.url
+        mine = url is not None and order not in waiting and claim.room.take(url)
+        waiting.add(order)
+        row["claimed_by"] = claim.worker_id if mine else None
+        row["claimed_until"] = claim.until if mine else None
+        if mine:
+            chosen[(row["event_key"], row["target"])] = row
+    inserted = insert_many(conn, webhook_deliveries, rows, returning=("id", "event_key", "target"))
+    claimed: list[ClaimedDelivery] = []
+    for delivery_id, event_key, target in (tuple(r) for r in inserted):
+        made = chosen.get((event_key, target))
+        if made is None:
+            continue
+        webhook_id = made["webhook_id"]
+        claimed.append(
+            ClaimedDelivery(
+                id=int(delivery_id),
+                webhook_id=webhook_id,
+                account_id=made["account_id"],
+                url=made["url"] if webhook_id is None else live[webhook_id].url,
+                event_key=event_key,
+                body=made["body"],
+                attempt=1,
+                secret_encrypted=(
+                    endpoint_secrets.get(made["account_id"])
+                    if webhook_id is None
+                    else live[webhook_id].secret_encrypted
+                ),
+            )
+        )
+    claimed.sort(key=lambda c: c.id)
+    return claimed
 
 
 def _message_facts(conn: Connection, uuids: set[str]) -> dict[str, rules.MessageFacts]:
@@ -339,7 +448,7 @@ def _message_facts(conn: Connection, uuids: set[str]) -> dict[str, rules.Message
                 relay_queue, relay_queue.c.message_uuid == messages.c.uuid
             ).outerjoin(send_requests, send_requests.c.id == relay_queue.c.request_id)
         )
-        .where(messages.c.uuid.in_(sorted(uuids)))
+        .where(among(conn, messages.c.uuid, sorted(uuids)))
     )
     found: dict[str, rules.MessageFacts] = {}
     for r in conn.execute(query):
@@ -364,8 +473,8 @@ def _first_of_kind(conn: Connection, candidates: Sequence[Any]) -> set[int]:
     rows = conn.execute(
         sa.select(sa.func.min(events.c.id))
         .where(
-            events.c.message_uuid.in_(sorted({c.message_uuid for c in candidates})),
-            events.c.event_type.in_([int(t) for t in rules.UNIQUE_SWITCH]),
+            among(conn, events.c.message_uuid, sorted({c.message_uuid for c in candidates})),
+            among(conn, events.c.event_type, [int(t) for t in rules.UNIQUE_SWITCH]),
         )
         .group_by(events.c.message_uuid, events.c.event_type)
     )
@@ -469,7 +578,7 @@ def take(
     unclaimed = (
         sa.select(d.c.id)
         .where(
-            d.c.id.in_(sorted(chosen)),
+            among(conn, d.c.id, sorted(chosen)),
             d.c.status == PENDING,
             sa.or_(d.c.claimed_until.is_(None), d.c.claimed_until <= now),
         )
@@ -489,7 +598,9 @@ def take(
         int(r.id): r
         for r in conn.execute(
             sa.select(webhooks.c.id, webhooks.c.url, webhooks.c.secret_encrypted).where(
-                webhooks.c.id.in_(sorted({int(r.webhook_id) for r in rows if r.webhook_id}))
+                among(
+                    conn, webhooks.c.id, sorted({int(r.webhook_id) for r in rows if r.webhook_id})
+                ),
             )
         )
     }
@@ -527,7 +638,7 @@ def _endpoint_secrets(conn: Connection, account_ids: set[int]) -> dict[int, str]
         return {}
     rows = conn.execute(
         sa.select(webhooks.c.account_id, webhooks.c.secret_encrypted)
-        .where(webhooks.c.account_id.in_(sorted(account_ids)))
+        .where(among(conn, webhooks.c.account_id, sorted(account_ids)))
         .order_by(webhooks.c.id.desc())
     )
     return {int(r.account_id): r.secret_encrypted for r in rows}
@@ -572,7 +683,7 @@ def finish_many(
         held.update(
             conn.execute(
                 sa.update(d)
-                .where(d.c.id.in_(sorted(o.delivery.id for o in succeeded)), mine)
+                .where(among(conn, d.c.id, sorted(o.delivery.id for o in succeeded)), mine)
                 .values(
                     status=DONE,
                     attempts=d.c.attempts + 1,
@@ -589,7 +700,7 @@ def finish_many(
         held.update(
             conn.execute(
                 sa.select(d.c.id)
-                .where(d.c.id.in_(sorted(o.delivery.id for o in failed)), mine)
+                .where(among(conn, d.c.id, sorted(o.delivery.id for o in failed)), mine)
                 .with_for_update()
             ).scalars()
         )
@@ -650,7 +761,7 @@ def update_health(
                 webhooks.c.disabled_at,
                 webhooks.c.disabled_reason,
             )
-            .where(webhooks.c.id.in_(ids))
+            .where(among(conn, webhooks.c.id, ids))
             .order_by(webhooks.c.id)
             .with_for_update()
         )
@@ -702,7 +813,7 @@ def release(conn: Connection, ids: Sequence[int], *, worker_id: str) -> None:
     d = webhook_deliveries
     conn.execute(
         sa.update(d)
-        .where(d.c.id.in_(list(ids)), d.c.claimed_by == worker_id, d.c.status == PENDING)
+        .where(among(conn, d.c.id, list(ids)), d.c.claimed_by == worker_id, d.c.status == PENDING)
         .values(claimed_by=None, claimed_until=None)
     )
 
