@@ -31,7 +31,10 @@ with the same processes, the event tables emptied before each:
   ingestion API writes), as after an outage when every agent replays its WAL; the idle workers
   drain them. Reported: the drain time, processed events/s over it, and events per CPU-second
   of the processing processes (the workers; for ``serve`` its one process), a figure that
-  other work on a shared machine disturbs less than the wall-clock rates.
+  other work on a shared machine disturbs less than the wall-clock rates; on PostgreSQL also
+  the CPU per event of the database's processes that were running when the backlog was stored
+  (the workers' sessions and the server's own writers; anything else the machine runs on the
+  same server at the time counts too).
 
 Each phase's counts must add up: acknowledged = stored (new or upgraded) + deduplicated
 (duplicates dropped or merged) + discarded (out of scope) + deferred + dead-lettered, with the
@@ -295,6 +298,28 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def database_cpu() -> dict[int, float]:
+    """CPU seconds used so far by each PostgreSQL server process on this machine, by PID."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() == "postgres":
+                found[int(entry.name)] = cpu_seconds(int(entry.name))
+        except OSError:  # the process ended meanwhile
+            continue
+    return found
+
+
+def database_cpu_since(before: dict[int, float]) -> float:
+    """CPU seconds the PostgreSQL processes that existed at ``before`` have used since: the
+    workers' sessions (their pools are open by then), the WAL writer, the checkpointer ...;
+    not the sessions that started later (the bench's own: storing the backlog, polling)."""
+    now = database_cpu()
+    return sum(now[pid] - used for pid, used in before.items() if pid in now)
+
+
 def wait_listening(port: int, procs: list[subprocess.Popen[bytes]]) -> None:
     deadline = time.monotonic() + 60
     while True:
@@ -416,8 +441,10 @@ def run(
             time.sleep(0.5)  # let the workers go idle
             load_backlog = round(os.getloadavg()[0], 2)
             cpu_before = sum(cpu_seconds(p.pid) for p in processing)
+            db_before = database_cpu() if name == "postgres" else {}
             committed, backlog = _backlog(url, bodies)
             cpu = sum(cpu_seconds(p.pid) for p in processing) - cpu_before
+            db_cpu = database_cpu_since(db_before)
             backlog_counts = counts(backlog, total)
         finally:
             for proc in procs:
@@ -448,6 +475,9 @@ def run(
             "processed_events_per_s": round(total / backlog_s),
             "processing_cpu_s": round(cpu, 2),
             "events_per_cpu_s": round(total / cpu) if cpu else None,
+            "processing_cpu_us_per_event": round(cpu / total * 1e6, 1),
+            "database_cpu_s": round(db_cpu, 2),
+            "database_cpu_us_per_event": round(db_cpu / total * 1e6, 1),
             **backlog_counts,
         },
         "adds_up": live_counts["adds_up"] and backlog_counts["adds_up"] and not posted["failed"],
@@ -524,7 +554,9 @@ def main() -> int:
             f" backlog of {backlog['events']:,}: drained in {backlog['drain_s']:.2f} s ="
             f" {backlog['processed_events_per_s']:>7,} ev/s,"
             f" {backlog['events_per_cpu_s'] or 0:>7,} ev per CPU-second of the processing"
-            f" process(es) (load {backlog['load_average_1m_before']});"
+            f" process(es) ({backlog['processing_cpu_us_per_event']} µs CPU per event,"
+            f" PostgreSQL {backlog['database_cpu_us_per_event']} µs)"
+            f" (load {backlog['load_average_1m_before']});"
             f" {live['acknowledged']:,} = {live['stored']:,} stored"
             f" + {live['deduplicated']:,} deduplicated + {live['discarded']:,} discarded"
             f" + {live['dead_lettered']:,} dead-lettered: {adds_up}"
