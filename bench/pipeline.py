@@ -32,9 +32,9 @@ with the same processes, the event tables emptied before each:
   drain them. Reported: the drain time, processed events/s over it, and events per CPU-second
   of the processing processes (the workers; for ``serve`` its one process), a figure that
   other work on a shared machine disturbs less than the wall-clock rates; on PostgreSQL also
-  the CPU per event of the database's processes that were running when the backlog was stored
-  (the workers' sessions and the server's own writers; anything else the machine runs on the
-  same server at the time counts too).
+  the CPU per event of the database's processes that work for the workers (their sessions,
+  named by ``PGAPPNAME``, and the server's WAL writer, checkpointer and background writer; not
+  autovacuum).
 
 Each phase's counts must add up: acknowledged = stored (new or upgraded) + deduplicated
 (duplicates dropped or merged) + discarded (out of scope) + deferred + dead-lettered, with the
@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import multiprocessing
@@ -298,25 +299,36 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def database_cpu() -> dict[int, float]:
-    """CPU seconds used so far by each PostgreSQL server process on this machine, by PID."""
+WORKER_SESSIONS = "sendpost-bench-worker"
+"""The ``application_name`` of the worker processes' database sessions (``PGAPPNAME``)."""
+
+
+def database_cpu(url: str) -> dict[int, float]:
+    """CPU seconds used so far, by PID, by the PostgreSQL processes that work for the workers:
+    their sessions and the server's own processes (WAL writer, checkpointer, background
+    writer); not other sessions (the bench's own, other users of the server), nor autovacuum."""
+    import psycopg
+
+    with psycopg.connect(url.split("?")[0], autocommit=True) as conn:
+        pids = [
+            int(row[0])
+            for row in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s"
+                " OR backend_type NOT IN ('client backend', 'autovacuum worker',"
+                " 'autovacuum launcher')",
+                (WORKER_SESSIONS,),
+            )
+        ]
     found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if (entry / "comm").read_text().strip() == "postgres":
-                found[int(entry.name)] = cpu_seconds(int(entry.name))
-        except OSError:  # the process ended meanwhile
-            continue
+    for pid in pids:
+        with contextlib.suppress(OSError):  # the process ended meanwhile
+            found[pid] = cpu_seconds(pid)
     return found
 
 
-def database_cpu_since(before: dict[int, float]) -> float:
-    """CPU seconds the PostgreSQL processes that existed at ``before`` have used since: the
-    workers' sessions (their pools are open by then), the WAL writer, the checkpointer ...;
-    not the sessions that started later (the bench's own: storing the backlog, polling)."""
-    now = database_cpu()
+def database_cpu_since(url: str, before: dict[int, float]) -> float:
+    """CPU seconds the processes of :func:`database_cpu` at ``before`` have used since."""
+    now = database_cpu(url)
     return sum(now[pid] - used for pid, used in before.items() if pid in now)
 
 
@@ -420,16 +432,16 @@ def run(
     total = sum(len(json.loads(b)["events"]) for b in bodies)
     with tempfile.TemporaryFile() as log:  # the servers' logs (an access line per request)
 
-        def start(*command: str) -> subprocess.Popen[bytes]:
+        def start(*command: str, **extra: str) -> subprocess.Popen[bytes]:
             command = (PLATFORM, *command)
-            return subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=log)
+            return subprocess.Popen(command, env={**env, **extra}, cwd=ROOT, stdout=log, stderr=log)
 
         if name == "sqlite":
             procs = [start("serve", *listen)]
             processing = procs  # the API and the worker in one process
         else:
             procs = [start("api", *listen, "--workers", str(api_processes))]
-            processing = [start("worker") for _ in range(workers)]
+            processing = [start("worker", PGAPPNAME=WORKER_SESSIONS) for _ in range(workers)]
             procs += processing
         try:
             wait_listening(port, procs)
@@ -441,10 +453,10 @@ def run(
             time.sleep(0.5)  # let the workers go idle
             load_backlog = round(os.getloadavg()[0], 2)
             cpu_before = sum(cpu_seconds(p.pid) for p in processing)
-            db_before = database_cpu() if name == "postgres" else {}
+            db_before = database_cpu(url) if name == "postgres" else {}
             committed, backlog = _backlog(url, bodies)
             cpu = sum(cpu_seconds(p.pid) for p in processing) - cpu_before
-            db_cpu = database_cpu_since(db_before)
+            db_cpu = database_cpu_since(url, db_before) if name == "postgres" else 0.0
             backlog_counts = counts(backlog, total)
         finally:
             for proc in procs:
