@@ -40,7 +40,6 @@ import gc
 import json
 import logging
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -65,8 +64,6 @@ transaction: while one waits for the database (which releases the GIL) the other
 classifies its batches, so one process keeps its core and the database's busy together.
 Concurrent claims are what several workers do anyway (``FOR UPDATE SKIP LOCKED``, sorted
 keys). SQLite has one writer: one lane."""
-PASS_SECONDS = 0.25
-"""How long the lanes of one worker pass keep claiming while there is work."""
 
 
 def memoised(classifier: Classifier) -> Classifier:
@@ -164,31 +161,20 @@ class IngestProcessor:
         """The last provider this processor's previous claim served (the fair rotation)."""
 
     async def run_once(self) -> int:
-        """Process claims of batches in :data:`LANES` lanes at once on PostgreSQL (one on
-        SQLite), each lane a thread that claims, processes and commits, then claims again
-        straight away, until it finds nothing to claim or has worked :data:`PASS_SECONDS` (the
-        worker's other jobs get their turn between passes); returns how many batches were
-        handled. The lanes share ``claim_batches`` (so the batches a process holds at once, and
-        the fairness bound of ``store/ingest.py``, are those of one claim of
-        ``claim_batches``) and never wait for each other: while one waits for the database,
-        another reads and classifies its batches."""
+        """Process one claim of batches per lane (:data:`LANES` on PostgreSQL, one on SQLite),
+        the lanes in threads at once, sharing ``claim_batches`` between them (so the batches a
+        process holds at once, and the fairness bound of ``store/ingest.py``, are those of one
+        claim of ``claim_batches``); returns how many batches were handled.
+
+        The lanes start together and the pass waits for both. Letting each lane claim again as
+        soon as its own claim commits was tried (2026-12-05, ``docs/benchmarks.md``): no faster
+        in-process, and slower in ``bench/pipeline.py`` on the shared machine."""
         lanes = 1 if self.store.is_sqlite or self._one_at_a_time else LANES
         limit = max(1, self.claim_batches // lanes)  # the process's claims: claim_batches
-        until = time.monotonic() + PASS_SECONDS
         done = await asyncio.gather(
-            *(asyncio.to_thread(self._lane, limit, until) for _ in range(lanes))
+            *(asyncio.to_thread(self.process_available, limit) for _ in range(lanes))
         )
         return sum(done)
-
-    def _lane(self, limit: int, until: float) -> int:
-        """Claims of up to ``limit`` batches one after the other until none is left, the time
-        ``until`` has come or a claim fails (it is then retried batch by batch, one lane)."""
-        done = 0
-        while True:
-            handled = self.process_available(limit)
-            done += handled
-            if not handled or self._one_at_a_time or time.monotonic() >= until:
-                return done
 
     def process_available(self, limit: int | None = None) -> int:
         """Process one claim of up to ``limit`` batches (default ``claim_batches``)."""
