@@ -31,7 +31,10 @@ with the same processes, the event tables emptied before each:
   ingestion API writes), as after an outage when every agent replays its WAL; the idle workers
   drain them. Reported: the drain time, processed events/s over it, and events per CPU-second
   of the processing processes (the workers; for ``serve`` its one process), a figure that
-  other work on a shared machine disturbs less than the wall-clock rates.
+  other work on a shared machine disturbs less than the wall-clock rates; on PostgreSQL also
+  the CPU per event of the database's processes that work for the workers (their sessions,
+  named by ``PGAPPNAME``, and the server's WAL writer, checkpointer and background writer; not
+  autovacuum).
 
 Each phase's counts must add up: acknowledged = stored (new or upgraded) + deduplicated
 (duplicates dropped or merged) + discarded (out of scope) + deferred + dead-lettered, with the
@@ -42,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import multiprocessing
@@ -295,6 +299,39 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+WORKER_SESSIONS = "sendpost-bench-worker"
+"""The ``application_name`` of the worker processes' database sessions (``PGAPPNAME``)."""
+
+
+def database_cpu(url: str) -> dict[int, float]:
+    """CPU seconds used so far, by PID, by the PostgreSQL processes that work for the workers:
+    their sessions and the server's own processes (WAL writer, checkpointer, background
+    writer); not other sessions (the bench's own, other users of the server), nor autovacuum."""
+    import psycopg
+
+    with psycopg.connect(url.split("?")[0], autocommit=True) as conn:
+        pids = [
+            int(row[0])
+            for row in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s"
+                " OR backend_type NOT IN ('client backend', 'autovacuum worker',"
+                " 'autovacuum launcher')",
+                (WORKER_SESSIONS,),
+            )
+        ]
+    found = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):  # the process ended meanwhile
+            found[pid] = cpu_seconds(pid)
+    return found
+
+
+def database_cpu_since(url: str, before: dict[int, float]) -> float:
+    """CPU seconds the processes of :func:`database_cpu` at ``before`` have used since."""
+    now = database_cpu(url)
+    return sum(now[pid] - used for pid, used in before.items() if pid in now)
+
+
 def wait_listening(port: int, procs: list[subprocess.Popen[bytes]]) -> None:
     deadline = time.monotonic() + 60
     while True:
@@ -395,16 +432,16 @@ def run(
     total = sum(len(json.loads(b)["events"]) for b in bodies)
     with tempfile.TemporaryFile() as log:  # the servers' logs (an access line per request)
 
-        def start(*command: str) -> subprocess.Popen[bytes]:
+        def start(*command: str, **extra: str) -> subprocess.Popen[bytes]:
             command = (PLATFORM, *command)
-            return subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=log)
+            return subprocess.Popen(command, env={**env, **extra}, cwd=ROOT, stdout=log, stderr=log)
 
         if name == "sqlite":
             procs = [start("serve", *listen)]
             processing = procs  # the API and the worker in one process
         else:
             procs = [start("api", *listen, "--workers", str(api_processes))]
-            processing = [start("worker") for _ in range(workers)]
+            processing = [start("worker", PGAPPNAME=WORKER_SESSIONS) for _ in range(workers)]
             procs += processing
         try:
             wait_listening(port, procs)
@@ -416,8 +453,10 @@ def run(
             time.sleep(0.5)  # let the workers go idle
             load_backlog = round(os.getloadavg()[0], 2)
             cpu_before = sum(cpu_seconds(p.pid) for p in processing)
+            db_before = database_cpu(url) if name == "postgres" else {}
             committed, backlog = _backlog(url, bodies)
             cpu = sum(cpu_seconds(p.pid) for p in processing) - cpu_before
+            db_cpu = database_cpu_since(url, db_before) if name == "postgres" else 0.0
             backlog_counts = counts(backlog, total)
         finally:
             for proc in procs:
@@ -448,6 +487,9 @@ def run(
             "processed_events_per_s": round(total / backlog_s),
             "processing_cpu_s": round(cpu, 2),
             "events_per_cpu_s": round(total / cpu) if cpu else None,
+            "processing_cpu_us_per_event": round(cpu / total * 1e6, 1),
+            "database_cpu_s": round(db_cpu, 2),
+            "database_cpu_us_per_event": round(db_cpu / total * 1e6, 1),
             **backlog_counts,
         },
         "adds_up": live_counts["adds_up"] and backlog_counts["adds_up"] and not posted["failed"],
@@ -524,7 +566,9 @@ def main() -> int:
             f" backlog of {backlog['events']:,}: drained in {backlog['drain_s']:.2f} s ="
             f" {backlog['processed_events_per_s']:>7,} ev/s,"
             f" {backlog['events_per_cpu_s'] or 0:>7,} ev per CPU-second of the processing"
-            f" process(es) (load {backlog['load_average_1m_before']});"
+            f" process(es) ({backlog['processing_cpu_us_per_event']} µs CPU per event,"
+            f" PostgreSQL {backlog['database_cpu_us_per_event']} µs)"
+            f" (load {backlog['load_average_1m_before']});"
             f" {live['acknowledged']:,} = {live['stored']:,} stored"
             f" + {live['deduplicated']:,} deduplicated + {live['discarded']:,} discarded"
             f" + {live['dead_lettered']:,} dead-lettered: {adds_up}"

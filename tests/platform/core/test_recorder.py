@@ -155,3 +155,58 @@ def test_side_effects_and_counters_are_applied_once_per_group(seed: Seed) -> Non
         "test.upgraded": 1,
         "test.other": 3,
     }
+
+
+def test_repeats_of_stored_events_are_read_back_in_one_statement_whatever_their_number(
+    seed: Seed,
+) -> None:
+    """A later group repeating stored events (deliveries again, hard bounces after soft ones)
+    reads the rows of record back with one statement, of the same text on PostgreSQL for 3 and
+    for 40 clashing keys, and decides each as recorded one by one: repeats dropped, hard
+    bounces upgrading the soft ones, their recipients suppressed."""
+    texts = []
+    for count in (3, 40):
+        uuids = [seed.message(recipient=f"r{count}.{n}@example.com").uuid for n in range(count)]
+
+        def new(n: int, event_type: E, uuids: list[str] = uuids, count: int = count) -> NewEvent:
+            return NewEvent(
+                message_uuid=uuids[n],
+                account_id=seed.account.account_id,
+                subaccount_id=seed.account.subaccount_id,
+                provider_id=seed.provider.id,
+                event_type=int(event_type),
+                recipient=f"r{count}.{n}@example.com",
+                occurred_at=T0,
+                received_at=T0,
+                source="agent",
+                smtp_code=550 if event_type == E.CSHardBounced else 250,
+            )
+
+        first = [new(n, E.CSDelivered if n % 2 else E.CSSoftBounced) for n in range(count)]
+        again = [new(n, E.CSDelivered if n % 2 else E.CSHardBounced) for n in range(count)]
+        with seed.store.write() as conn:
+            RECORDER.record(conn, first)
+        seen: list[str] = []
+
+        def hook(*args: Any, seen: list[str] = seen) -> None:
+            statement = args[2]
+            if statement.lstrip().startswith("SELECT") and "recipient_key" in statement:
+                seen.append(statement)
+
+        sa.event.listen(seed.store.engine, "before_cursor_execute", hook)
+        try:
+            with seed.store.write() as conn:
+                recorded = RECORDER.record(conn, again)
+        finally:
+            sa.event.remove(seed.store.engine, "before_cursor_execute", hook)
+        assert len(seen) == 1
+        texts.append(seen[0])
+        assert [r.outcome for r in recorded] == [
+            Outcome.DUPLICATE if n % 2 else Outcome.UPGRADED for n in range(count)
+        ]
+        with seed.store.read() as conn:
+            listed = suppressions.list_suppressions(conn, subaccount_id=seed.account.subaccount_id)
+        suppressed = {s["recipient_key"] for s in listed if s["reason"] == "hard_bounce"}
+        assert {f"r{count}.{n}@example.com" for n in range(0, count, 2)} <= suppressed
+    if not seed.store.is_sqlite:
+        assert texts[0] == texts[1]

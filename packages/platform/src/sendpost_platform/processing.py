@@ -164,7 +164,11 @@ class IngestProcessor:
         """Process one claim of batches per lane (:data:`LANES` on PostgreSQL, one on SQLite),
         the lanes in threads at once, sharing ``claim_batches`` between them (so the batches a
         process holds at once, and the fairness bound of ``store/ingest.py``, are those of one
-        claim of ``claim_batches``); returns how many batches were handled."""
+        claim of ``claim_batches``); returns how many batches were handled.
+
+        The lanes start together and the pass waits for both. Letting each lane claim again as
+        soon as its own claim commits was tried (2026-12-05, ``docs/benchmarks.md``): no faster
+        in-process, and slower in ``bench/pipeline.py`` on the shared machine."""
         lanes = 1 if self.store.is_sqlite or self._one_at_a_time else LANES
         limit = max(1, self.claim_batches // lanes)  # the process's claims: claim_batches
         done = await asyncio.gather(

@@ -129,16 +129,20 @@ class Recorder:
         bounces = [
             _hard_bounce(event, recorded)
             for event, recorded in zip(new_events, done, strict=True)
-            if recorded.stored
-            and recorded.event_type == EventType.CSHardBounced
+            if recorded.event_type == EventType.CSHardBounced
+            and recorded.stored
             and event.subaccount_id is not None
         ]
         if bounces:
             self.on_hard_bounces(conn, bounces)
         total: collections.Counter[CounterKey] = collections.Counter(counts or {})
         if count_as is not None:
-            for event, recorded in zip(new_events, done, strict=True):
-                total[(event.provider_id or 0, f"{count_as}.{recorded.outcome.value}")] += 1
+            outcomes = collections.Counter(
+                (event.provider_id or 0, recorded.outcome)
+                for event, recorded in zip(new_events, done, strict=True)
+            )
+            for (provider_id, outcome), amount in outcomes.items():
+                total[(provider_id, f"{count_as}.{outcome.value}")] += amount
         counters.add_keyed(conn, total)
         return done
 

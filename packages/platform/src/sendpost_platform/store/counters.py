@@ -9,10 +9,9 @@ key's provider), ``ingest.deferred``, ``ingest.delivered``, ``ingest.bounced``,
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 
 from sendpost_platform.store.dialect import upsert_add
@@ -39,14 +38,31 @@ def add_keyed(conn: Connection, amounts: Mapping[tuple[int, str], int]) -> None:
     ]
     if not rows:
         return
-    module: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = module.insert(counters).values(rows)
+    if conn.dialect.name == "postgresql":
+        columns = {name: [row[name] for row in rows] for name in ("provider_id", "name", "value")}
+        conn.execute(_ADD_PG, columns)
+        return
+    statement = sqlite.insert(counters).values(rows)
     conn.execute(
         statement.on_conflict_do_update(
             index_elements=["provider_id", "name"],
             set_={"value": counters.c.value + statement.excluded.value},
         )
     )
+
+
+_ADD_PG = sa.text(
+    """
+    INSERT INTO counters (provider_id, name, value)
+    SELECT u.provider_id, u.name, u.value
+    FROM unnest(CAST(:provider_id AS bigint[]), CAST(:name AS text[]), CAST(:value AS bigint[]))
+        WITH ORDINALITY AS u(provider_id, name, value, n)
+    ORDER BY n
+    ON CONFLICT (provider_id, name) DO UPDATE SET value = counters.value + EXCLUDED.value
+    """
+)
+""":func:`add_keyed` on PostgreSQL: one statement text whatever the number of counters (the
+multi-row ``VALUES`` is compiled anew for each number), the rows in the order given."""
 
 
 def get(conn: Connection, provider_id: int, name: str) -> int:

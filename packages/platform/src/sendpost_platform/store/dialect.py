@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -297,14 +298,18 @@ def copy_insert(
             "text" if isinstance(table.c[n].type, sa.JSON) else _pg_type(conn, table.c[n])
             for n in names
         ]
-    json_columns = {n for n in names if isinstance(table.c[n].type, sa.JSON)}
+    json_at = [i for i, n in enumerate(names) if isinstance(table.c[n].type, sa.JSON)]
+    values_of = operator.itemgetter(*names)
     create = f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS"
     with conn.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
         cursor.execute(f"{create} SELECT * FROM {table.name} WITH NO DATA")  # noqa: S608
         with cursor.copy(f"COPY {stage} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(types)
             for row in rows:
-                copy.write_row([_json_text(row[n]) if n in json_columns else row[n] for n in names])
+                values = list(values_of(row)) if len(names) > 1 else [row[names[0]]]
+                for i in json_at:
+                    values[i] = _json_text(values[i])
+                copy.write_row(values)
         cursor.execute(
             f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {stage}"  # noqa: S608
             f" ORDER BY {', '.join(order_by)}"

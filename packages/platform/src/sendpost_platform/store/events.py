@@ -247,17 +247,27 @@ def _record_slotted(
             state[key] = _Row(int(new_id), event.report(), event.details)
     clashed = [k for k in keys if k not in fresh]
     if clashed:
-        found = conn.execute(
-            sa.select(events.c.id, events.c.details, *_KEY_COLUMNS, *_report_columns())
-            .where(sa.tuple_(*_KEY_COLUMNS).in_(clashed))
-            .where(
-                events.c.partition_at.in_(
-                    sorted({rows[by_key[k][0]]["partition_at"] for k in clashed})
-                )
-            )
-            .order_by(*_KEY_COLUMNS)
-            .with_for_update()
-        ).all()
+        times = [rows[by_key[k][0]]["partition_at"] for k in clashed]
+        found: Sequence[sa.Row[Any]]
+        if conn.dialect.name == "postgresql":
+            found = conn.execute(
+                _CLASHED_PG,
+                {
+                    "uuids": [k[0] for k in clashed],
+                    "recipients": [k[1] for k in clashed],
+                    "slots": [k[2] for k in clashed],
+                    "times": times,
+                    "partitions": sorted(set(times)),
+                },
+            ).all()
+        else:
+            found = conn.execute(
+                sa.select(events.c.id, events.c.details, *_KEY_COLUMNS, *_report_columns())
+                .where(sa.tuple_(*_KEY_COLUMNS).in_(clashed))
+                .where(events.c.partition_at.in_(sorted(set(times))))
+                .order_by(*_KEY_COLUMNS)
+                .with_for_update()
+            ).all()
         for row in found:
             key = (row.message_uuid, row.recipient_key, row.dedup_slot)
             report = dedup.Report(**{name: row._mapping[name] for name in dedup.Report.__slots__})
@@ -282,6 +292,30 @@ def _record_slotted(
 
 def _report_columns() -> list[sa.Column[Any]]:
     return [events.c[name] for name in dedup.Report.__slots__]
+
+
+_READ_BACK = [events.c.id, events.c.details, *_KEY_COLUMNS, *_report_columns()]
+_CLASHED_PG = sa.text(
+    f"""
+    SELECT {", ".join(f"e.{c.name}" for c in _READ_BACK)}
+    FROM unnest(CAST(:uuids AS text[]), CAST(:recipients AS text[]), CAST(:slots AS text[]),
+                CAST(:times AS timestamptz[])) AS k(message_uuid, recipient_key, dedup_slot, at)
+    CROSS JOIN LATERAL (
+        SELECT * FROM events
+        WHERE message_uuid = k.message_uuid AND recipient_key = k.recipient_key
+            AND dedup_slot = k.dedup_slot AND partition_at = k.at
+            AND partition_at = ANY(CAST(:partitions AS timestamptz[]))
+        LIMIT 1
+        FOR UPDATE
+    ) AS e
+    """  # noqa: S608 (schema names)
+).columns(*_READ_BACK)
+"""The rows of record of the keys that clashed, locked one key after the other in the order
+given (sorted: every recorder takes them in the same order, so concurrent ones queue instead of
+deadlocking), on PostgreSQL. One probe of the unique index per key, whatever the planner
+believes of a partition filled since it was last analysed (a plain join of the keys may be
+planned as a scan of the whole partition), and one statement text for any number of keys (a
+``(columns) IN (...)`` list is planned anew for each length, as an ``OR`` of every key)."""
 
 
 def _decide(current: _Row, event: NewEvent, values: dict[str, Any]) -> Recorded:
