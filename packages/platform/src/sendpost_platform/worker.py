@@ -77,26 +77,17 @@ class Worker:
         return total
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Loop until ``stop`` is set, each job in a loop of its own: a job that did some work
-        runs again at once, an idle one (or one whose pass failed) waits ``idle_interval``.
-        One job's long pass (a big claim of batches) does not hold back another's (the webhook
-        dispatcher refilling its lanes), and an idle job is not asked again each time a busy one
-        finishes a pass (docs/benchmarks.md, "Webhook dispatch"). Jobs that share a database
-        row claim it with ``SKIP LOCKED`` as concurrent workers do; on SQLite, ``Store.write``
-        serialises their transactions."""
-        await asyncio.gather(*(self._loop(job, stop) for job in self.jobs))
-        await self.close()
-
-    async def _loop(self, job: Job, stop: asyncio.Event) -> None:
+        """Loop until ``stop`` is set; waits ``idle_interval`` only after an idle pass."""
         while not stop.is_set():
             try:
-                done = await job.run_once()
+                done = await self.run_once()
             except Exception:
-                log.exception("%s pass failed; retrying after %ss", job.name, self.idle_interval)
+                log.exception("worker pass failed; retrying after %ss", self.idle_interval)
                 done = 0
             if done == 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.idle_interval)
+        await self.close()
 
     async def close(self) -> None:
         """Let each job that holds resources (connections, claims) give them back, 10 s each."""
