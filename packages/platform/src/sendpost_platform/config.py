@@ -111,10 +111,7 @@ class Settings:
     worker_idle_interval: float = setting(
         0.5,
         env="SENDPOST_WORKER_IDLE_INTERVAL",
-        doc=(
-            "How long each of the worker's jobs (ingest, relay, partitions, webhooks; each "
-            "runs in a loop of its own) waits before polling again when it found nothing to do."
-        ),
+        doc="How long the worker waits before polling again when it found nothing to do.",
         unit=DURATION,
     )
     worker_claim_batches: int = setting(
