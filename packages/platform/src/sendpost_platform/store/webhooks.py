@@ -32,8 +32,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -410,22 +410,8 @@ def _insert_claimed(
         if made is None:
             continue
         webhook_id = made["webhook_id"]
-        claimed.append(
-            ClaimedDelivery(
-                id=int(delivery_id),
-                webhook_id=webhook_id,
-                account_id=made["account_id"],
-                url=made["url"] if webhook_id is None else live[webhook_id].url,
-                event_key=event_key,
-                body=made["body"],
-                attempt=1,
-                secret_encrypted=(
-                    endpoint_secrets.get(made["account_id"])
-                    if webhook_id is None
-                    else live[webhook_id].secret_encrypted
-                ),
-            )
-        )
+        hook = None if webhook_id is None else live[webhook_id]
+        claimed.append(_claimed(delivery_id, made, event_key, 1, hook, endpoint_secrets))
     claimed.sort(key=lambda c: c.id)
     return claimed
 
@@ -613,22 +599,46 @@ def take(
         if r.webhook_id is not None and hook is None:
             continue  # the webhook was deleted meanwhile (its deliveries with it)
         claimed.append(
-            ClaimedDelivery(
-                id=int(r.id),
-                webhook_id=None if r.webhook_id is None else int(r.webhook_id),
-                account_id=int(r.account_id),
-                url=r.url if hook is None else hook.url,
-                event_key=r.event_key,
-                body=r.body,
-                attempt=int(r.attempts) + 1,
-                secret_encrypted=(
-                    endpoint_secrets.get(int(r.account_id))
-                    if hook is None
-                    else hook.secret_encrypted
-                ),
-            )
+            _claimed(r.id, r._mapping, r.event_key, int(r.attempts) + 1, hook, endpoint_secrets)
         )
     return claimed
+
+
+class _Addressed(Protocol):
+    """What a claim needs of a webhook: a stored one, or its row read by :func:`take`."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def secret_encrypted(self) -> str: ...
+
+
+def _claimed(
+    delivery_id: int,
+    row: Mapping[Any, Any],
+    event_key: str,
+    attempt: int,
+    hook: _Addressed | None,
+    endpoint_secrets: Mapping[int, str],
+) -> ClaimedDelivery:
+    """A claimed delivery (``row``: its ``webhook_id``, ``account_id``, ``url`` and ``body``),
+    addressed and signed as its webhook says now (``hook``), or, for a message's own endpoint
+    (no webhook), to its own URL with the account's endpoint secret (:func:`_endpoint_secrets`).
+    """
+    webhook_id, account_id = row["webhook_id"], int(row["account_id"])
+    return ClaimedDelivery(
+        id=int(delivery_id),
+        webhook_id=None if webhook_id is None else int(webhook_id),
+        account_id=account_id,
+        url=row["url"] if hook is None else hook.url,
+        event_key=event_key,
+        body=row["body"],
+        attempt=attempt,
+        secret_encrypted=(
+            endpoint_secrets.get(account_id) if hook is None else hook.secret_encrypted
+        ),
+    )
 
 
 def _endpoint_secrets(conn: Connection, account_ids: set[int]) -> dict[int, str]:
