@@ -2,16 +2,24 @@
 
 The executables are rebuilt only when their inputs change (build-binary.sh and the spec, the
 agent's and the wire package's sources, uv.lock: their hash names the cache); the Debian 11
-root is made once with debootstrap and kept.
+root is made once with debootstrap and kept. The builds start in the background as soon as the
+session has collected a packaging test, and the packaging tests run last: a fresh checkout's
+build (a minute or two, and debootstrap's download) overlaps the rest of the suite, which spends
+much of its time waiting on sockets and child processes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -50,15 +58,33 @@ def _once_per_ci_run() -> None:
 
 
 def _script(name: str, *args: Path, timeout: float) -> str:
-    result = subprocess.run(
-        [str(PACKAGING / name), *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    """Run a packaging script (niced: it may run beside the rest of the suite) and return the
+    last line it printed."""
+    command = ["nice", "-n", "10", str(PACKAGING / name), *map(str, args)]
+    result = _run(command, timeout=timeout)
     assert result.returncode == 0, f"{name} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout.strip().splitlines()[-1]
+
+
+_RUNNING: set[subprocess.Popen[str]] = set()
+"""Build processes still running; the end of the session stops them (see pytest_sessionfinish)."""
+
+
+def _run(command: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """subprocess.run, in a process group of its own that the session's end can stop."""
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    ) as process:
+        _RUNNING.add(process)
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+        finally:
+            _RUNNING.discard(process)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def _inputs_hash() -> str:
@@ -79,8 +105,7 @@ def _inputs_hash() -> str:
     return digest.hexdigest()[:16]
 
 
-@pytest.fixture(scope="session")
-def build_dir() -> Path:
+def _build_binary() -> Path:
     """build-binary.sh's OUT_DIR: the single file and the unpacked tree (cached by inputs)."""
     out = CACHE / f"binary-{_inputs_hash()}"
     if not (out / "done").exists():
@@ -90,6 +115,104 @@ def build_dir() -> Path:
         _script("build-binary.sh", out / "dist", CACHE / "work", timeout=600)
         (out / "done").touch()
     return out / "dist"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Packages:
+    """The .deb and .rpm (None without rpmbuild) and what `make packages` publishes."""
+
+    deb: Path
+    rpm: Path | None
+    dist: Path | None
+
+
+def _build_packages(binary: Future[Path], scratch: Path) -> _Packages:
+    """The .deb, the .rpm and the published downloads (build-repos.sh, with a test key made in
+    a fresh GnuPG home), from the unpacked build."""
+    tree = binary.result() / "sendpost-agent.dir"
+    deb = Path(_script("build-deb.sh", tree, scratch / "deb", timeout=120))
+    _checksums(deb)
+    if shutil.which("rpmbuild") is None:
+        return _Packages(deb, None, None)
+    rpm = Path(_script("build-rpm.sh", tree, scratch / "rpm", timeout=120))
+    _checksums(rpm)
+    dist = scratch / "dist"
+    dist.mkdir()
+    for path in (binary.result() / "sendpost-agent", deb, rpm, PACKAGING / "install.sh"):
+        shutil.copy(path, dist / path.name)
+    (scratch / "gnupg").mkdir(mode=0o700)
+    _script("build-repos.sh", dist, scratch / "gnupg", timeout=120)
+    return _Packages(deb, rpm, dist)
+
+
+def _debootstrap() -> Path | None:
+    """A minimal Debian 11 (bullseye, glibc 2.31) root from debootstrap, made once under build/;
+    None where it cannot be made (not root, no debootstrap)."""
+    root = ROOT / "build" / "debootstrap" / "bullseye"
+    if not root.exists():
+        if os.geteuid() != 0 or shutil.which("debootstrap") is None:
+            return None
+        partial = root.with_name("bullseye.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        command = ["debootstrap", "--variant=minbase", "bullseye", str(partial), DEBIAN_MIRROR]
+        result = _run(command, timeout=1200)
+        assert result.returncode == 0, f"debootstrap failed:\n{result.stdout[-2000:]}"
+        partial.rename(root)
+    return root
+
+
+class _Builds:
+    """The builds the packaging tests share, started in threads as soon as the session knows it
+    will run them, so that they overlap the rest of the suite (which waits on sockets and child
+    processes much of the time); each fixture waits for the build it needs."""
+
+    def __init__(self) -> None:
+        self.scratch = Path(tempfile.mkdtemp(prefix="sendpost-packaging-"))
+        self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="packaging")
+        self.binary = self._pool.submit(_build_binary)
+        self.packages = self._pool.submit(_build_packages, self.binary, self.scratch)
+        self.root = self._pool.submit(_debootstrap)
+
+    def stop(self) -> None:
+        """Stop what still runs (a session cut short) and remove the scratch directory."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in list(_RUNNING):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        self._pool.shutdown(wait=True)
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+_BUILDS: _Builds | None = None
+
+
+def _builds() -> _Builds:
+    global _BUILDS
+    if _BUILDS is None:
+        _BUILDS = _Builds()
+    return _BUILDS
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The packaging tests run last, and their builds start now, in the background."""
+    here = Path(__file__).parent
+    mine = [item for item in items if here in item.path.parents]
+    if not mine or os.environ.get("SENDPOST_AGENT_PURE_PYTHON") or config.option.collectonly:
+        return
+    items[:] = [item for item in items if here not in item.path.parents] + mine
+    _builds()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _BUILDS is not None:
+        _BUILDS.stop()
+
+
+@pytest.fixture(scope="session")
+def build_dir() -> Path:
+    """build-binary.sh's OUT_DIR: the single file and the unpacked tree (cached by inputs)."""
+    return _builds().binary.result(timeout=1200)
 
 
 @pytest.fixture(scope="session")
@@ -105,22 +228,23 @@ def agent_tree(build_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def deb_package(agent_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("deb")
-    deb = Path(_script("build-deb.sh", agent_tree, out, timeout=120))
-    _checksums(deb)
-    return deb
+def deb_package() -> Path:
+    return _builds().packages.result(timeout=1200).deb
 
 
-@pytest.fixture(scope="session")
-def rpm_package(agent_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("rpmbuild") is None:
+def _with_rpm() -> _Packages:
+    packages = _builds().packages.result(timeout=1200)
+    if packages.rpm is None:
         pytest.skip(
             "rpmbuild is not installed (Debian package `rpm`; scripts/bootstrap.sh adds it)"
         )
-    out = tmp_path_factory.mktemp("rpm")
-    rpm = Path(_script("build-rpm.sh", agent_tree, out, timeout=120))
-    _checksums(rpm)
+    return packages
+
+
+@pytest.fixture(scope="session")
+def rpm_package() -> Path:
+    rpm = _with_rpm().rpm
+    assert rpm is not None
     return rpm
 
 
@@ -131,40 +255,20 @@ def _checksums(package: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def dist_dir(
-    agent_binary: Path,
-    deb_package: Path,
-    rpm_package: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Path:
+def dist_dir() -> Path:
     """What `make packages` publishes: the downloads, signed SHA256SUMS, apt and yum repositories
     (build-repos.sh, with a test key generated in a fresh GnuPG home)."""
-    dist = tmp_path_factory.mktemp("dist")
-    for path in (agent_binary, deb_package, rpm_package, PACKAGING / "install.sh"):
-        shutil.copy(path, dist / path.name)
-    _script("build-repos.sh", dist, tmp_path_factory.mktemp("gnupg"), timeout=120)
+    dist = _with_rpm().dist
+    assert dist is not None
     return dist
 
 
 @pytest.fixture(scope="session")
 def debian11_root() -> Path:
     """A minimal Debian 11 (bullseye, glibc 2.31) root from debootstrap, made once under build/."""
-    root = ROOT / "build" / "debootstrap" / "bullseye"
-    if not root.exists():
-        if os.geteuid() != 0 or shutil.which("debootstrap") is None:
-            pytest.skip("debootstrap needs root and the debootstrap package")
-        partial = root.with_name("bullseye.partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.parent.mkdir(parents=True, exist_ok=True)
-        result = subprocess.run(
-            ["debootstrap", "--variant=minbase", "bullseye", str(partial), DEBIAN_MIRROR],
-            capture_output=True,
-            text=True,
-            timeout=1200,
-            check=False,
-        )
-        assert result.returncode == 0, f"debootstrap failed:\n{result.stdout[-2000:]}"
-        partial.rename(root)
+    root = _builds().root.result(timeout=1200)
+    if root is None:
+        pytest.skip("debootstrap needs root and the debootstrap package")
     return root
 
 
