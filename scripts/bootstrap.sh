@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up everything the project needs on a fresh Debian machine with Python 3.11:
 #   - the Debian packages the demo and the tests use (Postfix, pflogsumm, swaks, rpm, gcc
-#     with Python's headers to compile the agent's parser (Cython) and PCRE2's for its line matcher, Chromium for the dashboard's
-#     browser tests, which Playwright drives at /usr/bin/chromium, and systemd's journalctl with
+#     with Python's headers to compile the agent's parser (Cython) and PCRE2's for its line
+#     matcher, Chromium for the dashboard's browser tests, which Playwright drives at
+#     /usr/bin/chromium, and systemd's journalctl with
 #     systemd-journal-remote, which writes the real journal files the journald source's tests
 #     read), via apt-get;
 #   - uv (pinned) in .tools/uv, then .venv from uv.lock with both deployables installed and
