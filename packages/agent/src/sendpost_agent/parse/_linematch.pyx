@@ -154,26 +154,27 @@ cdef class Matcher:
         cdef int rc = 0
         cdef int *o
         cdef const unsigned char *nl
-        with nogil:
-            while pos <= size:
-                rc = pcre2_jit_match(self.code, subject, size, pos, 0, self.data, self.context)
-                if rc < 0:
-                    break
-                if n >= capacity:
-                    rc = -10000
-                    break
-                o = out + n * self.width
-                o[0] = rc - 1
-                g = 0
-                while g < slots:
-                    o[1 + g] = -1 if ov[g] == PCRE2_UNSET else <int>ov[g]
-                    g += 1
-                n += 1
-                # On to the next line: later matches starting in this one are not first ones.
-                nl = <const unsigned char *>memchr(subject + ov[0], 10, size - ov[0])
-                if nl == NULL:
-                    break
-                pos = nl - subject + 1
+        # The GIL is held throughout: the match data and JIT stack are this matcher's own, and
+        # no other thread can use them meanwhile.
+        while pos <= size:
+            rc = pcre2_jit_match(self.code, subject, size, pos, 0, self.data, self.context)
+            if rc < 0:
+                break
+            if n >= capacity:
+                rc = -10000
+                break
+            o = out + n * self.width
+            o[0] = rc - 1
+            g = 0
+            while g < slots:
+                o[1 + g] = -1 if ov[g] == PCRE2_UNSET else <int>ov[g]
+                g += 1
+            n += 1
+            # On to the next line: later matches starting in this one are not first ones.
+            nl = <const unsigned char *>memchr(subject + ov[0], 10, size - ov[0])
+            if nl == NULL:
+                break
+            pos = nl - subject + 1
         if rc == -10000:
             raise ValueError(f"more matches than the capacity, {capacity}")
         if rc < 0 and rc != PCRE2_ERROR_NOMATCH:
@@ -190,8 +191,7 @@ cdef class Matcher:
             return None
         cdef const unsigned char *subject = <const unsigned char *>PyUnicode_DATA(text)
         cdef int rc
-        with nogil:
-            rc = pcre2_jit_match(self.code, subject, size, 0, 0, self.data, self.context)
+        rc = pcre2_jit_match(self.code, subject, size, 0, 0, self.data, self.context)
         if rc < 0 and rc != PCRE2_ERROR_NOMATCH:
             raise MatchError(_message(rc))
         return rc >= 0
