@@ -57,6 +57,17 @@ def test_parse_with_two_processes_in_the_executable(agent_binary: Path) -> None:
     assert (one.returncode, one.stdout, one.stderr) == (two.returncode, two.stdout, two.stderr)
 
 
+def test_executable_matches_with_pcre2(agent_binary: Path) -> None:
+    """The executable carries the native line matcher with PCRE2 linked into it (the build
+    machine has PCRE2's headers: ``make setup`` installs libpcre2-dev), and no PCRE2 library of
+    the host is needed for it: ``parse --stats`` says ``matcher pcre2``."""
+    if not Path("/usr/include/pcre2.h").exists():
+        pytest.skip("PCRE2's headers are not installed: the build leaves the matcher out")
+    env = {k: v for k, v in os.environ.items() if k != "SENDPOST_AGENT_PURE_PYTHON"}
+    result = _run([str(agent_binary), "parse", "--stats", str(GOLDEN_LOG)], env)
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (0, "matcher pcre2")
+
+
 def test_size_stays_small(agent_binary: Path) -> None:
     """Only the agent's own dependencies are bundled: the file stays well under 25 MB (the
     platform's tree — SQLAlchemy, FastAPI, psycopg, cryptography — would push it far over)."""
