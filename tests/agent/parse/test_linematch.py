@@ -175,6 +175,8 @@ def test_wide_text_goes_to_re() -> None:
         (r"\u00e9", re.MULTILINE),
         ("é", re.MULTILINE),
         (r"[a[]", re.MULTILINE),
+        (r"a{,3}", re.MULTILINE),
+        (r"a{x}", re.MULTILINE),
         ("a", re.MULTILINE | re.IGNORECASE),
         ("a", 0),
     ],
@@ -192,3 +194,4 @@ def test_translation_of_whitespace_and_classes() -> None:
     spaces = r"\x{09}\x{0a}\x{0b}\x{0c}\x{0d}\x{1c}\x{1d}\x{1e}\x{1f}\x{20}\x{85}\x{a0}"
     assert pcre2_source(re.compile(r"[^\s,]\s", re.M)) == f"[^{spaces},][{spaces}]".encode()
     assert pcre2_source(re.compile(r"[]a][^]b]\]\x41\t", re.M)) == rb"[]a][^]b]\]\x41\t"
+    assert pcre2_source(re.compile(r"a{5,}b{2}c{1,3}[{]", re.M)) == rb"a{5,}b{2}c{1,3}[{]"

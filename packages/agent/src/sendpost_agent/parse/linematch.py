@@ -39,6 +39,7 @@ ENGINE = "pcre2" if NATIVE else "re"
 _WHITESPACE = "".join(f"\\x{{{c:02x}}}" for c in range(256) if re.fullmatch(r"\s", chr(c)))
 _PLAIN_ESCAPES = frozenset("tnrf")  # the same character in both engines
 _GROUP_OPENERS = ("(?:", "(?=", "(?!", "(?<=", "(?<!", "(?>")
+_REPEAT = re.compile(r"\{[0-9]+(?:,[0-9]*)?\}")
 
 
 def pcre2_source(pattern: re.Pattern[str]) -> bytes:
@@ -82,6 +83,9 @@ def pcre2_source(pattern: re.Pattern[str]) -> bytes:
             continue
         elif c == "(" and src[i + 1 : i + 2] == "?" and not src.startswith(_GROUP_OPENERS, i):
             raise ValueError(f"group {src[i : i + 4]!r} at {i} is not translated")
+        elif c == "{" and not _REPEAT.match(src, i):
+            # re reads "{,n}" as a repeat, PCRE2 before 10.43 as text: only "{m}", "{m,}", "{m,n}"
+            raise ValueError(f"'{{' at {i} is not a repeat both engines read alike: escape it")
         out.append(c)
         i += 1
     return "".join(out).encode("ascii")
