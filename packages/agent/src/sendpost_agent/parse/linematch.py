@@ -1,11 +1,11 @@
-"""The first match of a pattern on each line of a text, as spans in an ``int32`` array.
+"""The first match of a pattern on each line of a text, as spans: ints, no object per match.
 
 A :class:`LineMatcher` is built from a compiled Python pattern — the only place its rule is
 written — and runs it with PCRE2's JIT in C (the ``_linematch`` extension, built by setup.py
-where PCRE2's headers are; docs/parsing.md, "The native line matcher") or, where that is not
-built, with the parser's modules run as Python (``SENDPOST_AGENT_PURE_PYTHON=1``), or for a text
-PCRE2 cannot take, with ``re`` itself. Both fill the same array the same way; the differential
-tests (tests/agent/parse/test_linematch.py) hold them to the same spans.
+where PCRE2's headers are; docs/parsing.md, "The native line matcher"), or with ``re`` itself
+where the extension is not built, where the parser's modules run as Python
+(``SENDPOST_AGENT_PURE_PYTHON=1``) and for a text PCRE2 cannot take. Both give the same spans
+the same way; the differential tests (tests/agent/parse/test_linematch.py) hold them to it.
 
 For PCRE2 the pattern's source is translated by :func:`pcre2_source`, which knows only the
 constructs whose meaning it can keep (``\\s`` becomes the characters that ``re`` counts as
