@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up everything the project needs on a fresh Debian machine with Python 3.11:
 #   - the Debian packages the demo and the tests use (Postfix, pflogsumm, swaks, rpm, gcc
-#     with Python's headers to compile the agent's parser (Cython), Chromium for the dashboard's
-#     browser tests, which Playwright drives at /usr/bin/chromium, and systemd's journalctl with
+#     with Python's headers to compile the agent's parser (Cython) and PCRE2's for its line
+#     matcher, Chromium for the dashboard's browser tests, which Playwright drives at
+#     /usr/bin/chromium, and systemd's journalctl with
 #     systemd-journal-remote, which writes the real journal files the journald source's tests
 #     read), via apt-get;
 #   - uv (pinned) in .tools/uv, then .venv from uv.lock with both deployables installed and
@@ -15,8 +16,10 @@ UV_VERSION=0.13.9
 # systemd, systemd-journal-remote: the agent's journald source and its tests (real journal files).
 # patchelf, debootstrap, apt-utils, createrepo-c, gpg: the agent's packages (make packages)
 # and their tests (a Debian 11 root).
+# libpcre2-dev: PCRE2's headers and static library for the agent's native line matcher
+# (sendpost_agent/parse/linematch.py), linked into it so the packaged agent needs no PCRE2.
 APT_PACKAGES=(postfix pflogsumm swaks rpm gcc chromium patchelf debootstrap apt-utils createrepo-c gpg
-    systemd systemd-journal-remote)
+    systemd systemd-journal-remote libpcre2-dev)
 # Compiling the agent's parser and its packaged build need the headers of Debian's own
 # python3.11 (packaging/build-binary.sh builds with /usr/bin/python3.11), kept apart in -dev.
 if ! /usr/bin/python3.11 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null; then

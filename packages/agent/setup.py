@@ -32,12 +32,25 @@ record = (
 if not BUILT.exists() or BUILT.read_text() != record:  # unchanged: left alone (uv's cache key)
     BUILT.write_text(record)
 
+# The native line matcher (sendpost_agent/parse/linematch.py): C over PCRE2, linked statically
+# (Debian's libpcre2-dev ships a position-independent libpcre2-8.a) with PCRE2's symbols kept
+# inside the module, so the packaged agent needs no PCRE2 on the host. Optional like the rest:
+# without PCRE2's headers the matchers run on Python's re.
+LINEMATCH = Extension(
+    "sendpost_agent.parse._linematch",
+    ["src/sendpost_agent/parse/_linematch.pyx"],
+    extra_compile_args=["-O2"],
+    extra_link_args=["-Wl,-Bstatic", "-lpcre2-8", "-Wl,-Bdynamic", "-Wl,--exclude-libs,ALL"],
+    optional=True,
+)
+
 setup(
     ext_modules=cythonize(
         [
             Extension(name, [path], extra_compile_args=["-O2"], optional=True)
             for name, path in sources.items()
-        ],
+        ]
+        + [LINEMATCH],
         # The types Cython compiles with are in the .pxd files beside the modules; the Python
         # annotations are for mypy (an ``int`` there is any Python int, not a C integer).
         compiler_directives={"language_level": 3, "annotation_typing": False},

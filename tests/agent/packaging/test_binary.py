@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sendpost_agent import __version__
 
-from tests.agent.packaging.conftest import ROOT, SLOW
+from tests.agent.packaging.conftest import CACHE, ROOT, SLOW
 from tests.support.corpus import POSTFIX_LOGS
 
 pytestmark = SLOW
@@ -55,6 +55,32 @@ def test_parse_with_two_processes_in_the_executable(agent_binary: Path) -> None:
     two = _run([str(agent_binary), "parse", "--stats", "--processes", "2", str(CORPUS_LOG)], env)
     assert one.stdout != ""
     assert (one.returncode, one.stdout, one.stderr) == (two.returncode, two.stdout, two.stderr)
+
+
+def test_executable_matches_with_pcre2(agent_binary: Path) -> None:
+    """The executable carries the native line matcher with PCRE2 linked into it (the build
+    machine has PCRE2's headers: ``make setup`` installs libpcre2-dev), and no PCRE2 library of
+    the host is needed for it: ``parse --stats`` says ``matcher pcre2``."""
+    if not Path("/usr/include/pcre2.h").exists():
+        pytest.skip("PCRE2's headers are not installed: the build leaves the matcher out")
+    env = {k: v for k, v in os.environ.items() if k != "SENDPOST_AGENT_PURE_PYTHON"}
+    result = _run([str(agent_binary), "parse", "--stats", str(GOLDEN_LOG)], env)
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (0, "matcher pcre2")
+
+
+def test_installed_wheel_runs_compiled(agent_binary: Path) -> None:
+    """The agent's wheel, installed (build-binary.sh installs it in a fresh virtualenv), runs
+    its compiled parser and the PCRE2 matcher: it carries the .pxd files whose CRC-32 compiled.py
+    checks with each .py (without them an installed wheel took its sources for changed and ran
+    the Python code)."""
+    python = CACHE / "work" / "venv" / "bin" / "python"
+    if not python.exists():
+        pytest.skip("the build's virtualenv is gone (build/test-packaging/work)")
+    code = "import sendpost_agent.parse as p, sendpost_agent.parse.linematch as m\n"
+    code += "print(p.CODE, m.ENGINE)"
+    result = _run([str(python), "-W", "error::RuntimeWarning", "-c", code], {"PATH": "/usr/bin"})
+    engine = "pcre2" if Path("/usr/include/pcre2.h").exists() else "re"
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"compiled {engine}\n", "")
 
 
 def test_size_stays_small(agent_binary: Path) -> None:

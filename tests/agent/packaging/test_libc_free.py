@@ -66,7 +66,8 @@ def _check_args(ingest: FakeIngest, log: str, state: str) -> list[str]:
 
 
 def _answers_three_commands(root: Path, program: str) -> None:
-    """--version, parse (same events as the venv's command) and check inside ROOT."""
+    """--version, parse (same events as the venv's command, the lines matched by the PCRE2
+    linked into the executable, whatever ROOT holds) and check inside ROOT."""
     (root / "tmp").mkdir(mode=0o1777, exist_ok=True)
     tmp_before = set((root / "tmp").iterdir())
     version = in_root(root, program, "--version")
@@ -84,6 +85,9 @@ def _answers_three_commands(root: Path, program: str) -> None:
     parsed = in_root(root, program, "parse", "/data/mail.log")
     assert (parsed.returncode, parsed.stderr) == (0, "")
     assert parsed.stdout == expected != ""
+    if Path("/usr/include/pcre2.h").exists():  # built with the native line matcher (PCRE2 in it)
+        stats = in_root(root, program, "parse", "--stats", "/data/mail.log")
+        assert stats.stderr.splitlines()[-1] == "matcher pcre2"
     with FakeIngest(keys={"sp_key_123"}) as ingest:
         checked = in_root(root, program, *_check_args(ingest, "/data/mail.log", "/data/state"))
     assert checked.returncode == 0, checked.stdout + checked.stderr

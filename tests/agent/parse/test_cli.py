@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sendpost_agent.parse import adapter, command
 from sendpost_agent.parse.command import event_json
+from sendpost_agent.parse.linematch import ENGINE
 from sendpost_agent.parse.postfix import Pipeline
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -75,6 +76,7 @@ def test_parse_stats_on_stderr(tmp_path: Path) -> None:
         "events.delivered 3",
         "events.soft_bounced 3",
         f"scanner {adapter('postfix').scanner}",
+        f"matcher {ENGINE}",
     ]
 
 

@@ -8,11 +8,13 @@ JSON event per line on stdout: the wire fields plus ``queue_id``.
 ``--config FILE`` takes the daemon's settings from its YAML file (``internal-relays``, ``mta``;
 the other keys are checked, not used); ``--internal-relay`` (repeatable, or comma-separated)
 names internal relays and wins over the file. ``--stats`` prints the counters on stderr (among
-them ``hops_resolved``, ``hops_unresolved``, ``recipients_from_orig_to``), and which scanner ran
-(``scanner compiled`` or ``scanner python``). A file that cannot be read or a bad setting: one
-line naming it on stderr, exit status 2. ``--processes 2`` (the default for regular files of
-4 MiB or more on two CPUs) runs the line-local half of the parser in a forked second process
-(sendpost_agent.parse.split); the output is the same bytes.
+them ``hops_resolved``, ``hops_unresolved``, ``recipients_from_orig_to``), which scanner ran
+(``scanner compiled`` or ``scanner python``) and which engine matched the lines (``matcher
+pcre2``, the native line matcher, or ``matcher re``; sendpost_agent.parse.linematch). A file
+that cannot be read or a bad setting: one line naming it on stderr, exit status 2.
+``--processes 2`` (the default for regular files of 4 MiB or more on two CPUs) runs the
+line-local half of the parser in a forked second process (sendpost_agent.parse.split); the
+output is the same bytes.
 
 Kept free of the daemon's imports (httpx & co.): benchmarks time this command from start-up.
 """
@@ -31,6 +33,7 @@ from json.encoder import encode_basestring_ascii as _json_str
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from sendpost_agent.parse.linematch import ENGINE
 from sendpost_agent.parse.mta import REGISTRY, Mta, ParseStats, adapter
 from sendpost_agent.parse.relays import DEFAULT_INTERNAL_RELAYS
 
@@ -198,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
     if args.stats:
         print(format_stats(pipeline.stats), file=sys.stderr)
         print(f"scanner {mta.scanner}", file=sys.stderr)
+        print(f"matcher {ENGINE}", file=sys.stderr)
     return 0
 
 

@@ -14,8 +14,9 @@ buffers: :data:`SYSLOG_SCAN` starts with the literal ``"]: "`` (the end of ``PRO
 so the regex engine skims a whole buffer at memory speed and tries the payload alternatives
 only once per line; :data:`BARE_SCAN` handles lines without an envelope, where the cheap
 :data:`BARE_HINT` finds any. A match becomes a record in :func:`record_from_match`, or, in the
-pipeline's hot loop, is read group by group (``GROUP_*``) — the tests check that both give the
-same events.
+pipeline's hot loop, is read group by group (``GROUP_*``) from its spans — which the native line
+matcher (../linematch.py) finds with PCRE2 where it is built, from these same patterns — the
+tests check that both give the same events.
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ SYSLOG_SCAN = re.compile(r"\]:[ ]" + _BODY, re.MULTILINE)
 # Lines without an envelope (the message part only), tried where BARE_HINT points.
 BARE_SCAN = re.compile(r"^" + _BODY, re.MULTILINE)
 BARE_HINT = re.compile(
-    r"\n(?=[0-9A-Za-z]{5,}:[ ](?:to=|info:[ ]|from=<|message-id=|removed|client=))"
+    r"\n(?=[0-9A-Za-z]{5,}:[ ](?:to=|info:[ ]|from=<|message-id=|removed|client=))",
+    re.MULTILINE,  # no ^ or $ in it: the flag changes nothing but lets PCRE2 run it (linematch.py)
 )
 
 

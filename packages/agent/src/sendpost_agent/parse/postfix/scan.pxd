@@ -4,7 +4,8 @@ import cython
 @cython.locals(text=str, at=Py_ssize_t, line_end=Py_ssize_t, start=Py_ssize_t,
                after=Py_ssize_t, kind=Py_ssize_t, parsed=Py_ssize_t, truncated=Py_ssize_t, invalid=Py_ssize_t,
                lines=Py_ssize_t, close=Py_ssize_t, dirty=bint,
-               ops=list, best=dict, body=str, line=str, status=str)
+               ops=list, best=dict, body=str, line=str, status=str,
+               spans=cython.int[::1], count=Py_ssize_t, i=Py_ssize_t, b=Py_ssize_t, width=Py_ssize_t)
 cpdef scan(bytes data)
 
 @cython.locals(c=str, d=str, r=str, e=str, m=str, f=str, tail=str, head=str, eid=str,
@@ -14,3 +15,6 @@ cpdef prepare(str event_type, object reply, object recipient, object dsn, str qu
 
 @cython.locals(member=str)
 cpdef str _command_json(str command)
+
+@cython.locals(at=Py_ssize_t)
+cdef object _group(str text, int[::1] spans, Py_ssize_t b, Py_ssize_t group)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from json.encoder import encode_basestring_ascii as _json_str
 from typing import Any, NamedTuple
 
@@ -42,6 +42,7 @@ from sendpost_agent.parse.events import (
     event_id,
 )
 from sendpost_agent.parse.events import event_type_for as _event_type_for
+from sendpost_agent.parse.linematch import LineMatcher
 from sendpost_agent.parse.postfix.lines import (
     BARE_HINT,
     BARE_SCAN,
@@ -75,6 +76,10 @@ from sendpost_agent.parse.records import (
     Removed,
     Unparsed,
 )
+
+_SYSLOG = LineMatcher(SYSLOG_SCAN)
+_BARE_HINT = LineMatcher(BARE_HINT)
+_WIDTH = _SYSLOG.width
 
 OP_REMOVED, OP_UUID, OP_DELIVERY, OP_EXPIRED, OP_REINJECTED, OP_RECORD = range(6)
 
@@ -212,8 +217,12 @@ def scan(data: bytes) -> Scanned:
     event_type_for = _event_type_for
     parsed = truncated = invalid = 0
     line_end = -1
-    for m in _matches(text):
-        at, after = m.span()
+    spans, count = _first_matches(text, lines + 1)
+    width = _WIDTH
+    for i in range(count):
+        b = i * width
+        at = spans[b + 1]
+        after = spans[b + 2]
         if at < line_end:
             continue  # the rest of a line already decided
         line_end = text.find("\n", after)
@@ -233,17 +242,20 @@ def scan(data: bytes) -> Scanned:
                 best.pop(rec.queue_id, None)
             append((OP_RECORD, rec))
             continue
-        kind: int = m.lastindex or 0
+        kind = spans[b]
         if kind in (GROUP_TEXT, GROUP_STATUS):
-            qid, to, bare, orig, orig_bare, relay, dsn, status = m.group(
-                GROUP_QID, GROUP_TO, GROUP_TO_BARE, GROUP_ORIG_TO, GROUP_ORIG_TO_BARE,
-                GROUP_RELAY, GROUP_DSN, GROUP_STATUS,
-            )  # fmt: skip
+            qid = _group(text, spans, b, GROUP_QID)
+            to = _group(text, spans, b, GROUP_TO)
+            bare = _group(text, spans, b, GROUP_TO_BARE)
+            orig = _group(text, spans, b, GROUP_ORIG_TO)
+            orig_bare = _group(text, spans, b, GROUP_ORIG_TO_BARE)
+            relay = _group(text, spans, b, GROUP_RELAY)
+            dsn = _group(text, spans, b, GROUP_DSN)
+            status = _group(text, spans, b, GROUP_STATUS).lower()
             if orig is None and orig_bare is None:
                 recipient, final = (to if to is not None else bare), None
             else:
                 recipient, final = recipients(to, bare, orig, orig_bare)
-            status = status.lower()
             start = text.rfind("\n", 0, at) + 1
             stamp = stamp_of(text, start, at) if at > start else None
             if kind == GROUP_TEXT:
@@ -262,12 +274,12 @@ def scan(data: bytes) -> Scanned:
                     prepared, final))  # fmt: skip
             parsed += 1
             continue
-        qid = m[GROUP_QID]
+        qid = _group(text, spans, b, GROUP_QID)
         source = uuid_sources.get(kind)
         if source is not None:
             if best.get(qid, 99) > source:
                 best[qid] = source
-                append((OP_UUID, qid, m[kind].lower(), source))
+                append((OP_UUID, qid, _group(text, spans, b, kind).lower(), source))
         elif kind == GROUP_REMOVED:
             best.pop(qid, None)
             append((OP_REMOVED, qid))
@@ -277,13 +289,36 @@ def scan(data: bytes) -> Scanned:
         else:
             start = text.rfind("\n", 0, at) + 1
             stamp = stamp_of(text, start, at) if at > start else None
-            rec = record_from_match(m, stamp, text, start, line_end)
+            rec = record_from_match(_rematch(text, at), stamp, text, start, line_end)
             if isinstance(rec, Expired):
                 append((OP_EXPIRED, rec))
             elif isinstance(rec, Reinjected):
                 append((OP_REINJECTED, rec))
         parsed += 1
     return Scanned(ops, lines, parsed, truncated, len(long_lines), invalid)
+
+
+def _group(text: str, spans: Sequence[int], b: int, group: int) -> Any:
+    """Group ``group`` of the match at ``spans[b]`` (linematch.py's layout), None if it took
+    no part."""
+    at = spans[b + 1 + 2 * group]
+    return None if at < 0 else text[at : spans[b + 2 + 2 * group]]
+
+
+def _rematch(text: str, at: int) -> re.Match[str]:
+    """The match object of the match found at ``at`` (for the rare records built from one)."""
+    m = BARE_SCAN.match(text, at) or SYSLOG_SCAN.match(text, at)
+    assert m is not None
+    return m
+
+
+def _first_matches(text: str, lines: int) -> tuple[Sequence[int], int]:
+    """The match of each line that has one, as spans (linematch.py): the first of
+    :data:`SYSLOG_SCAN` in the line, run by PCRE2 where it is built; where lines without an
+    envelope may be (rare), :func:`_matches` with ``re``."""
+    if _BARE_HINT.search(text) or BARE_SCAN.match(text, 0):
+        return _SYSLOG.spans(_matches(text))
+    return _SYSLOG.first_per_line(text, lines)
 
 
 def _matches(text: str) -> Iterable[re.Match[str]]:
