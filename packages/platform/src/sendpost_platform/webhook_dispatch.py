@@ -6,8 +6,9 @@ One pass (:meth:`WebhookDispatcher._pass`) is one write transaction (none when i
    ``finish_many``; the webhooks' health, whose rows it locks, last of all);
 2. hand back claims that waited too long for a lane (see below);
 3. claim due deliveries into per-endpoint queues: for each URL about ``QUEUE_SECONDS`` of its
-   measured pace (at least two per lane, at most one batch), within one batch per pass and
-   ``webhook_concurrency`` + one batch held by the process, with a lease of ``webhook_lease``;
+   measured pace (at least two per lane, at most ``AHEAD_BATCHES`` batches), within one batch
+   per pass and ``webhook_concurrency`` + ``AHEAD_BATCHES`` batches held by the process, with a
+   lease of ``webhook_lease``;
 4. fan out as many outbox rows as that room has left (one dispatcher at a time), the new
    deliveries that may be claimed inserted claimed (``store/webhooks.py``: ``fan_out``).
 
@@ -68,6 +69,10 @@ WAIT = 0.05
 """Longest wait between passes while deliveries are held (new events are claimed then)."""
 QUEUE_SECONDS = 0.5
 """Deliveries claimed ahead for an endpoint: this many seconds of its measured pace."""
+AHEAD_BATCHES = 2
+"""Batches of deliveries one process may hold claimed beyond its lanes (and the deepest queue of
+one endpoint): a pass that fans out and claims a batch takes 30-80 ms, during which the lanes
+must not run dry; with one batch they did (docs/benchmarks.md, 2026-12-05, branch hooks2)."""
 WAKE_AFTER = 200
 """Finished attempts that start a pass at once (their outcomes committed together)."""
 SECRET_CACHE = 1024
@@ -244,11 +249,12 @@ class WebhookDispatcher:
     def _room(self) -> store_webhooks.Room:
         """How many more deliveries to claim, per known endpoint and for any other: enough for
         about ``QUEUE_SECONDS`` of the endpoint's measured pace (at least two per lane, at most
-        one batch), within one batch per pass and ``webhook_concurrency`` + one batch held."""
+        ``AHEAD_BATCHES`` batches), within one batch per pass and ``webhook_concurrency`` +
+        ``AHEAD_BATCHES`` batches held."""
         cap = self.settings.webhook_endpoint_concurrency
         batch = self.settings.webhook_batch_size
         held = len(self._in_flight) + self._queued()
-        total = min(batch, self.settings.webhook_concurrency + batch - held)
+        total = min(batch, self.settings.webhook_concurrency + AHEAD_BATCHES * batch - held)
         per_url = {
             url: max(0, self._depth(e) - len(e.queue) - e.in_flight)
             for url, e in self._endpoints.items()
@@ -258,7 +264,7 @@ class WebhookDispatcher:
     def _depth(self, endpoint: _Endpoint) -> int:
         cap = self.settings.webhook_endpoint_concurrency
         wanted = int(endpoint.rate * QUEUE_SECONDS)
-        return max(2 * cap, min(self.settings.webhook_batch_size, wanted))
+        return max(2 * cap, min(AHEAD_BATCHES * self.settings.webhook_batch_size, wanted))
 
     def _transact(
         self,
