@@ -130,7 +130,9 @@ async def _webhook_http(url: str, connections: int, seconds: float) -> int:
     from sendpost_platform.egress import CheckedTarget
     from sendpost_platform.webhook_http import HttpClient, Route
 
-    client = HttpClient(connect=10, total=10, per_pool=connections, body_cap=65536)
+    client = HttpClient(
+        connect=10, total=10, per_pool=connections, max_idle=connections, body_cap=65536
+    )
     route = Route.of(url, HEADERS["User-Agent"])
     target = CheckedTarget(route.host, route.port, (route.host,))
     headers = b"".join(f"{k}: {v}\r\n".encode() for k, v in HEADERS.items() if k != "User-Agent")

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from sendpost_platform import webhook_http
 from sendpost_platform.egress import CheckedTarget
 from sendpost_platform.webhook_http import Answer, HttpClient, HttpFailure, Route
 
@@ -68,7 +69,7 @@ def target(port: int, host: str = "127.0.0.1") -> CheckedTarget:
 
 
 def client(*, total: float = 2.0, tls: ssl.SSLContext | None = None) -> HttpClient:
-    return HttpClient(connect=total, total=total, per_pool=4, body_cap=CAP, tls=tls)
+    return HttpClient(connect=total, total=total, per_pool=4, max_idle=8, body_cap=CAP, tls=tls)
 
 
 async def post(http: HttpClient, url: str, port: int, host: str = "127.0.0.1") -> Answer:
@@ -357,3 +358,39 @@ async def test_a_tls_handshake_that_never_comes_is_a_connect_timeout(
             await post(http, f"https://localhost:{server.port}/", server.port, "localhost")
     http.close()
     assert "ConnectTimeout" == failed.value.kind
+
+
+async def test_idle_connections_past_their_time_are_closed_by_the_sweep(
+    http: HttpClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An idle connection older than ``KEEPALIVE_SECONDS`` (0 here) is closed by the sweep
+    (the server sees the close) and its endpoint's pool forgotten; the next POST connects anew."""
+    monkeypatch.setattr(webhook_http, "KEEPALIVE_SECONDS", 0.0)
+    closed = asyncio.Event()
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await answering(ok)(reader, writer)
+        closed.set()
+
+    async with Scripted(script) as server:
+        url = f"http://127.0.0.1:{server.port}/"
+        first = await post(http, url, server.port)
+        kept = http.idle_connections()
+        http.sweep()
+        async with asyncio.timeout(5):
+            await closed.wait()
+        second = await post(http, url, server.port)
+    assert (200, 1, 200, 2) == (first.status, kept, second.status, server.connections)
+
+
+async def test_the_client_keeps_at_most_max_idle_connections_in_all() -> None:
+    """With room for one idle connection in all, the connection of a second endpoint is closed
+    after its answer (a new one each time) while the first endpoint's is kept and reused."""
+    http = HttpClient(connect=2, total=2, per_pool=4, max_idle=1, body_cap=CAP)
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    async with Scripted(answering(ok, ok)) as a, Scripted(answering(ok)) as b:
+        for server in (a, b, a, b):
+            await post(http, f"http://127.0.0.1:{server.port}/", server.port)
+    http.close()
+    assert (1, 2) == (a.connections, b.connections)

@@ -167,6 +167,7 @@ class WebhookDispatcher:
             connect=self._timeout,
             total=self._timeout,
             per_pool=settings.webhook_endpoint_concurrency,
+            max_idle=settings.webhook_concurrency,
             body_cap=RESPONSE_BODY_CAP,
             tls=tls,
         )

@@ -21,8 +21,10 @@ spent about 90 µs of CPU per POST there, four times what this path needs
   status counts (the endpoint has answered) and the connection is closed, not read further.
 - **Keep-alive.** A connection goes back to its pool after a complete answer unless the server
   asked to close it (``Connection: close``, HTTP/1.0); a pool (one per scheme, TLS name, port
-  and checked addresses) keeps at most ``per_pool`` idle connections, each at most
-  ``KEEPALIVE_SECONDS``. Interim 1xx answers are skipped.
+  and checked addresses) keeps at most ``per_pool`` idle connections, the client at most
+  ``max_idle`` in all, each at most ``KEEPALIVE_SECONDS`` (idle ones past that are closed at
+  least every ``SWEEP_SECONDS``, so endpoints no longer posted to hold no sockets). Interim 1xx
+  answers are skipped.
 
 Error tree: :class:`HttpFailure` (``kind``: ``ConnectError``, ``ConnectTimeout``,
 ``ReadTimeout``, ``ConnectionClosed``, ``ProtocolError``), raised by :meth:`HttpClient.post`.
@@ -45,8 +47,8 @@ from sendpost_platform.egress import CheckedTarget, open_socket
 
 KEEPALIVE_SECONDS = 15.0
 """An idle connection older than this is closed instead of used (servers drop idle ones)."""
-POOLS = 1024
-"""Pools (endpoints) kept; the least recently used one is closed past this."""
+SWEEP_SECONDS = 1.0
+"""How often (at most, on a POST) idle connections past ``KEEPALIVE_SECONDS`` are closed."""
 
 
 class HttpFailure(Exception):
@@ -220,7 +222,10 @@ class _Connection(asyncio.Protocol):
         self._reset()
         self.reusable = False
         self._waiter = waiter = asyncio.get_running_loop().create_future()
-        self.transport.write(request)
+        if self.closed:  # closed by the server right after it was opened
+            self._fail("ConnectionClosed", "the server closed before answering")
+        else:
+            self.transport.write(request)
         return waiter
 
 
@@ -240,15 +245,19 @@ class HttpClient:
         connect: float,
         total: float,
         per_pool: int,
+        max_idle: int,
         body_cap: int,
         tls: ssl.SSLContext | None = None,
     ) -> None:
         self.connect = connect
         self.total = total
         self.per_pool = per_pool
+        self.max_idle = max_idle
+        self._idle_total = 0
+        self._swept = time.monotonic()
         self.body_cap = body_cap
         self._tls = tls
-        self._pools: collections.OrderedDict[tuple[object, ...], _Pool] = collections.OrderedDict()
+        self._pools: dict[tuple[object, ...], _Pool] = {}
         self.connections_made = 0
         """Connections opened so far (tests check reuse with it)."""
 
@@ -265,15 +274,11 @@ class HttpClient:
         ``Content-Length``) to ``route`` on one of ``target``'s checked addresses."""
         request = b"".join((route.head, headers, b"Content-Length: %d\r\n\r\n" % len(body), body))
         key = (route.https, target.tls_name, target.port, target.addresses)
+        if time.monotonic() - self._swept > SWEEP_SECONDS:
+            self.sweep()
         pool = self._pools.get(key)
         if pool is None:
             pool = self._pools[key] = _Pool()
-            while len(self._pools) > POOLS:
-                _, old = self._pools.popitem(last=False)
-                for conn in old.idle:
-                    conn.abort()
-        else:
-            self._pools.move_to_end(key)
         connection: _Connection | None = None
         sent = False
         try:
@@ -298,9 +303,15 @@ class HttpClient:
             if connection is not None:
                 connection.abort()
             raise
-        if connection.reusable and len(pool.idle) < self.per_pool:
+        pool = self._pools.setdefault(key, pool)  # swept meanwhile: kept again
+        if (
+            connection.reusable
+            and len(pool.idle) < self.per_pool
+            and self._idle_total < self.max_idle
+        ):
             connection.idle_since = time.monotonic()
             pool.idle.append(connection)
+            self._idle_total += 1
         elif not connection.closed:
             connection.abort()
         return answer
@@ -310,6 +321,7 @@ class HttpClient:
         now = time.monotonic()
         while pool.idle:
             connection = pool.idle.pop()
+            self._idle_total -= 1
             if connection.closed or now - connection.idle_since > KEEPALIVE_SECONDS:
                 connection.abort()
                 continue
@@ -347,9 +359,26 @@ class HttpClient:
         """Idle connections kept that the server has not closed (as far as this loop knows)."""
         return sum(not c.closed for pool in self._pools.values() for c in pool.idle)
 
+    def sweep(self, *, everything: bool = False) -> None:
+        """Close the idle connections past ``KEEPALIVE_SECONDS`` or closed by their server
+        (``everything``: all of them), and forget the pools left empty."""
+        now = self._swept = time.monotonic()
+        for key, pool in list(self._pools.items()):
+            kept: collections.deque[_Connection] = collections.deque()
+            for connection in pool.idle:
+                if (
+                    everything
+                    or connection.closed
+                    or now - connection.idle_since > KEEPALIVE_SECONDS
+                ):
+                    connection.abort()
+                else:
+                    kept.append(connection)
+            self._idle_total -= len(pool.idle) - len(kept)
+            pool.idle = kept
+            if not kept:
+                del self._pools[key]
+
     def close(self) -> None:
         """Close every idle connection (those in use are closed by their POST)."""
-        for pool in self._pools.values():
-            for connection in pool.idle:
-                connection.abort()
-        self._pools.clear()
+        self.sweep(everything=True)
