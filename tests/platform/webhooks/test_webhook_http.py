@@ -1,7 +1,8 @@
 """The dispatcher's HTTP/1.1 client (``webhook_http.py``) against real servers on loopback: the
 test receiver, and small asyncio servers that answer with scripted bytes (chunked bodies,
 bodies over the cap, half answers, closed keep-alive connections, slow answers) or speak TLS
-with a throwaway CA. Each pins one guarantee of the module docstring."""
+with a throwaway CA. Each pins one guarantee of the module docstring; the last runs the
+dispatcher itself against an https webhook (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,19 @@ from pathlib import Path
 
 import pytest
 from sendpost_platform import webhook_http
+from sendpost_platform.clock import ManualClock
+from sendpost_platform.config import Settings
 from sendpost_platform.egress import CheckedTarget
+from sendpost_platform.store import Store
+from sendpost_platform.store import webhooks as store_webhooks
+from sendpost_platform.webhook_dispatch import WebhookDispatcher
 from sendpost_platform.webhook_http import Answer, HttpClient, HttpFailure, Route
+from sendpost_wire import EventType
 
 from devtools.smtp_servers import TlsMaterial
 from devtools.webhook_receiver import WebhookReceiver
+from tests.platform.conftest import Seed
+from tests.platform.webhooks.conftest import add_webhook, drain, record
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 CAP = 1024
@@ -394,3 +403,42 @@ async def test_the_client_keeps_at_most_max_idle_connections_in_all() -> None:
             await post(http, f"http://127.0.0.1:{server.port}/", server.port)
     http.close()
     assert (1, 2) == (a.connections, b.connections)
+
+
+async def test_the_dispatcher_posts_to_an_https_webhook_verified_for_its_name(
+    seed: Seed,
+    hook_settings: Settings,
+    store: Store,
+    clock: ManualClock,
+    tls_material: TlsMaterial,
+) -> None:
+    """A webhook at ``https://localhost:PORT``: the dispatcher resolves and checks the name,
+    connects to the checked address and sends the name as SNI and ``Host``, the certificate is
+    verified for it (against the CA given to the dispatcher), and the delivery is done."""
+    names: list[str | None] = []
+    hosts: list[str] = []
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        hosts.append((await read_request(reader))[1]["host"])
+        writer.write(ok)
+        await writer.drain()
+        await reader.read()
+
+    trusting = ssl.create_default_context(cafile=str(tls_material.ca_file))
+    dispatcher = WebhookDispatcher(store, hook_settings, clock, worker_id="tls", tls=trusting)
+    try:
+        async with Scripted(script, tls=tls_server(tls_material, names)) as server:
+            hook_id, _ = add_webhook(seed, hook_settings, f"https://localhost:{server.port}/h")
+            record(seed, seed.message().uuid, EventType.CSDelivered)
+            await drain(dispatcher)
+    finally:
+        await dispatcher.close()
+    with seed.store.read() as conn:
+        [row] = store_webhooks.deliveries_of(conn, hook_id)
+    assert (["localhost"], [f"localhost:{server.port}"], "done", 200) == (
+        names,
+        hosts,
+        row["status"],
+        row["last_status"],
+    )
