@@ -1,5 +1,5 @@
 """Benchmark: one webhook-sized POST after another on keep-alive connections, httpx against
-aiohttp (the dispatcher's HTTP client), and the capacity of the test receiver.
+the dispatcher's own HTTP client (``webhook_http.py``), and the capacity of the test receiver.
 
     .venv/bin/python bench/webhook_http_clients.py [--connections 16] [--seconds 3]
 
@@ -7,7 +7,8 @@ The server runs in a process of its own: either a minimal HTTP/1.1 responder (ht
 parser, 200 with an empty body) or ``devtools/webhook_receiver.py``. The clients run here, as
 many loops as connections, each POSTing a 600-byte JSON body with the dispatcher's headers.
 Printed per case: requests per second and per client CPU-second (the figure the machine's load
-disturbs less). This is how the dispatcher's HTTP client was chosen (docs/benchmarks.md).
+disturbs less). This is how the dispatcher's HTTP client was chosen (docs/benchmarks.md; aiohttp,
+its client before, was measured here too until it was dropped).
 """
 
 from __future__ import annotations
@@ -125,18 +126,25 @@ async def _httpx(url: str, connections: int, seconds: float) -> int:
         return await _loops(connections, seconds, one)
 
 
-async def _aiohttp(url: str, connections: int, seconds: float) -> int:
-    import aiohttp
+async def _webhook_http(url: str, connections: int, seconds: float) -> int:
+    from sendpost_platform.egress import CheckedTarget
+    from sendpost_platform.webhook_http import HttpClient, Route
 
-    connector = aiohttp.TCPConnector(limit=connections, limit_per_host=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    client = HttpClient(
+        connect=10, total=10, per_pool=connections, max_idle=connections, body_cap=65536
+    )
+    route = Route.of(url, HEADERS["User-Agent"])
+    target = CheckedTarget(route.host, route.port, (route.host,))
+    headers = b"".join(f"{k}: {v}\r\n".encode() for k, v in HEADERS.items() if k != "User-Agent")
 
-        async def one() -> None:
-            async with session.post(url, data=BODY, headers=HEADERS) as response:
-                response.raise_for_status()
-                await response.read()
+    async def one() -> None:
+        answer = await client.post(route, target, headers, BODY)
+        assert answer.status == 200
 
+    try:
         return await _loops(connections, seconds, one)
+    finally:
+        client.close()
 
 
 async def _raw(url: str, connections: int, seconds: float) -> int:
@@ -164,7 +172,7 @@ async def _raw(url: str, connections: int, seconds: float) -> int:
             writer.close()
 
 
-CLIENTS = {"httpx": _httpx, "aiohttp": _aiohttp, "raw": _raw}
+CLIENTS = {"httpx": _httpx, "webhook_http": _webhook_http, "raw": _raw}
 SERVERS = {"minimal": _minimal_server, "receiver": _test_receiver}
 
 
@@ -182,7 +190,8 @@ def case(server: str, client: str, connections: int, seconds: float) -> str:
         stop.set()
         proc.join(30)
     return (
-        f"{client:>7} → {server:<8} {connections:>3} connections: {done / wall:>7,.0f} requests/s, "
+        f"{client:>12} → {server:<8} {connections:>3} connections: "
+        f"{done / wall:>7,.0f} requests/s, "
         f"{done / cpu:>7,.0f} per client CPU-s, load {os.getloadavg()[0]:.2f}"
     )
 
@@ -194,9 +203,9 @@ def main() -> int:
     args = parser.parse_args()
     for server, client in (
         ("minimal", "httpx"),
-        ("minimal", "aiohttp"),
+        ("minimal", "webhook_http"),
         ("receiver", "raw"),
-        ("receiver", "aiohttp"),
+        ("receiver", "webhook_http"),
     ):
         print(case(server, client, args.connections, args.seconds), flush=True)
     return 0

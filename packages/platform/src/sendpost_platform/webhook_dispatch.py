@@ -6,8 +6,9 @@ One pass (:meth:`WebhookDispatcher._pass`) is one write transaction (none when i
    ``finish_many``; the webhooks' health, whose rows it locks, last of all);
 2. hand back claims that waited too long for a lane (see below);
 3. claim due deliveries into per-endpoint queues: for each URL about ``QUEUE_SECONDS`` of its
-   measured pace (at least two per lane, at most one batch), within one batch per pass and
-   ``webhook_concurrency`` + one batch held by the process, with a lease of ``webhook_lease``;
+   measured pace (at least two per lane, at most ``AHEAD_BATCHES`` batches), within one batch
+   per pass and ``webhook_concurrency`` + ``AHEAD_BATCHES`` batches held by the process, with a
+   lease of ``webhook_lease``;
 4. fan out as many outbox rows as that room has left (one dispatcher at a time), the new
    deliveries that may be claimed inserted claimed (``store/webhooks.py``: ``fan_out``).
 
@@ -43,10 +44,9 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
+import ssl
 import time
-import urllib.parse
 
-import aiohttp
 import stamina
 from sqlalchemy.engine import Connection
 
@@ -58,6 +58,7 @@ from sendpost_platform.egress import CheckedTarget, EgressPolicy, EgressRefused
 from sendpost_platform.relay_worker import default_worker_id
 from sendpost_platform.store import Store
 from sendpost_platform.store import webhooks as store_webhooks
+from sendpost_platform.webhook_http import HttpClient, HttpFailure, Route
 
 log = logging.getLogger("sendpost_platform.webhooks")
 
@@ -68,6 +69,10 @@ WAIT = 0.05
 """Longest wait between passes while deliveries are held (new events are claimed then)."""
 QUEUE_SECONDS = 0.5
 """Deliveries claimed ahead for an endpoint: this many seconds of its measured pace."""
+AHEAD_BATCHES = 2
+"""Batches of deliveries one process may hold claimed beyond its lanes (and the deepest queue of
+one endpoint): a pass that fans out and claims a batch takes 30-80 ms, during which the lanes
+must not run dry; with one batch they did (docs/benchmarks.md, 2026-12-05, branch hooks2)."""
 WAKE_AFTER = 200
 """Finished attempts that start a pass at once (their outcomes committed together)."""
 SECRET_CACHE = 1024
@@ -81,8 +86,8 @@ TARGET_CACHE = 1024
 ROUTE_CACHE = 1024
 """Parsed webhook URLs kept in memory by one dispatcher."""
 RESPONSE_BODY_CAP = 64 * 1024
-"""A response body up to this size (by ``Content-Length``) is read so that the connection can
-be used again; a larger or chunked one is left unread and the connection closed."""
+"""A response body up to this size is read so that the connection can be used again; past it
+the answer's status counts and the connection is closed (``webhook_http.py``)."""
 
 
 class _Failed(Exception):
@@ -112,38 +117,6 @@ class _Result:
     retry_after: float | None
 
 
-def pinned_request_url(url: str, address: str) -> str:
-    """``url`` with its host replaced by the checked ``address`` (port, path, query kept)."""
-    parts = urllib.parse.urlsplit(url)
-    host = f"[{address}]" if ":" in address else address
-    netloc = host if parts.port is None else f"{host}:{parts.port}"
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Route:
-    """What a POST needs of a webhook URL, parsed once per URL (see ``ROUTE_CACHE``)."""
-
-    host: str
-    port: int
-    https: bool
-    host_header: str
-    pinned: dict[str, str]
-    """The request URL per checked address (:func:`pinned_request_url`)."""
-
-    @classmethod
-    def of(cls, url: str) -> _Route:
-        parts = urllib.parse.urlsplit(url)
-        https = parts.scheme == "https"
-        return cls(
-            host=parts.hostname or "",
-            port=parts.port or (443 if https else 80),
-            https=https,
-            host_header=parts.netloc.rpartition("@")[2],
-            pinned={},
-        )
-
-
 @dataclasses.dataclass(slots=True)
 class _Endpoint:
     """One endpoint URL's share of this process: claimed deliveries waiting for a lane (with
@@ -171,6 +144,7 @@ class WebhookDispatcher:
         clock: Clock,
         *,
         worker_id: str | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -188,8 +162,17 @@ class WebhookDispatcher:
         with the attempt bounded to a quarter of the lease too, no claim is used past half."""
         self._opened: dict[str, str] = {}
         self._targets: dict[tuple[str, int], tuple[float, CheckedTarget]] = {}
-        self._routes: dict[str, _Route] = {}
-        self._session: aiohttp.ClientSession | None = None
+        self._routes: dict[str, Route] = {}
+        self.http = HttpClient(
+            connect=self._timeout,
+            total=self._timeout,
+            per_pool=settings.webhook_endpoint_concurrency,
+            max_idle=settings.webhook_concurrency,
+            body_cap=RESPONSE_BODY_CAP,
+            tls=tls,
+        )
+        """The keep-alive connections of this process (``webhook_http.py``); ``tls`` (tests) is
+        the context that verifies https endpoints, the system's trust store by default."""
         self._endpoints: dict[str, _Endpoint] = {}
         self._lanes: set[asyncio.Task[None]] = set()
         self._in_flight: dict[int, store_webhooks.ClaimedDelivery] = {}
@@ -217,30 +200,7 @@ class WebhookDispatcher:
         outcomes, self._finished = self._finished, []
         if outcomes or ids:
             await asyncio.to_thread(self._transact, outcomes, ids, None)
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _http(self) -> aiohttp.ClientSession:
-        """The keep-alive connections of this process (made in the running loop, on first use).
-
-        aiohttp, not httpx: for many small POSTs it spent a tenth of the CPU per request
-        (docs/benchmarks.md, "Webhook dispatch"). No cookies are kept (one endpoint's cookie
-        must not reach another), no proxy or ``.netrc`` from the environment is used, and the
-        pool's key includes the TLS name, so a connection is reused for the same checked address
-        and name only."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=self.settings.webhook_concurrency, limit_per_host=0
-                ),
-                cookie_jar=aiohttp.DummyCookieJar(),
-                timeout=aiohttp.ClientTimeout(total=self._timeout, sock_connect=self._timeout),
-                headers={"User-Agent": USER_AGENT},
-                trust_env=False,
-                auto_decompress=False,
-            )
-        return self._session
+        self.http.close()
 
     # --- passes -----------------------------------------------------------------------------
 
@@ -290,11 +250,12 @@ class WebhookDispatcher:
     def _room(self) -> store_webhooks.Room:
         """How many more deliveries to claim, per known endpoint and for any other: enough for
         about ``QUEUE_SECONDS`` of the endpoint's measured pace (at least two per lane, at most
-        one batch), within one batch per pass and ``webhook_concurrency`` + one batch held."""
+        ``AHEAD_BATCHES`` batches), within one batch per pass and ``webhook_concurrency`` +
+        ``AHEAD_BATCHES`` batches held."""
         cap = self.settings.webhook_endpoint_concurrency
         batch = self.settings.webhook_batch_size
         held = len(self._in_flight) + self._queued()
-        total = min(batch, self.settings.webhook_concurrency + batch - held)
+        total = min(batch, self.settings.webhook_concurrency + AHEAD_BATCHES * batch - held)
         per_url = {
             url: max(0, self._depth(e) - len(e.queue) - e.in_flight)
             for url, e in self._endpoints.items()
@@ -304,7 +265,7 @@ class WebhookDispatcher:
     def _depth(self, endpoint: _Endpoint) -> int:
         cap = self.settings.webhook_endpoint_concurrency
         wanted = int(endpoint.rate * QUEUE_SECONDS)
-        return max(2 * cap, min(self.settings.webhook_batch_size, wanted))
+        return max(2 * cap, min(AHEAD_BATCHES * self.settings.webhook_batch_size, wanted))
 
     def _transact(
         self,
@@ -472,12 +433,12 @@ class WebhookDispatcher:
         except EgressRefused as exc:
             return _Result(False, None, f"refused: {exc}", None)
 
-    def _route(self, url: str) -> _Route:
+    def _route(self, url: str) -> Route:
         route = self._routes.get(url)
         if route is None:
             if len(self._routes) >= ROUTE_CACHE:
                 self._routes.clear()
-            route = self._routes[url] = _Route.of(url)
+            route = self._routes[url] = Route.of(url, USER_AGENT)
         return route
 
     async def _post(self, delivery: store_webhooks.ClaimedDelivery, secret: str | None) -> int:
@@ -485,55 +446,25 @@ class WebhookDispatcher:
         try:
             target = await self._target(route.host, route.port)
         except OSError as exc:
-            raise _Failed(None, str(exc), None) from None
-        address = target.addresses[0]
-        request_url = route.pinned.get(address)
-        if request_url is None:
-            if len(route.pinned) >= 16:  # a host whose addresses keep changing
-                route.pinned.clear()
-            request_url = route.pinned[address] = pinned_request_url(delivery.url, address)
+            raise _Failed(None, f"ConnectError: {exc}"[:300], None) from None
         body = delivery.body.encode()
         timestamp = int(time.time())
-        headers = {
-            "Content-Type": "application/json",
-            "Host": route.host_header,
-            rules.EVENT_ID_HEADER: delivery.event_key,
-            rules.TIMESTAMP_HEADER: str(timestamp),
-        }
+        headers = (
+            f"Content-Type: application/json\r\n{rules.EVENT_ID_HEADER}: {delivery.event_key}\r\n"
+            f"{rules.TIMESTAMP_HEADER}: {timestamp}\r\n"
+        )
         if delivery.webhook_id is not None:
-            headers[rules.WEBHOOK_ID_HEADER] = str(delivery.webhook_id)
+            headers += f"{rules.WEBHOOK_ID_HEADER}: {delivery.webhook_id}\r\n"
         if secret is not None:
-            headers[rules.SIGNATURE_HEADER] = rules.sign(secret, timestamp, body)
+            headers += f"{rules.SIGNATURE_HEADER}: {rules.sign(secret, timestamp, body)}\r\n"
         try:
-            async with self._http().post(
-                request_url,
-                data=body,
-                headers=headers,
-                allow_redirects=False,
-                server_hostname=target.tls_name if route.https else None,
-            ) as response:
-                status = response.status
-                retry_after = response.headers.get("Retry-After")
-                length = response.content_length
-                if length is not None and length <= RESPONSE_BODY_CAP:
-                    await response.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _Failed(None, _network_error(exc, self._timeout)[:300], None) from None
+            answer = await self.http.post(route, target, headers.encode("latin-1"), body)
+        except HttpFailure as exc:
+            raise _Failed(None, str(exc)[:300], None) from None
+        status = answer.status
         if 200 <= status < 300:
             return status
         wait = rules.retry_after(
-            retry_after, now=self.clock.now(), cap=self.settings.webhook_retry_after_cap
+            answer.retry_after, now=self.clock.now(), cap=self.settings.webhook_retry_after_cap
         )
         raise _Failed(status, f"HTTP {status}", wait)
-
-
-def _network_error(exc: BaseException, timeout: float) -> str:
-    """The recorded error of a failed POST: a kind (``ConnectTimeout``, ``ReadTimeout``,
-    ``ConnectError``, or aiohttp's exception name) and the detail."""
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return f"ConnectTimeout: {exc}"
-    if isinstance(exc, TimeoutError):
-        return f"ReadTimeout: no complete answer within {timeout:g} s"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"ConnectError: {exc}"
-    return f"{type(exc).__name__}: {exc}"
