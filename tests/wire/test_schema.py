@@ -18,6 +18,7 @@ from sendpost_wire import (
     check_batch,
     parse_batch,
     split_batch,
+    split_values,
     validate_event,
 )
 
@@ -266,6 +267,36 @@ def test_split_batch_keeps_the_valid_events_and_names_the_bad_ones() -> None:
         (r.index, r.reason) for r in rejected
     ]
     assert raws[4] == rejected[0].raw
+
+
+@given(
+    st.lists(_events, min_size=1, max_size=5),
+    st.booleans(),
+    st.sampled_from(
+        [None, "2026-02-19T12:00:00Z", "2026-02-19T13:00:00+01:00", "2026-13-01T00:00:00Z"]
+    ),
+)
+def test_split_values_judges_each_event_as_the_validator_does(
+    raws: list[dict[str, object]], ascii_only: bool, stamp: str | None
+) -> None:
+    """Processing's one pass over a stored body (plain ASCII or not, a timestamp repeated or
+    not) keeps exactly the events validate_event accepts, with the same values, and refuses the
+    others with validate_event's reasons, by index; split_batch gives the same events."""
+    if stamp is not None:
+        raws = [{**raw, "timestamp": stamp} for raw in raws]
+    try:
+        body = json.dumps({"events": raws}, ensure_ascii=ascii_only).encode()
+    except UnicodeEncodeError:  # a lone surrogate has no UTF-8 form: escaped, as JSON allows
+        body = json.dumps({"events": raws}).encode()
+    decoded = json.loads(body)["events"]
+    verdicts = [validate_event(raw, i) for i, raw in enumerate(decoded)]
+    values, rejected = split_values(body)
+    expected_kept = [(i, v) for i, v in enumerate(verdicts) if isinstance(v, AgentEvent)]
+    assert expected_kept == [(i, AgentEvent(*v)) for i, v in values]
+    expected_refused = [(i, v) for i, v in enumerate(verdicts) if isinstance(v, list)]
+    assert expected_refused == [(r.index, r.errors) for r in rejected]
+    events, _ = split_batch(body)
+    assert expected_kept == events
 
 
 def _nested(depth: int) -> object:

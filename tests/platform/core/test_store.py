@@ -13,6 +13,8 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from hypothesis import given
+from hypothesis import strategies as st
 from sendpost_platform import keys
 from sendpost_platform.clock import ManualClock
 from sendpost_platform.processing import IngestProcessor
@@ -268,3 +270,19 @@ def test_two_workers_on_postgres_never_store_an_event_twice(
         got["ingest.deferred"],
     ) == (40, 600 - 40, 60)
     assert all(h > 0 for h in handled), handled
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(st.dictionaries(st.text(), st.text(), max_size=4) | _JSON_VALUES)
+def test_json_columns_are_written_as_json_dumps_writes_them(value: object) -> None:
+    """A JSON column's text (an event's ``details``: a flat object of strings, put together
+    without the general encoder) is exactly ``json.dumps``'s, for any JSON value."""
+    from sendpost_platform.store.dialect import _json_text
+
+    assert (None if value is None else json.dumps(value)) == _json_text(value)

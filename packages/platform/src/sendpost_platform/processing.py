@@ -44,7 +44,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
-from sendpost_wire import AgentEvent, BatchError, EventType, split_batch
+from sendpost_wire import BatchError, EventType, EventValues, split_values
 from sqlalchemy.engine import Connection
 
 from sendpost_platform.clock import Clock
@@ -81,8 +81,13 @@ def memoised(classifier: Classifier) -> Classifier:
     return classify_once
 
 
+_DELIVERED = int(EventType.CSDelivered)
+_HARD = int(EventType.CSHardBounced)
+_SOFT = int(EventType.CSSoftBounced)
+
+
 def agent_event_to_new_event(
-    event: AgentEvent,
+    event: EventValues,
     message: messages.Message,
     *,
     provider_id: int,
@@ -90,44 +95,57 @@ def agent_event_to_new_event(
     classifier: Classifier = classify,
 ) -> event_store.NewEvent | None:
     """The event to store for one in-scope agent event (None for ``deferred``)."""
-    details: dict[str, object] = {"agentEventType": event.event_type}
-    if event.queue_id:
-        details["queueId"] = event.queue_id
-    if event.final_recipient:
-        details["finalRecipient"] = event.final_recipient  # after the MTA's alias rewriting
+    (
+        _,
+        agent_type,
+        timestamp,
+        smtp_code,
+        description,
+        recipient,
+        event_id,
+        enhanced_status,
+        smtp_command,
+        queue_id,
+        final_recipient,
+    ) = event
+    details: dict[str, object] = {"agentEventType": agent_type}
+    if queue_id:
+        details["queueId"] = queue_id
+    if final_recipient:
+        details["finalRecipient"] = final_recipient  # after the MTA's alias rewriting
     reason: str | None
-    if event.event_type == "delivered":
-        event_type, reason = EventType.CSDelivered, None
-    elif event.event_type in ("bounced", "soft_bounced"):
+    if agent_type == "delivered":
+        event_type, reason = _DELIVERED, None
+    elif agent_type in ("bounced", "soft_bounced"):
         verdict = classifier(
-            smtp_code=event.smtp_code,
-            enhanced_status=event.enhanced_status,
-            smtp_command=event.smtp_command,
-            text=event.smtp_description,
-            agent_hint=event.event_type,
+            smtp_code=smtp_code,
+            enhanced_status=enhanced_status,
+            smtp_command=smtp_command,
+            text=description,
+            agent_hint=agent_type,
         )
-        event_type = EventType.CSHardBounced if verdict.hard else EventType.CSSoftBounced
+        event_type = _HARD if verdict.hard else _SOFT
         reason = verdict.reason
         details["rule"] = verdict.rule
     else:
         return None
     return event_store.NewEvent(
-        message_uuid=message.uuid,
-        account_id=message.account_id,
-        subaccount_id=message.subaccount_id,
-        provider_id=provider_id,
-        event_type=int(event_type),
-        recipient=event.recipient or message.recipient,
-        occurred_at=event.timestamp or received_at,
-        received_at=received_at,
-        source=SOURCE_AGENT,
-        smtp_code=event.smtp_code,
-        enhanced_status=event.enhanced_status,
-        smtp_command=event.smtp_command,
-        reason=reason,
-        description=event.smtp_description,
-        agent_event_id=event.event_id,
-        details=details,
+        message.uuid,
+        message.account_id,
+        event_type,
+        timestamp or received_at,
+        received_at,
+        SOURCE_AGENT,
+        message.subaccount_id,
+        provider_id,
+        recipient or message.recipient,
+        smtp_code,
+        enhanced_status,
+        smtp_command,
+        reason,
+        description,
+        event_id,
+        details,
     )
 
 
@@ -246,12 +264,12 @@ class IngestProcessor:
         self, conn: Connection, claimed: list[ingest_store.Batch], *, isolate: bool
     ) -> None:
         now = self.clock.now()
-        parsed: list[tuple[ingest_store.Batch, list[tuple[int, AgentEvent]]]] = []
+        parsed: list[tuple[ingest_store.Batch, list[tuple[int, EventValues]]]] = []
         unreadable: list[tuple[ingest_store.Batch, str]] = []
         letters: list[dead_letters.DeadLetter] = []
         for batch in claimed:
             try:
-                events, rejected = split_batch(batch.body)
+                events, rejected = split_values(batch.body)
             except BatchError as exc:
                 unreadable.append((batch, repr(BadBatch(f"batch {batch.id}: {exc}"))))
                 continue
@@ -302,7 +320,7 @@ class IngestProcessor:
         self,
         conn: Connection,
         batch: ingest_store.Batch,
-        agent_events: list[tuple[int, AgentEvent]],
+        agent_events: list[tuple[int, EventValues]],
         known: dict[str, messages.Message],
         classifier: Classifier,
     ) -> list[dead_letters.DeadLetter]:
@@ -334,7 +352,7 @@ class IngestProcessor:
     def _new_event(
         self,
         batch: ingest_store.Batch,
-        event: AgentEvent,
+        event: EventValues,
         known: dict[str, messages.Message],
         classifier: Classifier,
         counts: collections.Counter[CounterKey],

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -271,15 +270,16 @@ def _unnest_insert(
 def copy_insert(
     conn: Connection,
     table: sa.Table,
-    rows: Sequence[Mapping[str, Any]],
+    names: Sequence[str],
+    rows: Sequence[Sequence[Any]],
     *,
     order_by: Sequence[str],
     conflict: Sequence[str],
     returning: Sequence[str],
 ) -> list[tuple[Any, ...]]:
-    """PostgreSQL: INSERT ``rows`` (all with the same keys, as for :func:`insert_many`; JSON
-    columns encoded here as :func:`insert_many` does) in the order of the ``order_by`` columns,
-    skipping rows that clash on ``conflict`` (``ON CONFLICT DO NOTHING``); returns the
+    """PostgreSQL: INSERT ``rows`` (each the values of the columns ``names``, in that order;
+    JSON columns encoded here as :func:`insert_many` does) in the order of the ``order_by``
+    columns, skipping rows that clash on ``conflict`` (``ON CONFLICT DO NOTHING``); returns the
     ``returning`` columns of the inserted rows.
 
     The rows go by binary ``COPY`` into ``<table>_stage``, a temporary table with the columns
@@ -289,7 +289,7 @@ def copy_insert(
     each server connection gets its own."""
     if not rows:
         return []
-    names = tuple(rows[0])
+    names = tuple(names)
     stage = f"{table.name}_stage"
     columns = ", ".join(names)
     types = _COPY_TYPES.get((table.name, names))
@@ -299,17 +299,21 @@ def copy_insert(
             for n in names
         ]
     json_at = [i for i, n in enumerate(names) if isinstance(table.c[n].type, sa.JSON)]
-    values_of = operator.itemgetter(*names)
     create = f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS"
     with conn.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
         cursor.execute(f"{create} SELECT * FROM {table.name} WITH NO DATA")  # noqa: S608
         with cursor.copy(f"COPY {stage} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(types)
-            for row in rows:
-                values = list(values_of(row)) if len(names) > 1 else [row[names[0]]]
-                for i in json_at:
-                    values[i] = _json_text(values[i])
-                copy.write_row(values)
+            write_row = copy.write_row
+            if json_at:
+                for row in rows:
+                    values = list(row)
+                    for i in json_at:
+                        values[i] = _json_text(values[i])
+                    write_row(values)
+            else:
+                for row in rows:
+                    write_row(row)
         cursor.execute(
             f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {stage}"  # noqa: S608
             f" ORDER BY {', '.join(order_by)}"
@@ -319,8 +323,25 @@ def copy_insert(
 
 
 def _json_text(value: object) -> str | None:
-    """A JSON column's value as its text (SQL NULL for ``None``), what both inserts send."""
-    return None if value is None else json.dumps(value)
+    """A JSON column's value as its text (SQL NULL for ``None``), what both inserts send.
+
+    Exactly ``json.dumps(value)``; an object whose keys and values are all strings (an event's
+    ``details``, one per stored event) is put together from its encoded strings, at a fraction
+    of the cost of the general encoder."""
+    if value is None:
+        return None
+    if type(value) is dict:
+        parts = []
+        for key, item in value.items():
+            if type(key) is not str or type(item) is not str:
+                return json.dumps(value)
+            parts.append(f"{_encode_string(key)}: {_encode_string(item)}")
+        return "{" + ", ".join(parts) + "}"
+    return json.dumps(value)
+
+
+_encode_string = json.encoder.encode_basestring_ascii
+"""How ``json.dumps`` (``ensure_ascii``, the default) writes a string."""
 
 
 _COPY_TYPES: dict[tuple[str, tuple[str, ...]], list[str]] = {}

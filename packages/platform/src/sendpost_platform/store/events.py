@@ -27,7 +27,7 @@ import datetime as dt
 import enum
 import operator
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -36,7 +36,7 @@ from sendpost_platform.domain import dedup
 from sendpost_platform.store import webhooks as webhook_store
 from sendpost_platform.store.dialect import copy_insert, insert_many
 from sendpost_platform.store.messages import Message, get_messages
-from sendpost_platform.store.partitions import partition_times, window_bounds
+from sendpost_platform.store.partitions import partition_at, window_bounds
 from sendpost_platform.store.schema import (
     event_outbox,
     events,
@@ -57,8 +57,11 @@ OUTBOX_CONSUMERS: Mapping[str, Interest] = {webhook_store.CONSUMER: webhook_stor
 transaction."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class NewEvent:
+class NewEvent(NamedTuple):
+    """One event to record. A named tuple rather than a frozen dataclass: as immutable, and a
+    fraction of the cost to build (processing builds thousands a second); its values, in this
+    order, are the first columns of the row :func:`record_events` writes."""
+
     message_uuid: str
     account_id: int
     event_type: int
@@ -98,8 +101,9 @@ class Outcome(enum.Enum):
     UPGRADED = "upgraded"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Recorded:
+class Recorded(NamedTuple):
+    """What became of one recorded event (a named tuple, like :class:`NewEvent`: one per event)."""
+
     outcome: Outcome
     event_id: int | None
     """The event of record; None when nothing was stored for the report (an unsubscribe of a
@@ -113,9 +117,15 @@ class Recorded:
         return self.outcome in (Outcome.INSERTED, Outcome.UPGRADED)
 
 
-_FIELDS = tuple(f.name for f in dataclasses.fields(NewEvent))
-_field_values = operator.attrgetter(*_FIELDS)
+_COLUMNS = (*NewEvent._fields, "recipient_key", "dedup_slot", "partition_at")
+"""The columns of the row :func:`record_events` writes for an event, in order: the event's
+values, then those derived from them."""
+_AT = {name: i for i, name in enumerate(_COLUMNS)}
 _REPLACED = (*dedup.Report.__slots__, "recipient", "subaccount_id", "provider_id")
+_replaced_values = operator.itemgetter(*(_AT[name] for name in _REPLACED))
+_PARTITION_AT = _AT["partition_at"]
+Row = tuple[Any, ...]
+"""An event's row: its values in the order of ``_COLUMNS``."""
 _KEY_COLUMNS = [events.c[name] for name in SLOT_CONFLICT]
 Key = tuple[str, str, str]
 
@@ -161,62 +171,86 @@ def record_events(
     recorded one after the other."""
     if not new_events:
         return []
-    found = dict(known or {})
+    found: Mapping[str, Message] = known or {}
     missing = {e.message_uuid for e in new_events} - found.keys()
     if missing:
-        found.update(get_messages(conn, missing))
-    rows = []
-    for event in new_events:
-        values = dict(zip(_FIELDS, _field_values(event), strict=True))
-        values["recipient_key"] = dedup.recipient_key(event.recipient)
-        values["dedup_slot"] = dedup.dedup_slot(event.event_type)
-        rows.append(values)
-    partition_times(rows, {uuid: m.created_at for uuid, m in found.items()})
+        found = {**found, **get_messages(conn, missing)}
+    # One pass: each event's row (its values and those derived from them, in ``_COLUMNS``
+    # order, what COPY sends), and the group's dedup keys.
+    rows: list[Row] = []
+    plain: list[int] = []
+    by_key: dict[Key, list[int]] = {}
+    for i, event in enumerate(new_events):
+        slot = dedup.dedup_slot(event.event_type)
+        key_text = dedup.recipient_key(event.recipient)
+        if slot is None:
+            plain.append(i)
+            created = None
+        else:
+            message = found.get(event.message_uuid)
+            created = None if message is None else message.created_at
+            key = (event.message_uuid, key_text, slot)
+            occurrences = by_key.get(key)
+            if occurrences is None:
+                by_key[key] = [i]
+            else:
+                occurrences.append(i)
+        rows.append((*event, key_text, slot, partition_at(slot, event.occurred_at, created)))
     results: list[Recorded | None] = [None] * len(rows)
 
-    plain = [i for i, values in enumerate(rows) if values["dedup_slot"] is None]
     if plain:
-        inserted = insert_many(conn, events, [rows[i] for i in plain], returning=("id",))
+        inserted = insert_many(
+            conn,
+            events,
+            [dict(zip(_COLUMNS, rows[i], strict=True)) for i in plain],
+            returning=("id",),
+        )
         ids = sorted(int(r.id) for r in inserted)  # they ascend in the order given
         for i, new_id in zip(plain, ids, strict=True):
             results[i] = Recorded(Outcome.INSERTED, int(new_id), new_events[i].event_type)
 
-    by_key: dict[Key, list[int]] = {}
-    for i, values in enumerate(rows):
-        if values["dedup_slot"] is not None:
-            key = (values["message_uuid"], values["recipient_key"], values["dedup_slot"])
-            by_key.setdefault(key, []).append(i)
     if by_key:
         _record_slotted(conn, new_events, rows, by_key, results)
 
     done = [r for r in results if r is not None]
     assert len(done) == len(rows)
-    stored = [(e, r) for e, r in zip(new_events, done, strict=True) if r.stored]
-    if stored and consumers:
-        candidates = []
-        for event, _ in stored:
-            message = found.get(event.message_uuid)
-            candidates.append((event.account_id, message.webhook_endpoint if message else None))
-        outbox = [
-            {
-                "consumer": consumer,
-                "event_id": recorded.event_id,
-                "account_id": event.account_id,
-                "message_uuid": event.message_uuid,
-                "created_at": event.received_at,
-            }
-            for consumer, wants in consumers.items()
-            for (event, recorded), wanted in zip(stored, wants(conn, candidates), strict=True)
-            if wanted
-        ]
-        insert_many(conn, event_outbox, outbox)
+    if consumers:
+        stored = [(e, r) for e, r in zip(new_events, done, strict=True) if r.stored]
+        if stored:
+            _add_to_outbox(conn, stored, found, consumers)
     return done
+
+
+def _add_to_outbox(
+    conn: Connection,
+    stored: list[tuple[NewEvent, Recorded]],
+    found: Mapping[str, Message],
+    consumers: Mapping[str, Interest],
+) -> None:
+    """One ``event_outbox`` row per stored event and consumer that wants it, in order."""
+    candidates = []
+    for event, _ in stored:
+        message = found.get(event.message_uuid)
+        candidates.append((event.account_id, message.webhook_endpoint if message else None))
+    outbox = [
+        {
+            "consumer": consumer,
+            "event_id": recorded.event_id,
+            "account_id": event.account_id,
+            "message_uuid": event.message_uuid,
+            "created_at": event.received_at,
+        }
+        for consumer, wants in consumers.items()
+        for (event, recorded), wanted in zip(stored, wants(conn, candidates), strict=True)
+        if wanted
+    ]
+    insert_many(conn, event_outbox, outbox)
 
 
 def _record_slotted(
     conn: Connection,
     new_events: Sequence[NewEvent],
-    rows: list[dict[str, Any]],
+    rows: list[Row],
     by_key: dict[Key, list[int]],
     results: list[Recorded | None],
 ) -> None:
@@ -228,13 +262,20 @@ def _record_slotted(
         inserted = copy_insert(
             conn,
             events,
+            _COLUMNS,
             firsts,
             order_by=SLOT_CONFLICT,
             conflict=_UNIQUE,
             returning=returning,
         )
     else:
-        inserted = insert_many(conn, events, firsts, conflict=_UNIQUE, returning=returning)
+        inserted = insert_many(
+            conn,
+            events,
+            [dict(zip(_COLUMNS, row, strict=True)) for row in firsts],
+            conflict=_UNIQUE,
+            returning=returning,
+        )
     state: dict[Key, _Row] = {}
     fresh = set()
     for new_id, *slot in inserted:
@@ -247,7 +288,7 @@ def _record_slotted(
             state[key] = _Row(int(new_id), event.report(), event.details)
     clashed = [k for k in keys if k not in fresh]
     if clashed:
-        times = [rows[by_key[k][0]]["partition_at"] for k in clashed]
+        times = [rows[by_key[k][0]][_PARTITION_AT] for k in clashed]
         found: Sequence[sa.Row[Any]]
         if conn.dialect.name == "postgresql":
             found = conn.execute(
@@ -318,7 +359,7 @@ planned as a scan of the whole partition), and one statement text for any number
 ``(columns) IN (...)`` list is planned anew for each length, as an ``OR`` of every key)."""
 
 
-def _decide(current: _Row, event: NewEvent, values: dict[str, Any]) -> Recorded:
+def _decide(current: _Row, event: NewEvent, row: Row) -> Recorded:
     """Apply one more report for a key to its event of record (in memory)."""
     incoming = event.report()
     action = dedup.decide(current.report, incoming, current.details)
@@ -331,7 +372,7 @@ def _decide(current: _Row, event: NewEvent, values: dict[str, Any]) -> Recorded:
     current.details = dedup.merged_details(
         {**(current.details or {}), **(event.details or {})}, current.report
     )
-    current.replaced = {name: values[name] for name in _REPLACED}
+    current.replaced = dict(zip(_REPLACED, _replaced_values(row), strict=True))
     current.report = incoming
     return Recorded(Outcome.UPGRADED, current.id, event.event_type)
 

@@ -30,7 +30,6 @@ import dataclasses
 import datetime as dt
 import logging
 import re
-from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -65,17 +64,15 @@ _NAME = re.compile(r"^(events|ingest_batches)_p(\d{8})$")
 _LOCK = 0x53504F5354  # pg_advisory_xact_lock key: one partition maintainer at a time
 
 
-def partition_times(
-    rows: Sequence[dict[str, object]], created: Mapping[str, dt.datetime | None]
-) -> None:
-    """Set ``partition_at`` on each row of ``events`` to insert: for a row with a dedup slot its
-    message's creation time (``created``, by message UUID; :data:`UNKNOWN_MESSAGE` for a message
-    not there), for the others its ``occurred_at``."""
-    for row in rows:
-        if row["dedup_slot"] is None:
-            row["partition_at"] = row["occurred_at"]
-        else:
-            row["partition_at"] = created.get(str(row["message_uuid"])) or UNKNOWN_MESSAGE
+def partition_at(
+    dedup_slot: str | None, occurred_at: dt.datetime, created: dt.datetime | None
+) -> dt.datetime:
+    """``partition_at`` of an event to insert into ``events``: for an event with a dedup slot
+    its message's creation time (``created``; :data:`UNKNOWN_MESSAGE` for a message not
+    there), for the others its ``occurred_at``."""
+    if dedup_slot is None:
+        return occurred_at
+    return created or UNKNOWN_MESSAGE
 
 
 def window_bounds(
