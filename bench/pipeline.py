@@ -3,6 +3,7 @@
     .venv/bin/python bench/pipeline.py [--messages 20000] [--backends postgres,sqlite]
                                        [--workers 1,2,4] [--api-processes 2] [--clients 16]
                                        [--claim-batches 20] [--backlogs 1]
+                                       [--core-per-worker]
 
 Setup, per backend (not timed): a fresh database (PostgreSQL: a new schema of database ``test``
 at 127.0.0.1:5432, dropped afterwards; SQLite: a temp file), an account with a verified sender
@@ -38,6 +39,13 @@ with the same processes, the event tables emptied before each:
   tables emptied before each): the run with the median rate is reported, every run listed; a
   backlog of 21,200 events drains in well under a second, so one run says little on a shared
   machine.
+
+``--core-per-worker`` measures how processing scales with workers when each has a core, which
+a machine whose cores the database shares cannot show otherwise: worker ``i`` and its database
+sessions are pinned to CPU ``i`` (``sched_setaffinity``; sessions found by a ``PGAPPNAME`` of
+their own, pinned again before each backlog phase), so one worker gets one core and two workers
+two; the server's shared processes (WAL writer, checkpointer), the API processes and this
+script are not pinned. It needs as many CPUs as the largest ``--workers``.
 
 Each phase's counts must add up: acknowledged = stored (new or upgraded) + deduplicated
 (duplicates dropped or merged) + discarded (out of scope) + deferred + dead-lettered, with the
@@ -316,10 +324,10 @@ def database_cpu(url: str) -> dict[int, float]:
         pids = [
             int(row[0])
             for row in conn.execute(
-                "SELECT pid FROM pg_stat_activity WHERE application_name = %s"
+                "SELECT pid FROM pg_stat_activity WHERE application_name LIKE %s"
                 " OR backend_type NOT IN ('client backend', 'autovacuum worker',"
                 " 'autovacuum launcher')",
-                (WORKER_SESSIONS,),
+                (WORKER_SESSIONS + "%",),
             )
         ]
     found = {}
@@ -327,6 +335,25 @@ def database_cpu(url: str) -> dict[int, float]:
         with contextlib.suppress(OSError):  # the process ended meanwhile
             found[pid] = cpu_seconds(pid)
     return found
+
+
+def pin_workers(url: str, processing: list[subprocess.Popen[bytes]]) -> None:
+    """Worker ``i`` and its database sessions (``PGAPPNAME`` ``WORKER_SESSIONS-i``) on CPU ``i``
+    (``--core-per-worker``)."""
+    import psycopg
+
+    with psycopg.connect(url.split("?")[0], autocommit=True) as conn:
+        sessions = conn.execute(
+            "SELECT pid, application_name FROM pg_stat_activity WHERE application_name LIKE %s",
+            (WORKER_SESSIONS + "-%",),
+        ).fetchall()
+    for cpu, proc in enumerate(processing):
+        for task in Path(f"/proc/{proc.pid}/task").iterdir():  # every thread, not only the first
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(int(task.name), {cpu})
+    for pid, application in sessions:
+        with contextlib.suppress(OSError):  # the session ended meanwhile
+            os.sched_setaffinity(int(pid), {int(application.rpartition("-")[2])})
 
 
 def database_cpu_since(url: str, before: dict[int, float]) -> float:
@@ -438,6 +465,7 @@ def run(
     clients: int,
     claim_batches: int,
     backlogs: int = 1,
+    core_per_worker: bool = False,
 ) -> dict[str, Any]:
     """One configuration: the live phase, then ``backlogs`` backlog phases (same processes;
     ``backlog`` is the one with the median rate, ``backlog_runs`` lists them all)."""
@@ -465,7 +493,9 @@ def run(
             processing = procs  # the API and the worker in one process
         else:
             procs = [start("api", *listen, "--workers", str(api_processes))]
-            processing = [start("worker", PGAPPNAME=WORKER_SESSIONS) for _ in range(workers)]
+            processing = [
+                start("worker", PGAPPNAME=f"{WORKER_SESSIONS}-{i}") for i in range(workers)
+            ]
             procs += processing
         try:
             wait_listening(port, procs)
@@ -473,7 +503,10 @@ def run(
             load_live = round(os.getloadavg()[0], 2)
             posted, live = _live(port, url, key, bodies, clients)
             live_counts = counts(live, posted["acked"])
-            runs = [_measured_backlog(name, url, bodies, processing) for _ in range(backlogs)]
+            pin = core_per_worker and name == "postgres"
+            runs = [
+                _measured_backlog(name, url, bodies, processing, pin=pin) for _ in range(backlogs)
+            ]
         finally:
             for proc in procs:
                 proc.terminate()
@@ -487,7 +520,9 @@ def run(
     median = sorted(runs, key=lambda r: r["processed_events_per_s"])[len(runs) // 2]
     return {
         "backend": name,
-        "configuration": "serve" if name == "sqlite" else f"{workers} worker(s)",
+        "configuration": "serve"
+        if name == "sqlite"
+        else f"{workers} worker(s)" + (", a core each" if core_per_worker else ""),
         "live": {
             "load_average_1m_before": load_live,
             "acknowledged_events_per_s": round(posted["acked"] / posting_s),
@@ -517,13 +552,20 @@ def run(
 
 
 def _measured_backlog(
-    name: str, url: str, bodies: list[bytes], processing: list[subprocess.Popen[bytes]]
+    name: str,
+    url: str,
+    bodies: list[bytes],
+    processing: list[subprocess.Popen[bytes]],
+    *,
+    pin: bool = False,
 ) -> dict[str, Any]:
     """One backlog phase with the running processes: the event tables emptied, the backlog
     stored at once and drained; its figures and counts."""
     total = sum(len(json.loads(b)["events"]) for b in bodies)
     reset(url)
     time.sleep(0.5)  # let the workers go idle
+    if pin:
+        pin_workers(url, processing)
     load = round(os.getloadavg()[0], 2)
     cpu_before = sum(cpu_seconds(p.pid) for p in processing)
     db_before = database_cpu(url) if name == "postgres" else {}
@@ -572,6 +614,7 @@ def backend(name: str, url: str, args: argparse.Namespace) -> list[dict[str, Any
             clients=args.clients,
             claim_batches=args.claim_batches,
             backlogs=args.backlogs,
+            core_per_worker=args.core_per_worker,
         )
         print(json.dumps(result), flush=True)
         results.append(result)
@@ -600,7 +643,16 @@ def main() -> int:
         default=1,
         help="backlog phases per configuration (the median is reported, every run listed)",
     )
+    parser.add_argument(
+        "--core-per-worker",
+        action="store_true",
+        help="pin each worker and its database sessions to a CPU of its own (PostgreSQL)",
+    )
     args = parser.parse_args()
+    if args.core_per_worker and max(map(int, args.workers.split(","))) > len(
+        os.sched_getaffinity(0)
+    ):
+        parser.error("--core-per-worker needs as many CPUs as the largest --workers")
     results: list[dict[str, Any]] = []
     for name in args.backends.split(","):
         if name == "sqlite":
