@@ -118,6 +118,11 @@ async def test_an_idle_healthy_agent_stays_ok_for_an_hour(
     )
 
 
+def _refused_after_last_seen(provider: providers.Provider) -> bool:
+    rejected, seen = provider.agent_key_rejected_at, provider.agent_last_seen_at
+    return rejected is not None and (seen is None or rejected > seen)
+
+
 async def test_an_unhealthy_agent_says_why_and_an_old_key_is_named(
     tmp_path: Path, live: LivePlatform
 ) -> None:
@@ -139,8 +144,11 @@ async def test_an_unhealthy_agent_says_why_and_an_old_key_is_named(
                 json={"previousKeyGraceSeconds": 0},
             )
         assert rotated.status_code == 200
-        live.seed.clock.advance(seconds=1)
-        await until(lambda: _provider(live).agent_key_rejected_at is not None)
+        # The platform's clock is manual: a heartbeat refused in the instant of the last
+        # accepted one (the agent beats every 50 ms) is no later than it, and the next refusal
+        # is noted only after KEY_REJECTED_RESOLUTION. Past that, the next refusal is later.
+        live.seed.clock.advance(seconds=providers.KEY_REJECTED_RESOLUTION.total_seconds() + 1)
+        await until(lambda: _refused_after_last_seen(_provider(live)))
         view = await _api_view(live)
         assert view["agentStatus"] == "key_rejected"
         assert agent.metrics.heartbeats.labels("rejected")._value.get() >= 1
