@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import typing
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -164,15 +165,30 @@ def _debootstrap() -> Path | None:
 
 class _Builds:
     """The builds the packaging tests share, started in threads as soon as the session knows it
-    will run them, so that they overlap the rest of the suite (which waits on sockets and child
-    processes much of the time); each fixture waits for the build it needs."""
+    will run tests that need them, so that they overlap the rest of the suite (which waits on
+    sockets and child processes much of the time); each fixture waits for the build it needs.
+    Only what the collected tests use is started: a session that stops a build half-way (the
+    end of a short run) leaves debootstrap's partial root behind."""
 
     def __init__(self) -> None:
         self.scratch = Path(tempfile.mkdtemp(prefix="sendpost-packaging-"))
         self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="packaging")
-        self.binary = self._pool.submit(_build_binary)
-        self.packages = self._pool.submit(_build_packages, self.binary, self.scratch)
-        self.root = self._pool.submit(_debootstrap)
+        self._started: dict[str, Future[typing.Any]] = {}
+
+    def binary(self) -> Future[Path]:
+        return self._start("binary", _build_binary)
+
+    def packages(self) -> Future[_Packages]:
+        binary = self.binary()
+        return self._start("packages", lambda: _build_packages(binary, self.scratch))
+
+    def root(self) -> Future[Path | None]:
+        return self._start("root", _debootstrap)
+
+    def _start(self, name: str, build: Callable[[], typing.Any]) -> Future[typing.Any]:
+        if name not in self._started:
+            self._started[name] = self._pool.submit(build)
+        return self._started[name]
 
     def stop(self) -> None:
         """Stop what still runs (a session cut short) and remove the scratch directory."""
@@ -201,7 +217,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not mine or os.environ.get("SENDPOST_AGENT_PURE_PYTHON") or config.option.collectonly:
         return
     items[:] = [item for item in items if here not in item.path.parents] + mine
-    _builds()
+    used = set().union(*(item.fixturenames for item in mine if isinstance(item, pytest.Function)))
+    if used & {"build_dir", "deb_package", "rpm_package", "dist_dir"}:
+        _builds().binary()
+    if used & {"deb_package", "rpm_package", "dist_dir"}:
+        _builds().packages()
+    if "debian11_root" in used:
+        _builds().root()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -212,7 +234,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 @pytest.fixture(scope="session")
 def build_dir() -> Path:
     """build-binary.sh's OUT_DIR: the single file and the unpacked tree (cached by inputs)."""
-    return _builds().binary.result(timeout=1200)
+    return _builds().binary().result(timeout=1200)
 
 
 @pytest.fixture(scope="session")
@@ -229,11 +251,11 @@ def agent_tree(build_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def deb_package() -> Path:
-    return _builds().packages.result(timeout=1200).deb
+    return _builds().packages().result(timeout=1200).deb
 
 
 def _with_rpm() -> _Packages:
-    packages = _builds().packages.result(timeout=1200)
+    packages = _builds().packages().result(timeout=1200)
     if packages.rpm is None:
         pytest.skip(
             "rpmbuild is not installed (Debian package `rpm`; scripts/bootstrap.sh adds it)"
@@ -266,7 +288,7 @@ def dist_dir() -> Path:
 @pytest.fixture(scope="session")
 def debian11_root() -> Path:
     """A minimal Debian 11 (bullseye, glibc 2.31) root from debootstrap, made once under build/."""
-    root = _builds().root.result(timeout=1200)
+    root = _builds().root().result(timeout=1200)
     if root is None:
         pytest.skip("debootstrap needs root and the debootstrap package")
     return root
