@@ -56,10 +56,12 @@ _MAX_RECIPIENT = MAX_LENGTHS["recipient"]
 _MAX_EVENT_ID = MAX_LENGTHS["event_id"]
 _MAX_COMMAND = MAX_LENGTHS["smtp_command"]
 _MAX_QUEUE_ID = MAX_LENGTHS["queue_id"]
-_MAX_ENHANCED = MAX_LENGTHS["enhanced_status"]
 _OPTIONAL_TEXT = ("event_id", "smtp_command", "queue_id")
 _CANONICAL_UUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _ALL_TEXT = ("smtp_description", "recipient", "enhanced_status", *_OPTIONAL_TEXT)
+_TEXT_LIMITS = tuple(MAX_LENGTHS[name] for name in _ALL_TEXT)
+_TEXT_FOLDED = tuple(name == "recipient" for name in _ALL_TEXT)
+"""Per text field of ``_ALL_TEXT``: its length limit, and whether it is compared case-folded."""
 _KNOWN_FIELDS = frozenset(
     ("message_id", "event_type", "timestamp", "smtp_code", "final_recipient", *_ALL_TEXT)
 )
@@ -235,36 +237,24 @@ def _fast_values(
         return None
     if get("final_recipient") is not None:
         return None  # rare (rewritten recipients): the detailed validator builds it
-    description = get("smtp_description")
-    recipient = get("recipient")
-    event_id = get("event_id")
-    enhanced = get("enhanced_status")
-    smtp_command = get("smtp_command")
-    queue_id = get("queue_id")
+    # In ``_ALL_TEXT``'s order.
+    texts = (
+        get("smtp_description"),
+        get("recipient"),
+        get("enhanced_status"),
+        get("event_id"),
+        get("smtp_command"),
+        get("queue_id"),
+    )
     if plain:
-        for value, limit in (
-            (description, _MAX_DESCRIPTION),
-            (recipient, _MAX_RECIPIENT),
-            (event_id, _MAX_EVENT_ID),
-            (enhanced, _MAX_ENHANCED),
-            (smtp_command, _MAX_COMMAND),
-            (queue_id, _MAX_QUEUE_ID),
-        ):
+        for value, limit in zip(texts, _TEXT_LIMITS):  # noqa: B905 (both of _ALL_TEXT's length)
             if value is not None and (type(value) is not str or len(value) > limit):
                 return None
     else:
-        for value, name in (
-            (description, "smtp_description"),
-            (recipient, "recipient"),
-            (event_id, "event_id"),
-            (enhanced, "enhanced_status"),
-            (smtp_command, "smtp_command"),
-            (queue_id, "queue_id"),
-        ):
-            if value is not None and not _clean(
-                value, MAX_LENGTHS[name], folded=name == "recipient"
-            ):
+        for value, limit, folded in zip(texts, _TEXT_LIMITS, _TEXT_FOLDED):  # noqa: B905
+            if value is not None and not _clean(value, limit, folded=folded):
                 return None
+    description, recipient, enhanced, event_id, smtp_command, queue_id = texts
     if recipient is not None and "@" not in recipient:
         return None
     if enhanced is not None and _enhanced_match(enhanced) is None:
