@@ -195,3 +195,46 @@ def test_translation_of_whitespace_and_classes() -> None:
     assert pcre2_source(re.compile(r"[^\s,]\s", re.M)) == f"[^{spaces},][{spaces}]".encode()
     assert pcre2_source(re.compile(r"[]a][^]b]\]\x41\t", re.M)) == rb"[]a][^]b]\]\x41\t"
     assert pcre2_source(re.compile(r"a{5,}b{2}c{1,3}[{]", re.M)) == rb"a{5,}b{2}c{1,3}[{]"
+
+
+@needs_native
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600).map(lambda raw: raw.replace(b"\x00", b"\n")) | st.just(b""))
+def test_newline_count_is_bytes_count(data: bytes) -> None:
+    """The extension's memchr count of newlines equals ``bytes.count(b"\\n")`` (the fallback
+    the Python run uses), on any bytes."""
+    from sendpost_agent.parse import _linematch
+
+    assert data.count(b"\n") == _linematch.newlines(data)
+
+
+@needs_native
+def test_json_plain_is_what_json_leaves_alone() -> None:
+    """The extension's test of "JSON writes this text as it is" agrees with json.dumps and with
+    the Python fallback, for every character below U+0180 at every offset of a word and of the
+    table-read tail, and on the real logs' lines."""
+    import json
+
+    from sendpost_agent.parse import _linematch
+
+    for code in range(0x180):
+        for before in range(20):
+            text = "a" * before + chr(code) + "b" * (19 - before)
+            as_is = json.dumps(text) == f'"{text}"'
+            assert as_is == _linematch.json_plain(text) == linematch._json_plain(text), (
+                code,
+                before,
+            )
+    for path in LOGS:
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            assert (json.dumps(line) == f'"{line}"') == _linematch.json_plain(line), line
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80))
+def test_json_plain_in_this_run_is_what_json_leaves_alone(text: str) -> None:
+    """``linematch.json_plain`` (native or Python, whichever this run uses) is true exactly
+    when json.dumps adds nothing but the quotes."""
+    import json
+
+    assert (json.dumps(text) == f'"{text}"') == linematch.json_plain(text)

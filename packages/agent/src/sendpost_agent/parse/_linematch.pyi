@@ -3,6 +3,9 @@ from array import array
 
 class MatchError(Exception): ...
 
+def newlines(data: bytes) -> int: ...
+def json_plain(text: str) -> bool: ...
+
 class Matcher:
     groups: int
     width: int

@@ -9,8 +9,8 @@ the match's ``lastindex``, its span and every group's span into an array of C ``
 """
 
 from cpython cimport array
-from libc.stdint cimport uint32_t
-from libc.string cimport memchr
+from libc.stdint cimport uint32_t, uint64_t
+from libc.string cimport memchr, memcpy
 
 import array as _array
 
@@ -62,10 +62,13 @@ cdef extern from * nogil:
     int pcre2_get_error_message(int, PCRE2_UCHAR *, PCRE2_SIZE)
 
 cdef extern from "Python.h":
+    char *PyBytes_AS_STRING(object)
+    Py_ssize_t PyBytes_GET_SIZE(object)
     int PyUnicode_KIND(object)
     void *PyUnicode_DATA(object)
     Py_ssize_t PyUnicode_GET_LENGTH(object)
     int PyUnicode_1BYTE_KIND
+    int PyUnicode_IS_ASCII(object)
 
 
 class MatchError(Exception):
@@ -73,6 +76,57 @@ class MatchError(Exception):
 
 
 cdef array.array _INTS = _array.array("i")
+
+
+def newlines(bytes data):
+    """The number of newline bytes in ``data``, found with ``memchr`` (a few instructions a
+    line; ``bytes.count`` looks at each byte on its own, about five instructions a byte)."""
+    cdef const char *p = PyBytes_AS_STRING(data)
+    cdef const char *end = p + PyBytes_GET_SIZE(data)
+    cdef Py_ssize_t n = 0
+    while p < end:
+        p = <const char *>memchr(p, 10, end - p)
+        if p == NULL:
+            break
+        n += 1
+        p += 1
+    return n
+
+
+cdef unsigned char _AS_IS[256]  # 1: a character JSON strings hold as it is
+for _c in range(0x20, 0x7F):
+    _AS_IS[_c] = 1
+_AS_IS[0x22] = 0  # "
+_AS_IS[0x5C] = 0  # \\
+cdef uint64_t _ONES = 0x0101010101010101ULL
+cdef uint64_t _HIGHS = 0x8080808080808080ULL
+
+
+cdef inline uint64_t _zero_byte(uint64_t w) noexcept nogil:
+    """Non-zero when a byte of ``w`` is zero (exact as a yes or no)."""
+    return (w - _ONES) & ~w & _HIGHS
+
+
+def json_plain(str text):
+    """Whether every character of ``text`` is printable ASCII other than ``"`` and ``\\``
+    (linematch.json_plain): eight characters at a time (an ASCII text has no byte of 0x80 or
+    more, so "below 0x20" is one subtraction), the rest by table."""
+    if not PyUnicode_IS_ASCII(text):
+        return False
+    cdef const unsigned char *p = <const unsigned char *>PyUnicode_DATA(text)
+    cdef Py_ssize_t i = 0, n = PyUnicode_GET_LENGTH(text)
+    cdef uint64_t w
+    while i + 8 <= n:
+        memcpy(&w, p + i, 8)
+        if (((w - _ONES * 0x20) & ~w & _HIGHS) | _zero_byte(w ^ (_ONES * 0x7F))
+                | _zero_byte(w ^ (_ONES * 0x22)) | _zero_byte(w ^ (_ONES * 0x5C))):
+            return False
+        i += 8
+    while i < n:
+        if not _AS_IS[p[i]]:
+            return False
+        i += 1
+    return True
 
 
 cdef str _message(int code):

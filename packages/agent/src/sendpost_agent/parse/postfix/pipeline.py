@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import json
 import marshal
 import pickle
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -96,7 +97,7 @@ class Pipeline:
         if not data:
             return []
         with _no_gc():
-            return [_event(*item) for item in self.apply(scan(data))]
+            return [_event(text) for text in self.render(self.apply(scan(data)))]
 
     def feed_json(self, data: bytes) -> list[str]:
         """:meth:`feed`, each event as its compact JSON object (ASCII, the same object as
@@ -181,7 +182,7 @@ class Pipeline:
         """End of input (``parse``): lines still waiting for a UUID are counted as
         uncorrelated; hop candidates still waiting for their NEWID are deliveries (their
         events are returned)."""
-        return [_event(*item) for item in self._flush()]
+        return [_event(text) for text in self.render(self._flush())]
 
     def flush_json(self) -> list[str]:
         """:meth:`flush`, each event as its compact JSON object."""
@@ -289,9 +290,10 @@ def pack(scanned: Scanned) -> bytes:
         op = ops[i]
         kind = op[0]
         if kind == OP_DELIVERY:
-            if op[9] is not None:  # one tuple built, not three (slice, pair, sum)
+            if op[9] is not None:  # marshal takes plain tuples only
+                event_type, final, head, tail = op[9]
                 ops[i] = (kind, op[1], op[2], op[3], op[4], op[5], op[6], op[7], op[8],
-                          tuple(op[9]), op[10])  # fmt: skip
+                          (event_type, final, head, tail), op[10])  # fmt: skip
         elif kind != OP_UUID and kind != OP_REMOVED:
             rare.append((i, op))
             ops[i] = _RARE
@@ -365,24 +367,17 @@ def _no_gc() -> Iterator[None]:
         gc.enable()
 
 
-def _event(uuid: str, micros: int | None, p: Prepared) -> AgentEvent:
-    from sendpost_wire import AgentEvent
+def _event(text: str) -> AgentEvent:
+    """The event whose compact JSON object is ``text``, read as the platform reads it
+    (``sendpost_wire.validate_event``); ``ValueError`` naming the problems if the platform
+    would refuse it (a bug here: never dropped silently)."""
+    from sendpost_wire import validate_event
 
-    return AgentEvent(
-        uuid, p.event_type, _time(micros) if micros is not None else None, p.code, p.description,
-        p.recipient, p.event_id, p.enhanced, p.command, p.queue_id, p.final_recipient,
-    )  # fmt: skip
-
-
-_last_time: list[Any] = [None, None]
-
-
-def _time(micros: int) -> dt.datetime:
-    """``from_micros`` with a one-entry cache: consecutive events often share their second."""
-    if _last_time[0] != micros:
-        _last_time[0], _last_time[1] = micros, from_micros(micros)
-    value: dt.datetime = _last_time[1]
-    return value
+    event = validate_event(json.loads(text), 0)
+    if isinstance(event, list):
+        problems = "; ".join(f"{e.field}: {e.message}" for e in event)
+        raise ValueError(f"the parser made an event the platform refuses ({problems}): {text}")
+    return event
 
 
 _DAY_US = 86_400_000_000

@@ -11,7 +11,9 @@ cpdef scan(bytes data)
 @cython.locals(c=str, d=str, r=str, e=str, m=str, f=str, tail=str, head=str, eid=str,
                seen=tuple)
 cpdef prepare(str event_type, object reply, object recipient, object dsn, str queue_id,
-              str line, object final=*)
+              str line, object final=*, bint plain=*)
+
+cdef str _json(str text, bint plain)
 
 @cython.locals(member=str)
 cpdef str _command_json(str command)
