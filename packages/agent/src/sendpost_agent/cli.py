@@ -25,10 +25,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _main(argv)
     finally:
-        # The single file's launchers, if one was killed: remove what it unpacked.
-        from sendpost_agent import frozen
-
-        frozen.clean_up()
+        # The single file's launchers, if one was killed: remove what it unpacked (only the
+        # daemon watches them, importing the module; `parse` starts without it).
+        frozen = sys.modules.get("sendpost_agent.frozen")
+        if frozen is not None:
+            frozen.clean_up()
 
 
 def _main(argv: Sequence[str] | None) -> int:
