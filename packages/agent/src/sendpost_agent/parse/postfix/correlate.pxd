@@ -2,6 +2,9 @@
 # Queue and Correlator become extension types: their attributes are C struct fields and the
 # methods declared here are called directly, not looked up by name.
 import cython
+# The parse modules' own functions, called as C functions (not looked up and called as objects).
+from sendpost_agent.parse.events cimport analyse_reply, event_type_for
+from sendpost_agent.parse.postfix.scan cimport prepare
 
 cdef class Queue:
     cdef public object uuid

@@ -1,5 +1,8 @@
 # C types for scan.py when Cython compiles it (docs/parsing.md); the .py is the only source.
 import cython
+# The parse modules' own functions, called as C functions (not looked up and called as objects).
+from sendpost_agent.parse.events cimport analyse_reply, event_id, event_type_for
+from sendpost_agent.parse.postfix.lines cimport stamp_of
 
 @cython.locals(text=str, at=Py_ssize_t, line_end=Py_ssize_t, start=Py_ssize_t,
                after=Py_ssize_t, kind=Py_ssize_t, parsed=Py_ssize_t, truncated=Py_ssize_t, invalid=Py_ssize_t,

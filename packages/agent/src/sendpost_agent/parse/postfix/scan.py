@@ -40,8 +40,8 @@ from sendpost_agent.parse.events import (
     analyse_reply,
     clean_enhanced,
     event_id,
+    event_type_for,
 )
-from sendpost_agent.parse.events import event_type_for as _event_type_for
 from sendpost_agent.parse.linematch import LineMatcher, json_plain, newlines
 from sendpost_agent.parse.postfix.lines import (
     BARE_HINT,
@@ -215,7 +215,6 @@ def scan(data: bytes) -> Scanned:
     append = ops.append
     best: dict[str, int] = {}  # queue ID -> best UUID source emitted in this buffer
     uuid_sources = _UUID_SOURCES
-    event_type_for = _event_type_for
     parsed = truncated = invalid = 0
     line_end = -1
     spans, count = _first_matches(text, lines + 1)
