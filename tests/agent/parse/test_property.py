@@ -123,7 +123,7 @@ def reference_reply(text: str) -> Reply:
     if coded is not None:
         code = int(coded.group("code"))
         body = coded.group("rest") or ""
-    return Reply(code, body.strip() or None, command)
+    return (code, body.strip() or None, command)
 
 
 REPLY_PARTS = [

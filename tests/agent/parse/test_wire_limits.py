@@ -87,5 +87,6 @@ def test_a_long_queue_id_is_cut_to_the_limit() -> None:
     """scan.prepare keeps at most MAX_QUEUE_ID characters of a queue ID."""
     reply = agent_events.analyse_reply("550 5.1.1 unknown")
     prepared = scan_module.prepare("bounced", reply, "a@b.example", "5.1.1", "Q" * 100, "line")
-    rendered = json.loads(f'{{"message_id":"{UUID}{prepared.head}{prepared.tail}')
+    _, _, head, tail = prepared
+    rendered = json.loads(f'{{"message_id":"{UUID}{head}{tail}')
     assert "Q" * MAX_LENGTHS["queue_id"] == rendered["queue_id"]

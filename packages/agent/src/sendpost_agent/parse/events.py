@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import re
 from _blake2 import blake2b  # hashlib's, without loading OpenSSL at start-up
-from typing import NamedTuple
 
 MAX_TEXT = 10_000  # the wire contract's limit for text fields (sendpost_wire.MAX_LENGTHS)
 MAX_RECIPIENT = 320  # longer recipients are left out (the platform uses the message's own)
@@ -36,55 +35,66 @@ MAX_QUEUE_ID = 64  # Postfix's are at most 16 characters; longer ones are cut
 _ENHANCED = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
 
 
-class Reply(NamedTuple):
-    code: int | None
-    description: str | None
-    command: str | None
-
-
-_new_reply = tuple.__new__  # what Reply(...) calls, without the keyword handling
+Reply = tuple[int | None, str | None, str | None]
+"""A status text's anatomy: (server code, description, SMTP command), each None when absent. A
+plain tuple: a named tuple costs a Python-level construction per event (2% of ``parse``)."""
 
 
 def analyse_reply(text: str) -> Reply:
     """Split a status text into server code, description and SMTP command (module docstring).
 
-    String methods only, as this runs once per event; the tests check it against a regex
-    reference on generated texts."""
+    String methods and index arithmetic only, as this runs once per event: the body is the span
+    ``text[start:end]``, narrowed step by step, and only the description (and the command) are
+    sliced out. The tests check it against a regex reference on generated texts."""
     command = None
-    body = text
-    stripped = text.rstrip()
-    if stripped.endswith(" command)"):
+    size = len(text)
+    stripped = size  # len(text.rstrip())
+    while stripped > 0 and text[stripped - 1].isspace():
+        stripped -= 1
+    start, end = 0, size
+    if text.endswith(" command)", 0, stripped):
         cut = text.find("(in reply to ")
-        if 0 <= cut and cut + 13 < len(stripped) - 9:
-            command = text[cut + 13 : len(stripped) - 9].strip().upper() or None
-            body = text[:cut].rstrip()
+        if 0 <= cut and cut + 13 < stripped - 9:
+            command = text[cut + 13 : stripped - 9].strip().upper() or None
+            end = cut
+            while end > 0 and text[end - 1].isspace():
+                end -= 1
             if command == "END OF DATA":
                 command = "DATA"
-    if body.startswith("host "):
-        space = body.find(" ", 5)
-        token = body[5:space]
-        if space > 5 and token.split() == [token]:
-            rest = body[space + 1 :]
-            if rest.startswith("said: "):
-                body = rest[6:]
-            elif rest.startswith("refused to talk to me: "):
-                body = rest[23:]
+    if text.startswith("host ", start, end):
+        space = text.find(" ", start + 5, end)
+        if space > start + 5 and not _has_space(text, start + 5, space):
+            if text.startswith("said: ", space + 1, end):
+                start = space + 7
+            elif text.startswith("refused to talk to me: ", space + 1, end):
+                start = space + 24
                 if command is None:
                     command = "CONNECT"
     code = None
     if (
-        len(body) >= 3
-        and "2" <= body[0] <= "5"
-        and "0" <= body[1] <= "9"
-        and "0" <= body[2] <= "9"
-        and (len(body) == 3 or body[3] in " -")
+        end - start >= 3
+        and "2" <= text[start] <= "5"
+        and "0" <= text[start + 1] <= "9"
+        and "0" <= text[start + 2] <= "9"
+        and (end - start == 3 or text[start + 3] in " -")
     ):
-        code = ord(body[0]) * 100 + ord(body[1]) * 10 + ord(body[2]) - 5328  # int(body[:3])
-        body = body[3:].lstrip(" -")
-    description = body.strip() or None
-    if description is not None and len(description) > MAX_TEXT:
-        description = description[:MAX_TEXT]
-    return _new_reply(Reply, (code, description, command))
+        code = ord(text[start]) * 100 + ord(text[start + 1]) * 10 + ord(text[start + 2]) - 5328
+        start += 3
+        while start < end and text[start] in " -":
+            start += 1
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    description = None
+    if end > start:
+        description = text[start : min(end, start + MAX_TEXT)]
+    return (code, description, command)
+
+
+def _has_space(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` holds a white-space character (as ``str.split`` sees it)."""
+    return any(text[i].isspace() for i in range(start, end))
 
 
 def event_type_for(status: str, dsn: str | None) -> str | None:

@@ -466,7 +466,7 @@ class Correlator:
                 return
             prepared = prepare(event_type, analyse_reply(text), recipient, dsn, qid, line,
                                 final)  # fmt: skip
-        if prepared.event_type == "deferred":
+        if prepared[0] == "deferred":  # its event type
             q.defer(recipient, text, dsn, final)
         elif q.pending is not None:
             q.settle(recipient)
@@ -476,7 +476,7 @@ class Correlator:
         items = q.pending_items() or [(None, "", None, None)]
         q.pending = None
         for rcpt, text, dsn, final in items:
-            reply = analyse_reply(text) if text else Reply(None, f"message {rec.status}", None)
+            reply: Reply = analyse_reply(text) if text else (None, f"message {rec.status}", None)
             prepared = prepare("soft_bounced", reply, rcpt, dsn, rec.queue_id, rec.line, final)
             out.append((str(q.uuid), micros, prepared))
 

@@ -43,9 +43,7 @@ from sendpost_agent.parse.postfix.scan import (
     OP_REINJECTED,
     OP_REMOVED,
     OP_UUID,
-    Prepared,
     Scanned,
-    _new_prepared,
     scan,
 )
 from sendpost_agent.parse.relays import DEFAULT_INTERNAL_RELAYS, InternalRelays
@@ -138,9 +136,9 @@ class Pipeline:
         stats = self.stats
         counts = stats.events
         for item in out:
-            name = item[2].event_type
+            name = item[2][0]  # Prepared: (event_type, final_recipient, head, tail)
             counts[name] = counts.get(name, 0) + 1
-            if item[2].final_recipient is not None:
+            if item[2][1] is not None:
                 stats.recipients_from_orig_to += 1
 
     def _count(self, lines: int, parsed: int, truncated: int, too_long: int, invalid: int) -> None:
@@ -175,7 +173,7 @@ class Pipeline:
                 if len(stamps) >= 4096:
                     stamps.clear()
                 stamps[micros] = stamp
-            rendered.append(f'{{"message_id":"{uuid}{p.head}{stamp}{p.tail}')
+            rendered.append(f'{{"message_id":"{uuid}{p[2]}{stamp}{p[3]}')  # head, tail
         return rendered
 
     def flush(self) -> list[AgentEvent]:
@@ -272,9 +270,8 @@ def scan_packed(data: bytes) -> bytes:
     """:func:`scan` of a buffer, its result packed into one bytes object for another process
     (:meth:`Pipeline.feed_packed_jsonl` reads it). Plumbing, no rule: the operations are the
     ones :func:`scan` returns, written with :mod:`marshal` (C, no per-object Python calls;
-    ≈ 4× cheaper than pickling them, docs/benchmarks.md). A ``Prepared`` travels as a plain tuple
-    and is rebuilt by :func:`_replay`; the rare operations that carry a record object (expiry,
-    re-injection, a line with invalid UTF-8) are pickled apart."""
+    ≈ 4× cheaper than pickling them, docs/benchmarks.md); the rare operations that carry a
+    record object (expiry, re-injection, a line with invalid UTF-8) are pickled apart."""
     if not data:
         return _EMPTY
     with _no_gc():
@@ -289,12 +286,7 @@ def pack(scanned: Scanned) -> bytes:
     for i in range(len(ops)):
         op = ops[i]
         kind = op[0]
-        if kind == OP_DELIVERY:
-            if op[9] is not None:  # marshal takes plain tuples only
-                event_type, final, head, tail = op[9]
-                ops[i] = (kind, op[1], op[2], op[3], op[4], op[5], op[6], op[7], op[8],
-                          (event_type, final, head, tail), op[10])  # fmt: skip
-        elif kind != OP_UUID and kind != OP_REMOVED:
+        if kind != OP_DELIVERY and kind != OP_UUID and kind != OP_REMOVED:
             rare.append((i, op))
             ops[i] = _RARE
     return marshal.dumps(
@@ -305,7 +297,7 @@ def pack(scanned: Scanned) -> bytes:
 
 
 def unpack(packed: bytes | bytearray | memoryview) -> Scanned:
-    """The inverse of :func:`pack` (Prepared tuples are left to :func:`_replay`)."""
+    """The inverse of :func:`pack`."""
     # bytes from pack() in this program's own child, through a private pipe: trusted
     ops, lines, parsed, truncated, too_long, invalid, rare = marshal.loads(packed)  # noqa: S302
     if rare:
@@ -327,8 +319,6 @@ def _replay(corr: Correlator, ops: list[tuple[Any, ...]], resolve: Callable[[str
         kind = op[0]
         if kind == OP_DELIVERY:
             _, qid, stamp, line, recipient, relay, status, dsn, text, prepared, final = op
-            if type(prepared) is tuple:  # unpacked from another process (scan_packed)
-                prepared = _new_prepared(Prepared, prepared)
             micros = resolve(stamp) if stamp else None
             corr.delivery(qid, stamp, line, recipient, relay, status, dsn, text, micros, out,
                           prepared, final)  # fmt: skip

@@ -93,20 +93,14 @@ _UUID_SOURCES = {
 _BIG = 1 << 62  # a line this many characters long may exceed 64 KiB
 
 
-class Prepared(NamedTuple):
-    """An event's fields that do not depend on the UUID or the resolved time: its type, the
-    rewritten recipient (``final_recipient``, for the counters), and the rest rendered as the
-    middle (``head``: after the message ID, before the timestamp) and the end (``tail``: after
-    the timestamp) of its compact JSON object — the only form the event takes here (an
-    :class:`~sendpost_wire.AgentEvent` is read back from it, pipeline.py)."""
-
-    event_type: str
-    final_recipient: str | None
-    head: str
-    tail: str
-
-
-_new_prepared = tuple.__new__  # what Prepared(...) calls, without the keyword handling
+Prepared = tuple[str, str | None, str, str]
+"""An event's fields that do not depend on the UUID or the resolved time: ``(event_type,
+final_recipient, head, tail)`` — its type, the rewritten recipient (for the counters), and the
+rest rendered as the middle (``head``: after the message ID, before the timestamp) and the end
+(``tail``: after the timestamp) of its compact JSON object, the only form the event takes here
+(an :class:`~sendpost_wire.AgentEvent` is read back from it, pipeline.py). A plain tuple, like
+the operations: it crosses to the other process as it is (``marshal``), and a named tuple costs
+a Python-level construction per event."""
 # The few distinct dsn= values and SMTP commands of a log, with their JSON members rendered once
 # (at most _MAX_SEEN each: a damaged log cannot grow them).
 _DSN_JSON: dict[str | None, tuple[str | None, str]] = {}
@@ -162,7 +156,7 @@ def prepare(
     f = "" if final is None else ',"final_recipient":' + _json(final, plain)
     tail = f'{c}{d}{r},"event_id":"{eid}"{e}{m},"queue_id":{_json(queue_id, plain)}{f}}}'
     head = _HEADS.get(event_type) or f'","event_type":{_json_str(event_type)[1:]}'
-    return _new_prepared(Prepared, (event_type, final, head, tail))
+    return (event_type, final, head, tail)
 
 
 def _json(text: str, plain: bool) -> str:
