@@ -11,14 +11,14 @@ from sendpost_agent.parse.postfix.lines cimport stamp_of
                spans=cython.int[::1], count=Py_ssize_t, i=Py_ssize_t, b=Py_ssize_t, width=Py_ssize_t)
 cpdef scan(bytes data)
 
-@cython.locals(c=str, d=str, r=str, e=str, m=str, f=str, tail=str, head=str, eid=str,
-               seen=tuple)
+@cython.locals(c=str, d=str, r=str, e=str, m=str, f=str, q=str, tail=str, head=str, eid=str,
+               seen=tuple, dsns=dict, codes=dict, heads=dict)
 cpdef prepare(str event_type, object reply, object recipient, object dsn, str queue_id,
               str line, object final=*, bint plain=*)
 
-cdef str _json(str text, bint plain)
+cdef str _member(str key, str text, bint plain)
 
-@cython.locals(member=str)
+@cython.locals(member=str, commands=dict)
 cpdef str _command_json(str command)
 
 @cython.locals(at=Py_ssize_t)

@@ -108,6 +108,7 @@ _COMMAND_JSON: dict[str, str] = {}
 _MAX_SEEN = 1000
 _TYPES = ("delivered", "bounced", "soft_bounced", "deferred")
 _HEADS = {name: f'","event_type":"{name}"' for name in _TYPES}
+_CODES = {code: f',"smtp_code":{code}' for code in range(200, 600)}  # every code a reply has
 
 
 def prepare(
@@ -128,12 +129,13 @@ def prepare(
     recipient = recipient or None
     if final is not None and ("@" not in final or len(final) > MAX_RECIPIENT or "\x00" in final):
         final = None
-    seen = _DSN_JSON.get(dsn)
+    dsns = _DSN_JSON
+    seen = dsns.get(dsn)
     if seen is None:
         enhanced = clean_enhanced(dsn)
         seen = (enhanced, "" if enhanced is None else f',"enhanced_status":"{enhanced}"')
-        if len(_DSN_JSON) < _MAX_SEEN:
-            _DSN_JSON[dsn] = seen
+        if len(dsns) < _MAX_SEEN:
+            dsns[dsn] = seen
     enhanced, e = seen
     eid = event_id(line, event_type, recipient)
     if len(queue_id) > MAX_QUEUE_ID:
@@ -141,7 +143,7 @@ def prepare(
     code, description, command = reply
     if command is not None and len(command) > MAX_COMMAND:
         command = None
-    if (
+    if not plain and (  # (a plain line holds no NUL)
         "\x00" in queue_id
         or (recipient is not None and "\x00" in recipient)
         or (description is not None and "\x00" in description)
@@ -149,31 +151,34 @@ def prepare(
     ):
         recipient, description, command = _no_nul(recipient), _no_nul(description), _no_nul(command)
         queue_id = queue_id.replace("\x00", "?")
-    c = "" if code is None else f',"smtp_code":{code}'
-    d = "" if description is None else ',"smtp_description":' + _json(description, plain)
-    r = "" if recipient is None else ',"recipient":' + _json(recipient, plain)
+    codes, heads = _CODES, _HEADS
+    c = "" if code is None else codes.get(code) or f',"smtp_code":{code}'
+    d = "" if description is None else _member(',"smtp_description":', description, plain)
+    r = "" if recipient is None else _member(',"recipient":', recipient, plain)
     m = "" if command is None else _command_json(command)
-    f = "" if final is None else ',"final_recipient":' + _json(final, plain)
-    tail = f'{c}{d}{r},"event_id":"{eid}"{e}{m},"queue_id":{_json(queue_id, plain)}{f}}}'
-    head = _HEADS.get(event_type) or f'","event_type":{_json_str(event_type)[1:]}'
+    f = "" if final is None else _member(',"final_recipient":', final, plain)
+    q = _member(',"queue_id":', queue_id, plain)
+    tail = f'{c}{d}{r},"event_id":"{eid}"{e}{m}{q}{f}}}'
+    head = heads.get(event_type) or f'","event_type":{_json_str(event_type)[1:]}'
     return (event_type, final, head, tail)
 
 
-def _json(text: str, plain: bool) -> str:
-    """``text`` as a JSON string, as ``json.dumps`` writes it. ``plain``: the text is known to
-    hold only printable ASCII other than ``"`` and ``\\`` (linematch.json_plain of the line it
-    comes from), which JSON strings hold as they are: the quotes are all there is to add
-    (escaping looks at each character twice: 4% of ``parse``)."""
-    return f'"{text}"' if plain else _json_str(text)
+def _member(key: str, text: str, plain: bool) -> str:
+    """``key`` (``,"name":``) and ``text`` as a JSON string, as ``json.dumps`` writes it.
+    ``plain``: the text is known to hold only printable ASCII other than ``"`` and ``\\``
+    (linematch.json_plain of the line it comes from), which JSON strings hold as they are: the
+    quotes are all there is to add (escaping looks at each character twice: 4% of ``parse``)."""
+    return f'{key}"{text}"' if plain else key + _json_str(text)
 
 
 def _command_json(command: str) -> str:
     """The ``smtp_command`` member for ``command``."""
-    member = _COMMAND_JSON.get(command)
+    commands = _COMMAND_JSON
+    member = commands.get(command)
     if member is None:
         member = ',"smtp_command":' + _json_str(command)
-        if len(_COMMAND_JSON) < _MAX_SEEN:
-            _COMMAND_JSON[command] = member
+        if len(commands) < _MAX_SEEN:
+            commands[command] = member
     return member
 
 
