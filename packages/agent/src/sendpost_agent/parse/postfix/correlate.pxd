@@ -47,7 +47,7 @@ cdef class Correlator:
     cpdef reinjected(self, object qid, object parent_qid, list out)
     @cython.locals(q=Queue)
     cpdef outcome(self, object rec, object micros, list out)
-    cpdef _hold(self, Queue q, object qid, object rec, object micros)
+    cpdef _hold(self, Queue q, object qid, list data, object micros)
     @cython.locals(q=Queue)
     cpdef Queue _queue(self, object qid)
     cpdef _learn(self, Queue q, object uuid, Py_ssize_t source, list out)

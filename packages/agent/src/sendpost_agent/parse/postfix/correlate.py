@@ -73,13 +73,23 @@ Out = list[tuple[str, int | None, Prepared]]
 
 
 def _encode(rec: Delivery | Expired) -> list[Any]:
+    """A held line as saved state (JSON: a list), :func:`_decode` reads it back."""
     if isinstance(rec, Delivery):
-        data = ["d", rec.queue_id, rec.stamp, rec.line, rec.recipient, rec.relay, rec.status,
-                rec.dsn, rec.text]  # fmt: skip
-        if rec.final_recipient is not None:
-            data.append(rec.final_recipient)
-        return data
+        return _encode_delivery(rec.queue_id, rec.stamp, rec.line, rec.recipient, rec.relay,
+                                rec.status, rec.dsn, rec.text, rec.final_recipient)  # fmt: skip
     return ["e", rec.queue_id, rec.stamp, rec.line, rec.status]
+
+
+def _encode_delivery(
+    qid: str, stamp: str | None, line: str, recipient: str, relay: str, status: str,
+    dsn: str | None, text: str, final: str | None,
+) -> list[Any]:  # fmt: skip
+    """:func:`_encode` of the :class:`Delivery` with these fields, without building it (a
+    frozen record's construction costs more than the rest of a held line's handling)."""
+    data = ["d", qid, stamp, line, recipient, relay, status, dsn, text]
+    if final is not None:
+        data.append(final)
+    return data
 
 
 def _decode(data: list[Any]) -> Delivery | Expired:
@@ -359,17 +369,17 @@ class Correlator:
             micros = self.last_us
         q = self._queue(rec.queue_id)
         if q.uuid is None:
-            self._hold(q, rec.queue_id, rec, micros)
+            self._hold(q, rec.queue_id, _encode(rec), micros)
         else:
             self._apply(q, rec, micros, out)
 
-    def _hold(self, q: Queue, qid: str, rec: Delivery | Expired, micros: int | None) -> None:
-        """A line of ``qid`` waits for its UUID."""
+    def _hold(self, q: Queue, qid: str, data: list[Any], micros: int | None) -> None:
+        """A line of ``qid`` (:func:`_encode`) waits for its UUID."""
         if q.held is None:
             q.held = []
         if not q.held:
             self.holding.append(qid)
-        q.held.append([_encode(rec), micros])
+        q.held.append([data, micros])
         self.held += 1
         if self.held > MAX_HELD:
             self._drop_oldest_held()
@@ -439,8 +449,8 @@ class Correlator:
             self._deliver(q, qid, line, recipient, relay, status, dsn, text, micros, out, prepared,
                           final)  # fmt: skip
             return
-        rec = Delivery(qid, stamp, line, recipient, relay, status, dsn, text, final)
-        self._hold(q, qid, rec, micros)
+        data = _encode_delivery(qid, stamp, line, recipient, relay, status, dsn, text, final)
+        self._hold(q, qid, data, micros)
 
     def _deliver(
         self, q: Queue, qid: str, line: str, recipient: str, relay: str, status: str,
@@ -457,8 +467,9 @@ class Correlator:
                     self.hops_resolved += 1
                     self._link_child(child, uuid, out)
                 else:
-                    rec = Delivery(qid, None, line, recipient, relay, status, dsn, text, final)
-                    self._candidate(child, uuid, micros, rec, out)
+                    data = _encode_delivery(qid, None, line, recipient, relay, status, dsn,
+                                            text, final)  # fmt: skip
+                    self._candidate(child, uuid, micros, data, out)
                 return
         if prepared is None:
             event_type = event_type_for(status, dsn)
@@ -483,9 +494,10 @@ class Correlator:
     # -- hop candidates ---------------------------------------------------------------------
 
     def _candidate(
-        self, child: str, uuid: str, micros: int | None, rec: Delivery, out: Out
+        self, child: str, uuid: str, micros: int | None, data: list[Any], out: Out
     ) -> None:
-        """A ``sent ... queued as child`` line whose child has not been seen (yet)."""
+        """A ``sent ... queued as child`` line (:func:`_encode`) whose child has not been seen
+        (yet)."""
         hop = self.hops.get(child)
         if hop is None:
             deadline = (self.last_us or 0) + HOP_WINDOW_US
@@ -493,7 +505,7 @@ class Correlator:
             self.hop_order.append((deadline, child))
             if self.hops_due is None:
                 self.hops_due = deadline
-        hop["l"].append([_encode(rec), micros])
+        hop["l"].append([data, micros])
         self.hop_lines += 1
         if self.hop_lines > MAX_HOP_LINES:
             self.release_hops(None, out, one=True)
