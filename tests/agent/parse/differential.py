@@ -13,7 +13,6 @@ state, then what ``flush`` gives; per reply text ``analyse_reply``; per argument
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import sys
@@ -26,9 +25,9 @@ from sendpost_agent.parse.postfix.scan import prepare, scan
 
 
 def _plain(value: Any) -> Any:
-    """JSON-able form of ops, records, tuples and dataclasses (their type named)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return [type(value).__name__, _plain(dataclasses.astuple(value))]
+    """JSON-able form of ops, records (their type named), tuples and dicts."""
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a record (named tuple)
+        return [type(value).__name__, [_plain(v) for v in value]]
     if isinstance(value, tuple | list):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
@@ -47,11 +46,11 @@ def run(spec: dict[str, Any]) -> list[Any]:
             out.append(_plain(scan(data)))
             out.append(as_json.feed_json(data))
             out.append([e.to_wire() for e in as_events.feed(data)])
-            out.append(_plain(dataclasses.asdict(as_json.stats)))
+            out.append(as_json.stats.to_json())
             out.append(_plain(as_json.snapshot()))
             out.append(_plain(as_events.changes()))
         out.append(as_json.flush_json())
-        out.append(_plain(dataclasses.asdict(as_json.stats)))
+        out.append(as_json.stats.to_json())
     out.extend(_plain(analyse_reply(text)) for text in spec.get("replies", []))
     out.extend(_plain(prepare(*args)) for args in spec.get("prepare", []))
     return out

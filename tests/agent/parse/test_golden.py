@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import os
@@ -21,7 +20,7 @@ REFERENCE = dt.datetime(2024, 1, 10, tzinfo=dt.UTC)
 def _record_json(line: bytes) -> dict[str, Any]:
     rec = parse_line(line)
     out: dict[str, Any] = {"type": type(rec).__name__}
-    out.update({k: v for k, v in dataclasses.asdict(rec).items() if k != "line"})
+    out.update({k: v for k, v in rec._asdict().items() if k != "line"})
     if out.get("final_recipient", "") is None:
         del out["final_recipient"]  # only lines with orig_to= have one
     return out

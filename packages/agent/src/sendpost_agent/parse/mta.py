@@ -16,24 +16,40 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
-@dataclass
 class ParseStats:
-    """Plain counters (what each means: docs/parsing.md); the daemon turns them into metrics."""
+    """Plain counters (what each means: docs/parsing.md); the daemon turns them into metrics.
+    (A plain class: ``parse`` starts without importing ``dataclasses``.)"""
 
-    lines: int = 0
-    parsed: int = 0
-    ignored: int = 0
-    unparsed: dict[str, int] = field(default_factory=dict)
-    invalid_utf8: int = 0
-    uncorrelated: int = 0
-    hops_resolved: int = 0
-    hops_unresolved: int = 0
-    recipients_from_orig_to: int = 0
-    events: dict[str, int] = field(default_factory=dict)
+    __slots__ = (
+        "events",
+        "hops_resolved",
+        "hops_unresolved",
+        "ignored",
+        "invalid_utf8",
+        "lines",
+        "parsed",
+        "recipients_from_orig_to",
+        "uncorrelated",
+        "unparsed",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self.parsed = 0
+        self.ignored = 0
+        self.unparsed: dict[str, int] = {}
+        self.invalid_utf8 = 0
+        self.uncorrelated = 0
+        self.hops_resolved = 0
+        self.hops_unresolved = 0
+        self.recipients_from_orig_to = 0
+        self.events: dict[str, int] = {}
+
+    def __repr__(self) -> str:
+        return f"ParseStats({self.to_json()})"
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -50,8 +66,7 @@ class ParseStats:
         }
 
 
-@dataclass
-class StateChanges:
+class StateChanges(NamedTuple):
     """What :meth:`LogParser.changes` hands to the state store.
 
     ``head`` is the parser's snapshot without its ``correlator``'s ``queues`` and ``orphans``
@@ -137,8 +152,7 @@ class ParserFactory(Protocol):
     ) -> LogParser: ...
 
 
-@dataclass(frozen=True)
-class Mta:
+class Mta(NamedTuple):
     """One MTA's adapter.
 
     ``parser`` builds a :class:`LogParser` (``state``: one a parser of this adapter saved, which

@@ -1,4 +1,5 @@
-"""The values the Postfix line parser returns.
+"""The values the Postfix line parser returns (named tuples: immutable, and quick to build and
+to import).
 
 Each record keeps the raw timestamp text (``stamp``) rather than a datetime: classic syslog
 timestamps carry no year, and inferring it needs the history of the log, which is the
@@ -8,7 +9,7 @@ deterministic event id.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # Where a queue ID learnt its message UUID, best first. A better source overrides a worse one.
 SOURCE_INHERITED = 0  # from the parent queue ID of a content-filter / re-injection hop
@@ -17,8 +18,7 @@ SOURCE_SENDER = 2  # qmgr ``from=<bounces+{uuid}+{subAccountId}@sp-bounce.{domai
 SOURCE_MESSAGE_ID = 3  # cleanup ``message-id=<{uuid}@domain>``
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
+class Delivery(NamedTuple):
     """One recipient's delivery attempt: ``QID: to=<r>, [orig_to=<o>, ]relay=R, dsn=D,
     status=WORD (text)``. ``recipient`` is the address the platform sent to: ``o`` when logged,
     else ``r``; ``final_recipient`` is ``r`` when ``o`` was logged (the rewritten address)."""
@@ -34,8 +34,7 @@ class Delivery:
     final_recipient: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class UuidSeen:
+class UuidSeen(NamedTuple):
     """A line revealing the message UUID of a queue ID (``source`` is one of ``SOURCE_*``)."""
 
     queue_id: str
@@ -45,8 +44,7 @@ class UuidSeen:
     source: int
 
 
-@dataclass(frozen=True, slots=True)
-class Expired:
+class Expired(NamedTuple):
     """qmgr ``QID: from=<sender>, status=expired, returned to sender`` (also ``force-expired``)."""
 
     queue_id: str
@@ -55,8 +53,7 @@ class Expired:
     status: str
 
 
-@dataclass(frozen=True, slots=True)
-class Removed:
+class Removed(NamedTuple):
     """qmgr ``QID: removed``: the queue ID is finished and may be reused."""
 
     queue_id: str
@@ -64,8 +61,7 @@ class Removed:
     line: str
 
 
-@dataclass(frozen=True, slots=True)
-class Reinjected:
+class Reinjected(NamedTuple):
     """smtpd ``QID: client=..., orig_queue_id=PARENT``: a filter re-injected PARENT as QID."""
 
     queue_id: str
@@ -74,8 +70,7 @@ class Reinjected:
     parent: str
 
 
-@dataclass(frozen=True, slots=True)
-class Unparsed:
+class Unparsed(NamedTuple):
     """A line that yields nothing. ``reason`` is ``irrelevant`` (nothing the agent needs: other
     Postfix lines, other programs), ``too_long`` (over 64 KiB) or ``truncated`` (a delivery line
     cut before its ``status=``)."""
