@@ -7,7 +7,7 @@ from sendpost_agent.parse.postfix.lines cimport stamp_of
 @cython.locals(text=str, at=Py_ssize_t, line_end=Py_ssize_t, start=Py_ssize_t,
                after=Py_ssize_t, kind=Py_ssize_t, parsed=Py_ssize_t, truncated=Py_ssize_t, invalid=Py_ssize_t,
                lines=Py_ssize_t, close=Py_ssize_t, dirty=bint,
-               ops=list, best=dict, body=str, line=str, status=str,
+               ops=list, best=dict, shared=dict, body=str, line=str, status=str,
                spans=cython.int[::1], count=Py_ssize_t, i=Py_ssize_t, b=Py_ssize_t, width=Py_ssize_t)
 cpdef scan(bytes data)
 

@@ -213,6 +213,10 @@ def scan(data: bytes) -> Scanned:
     ops: list[tuple[Any, ...]] = []
     append = ops.append
     best: dict[str, int] = {}  # queue ID -> best UUID source emitted in this buffer
+    # One object per distinct relay, status, dsn and timestamp text of the buffer: they repeat
+    # from line to line, and a shared object crosses to the other process once (marshal writes
+    # a reference after the first) and is allocated and freed there once.
+    shared: dict[str, str] = {}
     uuid_sources = _UUID_SOURCES
     parsed = truncated = invalid = 0
     line_end = -1
@@ -249,14 +253,20 @@ def scan(data: bytes) -> Scanned:
             orig = _group(text, spans, b, GROUP_ORIG_TO)
             orig_bare = _group(text, spans, b, GROUP_ORIG_TO_BARE)
             relay = _group(text, spans, b, GROUP_RELAY)
+            relay = shared.setdefault(relay, relay)
             dsn = _group(text, spans, b, GROUP_DSN)
+            if dsn is not None:
+                dsn = shared.setdefault(dsn, dsn)
             status = _group(text, spans, b, GROUP_STATUS).lower()
+            status = shared.setdefault(status, status)
             if orig is None and orig_bare is None:
                 recipient, final = (to if to is not None else bare), None
             else:
                 recipient, final = recipients(to, bare, orig, orig_bare)
             start = text.rfind("\n", 0, at) + 1
             stamp = stamp_of(text, start, at) if at > start else None
+            if stamp is not None:
+                stamp = shared.setdefault(stamp, stamp)
             if kind == GROUP_TEXT:
                 close = text.rfind(")", after, line_end)
                 body = text[after : close if close >= 0 else line_end]
