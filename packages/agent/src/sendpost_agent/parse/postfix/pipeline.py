@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
-import json
 import marshal
 import pickle
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -361,6 +360,8 @@ def _event(text: str) -> AgentEvent:
     """The event whose compact JSON object is ``text``, read as the platform reads it
     (``sendpost_wire.validate_event``); ``ValueError`` naming the problems if the platform
     would refuse it (a bug here: never dropped silently)."""
+    import json  # here: `parse` and the daemon never read their JSON back
+
     from sendpost_wire import validate_event
 
     event = validate_event(json.loads(text), 0)

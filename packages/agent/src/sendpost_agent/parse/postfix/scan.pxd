@@ -12,7 +12,7 @@ from sendpost_agent.parse.postfix.lines cimport stamp_of
 cpdef scan(bytes data)
 
 @cython.locals(c=str, d=str, r=str, e=str, m=str, f=str, q=str, tail=str, head=str, eid=str,
-               seen=tuple, dsns=dict, codes=dict, heads=dict)
+               dsns=dict, codes=dict, heads=dict)
 cpdef prepare(str event_type, object reply, object recipient, object dsn, str queue_id,
               str line, object final=*, bint plain=*)
 

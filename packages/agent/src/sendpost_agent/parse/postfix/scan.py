@@ -103,7 +103,7 @@ the operations: it crosses to the other process as it is (``marshal``), and a na
 a Python-level construction per event."""
 # The few distinct dsn= values and SMTP commands of a log, with their JSON members rendered once
 # (at most _MAX_SEEN each: a damaged log cannot grow them).
-_DSN_JSON: dict[str | None, tuple[str | None, str]] = {}
+_DSN_JSON: dict[str | None, str] = {}
 _COMMAND_JSON: dict[str, str] = {}
 _MAX_SEEN = 1000
 _TYPES = ("delivered", "bounced", "soft_bounced", "deferred")
@@ -119,7 +119,7 @@ def prepare(
     lengths, ``sendpost_wire.MAX_LENGTHS``; a NUL, which only a damaged log holds, becomes
     ``?`` as in Postfix's own printable text). ``final``: the rewritten address behind
     ``recipient``, sent as ``final_recipient``. ``plain``: the caller knows that every text
-    given is printable ASCII other than ``"`` and ``\\`` (see :func:`_json`)."""
+    given is printable ASCII other than ``"`` and ``\\`` (see :func:`_member`)."""
     if recipient is not None and (
         "@" not in recipient
         or len(recipient) > MAX_RECIPIENT
@@ -130,13 +130,12 @@ def prepare(
     if final is not None and ("@" not in final or len(final) > MAX_RECIPIENT or "\x00" in final):
         final = None
     dsns = _DSN_JSON
-    seen = dsns.get(dsn)
-    if seen is None:
+    e = dsns.get(dsn)
+    if e is None:
         enhanced = clean_enhanced(dsn)
-        seen = (enhanced, "" if enhanced is None else f',"enhanced_status":"{enhanced}"')
+        e = "" if enhanced is None else f',"enhanced_status":"{enhanced}"'
         if len(dsns) < _MAX_SEEN:
-            dsns[dsn] = seen
-    enhanced, e = seen
+            dsns[dsn] = e
     eid = event_id(line, event_type, recipient)
     if len(queue_id) > MAX_QUEUE_ID:
         queue_id = queue_id[:MAX_QUEUE_ID]
