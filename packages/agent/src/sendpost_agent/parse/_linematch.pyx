@@ -5,7 +5,9 @@ No parse rule lives here. The pattern is given by the caller (linematch.py trans
 Python pattern it was given, the only source of the rule, to PCRE2's dialect); this module only
 finds, for each line of a text, the first match of that pattern starting in the line, and writes
 the match's ``lastindex``, its span and every group's span into an array of C ``int``
-(linematch.py's layout): one call per text, no Python object per line.
+(linematch.py's layout): one call per text, no Python object per line. Two character loops
+beside it, each with its Python twin in linematch.py: :func:`newlines` counts a buffer's lines,
+:func:`json_plain` says whether JSON holds a text's characters as they are.
 """
 
 from cpython cimport array

@@ -34,7 +34,7 @@ class ParseStats:
         "recipients_from_orig_to",
         "uncorrelated",
         "unparsed",
-    )  # fmt: skip
+    )
 
     def __init__(self) -> None:
         self.lines = 0
