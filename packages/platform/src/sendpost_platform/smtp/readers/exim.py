@@ -59,8 +59,7 @@ def _address_line(line: str) -> tuple[str, str] | None:
     """An address line, indented one or two spaces: the address alone (``a@b``, ``<a@b>``,
     ``a@b:``), ``<a@b>: reply`` (MXLogic) or a bare local part (returned as is, without ``@``);
     with what follows the address on the line."""
-    indent = len(line) - len(line.lstrip(" "))
-    if not 0 < indent <= 2:
+    if not line.startswith(" ") or line.startswith("   "):  # indented by one or two spaces
         return None
     stripped = line.strip()
     head = _text.bracketed(stripped)

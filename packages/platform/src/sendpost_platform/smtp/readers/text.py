@@ -74,6 +74,8 @@ def address_token(text: str, *, anchored: bool) -> str | None:
     (before a closing ``>`` and one ``.`` or ``,`` after it, or before one trailing ``.`` or
     ``,`` that the address can spare); it holds an ``@`` with something on each side.
     """
+    if "@" not in text:  # most lines: no address, and nothing to cut
+        return None
     closed = text.endswith((">", ">.", ">,"))
     core = text[: text.rfind(">")] if closed else text
     if not core or core[-1].isspace():
