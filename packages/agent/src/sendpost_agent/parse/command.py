@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
     pipeline = mta.parser(reference_time=reference, internal_relays=relays)
     out = sys.stdout.buffer
     try:
-        if _split(args.processes, mta, names, handles):
+        if _split(args.processes, mta, size):
             from sendpost_agent.parse import split
 
             assert mta.scan_packed is not None
@@ -208,13 +208,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _split(processes: int, mta: Mta, names: list[str], handles: list[io.BufferedReader]) -> bool:
-    """Whether to parse with two processes (``--processes``, else by input size and CPUs)."""
+def _split(processes: int, mta: Mta, size: int | None) -> bool:
+    """Whether to parse with two processes (``--processes``, else by the inputs' total ``size``,
+    None for a pipe, and the CPUs)."""
     if processes == 1 or mta.scan_packed is None or not hasattr(os, "fork"):
         return False
     if processes == 2:
         return True
-    size = _input_size(names, handles)
     if size is None or size < SPLIT_MIN_BYTES:
         return False  # a pipe may be endless or slow: no gain in splitting it
     from sendpost_agent.parse import split
